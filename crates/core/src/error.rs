@@ -1,0 +1,57 @@
+/*!
+Typed errors of the core crate.
+
+[`EventError`] says why one line is not an event; [`LineError`] adds where
+(file and line), which is what a user sees. Reading goes on after a bad
+line unless the caller asked for strict mode.
+*/
+
+use std::path::PathBuf;
+
+/// Why one line could not be turned into an event or record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("invalid JSON (column {column}): {reason}")]
+    Json { column: usize, reason: String },
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{path}`: {reason}")]
+    Field { path: String, reason: String },
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    #[error("line is not valid UTF-8")]
+    Utf8,
+    #[error("line is longer than the limit of {limit} bytes (skipped)")]
+    TooLong { limit: usize },
+}
+
+/// A bad line, with its place.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{source_name}:{line}: {error}")]
+pub struct LineError {
+    /// File path, or `<stdin>`.
+    pub source_name: String,
+    /// 1-based line number.
+    pub line: u64,
+    #[source]
+    pub error: EventError,
+}
+
+/// Failures that stop reading altogether.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{source_name}: read failed after line {line}: {source}")]
+    Io {
+        source_name: String,
+        line: u64,
+        source: std::io::Error,
+    },
+    /// Strict mode: the first bad line ends the read.
+    #[error("{0} (stopped: strict mode)")]
+    Strict(LineError),
+}

@@ -1,0 +1,23 @@
+/*!
+The core of distillguard: the event model every other crate speaks.
+
+- [`time`]: RFC 3339 timestamps as milliseconds.
+- [`event`]: the normalised [`Event`] and the account / model records.
+- [`normalize`]: OpenAI Chat Completions and Anthropic Messages bodies into one shape.
+- [`reader`]: JSON Lines sources (plain, gzip, stdin) with per-line errors.
+- [`report`]: the analysis report and the ground truth the scoreboard reads.
+*/
+
+pub mod error;
+pub mod event;
+pub mod normalize;
+pub mod reader;
+pub mod report;
+pub mod time;
+
+pub use error::{EventError, LineError, ReadError};
+pub use event::{AccountInfo, AccountRecord, ClientInfo, Dialect, Event, ModelRelease, Request, Response, Sampling};
+pub use normalize::parse_event_line;
+pub use reader::{EventReader, Lines, ReadStats, RecordReader};
+pub use report::{AccountReport, CampaignReport, Label, Reason, Report, TruthRecord, Verdict};
+pub use time::Timestamp;

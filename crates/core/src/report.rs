@@ -1,0 +1,128 @@
+/*!
+The analysis report (`distillguard analyze --format json`) and the ground
+truth (`truth.jsonl`) that the scoreboard compares it with.
+
+The report is versioned; readers accept unknown fields so that later
+versions can add to it without breaking older tools.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// What to do with an account, in increasing severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Monitor,
+    Throttle,
+    Block,
+}
+
+impl Verdict {
+    /// Throttle and above count as "flagged" (stopped, at least partly).
+    pub fn is_flagged(self) -> bool {
+        self >= Verdict::Throttle
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Monitor => "monitor",
+            Verdict::Throttle => "throttle",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+/// One signal's part in an account's risk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub signal: String,
+    pub value: f64,
+    pub contribution: f64,
+    /// One line a human can check.
+    pub detail: String,
+}
+
+/// One account's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountReport {
+    pub account_id: String,
+    pub risk: f64,
+    pub verdict: Verdict,
+    /// The `ts` of the event at which the account first reached throttle.
+    #[serde(default)]
+    pub flagged_at: Option<Timestamp>,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+}
+
+/// A linked group of accounts (filled by campaign linking).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignReport {
+    pub campaign_id: String,
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub detected_at: Option<Timestamp>,
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Everything else a campaign report says (capabilities, indicators, …).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub version: u32,
+    #[serde(default)]
+    pub stats: serde_json::Map<String, serde_json::Value>,
+    pub accounts: Vec<AccountReport>,
+    #[serde(default)]
+    pub campaigns: Vec<CampaignReport>,
+}
+
+/// Report versions this build reads.
+pub const REPORT_VERSION: u32 = 1;
+
+/// Ground-truth label of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    Benign,
+    Attack,
+}
+
+/// A line of `truth.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthRecord {
+    pub account_id: String,
+    pub label: Label,
+    #[serde(default)]
+    pub campaign: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trips_and_keeps_unknown_campaign_fields() {
+        let text = r#"{"version":1,"stats":{"events":10},"accounts":[
+            {"account_id":"a","risk":0.9,"verdict":"block","flagged_at":"2026-02-24T08:00:00Z",
+             "reasons":[{"signal":"template_concentration","value":0.93,"contribution":0.4,"detail":"93% of 41,200 requests share 3 templates"}],
+             "campaign_id":"c1","future":true}],
+            "campaigns":[{"campaign_id":"c1","accounts":["a"],"capabilities":["coding"]}]}"#;
+        let r: Report = serde_json::from_str(text).unwrap();
+        assert_eq!(r.accounts[0].verdict, Verdict::Block);
+        assert!(r.accounts[0].verdict.is_flagged());
+        assert!(!Verdict::Monitor.is_flagged());
+        assert_eq!(r.campaigns[0].extra["capabilities"][0], "coding");
+        let again: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(again, r);
+    }
+}
