@@ -11,6 +11,7 @@ The core of distillguard: the event model every other crate speaks.
 pub mod error;
 pub mod event;
 pub mod normalize;
+pub mod progress;
 pub mod reader;
 pub mod report;
 pub mod time;

@@ -1,0 +1,273 @@
+/*!
+The traffic simulator: realistic LLM API traffic with labelled
+distillation campaigns, deterministic per seed.
+
+`simulate` builds the world from a [`Scenario`] (benign humans, legitimate
+heavy customers, campaigns), sorts every request by time, renders each as
+an event-log line and writes:
+
+- `events.jsonl.gz` — the event log (`docs/event-log.md`), in time order;
+- `accounts.jsonl` — account records (`--accounts` input of analyze);
+- `models.jsonl` — model releases (`--models` input);
+- `truth.jsonl` — labels: `{account_id, label, campaign}`;
+- `manifest.json` — scenario, seed, corpus and counts of the run.
+
+The same scenario, seed and corpus give the same bytes. The event log is
+written as independent gzip members (one per chunk) so that chunks render
+and compress on every core; any gzip reader reads it as one stream.
+*/
+
+pub mod content;
+pub mod corpus;
+pub mod network;
+pub mod population;
+pub mod render;
+pub mod rng;
+pub mod scenario;
+pub mod schedule;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use distillguard_core::progress::Progress;
+use distillguard_core::time::MS_PER_DAY;
+use distillguard_core::{AccountRecord, Label, ModelRelease, Timestamp, TruthRecord};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::Serialize;
+
+pub use corpus::Corpus;
+pub use scenario::Scenario;
+
+use population::Ctx;
+use render::World;
+use world::ModelRt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Scenario(#[from] scenario::ScenarioError),
+    #[error(transparent)]
+    Corpus(#[from] corpus::CorpusError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub corpus: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub events: u64,
+    pub accounts: u64,
+    pub benign_accounts: u64,
+    pub attack_accounts: u64,
+    pub attack_events: u64,
+    /// Per campaign: accounts and distillation requests.
+    pub campaigns: BTreeMap<String, CampaignCount>,
+    pub bytes_uncompressed: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CampaignCount {
+    pub accounts: u64,
+    pub events: u64,
+}
+
+/// Events per rendering chunk (one gzip member each).
+const CHUNK: usize = 4096;
+
+fn write_err(path: &Path) -> impl Fn(std::io::Error) -> SimError + '_ {
+    move |source| SimError::Write { path: path.to_path_buf(), source }
+}
+
+/// Runs a scenario and writes its files into `out_dir`.
+pub fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    corpus: &Corpus,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Summary, SimError> {
+    std::fs::create_dir_all(out_dir).map_err(write_err(out_dir))?;
+    let start = scenario.start_ts().0;
+    let end = start + (scenario.days * MS_PER_DAY as f64) as i64;
+    let models: Vec<ModelRt> = scenario
+        .models
+        .iter()
+        .map(|m| ModelRt {
+            name: m.name.clone(),
+            released: start + (m.released_day * MS_PER_DAY as f64) as i64,
+            max_output: m.max_output_tokens,
+            reasoning: m.reasoning,
+            share: m.share,
+        })
+        .collect();
+
+    progress.stage("generating traffic", None);
+    let mut ctx = Ctx::new(seed, start, end, corpus, models);
+    if let Some(b) = &scenario.benign {
+        population::benign::generate(&mut ctx, b);
+    }
+    for (i, p) in scenario.products.iter().enumerate() {
+        population::products::generate(&mut ctx, i, p);
+    }
+    for c in &scenario.campaigns {
+        population::campaign::generate(&mut ctx, c);
+    }
+    let mut specs = std::mem::take(&mut ctx.specs);
+    specs.sort_unstable_by_key(|s| (s.ts, s.account, s.seq));
+
+    let mut summary = Summary {
+        scenario: scenario.name.clone(),
+        seed,
+        corpus: corpus.source.clone(),
+        start: Timestamp(start),
+        end: Timestamp(end),
+        events: specs.len() as u64,
+        accounts: ctx.accounts.len() as u64,
+        benign_accounts: 0,
+        attack_accounts: 0,
+        attack_events: 0,
+        campaigns: BTreeMap::new(),
+        bytes_uncompressed: 0,
+        bytes_written: 0,
+    };
+    for a in &ctx.accounts {
+        match a.label {
+            Label::Benign => summary.benign_accounts += 1,
+            Label::Attack => summary.attack_accounts += 1,
+        }
+        if let Some(c) = a.campaign {
+            summary.campaigns.entry(ctx.campaigns[c as usize].name.clone()).or_default().accounts += 1;
+        }
+    }
+    for s in &specs {
+        let a = &ctx.accounts[s.account as usize];
+        if let (Some(c), world::Kind::Distill { .. }) = (a.campaign, s.kind) {
+            summary.attack_events += 1;
+            summary.campaigns.entry(ctx.campaigns[c as usize].name.clone()).or_default().events += 1;
+        }
+    }
+
+    // Render and compress chunks in parallel; write them in order.
+    progress.stage("writing events", Some(specs.len() as u64));
+    let events_path = out_dir.join("events.jsonl.gz");
+    let file = File::create(&events_path).map_err(write_err(&events_path))?;
+    let mut sink = BufWriter::with_capacity(1 << 20, file);
+    let world = World {
+        seed,
+        corpus,
+        models: &ctx.models,
+        accounts: &ctx.accounts,
+        campaigns: &ctx.campaigns,
+        campaign_specs: &scenario.campaigns,
+        knobs: &scenario.output,
+    };
+    let chunks: Vec<&[world::Spec]> = specs.chunks(CHUNK).collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>, u64)>(workers * 2);
+    let mut raw_bytes = 0u64;
+    let mut written = 0u64;
+    let result: Result<(), std::io::Error> = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (world, chunks, next) = (&world, &chunks, &next);
+            scope.spawn(move || {
+                let mut buf = Vec::with_capacity(CHUNK * 2048);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { break };
+                    buf.clear();
+                    for s in chunk.iter() {
+                        render::render(world, s, &mut buf);
+                    }
+                    let mut gz = GzEncoder::new(Vec::with_capacity(buf.len() / 4), Compression::new(3));
+                    let packed = gz.write_all(&buf).and_then(|_| gz.finish());
+                    let Ok(packed) = packed else { break };
+                    if tx.send((i, packed, buf.len() as u64)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        let mut want = 0usize;
+        for (i, packed, raw) in rx {
+            raw_bytes += raw;
+            pending.insert(i, packed);
+            while let Some(p) = pending.remove(&want) {
+                sink.write_all(&p)?;
+                written += p.len() as u64;
+                progress.advance(chunks[want].len() as u64);
+                want += 1;
+            }
+        }
+        if want != chunks.len() {
+            return Err(std::io::Error::other("a rendering worker stopped early"));
+        }
+        sink.flush()
+    });
+    result.map_err(write_err(&events_path))?;
+    summary.bytes_uncompressed = raw_bytes;
+    summary.bytes_written = written;
+
+    write_side_files(out_dir, &ctx, scenario, &summary)?;
+    Ok(summary)
+}
+
+fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), SimError> {
+    let file = File::create(path).map_err(write_err(path))?;
+    let mut w = BufWriter::new(file);
+    for r in rows {
+        serde_json::to_writer(&mut w, r).map_err(|e| SimError::Write { path: path.to_path_buf(), source: e.into() })?;
+        w.write_all(b"\n").map_err(write_err(path))?;
+    }
+    w.flush().map_err(write_err(path))
+}
+
+fn write_side_files(out_dir: &Path, ctx: &Ctx, scenario: &Scenario, summary: &Summary) -> Result<(), SimError> {
+    let mut order: Vec<usize> = (0..ctx.accounts.len()).collect();
+    order.sort_by(|&a, &b| ctx.accounts[a].id.cmp(&ctx.accounts[b].id));
+    let accounts: Vec<AccountRecord> = order
+        .iter()
+        .map(|&i| AccountRecord::new(ctx.accounts[i].id.clone(), ctx.accounts[i].info.clone()))
+        .collect();
+    write_jsonl(&out_dir.join("accounts.jsonl"), &accounts)?;
+    let truth: Vec<TruthRecord> = order
+        .iter()
+        .map(|&i| {
+            let a = &ctx.accounts[i];
+            TruthRecord {
+                account_id: a.id.clone(),
+                label: a.label,
+                campaign: a.campaign.map(|c| ctx.campaigns[c as usize].name.clone()),
+            }
+        })
+        .collect();
+    write_jsonl(&out_dir.join("truth.jsonl"), &truth)?;
+    let models: Vec<ModelRelease> = ctx
+        .models
+        .iter()
+        .map(|m| ModelRelease { model: m.name.clone(), released_at: Timestamp(m.released) })
+        .collect();
+    write_jsonl(&out_dir.join("models.jsonl"), &models)?;
+    let manifest = serde_json::json!({ "summary": summary, "scenario": scenario });
+    let path = out_dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Write { path: path.clone(), source: e.into() })?;
+    std::fs::write(&path, text + "\n").map_err(write_err(&path))
+}

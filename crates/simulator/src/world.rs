@@ -1,0 +1,150 @@
+/*!
+The simulated world: accounts, their streams, and event specs.
+
+Populations add accounts and compact [`Spec`]s (when, who, what kind of
+content); nothing is rendered until every spec exists and is sorted by
+time. Each spec is rendered from its own random stream, derived from
+(seed, account, sequence number), so rendering can run in parallel and
+still write the same bytes.
+*/
+
+use distillguard_core::{AccountInfo, Label};
+
+use crate::content::templates::Template;
+use crate::rng::Rng;
+
+#[derive(Debug, Clone)]
+pub struct ModelRt {
+    pub name: String,
+    pub released: i64,
+    pub max_output: u32,
+    pub reasoning: bool,
+    pub share: f64,
+}
+
+/// How one account sends requests: key, client stack, network.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub key: String,
+    pub client: u16,
+    pub anthropic: bool,
+    /// Addresses the stream uses: (ip, network index). One for a fixed
+    /// address; a pool for CGNAT or proxies (the spec picks).
+    pub ips: Vec<(String, u16)>,
+}
+
+/// Request parameters of a human or a product.
+#[derive(Debug, Clone, Copy)]
+pub struct HumanParams {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub stream: f64,
+    pub step_by_step: f64,
+    pub reasoning: f64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Profile {
+    Human(HumanParams),
+    Support { brand: u16 },
+    Batch { template: u8 },
+    Eval { suite_seed: u64, samples: u32 },
+    CodingAgent,
+    Startup { brand: u16 },
+    Campaign { campaign: u16, end_user: HumanParams },
+}
+
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    pub id: String,
+    pub info: AccountInfo,
+    pub label: Label,
+    pub campaign: Option<u16>,
+    pub streams: Vec<Stream>,
+    pub profile: Profile,
+}
+
+/// What a request carries, compactly.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A human turn of a corpus conversation (history up to `turn`).
+    Chat { conv: u32, turn: u8, typo: bool },
+    Support { turns: u8 },
+    Batch { doc: u32 },
+    Eval { item: u32 },
+    Agent { conv: u32, step: u8 },
+    Distill {
+        cap: u8,
+        template: u16,
+        lang: u8,
+        elicit: bool,
+        follow_up: bool,
+        paraphrase: bool,
+        system: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub ts: i64,
+    pub account: u32,
+    pub seq: u32,
+    pub stream: u8,
+    pub ip: u16,
+    pub model: u8,
+    pub kind: Kind,
+}
+
+/// A campaign's fixed material.
+#[derive(Debug, Clone)]
+pub struct CampaignRt {
+    pub name: String,
+    /// Templates per capability index (empty for unused capabilities).
+    pub templates: Vec<Vec<Template>>,
+    pub systems: Vec<String>,
+}
+
+/// Helper to draw an id with a prefix from a dedicated stream.
+pub fn new_id(prefix: &str, rng: &mut Rng, hex: usize) -> String {
+    format!("{prefix}{}", rng.hex(hex))
+}
+
+/// The benign model choice: a preferred established model, and newly
+/// released models once adopted.
+#[derive(Debug, Clone)]
+pub struct ModelHabit {
+    pub base: u8,
+    /// (model, adoption time).
+    pub adopted: Vec<(u8, i64)>,
+    pub adopt_share: f64,
+}
+
+impl ModelHabit {
+    pub fn draw(rng: &mut Rng, models: &[ModelRt], start: i64, adopt_days: f64, adopt_share: f64) -> Self {
+        let weights: Vec<f64> = models
+            .iter()
+            .map(|m| if m.released <= start { m.share } else { 0.0 })
+            .collect();
+        let base = rng.weighted(&weights) as u8;
+        let adopted = models
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.released > start)
+            .filter_map(|(i, m)| {
+                rng.chance(0.7).then(|| {
+                    let delay = rng.exp(adopt_days) * distillguard_core::time::MS_PER_DAY as f64;
+                    (i as u8, m.released + delay as i64)
+                })
+            })
+            .collect();
+        ModelHabit { base, adopted, adopt_share }
+    }
+
+    pub fn at(&self, ts: i64, rng: &mut Rng) -> u8 {
+        let newest = self.adopted.iter().filter(|(_, t)| *t <= ts).map(|(m, _)| *m).max();
+        match newest {
+            Some(m) if rng.chance(self.adopt_share) => m,
+            _ => self.base,
+        }
+    }
+}
