@@ -17,7 +17,10 @@ pub mod report;
 pub mod time;
 
 pub use error::{EventError, LineError, ReadError};
-pub use event::{AccountInfo, AccountRecord, ClientInfo, Dialect, Event, ModelRelease, Request, Response, Sampling};
+pub use event::{
+    AccountInfo, AccountRecord, ClientInfo, Dialect, Event, ModelRelease, Request, Response,
+    Sampling,
+};
 pub use normalize::parse_event_line;
 pub use reader::{EventReader, Lines, ReadStats, RecordReader};
 pub use report::{AccountReport, CampaignReport, Label, Reason, Report, TruthRecord, Verdict};

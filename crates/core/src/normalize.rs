@@ -583,7 +583,9 @@ pub fn normalize_response(body: &str) -> Result<Response, EventError> {
                 if let Some(content) = &m.content {
                     content.walk(None, &mut w);
                 }
-                if m.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
+                if m.reasoning_content
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty())
                     || m.reasoning.as_deref().is_some_and(|s| !s.is_empty())
                 {
                     out.reasoning_returned = true;
@@ -679,12 +681,18 @@ mod tests {
         assert_eq!(r.last_user_text, "go on");
         assert_eq!((r.depth, r.user_turns, r.assistant_turns), (3, 2, 1));
         assert_eq!((r.tool_calls, r.tool_results, r.images), (1, 1, 1));
-        assert_eq!(r.tools, vec!["read_file".to_string(), "computer_20250124".to_string()]);
+        assert_eq!(
+            r.tools,
+            vec!["read_file".to_string(), "computer_20250124".to_string()]
+        );
         assert_eq!(r.sampling.max_tokens, Some(64000));
         assert_eq!(r.sampling.reasoning.as_deref(), Some("16000"));
         let resp = e.response.unwrap();
         assert!(resp.reasoning_returned);
-        assert_eq!((resp.input_tokens, resp.output_tokens), (Some(900), Some(1200)));
+        assert_eq!(
+            (resp.input_tokens, resp.output_tokens),
+            (Some(900), Some(1200))
+        );
         assert_eq!(resp.finish_reason.as_deref(), Some("end_turn"));
     }
 
@@ -704,20 +712,35 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         assert!(err(r#"{"account_id":"a","request":{"messages":[]}}"#).contains("`ts`"));
-        assert!(err(r#"{"ts":"2026-02-24T08:00:00Z","request":{"messages":[]}}"#).contains("`account_id`"));
+        assert!(
+            err(r#"{"ts":"2026-02-24T08:00:00Z","request":{"messages":[]}}"#)
+                .contains("`account_id`")
+        );
         assert!(err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a"}"#).contains("`request`"));
         let e = err(r#"{"ts":"yesterday","account_id":"a","request":{"messages":[]}}"#);
         assert!(e.contains("ts") && e.contains("RFC 3339"), "{e}");
-        let e = err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"messages":[{"role":"user","content":5}]}}"#);
+        let e = err(
+            r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"messages":[{"role":"user","content":5}]}}"#,
+        );
         assert!(e.contains("request.messages[0].content"), "{e}");
-        let e = err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"max_tokens":"lots","messages":[]}}"#);
+        let e = err(
+            r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"max_tokens":"lots","messages":[]}}"#,
+        );
         assert!(e.contains("request.max_tokens"), "{e}");
         let e = err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":7,"request":{"messages":[]}}"#);
         assert!(e.contains("account_id"), "{e}");
-        let e = err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"messages":[]},"response":{"usage":{"output_tokens":-3}}}"#);
+        let e = err(
+            r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"messages":[]},"response":{"usage":{"output_tokens":-3}}}"#,
+        );
         assert!(e.contains("response.usage.output_tokens"), "{e}");
-        assert!(err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":"hi"}"#).contains("JSON object"));
-        assert!(err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{}}"#).contains("request.messages"));
+        assert!(
+            err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":"hi"}"#)
+                .contains("JSON object")
+        );
+        assert!(
+            err(r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{}}"#)
+                .contains("request.messages")
+        );
         assert!(err("not json").contains("invalid JSON"));
     }
 
@@ -740,7 +763,13 @@ mod tests {
         let mut paths = Vec::new();
         collect_paths(&v, String::new(), &mut paths);
         for p in &paths {
-            for replacement in [serde_json::json!(null), serde_json::json!(-1), serde_json::json!("x"), serde_json::json!([{}]), serde_json::json!({"a":1})] {
+            for replacement in [
+                serde_json::json!(null),
+                serde_json::json!(-1),
+                serde_json::json!("x"),
+                serde_json::json!([{}]),
+                serde_json::json!({"a":1}),
+            ] {
                 let mut w = v.clone();
                 *w.pointer_mut(p).unwrap() = replacement;
                 let _ = parse_event_line(&w.to_string());
@@ -772,7 +801,12 @@ mod tests {
     fn enormous_bodies_are_handled() {
         let big = "word ".repeat(400_000);
         let many: Vec<String> = (0..5_000)
-            .map(|i| format!(r#"{{"role":"{}","content":"m{i}"}}"#, if i % 2 == 0 { "user" } else { "assistant" }))
+            .map(|i| {
+                format!(
+                    r#"{{"role":"{}","content":"m{i}"}}"#,
+                    if i % 2 == 0 { "user" } else { "assistant" }
+                )
+            })
             .collect();
         let line = format!(
             r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{{"messages":[{},{{"role":"user","content":"{big}"}}]}}}}"#,

@@ -278,16 +278,26 @@ impl<T: DeserializeOwned> RecordReader<T> {
 }
 
 /// Parses one record line, naming the failing field.
-pub fn parse_record<T: DeserializeOwned>(line: &str) -> Result<T, EventError> {
+pub fn parse_record<'a, T: serde::Deserialize<'a>>(line: &'a str) -> Result<T, EventError> {
     match serde_json::from_str::<T>(line) {
         Ok(v) => Ok(v),
         Err(e) if e.is_syntax() || e.is_eof() => Err(EventError::Json {
             column: e.column(),
-            reason: e.to_string().split(" at line ").next().unwrap_or("").to_string(),
+            reason: e
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or("")
+                .to_string(),
         }),
         Err(e) => {
             let mut de = serde_json::Deserializer::from_str(line);
-            let msg = e.to_string().split(" at line ").next().unwrap_or("").to_string();
+            let msg = e
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or("")
+                .to_string();
             match serde_path_to_error::deserialize::<_, T>(&mut de) {
                 Err(pe) if pe.path().to_string() != "." => Err(EventError::Field {
                     path: pe.path().to_string(),
@@ -318,14 +328,18 @@ mod tests {
     use std::io::Write;
 
     fn lines_of(text: &str) -> Lines {
-        Lines::from_reader("mem.jsonl", Box::new(io::Cursor::new(text.as_bytes().to_vec())))
+        Lines::from_reader(
+            "mem.jsonl",
+            Box::new(io::Cursor::new(text.as_bytes().to_vec())),
+        )
     }
 
     const GOOD: &str = r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"messages":[{"role":"user","content":"hi"}]}}"#;
 
     #[test]
     fn bad_lines_are_reported_with_place_and_reading_goes_on() {
-        let text = format!("{GOOD}\n\nnot json\n{GOOD}\r\n{{\"ts\":\"2026-02-24T08:00:00Z\"}}\n{GOOD}");
+        let text =
+            format!("{GOOD}\n\nnot json\n{GOOD}\r\n{{\"ts\":\"2026-02-24T08:00:00Z\"}}\n{GOOD}");
         let mut r = EventReader::from_lines(lines_of(&text));
         let mut ok = 0;
         let mut errs = Vec::new();
@@ -337,8 +351,16 @@ mod tests {
         }
         assert_eq!(ok, 3);
         assert_eq!(errs.len(), 2);
-        assert!(errs[0].starts_with("mem.jsonl:3: invalid JSON"), "{}", errs[0]);
-        assert!(errs[1].starts_with("mem.jsonl:5: missing required field `account_id`"), "{}", errs[1]);
+        assert!(
+            errs[0].starts_with("mem.jsonl:3: invalid JSON"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("mem.jsonl:5: missing required field `account_id`"),
+            "{}",
+            errs[1]
+        );
         let s = r.stats();
         assert_eq!((s.lines, s.blank, s.accepted, s.rejected), (6, 1, 3, 2));
     }
@@ -353,7 +375,10 @@ mod tests {
         let mut r = EventReader::from_lines(lines);
         let mut seen = Vec::new();
         while let Some(item) = r.next_event().unwrap() {
-            seen.push(item.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()));
+            seen.push(
+                item.map(|_| "ok".to_string())
+                    .unwrap_or_else(|e| e.to_string()),
+            );
         }
         assert_eq!(seen[0], "ok");
         assert!(seen[1].contains("m:2: line is longer"), "{}", seen[1]);
@@ -377,19 +402,40 @@ mod tests {
         }
         assert_eq!(n, 2);
         std::fs::remove_dir_all(&dir).unwrap();
-        let missing = EventReader::open(Path::new("/nonexistent/x.jsonl")).err().unwrap();
-        assert!(missing.to_string().contains("cannot open /nonexistent/x.jsonl"));
+        let missing = EventReader::open(Path::new("/nonexistent/x.jsonl"))
+            .err()
+            .unwrap();
+        assert!(
+            missing
+                .to_string()
+                .contains("cannot open /nonexistent/x.jsonl")
+        );
     }
 
     #[test]
     fn records_report_missing_and_mistyped_fields() {
         let text = "{\"account_id\":\"a\",\"tier\":\"free\",\"verified\":true}\n{\"tier\":\"x\"}\n{\"account_id\":\"b\",\"created_at\":\"soon\"}\n";
-        let (ok, bad) = RecordReader::<AccountRecord>::from_lines(lines_of(text)).read_all(false).unwrap();
+        let (ok, bad) = RecordReader::<AccountRecord>::from_lines(lines_of(text))
+            .read_all(false)
+            .unwrap();
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].tier.as_deref(), Some("free"));
-        assert!(bad[0].to_string().contains("mem.jsonl:2: field `account_id`: missing required field"), "{}", bad[0]);
-        assert!(bad[1].to_string().contains("mem.jsonl:3: field `created_at`"), "{}", bad[1]);
-        let strict = RecordReader::<ModelRelease>::from_lines(lines_of("{\"model\":1}\n")).read_all(true);
+        assert!(
+            bad[0]
+                .to_string()
+                .contains("mem.jsonl:2: field `account_id`: missing required field"),
+            "{}",
+            bad[0]
+        );
+        assert!(
+            bad[1]
+                .to_string()
+                .contains("mem.jsonl:3: field `created_at`"),
+            "{}",
+            bad[1]
+        );
+        let strict =
+            RecordReader::<ModelRelease>::from_lines(lines_of("{\"model\":1}\n")).read_all(true);
         assert!(matches!(strict, Err(ReadError::Strict(_))));
     }
 }

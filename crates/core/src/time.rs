@@ -270,20 +270,17 @@ mod tests {
     fn parses_common_forms() {
         let base = Timestamp::parse("2026-02-24T08:15:30Z").unwrap();
         assert_eq!(base.to_string(), "2026-02-24T08:15:30.000Z");
-        assert_eq!(
-            Timestamp::parse("2026-02-24T09:15:30+01:00").unwrap(),
-            base
-        );
-        assert_eq!(
-            Timestamp::parse("2026-02-24t03:45:30-04:30").unwrap(),
-            base
-        );
+        assert_eq!(Timestamp::parse("2026-02-24T09:15:30+01:00").unwrap(), base);
+        assert_eq!(Timestamp::parse("2026-02-24t03:45:30-04:30").unwrap(), base);
         assert_eq!(
             Timestamp::parse("2026-02-24T08:15:30.5Z").unwrap().0 - base.0,
             500
         );
         assert_eq!(
-            Timestamp::parse("2026-02-24T08:15:30.123456789Z").unwrap().0 - base.0,
+            Timestamp::parse("2026-02-24T08:15:30.123456789Z")
+                .unwrap()
+                .0
+                - base.0,
             123
         );
         assert_eq!(Timestamp::parse("1970-01-01T00:00:00Z").unwrap().0, 0);
@@ -319,13 +316,22 @@ mod tests {
             let t = Timestamp(ms);
             assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t, "{t}");
         }
-        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn weekday_is_monday_based() {
         // 2026-02-23 is a Monday.
-        assert_eq!(Timestamp::parse("2026-02-23T12:00:00Z").unwrap().weekday(), 0);
-        assert_eq!(Timestamp::parse("2026-03-01T12:00:00Z").unwrap().weekday(), 6);
+        assert_eq!(
+            Timestamp::parse("2026-02-23T12:00:00Z").unwrap().weekday(),
+            0
+        );
+        assert_eq!(
+            Timestamp::parse("2026-03-01T12:00:00Z").unwrap().weekday(),
+            6
+        );
     }
 }

@@ -196,9 +196,27 @@ fn normalise(l: Line) -> Option<Conversation> {
 
 fn looks_like_code(s: &str) -> bool {
     const MARKS: &[&str] = &[
-        "```", "python", "javascript", "typescript", "function", "code", "sql", "java", "c++",
-        "react", "error", "bug", "api", "class ", "def ", "rust", "golang", "script", "html",
-        "css", "regex",
+        "```",
+        "python",
+        "javascript",
+        "typescript",
+        "function",
+        "code",
+        "sql",
+        "java",
+        "c++",
+        "react",
+        "error",
+        "bug",
+        "api",
+        "class ",
+        "def ",
+        "rust",
+        "golang",
+        "script",
+        "html",
+        "css",
+        "regex",
     ];
     let lower = s.to_lowercase();
     MARKS.iter().filter(|m| lower.contains(*m)).count() >= 2
@@ -237,7 +255,13 @@ mod tests {
         assert_eq!(c.conversations.len(), 1);
         assert_eq!(&*c.conversations[0].turns[0].text, "hi");
         assert_eq!(c.skipped.len(), 1);
-        assert!(c.skipped[0].to_string().contains("c.jsonl:2: field `turns`"), "{}", c.skipped[0]);
+        assert!(
+            c.skipped[0]
+                .to_string()
+                .contains("c.jsonl:2: field `turns`"),
+            "{}",
+            c.skipped[0]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,7 +90,10 @@ pub struct CampaignCount {
 const CHUNK: usize = 4096;
 
 fn write_err(path: &Path) -> impl Fn(std::io::Error) -> SimError + '_ {
-    move |source| SimError::Write { path: path.to_path_buf(), source }
+    move |source| SimError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Runs a scenario and writes its files into `out_dir`.
@@ -151,14 +154,22 @@ pub fn simulate(
             Label::Attack => summary.attack_accounts += 1,
         }
         if let Some(c) = a.campaign {
-            summary.campaigns.entry(ctx.campaigns[c as usize].name.clone()).or_default().accounts += 1;
+            summary
+                .campaigns
+                .entry(ctx.campaigns[c as usize].name.clone())
+                .or_default()
+                .accounts += 1;
         }
     }
     for s in &specs {
         let a = &ctx.accounts[s.account as usize];
         if let (Some(c), world::Kind::Distill { .. }) = (a.campaign, s.kind) {
             summary.attack_events += 1;
-            summary.campaigns.entry(ctx.campaigns[c as usize].name.clone()).or_default().events += 1;
+            summary
+                .campaigns
+                .entry(ctx.campaigns[c as usize].name.clone())
+                .or_default()
+                .events += 1;
         }
     }
 
@@ -178,7 +189,9 @@ pub fn simulate(
     };
     let chunks: Vec<&[world::Spec]> = specs.chunks(CHUNK).collect();
     let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
     let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>, u64)>(workers * 2);
     let mut raw_bytes = 0u64;
     let mut written = 0u64;
@@ -195,7 +208,8 @@ pub fn simulate(
                     for s in chunk.iter() {
                         render::render(world, s, &mut buf);
                     }
-                    let mut gz = GzEncoder::new(Vec::with_capacity(buf.len() / 4), Compression::new(3));
+                    let mut gz =
+                        GzEncoder::new(Vec::with_capacity(buf.len() / 4), Compression::new(3));
                     let packed = gz.write_all(&buf).and_then(|_| gz.finish());
                     let Ok(packed) = packed else { break };
                     if tx.send((i, packed, buf.len() as u64)).is_err() {
@@ -234,13 +248,21 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), SimError> {
     let file = File::create(path).map_err(write_err(path))?;
     let mut w = BufWriter::new(file);
     for r in rows {
-        serde_json::to_writer(&mut w, r).map_err(|e| SimError::Write { path: path.to_path_buf(), source: e.into() })?;
+        serde_json::to_writer(&mut w, r).map_err(|e| SimError::Write {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
         w.write_all(b"\n").map_err(write_err(path))?;
     }
     w.flush().map_err(write_err(path))
 }
 
-fn write_side_files(out_dir: &Path, ctx: &Ctx, scenario: &Scenario, summary: &Summary) -> Result<(), SimError> {
+fn write_side_files(
+    out_dir: &Path,
+    ctx: &Ctx,
+    scenario: &Scenario,
+    summary: &Summary,
+) -> Result<(), SimError> {
     let mut order: Vec<usize> = (0..ctx.accounts.len()).collect();
     order.sort_by(|&a, &b| ctx.accounts[a].id.cmp(&ctx.accounts[b].id));
     let accounts: Vec<AccountRecord> = order
@@ -263,11 +285,17 @@ fn write_side_files(out_dir: &Path, ctx: &Ctx, scenario: &Scenario, summary: &Su
     let models: Vec<ModelRelease> = ctx
         .models
         .iter()
-        .map(|m| ModelRelease { model: m.name.clone(), released_at: Timestamp(m.released) })
+        .map(|m| ModelRelease {
+            model: m.name.clone(),
+            released_at: Timestamp(m.released),
+        })
         .collect();
     write_jsonl(&out_dir.join("models.jsonl"), &models)?;
     let manifest = serde_json::json!({ "summary": summary, "scenario": scenario });
     let path = out_dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Write { path: path.clone(), source: e.into() })?;
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
     std::fs::write(&path, text + "\n").map_err(write_err(&path))
 }

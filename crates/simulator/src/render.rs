@@ -11,11 +11,11 @@ reused buffer: this is the simulator's hot loop.
 use std::io::Write;
 
 use crate::content::products;
-use crate::population::products::PRODUCT_PARAMS;
 use crate::content::templates::{self, Fill};
 use crate::content::{self, AnswerKind, Block, Msg, Prompt, Tools};
 use crate::corpus::Corpus;
 use crate::network::{CLIENTS, NETWORKS};
+use crate::population::products::PRODUCT_PARAMS;
 use crate::rng::{Rng, label};
 use crate::scenario::{CampaignSpec, OutputKnobs};
 use crate::world::{CampaignRt, HumanParams, Kind, ModelRt, Profile, SimAccount, Spec};
@@ -41,7 +41,12 @@ struct J<'a> {
 
 impl<'a> J<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        J { out, first: [true; 32], depth: 0, after_key: false }
+        J {
+            out,
+            first: [true; 32],
+            depth: 0,
+            after_key: false,
+        }
     }
     fn sep(&mut self) {
         if self.after_key {
@@ -196,11 +201,21 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 }
             }
             let system = match &acct.profile {
-                Profile::Startup { brand } => Some(products::startup_system(products::brand(*brand))),
+                Profile::Startup { brand } => {
+                    Some(products::startup_system(products::brand(*brand)))
+                }
                 _ => None,
             };
             let p = human(&hp, model, &mut rng);
-            (Prompt { system, messages, tools: Tools::None, answer: AnswerKind::Corpus(conv, last as u32 + 1) }, p)
+            (
+                Prompt {
+                    system,
+                    messages,
+                    tools: Tools::None,
+                    answer: AnswerKind::Corpus(conv, last as u32 + 1),
+                },
+                p,
+            )
         }
         (Kind::Support { turns }, Profile::Support { brand }) => {
             let mut messages = Vec::new();
@@ -211,14 +226,35 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 messages.push(Msg::user(products::support_question(&mut rng, w.corpus)));
             }
             let p = human(&PRODUCT_PARAMS, model, &mut rng);
-            (Prompt { system: Some(products::support_system(products::brand(*brand))), messages, tools: Tools::None, answer: AnswerKind::Short }, p)
+            (
+                Prompt {
+                    system: Some(products::support_system(products::brand(*brand))),
+                    messages,
+                    tools: Tools::None,
+                    answer: AnswerKind::Short,
+                },
+                p,
+            )
         }
         (Kind::Batch { doc }, Profile::Batch { template }) => {
             let text = content::clip(w.corpus.answer_text(doc as usize), 800.min(max_chars));
-            let p = Params { max_tokens: Some(256), temperature: Some(0.0), stream: false, n: 1, logprobs: None, reasoning: false };
+            let p = Params {
+                max_tokens: Some(256),
+                temperature: Some(0.0),
+                stream: false,
+                n: 1,
+                logprobs: None,
+                reasoning: false,
+            };
             (products::batch_prompt(*template, text), p)
         }
-        (Kind::Eval { item }, Profile::Eval { suite_seed, samples }) => {
+        (
+            Kind::Eval { item },
+            Profile::Eval {
+                suite_seed,
+                samples,
+            },
+        ) => {
             let p = Params {
                 max_tokens: Some(2048.min(model.max_output)),
                 temperature: Some(if *samples > 1 { 0.7 } else { 0.0 }),
@@ -230,10 +266,31 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             (products::eval_item(*suite_seed, item), p)
         }
         (Kind::Agent { conv, step }, _) => {
-            let p = Params { max_tokens: Some(8192.min(model.max_output)), temperature: Some(0.0), stream: true, n: 1, logprobs: None, reasoning: model.reasoning && rng.chance(0.3) };
-            (products::coding_agent(w.corpus, conv, step, &mut rng, max_chars), p)
+            let p = Params {
+                max_tokens: Some(8192.min(model.max_output)),
+                temperature: Some(0.0),
+                stream: true,
+                n: 1,
+                logprobs: None,
+                reasoning: model.reasoning && rng.chance(0.3),
+            };
+            (
+                products::coding_agent(w.corpus, conv, step, &mut rng, max_chars),
+                p,
+            )
         }
-        (Kind::Distill { cap, template, lang, elicit, follow_up, paraphrase, system }, Profile::Campaign { campaign, .. }) => {
+        (
+            Kind::Distill {
+                cap,
+                template,
+                lang,
+                elicit,
+                follow_up,
+                paraphrase,
+                system,
+            },
+            Profile::Campaign { campaign, .. },
+        ) => {
             let c = &w.campaigns[*campaign as usize];
             let cs = &w.campaign_specs[*campaign as usize];
             let list = &c.templates[cap as usize];
@@ -243,7 +300,13 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             }
             let answer_text = w.corpus.answer_text(rng.index(w.corpus.answers.len()));
             let sys = (system > 0).then(|| c.systems[(system - 1) as usize].as_str());
-            let fill = Fill { lang: lang as usize, elicit, follow_up, answer_text, system: sys };
+            let fill = Fill {
+                lang: lang as usize,
+                elicit,
+                follow_up,
+                answer_text,
+                system: sys,
+            };
             let prompt = templates::instantiate(t, &fill, &mut rng);
             let ps = &cs.params;
             let max_tokens = if rng.chance(ps.max_tokens_at_max) {
@@ -264,8 +327,20 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         // A kind that does not match its profile cannot be built by the
         // populations; render a minimal chat so the line stays valid.
         _ => (
-            Prompt { system: None, messages: vec![Msg::user("hello")], tools: Tools::None, answer: AnswerKind::Short },
-            Params { max_tokens: Some(256), temperature: None, stream: false, n: 1, logprobs: None, reasoning: false },
+            Prompt {
+                system: None,
+                messages: vec![Msg::user("hello")],
+                tools: Tools::None,
+                answer: AnswerKind::Short,
+            },
+            Params {
+                max_tokens: Some(256),
+                temperature: None,
+                stream: false,
+                n: 1,
+                logprobs: None,
+                reasoning: false,
+            },
         ),
     };
     let anthropic = stream.anthropic || prompt.tools == Tools::Computer;
@@ -280,7 +355,14 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
     j.out.push(b'"');
     j.kstr("account_id", &acct.id);
     j.kstr("api_key_id", &stream.key);
-    j.kstr("endpoint", if anthropic { "/v1/messages" } else { "/v1/chat/completions" });
+    j.kstr(
+        "endpoint",
+        if anthropic {
+            "/v1/messages"
+        } else {
+            "/v1/chat/completions"
+        },
+    );
     j.key("request");
     let prompt_chars = write_request(&mut j, &prompt, &params, &model.name, anthropic);
 
@@ -295,15 +377,24 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
     } else {
         200
     };
-    let latency;
     j.key("response");
-    if status == 200 {
-        let out_tokens = write_response(&mut j, &prompt, &params, model, anthropic, prompt_chars, s, w, &mut rng);
-        latency = 250.0 + out_tokens as f64 * rng.range_f64(8.0, 16.0);
+    let latency = if status == 200 {
+        let out_tokens = write_response(
+            &mut j,
+            &prompt,
+            &params,
+            model,
+            anthropic,
+            prompt_chars,
+            s,
+            w,
+            &mut rng,
+        );
+        250.0 + out_tokens as f64 * rng.range_f64(8.0, 16.0)
     } else {
         write_error(&mut j, status, anthropic);
-        latency = rng.range_f64(20.0, 400.0);
-    }
+        rng.range_f64(20.0, 400.0)
+    };
     j.knum("status", status);
     j.knum("latency_ms", (latency * 10.0).round() / 10.0);
     j.key("client");
@@ -384,7 +475,10 @@ fn write_request(j: &mut J, p: &Prompt, params: &Params, model: &str, anthropic:
             j.key("thinking");
             j.obj();
             j.kstr("type", "enabled");
-            j.knum("budget_tokens", (params.max_tokens.unwrap_or(4096) / 2).max(1024));
+            j.knum(
+                "budget_tokens",
+                (params.max_tokens.unwrap_or(4096) / 2).max(1024),
+            );
             j.end_obj();
         } else {
             j.kstr("reasoning_effort", "high");
@@ -484,26 +578,56 @@ fn write_anthropic_msg(j: &mut J, m: &Msg) {
 
 fn write_openai_msg(j: &mut J, m: &Msg) {
     // Tool results become separate `tool` messages.
-    let results: Vec<&Block> = m.blocks.iter().filter(|b| matches!(b, Block::ToolResult { .. })).collect();
+    let results: Vec<&Block> = m
+        .blocks
+        .iter()
+        .filter(|b| matches!(b, Block::ToolResult { .. }))
+        .collect();
     for b in &results {
         if let Block::ToolResult { id, text, image } = b {
             j.obj();
             j.kstr("role", "tool");
             j.kstr("tool_call_id", id);
-            let body = if text.is_empty() { image.as_deref().unwrap_or("") } else { text };
+            let body = if text.is_empty() {
+                image.as_deref().unwrap_or("")
+            } else {
+                text
+            };
             j.kstr("content", body);
             j.end_obj();
         }
     }
-    let rest: Vec<&Block> = m.blocks.iter().filter(|b| !matches!(b, Block::ToolResult { .. })).collect();
+    let rest: Vec<&Block> = m
+        .blocks
+        .iter()
+        .filter(|b| !matches!(b, Block::ToolResult { .. }))
+        .collect();
     if rest.is_empty() {
         return;
     }
     j.obj();
     j.kstr("role", if m.user { "user" } else { "assistant" });
     j.key("content");
-    let texts: Vec<&str> = rest.iter().filter_map(|b| if let Block::Text(t) = b { Some(t.as_str()) } else { None }).collect();
-    let images: Vec<&str> = rest.iter().filter_map(|b| if let Block::Image(u) = b { Some(u.as_str()) } else { None }).collect();
+    let texts: Vec<&str> = rest
+        .iter()
+        .filter_map(|b| {
+            if let Block::Text(t) = b {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let images: Vec<&str> = rest
+        .iter()
+        .filter_map(|b| {
+            if let Block::Image(u) = b {
+                Some(u.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
     if images.is_empty() {
         j.str(&texts.join("\n"));
     } else {
@@ -522,7 +646,11 @@ fn write_openai_msg(j: &mut J, m: &Msg) {
         }
         j.end_arr();
     }
-    let calls: Vec<&Block> = rest.iter().copied().filter(|b| matches!(b, Block::ToolUse { .. })).collect();
+    let calls: Vec<&Block> = rest
+        .iter()
+        .copied()
+        .filter(|b| matches!(b, Block::ToolUse { .. }))
+        .collect();
     if !calls.is_empty() {
         j.key("tool_calls");
         j.arr();
@@ -546,12 +674,24 @@ fn write_openai_msg(j: &mut J, m: &Msg) {
 
 const REASONING_TEXT: &str = "Let me restate the problem and identify what is given. First, I consider the quantities involved and how they relate. Then I check each intermediate result before moving on, and finally verify the answer against the constraints.";
 const STEP_TEXT: &str = "Let's work through this step by step.\n\nStep 1: Restate the problem in our own words.\nStep 2: Identify the known quantities and the unknowns.\nStep 3: Apply the relevant rule and compute.\nStep 4: Check the result.\n\nFinal answer: see step 3.";
-const SHORT_TEXT: &str = "Here is a concise answer. Let me know if you would like more detail on any part.";
+const SHORT_TEXT: &str =
+    "Here is a concise answer. Let me know if you would like more detail on any part.";
 const CODE_TEXT: &str = "Here is an implementation with tests:\n\n```\nfn solve(input: &str) -> usize {\n    input.lines().filter(|l| !l.is_empty()).count()\n}\n```\n\nComplexity: O(n).";
-const JSON_TEXT: &str = "{\"score\": 7, \"rationale\": \"Mostly correct and clear, but misses one edge case.\"}";
+const JSON_TEXT: &str =
+    "{\"score\": 7, \"rationale\": \"Mostly correct and clear, but misses one edge case.\"}";
 
 #[allow(clippy::too_many_arguments)]
-fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthropic: bool, prompt_chars: usize, s: &Spec, w: &World, rng: &mut Rng) -> u32 {
+fn write_response(
+    j: &mut J,
+    p: &Prompt,
+    params: &Params,
+    model: &ModelRt,
+    anthropic: bool,
+    prompt_chars: usize,
+    s: &Spec,
+    w: &World,
+    rng: &mut Rng,
+) -> u32 {
     let (text, mut out_tokens): (&str, u32) = match p.answer {
         AnswerKind::Corpus(conv, turn) => {
             let c = &w.corpus.conversations[conv as usize];
@@ -569,7 +709,9 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
     let cap = params.max_tokens.unwrap_or(model.max_output);
     let truncated = out_tokens >= cap;
     out_tokens = out_tokens.clamp(1, cap.max(1));
-    let reasoning_tokens = params.reasoning.then(|| (rng.lognormal(1800.0, 0.6) as u32).clamp(64, 32_000));
+    let reasoning_tokens = params
+        .reasoning
+        .then(|| (rng.lognormal(1800.0, 0.6) as u32).clamp(64, 32_000));
     let visible = content::clip(text, w.knobs.response_chars);
     let in_tokens = (prompt_chars / 4 + 12) as u32;
     let tool_call = p.answer == AnswerKind::ToolCall && p.tools != Tools::None;
@@ -585,7 +727,10 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
         if reasoning_tokens.is_some() {
             j.obj();
             j.kstr("type", "thinking");
-            j.kstr("thinking", content::clip(REASONING_TEXT, w.knobs.response_chars));
+            j.kstr(
+                "thinking",
+                content::clip(REASONING_TEXT, w.knobs.response_chars),
+            );
             j.kstr("signature", &rng.hex(32));
             j.end_obj();
         }
@@ -600,7 +745,16 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
             j.end_obj();
         }
         j.end_arr();
-        j.kstr("stop_reason", if tool_call { "tool_use" } else if truncated { "max_tokens" } else { "end_turn" });
+        j.kstr(
+            "stop_reason",
+            if tool_call {
+                "tool_use"
+            } else if truncated {
+                "max_tokens"
+            } else {
+                "end_turn"
+            },
+        );
         j.key("usage");
         j.obj();
         j.knum("input_tokens", in_tokens);
@@ -621,7 +775,10 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
             j.kstr("role", "assistant");
             j.kstr("content", visible);
             if reasoning_tokens.is_some() {
-                j.kstr("reasoning_content", content::clip(REASONING_TEXT, w.knobs.response_chars));
+                j.kstr(
+                    "reasoning_content",
+                    content::clip(REASONING_TEXT, w.knobs.response_chars),
+                );
             }
             if tool_call {
                 j.key("tool_calls");
@@ -632,7 +789,16 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
                 j.key("logprobs");
                 j.raw(r#"{"content":[]}"#);
             }
-            j.kstr("finish_reason", if tool_call { "tool_calls" } else if truncated { "length" } else { "stop" });
+            j.kstr(
+                "finish_reason",
+                if tool_call {
+                    "tool_calls"
+                } else if truncated {
+                    "length"
+                } else {
+                    "stop"
+                },
+            );
             j.end_obj();
         }
         j.end_arr();
@@ -656,7 +822,10 @@ fn write_response(j: &mut J, p: &Prompt, params: &Params, model: &ModelRt, anthr
 
 fn write_error(j: &mut J, status: u16, anthropic: bool) {
     let (kind, msg) = match status {
-        429 => ("rate_limit_error", "Rate limit exceeded. Please retry after a short wait."),
+        429 => (
+            "rate_limit_error",
+            "Rate limit exceeded. Please retry after a short wait.",
+        ),
         529 => ("overloaded_error", "The service is temporarily overloaded."),
         503 => ("server_error", "The server is temporarily unavailable."),
         _ => ("api_error", "An internal error occurred."),
@@ -675,7 +844,11 @@ fn write_error(j: &mut J, status: u16, anthropic: bool) {
         j.kstr("message", msg);
         j.kstr("type", kind);
         j.key("code");
-        j.raw(if status == 429 { "\"rate_limit_exceeded\"" } else { "null" });
+        j.raw(if status == 429 {
+            "\"rate_limit_exceeded\""
+        } else {
+            "null"
+        });
         j.end_obj();
     }
     j.end_obj();
@@ -687,7 +860,13 @@ mod tests {
 
     #[test]
     fn escaping_matches_serde_json() {
-        for s in ["plain", "quote \" and \\ backslash", "line\nbreak\ttab\r", "\u{1}\u{1f} ctl", "日本語 ✓"] {
+        for s in [
+            "plain",
+            "quote \" and \\ backslash",
+            "line\nbreak\ttab\r",
+            "\u{1}\u{1f} ctl",
+            "日本語 ✓",
+        ] {
             let mut out = Vec::new();
             escape(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();

@@ -25,8 +25,9 @@ pub fn mix(parts: &[u64]) -> u64 {
 
 /// Hashes a label (e.g. a population name) into a stable number (FNV-1a).
 pub fn label(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// xoshiro256++.
@@ -99,10 +100,15 @@ impl Rng {
         &items[self.index(items.len())]
     }
 
+    /// One of a list of strings (spelled out so inference never picks `str`).
+    pub fn pick_str<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.index(items.len())]
+    }
+
     /// Index drawn with probability proportional to `weights`.
     pub fn weighted(&mut self, weights: &[f64]) -> usize {
         let total: f64 = weights.iter().sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return self.index(weights.len().max(1));
         }
         let mut x = self.f64() * total;
@@ -134,7 +140,7 @@ impl Rng {
 
     /// Poisson with mean `lambda` (inversion for small, normal for large).
     pub fn poisson(&mut self, lambda: f64) -> u64 {
-        if !(lambda > 0.0) {
+        if lambda.is_nan() || lambda <= 0.0 {
             return 0;
         }
         if lambda > 60.0 {
@@ -191,10 +197,23 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_and_streams_differ() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
-        assert_ne!(Rng::derive(&[1, 2]).next_u64(), Rng::derive(&[2, 1]).next_u64());
+        assert_ne!(
+            Rng::derive(&[1, 2]).next_u64(),
+            Rng::derive(&[2, 1]).next_u64()
+        );
         // Pinned value: changing the generator changes every scenario's bytes.
         assert_eq!(Rng::new(1).next_u64(), 0xfc06_d5f2_75a7_3fd8);
     }

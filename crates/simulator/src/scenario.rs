@@ -20,7 +20,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("small", include_str!("../../../scenarios/small.toml")),
     ("default", include_str!("../../../scenarios/default.toml")),
     ("incident", include_str!("../../../scenarios/incident.toml")),
-    ("benign-infra", include_str!("../../../scenarios/benign-infra.toml")),
+    (
+        "benign-infra",
+        include_str!("../../../scenarios/benign-infra.toml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +96,8 @@ pub struct OutputKnobs {
 impl Default for OutputKnobs {
     fn default() -> Self {
         OutputKnobs {
-            max_message_chars: 1500,
-            response_chars: 240,
+            max_message_chars: 1000,
+            response_chars: 200,
             error_rate: 0.004,
         }
     }
@@ -552,7 +555,7 @@ impl Scenario {
         if let Err(e) = Timestamp::parse(&self.start) {
             return bad("start".into(), e.to_string());
         }
-        if !(self.days > 0.0 && self.days <= 366.0) {
+        if !(gt(self.days, 0.0) && self.days <= 366.0) {
             return bad("days".into(), "must be in (0, 366]".into());
         }
         if self.models.is_empty() {
@@ -569,10 +572,13 @@ impl Scenario {
             return bad("output.error_rate".into(), "must be in [0, 0.5]".into());
         }
         if o.max_message_chars < 16 {
-            return bad("output.max_message_chars".into(), "must be at least 16".into());
+            return bad(
+                "output.max_message_chars".into(),
+                "must be at least 16".into(),
+            );
         }
         for (i, m) in self.models.iter().enumerate() {
-            if m.name.is_empty() || m.max_output_tokens == 0 || !(m.share >= 0.0) {
+            if m.name.is_empty() || m.max_output_tokens == 0 || !ge(m.share, 0.0) {
                 return bad(
                     format!("models[{i}]"),
                     "needs a name, max_output_tokens > 0 and share ≥ 0".into(),
@@ -591,10 +597,13 @@ impl Scenario {
                 ("step_by_step_rate", b.step_by_step_rate),
             ] {
                 if !(0.0..=1.0).contains(&v) {
-                    return bad(format!("benign.{k}"), "must be a probability in [0, 1]".into());
+                    return bad(
+                        format!("benign.{k}"),
+                        "must be a probability in [0, 1]".into(),
+                    );
                 }
             }
-            if !(b.sessions_per_day > 0.0) || !(b.turns_mean >= 1.0) {
+            if !gt(b.sessions_per_day, 0.0) || !ge(b.turns_mean, 1.0) {
                 return bad(
                     "benign".into(),
                     "sessions_per_day must be > 0 and turns_mean ≥ 1".into(),
@@ -612,7 +621,7 @@ impl Scenario {
                     format!("{:?} is not one of {}", p.kind, PRODUCT_KINDS.join(", ")),
                 );
             }
-            if !(p.requests_per_day > 0.0) || p.keys == 0 || p.suite_items == 0 || p.samples == 0 {
+            if !gt(p.requests_per_day, 0.0) || p.keys == 0 || p.suite_items == 0 || p.samples == 0 {
                 return bad(
                     at,
                     "requests_per_day must be > 0; keys, suite_items, samples ≥ 1".into(),
@@ -628,7 +637,10 @@ impl Scenario {
             if c.accounts == 0 || c.requests == 0 {
                 return bad(at, "accounts and requests must be ≥ 1".into());
             }
-            if !(c.end_day.unwrap_or(f64::INFINITY) > c.start_day) || c.start_day < 0.0 || c.start_day >= self.days {
+            if !gt(c.end_day.unwrap_or(f64::INFINITY), c.start_day)
+                || c.start_day < 0.0
+                || c.start_day >= self.days
+            {
                 return bad(
                     format!("{at}.start_day"),
                     "need 0 ≤ start_day < days and end_day > start_day".into(),
@@ -656,31 +668,52 @@ impl Scenario {
                 ("params.anthropic", c.params.anthropic),
             ] {
                 if !(0.0..=1.0).contains(&v) {
-                    return bad(format!("{at}.{k}"), "must be a probability in [0, 1]".into());
+                    return bad(
+                        format!("{at}.{k}"),
+                        "must be a probability in [0, 1]".into(),
+                    );
                 }
             }
             if !TIMING_MODES.contains(&c.timing.mode.as_str()) {
                 return bad(
                     format!("{at}.timing.mode"),
-                    format!("{:?} is not one of {}", c.timing.mode, TIMING_MODES.join(", ")),
+                    format!(
+                        "{:?} is not one of {}",
+                        c.timing.mode,
+                        TIMING_MODES.join(", ")
+                    ),
                 );
             }
             if !NETWORK_KINDS.contains(&c.network.kind.as_str()) {
                 return bad(
                     format!("{at}.network.kind"),
-                    format!("{:?} is not one of {}", c.network.kind, NETWORK_KINDS.join(", ")),
+                    format!(
+                        "{:?} is not one of {}",
+                        c.network.kind,
+                        NETWORK_KINDS.join(", ")
+                    ),
                 );
             }
-            if c.templates == 0 || c.network.ips == 0 || c.network.clients == 0 || c.identity.keys == 0 {
-                return bad(at, "templates, network.ips, network.clients, identity.keys must be ≥ 1".into());
+            if c.templates == 0
+                || c.network.ips == 0
+                || c.network.clients == 0
+                || c.identity.keys == 0
+            {
+                return bad(
+                    at,
+                    "templates, network.ips, network.clients, identity.keys must be ≥ 1".into(),
+                );
             }
             if c.params.n == 0 {
                 return bad(format!("{at}.params.n"), "must be ≥ 1".into());
             }
             if c.timing.mode == "synchronized"
-                && !(c.timing.windows_per_day > 0.0 && c.timing.window_minutes > 0.0)
+                && !(gt(c.timing.windows_per_day, 0.0) && gt(c.timing.window_minutes, 0.0))
             {
-                return bad(format!("{at}.timing"), "windows_per_day and window_minutes must be > 0".into());
+                return bad(
+                    format!("{at}.timing"),
+                    "windows_per_day and window_minutes must be > 0".into(),
+                );
             }
             if let Some(m) = &c.model
                 && !model_known(m)
@@ -689,27 +722,53 @@ impl Scenario {
             }
             if let Some(p) = &c.pivot {
                 match self.models.iter().find(|x| x.name == p.model) {
-                    None => return bad(format!("{at}.pivot.model"), format!("unknown model {:?}", p.model)),
+                    None => {
+                        return bad(
+                            format!("{at}.pivot.model"),
+                            format!("unknown model {:?}", p.model),
+                        );
+                    }
                     Some(m) if m.released_day <= 0.0 => {
                         return bad(
                             format!("{at}.pivot.model"),
-                            format!("{:?} is released before the start; a pivot needs a release inside the scenario", p.model),
+                            format!(
+                                "{:?} is released before the start; a pivot needs a release inside the scenario",
+                                p.model
+                            ),
                         );
                     }
                     _ => {}
                 }
-                if !(0.0..=1.0).contains(&p.share) || !(p.within_hours > 0.0) {
-                    return bad(format!("{at}.pivot"), "share in [0, 1], within_hours > 0".into());
+                if !(0.0..=1.0).contains(&p.share) || !gt(p.within_hours, 0.0) {
+                    return bad(
+                        format!("{at}.pivot"),
+                        "share in [0, 1], within_hours > 0".into(),
+                    );
                 }
             }
             if let Some(m) = &c.mix
-                && (!(m.benign_per_attack >= 0.0) || m.end_users == 0 || !(0.0..=1.0).contains(&m.separate_key))
+                && (!ge(m.benign_per_attack, 0.0)
+                    || m.end_users == 0
+                    || !(0.0..=1.0).contains(&m.separate_key))
             {
-                return bad(format!("{at}.mix"), "benign_per_attack ≥ 0, end_users ≥ 1, separate_key in [0, 1]".into());
+                return bad(
+                    format!("{at}.mix"),
+                    "benign_per_attack ≥ 0, end_users ≥ 1, separate_key in [0, 1]".into(),
+                );
             }
         }
         Ok(())
     }
+}
+
+/// `a > b`, false when either is NaN (a NaN knob is never valid).
+fn gt(a: f64, b: f64) -> bool {
+    a > b
+}
+
+/// `a >= b`, false when either is NaN.
+fn ge(a: f64, b: f64) -> bool {
+    a >= b
 }
 
 fn check_weights(w: &Weights, allowed: &[&str]) -> Result<(), String> {
@@ -720,7 +779,7 @@ fn check_weights(w: &Weights, allowed: &[&str]) -> Result<(), String> {
         if !allowed.contains(&k.as_str()) {
             return Err(format!("{k:?} is not one of {}", allowed.join(", ")));
         }
-        if !(*v >= 0.0) {
+        if !ge(*v, 0.0) {
             return Err(format!("weight of {k:?} must be ≥ 0"));
         }
     }
@@ -745,9 +804,12 @@ mod tests {
         let typo = base.replacen("days =", "dayz =", 1);
         let e = Scenario::parse("t.toml", &typo).unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("dayz"), "{e}");
-        let e = Scenario::parse("t.toml", &base.replacen("mode = \"synchronized\"", "mode = \"sometimes\"", 1))
-            .unwrap_err()
-            .to_string();
+        let e = Scenario::parse(
+            "t.toml",
+            &base.replacen("mode = \"synchronized\"", "mode = \"sometimes\"", 1),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("timing.mode") && e.contains("sometimes"), "{e}");
         let e = Scenario::load("nope").unwrap_err().to_string();
         assert!(e.contains("small, default, incident"), "{e}");

@@ -48,7 +48,11 @@ pub fn human_sessions(
     let mut midnight = (start + offset).div_euclid(MS_PER_DAY) * MS_PER_DAY - offset;
     while midnight < end {
         let weekday = ((midnight + offset).div_euclid(MS_PER_DAY) + 3).rem_euclid(7);
-        let rate = if weekday >= 5 { per_day * weekend } else { per_day };
+        let rate = if weekday >= 5 {
+            per_day * weekend
+        } else {
+            per_day
+        };
         for _ in 0..rng.poisson(rate) {
             let t = in_day(rng, midnight, curve);
             if t >= start && t < end {
@@ -112,15 +116,29 @@ mod tests {
     #[test]
     fn human_sessions_follow_the_local_day() {
         let mut r = Rng::new(1);
-        let t = human_sessions(&mut r, DAY0, DAY0 + 28 * MS_PER_DAY, 9.0, 20.0, 0.5, &DIURNAL);
-        let night = t.iter().filter(|&&x| {
-            let h = ((x + 9 * MS_PER_HOUR).rem_euclid(MS_PER_DAY)) / MS_PER_HOUR;
-            (2..5).contains(&h)
-        }).count();
-        let day = t.iter().filter(|&&x| {
-            let h = ((x + 9 * MS_PER_HOUR).rem_euclid(MS_PER_DAY)) / MS_PER_HOUR;
-            (10..13).contains(&h)
-        }).count();
+        let t = human_sessions(
+            &mut r,
+            DAY0,
+            DAY0 + 28 * MS_PER_DAY,
+            9.0,
+            20.0,
+            0.5,
+            &DIURNAL,
+        );
+        let night = t
+            .iter()
+            .filter(|&&x| {
+                let h = ((x + 9 * MS_PER_HOUR).rem_euclid(MS_PER_DAY)) / MS_PER_HOUR;
+                (2..5).contains(&h)
+            })
+            .count();
+        let day = t
+            .iter()
+            .filter(|&&x| {
+                let h = ((x + 9 * MS_PER_HOUR).rem_euclid(MS_PER_DAY)) / MS_PER_HOUR;
+                (10..13).contains(&h)
+            })
+            .count();
         assert!(day > 8 * night, "day {day} night {night}");
         assert!(t.windows(2).all(|w| w[0] <= w[1]));
         assert!(t.iter().all(|&x| x >= DAY0 && x < DAY0 + 28 * MS_PER_DAY));

@@ -46,12 +46,24 @@ pub struct HumanParams {
 #[derive(Debug, Clone)]
 pub enum Profile {
     Human(HumanParams),
-    Support { brand: u16 },
-    Batch { template: u8 },
-    Eval { suite_seed: u64, samples: u32 },
+    Support {
+        brand: u16,
+    },
+    Batch {
+        template: u8,
+    },
+    Eval {
+        suite_seed: u64,
+        samples: u32,
+    },
     CodingAgent,
-    Startup { brand: u16 },
-    Campaign { campaign: u16, end_user: HumanParams },
+    Startup {
+        brand: u16,
+    },
+    Campaign {
+        campaign: u16,
+        end_user: HumanParams,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -68,11 +80,24 @@ pub struct SimAccount {
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     /// A human turn of a corpus conversation (history up to `turn`).
-    Chat { conv: u32, turn: u8, typo: bool },
-    Support { turns: u8 },
-    Batch { doc: u32 },
-    Eval { item: u32 },
-    Agent { conv: u32, step: u8 },
+    Chat {
+        conv: u32,
+        turn: u8,
+        typo: bool,
+    },
+    Support {
+        turns: u8,
+    },
+    Batch {
+        doc: u32,
+    },
+    Eval {
+        item: u32,
+    },
+    Agent {
+        conv: u32,
+        step: u8,
+    },
     Distill {
         cap: u8,
         template: u16,
@@ -120,28 +145,44 @@ pub struct ModelHabit {
 }
 
 impl ModelHabit {
-    pub fn draw(rng: &mut Rng, models: &[ModelRt], start: i64, adopt_days: f64, adopt_share: f64) -> Self {
+    pub fn draw(
+        rng: &mut Rng,
+        models: &[ModelRt],
+        start: i64,
+        adopt_days: f64,
+        adopt_share: f64,
+    ) -> Self {
         let weights: Vec<f64> = models
             .iter()
             .map(|m| if m.released <= start { m.share } else { 0.0 })
             .collect();
         let base = rng.weighted(&weights) as u8;
-        let adopted = models
+        let mut adopted = Vec::new();
+        for (i, m) in models
             .iter()
             .enumerate()
             .filter(|(_, m)| m.released > start)
-            .filter_map(|(i, m)| {
-                rng.chance(0.7).then(|| {
-                    let delay = rng.exp(adopt_days) * distillguard_core::time::MS_PER_DAY as f64;
-                    (i as u8, m.released + delay as i64)
-                })
-            })
-            .collect();
-        ModelHabit { base, adopted, adopt_share }
+        {
+            // Seven in ten users try a new model at some point.
+            if rng.chance(0.7) {
+                let delay = rng.exp(adopt_days) * distillguard_core::time::MS_PER_DAY as f64;
+                adopted.push((i as u8, m.released + delay as i64));
+            }
+        }
+        ModelHabit {
+            base,
+            adopted,
+            adopt_share,
+        }
     }
 
     pub fn at(&self, ts: i64, rng: &mut Rng) -> u8 {
-        let newest = self.adopted.iter().filter(|(_, t)| *t <= ts).map(|(m, _)| *m).max();
+        let newest = self
+            .adopted
+            .iter()
+            .filter(|(_, t)| *t <= ts)
+            .map(|(m, _)| *m)
+            .max();
         match newest {
             Some(m) if rng.chance(self.adopt_share) => m,
             _ => self.base,

@@ -69,7 +69,13 @@ impl Tools {
         match self {
             Tools::None => &[],
             Tools::Agent => &["web_search", "fetch_url", "run_python"],
-            Tools::Coding => &["read_file", "write_file", "list_dir", "run_command", "search_code"],
+            Tools::Coding => &[
+                "read_file",
+                "write_file",
+                "list_dir",
+                "run_command",
+                "search_code",
+            ],
             Tools::Computer => &["computer"],
         }
     }

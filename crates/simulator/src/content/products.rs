@@ -15,8 +15,14 @@ use crate::corpus::Corpus;
 use crate::rng::Rng;
 
 const BRANDS: &[&str] = &[
-    "Northwind Outfitters", "Lumen Bank", "ParcelPath", "Cedar Health", "Orbit Telecom",
-    "Brightside Travel", "Quanta Home", "Silverline Insurance",
+    "Northwind Outfitters",
+    "Lumen Bank",
+    "ParcelPath",
+    "Cedar Health",
+    "Orbit Telecom",
+    "Brightside Travel",
+    "Quanta Home",
+    "Silverline Insurance",
 ];
 
 pub fn brand(i: u16) -> &'static str {
@@ -46,7 +52,15 @@ const SUPPORT_Q: &[&str] = &[
     "hi, I need help with my invoice {n}",
 ];
 
-const ITEMS: &[&str] = &["jacket", "router", "phone", "blender", "backpack", "monitor", "sofa cover"];
+const ITEMS: &[&str] = &[
+    "jacket",
+    "router",
+    "phone",
+    "blender",
+    "backpack",
+    "monitor",
+    "sofa cover",
+];
 
 /// A customer's message: mostly support questions, sometimes anything.
 pub fn support_question(rng: &mut Rng, corpus: &Corpus) -> String {
@@ -56,8 +70,8 @@ pub fn support_question(rng: &mut Rng, corpus: &Corpus) -> String {
     }
     rng.pick(SUPPORT_Q)
         .replace("{n}", &format!("#{}", rng.range_u64(100_000, 999_999)))
-        .replace("{item}", *rng.pick(ITEMS))
-        .replace("{city}", *rng.pick(tasks::CITIES))
+        .replace("{item}", rng.pick_str(ITEMS))
+        .replace("{city}", rng.pick_str(tasks::CITIES))
 }
 
 const BATCH: &[&str] = &[
@@ -70,7 +84,9 @@ const BATCH: &[&str] = &[
 pub fn batch_prompt(template: u8, doc: &str) -> Prompt {
     Prompt {
         system: None,
-        messages: vec![Msg::user(BATCH[template as usize % BATCH.len()].replace("{doc}", doc))],
+        messages: vec![Msg::user(
+            BATCH[template as usize % BATCH.len()].replace("{doc}", doc),
+        )],
         tools: Tools::None,
         answer: AnswerKind::Json,
     }
@@ -84,7 +100,9 @@ pub fn eval_item(suite_seed: u64, item: u32) -> Prompt {
     let text = if item % 3 == 2 {
         let topic = rng.pick(tasks::TOPICS);
         let letters = ["A", "B", "C", "D"];
-        let mut q = format!("Answer the following multiple choice question about {topic}. Explain your reasoning, then give the letter of the correct option.\n");
+        let mut q = format!(
+            "Answer the following multiple choice question about {topic}. Explain your reasoning, then give the letter of the correct option.\n"
+        );
         for l in letters {
             q.push_str(&format!("\n{l}) statement {}", rng.hex(6)));
         }
@@ -109,9 +127,17 @@ Make minimal, well-tested changes. Explain what you are doing briefly. Never run
 
 /// A coding-agent step: the user's task (a real coding prompt) followed by
 /// `step` rounds of tool calls and results.
-pub fn coding_agent(corpus: &Corpus, conv: u32, step: u8, rng: &mut Rng, max_chars: usize) -> Prompt {
+pub fn coding_agent(
+    corpus: &Corpus,
+    conv: u32,
+    step: u8,
+    rng: &mut Rng,
+    max_chars: usize,
+) -> Prompt {
     let c = &corpus.conversations[conv as usize % corpus.conversations.len()];
-    let mut messages = vec![Msg::user(super::clip(&c.turns[0].text, max_chars).to_string())];
+    let mut messages = vec![Msg::user(
+        super::clip(&c.turns[0].text, max_chars).to_string(),
+    )];
     for _ in 0..step {
         let id = format!("toolu_{}", rng.hex(16));
         let name = *rng.pick(Tools::Coding.names());
@@ -125,7 +151,11 @@ pub fn coding_agent(corpus: &Corpus, conv: u32, step: u8, rng: &mut Rng, max_cha
             user: false,
             blocks: vec![
                 Block::Text("Let me look at the relevant code.".into()),
-                Block::ToolUse { id: id.clone(), name, input },
+                Block::ToolUse {
+                    id: id.clone(),
+                    name,
+                    input,
+                },
             ],
         });
         messages.push(Msg {
@@ -146,5 +176,7 @@ pub fn coding_agent(corpus: &Corpus, conv: u32, step: u8, rng: &mut Rng, max_cha
 }
 
 pub fn startup_system(brand: &str) -> String {
-    format!("You are the writing assistant inside {brand}'s editor. Help users draft, edit and summarise documents. Match the user's tone.")
+    format!(
+        "You are the writing assistant inside {brand}'s editor. Help users draft, edit and summarise documents. Match the user's tone."
+    )
 }

@@ -17,8 +17,18 @@ pub const NAMES: &[&str] = &[
 ];
 
 const ITEMS: &[&str] = &[
-    "apple", "notebook", "ticket", "cupcake", "bicycle part", "lamp", "t-shirt", "book", "mug",
-    "plant", "phone case", "pencil",
+    "apple",
+    "notebook",
+    "ticket",
+    "cupcake",
+    "bicycle part",
+    "lamp",
+    "t-shirt",
+    "book",
+    "mug",
+    "plant",
+    "phone case",
+    "pencil",
 ];
 
 pub const TOPICS: &[&str] = &[
@@ -69,8 +79,16 @@ pub const SENSITIVE: &[&str] = &[
     "territorial disputes in the South China Sea",
 ];
 
-pub const PROGRAMMING_LANGUAGES: &[&str] =
-    &["Python", "Rust", "Go", "TypeScript", "Java", "C++", "C#", "Kotlin"];
+pub const PROGRAMMING_LANGUAGES: &[&str] = &[
+    "Python",
+    "Rust",
+    "Go",
+    "TypeScript",
+    "Java",
+    "C++",
+    "C#",
+    "Kotlin",
+];
 
 const CODE_SPECS: &[&str] = &[
     "merges overlapping intervals given as a list of (start, end) pairs",
@@ -119,8 +137,8 @@ pub const RESEARCH_GOALS: &[&str] = &[
 ];
 
 pub const CITIES: &[&str] = &[
-    "Berlin", "Tokyo", "Nairobi", "Lima", "Toronto", "Seoul", "Madrid", "Hanoi", "Chicago", "Lagos",
-    "Mumbai", "Sydney",
+    "Berlin", "Tokyo", "Nairobi", "Lima", "Toronto", "Seoul", "Madrid", "Hanoi", "Chicago",
+    "Lagos", "Mumbai", "Sydney",
 ];
 
 pub const SCREEN_TASKS: &[&str] = &[
@@ -151,9 +169,16 @@ const QUESTIONS_ABOUT_DATA: &[&str] = &[
 ];
 
 const IMAGE_SUBJECTS: &[&str] = &[
-    "bar chart", "line chart of a stock price", "architecture diagram", "photo of a street",
-    "handwritten math solution", "screenshot of an error dialog", "floor plan", "medical X-ray",
-    "table of results in a scanned paper", "scatter plot",
+    "bar chart",
+    "line chart of a stock price",
+    "architecture diagram",
+    "photo of a street",
+    "handwritten math solution",
+    "screenshot of an error dialog",
+    "floor plan",
+    "medical X-ray",
+    "table of results in a scanned paper",
+    "scatter plot",
 ];
 
 fn fill(template: &str, rng: &mut Rng) -> String {
@@ -162,13 +187,13 @@ fn fill(template: &str, rng: &mut Rng) -> String {
         out.replace_range(i..i + 3, &rng.range_u64(3, 60).to_string());
     }
     while let Some(i) = out.find("{city2}") {
-        out.replace_range(i..i + 7, *rng.pick(CITIES));
+        out.replace_range(i..i + 7, rng.pick_str(CITIES));
     }
     while let Some(i) = out.find("{city}") {
-        out.replace_range(i..i + 6, *rng.pick(CITIES));
+        out.replace_range(i..i + 6, rng.pick_str(CITIES));
     }
     while let Some(i) = out.find("{topic}") {
-        out.replace_range(i..i + 7, *rng.pick(TOPICS));
+        out.replace_range(i..i + 7, rng.pick_str(TOPICS));
     }
     out
 }
@@ -182,33 +207,70 @@ pub fn math_problem(rng: &mut Rng) -> String {
     let p = rng.range_u64(2, 40);
     let q = p + rng.range_u64(1, 25);
     match rng.below(10) {
-        0 => format!("{name} buys {a} {item}s at ${p} each and sells {b} of them at ${q} each. The rest are donated. What is {name}'s profit or loss?"),
-        1 => format!("A train leaves at {}:00 travelling at {} km/h. A second train leaves the same station {} hours later at {} km/h on the same track. When does the second catch up?", rng.range_u64(5, 11), 40 + a, rng.range_u64(1, 3), 60 + a + p),
-        2 => format!("Find all integer solutions of x^2 - {}x + {} = 0.", a + b, a * b),
+        0 => format!(
+            "{name} buys {a} {item}s at ${p} each and sells {b} of them at ${q} each. The rest are donated. What is {name}'s profit or loss?"
+        ),
+        1 => format!(
+            "A train leaves at {}:00 travelling at {} km/h. A second train leaves the same station {} hours later at {} km/h on the same track. When does the second catch up?",
+            rng.range_u64(5, 11),
+            40 + a,
+            rng.range_u64(1, 3),
+            60 + a + p
+        ),
+        2 => format!(
+            "Find all integer solutions of x^2 - {}x + {} = 0.",
+            a + b,
+            a * b
+        ),
         3 => format!("What is the sum of the first {a} positive odd numbers, and why?"),
-        4 => format!("A rectangle has a perimeter of {} cm and an area of {} cm^2. What are its side lengths?", 2 * (a + b), a * b),
-        5 => format!("Two fair dice are rolled. What is the probability that the sum is {}?", rng.range_u64(2, 12)),
-        6 => format!("{name} has {a} {item}s. Each day {name} gives away {b}% of what remains, rounded down. How many are left after {} days?", rng.range_u64(2, 6)),
-        7 => format!("How many ways can {} people sit at a round table if two of them refuse to sit next to each other?", rng.range_u64(5, 9)),
-        8 => format!("A tank fills in {a} minutes through pipe A and empties in {} minutes through pipe B. With both open, how long until it is full?", a + p),
-        _ => format!("Prove or disprove: for every integer n > {b}, n^2 + n + {} is prime.", rng.range_u64(1, 41)),
+        4 => format!(
+            "A rectangle has a perimeter of {} cm and an area of {} cm^2. What are its side lengths?",
+            2 * (a + b),
+            a * b
+        ),
+        5 => format!(
+            "Two fair dice are rolled. What is the probability that the sum is {}?",
+            rng.range_u64(2, 12)
+        ),
+        6 => format!(
+            "{name} has {a} {item}s. Each day {name} gives away {b}% of what remains, rounded down. How many are left after {} days?",
+            rng.range_u64(2, 6)
+        ),
+        7 => format!(
+            "How many ways can {} people sit at a round table if two of them refuse to sit next to each other?",
+            rng.range_u64(5, 9)
+        ),
+        8 => format!(
+            "A tank fills in {a} minutes through pipe A and empties in {} minutes through pipe B. With both open, how long until it is full?",
+            a + p
+        ),
+        _ => format!(
+            "Prove or disprove: for every integer n > {b}, n^2 + n + {} is prime.",
+            rng.range_u64(1, 41)
+        ),
     }
 }
 
 /// A coding specification or a snippet to debug.
 pub fn coding_task(rng: &mut Rng) -> (String, &'static str) {
-    let lang = *rng.pick(PROGRAMMING_LANGUAGES);
+    let lang = rng.pick_str(PROGRAMMING_LANGUAGES);
     if rng.chance(0.3) {
         let bug = rng.pick(CODE_BUGS);
-        (format!("Find and fix the bug in this code:\n```\n{bug}\n```"), lang)
+        (
+            format!("Find and fix the bug in this code:\n```\n{bug}\n```"),
+            lang,
+        )
     } else {
-        let spec = fill(*rng.pick(CODE_SPECS), rng);
+        let spec = fill(rng.pick_str(CODE_SPECS), rng);
         let fname = format!(
             "{}_{}",
             rng.pick(&["solve", "compute", "build", "parse", "find", "make"]),
             rng.hex(4)
         );
-        (format!("Write a {lang} function `{fname}` that {spec}."), lang)
+        (
+            format!("Write a {lang} function `{fname}` that {spec}."),
+            lang,
+        )
     }
 }
 
@@ -234,22 +296,31 @@ pub fn data_task(rng: &mut Rng) -> String {
 }
 
 pub fn research_goal(rng: &mut Rng) -> String {
-    fill(*rng.pick(RESEARCH_GOALS), rng)
+    fill(rng.pick_str(RESEARCH_GOALS), rng)
 }
 
 pub fn image_subject(rng: &mut Rng) -> &'static str {
-    *rng.pick(IMAGE_SUBJECTS)
+    rng.pick_str(IMAGE_SUBJECTS)
 }
 
 /// A deterministic image URL (bodies carry URLs, not megabytes of base64).
 pub fn image_url(rng: &mut Rng) -> String {
-    format!("https://images.example-cdn.net/u/{}/{}.png", rng.hex(8), rng.hex(12))
+    format!(
+        "https://images.example-cdn.net/u/{}/{}.png",
+        rng.hex(8),
+        rng.hex(12)
+    )
 }
 
 /// A short synthetic file for tool results.
 pub fn file_snippet(rng: &mut Rng) -> String {
     let (task, _) = coding_task(rng);
-    format!("// file {}.rs\n// TODO: {}\nfn main() {{\n    let n = {};\n    println!(\"{{}}\", n);\n}}\n", rng.hex(6), task.lines().next().unwrap_or(""), rng.below(1000))
+    format!(
+        "// file {}.rs\n// TODO: {}\nfn main() {{\n    let n = {};\n    println!(\"{{}}\", n);\n}}\n",
+        rng.hex(6),
+        task.lines().next().unwrap_or(""),
+        rng.below(1000)
+    )
 }
 
 #[cfg(test)]
@@ -259,9 +330,11 @@ mod tests {
     #[test]
     fn generators_vary_their_content() {
         let mut r = Rng::new(5);
-        let probs: std::collections::BTreeSet<String> = (0..200).map(|_| math_problem(&mut r)).collect();
+        let probs: std::collections::BTreeSet<String> =
+            (0..200).map(|_| math_problem(&mut r)).collect();
         assert!(probs.len() > 150, "{}", probs.len());
-        let code: std::collections::BTreeSet<String> = (0..200).map(|_| coding_task(&mut r).0).collect();
+        let code: std::collections::BTreeSet<String> =
+            (0..200).map(|_| coding_task(&mut r).0).collect();
         assert!(code.len() > 100);
         assert!(data_task(&mut r).starts_with("```csv\n"));
         assert!(!research_goal(&mut r).contains('{'));

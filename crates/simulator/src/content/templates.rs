@@ -66,15 +66,51 @@ pub const ELICIT: &[[&str; 3]] = &[
 
 /// Task intros, per language.
 const INTRO: &[[&str; 3]] = &[
-    ["Solve the following problem.", "Consider this question carefully:", "Here is a task for you:"],
-    ["请解决下面的问题。", "请仔细考虑这个问题：", "这是一个任务："],
-    ["Реши следующую задачу.", "Внимательно рассмотри вопрос:", "Вот задание:"],
-    ["Resuelve el siguiente problema.", "Considera esta pregunta con cuidado:", "Aquí tienes una tarea:"],
-    ["Löse die folgende Aufgabe.", "Betrachte diese Frage sorgfältig:", "Hier ist eine Aufgabe:"],
-    ["Résous le problème suivant.", "Examine attentivement cette question :", "Voici une tâche :"],
-    ["次の問題を解いてください。", "この質問をよく考えてください：", "課題は次のとおりです："],
-    ["다음 문제를 풀어 주세요.", "이 질문을 신중히 생각해 보세요:", "다음 과제를 수행하세요:"],
-    ["Resolva o seguinte problema.", "Considere esta pergunta com cuidado:", "Aqui está uma tarefa:"],
+    [
+        "Solve the following problem.",
+        "Consider this question carefully:",
+        "Here is a task for you:",
+    ],
+    [
+        "请解决下面的问题。",
+        "请仔细考虑这个问题：",
+        "这是一个任务：",
+    ],
+    [
+        "Реши следующую задачу.",
+        "Внимательно рассмотри вопрос:",
+        "Вот задание:",
+    ],
+    [
+        "Resuelve el siguiente problema.",
+        "Considera esta pregunta con cuidado:",
+        "Aquí tienes una tarea:",
+    ],
+    [
+        "Löse die folgende Aufgabe.",
+        "Betrachte diese Frage sorgfältig:",
+        "Hier ist eine Aufgabe:",
+    ],
+    [
+        "Résous le problème suivant.",
+        "Examine attentivement cette question :",
+        "Voici une tâche :",
+    ],
+    [
+        "次の問題を解いてください。",
+        "この質問をよく考えてください：",
+        "課題は次のとおりです：",
+    ],
+    [
+        "다음 문제를 풀어 주세요.",
+        "이 질문을 신중히 생각해 보세요:",
+        "다음 과제를 수행하세요:",
+    ],
+    [
+        "Resolva o seguinte problema.",
+        "Considere esta pergunta com cuidado:",
+        "Aqui está uma tarefa:",
+    ],
 ];
 
 const FRAMING: &[&str] = &[
@@ -177,7 +213,12 @@ pub struct Fill<'a> {
 
 /// Joins instruction sentences with spaces, skipping empty slots.
 fn join(parts: &[&str]) -> String {
-    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ")
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Instructions before a task body, then instructions after it.
@@ -192,7 +233,11 @@ fn around(before: &[&str], body: &str, after: &[&str]) -> String {
 /// Builds the prompt of a campaign request.
 pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
     let lang = f.lang.min(LANGUAGES.len() - 1);
-    let elicit = if f.elicit { ELICIT[lang][t.elicit as usize] } else { "" };
+    let elicit = if f.elicit {
+        ELICIT[lang][t.elicit as usize]
+    } else {
+        ""
+    };
     let intro = INTRO[lang][t.intro as usize];
     let framing = FRAMING[t.framing as usize];
     let format = FORMAT[t.format as usize];
@@ -200,14 +245,21 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
     let answer_excerpt: String = super::clip(f.answer_text, 700).to_string();
     let cap = CAPABILITIES[t.capability as usize];
     let mut tools = Tools::None;
-    let mut answer = if f.elicit { AnswerKind::Reasoning } else { AnswerKind::Short };
+    let mut answer = if f.elicit {
+        AnswerKind::Reasoning
+    } else {
+        AnswerKind::Short
+    };
     let mut system = f.system.map(str::to_string);
     let mut messages: Vec<Msg> = Vec::new();
     match cap {
         "reasoning" => {
             let problem = tasks::math_problem(rng);
             let text = if frame == 0 && f.elicit {
-                format!("{}\n\nQuestion: {problem}\n\nCompleted response: {answer_excerpt}", RECONSTRUCT[t.elicit as usize])
+                format!(
+                    "{}\n\nQuestion: {problem}\n\nCompleted response: {answer_excerpt}",
+                    RECONSTRUCT[t.elicit as usize]
+                )
             } else {
                 around(&[framing, intro], &problem, &[elicit, format])
             };
@@ -218,25 +270,39 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
             let text = format!(
                 "{}\n\nPrompt: {q}\n\nResponse:\n{answer_excerpt}\n\n{}",
                 RUBRIC[frame],
-                join(&[elicit, "Return JSON with the fields \"score\" and \"rationale\"."])
+                join(&[
+                    elicit,
+                    "Return JSON with the fields \"score\" and \"rationale\"."
+                ])
             );
             messages.push(Msg::user(text));
             answer = AnswerKind::Json;
         }
         "safety_rewrite" => {
             let topic = rng.pick(tasks::SENSITIVE);
-            let text = join(&[framing, &REWRITE[frame].replace("{topic}", topic), elicit, format]);
+            let text = join(&[
+                framing,
+                &REWRITE[frame].replace("{topic}", topic),
+                elicit,
+                format,
+            ]);
             messages.push(Msg::user(text));
         }
         "coding" => {
             let (task, plang) = tasks::coding_task(rng);
-            let body = CODE_FRAME[frame].replace("{task}", &task).replace("{lang}", plang);
+            let body = CODE_FRAME[frame]
+                .replace("{task}", &task)
+                .replace("{lang}", plang);
             messages.push(Msg::user(around(&[framing], &body, &[elicit, format])));
             answer = AnswerKind::Code;
         }
         "data_analysis" => {
             let data = tasks::data_task(rng);
-            messages.push(Msg::user(around(&[framing, intro], &data, &[elicit, format])));
+            messages.push(Msg::user(around(
+                &[framing, intro],
+                &data,
+                &[elicit, format],
+            )));
         }
         "agentic" => {
             tools = Tools::Agent;
@@ -264,7 +330,11 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
         }
         _ => {
             let topic = rng.pick(tasks::TOPICS);
-            messages.push(Msg::user(join(&[framing, &CHAT[frame].replace("{topic}", topic), elicit])));
+            messages.push(Msg::user(join(&[
+                framing,
+                &CHAT[frame].replace("{topic}", topic),
+                elicit,
+            ])));
         }
     }
     if f.follow_up {
@@ -303,7 +373,11 @@ fn follow_up(messages: &mut Vec<Msg>, tools: Tools, rng: &mut Rng) {
                 user: false,
                 blocks: vec![
                     Block::Text("I'll start by gathering information.".into()),
-                    Block::ToolUse { id: id.clone(), name, input },
+                    Block::ToolUse {
+                        id: id.clone(),
+                        name,
+                        input,
+                    },
                 ],
             });
             let image = (name == "computer").then(|| tasks::image_url(rng));
@@ -311,7 +385,11 @@ fn follow_up(messages: &mut Vec<Msg>, tools: Tools, rng: &mut Rng) {
                 user: true,
                 blocks: vec![Block::ToolResult {
                     id,
-                    text: if image.is_some() { String::new() } else { format!("Result {}: 3 items found.", rng.hex(4)) },
+                    text: if image.is_some() {
+                        String::new()
+                    } else {
+                        format!("Result {}: 3 items found.", rng.hex(4))
+                    },
                     image,
                 }],
             });
@@ -339,7 +417,13 @@ mod tests {
     fn one_template_keeps_structure_but_varies_content() {
         let mut r = Rng::new(9);
         let t = Template::draw(0, &mut r);
-        let f = Fill { lang: 0, elicit: true, follow_up: false, answer_text: "42 is the answer.", system: None };
+        let f = Fill {
+            lang: 0,
+            elicit: true,
+            follow_up: false,
+            answer_text: "42 is the answer.",
+            system: None,
+        };
         let a = text_of(&instantiate(t, &f, &mut r));
         let b = text_of(&instantiate(t, &f, &mut r));
         assert_ne!(a, b);
@@ -353,7 +437,13 @@ mod tests {
         for cap in 0..CAPABILITIES.len() {
             for lang in 0..LANGUAGES.len() {
                 let t = Template::draw(cap as u8, &mut r).paraphrased(&mut r);
-                let f = Fill { lang, elicit: true, follow_up: true, answer_text: "x", system: None };
+                let f = Fill {
+                    lang,
+                    elicit: true,
+                    follow_up: true,
+                    answer_text: "x",
+                    system: None,
+                };
                 let p = instantiate(t, &f, &mut r);
                 assert!(p.messages[0].user);
                 assert!(p.messages.len() >= 3);

@@ -74,13 +74,20 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
     let corporate: Vec<Nat> = (0..corp_count)
         .map(|_| {
             // Corporate traffic leaves through a security proxy or the office ISP line.
-            let country = network::COUNTRIES[nat_rng.weighted(&network::COUNTRIES.iter().map(|c| c.2).collect::<Vec<_>>())].0;
+            let country = network::COUNTRIES
+                [nat_rng.weighted(&network::COUNTRIES.iter().map(|c| c.2).collect::<Vec<_>>())]
+            .0;
             let net = if nat_rng.chance(0.5) {
                 *nat_rng.pick(&network::networks_of(NetKind::CorporateProxy))
             } else {
                 network::network_in(nat_rng, NetKind::Residential, country)
             };
-            Nat { ip: network::ip_in(nat_rng, net), net: net as u16, domain: network::company_domain(nat_rng), country }
+            Nat {
+                ip: network::ip_in(nat_rng, net),
+                net: net as u16,
+                domain: network::company_domain(nat_rng),
+                country,
+            }
         })
         .collect();
     let universities: Vec<Nat> = (0..uni_count)
@@ -97,7 +104,11 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
     // Carrier-grade NAT pools: a few addresses per carrier, shared by all its users.
     let cgnat: Vec<Vec<(String, u16)>> = network::networks_of(NetKind::Mobile)
         .into_iter()
-        .map(|net| (0..12).map(|_| (network::ip_in(nat_rng, net), net as u16)).collect())
+        .map(|net| {
+            (0..12)
+                .map(|_| (network::ip_in(nat_rng, net), net as u16))
+                .collect()
+        })
         .collect();
     let net_names: Vec<&String> = spec.network.keys().collect();
     let net_weights: Vec<f64> = spec.network.values().copied().collect();
@@ -121,14 +132,22 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
                 let n = &universities[rng.index(universities.len())];
                 email = n.domain.clone();
                 country = n.country;
-                signup = if rng.chance(0.7) { "education" } else { "standard" };
+                signup = if rng.chance(0.7) {
+                    "education"
+                } else {
+                    "standard"
+                };
                 vec![(n.ip.clone(), n.net)]
             }
             "mobile" => {
                 let pools: Vec<usize> = (0..cgnat.len())
                     .filter(|&p| NETWORKS[cgnat[p][0].1 as usize].country == country)
                     .collect();
-                let p = if pools.is_empty() { rng.index(cgnat.len()) } else { *rng.pick(&pools) };
+                let p = if pools.is_empty() {
+                    rng.index(cgnat.len())
+                } else {
+                    *rng.pick(&pools)
+                };
                 cgnat[p].clone()
             }
             "cloud" => {
@@ -141,7 +160,11 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             }
         };
         if signup == "standard" && rng.chance(0.03) {
-            signup = if rng.chance(0.7) { "startup" } else { "research" };
+            signup = if rng.chance(0.7) {
+                "startup"
+            } else {
+                "research"
+            };
         }
         let client = network::honest_client(&mut rng);
         let anthropic = network::CLIENTS[client].anthropic;
@@ -165,21 +188,58 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             country: Some(country.to_string()),
             verified: Some(rng.chance(0.92)),
         };
-        let params = human_params(&mut rng, anthropic, spec.reasoning_rate, spec.step_by_step_rate);
-        let habit = ModelHabit::draw(&mut rng, &ctx.models, ctx.start, spec.adopt_days, spec.adopt_share);
+        let params = human_params(
+            &mut rng,
+            anthropic,
+            spec.reasoning_rate,
+            spec.step_by_step_rate,
+        );
+        let habit = ModelHabit::draw(
+            &mut rng,
+            &ctx.models,
+            ctx.start,
+            spec.adopt_days,
+            spec.adopt_share,
+        );
         let account = ctx.add_account(SimAccount {
             id: format!("acct_{}", rng.hex(16)),
             info,
             label: Label::Benign,
             campaign: None,
-            streams: vec![Stream { key: format!("key_{}", rng.hex(12)), client: client as u16, anthropic, ips }],
+            streams: vec![Stream {
+                key: format!("key_{}", rng.hex(12)),
+                client: client as u16,
+                anthropic,
+                ips,
+            }],
             profile: Profile::Human(params),
         });
-        let rate = rng.lognormal(spec.sessions_per_day, spec.activity_sigma).min(60.0);
+        let rate = rng
+            .lognormal(spec.sessions_per_day, spec.activity_sigma)
+            .min(60.0);
         let offset = network::utc_offset_of(country);
-        let sessions = schedule::human_sessions(&mut rng, ctx.start, ctx.end, offset, rate, spec.weekend_factor, &schedule::DIURNAL);
+        let sessions = schedule::human_sessions(
+            &mut rng,
+            ctx.start,
+            ctx.end,
+            offset,
+            rate,
+            spec.weekend_factor,
+            &schedule::DIURNAL,
+        );
         let pool_len = ctx.accounts[account as usize].streams[0].ips.len() as u64;
-        chat_sessions(ctx, &mut rng, account, 0, &sessions, spec.turns_mean, spec.think_seconds, spec.typo_rate, pool_len, &habit);
+        chat_sessions(
+            ctx,
+            &mut rng,
+            account,
+            0,
+            &sessions,
+            spec.turns_mean,
+            spec.think_seconds,
+            spec.typo_rate,
+            pool_len,
+            &habit,
+        );
     }
 }
 
@@ -201,7 +261,9 @@ pub fn chat_sessions(
     for &start in starts {
         let conv = rng.index(corpus.conversations.len());
         let c = &corpus.conversations[conv];
-        let turns = (rng.geometric(turns_mean) as usize).min(c.user_turns()).min(60);
+        let turns = (rng.geometric(turns_mean) as usize)
+            .min(c.user_turns())
+            .min(60);
         let mut ts = start;
         let ip = rng.below(ip_pool) as u16;
         let model = habit.at(ts, rng);
@@ -216,7 +278,11 @@ pub fn chat_sessions(
                 stream,
                 ip,
                 model,
-                kind: Kind::Chat { conv: conv as u32, turn: turn as u8, typo: rng.chance(typo_rate) },
+                kind: Kind::Chat {
+                    conv: conv as u32,
+                    turn: turn as u8,
+                    typo: rng.chance(typo_rate),
+                },
             });
             let answer_len = c.turns.get(turn * 2 + 1).map_or(0, |t| t.text.len());
             ts += schedule::think_ms(rng, think_s, answer_len);

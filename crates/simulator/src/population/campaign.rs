@@ -34,7 +34,10 @@ const ORCA: &[&str] = &[
 ];
 
 fn weights_of(w: &crate::scenario::Weights, names: &[&str]) -> Vec<f64> {
-    names.iter().map(|n| w.get(*n).copied().unwrap_or(0.0)).collect()
+    names
+        .iter()
+        .map(|n| w.get(*n).copied().unwrap_or(0.0))
+        .collect()
 }
 
 fn pick_name<'a>(rng: &mut Rng, w: &'a crate::scenario::Weights) -> &'a str {
@@ -47,7 +50,9 @@ fn ip_pool(rng: &mut Rng, kind: &str, n: u32) -> Vec<(String, u16)> {
     let clouds = network::networks_of(NetKind::Cloud);
     let homes = network::networks_of(NetKind::Residential);
     // A datacenter campaign rents from one to three providers.
-    let providers: Vec<usize> = (0..rng.range_u64(1, 3)).map(|_| *rng.pick(&clouds)).collect();
+    let providers: Vec<usize> = (0..rng.range_u64(1, 3))
+        .map(|_| *rng.pick(&clouds))
+        .collect();
     (0..n)
         .map(|_| {
             let residential = match kind {
@@ -55,7 +60,11 @@ fn ip_pool(rng: &mut Rng, kind: &str, n: u32) -> Vec<(String, u16)> {
                 "mixed" => rng.chance(0.5),
                 _ => false,
             };
-            let net = if residential { *rng.pick(&homes) } else { *rng.pick(&providers) };
+            let net = if residential {
+                *rng.pick(&homes)
+            } else {
+                *rng.pick(&providers)
+            };
             (network::ip_in(rng, net), net as u16)
         })
         .collect()
@@ -71,7 +80,9 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         .enumerate()
         .map(|(c, w)| {
             if *w > 0.0 {
-                (0..spec.templates).map(|_| Template::draw(c as u8, crng)).collect()
+                (0..spec.templates)
+                    .map(|_| Template::draw(c as u8, crng))
+                    .collect()
             } else {
                 Vec::new()
             }
@@ -80,11 +91,19 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
     let systems: Vec<String> = (0..spec.system_prompts)
         .map(|i| {
             let base = ORCA[(crng.below(ORCA.len() as u64) as usize + i as usize) % ORCA.len()];
-            if i as usize >= ORCA.len() { format!("{base} ({})", crng.hex(4)) } else { base.to_string() }
+            if i as usize >= ORCA.len() {
+                format!("{base} ({})", crng.hex(4))
+            } else {
+                base.to_string()
+            }
         })
         .collect();
     let campaign = ctx.campaigns.len() as u16;
-    ctx.campaigns.push(CampaignRt { name: spec.name.clone(), templates, systems });
+    ctx.campaigns.push(CampaignRt {
+        name: spec.name.clone(),
+        templates,
+        systems,
+    });
 
     let span_start = ctx.start + (spec.start_day * MS_PER_DAY as f64) as i64;
     let span_end = match spec.end_day {
@@ -98,8 +117,16 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             network::script_client(crng, anthropic)
         })
         .collect();
-    let payments: Vec<String> = (0..spec.identity.payment_fingerprints).map(|_| format!("pm_{}", crng.hex(16))).collect();
-    let windows = schedule::windows(crng, span_start, span_end, spec.timing.windows_per_day, spec.timing.window_minutes);
+    let payments: Vec<String> = (0..spec.identity.payment_fingerprints)
+        .map(|_| format!("pm_{}", crng.hex(16)))
+        .collect();
+    let windows = schedule::windows(
+        crng,
+        span_start,
+        span_end,
+        spec.timing.windows_per_day,
+        spec.timing.window_minutes,
+    );
     let base_model = match &spec.model {
         Some(m) => ctx.models.iter().position(|x| &x.name == m).unwrap_or(0),
         None => (0..ctx.models.len())
@@ -109,11 +136,19 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
     } as u8;
     let pivot = spec.pivot.as_ref().and_then(|p| {
         let m = ctx.models.iter().position(|x| x.name == p.model)?;
-        let at = ctx.models[m].released + (crng.range_f64(0.2, 0.8) * p.within_hours * MS_PER_HOUR as f64) as i64;
-        Some((m as u8, at, p.share, (p.within_hours * MS_PER_HOUR as f64) as i64))
+        let at = ctx.models[m].released
+            + (crng.range_f64(0.2, 0.8) * p.within_hours * MS_PER_HOUR as f64) as i64;
+        Some((
+            m as u8,
+            at,
+            p.share,
+            (p.within_hours * MS_PER_HOUR as f64) as i64,
+        ))
     });
     // Per-account volumes: log-normal shares of the campaign total.
-    let shares: Vec<f64> = (0..spec.accounts).map(|_| crng.lognormal(1.0, spec.account_skew)).collect();
+    let shares: Vec<f64> = (0..spec.accounts)
+        .map(|_| crng.lognormal(1.0, spec.account_skew))
+        .collect();
     let share_sum: f64 = shares.iter().sum();
     let country_w: Vec<f64> = spec.identity.countries.values().copied().collect();
     let countries: Vec<&String> = spec.identity.countries.keys().collect();
@@ -132,7 +167,11 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         } else {
             rng.pick(&id.email_domains).clone()
         };
-        let payment = if payments.is_empty() { format!("pm_{}", rng.hex(16)) } else { rng.pick(&payments).clone() };
+        let payment = if payments.is_empty() {
+            format!("pm_{}", rng.hex(16))
+        } else {
+            rng.pick(&payments).clone()
+        };
         let info = AccountInfo {
             created_at: Some(Timestamp(span_start - (age * MS_PER_DAY as f64) as i64)),
             tier: Some(pick_name(&mut rng, &id.tiers).to_string()),
@@ -155,8 +194,16 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         let end_user = human_params(&mut rng, false, 0.05, 0.02);
         if let Some(mix) = &spec.mix {
             // The reseller's gateway forwards its customers' traffic.
-            let gw = network::CLIENTS.iter().position(|c| c.user_agent.starts_with("Go-http")).unwrap_or(0);
-            streams.push(Stream { key: format!("key_{}", rng.hex(12)), client: gw as u16, anthropic: false, ips: own_ip.clone() });
+            let gw = network::CLIENTS
+                .iter()
+                .position(|c| c.user_agent.starts_with("Go-http"))
+                .unwrap_or(0);
+            streams.push(Stream {
+                key: format!("key_{}", rng.hex(12)),
+                client: gw as u16,
+                anthropic: false,
+                ips: own_ip.clone(),
+            });
             if rng.chance(mix.separate_key) {
                 distill_streams.push(1);
                 streams.push(Stream {
@@ -190,8 +237,16 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
 
         let times = match spec.timing.mode.as_str() {
             "synchronized" => {
-                let joined: Vec<(i64, i64)> = windows.iter().copied().filter(|_| rng.chance(spec.timing.participation)).collect();
-                let joined = if joined.is_empty() && !windows.is_empty() { vec![*rng.pick(&windows)] } else { joined };
+                let joined: Vec<(i64, i64)> = windows
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.chance(spec.timing.participation))
+                    .collect();
+                let joined = if joined.is_empty() && !windows.is_empty() {
+                    vec![*rng.pick(&windows)]
+                } else {
+                    joined
+                };
                 let mut t = Vec::with_capacity(n as usize);
                 for k in 0..n {
                     let (s, e) = joined[(k as usize) % joined.len()];
@@ -204,11 +259,24 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                 let per_session = spec.timing.session_requests.max(1.0);
                 let days = ((span_end - span_start) as f64 / MS_PER_DAY as f64).max(0.01);
                 let per_day = n as f64 / per_session / days;
-                let starts = schedule::human_sessions(&mut rng, span_start, span_end, spec.timing.utc_offset, per_day, 0.8, &schedule::DIURNAL);
+                let starts = schedule::human_sessions(
+                    &mut rng,
+                    span_start,
+                    span_end,
+                    spec.timing.utc_offset,
+                    per_day,
+                    0.8,
+                    &schedule::DIURNAL,
+                );
                 let mut t = Vec::with_capacity(n as usize);
                 let mut i = 0usize;
                 while (t.len() as u64) < n && !starts.is_empty() {
-                    let mut ts = starts[i % starts.len()] + if i >= starts.len() { rng.below(MS_PER_HOUR as u64) as i64 } else { 0 };
+                    let mut ts = starts[i % starts.len()]
+                        + if i >= starts.len() {
+                            rng.below(MS_PER_HOUR as u64) as i64
+                        } else {
+                            0
+                        };
                     for _ in 0..rng.geometric(per_session) {
                         if (t.len() as u64) >= n || ts >= span_end {
                             break;
@@ -225,7 +293,9 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         };
         let mut ip = rng.below(ctx.accounts[account as usize].streams[0].ips.len() as u64) as u16;
         let pool_len = ctx.accounts[account as usize].streams[0].ips.len() as u64;
-        let account_pivot = pivot.map(|(m, at, share, within)| (m, at + rng.below((within / 3).max(1) as u64) as i64, share));
+        let account_pivot = pivot.map(|(m, at, share, within)| {
+            (m, at + rng.below((within / 3).max(1) as u64) as i64, share)
+        });
         for ts in times {
             if !rng.chance(spec.network.sticky) {
                 ip = rng.below(pool_len) as u16;
@@ -238,7 +308,9 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             let ntemp = spec.templates as u64;
             // Zipf-like: a few templates carry most of the traffic.
             let template = ((rng.f64().powf(2.0)) * ntemp as f64) as u16;
-            let system = if !ctx.campaigns[campaign as usize].systems.is_empty() && rng.chance(spec.system_prompt_rate) {
+            let system = if !ctx.campaigns[campaign as usize].systems.is_empty()
+                && rng.chance(spec.system_prompt_rate)
+            {
                 1 + rng.below(spec.system_prompts as u64) as u16
             } else {
                 0
@@ -270,11 +342,21 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             let users = mix.end_users.max(1);
             for _ in 0..users {
                 let offset = network::COUNTRIES[rng.index(network::COUNTRIES.len())].1;
-                starts.extend(schedule::human_sessions(&mut rng, ctx.start, ctx.end, offset, sessions_total / users as f64 / days, 0.6, &schedule::DIURNAL));
+                starts.extend(schedule::human_sessions(
+                    &mut rng,
+                    ctx.start,
+                    ctx.end,
+                    offset,
+                    sessions_total / users as f64 / days,
+                    0.6,
+                    &schedule::DIURNAL,
+                ));
             }
             starts.sort_unstable();
             let habit = ModelHabit::draw(&mut rng, &ctx.models, ctx.start, 2.0, 0.5);
-            chat_sessions(ctx, &mut rng, account, 0, &starts, 2.0, 40.0, 0.06, pool_len, &habit);
+            chat_sessions(
+                ctx, &mut rng, account, 0, &starts, 2.0, 40.0, 0.06, pool_len, &habit,
+            );
         }
     }
 }

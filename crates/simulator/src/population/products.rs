@@ -27,7 +27,9 @@ use crate::world::{HumanParams, Kind, ModelHabit, Profile, SimAccount, Spec, Str
 
 fn backend_ips(rng: &mut Rng, n: usize) -> Vec<(String, u16)> {
     let net = *rng.pick(&network::networks_of(NetKind::Cloud));
-    (0..n).map(|_| (network::ip_in(rng, net), net as u16)).collect()
+    (0..n)
+        .map(|_| (network::ip_in(rng, net), net as u16))
+        .collect()
 }
 
 fn company_account(rng: &mut Rng, ctx: &Ctx, signup: &str, payment: Option<String>) -> AccountInfo {
@@ -81,7 +83,9 @@ fn support_bot(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let anthropic = rng.chance(0.5);
     let client = network::script_client(rng, anthropic);
     let ips = backend_ips(rng, 3);
-    let streams = (0..spec.keys).map(|_| stream(rng, client, ips.clone())).collect();
+    let streams = (0..spec.keys)
+        .map(|_| stream(rng, client, ips.clone()))
+        .collect();
     let brand = rng.below(1000) as u16;
     let account = ctx.add_account(SimAccount {
         id: format!("acct_{}", rng.hex(16)),
@@ -96,7 +100,15 @@ fn support_bot(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let sessions_per_day = spec.requests_per_day / 2.2;
     let mut starts = Vec::new();
     for offset in [-6.0, 0.0, 1.0] {
-        starts.extend(schedule::human_sessions(rng, ctx.start, ctx.end, offset, sessions_per_day / 3.0, 0.7, &schedule::OFFICE));
+        starts.extend(schedule::human_sessions(
+            rng,
+            ctx.start,
+            ctx.end,
+            offset,
+            sessions_per_day / 3.0,
+            0.7,
+            &schedule::OFFICE,
+        ));
     }
     starts.sort_unstable();
     for s in starts {
@@ -104,7 +116,15 @@ fn support_bot(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         let mut ts = s;
         let m = model.at(ts, rng);
         for t in 0..turns {
-            ctx.push(Spec { ts, account, seq: 0, stream: rng.below(spec.keys as u64) as u8, ip: rng.below(3) as u16, model: m, kind: Kind::Support { turns: t as u8 + 1 } });
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: rng.below(spec.keys as u64) as u8,
+                ip: rng.below(3) as u16,
+                model: m,
+                kind: Kind::Support { turns: t as u8 + 1 },
+            });
             ts += schedule::think_ms(rng, 25.0, 300);
         }
     }
@@ -125,15 +145,34 @@ fn batch_job(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         profile: Profile::Batch { template },
     });
     let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 30.0, 1.0).base;
-    let mut day = (ctx.start + (offset * MS_PER_HOUR as f64) as i64).div_euclid(MS_PER_DAY) * MS_PER_DAY;
+    let mut day =
+        (ctx.start + (offset * MS_PER_HOUR as f64) as i64).div_euclid(MS_PER_DAY) * MS_PER_DAY;
     while day < ctx.end {
-        let run_start = day + ((spec.run_hour - offset) * MS_PER_HOUR as f64) as i64 + rng.below(120_000) as i64;
+        let run_start = day
+            + ((spec.run_hour - offset) * MS_PER_HOUR as f64) as i64
+            + rng.below(120_000) as i64;
         let n = rng.poisson(spec.requests_per_day);
         // Three requests a second, a little jitter from the queue.
-        let times = schedule::steady(rng, n, run_start, run_start + (n as i64 * MS_PER_SECOND / 3).max(1), 0.9);
+        let times = schedule::steady(
+            rng,
+            n,
+            run_start,
+            run_start + (n as i64 * MS_PER_SECOND / 3).max(1),
+            0.9,
+        );
         let corpus_len = ctx.corpus.answers.len() as u64;
         for ts in times {
-            ctx.push(Spec { ts, account, seq: 0, stream: 0, ip: 0, model, kind: Kind::Batch { doc: rng.below(corpus_len) as u32 } });
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: 0,
+                ip: 0,
+                model,
+                kind: Kind::Batch {
+                    doc: rng.below(corpus_len) as u32,
+                },
+            });
         }
         day += MS_PER_DAY;
     }
@@ -151,20 +190,32 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         label: Label::Benign,
         campaign: None,
         streams: vec![stream(rng, client, ips)],
-        profile: Profile::Eval { suite_seed, samples: spec.samples },
+        profile: Profile::Eval {
+            suite_seed,
+            samples: spec.samples,
+        },
     });
     // Runs: each in-scenario release (1–6 h after), plus scheduled runs.
     let mut runs: Vec<(i64, u8)> = Vec::new();
     for (i, m) in ctx.models.iter().enumerate() {
         if m.released > ctx.start && m.released < ctx.end {
-            runs.push((m.released + rng.range_u64(1, 6) as i64 * MS_PER_HOUR, i as u8));
+            runs.push((
+                m.released + rng.range_u64(1, 6) as i64 * MS_PER_HOUR,
+                i as u8,
+            ));
         }
     }
-    let established: Vec<u8> = (0..ctx.models.len()).filter(|&i| ctx.models[i].released <= ctx.start).map(|i| i as u8).collect();
+    let established: Vec<u8> = (0..ctx.models.len())
+        .filter(|&i| ctx.models[i].released <= ctx.start)
+        .map(|i| i as u8)
+        .collect();
     let per_day = spec.requests_per_day / spec.suite_items as f64;
     let days = (ctx.end - ctx.start) as f64 / MS_PER_DAY as f64;
     for _ in 0..rng.poisson(per_day * days).max(1) {
-        runs.push((ctx.start + rng.below((ctx.end - ctx.start) as u64) as i64, *rng.pick(&established)));
+        runs.push((
+            ctx.start + rng.below((ctx.end - ctx.start) as u64) as i64,
+            *rng.pick(&established),
+        ));
     }
     for (start, model) in runs {
         let mut ts = start;
@@ -172,7 +223,15 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
             if ts >= ctx.end {
                 break;
             }
-            ctx.push(Spec { ts, account, seq: 0, stream: 0, ip: rng.below(2) as u16, model, kind: Kind::Eval { item } });
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: 0,
+                ip: rng.below(2) as u16,
+                model,
+                kind: Kind::Eval { item },
+            });
             // Four workers, a few seconds per answer.
             ts += (rng.lognormal(4.0, 0.4) * MS_PER_SECOND as f64 / 4.0) as i64;
         }
@@ -201,7 +260,15 @@ fn coding_agent(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let per_day = spec.requests_per_day / steps_mean;
     let mut starts = Vec::new();
     for offset in [-7.0, -5.0, 0.0, 1.0, 5.5, 8.0] {
-        starts.extend(schedule::human_sessions(rng, ctx.start, ctx.end, offset, per_day / 6.0, 0.4, &schedule::OFFICE));
+        starts.extend(schedule::human_sessions(
+            rng,
+            ctx.start,
+            ctx.end,
+            offset,
+            per_day / 6.0,
+            0.4,
+            &schedule::OFFICE,
+        ));
     }
     starts.sort_unstable();
     let coding = ctx.corpus.coding.clone();
@@ -212,7 +279,18 @@ fn coding_agent(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         let mut ts = s;
         let key = rng.below(spec.keys as u64) as u8;
         for step in 0..steps {
-            ctx.push(Spec { ts, account, seq: 0, stream: key, ip: rng.below(4) as u16, model: m, kind: Kind::Agent { conv, step: step as u8 } });
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: key,
+                ip: rng.below(4) as u16,
+                model: m,
+                kind: Kind::Agent {
+                    conv,
+                    step: step as u8,
+                },
+            });
             ts += (rng.lognormal(6.0, 0.6) * MS_PER_SECOND as f64) as i64;
         }
     }
@@ -227,7 +305,9 @@ fn startup(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     for _ in 0..spec.sibling_accounts {
         let mut info = company_account(rng, ctx, "startup", Some(payment.clone()));
         info.email_domain = Some(domain.clone());
-        let streams = (0..spec.keys).map(|_| stream(rng, client, ips.clone())).collect();
+        let streams = (0..spec.keys)
+            .map(|_| stream(rng, client, ips.clone()))
+            .collect();
         let account = ctx.add_account(SimAccount {
             id: format!("acct_{}", rng.hex(16)),
             info,
@@ -238,7 +318,15 @@ fn startup(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         });
         let habit = ModelHabit::draw(rng, &ctx.models, ctx.start, 4.0, 0.5);
         let offset = network::utc_offset_of("US");
-        let starts = schedule::human_sessions(rng, ctx.start, ctx.end, offset, spec.requests_per_day / 2.0, 0.3, &schedule::OFFICE);
+        let starts = schedule::human_sessions(
+            rng,
+            ctx.start,
+            ctx.end,
+            offset,
+            spec.requests_per_day / 2.0,
+            0.3,
+            &schedule::OFFICE,
+        );
         // Load balancing: each session lands on the next key.
         for (k, s) in starts.iter().enumerate() {
             let key = (k % spec.keys as usize) as u8;

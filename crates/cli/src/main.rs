@@ -1,0 +1,437 @@
+/*!
+`distillguard`: the command-line front of the workspace.
+
+Thin by design: parse arguments, call the library crates, print results
+(tables for people on a terminal, JSON for programs) and report errors.
+Results go to standard output, progress and diagnostics to standard error.
+Exit codes: 0 success, 1 failure, 2 bad usage or bad input under `--strict`.
+*/
+
+mod progress;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use distillguard_core::{
+    AccountRecord, Dialect, EventReader, LineError, ReadError, RecordReader, Timestamp, TruthRecord,
+};
+use distillguard_eval::{EventIndex, Inputs};
+use distillguard_simulator::scenario::BUILTIN;
+use distillguard_simulator::{Corpus, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "distillguard",
+    version,
+    about = "Detect, stop and prove distillation attacks on LLM APIs",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate API traffic with labelled distillation campaigns.
+    Simulate {
+        /// A built-in scenario (small, default, incident, benign-infra) or a TOML file.
+        #[arg(long, default_value = "small")]
+        scenario: String,
+        /// Same seed, same scenario, same corpus: same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Human prompts: `auto` (../shared ShareGPT file if found, else the
+        /// embedded sample), `embedded`, or a path. Overrides the scenario's.
+        #[arg(long)]
+        corpus: Option<String>,
+        /// Summary format on standard output.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Score an analysis report against the ground truth.
+    Eval {
+        /// `distillguard analyze --format json` output.
+        #[arg(long)]
+        report: PathBuf,
+        /// truth.jsonl (`{account_id, label, campaign}` per line).
+        #[arg(long)]
+        truth: PathBuf,
+        /// Event logs, for time to detect and the rate-limit baseline
+        /// (default: events.jsonl.gz beside the truth file, if present).
+        #[arg(long)]
+        events: Vec<PathBuf>,
+        /// Account records, for the baseline's tier limits (default:
+        /// accounts.jsonl beside the truth file, if present).
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Stop at the first malformed line (exit code 2).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Validate event logs: count events, report malformed lines.
+    Check {
+        /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
+        #[arg(required = true)]
+        input: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Stop at the first malformed line (exit code 2).
+        #[arg(long)]
+        strict: bool,
+        /// Malformed lines listed on standard error (the rest are counted).
+        #[arg(long, default_value_t = 20)]
+        max_errors: usize,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List the built-in scenarios, or print one as TOML to start your own.
+    Scenarios { name: Option<String> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<io::Error>()
+                && io.kind() == io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
+            }
+            let strict = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<ReadError>(), Some(ReadError::Strict(_))));
+            let _ = writeln!(io::stderr(), "error: {e:#}");
+            if strict {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Simulate {
+            scenario,
+            seed,
+            out,
+            corpus,
+            format,
+            quiet,
+        } => simulate(&scenario, seed, &out, corpus, format, quiet),
+        Command::Eval {
+            report,
+            truth,
+            events,
+            accounts,
+            format,
+            strict,
+        } => eval(&report, &truth, events, accounts, format, strict),
+        Command::Check {
+            input,
+            format,
+            strict,
+            max_errors,
+            quiet,
+        } => check(&input, format, strict, max_errors, quiet),
+        Command::Scenarios { name } => scenarios(name),
+    }
+}
+
+fn simulate(
+    name: &str,
+    seed: u64,
+    out: &Path,
+    corpus: Option<String>,
+    format: Format,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let scenario = Scenario::load(name)?;
+    let corpus_spec = corpus.unwrap_or_else(|| scenario.corpus.clone());
+    let corpus =
+        Corpus::load(&corpus_spec).with_context(|| format!("loading corpus {corpus_spec:?}"))?;
+    for e in corpus.skipped.iter().take(5) {
+        let _ = writeln!(io::stderr(), "warning: corpus line skipped: {e}");
+    }
+    if !quiet {
+        let _ = writeln!(
+            io::stderr(),
+            "scenario {} (seed {seed}), corpus: {} ({} conversations)",
+            scenario.name,
+            corpus.source,
+            corpus.conversations.len()
+        );
+    }
+    let started = std::time::Instant::now();
+    let bar = progress::Bar::new(!quiet);
+    let summary = distillguard_simulator::simulate(&scenario, seed, &corpus, out, &bar)?;
+    drop(bar);
+    let secs = started.elapsed().as_secs_f64();
+    let mut stdout = io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &summary)?;
+            writeln!(stdout)?;
+        }
+        Format::Table => {
+            writeln!(
+                stdout,
+                "wrote {} events ({} accounts: {} benign, {} attack) to {} in {secs:.1}s",
+                summary.events,
+                summary.accounts,
+                summary.benign_accounts,
+                summary.attack_accounts,
+                out.display()
+            )?;
+            writeln!(
+                stdout,
+                "span {} … {}; {:.0} MB of JSON, {:.0} MB gzipped",
+                summary.start,
+                summary.end,
+                summary.bytes_uncompressed as f64 / 1e6,
+                summary.bytes_written as f64 / 1e6
+            )?;
+            writeln!(
+                stdout,
+                "{:<24}{:>10}{:>14}",
+                "campaign", "accounts", "distill reqs"
+            )?;
+            for (name, c) in &summary.campaigns {
+                writeln!(stdout, "{name:<24}{:>10}{:>14}", c.accounts, c.events)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path`'s sibling `name`, if it exists.
+fn beside(path: &Path, name: &str) -> Option<PathBuf> {
+    let p = path.parent().unwrap_or(Path::new(".")).join(name);
+    p.exists().then_some(p)
+}
+
+fn report_bad_lines(bad: &[LineError], what: &str) {
+    let mut err = io::stderr().lock();
+    for e in bad.iter().take(10) {
+        let _ = writeln!(err, "warning: {what}: {e}");
+    }
+    if bad.len() > 10 {
+        let _ = writeln!(
+            err,
+            "warning: {what}: … and {} more malformed lines",
+            bad.len() - 10
+        );
+    }
+}
+
+fn eval(
+    report: &Path,
+    truth: &Path,
+    events: Vec<PathBuf>,
+    accounts: Option<PathBuf>,
+    format: Format,
+    strict: bool,
+) -> Result<ExitCode> {
+    let rep = distillguard_eval::load_report(report)?;
+    let (truth_rows, bad) = RecordReader::<TruthRecord>::open(truth)?.read_all(strict)?;
+    report_bad_lines(&bad, "truth");
+    if truth_rows.is_empty() {
+        bail!("{}: no truth records", truth.display());
+    }
+    let events = if events.is_empty() {
+        beside(truth, "events.jsonl.gz").into_iter().collect()
+    } else {
+        events
+    };
+    let index = if events.is_empty() {
+        None
+    } else {
+        let paths: Vec<&Path> = events.iter().map(PathBuf::as_path).collect();
+        let ix = EventIndex::load(&paths, strict)?;
+        report_bad_lines(&ix.malformed, "events");
+        Some(ix)
+    };
+    let accounts_path = accounts.or_else(|| beside(truth, "accounts.jsonl"));
+    let account_rows = match &accounts_path {
+        Some(p) => {
+            let (rows, bad) = RecordReader::<AccountRecord>::open(p)?.read_all(strict)?;
+            report_bad_lines(&bad, "accounts");
+            Some(rows)
+        }
+        None => None,
+    };
+    let sb = distillguard_eval::evaluate(&Inputs {
+        report: &rep,
+        truth: &truth_rows,
+        events: index.as_ref(),
+        accounts: account_rows.as_deref(),
+    })?;
+    let mut stdout = io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &sb)?;
+            writeln!(stdout)?;
+        }
+        Format::Table => write!(stdout, "{}", distillguard_eval::table::render(&sb))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default, serde::Serialize)]
+struct CheckSummary {
+    file: String,
+    lines: u64,
+    events: u64,
+    malformed: u64,
+    openai: u64,
+    anthropic: u64,
+    accounts: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+    /// Events whose timestamp is earlier than the one before (analyze sorts).
+    out_of_order: u64,
+}
+
+fn check(
+    inputs: &[PathBuf],
+    format: Format,
+    strict: bool,
+    max_errors: usize,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let bar = progress::Bar::new(!quiet);
+    let mut summaries = Vec::new();
+    let mut listed = 0usize;
+    let mut total_bad = 0u64;
+    for path in inputs {
+        let mut reader = EventReader::open(path)?;
+        distillguard_core::progress::Progress::stage(
+            &bar,
+            &format!("checking {}", reader.name()),
+            None,
+        );
+        let mut s = CheckSummary {
+            file: reader.name().to_string(),
+            ..Default::default()
+        };
+        let mut accounts = std::collections::HashSet::new();
+        let mut last = i64::MIN;
+        while let Some(item) = reader.next_event()? {
+            distillguard_core::progress::Progress::advance(&bar, 1);
+            match item {
+                Ok(ev) => {
+                    s.events += 1;
+                    match ev.dialect {
+                        Dialect::OpenAi => s.openai += 1,
+                        Dialect::Anthropic => s.anthropic += 1,
+                    }
+                    if ev.ts.0 < last {
+                        s.out_of_order += 1;
+                    }
+                    last = last.max(ev.ts.0);
+                    s.first_ts = Some(s.first_ts.map_or(ev.ts, |t| t.min(ev.ts)));
+                    s.last_ts = Some(s.last_ts.map_or(ev.ts, |t| t.max(ev.ts)));
+                    if !accounts.contains(ev.account_id.as_str()) {
+                        accounts.insert(ev.account_id);
+                    }
+                }
+                Err(e) if strict => return Err(ReadError::Strict(e).into()),
+                Err(e) => {
+                    s.malformed += 1;
+                    if listed < max_errors {
+                        let _ = writeln!(io::stderr(), "malformed: {e}");
+                        listed += 1;
+                    }
+                }
+            }
+        }
+        s.lines = reader.stats().lines;
+        s.accounts = accounts.len() as u64;
+        total_bad += s.malformed;
+        summaries.push(s);
+    }
+    drop(bar);
+    if total_bad as usize > listed {
+        let _ = writeln!(
+            io::stderr(),
+            "malformed: … and {} more (see --max-errors)",
+            total_bad as usize - listed
+        );
+    }
+    let mut stdout = io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &summaries)?;
+            writeln!(stdout)?;
+        }
+        Format::Table => {
+            for s in &summaries {
+                writeln!(
+                    stdout,
+                    "{}: {} events ({} OpenAI, {} Anthropic) from {} accounts; {} malformed of {} lines",
+                    s.file, s.events, s.openai, s.anthropic, s.accounts, s.malformed, s.lines
+                )?;
+                if let (Some(a), Some(b)) = (s.first_ts, s.last_ts) {
+                    writeln!(
+                        stdout,
+                        "  span {a} … {b}{}",
+                        if s.out_of_order > 0 {
+                            format!("; {} events out of time order", s.out_of_order)
+                        } else {
+                            String::new()
+                        }
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scenarios(name: Option<String>) -> Result<ExitCode> {
+    let mut stdout = io::stdout().lock();
+    match name {
+        Some(n) => match BUILTIN.iter().find(|(b, _)| *b == n) {
+            Some((_, text)) => write!(stdout, "{text}")?,
+            None => bail!(
+                "no built-in scenario {n:?}; built-ins: {}",
+                BUILTIN.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        None => {
+            let mut rows = BTreeMap::new();
+            for (n, _) in BUILTIN {
+                let s = Scenario::load(n)?;
+                rows.insert(
+                    BUILTIN.iter().position(|b| b.0 == *n).unwrap_or(0),
+                    (s.name, s.description),
+                );
+            }
+            for (_, (n, d)) in rows {
+                writeln!(stdout, "{n:<14}{d}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,521 @@
+//! End-to-end tests of the `distillguard` binary: one harness, many cases.
+//!
+//! Each case runs the real binary on real files in a fresh temporary
+//! directory, as a user would.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use distillguard_core::{EventReader, Label, RecordReader, Timestamp, TruthRecord};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("dg-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = dg(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn simulate_small(dir: &Dir, sub: &str, seed: u64) -> PathBuf {
+    let out = dir.path(sub);
+    ok(&[
+        "simulate",
+        "--scenario",
+        "small",
+        "--seed",
+        &seed.to_string(),
+        "--corpus",
+        "embedded",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--format",
+        "json",
+    ]);
+    out
+}
+
+fn read_events(path: &Path) -> Vec<distillguard_core::Event> {
+    let mut r = EventReader::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(e) = r.next_event().unwrap() {
+        v.push(e.unwrap());
+    }
+    v
+}
+
+fn truth(dir: &Path) -> Vec<TruthRecord> {
+    RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))
+        .unwrap()
+        .read_all(true)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let d = Dir::new("det");
+    let a = simulate_small(&d, "a", 7);
+    let b = simulate_small(&d, "b", 7);
+    let c = simulate_small(&d, "c", 8);
+    for f in [
+        "events.jsonl.gz",
+        "accounts.jsonl",
+        "truth.jsonl",
+        "models.jsonl",
+    ] {
+        let fa = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(
+            fa,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs for the same seed"
+        );
+        if f != "models.jsonl" {
+            assert_ne!(
+                fa,
+                std::fs::read(c.join(f)).unwrap(),
+                "{f} identical for another seed"
+            );
+        }
+    }
+}
+
+#[test]
+fn simulated_log_is_valid_ordered_and_labelled() {
+    let d = Dir::new("valid");
+    let out = simulate_small(&d, "s", 3);
+    let events = read_events(&out.join("events.jsonl.gz"));
+    assert!(events.len() > 15_000, "{}", events.len());
+    assert!(
+        events.windows(2).all(|w| w[0].ts <= w[1].ts),
+        "log is not in time order"
+    );
+    let t = truth(&out);
+    let labels: HashMap<&str, &TruthRecord> =
+        t.iter().map(|r| (r.account_id.as_str(), r)).collect();
+    // Every event's account is labelled; both dialects and all campaigns occur.
+    assert!(
+        events
+            .iter()
+            .all(|e| labels.contains_key(e.account_id.as_str()))
+    );
+    let dialects: BTreeSet<_> = events.iter().map(|e| format!("{:?}", e.dialect)).collect();
+    assert_eq!(dialects.len(), 2);
+    let campaigns: BTreeSet<&str> = t.iter().filter_map(|r| r.campaign.as_deref()).collect();
+    assert_eq!(
+        campaigns,
+        [
+            "agentic-multi",
+            "coding-pivot",
+            "hydra-reseller",
+            "low-and-slow",
+            "reasoning-harvest"
+        ]
+        .into_iter()
+        .collect()
+    );
+    // Ids reveal nothing: no campaign name or label in any account id.
+    assert!(
+        t.iter()
+            .all(|r| r.account_id.starts_with("acct_") && r.account_id.len() == 21)
+    );
+    // Accounts file covers every account, with the fields analyze reads.
+    let (accts, bad) =
+        RecordReader::<distillguard_core::AccountRecord>::open(&out.join("accounts.jsonl"))
+            .unwrap()
+            .read_all(true)
+            .unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(accts.len(), t.len());
+    assert!(
+        accts
+            .iter()
+            .all(|a| a.created_at.is_some() && a.tier.is_some() && a.signup_program.is_some())
+    );
+    // `check` agrees: nothing malformed.
+    let report = ok(&[
+        "check",
+        out.join("events.jsonl.gz").to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(v[0]["malformed"], 0);
+    assert_eq!(v[0]["events"], events.len() as u64);
+    assert_eq!(v[0]["out_of_order"], 0);
+}
+
+#[test]
+fn scenario_behaviours_are_present() {
+    let d = Dir::new("behave");
+    let out = simulate_small(&d, "s", 5);
+    let events = read_events(&out.join("events.jsonl.gz"));
+    let t = truth(&out);
+    let camp: HashMap<&str, Option<&str>> = t
+        .iter()
+        .map(|r| (r.account_id.as_str(), r.campaign.as_deref()))
+        .collect();
+    let models: Vec<distillguard_core::ModelRelease> =
+        RecordReader::open(&out.join("models.jsonl"))
+            .unwrap()
+            .read_all(true)
+            .unwrap()
+            .0;
+    let release = models
+        .iter()
+        .find(|m| m.model == "atlas-3")
+        .unwrap()
+        .released_at;
+    let camp_ref = &camp;
+    let of = |name: &'static str| {
+        events
+            .iter()
+            .filter(move |e| camp_ref[e.account_id.as_str()] == Some(name))
+    };
+
+    // (c) pivot: about half the campaign's traffic on the new model within a day of release.
+    let after: Vec<_> = of("coding-pivot")
+        .filter(|e| e.ts.0 > release.0 + 86_400_000)
+        .collect();
+    let on_new = after
+        .iter()
+        .filter(|e| e.model.as_deref() == Some("atlas-3"))
+        .count();
+    let share = on_new as f64 / after.len() as f64;
+    assert!((0.4..0.6).contains(&share), "pivot share {share}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.model.as_deref() != Some("atlas-3") || e.ts >= release)
+    );
+
+    // (a) reasoning harvest: elicitation and shared payment methods.
+    let elicits = of("reasoning-harvest")
+        .filter(|e| {
+            let s = e.request.last_user_text.to_lowercase();
+            s.contains("step")
+                || s.contains("reason")
+                || s.contains("一步")
+                || s.contains("推理")
+                || s.contains("rubric")
+                || s.contains("score")
+        })
+        .count();
+    assert!(
+        elicits * 10 > of("reasoning-harvest").count() * 7,
+        "{elicits}"
+    );
+    let accts: Vec<distillguard_core::AccountRecord> =
+        RecordReader::open(&out.join("accounts.jsonl"))
+            .unwrap()
+            .read_all(true)
+            .unwrap()
+            .0;
+    let pays: BTreeSet<_> = accts
+        .iter()
+        .filter(|a| camp[a.account_id.as_str()] == Some("reasoning-harvest"))
+        .map(|a| a.payment_fingerprint.clone())
+        .collect();
+    assert!(pays.len() <= 2, "{pays:?}");
+
+    // (b) agentic: tools, images and computer use appear.
+    assert!(of("agentic-multi").any(|e| !e.request.tools.is_empty()));
+    assert!(of("agentic-multi").any(|e| e.request.images > 0));
+    assert!(of("agentic-multi").any(|e| e.request.tools.iter().any(|t| t.starts_with("computer"))));
+
+    // (d) reseller accounts carry both distillation and real conversations.
+    let reseller_multi_turn = of("hydra-reseller").filter(|e| e.request.depth > 1).count();
+    assert!(reseller_multi_turn > 50, "{reseller_multi_turn}");
+
+    // (e) low-and-slow: every account small.
+    let mut per: BTreeMap<&str, u32> = BTreeMap::new();
+    for e in of("low-and-slow") {
+        *per.entry(e.account_id.as_str()).or_default() += 1;
+    }
+    assert!(per.values().all(|&n| n < 60), "{:?}", per.values().max());
+
+    // Humans follow a day: fewer requests at 03:00–05:00 local than 10:00–12:00 (UTC here is a proxy:
+    // the benign mix is dominated by UTC−6…+1, so compare two UTC windows that are night/day for most).
+    let benign: Vec<_> = events
+        .iter()
+        .filter(|e| camp[e.account_id.as_str()].is_none())
+        .collect();
+    assert!(benign.len() > 5_000);
+    let multi = benign
+        .iter()
+        .filter(|e| e.request.assistant_turns > 0)
+        .count();
+    assert!(
+        multi * 5 > benign.len(),
+        "real follow-ups are common among humans"
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+#[test]
+fn eval_scores_hand_written_reports_and_beats_nothing_with_nothing() {
+    let d = Dir::new("eval");
+    let out = simulate_small(&d, "s", 11);
+    let t = truth(&out);
+    let events = read_events(&out.join("events.jsonl.gz"));
+    // A perfect report: every attack account flagged at its first request.
+    let mut first: HashMap<&str, Timestamp> = HashMap::new();
+    for e in &events {
+        first.entry(e.account_id.as_str()).or_insert(e.ts);
+    }
+    let accounts: Vec<serde_json::Value> = t
+        .iter()
+        .filter(|r| r.label == Label::Attack)
+        .map(|r| serde_json::json!({"account_id": r.account_id, "risk": 0.99, "verdict": "block", "flagged_at": first.get(r.account_id.as_str()), "reasons": []}))
+        .collect();
+    let perfect = d.path("perfect.json");
+    write(
+        &perfect,
+        &serde_json::json!({"version": 1, "stats": {}, "accounts": accounts, "campaigns": []})
+            .to_string(),
+    );
+    let json = ok(&[
+        "eval",
+        "--report",
+        perfect.to_str().unwrap(),
+        "--truth",
+        out.join("truth.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["detector"]["precision"], 1.0);
+    assert_eq!(v["detector"]["recall"], 1.0);
+    assert_eq!(v["detector"]["benign_false_positive_rate"], 0.0);
+    for c in v["detector"]["campaigns"].as_array().unwrap() {
+        assert_eq!(c["recall"], 1.0);
+        // Flagged at its very first request: exactly one request served.
+        assert!(c["served_before_detection"].as_u64().unwrap() >= 1);
+        assert!(
+            c["served_before_detection_pct"].as_f64().unwrap() < 1.0,
+            "{c}"
+        );
+    }
+    // The baseline ran (events found beside truth) and misses the low-and-slow swarm entirely.
+    let base = &v["baseline"];
+    assert!(base.is_object());
+    let lns = base["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign"] == "low-and-slow")
+        .unwrap();
+    assert_eq!(lns["flagged"], 0);
+    assert!(base["recall"].as_f64().unwrap() < 0.5);
+
+    // An empty report: recall 0, precision undefined; the table says so.
+    let empty = d.path("empty.json");
+    write(
+        &empty,
+        r#"{"version":1,"stats":{},"accounts":[],"campaigns":[]}"#,
+    );
+    let table = ok(&[
+        "eval",
+        "--report",
+        empty.to_str().unwrap(),
+        "--truth",
+        out.join("truth.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("recall") && table.contains("0.0%") && table.contains("never"),
+        "{table}"
+    );
+
+    // A report of the wrong version is refused with a clear message.
+    let v2 = d.path("v2.json");
+    write(&v2, r#"{"version":2,"accounts":[]}"#);
+    let bad = dg(&[
+        "eval",
+        "--report",
+        v2.to_str().unwrap(),
+        "--truth",
+        out.join("truth.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("version 2 is not supported"));
+}
+
+#[test]
+fn malformed_lines_are_reported_with_place_and_strict_stops() {
+    let d = Dir::new("bad");
+    let log = d.path("log.jsonl");
+    write(
+        &log,
+        concat!(
+            r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"model":"m","messages":[{"role":"user","content":"hi"}]}}"#,
+            "\n",
+            "{\"ts\": \"2026-02-24T08:00:01Z\", \"account_id\": \"a\"\n",
+            r#"{"ts":"2026-02-24T08:00:02Z","account_id":"a","request":{"messages":[{"role":"user","content":7}]}}"#,
+            "\n",
+            r#"{"ts":"2026-02-24","account_id":"b","request":{"messages":[]}}"#,
+            "\n",
+            r#"{"ts":"2026-02-24T08:00:03Z","account_id":"b","endpoint":"/v1/messages","request":{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"yo"}]}}"#,
+            "\n",
+        ),
+    );
+    let out = dg(&[
+        "check",
+        log.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = log.display().to_string();
+    assert!(err.contains(&format!("{name}:2: invalid JSON")), "{err}");
+    assert!(
+        err.contains(&format!("{name}:3: field `request.messages[0].content`")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{name}:4: field `ts`")), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v[0]["events"].as_u64(), v[0]["malformed"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(
+        (v[0]["openai"].as_u64(), v[0]["anthropic"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let strict = dg(&["check", log.to_str().unwrap(), "--strict", "--quiet"]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains(&format!("{name}:2:")));
+
+    // Standard input and gzip both work.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["check", "-", "--format", "json", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&log).unwrap()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&gz.finish().unwrap())
+        .unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v[0]["file"], "<stdin>");
+    assert_eq!(v[0]["events"], 2);
+}
+
+#[test]
+fn bad_scenarios_and_paths_fail_with_the_place_named() {
+    let d = Dir::new("scen");
+    let text = ok(&["scenarios", "small"]);
+    let custom = d.path("mine.toml");
+    write(
+        &custom,
+        &text.replacen("paraphrase = 0.8", "paraphrase = 1.8", 1),
+    );
+    let out = dg(&[
+        "simulate",
+        "--scenario",
+        custom.to_str().unwrap(),
+        "--out",
+        d.path("o").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("campaigns[4] (low-and-slow).paraphrase") && err.contains("[0, 1]"),
+        "{err}"
+    );
+
+    write(
+        &custom,
+        &text.replacen("[benign]", "[benign]\nacounts = 3", 1),
+    );
+    let err = String::from_utf8_lossy(
+        &dg(&[
+            "simulate",
+            "--scenario",
+            custom.to_str().unwrap(),
+            "--out",
+            d.path("o").to_str().unwrap(),
+            "--quiet",
+        ])
+        .stderr,
+    )
+    .to_string();
+    assert!(
+        err.contains("acounts") && err.contains("mine.toml"),
+        "{err}"
+    );
+
+    let err = String::from_utf8_lossy(&dg(&["check", "/nonexistent/log.jsonl"]).stderr).to_string();
+    assert!(err.contains("cannot open /nonexistent/log.jsonl"), "{err}");
+
+    // A custom scenario runs: one campaign, no benign population.
+    write(
+        &custom,
+        "name = \"tiny\"\nstart = \"2026-03-01T00:00:00Z\"\ndays = 1.0\ncorpus = \"embedded\"\n[[models]]\nname = \"m\"\n[[campaigns]]\nname = \"only\"\naccounts = 3\nrequests = 30\ncapabilities = { chat = 1.0 }\n",
+    );
+    let o = d.path("tiny");
+    ok(&[
+        "simulate",
+        "--scenario",
+        custom.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(read_events(&o.join("events.jsonl.gz")).len(), 30);
+}
