@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
 //! End-to-end tests of the `distillguard` binary: one harness, many cases.
 //!
 //! Each case runs the real binary on real files in a fresh temporary
