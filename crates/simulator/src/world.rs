@@ -22,6 +22,10 @@ pub struct ModelRt {
     pub share: f64,
 }
 
+/// Addresses shared by streams (a campaign's proxy pool is shared by all
+/// its accounts, so it is stored once).
+pub type IpPool = std::sync::Arc<[(String, u16)]>;
+
 /// How one account sends requests: key, client stack, network.
 #[derive(Debug, Clone)]
 pub struct Stream {
@@ -30,7 +34,7 @@ pub struct Stream {
     pub anthropic: bool,
     /// Addresses the stream uses: (ip, network index). One for a fixed
     /// address; a pool for CGNAT or proxies (the spec picks).
-    pub ips: Vec<(String, u16)>,
+    pub ips: IpPool,
 }
 
 /// Request parameters of a human or a product.

@@ -18,7 +18,7 @@ use crate::network::{self, NETWORKS, NetKind};
 use crate::rng::{Rng, label};
 use crate::scenario::BenignSpec;
 use crate::schedule;
-use crate::world::{HumanParams, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
+use crate::world::{HumanParams, IpPool, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
 
 /// A shared egress: address and what its users look like.
 struct Nat {
@@ -102,7 +102,7 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
         })
         .collect();
     // Carrier-grade NAT pools: a few addresses per carrier, shared by all its users.
-    let cgnat: Vec<Vec<(String, u16)>> = network::networks_of(NetKind::Mobile)
+    let cgnat: Vec<IpPool> = network::networks_of(NetKind::Mobile)
         .into_iter()
         .map(|net| {
             (0..12)
@@ -121,12 +121,12 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
         let kind = net_names[rng.weighted(&net_weights)].as_str();
         let mut email = network::webmail(&mut rng).to_string();
         let mut signup = "standard";
-        let ips: Vec<(String, u16)> = match kind {
+        let ips: IpPool = match kind {
             "corporate" => {
                 let n = &corporate[rng.index(corporate.len())];
                 email = n.domain.clone();
                 country = n.country;
-                vec![(n.ip.clone(), n.net)]
+                vec![(n.ip.clone(), n.net)].into()
             }
             "university" => {
                 let n = &universities[rng.index(universities.len())];
@@ -137,7 +137,7 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
                 } else {
                     "standard"
                 };
-                vec![(n.ip.clone(), n.net)]
+                vec![(n.ip.clone(), n.net)].into()
             }
             "mobile" => {
                 let pools: Vec<usize> = (0..cgnat.len())
@@ -152,11 +152,11 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             }
             "cloud" => {
                 let net = *rng.pick(&network::networks_of(NetKind::Cloud));
-                vec![(network::ip_in(&mut rng, net), net as u16)]
+                vec![(network::ip_in(&mut rng, net), net as u16)].into()
             }
             _ => {
                 let net = network::network_in(&mut rng, NetKind::Residential, country);
-                vec![(network::ip_in(&mut rng, net), net as u16)]
+                vec![(network::ip_in(&mut rng, net), net as u16)].into()
             }
         };
         if signup == "standard" && rng.chance(0.03) {

@@ -20,7 +20,7 @@ use crate::network::{self, NetKind};
 use crate::rng::{Rng, label};
 use crate::scenario::{CAPABILITIES, CampaignSpec, LANGUAGES};
 use crate::schedule;
-use crate::world::{CampaignRt, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
+use crate::world::{CampaignRt, IpPool, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
 
 /// Orca-style system prompts (Mukherjee et al. 2023) that ask for
 /// explanation traces.
@@ -46,7 +46,7 @@ fn pick_name<'a>(rng: &mut Rng, w: &'a crate::scenario::Weights) -> &'a str {
     keys[rng.weighted(&ws)].as_str()
 }
 
-fn ip_pool(rng: &mut Rng, kind: &str, n: u32) -> Vec<(String, u16)> {
+fn ip_pool(rng: &mut Rng, kind: &str, n: u32) -> IpPool {
     let clouds = network::networks_of(NetKind::Cloud);
     let homes = network::networks_of(NetKind::Residential);
     // A datacenter campaign rents from one to three providers.
@@ -185,7 +185,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         let residential = spec.network.kind == "residential";
         let own_ip = if residential {
             let net = network::network_in(&mut rng, NetKind::Residential, &country);
-            vec![(network::ip_in(&mut rng, net), net as u16)]
+            IpPool::from(vec![(network::ip_in(&mut rng, net), net as u16)])
         } else {
             pool.clone()
         };

@@ -23,9 +23,9 @@ use crate::network::{self, NetKind};
 use crate::rng::{Rng, label};
 use crate::scenario::ProductSpec;
 use crate::schedule;
-use crate::world::{HumanParams, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
+use crate::world::{HumanParams, IpPool, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
 
-fn backend_ips(rng: &mut Rng, n: usize) -> Vec<(String, u16)> {
+fn backend_ips(rng: &mut Rng, n: usize) -> IpPool {
     let net = *rng.pick(&network::networks_of(NetKind::Cloud));
     (0..n)
         .map(|_| (network::ip_in(rng, net), net as u16))
@@ -46,7 +46,7 @@ fn company_account(rng: &mut Rng, ctx: &Ctx, signup: &str, payment: Option<Strin
     }
 }
 
-fn stream(rng: &mut Rng, client: usize, ips: Vec<(String, u16)>) -> Stream {
+fn stream(rng: &mut Rng, client: usize, ips: IpPool) -> Stream {
     Stream {
         key: format!("key_{}", rng.hex(12)),
         client: client as u16,
