@@ -41,6 +41,12 @@ enum Format {
     Json,
 }
 
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum ImportFormat {
+    /// Glasswally's labelled JSONL (github.com/m0rs3c0d3/Glasswally).
+    Glasswally,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Simulate API traffic with labelled distillation campaigns.
@@ -103,6 +109,19 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Convert a log in a foreign format into the event log (and truth).
+    Import {
+        #[arg(value_enum)]
+        format: ImportFormat,
+        /// The foreign log (`-` for standard input; gzip is detected).
+        input: PathBuf,
+        /// Output directory: events.jsonl.gz (time order) and truth.jsonl.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop at the first malformed line (exit code 2).
+        #[arg(long)]
+        strict: bool,
+    },
     /// List the built-in scenarios, or print one as TOML to start your own.
     Scenarios { name: Option<String> },
 }
@@ -155,6 +174,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_errors,
             quiet,
         } => check(&input, format, strict, max_errors, quiet),
+        Command::Import {
+            format: ImportFormat::Glasswally,
+            input,
+            out,
+            strict,
+        } => import_glasswally(&input, &out, strict),
         Command::Scenarios { name } => scenarios(name),
     }
 }
@@ -406,6 +431,72 @@ fn check(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_glasswally(input: &Path, out: &Path, strict: bool) -> Result<ExitCode> {
+    use distillguard_core::import::glasswally::{Record, truth_of};
+    let (records, bad) = RecordReader::<Record>::open(input)?.read_all(strict)?;
+    report_bad_lines(&bad, "import");
+    let mut lines = Vec::with_capacity(records.len());
+    let mut kept = Vec::with_capacity(records.len());
+    let mut skipped = 0u64;
+    for (n, r) in records.iter().enumerate() {
+        match r.to_event_line(n as u64).and_then(|l| Ok((r.ts()?, l))) {
+            Ok((ts, line)) => {
+                lines.push((ts, n, line));
+                kept.push(r);
+            }
+            Err(e) if strict => bail!("{}: record {}: {e}", input.display(), n + 1),
+            Err(e) => {
+                skipped += 1;
+                let _ = writeln!(
+                    io::stderr(),
+                    "warning: import: {}: record {}: {e}",
+                    input.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+    // Stable: records with the same millisecond keep their file order.
+    lines.sort_by_key(|(ts, n, _)| (*ts, *n));
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("events.jsonl.gz");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut gz =
+        flate2::write::GzEncoder::new(io::BufWriter::new(file), flate2::Compression::new(6));
+    for (_, _, l) in &lines {
+        gz.write_all(l.as_bytes())?;
+        gz.write_all(b"\n")?;
+    }
+    gz.finish()?.flush()?;
+    let truth = truth_of(kept.iter().copied());
+    let tpath = out.join("truth.jsonl");
+    let mut t = io::BufWriter::new(
+        std::fs::File::create(&tpath).with_context(|| format!("creating {}", tpath.display()))?,
+    );
+    for r in &truth {
+        serde_json::to_writer(&mut t, r)?;
+        t.write_all(b"\n")?;
+    }
+    t.flush()?;
+    let attack = truth
+        .iter()
+        .filter(|r| r.label == distillguard_core::Label::Attack)
+        .count();
+    let campaigns: std::collections::BTreeSet<_> =
+        truth.iter().filter_map(|r| r.campaign.as_deref()).collect();
+    writeln!(
+        io::stdout().lock(),
+        "imported {} events ({} malformed or skipped) from {} accounts ({attack} attack in {} campaigns) into {}",
+        lines.len(),
+        bad.len() as u64 + skipped,
+        truth.len(),
+        campaigns.len(),
+        out.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

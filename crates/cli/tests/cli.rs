@@ -520,3 +520,65 @@ fn bad_scenarios_and_paths_fail_with_the_place_named() {
     ]);
     assert_eq!(read_events(&o.join("events.jsonl.gz")).len(), 30);
 }
+
+#[test]
+fn glasswally_logs_import_into_events_and_truth() {
+    let d = Dir::new("gw");
+    let src = d.path("gw.jsonl");
+    write(
+        &src,
+        concat!(
+            r#"{"account_id": "sk-b", "timestamp": "2026-02-27T20:08:29.150463+00:00", "model": "gpt-4o", "prompt": "Think out loud: how does a compiler work?", "system_prompt": "Act as an AI teacher.", "system_prompt_hash": "fde9", "token_count": 24, "max_tokens": 4096, "client_ip": "153.32.197.98", "asn_number": 24940, "asn_org": "Hetzner", "user_agent": "aiohttp/3.9.1", "h2_settings_fp": "2:32953", "campaign_label": "campaign_0002"}"#,
+            "\n",
+            r#"{"account_id": "sk-a", "timestamp": "2026-02-27T20:08:29.149978+00:00", "model": "gpt-4o", "prompt": "What foods are high in vitamin C?", "system_prompt": null, "token_count": 199, "max_tokens": 256, "client_ip": "63.114.71.189", "asn_number": 4134, "asn_org": "CHINANET", "user_agent": "python-requests/2.31.0", "h2_settings_fp": null, "campaign_label": null}"#,
+            "\n",
+            r#"{"account_id": "sk-c", "timestamp": "2026-02-27T20:08:29.151Z"}"#,
+            "\n",
+            r#"{"account_id": "sk-b", "timestamp": "2026-02-27T20:08:29.152Z", "prompt": "Explain step by step.", "campaign_label": null}"#,
+            "\n",
+        ),
+    );
+    let out = d.path("out");
+    let o = dg(&[
+        "import",
+        "glasswally",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("gw.jsonl:3: field `prompt`"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let events = read_events(&out.join("events.jsonl.gz"));
+    // Sorted by time: sk-a's record came second in the file but is earliest.
+    let order: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
+    assert_eq!(order, ["sk-a", "sk-b", "sk-b"]);
+    let t = truth(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        (t[0].account_id.as_str(), t[0].label),
+        ("sk-a", Label::Benign)
+    );
+    // An account is an attacker if any of its records is labelled.
+    assert_eq!(
+        (t[1].label, t[1].campaign.as_deref()),
+        (Label::Attack, Some("campaign_0002"))
+    );
+    // The real file, when the shared data is present: the counts its README gives.
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/external/glasswally-labeled_5k.jsonl");
+    if real.exists() {
+        let out = d.path("real");
+        let s = ok(&[
+            "import",
+            "glasswally",
+            real.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(s.contains("imported 5000 events (0 malformed or skipped) from 231 accounts (30 attack in 5 campaigns)"), "{s}");
+    }
+}

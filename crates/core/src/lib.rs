@@ -10,6 +10,7 @@ The core of distillguard: the event model every other crate speaks.
 
 pub mod error;
 pub mod event;
+pub mod import;
 pub mod normalize;
 pub mod progress;
 pub mod reader;

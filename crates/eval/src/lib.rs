@@ -588,9 +588,11 @@ mod tests {
 
     #[test]
     fn baseline_flags_a_key_that_bursts_and_spares_one_that_spreads() {
-        let mut ix = EventIndex::default();
-        ix.accounts = vec!["loud".into(), "quiet".into()];
-        ix.keys = vec!["k-loud".into(), "k-quiet".into()];
+        let mut ix = EventIndex {
+            accounts: vec!["loud".into(), "quiet".into()],
+            keys: vec!["k-loud".into(), "k-quiet".into()],
+            ..Default::default()
+        };
         for i in 0..200i64 {
             ix.events.push((i * 100, 0, 0)); // 600 per minute
             ix.events.push((i * 5_000, 1, 1)); // 12 per minute
