@@ -141,7 +141,7 @@ mod tests {
             .count();
         assert!(day > 8 * night, "day {day} night {night}");
         assert!(t.windows(2).all(|w| w[0] <= w[1]));
-        assert!(t.iter().all(|&x| x >= DAY0 && x < DAY0 + 28 * MS_PER_DAY));
+        assert!(t.iter().all(|x| (DAY0..DAY0 + 28 * MS_PER_DAY).contains(x)));
     }
 
     #[test]
@@ -154,6 +154,6 @@ mod tests {
         let poi = steady(&mut r, 1000, DAY0, DAY0 + MS_PER_DAY, 0.0);
         let gaps: Vec<i64> = poi.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().max().unwrap() > &(3 * 86_400));
-        assert!(poi.iter().all(|&x| x >= DAY0 && x < DAY0 + MS_PER_DAY));
+        assert!(poi.iter().all(|x| (DAY0..DAY0 + MS_PER_DAY).contains(x)));
     }
 }

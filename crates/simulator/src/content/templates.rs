@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn every_capability_and_language_instantiates() {
         let mut r = Rng::new(10);
-        for cap in 0..CAPABILITIES.len() {
+        for (cap, name) in CAPABILITIES.iter().enumerate() {
             for lang in 0..LANGUAGES.len() {
                 let t = Template::draw(cap as u8, &mut r).paraphrased(&mut r);
                 let f = Fill {
@@ -447,7 +447,7 @@ mod tests {
                 let p = instantiate(t, &f, &mut r);
                 assert!(p.messages[0].user);
                 assert!(p.messages.len() >= 3);
-                if CAPABILITIES[cap] == "computer_use" {
+                if *name == "computer_use" {
                     assert_eq!(p.tools, Tools::Computer);
                 }
             }
