@@ -797,6 +797,54 @@ mod tests {
         }
     }
 
+    /// Random byte-level mutations of valid lines (a deterministic
+    /// xorshift stream): flips, insertions, deletions, duplicated spans.
+    /// Nothing may panic, and whatever is accepted must be a coherent event.
+    #[test]
+    fn random_mutations_never_panic() {
+        let seeds: Vec<Vec<u8>> = [OPENAI, ANTHROPIC]
+            .iter()
+            .map(|l| l.split('\n').map(str::trim).collect::<String>().into_bytes())
+            .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        const BYTES: &[u8] = b"{}[]\",:0123456789-.eE \\truefalsnul\xff\xc3\xa9";
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut b = seeds[round % 2].clone();
+            for _ in 0..1 + next(4) {
+                let at = next(b.len());
+                match next(4) {
+                    0 => b[at] = BYTES[next(BYTES.len())],
+                    1 => b.insert(at, BYTES[next(BYTES.len())]),
+                    2 => {
+                        let end = (at + 1 + next(16)).min(b.len());
+                        b.drain(at..end);
+                    }
+                    _ => {
+                        let end = (at + 1 + next(32)).min(b.len());
+                        let span = b[at..end].to_vec();
+                        b.splice(at..at, span);
+                    }
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&b)
+                && let Ok(e) = parse_event_line(text)
+            {
+                accepted += 1;
+                assert!(!e.account_id.is_empty());
+                assert!(serde_json::to_string(&e).is_ok());
+            }
+        }
+        // Some mutations (inside strings) stay valid; most do not.
+        assert!(accepted > 100 && accepted < 15_000, "{accepted}");
+    }
+
     #[test]
     fn enormous_bodies_are_handled() {
         let big = "word ".repeat(400_000);

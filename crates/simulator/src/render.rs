@@ -517,6 +517,18 @@ fn write_request(j: &mut J, p: &Prompt, params: &Params, model: &str, anthropic:
     chars
 }
 
+/// An Anthropic image block by URL.
+fn write_image(j: &mut J, url: &str) {
+    j.obj();
+    j.kstr("type", "image");
+    j.key("source");
+    j.obj();
+    j.kstr("type", "url");
+    j.kstr("url", url);
+    j.end_obj();
+    j.end_obj();
+}
+
 fn write_anthropic_msg(j: &mut J, m: &Msg) {
     j.obj();
     j.kstr("role", if m.user { "user" } else { "assistant" });
@@ -529,14 +541,7 @@ fn write_anthropic_msg(j: &mut J, m: &Msg) {
             match b {
                 Block::Text(t) => write_text_block(j, t),
                 Block::Image(url) => {
-                    j.obj();
-                    j.kstr("type", "image");
-                    j.key("source");
-                    j.obj();
-                    j.kstr("type", "url");
-                    j.kstr("url", url);
-                    j.end_obj();
-                    j.end_obj();
+                    write_image(j, url);
                 }
                 Block::ToolUse { id, name, input } => {
                     j.obj();
@@ -554,14 +559,7 @@ fn write_anthropic_msg(j: &mut J, m: &Msg) {
                     j.key("content");
                     j.arr();
                     if let Some(url) = image {
-                        j.obj();
-                        j.kstr("type", "image");
-                        j.key("source");
-                        j.obj();
-                        j.kstr("type", "url");
-                        j.kstr("url", url);
-                        j.end_obj();
-                        j.end_obj();
+                        write_image(j, url);
                     }
                     if !text.is_empty() {
                         write_text_block(j, text);
@@ -608,26 +606,15 @@ fn write_openai_msg(j: &mut J, m: &Msg) {
     j.obj();
     j.kstr("role", if m.user { "user" } else { "assistant" });
     j.key("content");
-    let texts: Vec<&str> = rest
-        .iter()
-        .filter_map(|b| {
-            if let Block::Text(t) = b {
-                Some(t.as_str())
-            } else {
-                None
-            }
-        })
-        .collect();
-    let images: Vec<&str> = rest
-        .iter()
-        .filter_map(|b| {
-            if let Block::Image(u) = b {
-                Some(u.as_str())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let mut texts: Vec<&str> = Vec::new();
+    let mut images: Vec<&str> = Vec::new();
+    for b in &rest {
+        match b {
+            Block::Text(t) => texts.push(t),
+            Block::Image(u) => images.push(u),
+            _ => {}
+        }
+    }
     if images.is_empty() {
         j.str(&texts.join("\n"));
     } else {

@@ -55,6 +55,24 @@ fn stream(rng: &mut Rng, client: usize, ips: IpPool) -> Stream {
     }
 }
 
+/// Adds an honest customer account with a fresh opaque id.
+fn add_customer(
+    ctx: &mut Ctx,
+    rng: &mut Rng,
+    info: AccountInfo,
+    streams: Vec<Stream>,
+    profile: Profile,
+) -> u32 {
+    ctx.add_account(SimAccount {
+        id: format!("acct_{}", rng.hex(16)),
+        info,
+        label: Label::Benign,
+        campaign: None,
+        streams,
+        profile,
+    })
+}
+
 /// Request parameters of product backends.
 pub const PRODUCT_PARAMS: HumanParams = HumanParams {
     max_tokens: Some(1024),
@@ -87,14 +105,7 @@ fn support_bot(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         .map(|_| stream(rng, client, ips.clone()))
         .collect();
     let brand = rng.below(1000) as u16;
-    let account = ctx.add_account(SimAccount {
-        id: format!("acct_{}", rng.hex(16)),
-        info,
-        label: Label::Benign,
-        campaign: None,
-        streams,
-        profile: Profile::Support { brand },
-    });
+    let account = add_customer(ctx, rng, info, streams, Profile::Support { brand });
     let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 10.0, 1.0);
     // Customers in a few time zones; each conversation is 1–4 turns.
     let sessions_per_day = spec.requests_per_day / 2.2;
@@ -136,14 +147,8 @@ fn batch_job(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let client = network::script_client(rng, false);
     let ips = backend_ips(rng, 1);
     let template = rng.below(BATCH_TEMPLATES) as u8;
-    let account = ctx.add_account(SimAccount {
-        id: format!("acct_{}", rng.hex(16)),
-        info,
-        label: Label::Benign,
-        campaign: None,
-        streams: vec![stream(rng, client, ips)],
-        profile: Profile::Batch { template },
-    });
+    let streams = vec![stream(rng, client, ips)];
+    let account = add_customer(ctx, rng, info, streams, Profile::Batch { template });
     let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 30.0, 1.0).base;
     let mut day =
         (ctx.start + (offset * MS_PER_HOUR as f64) as i64).div_euclid(MS_PER_DAY) * MS_PER_DAY;
@@ -184,17 +189,12 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let client = network::script_client(rng, anthropic);
     let ips = backend_ips(rng, 2);
     let suite_seed = rng.next_u64();
-    let account = ctx.add_account(SimAccount {
-        id: format!("acct_{}", rng.hex(16)),
-        info,
-        label: Label::Benign,
-        campaign: None,
-        streams: vec![stream(rng, client, ips)],
-        profile: Profile::Eval {
-            suite_seed,
-            samples: spec.samples,
-        },
-    });
+    let streams = vec![stream(rng, client, ips)];
+    let profile = Profile::Eval {
+        suite_seed,
+        samples: spec.samples,
+    };
+    let account = add_customer(ctx, rng, info, streams, profile);
     // Runs: each in-scenario release (1–6 h after), plus scheduled runs.
     let mut runs: Vec<(i64, u8)> = Vec::new();
     for (i, m) in ctx.models.iter().enumerate() {
@@ -247,14 +247,7 @@ fn coding_agent(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
             stream(rng, client, ips.clone())
         })
         .collect();
-    let account = ctx.add_account(SimAccount {
-        id: format!("acct_{}", rng.hex(16)),
-        info,
-        label: Label::Benign,
-        campaign: None,
-        streams,
-        profile: Profile::CodingAgent,
-    });
+    let account = add_customer(ctx, rng, info, streams, Profile::CodingAgent);
     let habit = ModelHabit::draw(rng, &ctx.models, ctx.start, 2.0, 0.8);
     let steps_mean = 6.0;
     let per_day = spec.requests_per_day / steps_mean;
@@ -308,14 +301,7 @@ fn startup(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         let streams = (0..spec.keys)
             .map(|_| stream(rng, client, ips.clone()))
             .collect();
-        let account = ctx.add_account(SimAccount {
-            id: format!("acct_{}", rng.hex(16)),
-            info,
-            label: Label::Benign,
-            campaign: None,
-            streams,
-            profile: Profile::Startup { brand },
-        });
+        let account = add_customer(ctx, rng, info, streams, Profile::Startup { brand });
         let habit = ModelHabit::draw(rng, &ctx.models, ctx.start, 4.0, 0.5);
         let offset = network::utc_offset_of("US");
         let starts = schedule::human_sessions(
