@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use distillguard_core::{
-    AccountRecord, Dialect, EventReader, LineError, ReadError, RecordReader, Timestamp, TruthRecord,
+    AccountRecord, Dialect, LineError, ReadError, RecordReader, Timestamp, TruthRecord,
 };
 use distillguard_eval::{EventIndex, Inputs};
 use distillguard_simulator::scenario::BUILTIN;
@@ -349,49 +349,56 @@ fn check(
     let mut summaries = Vec::new();
     let mut listed = 0usize;
     let mut total_bad = 0u64;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     for path in inputs {
-        let mut reader = EventReader::open(path)?;
-        distillguard_core::progress::Progress::stage(
-            &bar,
-            &format!("checking {}", reader.name()),
-            None,
-        );
+        let name = if path.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
+        distillguard_core::progress::Progress::stage(&bar, &format!("checking {name}"), None);
         let mut s = CheckSummary {
-            file: reader.name().to_string(),
+            file: name,
             ..Default::default()
         };
         let mut accounts = std::collections::HashSet::new();
         let mut last = i64::MIN;
-        while let Some(item) = reader.next_event()? {
-            distillguard_core::progress::Progress::advance(&bar, 1);
-            match item {
-                Ok(ev) => {
-                    s.events += 1;
-                    match ev.dialect {
-                        Dialect::OpenAi => s.openai += 1,
-                        Dialect::Anthropic => s.anthropic += 1,
+        let stats = distillguard_core::parallel::par_read(
+            path,
+            workers,
+            distillguard_core::parse_event_line,
+            |item| {
+                distillguard_core::progress::Progress::advance(&bar, 1);
+                match item {
+                    Ok(ev) => {
+                        s.events += 1;
+                        match ev.dialect {
+                            Dialect::OpenAi => s.openai += 1,
+                            Dialect::Anthropic => s.anthropic += 1,
+                        }
+                        if ev.ts.0 < last {
+                            s.out_of_order += 1;
+                        }
+                        last = last.max(ev.ts.0);
+                        s.first_ts = Some(s.first_ts.map_or(ev.ts, |t| t.min(ev.ts)));
+                        s.last_ts = Some(s.last_ts.map_or(ev.ts, |t| t.max(ev.ts)));
+                        if !accounts.contains(ev.account_id.as_str()) {
+                            accounts.insert(ev.account_id);
+                        }
                     }
-                    if ev.ts.0 < last {
-                        s.out_of_order += 1;
-                    }
-                    last = last.max(ev.ts.0);
-                    s.first_ts = Some(s.first_ts.map_or(ev.ts, |t| t.min(ev.ts)));
-                    s.last_ts = Some(s.last_ts.map_or(ev.ts, |t| t.max(ev.ts)));
-                    if !accounts.contains(ev.account_id.as_str()) {
-                        accounts.insert(ev.account_id);
+                    Err(e) if strict => return Err(ReadError::Strict(e)),
+                    Err(e) => {
+                        s.malformed += 1;
+                        if listed < max_errors {
+                            let _ = writeln!(io::stderr(), "malformed: {e}");
+                            listed += 1;
+                        }
                     }
                 }
-                Err(e) if strict => return Err(ReadError::Strict(e).into()),
-                Err(e) => {
-                    s.malformed += 1;
-                    if listed < max_errors {
-                        let _ = writeln!(io::stderr(), "malformed: {e}");
-                        listed += 1;
-                    }
-                }
-            }
-        }
-        s.lines = reader.stats().lines;
+                Ok(())
+            },
+        )?;
+        s.lines = stats.lines;
         s.accounts = accounts.len() as u64;
         total_bad += s.malformed;
         summaries.push(s);

@@ -9,6 +9,7 @@ is an error that names its JSON path, found by a second, slower parse only
 when the fast one fails.
 */
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -157,14 +158,14 @@ fn typed<'a, T: Deserialize<'a>>(text: &'a str, prefix: &str) -> Result<T, Event
 // Request bodies: the union of both dialects.
 
 #[derive(Deserialize, Default)]
-struct Body {
+struct Body<'a> {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
-    messages: Option<Vec<Message>>,
+    #[serde(default, borrow)]
+    messages: Option<Vec<Message<'a>>>,
     /// Anthropic: a string or an array of text blocks.
-    #[serde(default)]
-    system: Option<Content>,
+    #[serde(default, borrow)]
+    system: Option<Content<'a>>,
     #[serde(default)]
     max_tokens: Option<u32>,
     #[serde(default)]
@@ -212,10 +213,11 @@ struct Thinking {
 }
 
 #[derive(Deserialize)]
-struct Message {
-    role: String,
-    #[serde(default)]
-    content: Option<Content>,
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(default, borrow)]
+    content: Option<Content<'a>>,
     /// OpenAI assistant tool calls.
     #[serde(default)]
     tool_calls: Option<Vec<IgnoredAny>>,
@@ -242,61 +244,67 @@ struct FunctionDef {
 
 /// Message content: a string, or an array of typed parts / blocks.
 #[derive(Default)]
-enum Content {
+enum Content<'a> {
     #[default]
     Empty,
-    Text(String),
-    Parts(Vec<Part>),
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
 }
 
 #[derive(Deserialize)]
-struct Part {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
+struct Part<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
     /// Anthropic `tool_result` content (nested content).
-    #[serde(default)]
-    content: Option<Box<Content>>,
+    #[serde(default, borrow)]
+    content: Option<Box<Content<'a>>>,
 }
 
-impl<'de> Deserialize<'de> for Content {
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Content;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Content<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or an array of content parts")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
-                Ok(Content::Text(v))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Content<'a>, E> {
                 Ok(Content::Empty)
             }
-            fn visit_none<E: de::Error>(self) -> Result<Content, E> {
+            fn visit_none<E: de::Error>(self) -> Result<Content<'a>, E> {
                 Ok(Content::Empty)
             }
-            fn visit_some<D2: de::Deserializer<'de>>(self, d: D2) -> Result<Content, D2::Error> {
-                d.deserialize_any(V)
+            fn visit_some<D2: de::Deserializer<'de>>(
+                self,
+                d: D2,
+            ) -> Result<Content<'a>, D2::Error> {
+                d.deserialize_any(V(std::marker::PhantomData))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content<'a>, A::Error> {
                 let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2).min(64));
-                while let Some(p) = seq.next_element::<Part>()? {
+                while let Some(p) = seq.next_element::<Part<'a>>()? {
                     parts.push(p);
                 }
                 Ok(Content::Parts(parts))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content<'a>, A::Error> {
                 // A single block where an array was expected: accept it.
                 let p = Part::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Content::Parts(vec![p]))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -311,7 +319,7 @@ struct Walk {
     openai_marks: u32,
 }
 
-impl Content {
+impl Content<'_> {
     /// Appends the text parts to `out` (if given) and counts the rest.
     fn walk(&self, out: Option<&mut String>, w: &mut Walk) {
         match self {
@@ -395,7 +403,7 @@ pub fn normalize_request(
     }
     let mut last_user: Option<usize> = None;
     for (i, m) in messages.iter().enumerate() {
-        match m.role.as_str() {
+        match &*m.role {
             "system" | "developer" => {
                 w.openai_marks += 1;
                 if !system.is_empty() {
@@ -516,12 +524,12 @@ pub fn normalize_request(
 // Response bodies.
 
 #[derive(Deserialize)]
-struct ResponseBody {
-    #[serde(default)]
-    choices: Option<Vec<Choice>>,
+struct ResponseBody<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
     /// Anthropic content blocks.
-    #[serde(default)]
-    content: Option<Content>,
+    #[serde(default, borrow)]
+    content: Option<Content<'a>>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
@@ -529,21 +537,21 @@ struct ResponseBody {
 }
 
 #[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    message: Option<ChoiceMessage>,
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    message: Option<ChoiceMessage<'a>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct ChoiceMessage {
-    #[serde(default)]
-    content: Option<Content>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
+struct ChoiceMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<Content<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<Vec<IgnoredAny>>,
 }
@@ -804,7 +812,12 @@ mod tests {
     fn random_mutations_never_panic() {
         let seeds: Vec<Vec<u8>> = [OPENAI, ANTHROPIC]
             .iter()
-            .map(|l| l.split('\n').map(str::trim).collect::<String>().into_bytes())
+            .map(|l| {
+                l.split('\n')
+                    .map(str::trim)
+                    .collect::<String>()
+                    .into_bytes()
+            })
             .collect();
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move |n: usize| {

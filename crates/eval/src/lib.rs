@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use distillguard_core::reader::{Lines, parse_record};
+use distillguard_core::reader::parse_record;
 use distillguard_core::{
     AccountRecord, Label, LineError, ReadError, Report, Timestamp, TruthRecord,
 };
@@ -62,17 +62,10 @@ impl EventIndex {
         let mut idx = EventIndex::default();
         let mut acct_ids: HashMap<String, u32> = HashMap::new();
         let mut key_ids: HashMap<String, u32> = HashMap::new();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         for path in paths {
-            let mut lines = Lines::open(path)?;
-            while let Some(item) = lines.next_line()? {
-                let parsed = match item {
-                    Err(located) => Err(located),
-                    Ok(line) => match light(line) {
-                        Ok(v) => Ok(v),
-                        Err(e) => Err(lines.error(e)),
-                    },
-                };
-                match parsed {
+            let stats = distillguard_core::parallel::par_read(path, workers, light, |item| {
+                match item {
                     Ok((ts, account, key)) => {
                         let n = acct_ids.len() as u32;
                         let a = *acct_ids.entry(account.clone()).or_insert_with(|| {
@@ -88,11 +81,12 @@ impl EventIndex {
                         });
                         idx.events.push((ts.0, a, k));
                     }
-                    Err(e) if strict => return Err(ReadError::Strict(e).into()),
+                    Err(e) if strict => return Err(ReadError::Strict(e)),
                     Err(e) => idx.malformed.push(e),
                 }
-            }
-            idx.lines += lines.stats.lines;
+                Ok(())
+            })?;
+            idx.lines += stats.lines;
         }
         idx.events.sort_by_key(|e| e.0);
         Ok(idx)

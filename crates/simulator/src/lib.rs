@@ -13,8 +13,10 @@ an event-log line and writes:
 - `manifest.json` — scenario, seed, corpus and counts of the run.
 
 The same scenario, seed and corpus give the same bytes. The event log is
-written as independent gzip members (one per chunk) so that chunks render
-and compress on every core; any gzip reader reads it as one stream.
+written as independent gzip members of 4,096 whole lines, each carrying its
+own size (`distillguard_core::parallel`), so that chunks render and compress
+on every core and readers can inflate them on every core; any gzip reader
+reads the file as one stream.
 */
 
 pub mod content;
@@ -37,8 +39,6 @@ use std::sync::mpsc;
 use distillguard_core::progress::Progress;
 use distillguard_core::time::MS_PER_DAY;
 use distillguard_core::{AccountRecord, Label, ModelRelease, Timestamp, TruthRecord};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use serde::Serialize;
 
 pub use corpus::Corpus;
@@ -208,10 +208,9 @@ pub fn simulate(
                     for s in chunk.iter() {
                         render::render(world, s, &mut buf);
                     }
-                    let mut gz =
-                        GzEncoder::new(Vec::with_capacity(buf.len() / 4), Compression::new(3));
-                    let packed = gz.write_all(&buf).and_then(|_| gz.finish());
-                    let Ok(packed) = packed else { break };
+                    let Ok(packed) = distillguard_core::parallel::write_member(&buf, 3) else {
+                        break;
+                    };
                     if tx.send((i, packed, buf.len() as u64)).is_err() {
                         break;
                     }
