@@ -267,20 +267,79 @@ fn scenario_behaviours_are_present() {
     }
     assert!(per.values().all(|&n| n < 60), "{:?}", per.values().max());
 
-    // Humans follow a day: fewer requests at 03:00–05:00 local than 10:00–12:00 (UTC here is a proxy:
-    // the benign mix is dominated by UTC−6…+1, so compare two UTC windows that are night/day for most).
-    let benign: Vec<_> = events
+    // Humans follow their local day: requests at 02:00–05:00 local time are
+    // a small fraction of those at 10:00–13:00 (local time from the account's
+    // country; humans are the accounts with a human-scale volume).
+    let offsets: HashMap<&str, f64> = [
+        ("US", -6.0),
+        ("IN", 5.5),
+        ("GB", 0.0),
+        ("DE", 1.0),
+        ("BR", -3.0),
+        ("CA", -5.0),
+        ("FR", 1.0),
+        ("JP", 9.0),
+        ("KR", 9.0),
+        ("AU", 10.0),
+    ]
+    .into_iter()
+    .collect();
+    let country: HashMap<&str, &str> = accts
         .iter()
-        .filter(|e| camp[e.account_id.as_str()].is_none())
+        .filter_map(|a| Some((a.account_id.as_str(), a.country.as_deref()?)))
         .collect();
-    assert!(benign.len() > 5_000);
-    let multi = benign
+    let mut volume: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        *volume.entry(e.account_id.as_str()).or_default() += 1;
+    }
+    let humans: Vec<_> = events
+        .iter()
+        .filter(|e| camp[e.account_id.as_str()].is_none() && volume[e.account_id.as_str()] < 300)
+        .collect();
+    assert!(humans.len() > 2_000, "{}", humans.len());
+    let (mut night, mut day) = (0, 0);
+    for e in &humans {
+        let Some(off) = country
+            .get(e.account_id.as_str())
+            .and_then(|c| offsets.get(c))
+        else {
+            continue;
+        };
+        let local_h = ((e.ts.0 as f64 / 3.6e6 + off).rem_euclid(24.0)) as u32;
+        match local_h {
+            2..=4 => night += 1,
+            10..=12 => day += 1,
+            _ => {}
+        }
+    }
+    eprintln!("humans: {} events, day {day}, night {night}", humans.len());
+    assert!(day > 6 * night, "day {day} night {night}");
+    let multi = humans
         .iter()
         .filter(|e| e.request.assistant_turns > 0)
         .count();
     assert!(
-        multi * 5 > benign.len(),
+        multi * 5 > humans.len(),
         "real follow-ups are common among humans"
+    );
+
+    // Campaign prompts keep structure but are not literal copies of each other
+    // (the reseller is left out: its accounts also forward real end-user chats).
+    let attack_texts: Vec<&str> = events
+        .iter()
+        .filter(|e| {
+            matches!(camp[e.account_id.as_str()], Some(c) if c != "hydra-reseller")
+                && e.request.depth == 1
+                && e.request.last_user_text.len() >= 60
+        })
+        .map(|e| e.request.last_user_text.as_str())
+        .collect();
+    let distinct: BTreeSet<&str> = attack_texts.iter().copied().collect();
+    assert!(
+        distinct.len() * 100 > attack_texts.len() * 97,
+        "{} distinct of {}",
+        distinct.len(),
+        attack_texts.len()
     );
 }
 

@@ -124,16 +124,18 @@ const CODE_BUGS: &[&str] = &[
 ];
 
 pub const RESEARCH_GOALS: &[&str] = &[
-    "compare the three cheapest flights from {city} to {city2} next month",
-    "find the latest quarterly revenue of five listed EV makers and chart it",
-    "summarise recent papers on {topic}",
-    "draft a market analysis of {topic}",
-    "book a table for {n} people in {city} on Friday evening",
-    "collect the opening hours of museums in {city}",
-    "reconcile the invoices in the shared folder with the bank statement",
-    "find and fix the failing unit test in the repository",
-    "set up a nightly backup of the database to object storage",
-    "scrape product prices from three shops and find the cheapest",
+    "compare the three cheapest flights from {city} to {city2} on {date}",
+    "find the latest quarterly revenue of {company}, {company2} and {company3} and chart it",
+    "summarise the {n} most cited recent papers on {topic}",
+    "draft a market analysis of {topic} for {company}",
+    "book a table for {n} people in {city} on {date}",
+    "collect the opening hours of the {n} largest museums in {city}",
+    "reconcile invoice {id} with the bank statement of {date}",
+    "find and fix the failing test `{file}` in the repository {repo}",
+    "set up a nightly backup of the `{table}` table to object storage, keeping {n} days",
+    "scrape product prices for `{file}` from {n} shops and find the cheapest",
+    "open an issue in {repo} describing the bug in `{file}` and propose a patch",
+    "query the `{table}` table for orders above ${n}00 since {date} and summarise them",
 ];
 
 pub const CITIES: &[&str] = &[
@@ -142,15 +144,57 @@ pub const CITIES: &[&str] = &[
 ];
 
 pub const SCREEN_TASKS: &[&str] = &[
-    "open the spreadsheet on the desktop and sort it by the second column",
-    "log in to the web mail and archive every newsletter",
-    "change the display resolution in the system settings",
-    "fill in the registration form with the details in notes.txt",
-    "find the cheapest laptop on the shopping site and add it to the cart",
-    "rename every screenshot in Downloads by its date",
-    "install the VS Code Python extension",
-    "export the presentation as PDF",
+    "open {file}.xlsx on the desktop and sort it by column {col}",
+    "log in to the web mail and archive every newsletter older than {date}",
+    "set the display resolution to {w}x{h} in the system settings",
+    "fill in the registration form on {site} with the details in notes-{id}.txt",
+    "find the cheapest laptop under ${n}00 on {site} and add it to the cart",
+    "rename the {n} screenshots in Downloads by their date",
+    "install the {ext} extension in VS Code and enable it for {repo}",
+    "export slides {n} to {n2} of {file}.pptx as PDF",
 ];
+
+const COMPANIES: &[&str] = &[
+    "Tesla",
+    "BYD",
+    "Rivian",
+    "NIO",
+    "Lucid",
+    "Volkswagen",
+    "Toyota",
+    "Hyundai",
+    "Siemens",
+    "Sony",
+    "Samsung",
+    "Unilever",
+    "Nestle",
+    "Pfizer",
+    "Airbus",
+    "Maersk",
+];
+const REPOS: &[&str] = &[
+    "acme/api",
+    "data-team/etl",
+    "web/storefront",
+    "ml/trainer",
+    "infra/terraform",
+    "mobile/app",
+];
+const TABLES: &[&str] = &[
+    "orders",
+    "customers",
+    "invoices",
+    "events",
+    "sessions",
+    "payments",
+];
+const SITES: &[&str] = &[
+    "shop.example.com",
+    "portal.example.org",
+    "store.example.net",
+    "bestdeals.example",
+];
+const EXTENSIONS: &[&str] = &["Python", "Rust Analyzer", "ESLint", "GitLens", "Docker"];
 
 const DATASETS: &[(&str, &[&str])] = &[
     ("sales", &["region", "month", "units", "revenue"]),
@@ -182,19 +226,46 @@ const IMAGE_SUBJECTS: &[&str] = &[
 ];
 
 fn fill(template: &str, rng: &mut Rng) -> String {
-    let mut out = template.to_string();
-    while let Some(i) = out.find("{n}") {
-        out.replace_range(i..i + 3, &rng.range_u64(3, 60).to_string());
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let slot = &rest[open + 1..open + close];
+        match slot {
+            "n" | "n2" => out.push_str(&rng.range_u64(3, 60).to_string()),
+            "city" | "city2" => out.push_str(rng.pick_str(CITIES)),
+            "topic" => out.push_str(rng.pick_str(TOPICS)),
+            "company" | "company2" | "company3" => out.push_str(rng.pick_str(COMPANIES)),
+            "repo" => out.push_str(rng.pick_str(REPOS)),
+            "table" => out.push_str(rng.pick_str(TABLES)),
+            "site" => out.push_str(rng.pick_str(SITES)),
+            "ext" => out.push_str(rng.pick_str(EXTENSIONS)),
+            "file" => out.push_str(&format!(
+                "{}_{}",
+                rng.pick_str(&["report", "test_api", "budget", "q3_plan", "utils", "deck"]),
+                rng.hex(4)
+            )),
+            "id" => out.push_str(&rng.range_u64(1000, 99_999).to_string()),
+            "col" => out.push((b'A' + rng.below(8) as u8) as char),
+            "w" => out.push_str(rng.pick_str(&["1280", "1440", "1920", "2560"])),
+            "h" => out.push_str(rng.pick_str(&["720", "900", "1080", "1440"])),
+            "date" => out.push_str(&format!(
+                "2026-0{}-{:02}",
+                rng.range_u64(1, 9),
+                rng.range_u64(1, 28)
+            )),
+            other => {
+                out.push('{');
+                out.push_str(other);
+                out.push('}');
+            }
+        }
+        rest = &rest[open + close + 1..];
     }
-    while let Some(i) = out.find("{city2}") {
-        out.replace_range(i..i + 7, rng.pick_str(CITIES));
-    }
-    while let Some(i) = out.find("{city}") {
-        out.replace_range(i..i + 6, rng.pick_str(CITIES));
-    }
-    while let Some(i) = out.find("{topic}") {
-        out.replace_range(i..i + 7, rng.pick_str(TOPICS));
-    }
+    out.push_str(rest);
     out
 }
 
@@ -255,9 +326,28 @@ pub fn math_problem(rng: &mut Rng) -> String {
 pub fn coding_task(rng: &mut Rng) -> (String, &'static str) {
     let lang = rng.pick_str(PROGRAMMING_LANGUAGES);
     if rng.chance(0.3) {
-        let bug = rng.pick(CODE_BUGS);
+        // Rename identifiers and change constants so that no two are alike.
+        let name = format!(
+            "{}{}",
+            rng.pick_str(&["items", "vals", "data", "rows", "nums", "xs"]),
+            rng.below(100)
+        );
+        let bug = rng
+            .pick_str(CODE_BUGS)
+            .replace("xs", &name)
+            .replace("arr", &name)
+            .replace("18", &rng.range_u64(13, 21).to_string())
+            .replace("100", &(10 * rng.range_u64(2, 90)).to_string());
+        let file = format!(
+            "{}_{}",
+            rng.pick_str(&["handlers", "utils", "billing", "auth", "report"]),
+            rng.hex(3)
+        );
+        let line = rng.range_u64(10, 900);
         (
-            format!("Find and fix the bug in this code:\n```\n{bug}\n```"),
+            format!(
+                "Find and fix the bug in this code from `{file}` (line {line}):\n```\n{bug}\n```"
+            ),
             lang,
         )
     } else {
@@ -293,6 +383,11 @@ pub fn data_task(rng: &mut Rng) -> String {
         }
     }
     format!("```csv\n{csv}\n```\n{}", rng.pick(QUESTIONS_ABOUT_DATA))
+}
+
+/// A screen task for a computer-use agent, with its own details.
+pub fn screen_task(rng: &mut Rng) -> String {
+    fill(rng.pick_str(SCREEN_TASKS), rng)
 }
 
 pub fn research_goal(rng: &mut Rng) -> String {
@@ -337,6 +432,13 @@ mod tests {
             (0..200).map(|_| coding_task(&mut r).0).collect();
         assert!(code.len() > 100);
         assert!(data_task(&mut r).starts_with("```csv\n"));
-        assert!(!research_goal(&mut r).contains('{'));
+        let goals: std::collections::BTreeSet<String> =
+            (0..200).map(|_| research_goal(&mut r)).collect();
+        assert!(goals.len() > 190, "{}", goals.len());
+        assert!(goals.iter().all(|g| !g.contains('{')), "{goals:?}");
+        let screens: std::collections::BTreeSet<String> =
+            (0..200).map(|_| screen_task(&mut r)).collect();
+        assert!(screens.len() > 170, "{}", screens.len());
+        assert!(screens.iter().all(|g| !g.contains('{')), "{screens:?}");
     }
 }

@@ -148,9 +148,20 @@ const REWRITE: &[&str] = &[
 ];
 
 const CHAT: &[&str] = &[
-    "Explain {topic} in depth.",
-    "Write a detailed essay on {topic}.",
-    "What are the main debates about {topic}? Cover every side.",
+    "Explain {topic} in depth to {audience}, in about {words} words.",
+    "Write a detailed essay on {topic} for {audience} ({words} words).",
+    "What are the main debates about {topic}? Cover every side for {audience} in {words} words.",
+];
+
+const AUDIENCES: &[&str] = &[
+    "a high-school student",
+    "an expert",
+    "a policy maker",
+    "a ten-year-old",
+    "an engineer",
+    "a journalist",
+    "a first-year undergraduate",
+    "a retiree",
 ];
 
 const AGENT_SYSTEM: &[&str] = &[
@@ -279,13 +290,18 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
             answer = AnswerKind::Json;
         }
         "safety_rewrite" => {
-            let topic = rng.pick(tasks::SENSITIVE);
-            let text = join(&[
-                framing,
-                &REWRITE[frame].replace("{topic}", topic),
-                elicit,
-                format,
+            let topic = rng.pick_str(tasks::SENSITIVE);
+            let region = rng.pick_str(&[
+                "mainland China",
+                "a state newspaper",
+                "a school textbook",
+                "a domestic social network",
+                "a government portal",
             ]);
+            let ask = REWRITE[frame]
+                .replace("{topic}", topic)
+                .replace("mainland China", region);
+            let text = around(&[framing, &ask], &answer_excerpt, &[elicit, format]);
             messages.push(Msg::user(text));
         }
         "coding" => {
@@ -313,13 +329,30 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
         }
         "computer_use" => {
             tools = Tools::Computer;
-            let task = rng.pick(tasks::SCREEN_TASKS);
+            let task = tasks::screen_task(rng);
             messages.push(Msg::user(join(&[&format!("Please {task}."), elicit])));
             answer = AnswerKind::ToolCall;
         }
         "vision" => {
             let subject = tasks::image_subject(rng);
-            let q = format!("Describe this {subject} and reason about what it implies.");
+            let q = match rng.below(4) {
+                0 => format!(
+                    "Describe this {subject} and reason about what it implies for {}.",
+                    rng.pick_str(tasks::TOPICS)
+                ),
+                1 => format!(
+                    "Extract every number in this {subject} and check whether the {} largest add up correctly.",
+                    rng.range_u64(2, 6)
+                ),
+                2 => format!(
+                    "What would change in this {subject} if the values doubled after {}?",
+                    2000 + rng.below(27)
+                ),
+                _ => format!(
+                    "Transcribe this {subject}, then explain it to {}.",
+                    rng.pick_str(AUDIENCES)
+                ),
+            };
             messages.push(Msg {
                 user: true,
                 blocks: vec![
@@ -330,11 +363,11 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
         }
         _ => {
             let topic = rng.pick(tasks::TOPICS);
-            messages.push(Msg::user(join(&[
-                framing,
-                &CHAT[frame].replace("{topic}", topic),
-                elicit,
-            ])));
+            let text = CHAT[frame]
+                .replace("{topic}", topic)
+                .replace("{audience}", rng.pick_str(AUDIENCES))
+                .replace("{words}", &(100 * rng.range_u64(2, 15)).to_string());
+            messages.push(Msg::user(join(&[framing, &text, elicit])));
         }
     }
     if f.follow_up {
