@@ -47,6 +47,12 @@ enum ImportFormat {
     Glasswally,
 }
 
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum BenchTarget {
+    /// Template masking, MinHash and LSH bands.
+    Sketches,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Simulate API traffic with labelled distillation campaigns.
@@ -122,6 +128,21 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Measure the sketches: fingerprint speed on real prompts, and how
+    /// template bands are shared across accounts in a labelled log.
+    Bench {
+        #[arg(value_enum)]
+        target: BenchTarget,
+        /// Prompts to fingerprint (default: auto, as for simulate).
+        #[arg(long, default_value = "auto")]
+        corpus: String,
+        /// A labelled event log (with truth.jsonl beside it) to measure band sharing on.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Accounts a band must be seen in to count as "shared".
+        #[arg(long, default_value_t = 5)]
+        min_accounts: usize,
+    },
     /// List the built-in scenarios, or print one as TOML to start your own.
     Scenarios { name: Option<String> },
 }
@@ -180,6 +201,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             strict,
         } => import_glasswally(&input, &out, strict),
+        Command::Bench {
+            target: BenchTarget::Sketches,
+            corpus,
+            events,
+            min_accounts,
+        } => bench_sketches(&corpus, events, min_accounts),
         Command::Scenarios { name } => scenarios(name),
     }
 }
@@ -504,6 +531,164 @@ fn import_glasswally(input: &Path, out: &Path, strict: bool) -> Result<ExitCode>
         campaigns.len(),
         out.display()
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_sketches(corpus: &str, events: Option<PathBuf>, min_accounts: usize) -> Result<ExitCode> {
+    use distillguard_sketches::Fingerprint;
+    let corpus = Corpus::load(corpus)?;
+    let prompts: Vec<&str> = corpus
+        .conversations
+        .iter()
+        .flat_map(|c| c.turns.iter().filter(|t| t.user).map(|t| &*t.text))
+        .collect();
+    let bytes: usize = prompts.iter().map(|p| p.len()).sum();
+    let mut scratch = Vec::new();
+    let mut sink = 0u64;
+    let rounds = 5;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for p in &prompts {
+            let f = Fingerprint::of(p, &mut scratch);
+            sink ^= f.bands()[0];
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "fingerprint (mask + MinHash + bands): {} prompts ({:.1} MB) × {rounds} in {secs:.2}s: {:.0} prompts/s, {:.0} MB/s, {:.2} µs/prompt [{}; check {:x}]",
+        prompts.len(),
+        bytes as f64 / 1e6,
+        (prompts.len() * rounds) as f64 / secs,
+        (bytes * rounds) as f64 / secs / 1e6,
+        secs * 1e6 / (prompts.len() * rounds) as f64,
+        corpus.source,
+        sink & 0xffff
+    )?;
+    let Some(events) = events else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let truth_path = beside(&events, "truth.jsonl")
+        .with_context(|| format!("no truth.jsonl beside {}", events.display()))?;
+    let (truth, _) = RecordReader::<TruthRecord>::open(&truth_path)?.read_all(false)?;
+    let label: std::collections::HashMap<String, (bool, Option<String>)> = truth
+        .into_iter()
+        .map(|t| {
+            (
+                t.account_id,
+                (t.label == distillguard_core::Label::Attack, t.campaign),
+            )
+        })
+        .collect();
+    /// One request: account, LSH bands, exact-text hash, the text's start.
+    struct Req {
+        account: u32,
+        bands: [u64; distillguard_sketches::fingerprint::BANDS],
+        exact: u64,
+        head: String,
+    }
+    let mut reqs: Vec<Req> = Vec::new();
+    let mut accounts: Vec<String> = Vec::new();
+    let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    distillguard_core::parallel::par_read(
+        &events,
+        workers,
+        |line| {
+            let e = distillguard_core::parse_event_line(line)?;
+            let text = &e.request.last_user_text;
+            let f = Fingerprint::of(text, &mut Vec::new());
+            let informative = f.is_informative(6);
+            let head: String = text.chars().take(60).collect();
+            let exact = distillguard_sketches::hash_bytes(text.as_bytes());
+            Ok((e.account_id, informative.then(|| f.bands()), exact, head))
+        },
+        |item| {
+            if let Ok((account, Some(bands), exact, head)) = item {
+                let n = ids.len() as u32;
+                let a = *ids.entry(account.clone()).or_insert_with(|| {
+                    accounts.push(account);
+                    n
+                });
+                reqs.push(Req {
+                    account: a,
+                    bands,
+                    exact,
+                    head,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    let mut band_accounts: std::collections::HashMap<u64, std::collections::HashSet<u32>> =
+        std::collections::HashMap::new();
+    let mut exact_accounts: std::collections::HashMap<u64, std::collections::HashSet<u32>> =
+        std::collections::HashMap::new();
+    let mut per_account = vec![0u64; accounts.len()];
+    for r in &reqs {
+        per_account[r.account as usize] += 1;
+        for b in r.bands.iter().chain(std::iter::once(&r.exact)) {
+            let map = if b == &r.exact {
+                &mut exact_accounts
+            } else {
+                &mut band_accounts
+            };
+            let set = map.entry(*b).or_default();
+            if set.len() <= min_accounts {
+                set.insert(r.account);
+            }
+        }
+    }
+    let wide = |m: &std::collections::HashMap<u64, std::collections::HashSet<u32>>, k: &u64| {
+        m.get(k).is_some_and(|s| s.len() >= min_accounts)
+    };
+    // group → (requests, band shared, exact text shared)
+    let mut by_group: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut benign_examples: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &reqs {
+        let shared = r.bands.iter().any(|b| wide(&band_accounts, b));
+        let exact = wide(&exact_accounts, &r.exact);
+        let (attack, campaign) = label
+            .get(&accounts[r.account as usize])
+            .cloned()
+            .unwrap_or((false, None));
+        if exact && !attack && per_account[r.account as usize] <= 300 {
+            *benign_examples.entry(r.head.as_str()).or_default() += 1;
+        }
+        let group = match (attack, per_account[r.account as usize] <= 300) {
+            (true, _) => format!("attack: {}", campaign.unwrap_or_default()),
+            (false, true) => "benign: light accounts".to_string(),
+            (false, false) => "benign: heavy accounts".to_string(),
+        };
+        let e = by_group.entry(group).or_default();
+        e.0 += 1;
+        e.1 += shared as u64;
+        e.2 += exact as u64;
+    }
+    writeln!(
+        out,
+        "requests (≥ 6 shingles) whose template band / exact text is used by ≥ {min_accounts} accounts ({}); light accounts: ≤ 300 requests:",
+        events.display()
+    )?;
+    for (g, (n, shared, exact)) in by_group {
+        let pct = |x: u64| 100.0 * x as f64 / n.max(1) as f64;
+        writeln!(
+            out,
+            "  {g:<28} {n:>9} requests: band {:>6.2}%  exact {:>6.2}%",
+            pct(shared),
+            pct(exact)
+        )?;
+    }
+    let mut ex: Vec<(&str, u64)> = benign_examples.into_iter().collect();
+    ex.sort_by_key(|e| std::cmp::Reverse(e.1));
+    writeln!(
+        out,
+        "most frequent exact-shared prompts of light benign accounts (first 60 characters):"
+    )?;
+    for (h, n) in ex.iter().take(8) {
+        writeln!(out, "  {n:>7}  {h:?}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -175,7 +175,15 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
     let max_chars = w.knobs.max_message_chars;
 
     let (prompt, params) = match (s.kind, &acct.profile) {
-        (Kind::Chat { conv, turn, typo }, profile) => {
+        (
+            Kind::Chat {
+                conv,
+                turn,
+                typo,
+                reuse,
+            },
+            profile,
+        ) => {
             let hp = match profile {
                 Profile::Human(p) => *p,
                 Profile::Campaign { end_user, .. } => *end_user,
@@ -183,7 +191,10 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             };
             let c = &w.corpus.conversations[conv as usize];
             let last = (turn as usize * 2).min(c.turns.len() - 1);
-            let mut messages: Vec<Msg> = c.turns[..=last]
+            // Long chats are sent with their recent history only (clients
+            // trim context): at most the ten messages before the new one.
+            let from = last.saturating_sub(10);
+            let mut messages: Vec<Msg> = c.turns[from..=last]
                 .iter()
                 .map(|t| Msg {
                     user: t.user,
@@ -193,6 +204,18 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             if let Some(Msg { blocks, .. }) = messages.last_mut()
                 && let Some(Block::Text(t)) = blocks.first_mut()
             {
+                if reuse > 0 {
+                    // Another person asking much the same: the real turn, in
+                    // their own words (seeded by the turn and the reuse).
+                    let mut vr = Rng::derive(&[
+                        w.seed,
+                        label("vary"),
+                        conv as u64,
+                        turn as u64,
+                        reuse as u64,
+                    ]);
+                    *t = content::vary(t, &mut vr);
+                }
                 if typo {
                     *t = content::typo(t, &mut rng);
                 }

@@ -147,6 +147,10 @@ pub struct BenignSpec {
     pub weekend_factor: f64,
     /// Mean user turns in a session (geometric; capped by the conversation).
     pub turns_mean: f64,
+    /// Share of sessions that continue an old chat from a later turn (with
+    /// its recent history) rather than open a new one. Spreads use over
+    /// the whole corpus, so real prompts recur across fewer accounts.
+    pub continue_rate: f64,
     /// Median think time between turns, seconds (plus reading time).
     pub think_seconds: f64,
     /// Probability a user prompt carries a typo or two.
@@ -179,6 +183,7 @@ impl Default for BenignSpec {
             activity_sigma: 1.1,
             weekend_factor: 0.55,
             turns_mean: 2.2,
+            continue_rate: 0.7,
             think_seconds: 45.0,
             typo_rate: 0.08,
             network: [
@@ -591,6 +596,7 @@ impl Scenario {
                 .or_else(|why| bad("benign.network".into(), why))?;
             for (k, v) in [
                 ("typo_rate", b.typo_rate),
+                ("continue_rate", b.continue_rate),
                 ("shared_payment_rate", b.shared_payment_rate),
                 ("adopt_share", b.adopt_share),
                 ("reasoning_rate", b.reasoning_rate),

@@ -88,6 +88,9 @@ pub enum Kind {
         conv: u32,
         turn: u8,
         typo: bool,
+        /// How many earlier requests in the world used this same real turn
+        /// (0: first use, sent verbatim; later uses are varied).
+        reuse: u16,
     },
     Support {
         turns: u8,

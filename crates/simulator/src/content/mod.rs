@@ -123,6 +123,114 @@ pub fn typo(text: &str, rng: &mut Rng) -> String {
     chars.into_iter().collect()
 }
 
+const OPENERS: &[&str] = &[
+    "hey, ",
+    "hi! ",
+    "quick question: ",
+    "ok so ",
+    "hello. ",
+    "pls help: ",
+    "question - ",
+    "so, ",
+    "I need help. ",
+    "hi there, ",
+    "urgent: ",
+    "can you help? ",
+];
+const CLOSERS: &[&str] = &[
+    " thanks!",
+    " thank you",
+    " pls",
+    " asap",
+    " :)",
+    " thx",
+    " - be brief",
+    " in detail please",
+    " (simple words)",
+    " step by step pls",
+];
+/// Everyday substitutions people make for the same request.
+const SWAPS: &[(&str, &str)] = &[
+    ("please", "pls"),
+    ("you", "u"),
+    ("can", "could"),
+    ("write", "create"),
+    ("explain", "describe"),
+    ("make", "build"),
+    ("help", "assist"),
+    ("give", "provide"),
+    ("want", "need"),
+    ("about", "regarding"),
+    ("show", "tell"),
+    ("list", "give me"),
+    ("good", "great"),
+    ("quick", "fast"),
+    ("use", "utilize"),
+    ("find", "look up"),
+    ("article", "post"),
+    ("story", "tale"),
+    ("example", "sample"),
+    ("code", "script"),
+    ("simple", "easy"),
+    ("create", "make"),
+    ("generate", "produce"),
+    ("and", "&"),
+    ("with", "w/"),
+];
+/// Words people leave out.
+const FILLERS: &[&str] = &[
+    "the", "a", "an", "please", "just", "really", "very", "some", "that", "so", "also", "me",
+];
+
+/// The same request in another person's words: dropped filler words,
+/// everyday substitutions, an opening or a closing. Applied to real turns
+/// that the world uses more than once, because real users do not send
+/// each other's prompts verbatim. Code blocks are left alone.
+pub fn vary(text: &str, rng: &mut Rng) -> String {
+    let (prose, code) = match text.find("```") {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let mut out = String::with_capacity(text.len() + 24);
+    if rng.chance(0.6) {
+        out.push_str(rng.pick_str(OPENERS));
+    }
+    for (i, word) in prose.split(' ').enumerate() {
+        let bare = word
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase();
+        if i > 0 && FILLERS.contains(&bare.as_str()) && rng.chance(0.5) {
+            continue;
+        }
+        if !out.is_empty() && !out.ends_with(' ') {
+            out.push(' ');
+        }
+        match SWAPS.iter().find(|(a, _)| *a == bare) {
+            Some((_, b)) if rng.chance(0.6) => {
+                out.push_str(&word.to_lowercase().replacen(&bare, b, 1))
+            }
+            _ if rng.chance(0.12) && word.chars().count() > 3 => {
+                // A shortened or re-cased word.
+                let w: String = if rng.chance(0.5) {
+                    word.to_uppercase()
+                } else {
+                    word.chars().take(word.chars().count() - 1).collect()
+                };
+                out.push_str(&w);
+            }
+            _ => out.push_str(word),
+        }
+    }
+    if rng.chance(0.5) {
+        out.push_str(rng.pick_str(CLOSERS));
+    }
+    if !code.is_empty() {
+        out.push('\n');
+        out.push_str(code);
+    }
+    out
+}
+
 /// Truncates to at most `max` characters at a char boundary.
 pub fn clip(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
@@ -134,6 +242,21 @@ pub fn clip(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn varied_text_is_the_same_request_in_other_words() {
+        let s = "Can you please write a short story about a dragon who is afraid of the dark? Make it funny and suitable for kids.";
+        let vs: std::collections::BTreeSet<String> =
+            (0..50).map(|i| vary(s, &mut Rng::new(i))).collect();
+        assert!(vs.len() >= 48, "{}", vs.len());
+        for v in &vs {
+            assert!(v.to_lowercase().contains("drag"), "{v}");
+            let kept = s.split(' ').filter(|w| v.contains(w)).count();
+            assert!(kept * 3 >= s.split(' ').count(), "{v}");
+        }
+        let code = "Fix this please:\n```\nfn main() { let the = 1; }\n```";
+        assert!(vary(code, &mut Rng::new(1)).ends_with("```\nfn main() { let the = 1; }\n```"));
+    }
 
     #[test]
     fn typos_change_little_and_clip_respects_chars() {

@@ -237,6 +237,7 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             spec.turns_mean,
             spec.think_seconds,
             spec.typo_rate,
+            spec.continue_rate,
             pool_len,
             &habit,
         );
@@ -254,6 +255,7 @@ pub fn chat_sessions(
     turns_mean: f64,
     think_s: f64,
     typo_rate: f64,
+    continue_rate: f64,
     ip_pool: u64,
     habit: &ModelHabit,
 ) {
@@ -261,16 +263,25 @@ pub fn chat_sessions(
     for &start in starts {
         let conv = rng.index(corpus.conversations.len());
         let c = &corpus.conversations[conv];
+        // Some sessions open a new chat; the others continue an old one from
+        // a later turn (with its history), so the whole corpus is used and
+        // the same opening prompts do not recur across many accounts.
+        let first = if rng.chance(continue_rate) {
+            rng.index(c.user_turns().min(200))
+        } else {
+            0
+        };
         let turns = (rng.geometric(turns_mean) as usize)
-            .min(c.user_turns())
-            .min(60);
+            .min(c.user_turns() - first)
+            .min(50);
         let mut ts = start;
         let ip = rng.below(ip_pool) as u16;
         let model = habit.at(ts, rng);
-        for turn in 0..turns {
+        for turn in first..first + turns {
             if ts >= ctx.end {
                 break;
             }
+            let reuse = ctx.use_turn(conv as u32, turn as u8);
             ctx.push(Spec {
                 ts,
                 account,
@@ -282,6 +293,7 @@ pub fn chat_sessions(
                     conv: conv as u32,
                     turn: turn as u8,
                     typo: rng.chance(typo_rate),
+                    reuse,
                 },
             });
             let answer_len = c.turns.get(turn * 2 + 1).map_or(0, |t| t.text.len());

@@ -355,7 +355,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             starts.sort_unstable();
             let habit = ModelHabit::draw(&mut rng, &ctx.models, ctx.start, 2.0, 0.5);
             chat_sessions(
-                ctx, &mut rng, account, 0, &starts, 2.0, 40.0, 0.06, pool_len, &habit,
+                ctx, &mut rng, account, 0, &starts, 2.0, 40.0, 0.06, 0.7, pool_len, &habit,
             );
         }
     }

@@ -22,6 +22,8 @@ pub struct Ctx<'c> {
     pub specs: Vec<Spec>,
     pub campaigns: Vec<CampaignRt>,
     seq: Vec<u32>,
+    /// Uses so far of each real (conversation, user turn).
+    turn_uses: std::collections::HashMap<(u32, u8), u16>,
 }
 
 impl<'c> Ctx<'c> {
@@ -36,6 +38,7 @@ impl<'c> Ctx<'c> {
             specs: Vec::new(),
             campaigns: Vec::new(),
             seq: Vec::new(),
+            turn_uses: std::collections::HashMap::new(),
         }
     }
 
@@ -43,6 +46,14 @@ impl<'c> Ctx<'c> {
         self.accounts.push(a);
         self.seq.push(0);
         (self.accounts.len() - 1) as u32
+    }
+
+    /// Counts a use of a real user turn; returns the uses before this one.
+    pub fn use_turn(&mut self, conv: u32, turn: u8) -> u16 {
+        let n = self.turn_uses.entry((conv, turn)).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add(1);
+        before
     }
 
     /// Adds a spec inside the scenario's span, numbering it per account.

@@ -316,7 +316,19 @@ fn startup(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         // Load balancing: each session lands on the next key.
         for (k, s) in starts.iter().enumerate() {
             let key = (k % spec.keys as usize) as u8;
-            chat_sessions(ctx, rng, account, key, &[*s], 2.0, 30.0, 0.02, 2, &habit);
+            chat_sessions(
+                ctx,
+                rng,
+                account,
+                key,
+                &[*s],
+                2.0,
+                30.0,
+                0.02,
+                0.7,
+                2,
+                &habit,
+            );
         }
     }
 }
