@@ -142,6 +142,10 @@ enum Command {
         /// Accounts a band must be seen in to count as "shared".
         #[arg(long, default_value_t = 5)]
         min_accounts: usize,
+        /// Also print the openings of the most shared honest prompts (raw
+        /// prompt text: off by default, for simulated data).
+        #[arg(long)]
+        show_examples: bool,
     },
     /// List the built-in scenarios, or print one as TOML to start your own.
     Scenarios { name: Option<String> },
@@ -206,7 +210,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             corpus,
             events,
             min_accounts,
-        } => bench_sketches(&corpus, events, min_accounts),
+            show_examples,
+        } => bench_sketches(&corpus, events, min_accounts, show_examples),
         Command::Scenarios { name } => scenarios(name),
     }
 }
@@ -534,7 +539,12 @@ fn import_glasswally(input: &Path, out: &Path, strict: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_sketches(corpus: &str, events: Option<PathBuf>, min_accounts: usize) -> Result<ExitCode> {
+fn bench_sketches(
+    corpus: &str,
+    events: Option<PathBuf>,
+    min_accounts: usize,
+    show_examples: bool,
+) -> Result<ExitCode> {
     use distillguard_sketches::Fingerprint;
     let corpus = Corpus::load(corpus)?;
     let prompts: Vec<&str> = corpus
@@ -680,14 +690,16 @@ fn bench_sketches(corpus: &str, events: Option<PathBuf>, min_accounts: usize) ->
             pct(exact)
         )?;
     }
-    let mut ex: Vec<(&str, u64)> = benign_examples.into_iter().collect();
-    ex.sort_by_key(|e| std::cmp::Reverse(e.1));
-    writeln!(
-        out,
-        "most frequent exact-shared prompts of light benign accounts (first 60 characters):"
-    )?;
-    for (h, n) in ex.iter().take(8) {
-        writeln!(out, "  {n:>7}  {h:?}")?;
+    if show_examples {
+        let mut ex: Vec<(&str, u64)> = benign_examples.into_iter().collect();
+        ex.sort_by_key(|e| std::cmp::Reverse(e.1));
+        writeln!(
+            out,
+            "most frequent exact-shared prompts of light benign accounts (first 60 characters):"
+        )?;
+        for (h, n) in ex.iter().take(8) {
+            writeln!(out, "  {n:>7}  {h:?}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
