@@ -248,7 +248,12 @@ fn map_text<T>(
     if body.is_empty() && text.is_empty() {
         return out;
     }
-    for raw in body.split(|&b| b == b'\n') {
+    let mut rest = body;
+    loop {
+        let (raw, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.len() > max_line {
             out.push(Item::Bad(EventError::TooLong { limit: max_line }));
@@ -262,6 +267,10 @@ fn map_text<T>(
                 }),
                 Err(_) => out.push(Item::Bad(EventError::Utf8)),
             }
+        }
+        match next {
+            Some(n) => rest = n,
+            None => break,
         }
     }
     out

@@ -171,7 +171,7 @@ impl Lines {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 /// Reads events from one source. Each item is an event or a located error.
