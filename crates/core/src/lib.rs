@@ -11,6 +11,7 @@ The core of distillguard: the event model every other crate speaks.
 pub mod error;
 pub mod event;
 pub mod import;
+pub mod json;
 pub mod normalize;
 pub mod parallel;
 pub mod progress;

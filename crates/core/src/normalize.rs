@@ -51,10 +51,7 @@ struct Line<'a> {
 
 /// Parses one event-log line into a normalised [`Event`].
 pub fn parse_event_line(line: &str) -> Result<Event, EventError> {
-    let raw: Line = match serde_json::from_str(line) {
-        Ok(l) => l,
-        Err(e) => return Err(describe_line_error(line, e)),
-    };
+    let raw: Line = crate::json::parse_at(line, None)?;
     let ts_raw = raw.ts.ok_or(EventError::Missing("ts"))?;
     let ts_text: &str = serde_json::from_str(ts_raw.get()).map_err(|_| EventError::Field {
         path: "ts".into(),
@@ -98,60 +95,8 @@ pub fn parse_event_line(line: &str) -> Result<Event, EventError> {
     })
 }
 
-/// Re-parses a failed line with path tracking, so the error names the field.
-fn describe_line_error(line: &str, e: serde_json::Error) -> EventError {
-    if e.is_syntax() || e.is_eof() {
-        return EventError::Json {
-            column: e.column(),
-            reason: strip_position(&e.to_string()),
-        };
-    }
-    let mut de = serde_json::Deserializer::from_str(line);
-    match serde_path_to_error::deserialize::<_, Line>(&mut de) {
-        Err(pe) => EventError::Field {
-            path: pe.path().to_string(),
-            reason: strip_position(&pe.inner().to_string()),
-        },
-        Ok(_) => EventError::Json {
-            column: e.column(),
-            reason: strip_position(&e.to_string()),
-        },
-    }
-}
-
-fn strip_position(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
-}
-
 fn typed<'a, T: Deserialize<'a>>(text: &'a str, prefix: &str) -> Result<T, EventError> {
-    match serde_json::from_str::<T>(text) {
-        Ok(v) => Ok(v),
-        Err(e) if e.is_syntax() || e.is_eof() => Err(EventError::Field {
-            path: prefix.into(),
-            reason: strip_position(&e.to_string()),
-        }),
-        Err(e) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let path = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(pe) => {
-                    let p = pe.path().to_string();
-                    if p == "." || p.is_empty() {
-                        prefix.to_string()
-                    } else {
-                        format!("{prefix}.{p}")
-                    }
-                }
-                Ok(_) => prefix.to_string(),
-            };
-            Err(EventError::Field {
-                path,
-                reason: strip_position(&e.to_string()),
-            })
-        }
-    }
+    crate::json::parse_at(text, Some(prefix))
 }
 
 // ---------------------------------------------------------------------------

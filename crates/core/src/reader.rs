@@ -279,46 +279,7 @@ impl<T: DeserializeOwned> RecordReader<T> {
 
 /// Parses one record line, naming the failing field.
 pub fn parse_record<'a, T: serde::Deserialize<'a>>(line: &'a str) -> Result<T, EventError> {
-    match serde_json::from_str::<T>(line) {
-        Ok(v) => Ok(v),
-        Err(e) if e.is_syntax() || e.is_eof() => Err(EventError::Json {
-            column: e.column(),
-            reason: e
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        }),
-        Err(e) => {
-            let mut de = serde_json::Deserializer::from_str(line);
-            let msg = e
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or("")
-                .to_string();
-            match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(pe) if pe.path().to_string() != "." => Err(EventError::Field {
-                    path: pe.path().to_string(),
-                    reason: msg,
-                }),
-                _ => {
-                    if let Some(field) = msg
-                        .strip_prefix("missing field `")
-                        .and_then(|r| r.strip_suffix('`'))
-                    {
-                        Err(EventError::Field {
-                            path: field.to_string(),
-                            reason: "missing required field".into(),
-                        })
-                    } else {
-                        Err(EventError::Invalid(msg))
-                    }
-                }
-            }
-        }
-    }
+    crate::json::parse_at(line, None)
 }
 
 #[cfg(test)]
