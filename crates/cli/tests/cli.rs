@@ -629,6 +629,11 @@ fn glasswally_logs_import_into_events_and_truth() {
     // The real file, when the shared data is present: the counts its README gives.
     let real = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/external/glasswally-labeled_5k.jsonl");
+    assert!(
+        real.exists() || std::env::var_os("CI").is_none(),
+        "{} missing under CI",
+        real.display()
+    );
     if real.exists() {
         let out = d.path("real");
         let s = ok(&[

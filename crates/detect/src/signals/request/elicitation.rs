@@ -1,0 +1,261 @@
+/*!
+Reasoning elicitation: does the request ask the model to write out its
+reasoning?
+
+Why attackers show it: a distilled student learns most from explanation
+traces. Campaigns therefore ask for step-by-step solutions, for "the
+internal reasoning behind a completed response" to be reconstructed, use
+Orca-style system prompts that demand justification, or ask for reasoning
+to be written into the visible answer when the API hides its thinking.
+Honest users ask this too, now and then; what separates them is the rate
+over an account's traffic (an account-level signal), not one request.
+
+Measures: the strongest matching pattern in the last user turn and the
+system prompt, in nine languages, as a [`Elicitation`] with a strength in
+[0, 1]. Cost: a handful of substring searches over the lowercased prompt
+(a few microseconds for a typical prompt).
+*/
+
+/// What kind of elicitation matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Reconstruct the hidden reasoning behind a given, finished answer.
+    Reconstruct,
+    /// Step-by-step / show your work / chain of thought.
+    StepByStep,
+    /// A system prompt in the Orca style: always explain, justify steps.
+    ExplanationSystemPrompt,
+    /// Asks for reasoning to be written into the answer, before it.
+    ReasoningInAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Elicitation {
+    pub kind: Kind,
+    /// 1.0 for reconstruction, 0.8 step-by-step, 0.6 the others.
+    pub strength: f32,
+    /// The phrase that matched (for the reason a human reads).
+    pub phrase: &'static str,
+}
+
+const RECONSTRUCT: &[&str] = &[
+    "internal reasoning behind",
+    "reasoning behind the completed",
+    "reconstruct the full chain of thought",
+    "reconstruct the chain of thought",
+    "reconstruct the reasoning",
+    "hidden reasoning",
+    "chain of thought that leads to",
+    "as if you were thinking aloud",
+];
+
+/// Step-by-step phrasings, in nine languages (lowercase).
+const STEP: &[&str] = &[
+    // en
+    "step by step",
+    "step-by-step",
+    "show your work",
+    "show all of your reasoning",
+    "show your reasoning",
+    "explain your reasoning",
+    "chain of thought",
+    "chain-of-thought",
+    "think out loud",
+    "thinking aloud",
+    "walk through your thought process",
+    "every intermediate step",
+    "intermediate steps",
+    "reason through",
+    "let's think",
+    "lets think",
+    // zh
+    "一步一步",
+    "逐步",
+    "推理过程",
+    "思考过程",
+    "中间步骤",
+    // ru
+    "шаг за шагом",
+    "ход рассуждений",
+    "рассуждение",
+    "промежуточный шаг",
+    // es
+    "paso a paso",
+    "tu razonamiento",
+    "proceso de pensamiento",
+    // de
+    "schritt für schritt",
+    "lösungsweg",
+    "überlegungen",
+    "denkprozess",
+    // fr
+    "étape par étape",
+    "ton raisonnement",
+    "votre raisonnement",
+    "réflexion",
+    // ja
+    "段階的",
+    "ステップごと",
+    "推論",
+    "思考の",
+    // ko
+    "단계별",
+    "추론 과정",
+    "사고 과정",
+    // pt
+    "passo a passo",
+    "seu raciocínio",
+    "raciocínio",
+];
+
+const SYSTEM: &[&str] = &[
+    "think step-by-step and justify your steps",
+    "always provide explanation",
+    "explain how you used the definition",
+    "explain why other answers are wrong",
+    "explain in simple steps",
+    "justify your steps",
+];
+
+const IN_ANSWER: &[&str] = &[
+    "before the final answer",
+    "before giving the final answer",
+    "before answering",
+    "write out your reasoning",
+    "include your reasoning",
+    "reasoning: ... then answer",
+    "explain your answer",
+    "justify your answer",
+];
+
+fn first_match(text: &str, phrases: &'static [&'static str]) -> Option<&'static str> {
+    phrases.iter().copied().find(|p| text.contains(p))
+}
+
+/// The strongest elicitation in a request. `user` and `system` must be
+/// lowercase (see [`super::lower`]).
+pub fn detect(user: &str, system: Option<&str>) -> Option<Elicitation> {
+    if let Some(p) = first_match(user, RECONSTRUCT) {
+        return Some(Elicitation {
+            kind: Kind::Reconstruct,
+            strength: 1.0,
+            phrase: p,
+        });
+    }
+    if let Some(p) = first_match(user, STEP) {
+        return Some(Elicitation {
+            kind: Kind::StepByStep,
+            strength: 0.8,
+            phrase: p,
+        });
+    }
+    if let Some(p) = system.and_then(|s| first_match(s, SYSTEM).or_else(|| first_match(s, STEP))) {
+        return Some(Elicitation {
+            kind: Kind::ExplanationSystemPrompt,
+            strength: 0.6,
+            phrase: p,
+        });
+    }
+    first_match(user, IN_ANSWER).map(|p| Elicitation {
+        kind: Kind::ReasoningInAnswer,
+        strength: 0.6,
+        phrase: p,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::request::lower;
+
+    fn d(user: &str, system: Option<&str>) -> Option<Elicitation> {
+        detect(&lower(user), system.map(lower).as_deref())
+    }
+
+    #[test]
+    fn attack_phrasings_in_many_languages() {
+        let cases = [
+            (
+                "Below is a question and a completed response. Articulate the internal reasoning behind the completed response and write it out step by step.",
+                Kind::Reconstruct,
+            ),
+            (
+                "Solve the following problem. Think step by step and show all of your reasoning before the final answer.",
+                Kind::StepByStep,
+            ),
+            (
+                "请解决下面的问题。请一步一步地思考，并在给出最终答案前展示完整的推理过程。",
+                Kind::StepByStep,
+            ),
+            (
+                "Реши следующую задачу. Рассуждай шаг за шагом.",
+                Kind::StepByStep,
+            ),
+            (
+                "Resuelve el siguiente problema. Piensa paso a paso.",
+                Kind::StepByStep,
+            ),
+            (
+                "Löse die folgende Aufgabe. Denke Schritt für Schritt.",
+                Kind::StepByStep,
+            ),
+            (
+                "Résous le problème suivant. Réfléchis étape par étape.",
+                Kind::StepByStep,
+            ),
+            (
+                "次の問題を解いてください。段階的に考えてください。",
+                Kind::StepByStep,
+            ),
+            (
+                "다음 문제를 풀어 주세요. 단계별로 생각하세요.",
+                Kind::StepByStep,
+            ),
+            (
+                "Resolva o seguinte problema. Pense passo a passo.",
+                Kind::StepByStep,
+            ),
+            (
+                "Think out loud: how does a compiler work?",
+                Kind::StepByStep,
+            ),
+        ];
+        for (text, kind) in cases {
+            let e = d(text, None).unwrap_or_else(|| panic!("missed: {text}"));
+            assert_eq!(e.kind, kind, "{text}");
+        }
+        let orca = d(
+            "Which is larger, 7/8 or 8/9?",
+            Some("You are an AI assistant. User will give you a task. While performing the task think step-by-step and justify your steps."),
+        )
+        .unwrap();
+        assert_eq!(orca.kind, Kind::ExplanationSystemPrompt);
+        assert_eq!(
+            d(
+                "What is 17*23? Write out your reasoning, then the number.",
+                None
+            )
+            .unwrap()
+            .kind,
+            Kind::ReasoningInAnswer
+        );
+    }
+
+    #[test]
+    fn ordinary_requests_do_not_match() {
+        for text in [
+            "Can you help me write a cover letter for a junior data analyst role?",
+            "What is the difference between a process and a thread?",
+            "Translate 'hello world' into Spanish, French, and German.",
+            "My tomato plants have yellow leaves, what am I doing wrong?",
+            "How do I center a div with flexbox?",
+            "写一首关于秋天的诗",
+            "Напиши письмо другу о поездке",
+        ] {
+            assert!(
+                d(text, Some("You are a helpful assistant.")).is_none(),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,100 @@
+/*!
+Conversation shape: one-shot prompt, or a real follow-up?
+
+Why attackers show it: harvesting scripts send self-contained, single-turn
+prompts (or scripted tool loops); people converse — they follow up on an
+answer, refer to it ("the code above", "your second point"), correct it.
+A high single-shot share across an account is the account-level signal.
+
+Measures: [`Shape`] — the conversation depth, whether the request is
+single-shot, and whether its last user turn refers back to earlier
+answers. Cost: reads counts from the event and a few substring searches.
+*/
+
+use distillguard_core::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub depth: u32,
+    pub single_shot: bool,
+    /// A follow-up that refers to what was said before.
+    pub refers_back: bool,
+}
+
+const BACK: &[&str] = &[
+    "you said",
+    "above",
+    "your answer",
+    "previous",
+    "earlier",
+    "that code",
+    "this code",
+    "the code you",
+    "your response",
+    "instead",
+    "again",
+    "continue",
+    "more",
+    "shorter",
+    "longer",
+    "rewrite it",
+    "what about",
+    "why did you",
+    "it doesn't",
+    "it does not",
+    "still",
+    "not working",
+    "thanks",
+    "thank you",
+    "ok ",
+    "okay",
+    "上面",
+    "刚才",
+    "继续",
+    "выше",
+    "продолжай",
+    "anterior",
+    "continúa",
+];
+
+/// `user` is the lowercased last user turn.
+pub fn measure(e: &Event, user: &str) -> Shape {
+    let r = &e.request;
+    let single_shot = r.assistant_turns == 0 && r.tool_results == 0;
+    let refers_back = !single_shot && r.tool_results == 0 && BACK.iter().any(|w| user.contains(w));
+    Shape {
+        depth: r.depth,
+        single_shot,
+        refers_back,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use distillguard_core::parse_event_line;
+
+    fn shape(messages: &str) -> Shape {
+        let e = parse_event_line(&format!(r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{{"messages":{messages}}}}}"#)).unwrap();
+        let u = e.request.last_user_text.to_lowercase();
+        measure(&e, &u)
+    }
+
+    #[test]
+    fn a_person_following_up() {
+        let s = shape(
+            r#"[{"role":"user","content":"write a sort in python"},{"role":"assistant","content":"def sort(x): ..."},{"role":"user","content":"the code you wrote is not working for empty lists"}]"#,
+        );
+        assert!(!s.single_shot && s.refers_back);
+        assert_eq!(s.depth, 3);
+    }
+
+    #[test]
+    fn a_script_and_a_tool_loop() {
+        assert!(shape(r#"[{"role":"user","content":"Solve step by step: 2+2"}]"#).single_shot);
+        let tool = shape(
+            r#"[{"role":"user","content":"fix the test"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"read_file","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"fn main(){}"}]"#,
+        );
+        assert!(!tool.single_shot && !tool.refers_back);
+    }
+}
