@@ -129,3 +129,87 @@ fn foreign_labelled_log() {
         assert!(pct(*el, *n) > 60.0, "{g}: {}", pct(*el, *n));
     }
 }
+
+#[test]
+fn account_fingerprints_on_a_simulated_world() {
+    use distillguard_detect::signals::Extractor;
+    use distillguard_detect::signals::account::AccountProfile;
+    let dir = std::env::temp_dir().join(format!("dg-detect-acct-{}", std::process::id()));
+    let scenario = distillguard_simulator::Scenario::load("small").unwrap();
+    let corpus = distillguard_simulator::Corpus::embedded().unwrap();
+    distillguard_simulator::simulate(&scenario, 22, &corpus, &dir, &NoProgress).unwrap();
+    let (models, _) =
+        RecordReader::<distillguard_core::ModelRelease>::open(&dir.join("models.jsonl"))
+            .unwrap()
+            .read_all(true)
+            .unwrap();
+    let (truth, _) = RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))
+        .unwrap()
+        .read_all(true)
+        .unwrap();
+    let label: HashMap<String, Option<String>> = truth
+        .into_iter()
+        .map(|t| (t.account_id, t.campaign))
+        .collect();
+    let mut x = Extractor::new(&models);
+    let mut profiles: HashMap<String, AccountProfile> = HashMap::new();
+    let mut r = EventReader::open(&dir.join("events.jsonl.gz")).unwrap();
+    while let Some(e) = r.next_event().unwrap() {
+        let e = e.unwrap();
+        let o = x.observe(&e);
+        profiles.entry(e.account_id).or_default().observe(&o);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Median of a feature over the accounts of a group with ≥ 8 requests.
+    let median = |group: Option<&str>, name: &str| -> f64 {
+        let mut v: Vec<f64> = profiles
+            .iter()
+            .filter(|(a, p)| label[*a].as_deref() == group && p.requests >= 8)
+            .map(|(_, p)| {
+                p.features()
+                    .into_iter()
+                    .find(|f| f.name == name)
+                    .unwrap()
+                    .value
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for name in [
+        "elicitation_rate",
+        "template_concentration",
+        "capability_concentration",
+        "uniform_params",
+    ] {
+        let benign = median(None, name);
+        eprint!("{name:<26} benign {benign:.2}");
+        for c in [
+            "reasoning-harvest",
+            "agentic-multi",
+            "coding-pivot",
+            "low-and-slow",
+        ] {
+            eprint!("  {c} {:.2}", median(Some(c), name));
+        }
+        eprintln!();
+    }
+    // Each of these campaigns stands out from the median honest account on
+    // elicitation and on template concentration.
+    for c in [
+        "reasoning-harvest",
+        "agentic-multi",
+        "coding-pivot",
+        "low-and-slow",
+    ] {
+        assert!(
+            median(Some(c), "elicitation_rate") > median(None, "elicitation_rate") + 0.3,
+            "{c}"
+        );
+        assert!(
+            median(Some(c), "template_concentration")
+                > median(None, "template_concentration") + 0.2,
+            "{c}"
+        );
+    }
+}

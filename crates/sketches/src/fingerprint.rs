@@ -47,12 +47,27 @@ const SEEDS: [(u64, u64); K] = {
     s
 };
 
-/// A template fingerprint (64 bytes).
+/// Masked tokens hashed into each edge key.
+pub const EDGE: usize = 8;
+
+/// A template fingerprint (80 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
     pub mins: [u32; K],
     /// Shingles seen (0: the text was too short to fingerprint).
     pub shingles: u32,
+    /// Hash of the first [`EDGE`] masked tokens: a template's fixed opening
+    /// (framing, intro), identical across its instances. 0 if too short.
+    pub head: u64,
+    /// Hash of the last [`EDGE`] masked tokens: its fixed closing
+    /// (elicitation, output format). 0 if too short.
+    pub tail: u64,
+}
+
+fn edge(tokens: &[u64]) -> u64 {
+    tokens
+        .iter()
+        .fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, t| mix64(h ^ t))
 }
 
 impl Fingerprint {
@@ -76,7 +91,17 @@ impl Fingerprint {
                 }
             }
         }
-        Fingerprint { mins, shingles: n }
+        let (head, tail) = if tokens.len() >= 2 * EDGE {
+            (edge(&tokens[..EDGE]), edge(&tokens[tokens.len() - EDGE..]))
+        } else {
+            (0, 0)
+        };
+        Fingerprint {
+            mins,
+            shingles: n,
+            head,
+            tail,
+        }
     }
 
     /// Whether there was enough text (at least `min` shingles) to trust it.
@@ -174,6 +199,19 @@ mod tests {
                 assert!(!collide(&fp(a), &fp(b)), "{a} ~ {b}");
             }
         }
+    }
+
+    #[test]
+    fn edges_are_a_templates_fixed_wording() {
+        let (a, b) = (fp(&templated(3)), fp(&templated(8)));
+        assert_eq!((a.head, a.tail), (b.head, b.tail));
+        assert_ne!(a.head, 0);
+        let c = fp(
+            "Can you help me write a cover letter for a junior data analyst role? I have two years of Excel experience and like numbers.",
+        );
+        assert_ne!(c.head, a.head);
+        assert_ne!(c.tail, a.tail);
+        assert_eq!(fp("too short to have edges").head, 0);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub const MIN_SHINGLES: u32 = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Template {
     pub bands: [u64; BANDS],
+    /// Hashes of the masked opening and closing (0 when too short).
+    pub head: u64,
+    pub tail: u64,
     pub informative: bool,
     /// Hash of the system prompt (0 when there is none).
     pub system: u64,
@@ -36,6 +39,8 @@ pub fn measure(e: &Event, scratch: &mut Vec<u64>) -> Template {
     let f = Fingerprint::of(&e.request.last_user_text, scratch);
     Template {
         bands: f.bands(),
+        head: f.head,
+        tail: f.tail,
         informative: f.is_informative(MIN_SHINGLES),
         system: e
             .request
@@ -72,6 +77,7 @@ mod tests {
         );
         assert!(a.informative && b.informative);
         assert!(share(&a, &b));
+        assert!(a.head == b.head && a.tail == b.tail);
         assert_eq!(a.system, b.system);
         assert_ne!(a.system, 0);
     }
