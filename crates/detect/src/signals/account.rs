@@ -424,8 +424,8 @@ mod tests {
             o.capability = Capability::Coding;
             o.at_max_tokens = true;
             o.settings_key = 42;
-            let t = 100 + (i % 3) as u64;
-            o.template = Some([t, t + 10]);
+            let key = 100 + (i % 3) as u64;
+            o.template = Some([key, key + 10]);
             o.release_window = i > 1_500;
             o.new_model = i > 1_500 && i % 2 == 0;
             p.observe(&o);
@@ -454,8 +454,8 @@ mod tests {
                     o.settings_key = next(3);
                     o.single_shot = turn == 0;
                     o.refers_back = turn > 0 && next(2) == 0;
-                    let t = 1_000 + next(1_000_000);
-                    o.template = Some([t, t + 1]);
+                    let key = 1_000 + next(1_000_000);
+                    o.template = Some([key, key + 1]);
                     p.observe(&o);
                     t += (30 + next(600) as i64) * 1000;
                 }
@@ -487,7 +487,7 @@ mod tests {
         assert!(
             f("template_concentration")
                 .detail
-                .contains("share 3 templates")
+                .contains("open or close like")
         );
     }
 
