@@ -39,6 +39,8 @@ struct Cli {
 enum Format {
     Table,
     Json,
+    /// One account per line (analyze only).
+    Jsonl,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -76,6 +78,42 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Detect distillation: score every account of event logs, in time order.
+    Analyze {
+        /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
+        #[arg(required = true)]
+        input: Vec<PathBuf>,
+        /// Account records (`account_id` plus account fields per line).
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        /// Model releases (`{model, released_at}` per line).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Score weights (`distillguard fit` output; default: embedded).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Include accounts whose verdict stayed "allow".
+        #[arg(long)]
+        all: bool,
+        /// Stop at the first malformed line (exit code 2).
+        #[arg(long)]
+        strict: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Fit the score's weights on a labelled simulation directory.
+    Fit {
+        /// A `distillguard simulate` output directory.
+        dir: PathBuf,
+        /// Where to write the weights (JSON).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Score an analysis report against the ground truth.
     Eval {
@@ -213,6 +251,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             show_examples,
         } => bench_sketches(&corpus, events, min_accounts, show_examples),
         Command::Scenarios { name } => scenarios(name),
+        Command::Analyze {
+            input,
+            accounts,
+            models,
+            weights,
+            format,
+            out,
+            all,
+            strict,
+            quiet,
+        } => analyze(
+            &input, accounts, models, weights, format, out, all, strict, quiet,
+        ),
+        Command::Fit { dir, out } => fit(&dir, &out),
     }
 }
 
@@ -247,7 +299,7 @@ fn simulate(
     let secs = started.elapsed().as_secs_f64();
     let mut stdout = io::stdout().lock();
     match format {
-        Format::Json => {
+        Format::Json | Format::Jsonl => {
             serde_json::to_writer_pretty(&mut stdout, &summary)?;
             writeln!(stdout)?;
         }
@@ -346,7 +398,7 @@ fn eval(
     })?;
     let mut stdout = io::stdout().lock();
     match format {
-        Format::Json => {
+        Format::Json | Format::Jsonl => {
             serde_json::to_writer_pretty(&mut stdout, &sb)?;
             writeln!(stdout)?;
         }
@@ -445,7 +497,7 @@ fn check(
     }
     let mut stdout = io::stdout().lock();
     match format {
-        Format::Json => {
+        Format::Json | Format::Jsonl => {
             serde_json::to_writer_pretty(&mut stdout, &summaries)?;
             writeln!(stdout)?;
         }
@@ -700,6 +752,300 @@ fn bench_sketches(
         for (h, n) in ex.iter().take(8) {
             writeln!(out, "  {n:>7}  {h:?}")?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads event logs into per-request records (in parallel), sorted by time.
+fn read_pre(
+    inputs: &[PathBuf],
+    strict: bool,
+    bar: &progress::Bar,
+) -> Result<Vec<distillguard_detect::engine::Pre>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut pres = Vec::new();
+    let mut bad = 0u64;
+    for path in inputs {
+        distillguard_core::progress::Progress::stage(
+            bar,
+            &format!("reading {}", path.display()),
+            None,
+        );
+        distillguard_core::parallel::par_read(
+            path,
+            workers,
+            |line| {
+                distillguard_core::parse_event_line(line)
+                    .map(|e| distillguard_detect::engine::pre(&e))
+            },
+            |item| {
+                distillguard_core::progress::Progress::advance(bar, 1);
+                match item {
+                    Ok(p) => pres.push(p),
+                    Err(e) if strict => return Err(ReadError::Strict(e)),
+                    Err(e) => {
+                        bad += 1;
+                        if bad <= 20 {
+                            let _ = writeln!(io::stderr(), "malformed: {e}");
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
+    if bad > 20 {
+        let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
+    }
+    // Time order; ties broken by account, so that file order does not matter
+    // across accounts (an account's own same-millisecond requests keep their
+    // file order: the sort is stable).
+    pres.sort_by(|a, b| {
+        a.ts.cmp(&b.ts)
+            .then_with(|| a.account_id.cmp(&b.account_id))
+    });
+    Ok(pres)
+}
+
+fn read_accounts(
+    path: Option<&Path>,
+    strict: bool,
+) -> Result<std::collections::HashMap<String, distillguard_core::AccountInfo>> {
+    let Some(p) = path else {
+        return Ok(Default::default());
+    };
+    let (rows, bad) = RecordReader::<AccountRecord>::open(p)?.read_all(strict)?;
+    report_bad_lines(&bad, "accounts");
+    Ok(rows.into_iter().map(AccountRecord::into_parts).collect())
+}
+
+fn read_models(path: Option<&Path>, strict: bool) -> Result<Vec<distillguard_core::ModelRelease>> {
+    let Some(p) = path else { return Ok(Vec::new()) };
+    let (rows, bad) = RecordReader::<distillguard_core::ModelRelease>::open(p)?.read_all(strict)?;
+    report_bad_lines(&bad, "models");
+    Ok(rows)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyze(
+    inputs: &[PathBuf],
+    accounts: Option<PathBuf>,
+    models: Option<PathBuf>,
+    weights: Option<PathBuf>,
+    format: Format,
+    out: Option<PathBuf>,
+    all: bool,
+    strict: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    use distillguard_detect::engine::{Engine, Weights};
+    let weights = match weights {
+        Some(p) => serde_json::from_str::<Weights>(
+            &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{}: not a weights file", p.display()))?,
+        None => Weights::embedded(),
+    };
+    let accounts = read_accounts(accounts.as_deref(), strict)?;
+    let models = read_models(models.as_deref(), strict)?;
+    let started = std::time::Instant::now();
+    let bar = progress::Bar::new(!quiet);
+    let pres = read_pre(inputs, strict, &bar)?;
+    let read_secs = started.elapsed().as_secs_f64();
+    let mut engine = Engine::new(&weights, weights.thresholds, &models, accounts);
+    distillguard_core::progress::Progress::stage(&bar, "scoring", Some(pres.len() as u64));
+    for (i, p) in pres.iter().enumerate() {
+        engine.process(p);
+        if i % 4096 == 4095 {
+            distillguard_core::progress::Progress::advance(&bar, 4096);
+        }
+    }
+    drop(bar);
+    let secs = started.elapsed().as_secs_f64();
+    let mut report = engine.report(all);
+    report
+        .stats
+        .insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());
+    report.stats.insert(
+        "seconds_reading".into(),
+        ((read_secs * 100.0).round() / 100.0).into(),
+    );
+    report.stats.insert(
+        "events_per_second".into(),
+        ((engine.events as f64 / secs.max(1e-9)).round()).into(),
+    );
+    report
+        .stats
+        .insert("weights".into(), weights.provenance.clone().into());
+    let mut sink: Box<dyn Write> = match &out {
+        Some(p) => Box::new(io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(io::stdout().lock()),
+    };
+    match format {
+        Format::Json => {
+            serde_json::to_writer(&mut sink, &report)?;
+            writeln!(sink)?;
+        }
+        Format::Jsonl => {
+            for a in &report.accounts {
+                serde_json::to_writer(&mut sink, a)?;
+                writeln!(sink)?;
+            }
+        }
+        Format::Table => {
+            writeln!(
+                sink,
+                "{} events from {} accounts in {secs:.1}s; weights: {}",
+                engine.events,
+                report.stats.get("accounts").cloned().unwrap_or_default(),
+                weights.provenance
+            )?;
+            writeln!(
+                sink,
+                "{:<24}{:>9}{:>7}  {:<26}top reason",
+                "account", "verdict", "risk", "flagged at"
+            )?;
+            for a in report.accounts.iter().take(50) {
+                let top = a
+                    .reasons
+                    .first()
+                    .map_or(String::new(), |r| r.detail.clone());
+                let at = a.flagged_at.map_or("–".to_string(), |t| t.to_string());
+                writeln!(
+                    sink,
+                    "{:<24}{:>9}{:>7.3}  {:<26}{}",
+                    a.account_id,
+                    a.verdict.as_str(),
+                    a.risk,
+                    at,
+                    top
+                )?;
+            }
+            if report.accounts.len() > 50 {
+                writeln!(
+                    sink,
+                    "… {} more (use --format json)",
+                    report.accounts.len() - 50
+                )?;
+            }
+        }
+    }
+    sink.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
+    use distillguard_detect::engine::{Engine, FEATURES, Thresholds, Weights};
+    use distillguard_detect::fit::CHECKPOINTS;
+    let (truth, _) = RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))?.read_all(true)?;
+    let attack: std::collections::HashMap<String, bool> = truth
+        .into_iter()
+        .map(|t| (t.account_id, t.label == distillguard_core::Label::Attack))
+        .collect();
+    let accounts = read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
+    let models = read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
+    let bar = progress::Bar::new(true);
+    let pres = read_pre(&[dir.join("events.jsonl.gz")], true, &bar)?;
+    drop(bar);
+    let mut engine = Engine::new(
+        &Weights::embedded(),
+        Thresholds::default(),
+        &models,
+        accounts,
+    );
+    let mut samples = Vec::new();
+    let mut last: std::collections::HashMap<u32, ([f64; FEATURES.len()], bool)> =
+        std::collections::HashMap::new();
+    for p in &pres {
+        let idx = engine.process(p);
+        let y = attack.get(&p.account_id).copied().unwrap_or(false);
+        let n = engine.requests_of(idx);
+        let x = engine.feature_vector(idx);
+        if CHECKPOINTS.contains(&n) {
+            samples.push((x, y));
+        }
+        last.insert(idx, (x, y));
+    }
+    samples.extend(last.into_values());
+    let (bias, w) = distillguard_detect::fit::fit(&samples, 1.0, 100);
+    // Thresholds from the training data: re-score with the new weights; throttle
+    // where at most 0.005% of honest accounts (half the target) would be
+    // stopped, block where none would.
+    let draft = Weights {
+        provenance: String::new(),
+        bias,
+        weights: FEATURES
+            .iter()
+            .zip(w.iter())
+            .map(|(n, v)| (n.to_string(), *v))
+            .collect(),
+        thresholds: Thresholds::default(),
+    };
+    let mut rescore = Engine::new(
+        &draft,
+        Thresholds::default(),
+        &models,
+        read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?,
+    );
+    for p in &pres {
+        rescore.process(p);
+    }
+    let min_requests = Thresholds::default().min_requests;
+    let mut benign: Vec<f64> = rescore
+        .max_risks()
+        .filter(|(a, _, n)| !attack.get(*a).copied().unwrap_or(false) && *n >= min_requests)
+        .map(|(_, r, _)| r)
+        .collect();
+    benign.sort_by(|a, b| b.total_cmp(a));
+    let budget = (benign.len() as f64 * 0.00005).floor() as usize;
+    let at = |i: usize| benign.get(i).copied().unwrap_or(0.0);
+    let throttle = (at(budget) + 1e-4).clamp(0.5, 0.9999);
+    let block = (at(0) + 1e-4).clamp(throttle, 0.99995);
+    let thresholds = Thresholds {
+        monitor: (throttle - 0.2).max(0.3),
+        throttle,
+        block,
+        min_requests,
+    };
+    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let provenance = format!(
+        "distillguard fit on scenario {} seed {} ({} samples at checkpoints {:?} and each account's end)",
+        manifest["summary"]["scenario"].as_str().unwrap_or("?"),
+        manifest["summary"]["seed"],
+        samples.len(),
+        CHECKPOINTS
+    );
+    let weights = Weights {
+        provenance,
+        bias: (bias * 1e4).round() / 1e4,
+        weights: FEATURES
+            .iter()
+            .zip(w.iter())
+            .map(|(n, v)| (n.to_string(), (v * 1e4).round() / 1e4))
+            .collect(),
+        thresholds,
+    };
+    let mut text = serde_json::to_string_pretty(&weights)?;
+    text.push('\n');
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    let mut o = io::stdout().lock();
+    writeln!(
+        o,
+        "fitted on {} samples; bias {:.3}; thresholds monitor {:.4} throttle {:.4} block {:.4} (from {} honest accounts)",
+        samples.len(),
+        weights.bias,
+        thresholds.monitor,
+        thresholds.throttle,
+        thresholds.block,
+        benign.len()
+    )?;
+    for (n, v) in FEATURES.iter().zip(w.iter()) {
+        writeln!(o, "  {n:<26}{v:>9.3}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,4 +11,6 @@ Per-account aggregation over time, scoring and verdicts build on these
 (see the detection-core issue).
 */
 
+pub mod engine;
+pub mod fit;
 pub mod signals;

@@ -42,6 +42,19 @@ pub struct Observation {
     pub release_window: bool,
 }
 
+/// Names of the behavioural features, in [`AccountProfile::values`] order.
+pub const FEATURES: [&str; 9] = [
+    "elicitation_rate",
+    "template_concentration",
+    "capability_concentration",
+    "uniform_params",
+    "harvesting_params",
+    "single_shot",
+    "timing_regularity",
+    "round_the_clock",
+    "pivot",
+];
+
 /// One named feature's value and the line a human reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feature {
@@ -120,6 +133,11 @@ impl AccountProfile {
             self.in_release_window += 1;
             self.on_new_model += o.new_model as u32;
         }
+    }
+
+    /// Whether a template opening/closing key is among those held.
+    pub fn holds_template(&self, key: u64) -> bool {
+        self.templates.count(key) > 0
     }
 
     /// Reasoning elicitation rate. Attackers harvest explanation traces on
@@ -290,6 +308,48 @@ impl AccountProfile {
     pub fn daily_rate(&self) -> f64 {
         let days = ((self.last_ts - self.first_ts) as f64 / MS_PER_DAY as f64).max(1.0);
         self.requests as f64 / days
+    }
+
+    /// The behavioural feature values in [`FEATURES`] order, without the
+    /// human-readable lines (the per-event path).
+    pub fn values(&self) -> [f64; 9] {
+        let n = self.requests;
+        let high = self
+            .caps
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Capability::ALL[*i].high_value())
+            .map(|(_, c)| *c)
+            .max()
+            .unwrap_or(0);
+        let harvest = frac(self.logprobs, n)
+            .max(frac(self.multi_sample, n))
+            .max(frac(self.at_max, n));
+        let sd = if self.gap_n > 1 {
+            (self.gap_m2 / (self.gap_n - 1) as f64).sqrt()
+        } else {
+            1.0
+        };
+        let active = self.hours.iter().filter(|&&c| c > 0).count() as f64;
+        [
+            frac(self.elicit, n),
+            frac(self.repeats, self.informative),
+            frac(high, n),
+            frac(self.settings.top_guaranteed(1) as u32, n),
+            harvest,
+            (frac(self.single_shot, n) - frac(self.refers_back, n)).max(0.0),
+            if self.gap_n < 5 {
+                0.0
+            } else {
+                (1.0 - sd / 1.2).clamp(0.0, 1.0)
+            },
+            ((active - 16.0) / 8.0).clamp(0.0, 1.0) * (n as f64 / 50.0).min(1.0),
+            if self.in_release_window < 10 {
+                0.0
+            } else {
+                frac(self.on_new_model, self.in_release_window)
+            },
+        ]
     }
 
     /// All behavioural features.
@@ -502,6 +562,16 @@ mod tests {
                 _ => 0.25,
             };
             assert!(f.value <= limit, "{} = {} ({})", f.name, f.value, f.detail);
+        }
+    }
+
+    #[test]
+    fn fast_values_match_the_explained_features() {
+        for p in [script(), person(), AccountProfile::default()] {
+            let slow: Vec<f64> = p.features().iter().map(|f| f.value).collect();
+            assert_eq!(p.values().to_vec(), slow);
+            let names: Vec<&str> = p.features().iter().map(|f| f.name).collect();
+            assert_eq!(names, FEATURES.to_vec());
         }
     }
 
