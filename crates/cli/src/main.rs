@@ -761,10 +761,12 @@ fn read_pre(
     inputs: &[PathBuf],
     strict: bool,
     bar: &progress::Bar,
-) -> Result<Vec<distillguard_detect::engine::Pre>> {
+) -> Result<(Vec<distillguard_detect::engine::Pre>, u64)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut pres = Vec::new();
     let mut bad = 0u64;
+    let mut out_of_order = 0u64;
+    let mut last = i64::MIN;
     for path in inputs {
         distillguard_core::progress::Progress::stage(
             bar,
@@ -781,7 +783,11 @@ fn read_pre(
             |item| {
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
-                    Ok(p) => pres.push(p),
+                    Ok(p) => {
+                        out_of_order += (p.ts.0 < last) as u64;
+                        last = last.max(p.ts.0);
+                        pres.push(p);
+                    }
                     Err(e) if strict => return Err(ReadError::Strict(e)),
                     Err(e) => {
                         bad += 1;
@@ -804,7 +810,7 @@ fn read_pre(
         a.ts.cmp(&b.ts)
             .then_with(|| a.account_id.cmp(&b.account_id))
     });
-    Ok(pres)
+    Ok((pres, out_of_order))
 }
 
 fn read_accounts(
@@ -850,7 +856,7 @@ fn analyze(
     let models = read_models(models.as_deref(), strict)?;
     let started = std::time::Instant::now();
     let bar = progress::Bar::new(!quiet);
-    let pres = read_pre(inputs, strict, &bar)?;
+    let (pres, out_of_order) = read_pre(inputs, strict, &bar)?;
     let read_secs = started.elapsed().as_secs_f64();
     let mut engine = Engine::new(&weights, weights.thresholds, &models, accounts);
     distillguard_core::progress::Progress::stage(&bar, "scoring", Some(pres.len() as u64));
@@ -866,6 +872,9 @@ fn analyze(
     report
         .stats
         .insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());
+    report
+        .stats
+        .insert("events_out_of_order".into(), out_of_order.into());
     report.stats.insert(
         "seconds_reading".into(),
         ((read_secs * 100.0).round() / 100.0).into(),
@@ -947,7 +956,7 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     let accounts = read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
     let models = read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
     let bar = progress::Bar::new(true);
-    let pres = read_pre(&[dir.join("events.jsonl.gz")], true, &bar)?;
+    let (pres, _) = read_pre(&[dir.join("events.jsonl.gz")], true, &bar)?;
     drop(bar);
     let mut engine = Engine::new(
         &Weights::embedded(),

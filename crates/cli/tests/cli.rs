@@ -683,3 +683,122 @@ fn template_bands_separate_campaign_traffic_from_honest_traffic() {
     }
     assert!(benign < 25.0, "{text}");
 }
+
+/// Runs `analyze` on a simulation directory's log; returns the JSON report.
+fn analyze_dir(out: &Path, log: &Path) -> serde_json::Value {
+    let text = ok(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--accounts",
+        out.join("accounts.jsonl").to_str().unwrap(),
+        "--models",
+        out.join("models.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+        "--all",
+    ]);
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn simulate_analyze_eval_finds_campaigns_and_spares_honest_accounts() {
+    let d = Dir::new("pipeline");
+    let out = simulate_small(&d, "s", 31);
+    let report = analyze_dir(&out, &out.join("events.jsonl.gz"));
+    let rpath = d.path("report.json");
+    write(&rpath, &report.to_string());
+    let sb: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--report",
+        rpath.to_str().unwrap(),
+        "--truth",
+        out.join("truth.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let det = &sb["detector"];
+    assert!(det["recall"].as_f64().unwrap() >= 0.9, "{det}");
+    assert!(det["precision"].as_f64().unwrap() >= 0.95, "{det}");
+    assert!(
+        det["benign_false_positive_rate"].as_f64().unwrap() <= 0.005,
+        "{det}"
+    );
+    for c in det["campaigns"].as_array().unwrap() {
+        assert!(c["recall"].as_f64().unwrap() >= 0.75, "{c}");
+        assert!(
+            c["served_before_detection_pct"].as_f64().unwrap() < 5.0,
+            "{c}"
+        );
+    }
+    assert!(sb["baseline"]["recall"].as_f64().unwrap() < 0.2);
+    // Every flagged account says why, with a human-readable line per signal.
+    let flagged: Vec<&serde_json::Value> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] == "block" || a["verdict"] == "throttle")
+        .collect();
+    assert!(!flagged.is_empty());
+    for a in flagged {
+        assert!(a["flagged_at"].is_string());
+        let reasons = a["reasons"].as_array().unwrap();
+        assert!(
+            reasons.len() >= 10
+                && reasons
+                    .iter()
+                    .all(|r| !r["detail"].as_str().unwrap().is_empty())
+        );
+    }
+    // No prompt text in the report (privacy by default).
+    let text = report.to_string();
+    assert!(
+        !text.contains("step by step") && !text.contains("Solve the following"),
+        "prompt text leaked"
+    );
+}
+
+#[test]
+fn verdicts_do_not_depend_on_file_order() {
+    let d = Dir::new("shuffle");
+    let out = simulate_small(&d, "s", 33);
+    let mut lines: Vec<String> = Vec::new();
+    let mut gz = flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(out.join("events.jsonl.gz")).unwrap(),
+    );
+    let mut all = String::new();
+    gz.read_to_string(&mut all).unwrap();
+    lines.extend(all.lines().map(str::to_string));
+    // A deterministic shuffle.
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for i in (1..lines.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        lines.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let shuffled = d.path("shuffled.jsonl");
+    write(&shuffled, &(lines.join("\n") + "\n"));
+    let a = analyze_dir(&out, &out.join("events.jsonl.gz"));
+    let b = analyze_dir(&out, &shuffled);
+    assert_eq!(a["accounts"], b["accounts"]);
+    assert!(b["stats"]["events_out_of_order"].as_u64().unwrap() > 0);
+    // JSONL output: one account per line; strict mode stops on a bad line.
+    let jsonl = ok(&[
+        "analyze",
+        shuffled.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--quiet",
+    ]);
+    assert!(
+        jsonl
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+    write(&shuffled, &(lines[..10].join("\n") + "\nnot json\n"));
+    let strict = dg(&["analyze", shuffled.to_str().unwrap(), "--strict", "--quiet"]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("shuffled.jsonl:11"));
+}

@@ -187,8 +187,6 @@ pub struct Engine {
     model_max: HashMap<u64, u32>,
     edges: CountMin,
     pub events: u64,
-    out_of_order: u64,
-    last_ts: i64,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -222,18 +220,12 @@ impl Engine {
             model_max: HashMap::new(),
             edges: CountMin::new(20),
             events: 0,
-            out_of_order: 0,
-            last_ts: i64::MIN,
         }
     }
 
     /// Folds one request; returns the account's index.
     pub fn process(&mut self, p: &Pre) -> u32 {
         self.events += 1;
-        if p.ts.0 < self.last_ts {
-            self.out_of_order += 1;
-        }
-        self.last_ts = self.last_ts.max(p.ts.0);
         let n = self.ids.len() as u32;
         let idx = *self.ids.entry(p.account_id.clone()).or_insert(n);
         if idx == n {
@@ -375,7 +367,6 @@ impl Engine {
         let mut stats = serde_json::Map::new();
         stats.insert("events".into(), self.events.into());
         stats.insert("accounts".into(), (self.state.len() as u64).into());
-        stats.insert("events_out_of_order".into(), self.out_of_order.into());
         for v in [Verdict::Monitor, Verdict::Throttle, Verdict::Block] {
             let n = self.state.iter().filter(|s| s.verdict == Some(v)).count() as u64;
             stats.insert(format!("verdict_{}", v.as_str()), n.into());
