@@ -53,6 +53,8 @@ enum ImportFormat {
 enum BenchTarget {
     /// Template masking, MinHash and LSH bands.
     Sketches,
+    /// Detector state per account, measured at `--accounts` accounts.
+    Accounts,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +186,9 @@ enum Command {
         /// prompt text: off by default, for simulated data).
         #[arg(long)]
         show_examples: bool,
+        /// `accounts` target: how many accounts to hold.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u32,
     },
     /// List the built-in scenarios, or print one as TOML to start your own.
     Scenarios { name: Option<String> },
@@ -249,7 +254,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             events,
             min_accounts,
             show_examples,
+            ..
         } => bench_sketches(&corpus, events, min_accounts, show_examples),
+        Command::Bench {
+            target: BenchTarget::Accounts,
+            accounts,
+            ..
+        } => bench_accounts(accounts),
         Command::Scenarios { name } => scenarios(name),
         Command::Analyze {
             input,
@@ -1056,6 +1067,61 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     for (n, v) in FEATURES.iter().zip(w.iter()) {
         writeln!(o, "  {n:<26}{v:>9.3}")?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resident memory of this process, from /proc (Linux), in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Holds `n` accounts in the engine (two requests each, generated on the
+/// fly) and reports the resident memory per account.
+fn bench_accounts(n: u32) -> Result<ExitCode> {
+    use distillguard_detect::engine::{Engine, Pre, Weights};
+    use distillguard_detect::signals::request::capability::Capability;
+    let weights = Weights::embedded();
+    let before = rss_bytes().context("cannot read /proc/self/status")?;
+    let mut engine = Engine::new(&weights, weights.thresholds, &[], Default::default());
+    let start = std::time::Instant::now();
+    for round in 0..2u64 {
+        for i in 0..n as u64 {
+            let h = distillguard_sketches::mix64(i ^ round << 40);
+            let p = Pre {
+                ts: distillguard_core::Timestamp(1_771_200_000_000 + (round * n as u64 + i) as i64),
+                account_id: format!("acct_{:016x}", distillguard_sketches::mix64(i)),
+                model: 7,
+                max_tokens: 1024,
+                elicits: h % 7 == 0,
+                capability: Capability::ALL[(h % 9) as usize],
+                logprobs: false,
+                multi_sample: false,
+                settings_key: h % 5,
+                single_shot: true,
+                refers_back: false,
+                template: Some([h, h.rotate_left(17)]),
+                exact: h.rotate_left(31),
+                hosting: false,
+                client_country: None,
+                account: None,
+                model_name: None,
+            };
+            engine.process(&p);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = rss_bytes().context("cannot read /proc/self/status")?;
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    writeln!(
+        io::stdout().lock(),
+        "{n} accounts, {} requests folded in {secs:.2}s ({:.0} requests/s on one thread); resident memory +{:.1} MB = {per:.0} bytes per account (engine state, id maps, count-min included)",
+        2 * n as u64,
+        2.0 * n as f64 / secs,
+        (after - before) as f64 / 1e6
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
