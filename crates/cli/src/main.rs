@@ -95,6 +95,10 @@ enum Command {
         /// Score weights (`distillguard fit` output; default: embedded).
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Configuration file (TOML): `weights = "…"`, `[thresholds]`
+        /// monitor / throttle / block / min_requests.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// Write the report here instead of standard output.
@@ -267,13 +271,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             accounts,
             models,
             weights,
+            config,
             format,
             out,
             all,
             strict,
             quiet,
         } => analyze(
-            &input, accounts, models, weights, format, out, all, strict, quiet,
+            &input, accounts, models, weights, config, format, out, all, strict, quiet,
         ),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
@@ -849,27 +854,51 @@ fn analyze(
     accounts: Option<PathBuf>,
     models: Option<PathBuf>,
     weights: Option<PathBuf>,
+    config: Option<PathBuf>,
     format: Format,
     out: Option<PathBuf>,
     all: bool,
     strict: bool,
     quiet: bool,
 ) -> Result<ExitCode> {
-    use distillguard_detect::engine::{Engine, Weights};
-    let weights = match weights {
+    use distillguard_detect::engine::{Config, Engine, Weights};
+    // The config file: parsed (unknown keys are errors), then validated.
+    let (config, config_dir): (Config, Option<PathBuf>) = match &config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let c = toml::from_str(&text).with_context(|| format!("config {}", p.display()))?;
+            (c, p.parent().map(Path::to_path_buf))
+        }
+        None => (Config::default(), None),
+    };
+    // --weights wins over the config's `weights`, which is relative to the config file.
+    let weights_path = weights.or_else(|| {
+        let w = config.weights.as_ref()?;
+        Some(
+            config_dir
+                .as_ref()
+                .map_or_else(|| PathBuf::from(w), |d| d.join(w)),
+        )
+    });
+    let weights = match weights_path {
         Some(p) => serde_json::from_str::<Weights>(
             &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
         )
         .with_context(|| format!("{}: not a weights file", p.display()))?,
         None => Weights::embedded(),
     };
+    let thresholds = config.thresholds.unwrap_or(weights.thresholds);
+    if let Err(why) = thresholds.validate() {
+        bail!("config: thresholds: {why}");
+    }
     let accounts = read_accounts(accounts.as_deref(), strict)?;
     let models = read_models(models.as_deref(), strict)?;
     let started = std::time::Instant::now();
     let bar = progress::Bar::new(!quiet);
     let (pres, out_of_order) = read_pre(inputs, strict, &bar)?;
     let read_secs = started.elapsed().as_secs_f64();
-    let mut engine = Engine::new(&weights, weights.thresholds, &models, accounts);
+    let mut engine = Engine::new(&weights, thresholds, &models, accounts);
     distillguard_core::progress::Progress::stage(&bar, "scoring", Some(pres.len() as u64));
     for (i, p) in pres.iter().enumerate() {
         engine.process(p);

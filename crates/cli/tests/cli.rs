@@ -802,3 +802,62 @@ fn verdicts_do_not_depend_on_file_order() {
     assert_eq!(strict.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&strict.stderr).contains("shuffled.jsonl:11"));
 }
+
+#[test]
+fn analyze_config_file_is_checked_and_applied() {
+    let d = Dir::new("config");
+    let out = simulate_small(&d, "s", 34);
+    let log = out.join("events.jsonl.gz");
+    let cfg = d.path("dg.toml");
+    write(
+        &cfg,
+        "[thresholds]\nmonitor = 0.5\nthrottle = 0.999999\nblock = 1.0\nmin_requests = 5\n",
+    );
+    let strict_text = ok(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&strict_text).unwrap();
+    let loose = analyze_dir(&out, &log);
+    let flagged = |r: &serde_json::Value| {
+        r["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["verdict"] == "block" || a["verdict"] == "throttle")
+            .count()
+    };
+    assert!(
+        flagged(&v) < flagged(&loose),
+        "a stricter threshold flags fewer accounts"
+    );
+    write(&cfg, "[thresholds]\nthrottle = 0.9\nblock = 0.5\n");
+    let bad = dg(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("throttle ≤ block"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    write(&cfg, "[thresholds]\nthrotle = 0.9\n");
+    let typo = dg(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&typo.stderr).to_string();
+    assert!(err.contains("dg.toml") && err.contains("throtle"), "{err}");
+}

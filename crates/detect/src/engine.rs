@@ -154,6 +154,36 @@ impl Default for Thresholds {
     }
 }
 
+/// The `analyze` configuration file (TOML). Every field is optional: the
+/// defaults are the embedded weights and the thresholds fitted with them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A weights file from `distillguard fit` (relative to the config file).
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// Overrides the thresholds that come with the weights.
+    #[serde(default)]
+    pub thresholds: Option<Thresholds>,
+}
+
+impl Thresholds {
+    /// Checks that 0 ≤ monitor ≤ throttle ≤ block ≤ 1.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |x: f64| (0.0..=1.0).contains(&x);
+        if !(ok(self.monitor) && ok(self.throttle) && ok(self.block)) {
+            return Err("thresholds must lie in [0, 1]".into());
+        }
+        if !(self.monitor <= self.throttle && self.throttle <= self.block) {
+            return Err(format!(
+                "need monitor ≤ throttle ≤ block (got {}, {}, {})",
+                self.monitor, self.throttle, self.block
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Accounts a template opening/closing must be seen in to count as shared.
 pub const SHARED_ACCOUNTS: u32 = 5;
 
@@ -438,6 +468,33 @@ fn features(st: &AccountState) -> [f64; NF] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_parses_validates_and_rejects_unknown_fields() {
+        let c: Config = toml_like(
+            r#"{"weights":"w.json","thresholds":{"monitor":0.5,"throttle":0.9,"block":0.99,"min_requests":8}}"#,
+        );
+        assert_eq!(c.thresholds.unwrap().min_requests, 8);
+        assert!(c.thresholds.unwrap().validate().is_ok());
+        let bad = Thresholds {
+            monitor: 0.9,
+            throttle: 0.5,
+            block: 0.99,
+            min_requests: 5,
+        };
+        assert!(bad.validate().unwrap_err().contains("monitor ≤ throttle"));
+        assert!(serde_json::from_str::<Config>(r#"{"wieghts":"x"}"#).is_err());
+        // Partial thresholds take defaults for the rest.
+        let c: Config = toml_like(r#"{"thresholds":{"throttle":0.95}}"#);
+        assert_eq!(
+            c.thresholds.unwrap().min_requests,
+            Thresholds::default().min_requests
+        );
+    }
+
+    fn toml_like(json: &str) -> Config {
+        serde_json::from_str(json).unwrap()
+    }
 
     #[test]
     fn embedded_weights_cover_every_feature() {
