@@ -107,6 +107,10 @@ enum Command {
         /// Include accounts whose verdict stayed "allow".
         #[arg(long)]
         all: bool,
+        /// Redacted prompt samples per flagged account (a second pass over
+        /// the logs; 0 = no prompt text in the report at all).
+        #[arg(long, default_value_t = 0)]
+        samples: usize,
         /// Stop at the first malformed line (exit code 2).
         #[arg(long)]
         strict: bool,
@@ -275,10 +279,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             out,
             all,
+            samples,
             strict,
             quiet,
         } => analyze(
-            &input, accounts, models, weights, config, format, out, all, strict, quiet,
+            &input, accounts, models, weights, config, format, out, all, samples, strict, quiet,
         ),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
@@ -848,6 +853,50 @@ fn read_models(path: Option<&Path>, strict: bool) -> Result<Vec<distillguard_cor
     Ok(rows)
 }
 
+/// A second pass over the logs: up to `n` redacted prompts for each flagged
+/// account, in file order. Redaction happens on the worker threads, and only
+/// for flagged accounts: no other prompt text is ever kept.
+fn add_samples(report: &mut distillguard_core::Report, inputs: &[PathBuf], n: usize) -> Result<()> {
+    let flagged: std::collections::HashSet<String> = report
+        .accounts
+        .iter()
+        .filter(|a| a.verdict.is_flagged())
+        .map(|a| a.account_id.clone())
+        .collect();
+    let mut got: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for path in inputs {
+        distillguard_core::parallel::par_read(
+            path,
+            workers,
+            |line| {
+                let e = distillguard_core::parse_event_line(line)?;
+                Ok(flagged.contains(&e.account_id).then(|| {
+                    (
+                        e.account_id,
+                        distillguard_detect::redact::redact(&e.request.last_user_text),
+                    )
+                }))
+            },
+            |item| {
+                if let Ok(Some((account, text))) = item {
+                    let v = got.entry(account).or_default();
+                    if v.len() < n && !text.is_empty() {
+                        v.push(text);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
+    for a in &mut report.accounts {
+        if let Some(v) = got.remove(&a.account_id) {
+            a.samples = v;
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn analyze(
     inputs: &[PathBuf],
@@ -858,6 +907,7 @@ fn analyze(
     format: Format,
     out: Option<PathBuf>,
     all: bool,
+    samples: usize,
     strict: bool,
     quiet: bool,
 ) -> Result<ExitCode> {
@@ -909,6 +959,9 @@ fn analyze(
     drop(bar);
     let secs = started.elapsed().as_secs_f64();
     let mut report = engine.report(all);
+    if samples > 0 {
+        add_samples(&mut report, inputs, samples)?;
+    }
     report
         .stats
         .insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());

@@ -59,6 +59,10 @@ pub struct AccountReport {
     pub reasons: Vec<Reason>,
     #[serde(default)]
     pub campaign_id: Option<String>,
+    /// Redacted prompt samples (only with `analyze --samples N`, flagged
+    /// accounts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
 }
 
 /// A linked group of accounts (filled by campaign linking).

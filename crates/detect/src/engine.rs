@@ -387,6 +387,7 @@ impl Engine {
                 flagged_at: st.flagged_at,
                 reasons: self.reasons(st),
                 campaign_id: None,
+                samples: Vec::new(),
             });
         }
         accounts.sort_by(|a, b| {

@@ -13,4 +13,5 @@ Per-account aggregation over time, scoring and verdicts build on these
 
 pub mod engine;
 pub mod fit;
+pub mod redact;
 pub mod signals;

@@ -483,6 +483,7 @@ mod tests {
             flagged_at: at.map(Timestamp),
             reasons: vec![],
             campaign_id: None,
+            samples: Vec::new(),
         }
     }
 
