@@ -27,23 +27,32 @@ use serde::{Deserialize, Serialize};
 use crate::signals::account::{self, AccountProfile, Observation};
 use crate::signals::request::{capability, elicitation, harvesting, lower, shape};
 
-/// Every feature the score reads, in weight order.
-pub const FEATURES: [&str; 13] = [
-    "elicitation_rate",
-    "template_concentration",
-    "capability_concentration",
-    "uniform_params",
-    "harvesting_params",
-    "single_shot",
-    "timing_regularity",
-    "round_the_clock",
-    "pivot",
+/// Features the engine adds to the account profile's own.
+const ENGINE_FEATURES: [&str; 4] = [
     "account_risk",
     "shared_template",
     "evidence",
     "prompt_repeats",
 ];
-pub const NF: usize = FEATURES.len();
+
+pub const NF: usize = account::FEATURES.len() + ENGINE_FEATURES.len();
+
+/// Every feature the score reads, in weight order: the profile's
+/// behavioural features, then the engine's.
+pub const FEATURES: [&str; NF] = {
+    let mut out = [""; NF];
+    let mut i = 0;
+    while i < account::FEATURES.len() {
+        out[i] = account::FEATURES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < ENGINE_FEATURES.len() {
+        out[i + j] = ENGINE_FEATURES[j];
+        j += 1;
+    }
+    out
+};
 
 /// What the fold needs from one event.
 #[derive(Debug, Clone)]
