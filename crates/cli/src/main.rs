@@ -824,13 +824,6 @@ fn read_pre(
     if bad > 20 {
         let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
     }
-    // Time order; ties broken by account, so that file order does not matter
-    // across accounts (an account's own same-millisecond requests keep their
-    // file order: the sort is stable).
-    pres.sort_by(|a, b| {
-        a.ts.cmp(&b.ts)
-            .then_with(|| a.account_id.cmp(&b.account_id))
-    });
     Ok((pres, out_of_order))
 }
 
@@ -950,8 +943,9 @@ fn analyze(
     let read_secs = started.elapsed().as_secs_f64();
     let mut engine = Engine::new(&weights, thresholds, &models, accounts);
     distillguard_core::progress::Progress::stage(&bar, "scoring", Some(pres.len() as u64));
-    for (i, p) in pres.iter().enumerate() {
-        engine.process(p);
+    let order = distillguard_detect::engine::time_order(&pres);
+    for (i, &k) in order.iter().enumerate() {
+        engine.process(&pres[k as usize]);
         if i % 4096 == 4095 {
             distillguard_core::progress::Progress::advance(&bar, 4096);
         }
@@ -1060,7 +1054,9 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     let mut samples = Vec::new();
     let mut last: std::collections::HashMap<u32, ([f64; FEATURES.len()], bool)> =
         std::collections::HashMap::new();
-    for p in &pres {
+    let order = distillguard_detect::engine::time_order(&pres);
+    for &k in &order {
+        let p = &pres[k as usize];
         let idx = engine.process(p);
         let y = attack.get(&p.account_id).copied().unwrap_or(false);
         let n = engine.requests_of(idx);
@@ -1091,8 +1087,8 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
         &models,
         read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?,
     );
-    for p in &pres {
-        rescore.process(p);
+    for &k in &order {
+        rescore.process(&pres[k as usize]);
     }
     let min_requests = Thresholds::default().min_requests;
     let mut benign: Vec<f64> = rescore
@@ -1175,6 +1171,7 @@ fn bench_accounts(n: u32) -> Result<ExitCode> {
             let p = Pre {
                 ts: distillguard_core::Timestamp(1_771_200_000_000 + (round * n as u64 + i) as i64),
                 account_id: format!("acct_{:016x}", distillguard_sketches::mix64(i)),
+                account_key: distillguard_sketches::mix64(i),
                 model: 7,
                 max_tokens: 1024,
                 elicits: h % 7 == 0,

@@ -59,6 +59,8 @@ pub const FEATURES: [&str; NF] = {
 pub struct Pre {
     pub ts: Timestamp,
     pub account_id: String,
+    /// Hash of the account id: the tie-break of the time order.
+    pub account_key: u64,
     pub model: u64,
     pub max_tokens: u32,
     pub elicits: bool,
@@ -77,6 +79,20 @@ pub struct Pre {
     pub account: Option<AccountInfo>,
     /// Model name, kept only to match releases.
     pub model_name: Option<String>,
+}
+
+/// The processing order of records: by time, ties by account (so the order
+/// of lines in the files does not matter), then by position (an account's
+/// own same-millisecond requests keep their file order). Sorts small keys,
+/// not the records.
+pub fn time_order(pres: &[Pre]) -> Vec<u32> {
+    let mut keys: Vec<(i64, u64, u32)> = pres
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.ts.0, p.account_key, i as u32))
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|k| k.2).collect()
 }
 
 /// Per-request signals of one event (pure: safe to run on any thread).
@@ -99,7 +115,8 @@ pub fn pre(e: &Event) -> Pre {
         single_shot: s.single_shot,
         refers_back: s.refers_back,
         template: (f.head != 0).then_some([f.head, f.tail]),
-        exact: distillguard_sketches::hash_bytes(e.request.last_user_text.as_bytes()),
+        exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
+        account_key: distillguard_sketches::hash_exact(e.account_id.as_bytes()),
         hosting: e.client.asn_org.as_deref().is_some_and(account::is_hosting),
         client_country: e.client.country.clone(),
         account: e.account.clone(),
