@@ -1045,6 +1045,7 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     let bar = progress::Bar::new(true);
     let (pres, _) = read_pre(&[dir.join("events.jsonl.gz")], true, &bar)?;
     drop(bar);
+    let accounts_again = accounts.clone();
     let mut engine = Engine::new(
         &Weights::embedded(),
         Thresholds::default(),
@@ -1081,12 +1082,7 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
             .collect(),
         thresholds: Thresholds::default(),
     };
-    let mut rescore = Engine::new(
-        &draft,
-        Thresholds::default(),
-        &models,
-        read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?,
-    );
+    let mut rescore = Engine::new(&draft, Thresholds::default(), &models, accounts_again);
     for &k in &order {
         rescore.process(&pres[k as usize]);
     }

@@ -36,12 +36,12 @@ fn pct(a: u64, n: u64) -> f64 {
     100.0 * a as f64 / n.max(1) as f64
 }
 
-#[test]
-fn simulated_world() {
-    let dir = std::env::temp_dir().join(format!("dg-detect-sim-{}", std::process::id()));
+/// Simulates `small` (embedded corpus) with `seed`: the directory, its events and truth.
+fn simulate_small(seed: u64) -> (std::path::PathBuf, Vec<Event>, Vec<TruthRecord>) {
+    let dir = std::env::temp_dir().join(format!("dg-detect-{seed}-{}", std::process::id()));
     let scenario = distillguard_simulator::Scenario::load("small").unwrap();
     let corpus = distillguard_simulator::Corpus::embedded().unwrap();
-    distillguard_simulator::simulate(&scenario, 21, &corpus, &dir, &NoProgress).unwrap();
+    distillguard_simulator::simulate(&scenario, seed, &corpus, &dir, &NoProgress).unwrap();
     let mut r = EventReader::open(&dir.join("events.jsonl.gz")).unwrap();
     let mut events = Vec::new();
     while let Some(e) = r.next_event().unwrap() {
@@ -51,6 +51,12 @@ fn simulated_world() {
         .unwrap()
         .read_all(true)
         .unwrap();
+    (dir, events, truth)
+}
+
+#[test]
+fn simulated_world() {
+    let (dir, events, truth) = simulate_small(21);
     let label = truth
         .into_iter()
         .map(|t| (t.account_id, (t.label, t.campaign)))
@@ -132,46 +138,37 @@ fn foreign_labelled_log() {
 
 #[test]
 fn account_fingerprints_on_a_simulated_world() {
-    use distillguard_detect::signals::Extractor;
-    use distillguard_detect::signals::account::AccountProfile;
-    let dir = std::env::temp_dir().join(format!("dg-detect-acct-{}", std::process::id()));
-    let scenario = distillguard_simulator::Scenario::load("small").unwrap();
-    let corpus = distillguard_simulator::Corpus::embedded().unwrap();
-    distillguard_simulator::simulate(&scenario, 22, &corpus, &dir, &NoProgress).unwrap();
+    use distillguard_detect::engine::{Engine, FEATURES, Weights, pre, time_order};
+    let (dir, events, truth) = simulate_small(22);
     let (models, _) =
         RecordReader::<distillguard_core::ModelRelease>::open(&dir.join("models.jsonl"))
             .unwrap()
             .read_all(true)
             .unwrap();
-    let (truth, _) = RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))
-        .unwrap()
-        .read_all(true)
-        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let label: HashMap<String, Option<String>> = truth
         .into_iter()
         .map(|t| (t.account_id, t.campaign))
         .collect();
-    let mut x = Extractor::new(&models);
-    let mut profiles: HashMap<String, AccountProfile> = HashMap::new();
-    let mut r = EventReader::open(&dir.join("events.jsonl.gz")).unwrap();
-    while let Some(e) = r.next_event().unwrap() {
-        let e = e.unwrap();
-        let o = x.observe(&e);
-        profiles.entry(e.account_id).or_default().observe(&o);
+    let w = Weights::embedded();
+    let mut engine = Engine::new(&w, w.thresholds, &models, HashMap::new());
+    let pres: Vec<_> = events.iter().map(pre).collect();
+    let mut final_x: HashMap<String, (u32, Vec<f64>)> = HashMap::new();
+    for k in time_order(&pres) {
+        let p = &pres[k as usize];
+        let idx = engine.process(p);
+        final_x.insert(
+            p.account_id.clone(),
+            (engine.requests_of(idx), engine.feature_vector(idx).to_vec()),
+        );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
     // Median of a feature over the accounts of a group with ≥ 8 requests.
     let median = |group: Option<&str>, name: &str| -> f64 {
-        let mut v: Vec<f64> = profiles
+        let f = FEATURES.iter().position(|n| *n == name).unwrap();
+        let mut v: Vec<f64> = final_x
             .iter()
-            .filter(|(a, p)| label[*a].as_deref() == group && p.requests >= 8)
-            .map(|(_, p)| {
-                p.features()
-                    .into_iter()
-                    .find(|f| f.name == name)
-                    .unwrap()
-                    .value
-            })
+            .filter(|(a, (n, _))| label[*a].as_deref() == group && *n >= 8)
+            .map(|(_, (_, x))| x[f])
             .collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
