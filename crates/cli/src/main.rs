@@ -1179,7 +1179,7 @@ fn bench_accounts(n: u32) -> Result<ExitCode> {
                 refers_back: false,
                 template: Some([h, h.rotate_left(17)]),
                 exact: h.rotate_left(31),
-                hosting: false,
+                hosting_org: None,
                 client_country: None,
                 account: None,
                 model_name: None,

@@ -73,8 +73,9 @@ pub struct Pre {
     pub template: Option<[u64; 2]>,
     /// Hash of the exact last user turn (re-sent prompts: benchmark suites).
     pub exact: u64,
-    /// Origin, kept from the account's first request for its static risk.
-    pub hosting: bool,
+    /// The client's ASN organisation when it is a hosting provider (kept for
+    /// the account's static risk; honest home networks are not kept).
+    pub hosting_org: Option<String>,
     pub client_country: Option<String>,
     pub account: Option<AccountInfo>,
     /// Model name, kept only to match releases.
@@ -117,7 +118,7 @@ pub fn pre(e: &Event) -> Pre {
         template: (f.head != 0).then_some([f.head, f.tail]),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
         account_key: distillguard_sketches::hash_exact(e.account_id.as_bytes()),
-        hosting: e.client.asn_org.as_deref().is_some_and(account::is_hosting),
+        hosting_org: e.client.asn_org.clone().filter(|o| account::is_hosting(o)),
         client_country: e.client.country.clone(),
         account: e.account.clone(),
         model_name: e.model.clone(),
@@ -287,12 +288,12 @@ impl Engine {
         if idx == n {
             self.names.push(p.account_id.clone());
             let info = self.accounts_info.get(&p.account_id).or(p.account.as_ref());
-            let org = if p.hosting {
-                Some("hosting provider")
-            } else {
-                None
-            };
-            let risk = account::account_risk(info, p.ts, org, p.client_country.as_deref());
+            let risk = account::account_risk(
+                info,
+                p.ts,
+                p.hosting_org.as_deref(),
+                p.client_country.as_deref(),
+            );
             self.state.push(AccountState {
                 static_risk: risk.value,
                 ..Default::default()
@@ -521,6 +522,28 @@ mod tests {
 
     fn toml_like(json: &str) -> Config {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn datacenter_origin_reaches_the_account_risk() {
+        let line = |org: &str| {
+            format!(
+                r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{{"messages":[{{"role":"user","content":"hi"}}]}},"client":{{"asn_org":"{org}"}}}}"#
+            )
+        };
+        let w = Weights::embedded();
+        let risk = |org: &str| {
+            let e = distillguard_core::parse_event_line(&line(org)).unwrap();
+            let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+            let idx = engine.process(&pre(&e));
+            engine.feature_vector(idx)[9]
+        };
+        assert!(
+            risk("Hetzner Online GmbH") >= 0.3,
+            "{}",
+            risk("Hetzner Online GmbH")
+        );
+        assert_eq!(risk("Comcast Cable Communications"), 0.0);
     }
 
     #[test]

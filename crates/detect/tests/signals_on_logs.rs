@@ -32,6 +32,16 @@ fn rates(events: &[Event], label: &HashMap<String, (Label, Option<String>)>) -> 
     out
 }
 
+fn print_rates(r: &Rates) {
+    for (g, (n, el, hv)) in r {
+        eprintln!(
+            "{g:<28} {n:>7}  elicit {:>5.1}%  high-value {:>5.1}%",
+            pct(*el, *n),
+            pct(*hv, *n)
+        );
+    }
+}
+
 fn pct(a: u64, n: u64) -> f64 {
     100.0 * a as f64 / n.max(1) as f64
 }
@@ -62,13 +72,7 @@ fn simulated_world() {
         .map(|t| (t.account_id, (t.label, t.campaign)))
         .collect();
     let r = rates(&events, &label);
-    for (g, (n, el, hv)) in &r {
-        eprintln!(
-            "{g:<28} {n:>7}  elicit {:>5.1}%  high-value {:>5.1}%",
-            pct(*el, *n),
-            pct(*hv, *n)
-        );
-    }
+    print_rates(&r);
     std::fs::remove_dir_all(&dir).unwrap();
     let (bn, bel, bhv) = r["benign"];
     // Honest traffic elicits now and then (people, the evaluation harness).
@@ -119,13 +123,7 @@ fn foreign_labelled_log() {
         .map(|t| (t.account_id, (t.label, t.campaign)))
         .collect();
     let r = rates(&events, &label);
-    for (g, (n, el, hv)) in &r {
-        eprintln!(
-            "{g:<28} {n:>7}  elicit {:>5.1}%  high-value {:>5.1}%",
-            pct(*el, *n),
-            pct(*hv, *n)
-        );
-    }
+    print_rates(&r);
     // A foreign idea of attacks: elicitation still separates (their benign
     // prompts never ask for reasoning; their campaigns mostly do).
     let (bn, bel, _) = r["benign"];
