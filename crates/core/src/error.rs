@@ -54,4 +54,7 @@ pub enum ReadError {
     /// Strict mode: the first bad line ends the read.
     #[error("{0} (stopped: strict mode)")]
     Strict(LineError),
+    /// The caller's sink asked to stop (not a fault of the input).
+    #[error("read stopped by the caller")]
+    Stopped,
 }

@@ -232,10 +232,26 @@ impl Producer {
     }
 }
 
-fn inflate(member: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(member.len() * 5);
-    flate2::read::GzDecoder::new(member).read_to_end(&mut out)?;
-    Ok(out)
+/// Inflates one member into `out` (cleared; a worker reuses it, so large
+/// buffers are not mapped and zeroed afresh for every member).
+fn inflate(member: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    // The trailer's ISIZE is the inflated size (mod 2^32; members are far
+    // smaller): reserving it exactly spares the grow-and-copy of `read_to_end`.
+    let isize = member
+        .len()
+        .checked_sub(4)
+        .and_then(|i| member.get(i..))
+        .and_then(|t| <[u8; 4]>::try_from(t).ok())
+        .map_or(0, |t| u32::from_le_bytes(t) as usize);
+    let cap = if isize > 0 && isize <= member.len().saturating_mul(1100) {
+        isize + 1
+    } else {
+        member.len() * 5
+    };
+    out.clear();
+    out.reserve(cap);
+    flate2::read::GzDecoder::new(member).read_to_end(out)?;
+    Ok(())
 }
 
 fn map_text<T>(
@@ -303,6 +319,7 @@ where
             let tx = tx.clone();
             let (producer, stop) = (&producer, Arc::clone(&stop));
             scope.spawn(move || {
+                let mut buf = Vec::new();
                 loop {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
@@ -322,7 +339,7 @@ where
                     let result = match chunk {
                         Ok(None) => break,
                         Ok(Some(Chunk::Member(m))) => {
-                            inflate(&m).map(|t| map_text(&t, max_line, map))
+                            inflate(&m, &mut buf).map(|()| map_text(&buf, max_line, map))
                         }
                         Ok(Some(Chunk::Text(t))) => Ok(map_text(&t, max_line, map)),
                         Ok(Some(Chunk::TooLong)) => {

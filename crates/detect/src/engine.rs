@@ -25,7 +25,7 @@ use distillguard_sketches::countmin::CountMin;
 use serde::{Deserialize, Serialize};
 
 use crate::signals::account::{self, AccountProfile, Observation};
-use crate::signals::request::{capability, elicitation, harvesting, lower, shape};
+use crate::signals::request::{Text, capability, elicitation, harvesting, shape};
 
 /// Features the engine adds to the account profile's own.
 const ENGINE_FEATURES: [&str; 4] = [
@@ -80,6 +80,42 @@ pub struct Pre {
     pub account: Option<AccountInfo>,
     /// Model name, kept only to match releases.
     pub model_name: Option<String>,
+    /// The request's stream inside its account: a hash of API key, user
+    /// agent and system prompt ([`stream_key`]).
+    pub stream: u64,
+    /// A short label of the stream for reasons (API key id and user agent).
+    pub stream_label: String,
+}
+
+/// The stream a request belongs to inside its account: one API key, one
+/// client (user agent) and one system prompt. A reseller's account carries
+/// its customers' chat and a harvesting script side by side; their averages
+/// hide the script, their streams do not. The client IP is left out on
+/// purpose: phones and home routers change address within a person's
+/// session, and proxy pools rotate it per request, which would split one
+/// script into thousands of streams.
+pub fn stream_key(api_key: Option<&str>, user_agent: Option<&str>, system: Option<&str>) -> u64 {
+    let h = |x: Option<&str>| x.map_or(0, |t| distillguard_sketches::hash_exact(t.as_bytes()));
+    distillguard_sketches::mix64(
+        h(api_key) ^ h(user_agent).rotate_left(21) ^ h(system).rotate_left(42),
+    )
+}
+
+fn stream_label(api_key: Option<&str>, user_agent: Option<&str>) -> String {
+    let mut l = format!(
+        "key {} · {}",
+        api_key.unwrap_or("–"),
+        user_agent.unwrap_or("no user agent")
+    );
+    if l.len() > 72 {
+        let mut cut = 72;
+        while !l.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        l.truncate(cut);
+        l.push('…');
+    }
+    l
 }
 
 /// The processing order of records: by time, ties by account (so the order
@@ -98,30 +134,36 @@ pub fn time_order(pres: &[Pre]) -> Vec<u32> {
 
 /// Per-request signals of one event (pure: safe to run on any thread).
 pub fn pre(e: &Event) -> Pre {
-    let user = lower(&e.request.last_user_text);
-    let system = e.request.system_prompt.as_deref().map(lower);
+    let user = Text::new(&e.request.last_user_text);
+    let system = e.request.system_prompt.as_deref().map(Text::new);
     let h = harvesting::measure(e, 0);
     let s = shape::measure(e, &user);
-    let f = Fingerprint::of(&e.request.last_user_text, &mut Vec::new());
     Pre {
         ts: e.ts,
         account_id: e.account_id.clone(),
         model: distillguard_sketches::hash_bytes(e.model.as_deref().unwrap_or("").as_bytes()),
         max_tokens: e.request.sampling.max_tokens.unwrap_or(0),
-        elicits: elicitation::detect(&user, system.as_deref()).is_some(),
+        elicits: elicitation::detect(&user, system.as_ref()).is_some(),
         capability: capability::classify(e, &user),
         logprobs: h.logprobs,
         multi_sample: h.samples > 1,
         settings_key: h.settings_key,
         single_shot: s.single_shot,
         refers_back: s.refers_back,
-        template: (f.head != 0).then_some([f.head, f.tail]),
+        template: Fingerprint::edges(&e.request.last_user_text, &mut Vec::new())
+            .filter(|k| k[0] != 0),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
         account_key: distillguard_sketches::hash_exact(e.account_id.as_bytes()),
         hosting_org: e.client.asn_org.clone().filter(|o| account::is_hosting(o)),
         client_country: e.client.country.clone(),
         account: e.account.clone(),
         model_name: e.model.clone(),
+        stream: stream_key(
+            e.api_key_id.as_deref(),
+            e.client.user_agent.as_deref(),
+            e.request.system_prompt.as_deref(),
+        ),
+        stream_label: stream_label(e.api_key_id.as_deref(), e.client.user_agent.as_deref()),
     }
 }
 
@@ -192,6 +234,11 @@ pub struct Config {
     /// Overrides the thresholds that come with the weights.
     #[serde(default)]
     pub thresholds: Option<Thresholds>,
+    /// How far out of time order a log's lines may be (seconds) and still be
+    /// scored as a stream ([`crate::reorder`]); beyond it, the log is sorted
+    /// whole. Default 300.
+    #[serde(default)]
+    pub reorder_window_secs: Option<u32>,
 }
 
 impl Thresholds {
@@ -214,9 +261,29 @@ impl Thresholds {
 /// Accounts a template opening/closing must be seen in to count as shared.
 pub const SHARED_ACCOUNTS: u32 = 5;
 
+/// Streams tracked below an account once it shows a second one.
+pub const STREAM_SLOTS: usize = 2;
+/// A new stream may replace a tracked one that has fewer requests than this.
+const EVICT_BELOW: u32 = 20;
+
+/// One stream's own profile (see [`stream_key`]).
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    key: u64,
+    label: String,
+    profile: AccountProfile,
+    shared: u32,
+    informative: u32,
+    max_risk: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 struct AccountState {
     profile: AccountProfile,
+    first_stream: u64,
+    first_label: String,
+    /// Allocated only for accounts with more than one stream.
+    streams: Option<Box<[Slot; STREAM_SLOTS]>>,
     /// Distinct exact prompts (64 one-byte registers).
     distinct: distillguard_sketches::hll::Hll<6>,
     static_risk: f64,
@@ -321,10 +388,20 @@ impl Engine {
                 .any(|(m, at)| *m == p.model && fresh(*at)),
             release_window: self.releases.iter().any(|(_, at)| fresh(*at)),
         };
+        let (bias, weights) = (self.bias, self.weights);
+        let score = |x: &[f64; NF]| {
+            sigmoid(
+                bias + weights
+                    .iter()
+                    .zip(x.iter())
+                    .map(|(w, v)| w * v)
+                    .sum::<f64>(),
+            )
+        };
         let st = &mut self.state[idx as usize];
+        let mut wide = false;
         if let Some(keys) = p.template {
             st.informative += 1;
-            let mut wide = false;
             for k in keys {
                 // Count each account once per key (while the account holds it).
                 let est = if st.profile.holds_template(k) {
@@ -336,21 +413,77 @@ impl Engine {
             }
             st.shared += wide as u32;
         }
+        // Streams below the account: opened when a second one shows up (the
+        // account's history until then is the first stream's).
+        if st.profile.requests == 0 {
+            st.first_stream = p.stream;
+            st.first_label = p.stream_label.clone();
+        } else if st.streams.is_none() && p.stream != st.first_stream {
+            let mut slots: Box<[Slot; STREAM_SLOTS]> = Default::default();
+            slots[0] = Slot {
+                key: st.first_stream,
+                label: std::mem::take(&mut st.first_label),
+                profile: st.profile.clone(),
+                shared: st.shared - wide as u32,
+                informative: st.informative - p.template.is_some() as u32,
+                max_risk: st.max_risk,
+            };
+            st.streams = Some(slots);
+        }
         st.profile.observe(&obs);
         st.distinct.add(p.exact);
-        let x = features(st);
-        let risk = sigmoid(
-            self.bias
-                + self
-                    .weights
-                    .iter()
-                    .zip(x.iter())
-                    .map(|(w, v)| w * v)
-                    .sum::<f64>(),
-        );
+        let risk = score(&features(
+            &st.profile,
+            st.static_risk,
+            st.shared,
+            st.informative,
+            &st.distinct,
+        ));
         st.risk = risk;
         st.max_risk = st.max_risk.max(risk);
-        let t = &self.thresholds;
+        let t = self.thresholds;
+        // The stream's own risk counts once the stream alone has enough requests.
+        let mut stream_risk = 0.0;
+        if let Some(slots) = st.streams.as_mut() {
+            let at = match slots.iter().position(|s| s.key == p.stream) {
+                Some(i) => Some(i),
+                None => {
+                    // A new stream takes the slot of the smallest one, if that
+                    // one is still small (the account's profile sees all).
+                    let (i, small) = slots
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, s)| s.profile.requests)
+                        .map_or((0, u32::MAX), |(i, s)| (i, s.profile.requests));
+                    (small < EVICT_BELOW).then(|| {
+                        slots[i] = Slot {
+                            key: p.stream,
+                            label: p.stream_label.clone(),
+                            ..Default::default()
+                        };
+                        i
+                    })
+                }
+            };
+            if let Some(i) = at {
+                let s = &mut slots[i];
+                s.informative += p.template.is_some() as u32;
+                s.shared += wide as u32;
+                s.profile.observe(&obs);
+                let r = score(&features(
+                    &s.profile,
+                    st.static_risk,
+                    s.shared,
+                    s.informative,
+                    &st.distinct,
+                ));
+                if s.profile.requests >= t.min_requests {
+                    s.max_risk = s.max_risk.max(r);
+                    stream_risk = r;
+                }
+            }
+        }
+        let risk = risk.max(stream_risk);
         if st.profile.requests >= t.min_requests {
             st.max_risk_after_min = st.max_risk_after_min.max(risk);
         }
@@ -383,7 +516,7 @@ impl Engine {
 
     /// The account's current feature vector (for fitting).
     pub fn feature_vector(&self, idx: u32) -> [f64; NF] {
-        features(&self.state[idx as usize])
+        account_features(&self.state[idx as usize])
     }
 
     pub fn requests_of(&self, idx: u32) -> u32 {
@@ -409,7 +542,8 @@ impl Engine {
             }
             accounts.push(AccountReport {
                 account_id: self.names[i].clone(),
-                risk: (st.max_risk * 1e4).round() / 1e4,
+                risk: (Engine::top_stream(st).map_or(st.max_risk, |s| s.max_risk) * 1e4).round()
+                    / 1e4,
                 verdict,
                 flagged_at: st.flagged_at,
                 reasons: self.reasons(st),
@@ -437,20 +571,42 @@ impl Engine {
         }
     }
 
+    /// The stream whose risk went above the account's own, if any.
+    fn top_stream(st: &AccountState) -> Option<&Slot> {
+        st.streams.as_ref().and_then(|slots| {
+            slots
+                .iter()
+                .filter(|s| s.max_risk > st.max_risk)
+                .max_by(|a, b| a.max_risk.total_cmp(&b.max_risk))
+        })
+    }
+
+    /// Reasons from the account's whole traffic, or from its riskiest stream
+    /// when that stream scored higher than the account (its lines say so).
     fn reasons(&self, st: &AccountState) -> Vec<Reason> {
-        let x = features(st);
-        let mut details: Vec<String> = st
-            .profile
+        let (profile, shared, informative, prefix) = match Engine::top_stream(st) {
+            Some(s) => (
+                &s.profile,
+                s.shared,
+                s.informative,
+                format!(
+                    "in stream {} ({} of {} requests): ",
+                    s.label, s.profile.requests, st.profile.requests
+                ),
+            ),
+            None => (&st.profile, st.shared, st.informative, String::new()),
+        };
+        let x = features(profile, st.static_risk, shared, informative, &st.distinct);
+        let mut details: Vec<String> = profile
             .features()
             .into_iter()
-            .map(|f| f.detail)
+            .map(|f| format!("{prefix}{}", f.detail))
             .collect();
         details.push(format!("signup and origin risk {:.2}", st.static_risk));
         details.push(format!(
-            "{} of {} prompts open or close like prompts of ≥ {SHARED_ACCOUNTS} other accounts",
-            st.shared, st.informative
+            "{prefix}{shared} of {informative} prompts open or close like prompts of ≥ {SHARED_ACCOUNTS} other accounts"
         ));
-        details.push(format!("{} requests", st.profile.requests));
+        details.push(format!("{prefix}{} requests", profile.requests));
         details.push(format!(
             "about {:.0} distinct prompts in {} requests",
             st.distinct.estimate(),
@@ -471,31 +627,49 @@ impl Engine {
     }
 }
 
-fn features(st: &AccountState) -> [f64; NF] {
-    let v = st.profile.values();
-    let n = st.profile.requests as f64;
+fn features(
+    profile: &AccountProfile,
+    static_risk: f64,
+    shared: u32,
+    informative: u32,
+    distinct: &distillguard_sketches::hll::Hll<6>,
+) -> [f64; NF] {
+    let v = profile.values();
+    let n = profile.requests as f64;
     let mut x = [0.0; NF];
     x[..9].copy_from_slice(&v);
-    x[9] = st.static_risk;
-    x[10] = if st.informative == 0 {
+    x[9] = static_risk;
+    x[10] = if informative == 0 {
         0.0
     } else {
-        st.shared as f64 / st.informative as f64
+        shared as f64 / informative as f64
     };
     x[11] = ((1.0 + n).ln() / 100f64.ln()).min(1.0);
     // Re-sent prompts: 1 − distinct / requests, once there are enough requests
-    // for the distinct-count estimate (±13%) to mean something.
+    // for the distinct-count estimate (±13%) to mean something. (A stream
+    // uses its account's distinct count.)
     x[12] = if n < 20.0 {
         0.0
     } else {
-        (1.0 - st.distinct.estimate() / n).clamp(0.0, 1.0)
+        (1.0 - distinct.estimate() / n).clamp(0.0, 1.0)
     };
     x
+}
+
+fn account_features(st: &AccountState) -> [f64; NF] {
+    features(
+        &st.profile,
+        st.static_risk,
+        st.shared,
+        st.informative,
+        &st.distinct,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use distillguard_core::parse_event_line;
 
     #[test]
     fn config_parses_validates_and_rejects_unknown_fields() {
@@ -544,6 +718,85 @@ mod tests {
             risk("Hetzner Online GmbH")
         );
         assert_eq!(risk("Comcast Cable Communications"), 0.0);
+    }
+
+    fn line(ts_s: i64, account: &str, key: &str, ua: &str, text: &str) -> String {
+        format!(
+            r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","max_tokens":8192,"messages":[{{"role":"user","content":{}}}]}},"client":{{"user_agent":"{ua}"}}}}"#,
+            Timestamp(1_771_200_000_000 + ts_s * 1000),
+            serde_json::to_string(text).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_harvesting_stream_inside_a_mixed_account_is_scored_on_its_own() {
+        let w = Weights::embedded();
+        let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+        let chat = [
+            "what should I cook tonight with leftover rice and two eggs",
+            "can you make that shorter and friendlier for my aunt",
+            "ok and what about a vegetarian version of the same thing",
+            "how far is it from lyon to geneva by train",
+        ];
+        for i in 0..400i64 {
+            // The reseller's customers: varied chat through its gateway key.
+            let e = line(
+                i * 37,
+                "reseller",
+                "key_gw",
+                "Go-http-client/1.1",
+                chat[i as usize % 4],
+            );
+            engine.process(&pre(&parse_event_line(&e).unwrap()));
+            // Its own script: one template, step-by-step, on another key.
+            if i % 4 == 0 {
+                let t = format!(
+                    "Solve the following problem. Think step by step and show all of your reasoning before the final answer. Problem {i}: a train leaves at {} and travels {} km.",
+                    i % 12,
+                    i * 7
+                );
+                let e = line(i * 37 + 5, "reseller", "key_x", "python-httpx/0.27", &t);
+                engine.process(&pre(&parse_event_line(&e).unwrap()));
+            }
+        }
+        let report = engine.report(true);
+        let a = &report.accounts[0];
+        let whole = engine.feature_vector(0);
+        // The account's averages dilute the script (a quarter of its traffic
+        // elicits reasoning), its stream does not (all of it does).
+        assert!(whole[0] < 0.3, "{}", whole[0]);
+        let elicit = a
+            .reasons
+            .iter()
+            .find(|r| r.signal == "elicitation_rate")
+            .unwrap();
+        assert!(elicit.value > 0.9, "{elicit:?}");
+        assert!(
+            elicit
+                .detail
+                .starts_with("in stream key key_x · python-httpx/0.27 (100 of 500 requests)"),
+            "{}",
+            elicit.detail
+        );
+    }
+
+    #[test]
+    fn a_single_stream_account_opens_no_slots() {
+        let w = Weights::embedded();
+        let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+        for i in 0..50 {
+            let e = line(
+                i * 60,
+                "solo",
+                "key_a",
+                "curl/8",
+                "hello there, how are you today?",
+            );
+            engine.process(&pre(&parse_event_line(&e).unwrap()));
+        }
+        assert!(engine.state[0].streams.is_none());
+        let a = &engine.report(true).accounts[0];
+        assert!(a.reasons.iter().all(|r| !r.detail.contains("in stream")));
     }
 
     #[test]

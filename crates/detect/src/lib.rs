@@ -7,11 +7,18 @@ Detection: from normalised events to reasons a human can check.
   with its own documentation (what it measures, why attackers show it,
   its cost) and tests with honest and attack examples.
 
-Per-account aggregation over time, scoring and verdicts build on these
-(see the detection-core issue).
+- [`signals::account`]: per-account fingerprints in fixed memory (rates,
+  concentrations, timing, pivot, signup and origin risk).
+- [`engine`]: folds per-request records in time order into account and
+  stream profiles, scores them and keeps verdicts, `flagged_at` and reasons.
+- [`reorder`]: the bounded buffer that puts a nearly sorted stream into the
+  engine's total order without sorting the whole log.
+- [`fit`]: the logistic regression behind the embedded weights.
+- [`redact`]: redacted prompt samples for flagged accounts.
 */
 
 pub mod engine;
 pub mod fit;
 pub mod redact;
+pub mod reorder;
 pub mod signals;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use distillguard_core::progress::NoProgress;
 use distillguard_core::{Event, EventReader, Label, RecordReader, TruthRecord};
-use distillguard_detect::signals::request::{capability, elicitation, lower};
+use distillguard_detect::signals::request::{Text, capability, elicitation};
 
 /// (requests, eliciting, high-value capability) per group.
 type Rates = BTreeMap<String, (u64, u64, u64)>;
@@ -22,11 +22,11 @@ fn rates(events: &[Event], label: &HashMap<String, (Label, Option<String>)>) -> 
             Label::Attack => format!("attack {}", c.unwrap_or_default()),
             Label::Benign => "benign".to_string(),
         };
-        let user = lower(&e.request.last_user_text);
-        let sys = e.request.system_prompt.as_deref().map(lower);
+        let user = Text::new(&e.request.last_user_text);
+        let sys = e.request.system_prompt.as_deref().map(Text::new);
         let r = out.entry(group).or_default();
         r.0 += 1;
-        r.1 += elicitation::detect(&user, sys.as_deref()).is_some() as u64;
+        r.1 += elicitation::detect(&user, sys.as_ref()).is_some() as u64;
         r.2 += capability::classify(e, &user).high_value() as u64;
     }
     out

@@ -78,6 +78,16 @@ impl Fingerprint {
         Fingerprint::of_tokens(scratch)
     }
 
+    /// Only the edge hashes `[head, tail]` (what streaming detection keys on),
+    /// without the MinHash; `None` when the prompt is shorter than two edges.
+    /// The same values as [`Fingerprint::of`]'s `head` and `tail`.
+    pub fn edges(text: &str, scratch: &mut Vec<u64>) -> Option<[u64; 2]> {
+        scratch.clear();
+        mask_tokens(text, scratch, MAX_TOKENS);
+        let t = scratch.as_slice();
+        (t.len() >= 2 * EDGE).then(|| [edge(&t[..EDGE]), edge(&t[t.len() - EDGE..])])
+    }
+
     pub fn of_tokens(tokens: &[u64]) -> Fingerprint {
         let mut mins = [u32::MAX; K];
         let mut n = 0u32;
@@ -173,6 +183,21 @@ mod tests {
             1 + i % 9,
             5 + i % 23
         )
+    }
+
+    #[test]
+    fn edges_alone_equal_the_full_fingerprints_edges() {
+        let mut v = Vec::new();
+        for text in [
+            "Solve the following problem. Think step by step and show all of your reasoning before the final answer: 12 apples cost $3.",
+            "short prompt",
+            "请一步一步地思考，并在给出最终答案前展示完整的推理过程。这是一个很长的问题。",
+        ] {
+            let f = Fingerprint::of(text, &mut v);
+            let e = Fingerprint::edges(text, &mut v);
+            assert_eq!(e, (f.head != 0).then_some([f.head, f.tail]), "{text}");
+        }
+        assert!(Fingerprint::edges("short prompt", &mut v).is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use mask::mask_tokens;
 
 /// A fast, well-mixed 64-bit hash step (SplitMix64 finaliser).
 #[inline]
-pub fn mix64(mut z: u64) -> u64 {
+pub const fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -35,10 +35,22 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// FNV-1a over bytes, then mixed: stable across runs and platforms.
 #[inline]
-pub fn hash_bytes(b: &[u8]) -> u64 {
+pub const fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < b.len() {
+        h = (h ^ b[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    mix64(h)
+}
+
+/// [`hash_bytes`] of the ASCII-lowercased bytes, without copying them.
+#[inline]
+pub fn hash_ascii_lower(b: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &x in b {
-        h = (h ^ x as u64).wrapping_mul(0x0100_0000_01b3);
+        h = (h ^ x.to_ascii_lowercase() as u64).wrapping_mul(0x0100_0000_01b3);
     }
     mix64(h)
 }
@@ -64,6 +76,16 @@ pub fn hash_exact(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowercase_hash_equals_hash_of_lowercased_bytes() {
+        for w in ["Template", "DON'T_stop9", "a", ""] {
+            assert_eq!(
+                hash_ascii_lower(w.as_bytes()),
+                hash_bytes(w.to_ascii_lowercase().as_bytes())
+            );
+        }
+    }
 
     #[test]
     fn exact_hash_separates_near_texts() {

@@ -13,14 +13,14 @@ quoted passages; `<url>`; `<id>` identifiers mixing letters and digits;
 not kept. Cost: one pass over the prompt, no allocation beyond `out`.
 */
 
-use crate::hash_bytes;
+use crate::{hash_ascii_lower, hash_bytes};
 
-const N: &[u8] = b"<n>";
-const CODE: &[u8] = b"<code>";
-const Q: &[u8] = b"<q>";
-const URL: &[u8] = b"<url>";
-const ID: &[u8] = b"<id>";
-const NAME: &[u8] = b"<name>";
+const N: u64 = hash_bytes(b"<n>");
+const CODE: u64 = hash_bytes(b"<code>");
+const Q: u64 = hash_bytes(b"<q>");
+const URL: u64 = hash_bytes(b"<url>");
+const ID: u64 = hash_bytes(b"<id>");
+const NAME: u64 = hash_bytes(b"<name>");
 
 fn is_cjk(c: char) -> bool {
     matches!(c as u32,
@@ -36,14 +36,13 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
     let b = text.as_bytes();
     let mut i = 0;
     let mut sentence_start = true;
-    let mut word = Vec::with_capacity(32);
     let start_len = out.len();
     while i < b.len() && out.len() - start_len < max {
         let c = b[i];
         // Fenced code block.
         if b[i..].starts_with(b"```") {
             let end = find(b, i + 3, b"```").map_or(b.len(), |e| e + 3);
-            out.push(hash_bytes(CODE));
+            out.push(CODE);
             i = end;
             sentence_start = false;
             continue;
@@ -53,7 +52,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .iter()
                 .position(|&x| x == b'`' || x == b'\n')
                 .map_or(b.len(), |e| i + 1 + e + 1);
-            out.push(hash_bytes(CODE));
+            out.push(CODE);
             i = end;
             continue;
         }
@@ -65,7 +64,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .position(|&x| x == b'"' || x == b'\n')
                 && b[i + 1 + e] == b'"'
             {
-                out.push(hash_bytes(Q));
+                out.push(Q);
                 i += e + 2;
                 continue;
             }
@@ -77,7 +76,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .iter()
                 .position(|x| x.is_ascii_whitespace())
                 .map_or(b.len(), |e| i + e);
-            out.push(hash_bytes(URL));
+            out.push(URL);
             i = end;
             continue;
         }
@@ -95,9 +94,9 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
                 }
-                out.push(hash_bytes(ID));
+                out.push(ID);
             } else {
-                out.push(hash_bytes(N));
+                out.push(N);
             }
             sentence_start = false;
             continue;
@@ -111,17 +110,15 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
             }
             let w = &b[s..i];
             if digits || w.contains(&b'_') && w.len() > 3 {
-                out.push(hash_bytes(ID));
+                out.push(ID);
             } else if !sentence_start
                 && w[0].is_ascii_uppercase()
                 && w.len() > 1
                 && w.iter().skip(1).any(u8::is_ascii_lowercase)
             {
-                out.push(hash_bytes(NAME));
+                out.push(NAME);
             } else {
-                word.clear();
-                word.extend(w.iter().map(u8::to_ascii_lowercase));
-                out.push(hash_bytes(&word));
+                out.push(hash_ascii_lower(w));
             }
             sentence_start = false;
             continue;

@@ -9,10 +9,12 @@ its concentration across an account's traffic is the account-level signal.
 
 Measures: one [`Capability`] per request, from structure first (tools
 offered, computer-use tools, images) then keywords in the last user turn.
-Cost: a few substring searches over the lowercased prompt.
+Cost: a few bit tests on the prompt's shared phrase scan.
 */
 
 use distillguard_core::Event;
+
+use super::phrases::{List, Text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
@@ -60,7 +62,7 @@ impl Capability {
     }
 }
 
-const CODING: &[&str] = &[
+pub(crate) const CODING: &[&str] = &[
     "```",
     "function",
     "code",
@@ -82,7 +84,7 @@ const CODING: &[&str] = &[
     "def ",
     "class ",
 ];
-const DATA: &[&str] = &[
+pub(crate) const DATA: &[&str] = &[
     "csv",
     "dataset",
     "spreadsheet",
@@ -92,7 +94,7 @@ const DATA: &[&str] = &[
     "pivot table",
     "regression",
 ];
-const GRADING: &[&str] = &[
+pub(crate) const GRADING: &[&str] = &[
     "rubric",
     "score the response",
     "grade",
@@ -102,7 +104,7 @@ const GRADING: &[&str] = &[
     "evaluate the following answer",
     "score from",
 ];
-const SAFETY: &[&str] = &[
+pub(crate) const SAFETY: &[&str] = &[
     "censorship",
     "politically sensitive",
     "acceptable to publish",
@@ -110,7 +112,7 @@ const SAFETY: &[&str] = &[
     "sensitive by regulators",
     "neutral response",
 ];
-const REASONING: &[&str] = &[
+pub(crate) const REASONING: &[&str] = &[
     "solve",
     "prove",
     "probability",
@@ -128,8 +130,8 @@ const REASONING: &[&str] = &[
     "aufgabe",
 ];
 
-/// Classifies a request; `user` is the lowercased last user turn.
-pub fn classify(e: &Event, user: &str) -> Capability {
+/// Classifies a request; `user` is its scanned last user turn.
+pub fn classify(e: &Event, user: &Text) -> Capability {
     let r = &e.request;
     if r.tools
         .iter()
@@ -143,16 +145,15 @@ pub fn classify(e: &Event, user: &str) -> Capability {
     if r.images > 0 {
         return Capability::Vision;
     }
-    let any = |words: &[&str]| words.iter().any(|w| user.contains(w));
-    if any(SAFETY) {
+    if user.any(List::Safety) {
         Capability::SafetyRewrite
-    } else if any(GRADING) {
+    } else if user.any(List::Grading) {
         Capability::Grading
-    } else if any(DATA) {
+    } else if user.any(List::Data) {
         Capability::DataAnalysis
-    } else if any(CODING) {
+    } else if user.any(List::Coding) {
         Capability::Coding
-    } else if any(REASONING) {
+    } else if user.any(List::Reasoning) {
         Capability::Reasoning
     } else {
         Capability::Chat
@@ -173,7 +174,7 @@ mod tests {
 
     fn cap(body: &str) -> Capability {
         let e = ev(body);
-        let u = e.request.last_user_text.to_lowercase();
+        let u = Text::new(&e.request.last_user_text);
         classify(&e, &u)
     }
 

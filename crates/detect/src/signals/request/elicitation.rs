@@ -12,11 +12,13 @@ over an account's traffic (an account-level signal), not one request.
 
 Measures: the strongest matching pattern in the last user turn and the
 system prompt, in nine languages, as a [`Elicitation`] with a strength in
-[0, 1]. Cost: a handful of substring searches over the lowercased prompt
-(a few microseconds for a typical prompt).
+[0, 1]. Cost: a few bit tests on the prompt's shared phrase scan
+([`super::phrases`]).
 */
 
 /// What kind of elicitation matched.
+use super::phrases::{List, Text};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Reconstruct the hidden reasoning behind a given, finished answer.
@@ -38,7 +40,7 @@ pub struct Elicitation {
     pub phrase: &'static str,
 }
 
-const RECONSTRUCT: &[&str] = &[
+pub(crate) const RECONSTRUCT: &[&str] = &[
     "internal reasoning behind",
     "reasoning behind the completed",
     "reconstruct the full chain of thought",
@@ -50,7 +52,7 @@ const RECONSTRUCT: &[&str] = &[
 ];
 
 /// Step-by-step phrasings, in nine languages (lowercase).
-const STEP: &[&str] = &[
+pub(crate) const STEP: &[&str] = &[
     // en
     "step by step",
     "step-by-step",
@@ -108,7 +110,7 @@ const STEP: &[&str] = &[
     "raciocínio",
 ];
 
-const SYSTEM: &[&str] = &[
+pub(crate) const SYSTEM: &[&str] = &[
     "think step-by-step and justify your steps",
     "always provide explanation",
     "explain how you used the definition",
@@ -117,7 +119,7 @@ const SYSTEM: &[&str] = &[
     "justify your steps",
 ];
 
-const IN_ANSWER: &[&str] = &[
+pub(crate) const IN_ANSWER: &[&str] = &[
     "before the final answer",
     "before giving the final answer",
     "before answering",
@@ -128,35 +130,33 @@ const IN_ANSWER: &[&str] = &[
     "justify your answer",
 ];
 
-fn first_match(text: &str, phrases: &'static [&'static str]) -> Option<&'static str> {
-    phrases.iter().copied().find(|p| text.contains(p))
-}
-
-/// The strongest elicitation in a request. `user` and `system` must be
-/// lowercase (see [`super::lower`]).
-pub fn detect(user: &str, system: Option<&str>) -> Option<Elicitation> {
-    if let Some(p) = first_match(user, RECONSTRUCT) {
+/// The strongest elicitation in a request, from the scanned last user turn
+/// and system prompt.
+pub fn detect(user: &Text, system: Option<&Text>) -> Option<Elicitation> {
+    if let Some(p) = user.first(List::Reconstruct) {
         return Some(Elicitation {
             kind: Kind::Reconstruct,
             strength: 1.0,
             phrase: p,
         });
     }
-    if let Some(p) = first_match(user, STEP) {
+    if let Some(p) = user.first(List::Step) {
         return Some(Elicitation {
             kind: Kind::StepByStep,
             strength: 0.8,
             phrase: p,
         });
     }
-    if let Some(p) = system.and_then(|s| first_match(s, SYSTEM).or_else(|| first_match(s, STEP))) {
+    if let Some(p) =
+        system.and_then(|s| s.first(List::SystemPrompt).or_else(|| s.first(List::Step)))
+    {
         return Some(Elicitation {
             kind: Kind::ExplanationSystemPrompt,
             strength: 0.6,
             phrase: p,
         });
     }
-    first_match(user, IN_ANSWER).map(|p| Elicitation {
+    user.first(List::InAnswer).map(|p| Elicitation {
         kind: Kind::ReasoningInAnswer,
         strength: 0.6,
         phrase: p,
@@ -166,10 +166,9 @@ pub fn detect(user: &str, system: Option<&str>) -> Option<Elicitation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signals::request::lower;
 
     fn d(user: &str, system: Option<&str>) -> Option<Elicitation> {
-        detect(&lower(user), system.map(lower).as_deref())
+        detect(&Text::new(user), system.map(Text::new).as_ref())
     }
 
     #[test]

@@ -13,10 +13,8 @@ Per-request signals. Each is computed from one event alone.
 pub mod capability;
 pub mod elicitation;
 pub mod harvesting;
+pub mod phrases;
 pub mod shape;
 pub mod template;
 
-/// Lowercases once for the phrase matchers (they compare lowercase text).
-pub fn lower(text: &str) -> String {
-    text.to_lowercase()
-}
+pub use phrases::Text;

@@ -8,10 +8,13 @@ A high single-shot share across an account is the account-level signal.
 
 Measures: [`Shape`] — the conversation depth, whether the request is
 single-shot, and whether its last user turn refers back to earlier
-answers. Cost: reads counts from the event and a few substring searches.
+answers. Cost: reads counts from the event and a few bit tests on the
+prompt's shared phrase scan.
 */
 
 use distillguard_core::Event;
+
+use super::phrases::{List, Text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -21,7 +24,7 @@ pub struct Shape {
     pub refers_back: bool,
 }
 
-const BACK: &[&str] = &[
+pub(crate) const BACK: &[&str] = &[
     "you said",
     "above",
     "your answer",
@@ -57,11 +60,11 @@ const BACK: &[&str] = &[
     "continúa",
 ];
 
-/// `user` is the lowercased last user turn.
-pub fn measure(e: &Event, user: &str) -> Shape {
+/// `user` is the scanned last user turn.
+pub fn measure(e: &Event, user: &Text) -> Shape {
     let r = &e.request;
     let single_shot = r.assistant_turns == 0 && r.tool_results == 0;
-    let refers_back = !single_shot && r.tool_results == 0 && BACK.iter().any(|w| user.contains(w));
+    let refers_back = !single_shot && r.tool_results == 0 && user.any(List::Back);
     Shape {
         depth: r.depth,
         single_shot,
@@ -76,7 +79,7 @@ mod tests {
 
     fn shape(messages: &str) -> Shape {
         let e = parse_event_line(&format!(r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{{"messages":{messages}}}}}"#)).unwrap();
-        let u = e.request.last_user_text.to_lowercase();
+        let u = Text::new(&e.request.last_user_text);
         measure(&e, &u)
     }
 

@@ -1,0 +1,163 @@
+/*!
+Streaming time order: a bounded reorder buffer in front of the engine.
+
+Verdicts must not depend on the order of lines in a file, so the engine
+folds records in one total order: by time, then by account hash, then by
+arrival ([`crate::engine::time_order`]). Sorting a whole log gives that
+order, but it holds every record in memory before scoring the first one.
+Real logs are nearly sorted: a gateway writes requests as they finish, and
+several writers interleave by a few seconds. This buffer holds only the
+records of the last `window` of time. It releases a record once a record
+at least `window` newer has arrived, in the same total order as a full
+sort.
+
+If a record arrives after a later one was already released, the stream
+was more disordered than the window allows. [`Reorder::push`] then says
+so, and the caller falls back to sorting the whole log (files can be read
+again). Results are identical either way; only memory and speed differ.
+*/
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::engine::Pre;
+
+/// A record that came too late for the window (the caller sorts instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// How far behind the last released record it was, in milliseconds.
+    pub behind_ms: i64,
+}
+
+struct Entry {
+    key: (i64, u64, u64),
+    pre: Pre,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&o.key)
+    }
+}
+
+/// The reorder buffer.
+pub struct Reorder {
+    heap: BinaryHeap<Reverse<Entry>>,
+    window_ms: i64,
+    newest: i64,
+    seq: u64,
+    last_out: Option<(i64, u64, u64)>,
+    /// Most records held at once (reported: the buffer's memory).
+    pub peak: usize,
+}
+
+impl Reorder {
+    pub fn new(window_ms: i64) -> Reorder {
+        Reorder {
+            heap: BinaryHeap::new(),
+            window_ms: window_ms.max(0),
+            newest: i64::MIN,
+            seq: 0,
+            last_out: None,
+            peak: 0,
+        }
+    }
+
+    /// Adds a record (in arrival order) and passes every record that can no
+    /// longer be overtaken to `emit`, in time order.
+    pub fn push(&mut self, pre: Pre, mut emit: impl FnMut(Pre)) -> Result<(), Late> {
+        let key = (pre.ts.0, pre.account_key, self.seq);
+        self.seq += 1;
+        if let Some(last) = self.last_out
+            && key < last
+        {
+            return Err(Late {
+                behind_ms: last.0 - key.0,
+            });
+        }
+        self.newest = self.newest.max(key.0);
+        self.heap.push(Reverse(Entry { key, pre }));
+        self.peak = self.peak.max(self.heap.len());
+        let horizon = self.newest.saturating_sub(self.window_ms);
+        while self.heap.peek().is_some_and(|Reverse(e)| e.key.0 < horizon) {
+            if let Some(Reverse(e)) = self.heap.pop() {
+                self.last_out = Some(e.key);
+                emit(e.pre);
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases everything still held, in time order.
+    pub fn finish(mut self, mut emit: impl FnMut(Pre)) {
+        while let Some(Reverse(e)) = self.heap.pop() {
+            emit(e.pre);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{pre, time_order};
+
+    fn pres(ts_secs: &[i64]) -> Vec<Pre> {
+        ts_secs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let line = format!(
+                    r#"{{"ts":"{}","account_id":"a{}","request":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#,
+                    distillguard_core::Timestamp(1_771_200_000_000 + t * 1000),
+                    i % 3
+                );
+                pre(&distillguard_core::parse_event_line(&line).unwrap())
+            })
+            .collect()
+    }
+
+    fn keys(v: &[Pre]) -> Vec<(i64, u64)> {
+        v.iter().map(|p| (p.ts.0, p.account_key)).collect()
+    }
+
+    #[test]
+    fn a_nearly_sorted_stream_comes_out_in_the_full_sort_order() {
+        // Disorder of up to 20 s, equal timestamps across accounts.
+        let input = pres(&[0, 5, 3, 3, 3, 10, 30, 12, 25, 40, 40, 31, 60, 45, 90, 70]);
+        let sorted: Vec<Pre> = time_order(&input)
+            .into_iter()
+            .map(|i| input[i as usize].clone())
+            .collect();
+        let mut r = Reorder::new(20_000);
+        let mut out = Vec::new();
+        for p in input {
+            r.push(p, |p| out.push(p)).unwrap();
+        }
+        assert!(r.peak < 16, "held {} records", r.peak);
+        r.finish(|p| out.push(p));
+        assert_eq!(keys(&out), keys(&sorted));
+    }
+
+    #[test]
+    fn a_record_later_than_the_window_is_reported() {
+        let input = pres(&[0, 100, 200, 50]);
+        let mut r = Reorder::new(10_000);
+        let mut results = Vec::new();
+        for p in input {
+            results.push(r.push(p, |_| {}));
+        }
+        assert_eq!(results[..3], [Ok(()), Ok(()), Ok(())]);
+        assert_eq!(results[3], Err(Late { behind_ms: 50_000 }));
+    }
+}
