@@ -41,7 +41,13 @@ impl<const P: u32> Hll<P> {
             6 => 0.709,
             _ => 0.7213 / (1.0 + 1.079 / m),
         };
-        let sum: f64 = self.regs.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
+        // 2^-r built from its exponent bits: exact, and `powi` was 2% of
+        // `analyze` (the engine reads the estimate at every request).
+        let sum: f64 = self
+            .regs
+            .iter()
+            .map(|&r| f64::from_bits((1023 - u64::from(r).min(1022)) << 52))
+            .sum();
         let raw = alpha * m * m / sum;
         let zeros = self.regs.iter().filter(|&&r| r == 0).count();
         if raw <= 2.5 * m && zeros > 0 {
@@ -61,6 +67,16 @@ impl<const P: u32> Hll<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_of_two_bits_equal_powi() {
+        for r in 0u8..=64 {
+            assert_eq!(
+                f64::from_bits((1023 - u64::from(r).min(1022)) << 52),
+                2f64.powi(-(r as i32))
+            );
+        }
+    }
 
     #[test]
     fn estimates_within_error() {
