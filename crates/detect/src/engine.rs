@@ -218,7 +218,7 @@ impl Default for Thresholds {
             monitor: 0.5,
             throttle: 0.9,
             block: 0.98,
-            min_requests: 5,
+            min_requests: 3,
         }
     }
 }
