@@ -1185,8 +1185,16 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
         }
         last.insert(idx, (x, y));
     }
-    samples.extend(last.into_values());
-    let (bias, w) = distillguard_detect::fit::fit(&samples, 1.0, 100);
+    // In account order, so the fit's sums (and its output bytes) do not depend
+    // on hash-map iteration order.
+    let mut last: Vec<_> = last.into_iter().collect();
+    last.sort_unstable_by_key(|(idx, _)| *idx);
+    samples.extend(last.into_iter().map(|(_, s)| s));
+    let nonneg: Vec<usize> = distillguard_detect::engine::NON_NEGATIVE
+        .iter()
+        .filter_map(|n| FEATURES.iter().position(|f| f == n))
+        .collect();
+    let (bias, w) = distillguard_detect::fit::fit_nonneg(&samples, 1.0, 100, &nonneg);
     // Thresholds from the training data: re-score with the new weights; throttle
     // where at most 0.005% of honest accounts (half the target) would be
     // stopped, block where none would.
@@ -1215,10 +1223,11 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     let at = |i: usize| benign.get(i).copied().unwrap_or(0.0);
     let throttle = (at(budget) + 1e-4).clamp(0.5, 0.9999);
     let block = (at(0) + 1e-4).clamp(throttle, 0.99995);
+    let round6 = |x: f64| (x * 1e6).round() / 1e6;
     let thresholds = Thresholds {
-        monitor: (throttle - 0.2).max(0.3),
-        throttle,
-        block,
+        monitor: round6((throttle - 0.2).max(0.3)),
+        throttle: round6(throttle),
+        block: round6(block),
         min_requests,
     };
     let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
@@ -1290,6 +1299,7 @@ fn bench_accounts(n: u32) -> Result<ExitCode> {
                 account_key: distillguard_sketches::mix64(i),
                 model: 7,
                 max_tokens: 1024,
+                output_tokens: 700,
                 elicits: h % 7 == 0,
                 capability: Capability::ALL[(h % 9) as usize],
                 logprobs: false,

@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod progress;
 pub mod reader;
 pub mod report;
+pub mod tier;
 pub mod time;
 
 pub use error::{EventError, LineError, ReadError};

@@ -54,6 +54,11 @@ pub const FEATURES: [&str; NF] = {
     out
 };
 
+/// Features whose weight the fit keeps at zero or above ([`crate::fit::fit_nonneg`]):
+/// behaviours the disclosures name as attack signs, which in the training
+/// world busy honest products show more than thinly spread campaigns do.
+pub const NON_NEGATIVE: [&str; 2] = ["volume", "pivot"];
+
 /// What the fold needs from one event.
 #[derive(Debug, Clone)]
 pub struct Pre {
@@ -63,6 +68,8 @@ pub struct Pre {
     pub account_key: u64,
     pub model: u64,
     pub max_tokens: u32,
+    /// Output tokens of the answer (0 when the log has none).
+    pub output_tokens: u32,
     pub elicits: bool,
     pub capability: capability::Capability,
     pub logprobs: bool,
@@ -143,6 +150,11 @@ pub fn pre(e: &Event) -> Pre {
         account_id: e.account_id.clone(),
         model: distillguard_sketches::hash_bytes(e.model.as_deref().unwrap_or("").as_bytes()),
         max_tokens: e.request.sampling.max_tokens.unwrap_or(0),
+        output_tokens: e
+            .response
+            .as_ref()
+            .and_then(|r| r.output_tokens)
+            .unwrap_or(0),
         elicits: elicitation::detect(&user, system.as_ref()).is_some(),
         capability: capability::classify(e, &user),
         logprobs: h.logprobs,
@@ -363,6 +375,7 @@ impl Engine {
             );
             self.state.push(AccountState {
                 static_risk: risk.value,
+                profile: AccountProfile::for_tier(info.and_then(|i| i.tier.as_deref())),
                 ..Default::default()
             });
         }
@@ -387,6 +400,7 @@ impl Engine {
                 .iter()
                 .any(|(m, at)| *m == p.model && fresh(*at)),
             release_window: self.releases.iter().any(|(_, at)| fresh(*at)),
+            output_tokens: p.output_tokens,
         };
         let (bias, weights) = (self.bias, self.weights);
         let score = |x: &[f64; NF]| {
@@ -428,6 +442,7 @@ impl Engine {
                 informative: st.informative - p.template.is_some() as u32,
                 max_risk: st.max_risk,
             };
+            slots[1].profile = st.profile.empty_like();
             st.streams = Some(slots);
         }
         st.profile.observe(&obs);
@@ -459,6 +474,7 @@ impl Engine {
                         slots[i] = Slot {
                             key: p.stream,
                             label: p.stream_label.clone(),
+                            profile: st.profile.empty_like(),
                             ..Default::default()
                         };
                         i
@@ -637,18 +653,18 @@ fn features(
     let v = profile.values();
     let n = profile.requests as f64;
     let mut x = [0.0; NF];
-    x[..9].copy_from_slice(&v);
-    x[9] = static_risk;
-    x[10] = if informative == 0 {
+    x[..10].copy_from_slice(&v);
+    x[10] = static_risk;
+    x[11] = if informative == 0 {
         0.0
     } else {
         shared as f64 / informative as f64
     };
-    x[11] = ((1.0 + n).ln() / 100f64.ln()).min(1.0);
+    x[12] = ((1.0 + n).ln() / 100f64.ln()).min(1.0);
     // Re-sent prompts: 1 − distinct / requests, once there are enough requests
     // for the distinct-count estimate (±13%) to mean something. (A stream
     // uses its account's distinct count.)
-    x[12] = if n < 20.0 {
+    x[13] = if n < 20.0 {
         0.0
     } else {
         (1.0 - distinct.estimate() / n).clamp(0.0, 1.0)
@@ -710,7 +726,7 @@ mod tests {
             let e = distillguard_core::parse_event_line(&line(org)).unwrap();
             let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
             let idx = engine.process(&pre(&e));
-            engine.feature_vector(idx)[9]
+            engine.feature_vector(idx)[10]
         };
         assert!(
             risk("Hetzner Online GmbH") >= 0.3,

@@ -40,10 +40,12 @@ pub struct Observation {
     /// A model was released in the 24 h before this request (so a
     /// `new_model` share can be judged).
     pub release_window: bool,
+    /// Output tokens of the answer, when the log has them.
+    pub output_tokens: u32,
 }
 
 /// Names of the behavioural features, in [`AccountProfile::values`] order.
-pub const FEATURES: [&str; 9] = [
+pub const FEATURES: [&str; 10] = [
     "elicitation_rate",
     "template_concentration",
     "capability_concentration",
@@ -53,6 +55,7 @@ pub const FEATURES: [&str; 9] = [
     "timing_regularity",
     "round_the_clock",
     "pivot",
+    "volume",
 ];
 
 /// One named feature's value and the line a human reads.
@@ -83,14 +86,27 @@ pub struct AccountProfile {
     repeats: u32,
     templates: TopK<8>,
     settings: TopK<4>,
-    /// Requests per UTC hour of day.
-    hours: [u32; 24],
+    /// UTC hours of the day with any request (bit h = hour h; only presence
+    /// is read, so a bit mask replaces 24 counters).
+    hours: u32,
     /// Welford over log10 of inter-arrival seconds.
     gap_n: u32,
     gap_mean: f64,
     gap_m2: f64,
     in_release_window: u32,
     on_new_model: u32,
+    /// The tier's requests per day (0: not set, judged as tier1's).
+    daily_cap: u32,
+    output_tokens: u64,
+    /// The current UTC day and its counts.
+    day: i64,
+    day_requests: u32,
+    day_tokens: u64,
+    peak_day_requests: u32,
+    peak_day_tokens: u64,
+    /// Earlier active days and their requests (the account's own history).
+    past_days: u32,
+    past_requests: u64,
 }
 
 fn frac(a: u32, n: u32) -> f64 {
@@ -128,10 +144,101 @@ impl AccountProfile {
             }
         }
         self.settings.insert(o.settings_key);
-        self.hours[(t.rem_euclid(MS_PER_DAY) / MS_PER_HOUR) as usize] += 1;
+        self.hours |= 1 << (t.rem_euclid(MS_PER_DAY) / MS_PER_HOUR);
+        let day = t.div_euclid(MS_PER_DAY);
+        if self.requests > 1 && day != self.day {
+            self.past_days += 1;
+            self.past_requests += u64::from(self.day_requests);
+            self.day_requests = 0;
+            self.day_tokens = 0;
+        }
+        self.day = day;
+        self.day_requests += 1;
+        self.day_tokens += u64::from(o.output_tokens);
+        self.output_tokens += u64::from(o.output_tokens);
+        self.peak_day_requests = self.peak_day_requests.max(self.day_requests);
+        self.peak_day_tokens = self.peak_day_tokens.max(self.day_tokens);
         if o.release_window {
             self.in_release_window += 1;
             self.on_new_model += o.new_model as u32;
+        }
+    }
+
+    /// A fresh profile for the account's tier (daily allowance from the
+    /// account record's tier; enterprise has no cap, judged as 10M a day).
+    pub fn for_tier(tier: Option<&str>) -> AccountProfile {
+        AccountProfile {
+            daily_cap: distillguard_core::tier::limits_of(tier)
+                .rpd
+                .unwrap_or(10_000_000),
+            ..Default::default()
+        }
+    }
+
+    /// A fresh profile with this one's tier.
+    pub fn empty_like(&self) -> AccountProfile {
+        AccountProfile {
+            daily_cap: self.daily_cap,
+            ..Default::default()
+        }
+    }
+
+    fn volume_parts(&self) -> (f64, f64, f64) {
+        let cap = if self.daily_cap == 0 {
+            distillguard_core::tier::limits_of(None)
+                .rpd
+                .unwrap_or(5_000)
+        } else {
+            self.daily_cap
+        };
+        let share = self.peak_day_requests as f64 / cap.max(1) as f64;
+        // 0.1% of the allowance on the busiest day scores 0, 100% scores 1.
+        let of_tier = ((share.max(1e-9).log10() + 3.0) / 3.0).clamp(0.0, 1.0);
+        // Today against the account's own usual active day (10× scores 1).
+        let usual = if self.past_days >= 2 {
+            self.past_requests as f64 / self.past_days as f64
+        } else {
+            0.0
+        };
+        let surge = if usual > 0.0 {
+            (self.day_requests as f64 / usual)
+                .max(1e-9)
+                .log10()
+                .clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (of_tier, surge, share)
+    }
+
+    /// Volume against the account's tier and its own history: the busiest
+    /// day's requests as a share of the tier's daily allowance (log scale),
+    /// or today's requests against its usual active day. A harvesting
+    /// account runs near the top of what its tier allows, day after day,
+    /// or turns on suddenly; a person uses a sliver of it. Campaigns that
+    /// spread over thousands of accounts keep this low on purpose, which
+    /// is why it is one feature among many.
+    pub fn volume(&self) -> Feature {
+        let (of_tier, surge, share) = self.volume_parts();
+        let usual = if self.past_days >= 2 {
+            format!(
+                "; today {} against {:.0} on a usual day",
+                self.day_requests,
+                self.past_requests as f64 / self.past_days as f64
+            )
+        } else {
+            String::new()
+        };
+        Feature {
+            name: "volume",
+            value: of_tier.max(surge),
+            detail: format!(
+                "busiest day {} requests ({:.2}% of the tier's daily allowance), {} output tokens ({} on the busiest day){usual}",
+                self.peak_day_requests,
+                share * 100.0,
+                self.output_tokens,
+                self.peak_day_tokens
+            ),
         }
     }
 
@@ -274,8 +381,8 @@ impl AccountProfile {
     /// Round-the-clock activity: share of the 24 UTC hours with requests,
     /// once there are enough requests to tell. People sleep.
     pub fn round_the_clock(&self) -> Feature {
-        let active = self.hours.iter().filter(|&&c| c > 0).count() as u32;
-        let quiet = self.hours.iter().filter(|&&c| c == 0).count();
+        let active = self.hours.count_ones();
+        let quiet = 24 - active;
         // Expect a person's 6+ quiet hours once they have sent ~50 requests.
         let evidence = (self.requests as f64 / 50.0).min(1.0);
         let v = ((active as f64 - 16.0) / 8.0).clamp(0.0, 1.0) * evidence;
@@ -312,7 +419,7 @@ impl AccountProfile {
 
     /// The behavioural feature values in [`FEATURES`] order, without the
     /// human-readable lines (the per-event path).
-    pub fn values(&self) -> [f64; 9] {
+    pub fn values(&self) -> [f64; 10] {
         let n = self.requests;
         let high = self
             .caps
@@ -330,7 +437,7 @@ impl AccountProfile {
         } else {
             1.0
         };
-        let active = self.hours.iter().filter(|&&c| c > 0).count() as f64;
+        let active = self.hours.count_ones() as f64;
         [
             frac(self.elicit, n),
             frac(self.repeats, self.informative),
@@ -349,6 +456,10 @@ impl AccountProfile {
             } else {
                 frac(self.on_new_model, self.in_release_window)
             },
+            {
+                let (of_tier, surge, _) = self.volume_parts();
+                of_tier.max(surge)
+            },
         ]
     }
 
@@ -364,6 +475,7 @@ impl AccountProfile {
             self.timing_regularity(),
             self.round_the_clock(),
             self.pivot(),
+            self.volume(),
         ]
     }
 }
@@ -471,6 +583,7 @@ mod tests {
             template: None,
             new_model: false,
             release_window: false,
+            output_tokens: 500,
         }
     }
 
@@ -544,6 +657,8 @@ mod tests {
         );
         assert!(f("round_the_clock").value > 0.9);
         assert!((f("pivot").value - 0.5).abs() < 0.05);
+        // About 960 requests a day on tier1's 5,000 (19%).
+        assert!(f("volume").value > 0.7, "{:?}", f("volume"));
         assert!(
             f("template_concentration")
                 .detail
@@ -573,6 +688,44 @@ mod tests {
             let names: Vec<&str> = p.features().iter().map(|f| f.name).collect();
             assert_eq!(names, FEATURES.to_vec());
         }
+    }
+
+    #[test]
+    fn volume_is_judged_against_the_tier_and_the_accounts_own_days() {
+        // The same 960 requests a day: a large share of tier1, a sliver of tier4.
+        let mut small = AccountProfile::for_tier(Some("tier1"));
+        let mut big = AccountProfile::for_tier(Some("tier4"));
+        for i in 0..960i64 {
+            small.observe(&obs(1_771_200_000_000 + i * 90_000));
+            big.observe(&obs(1_771_200_000_000 + i * 90_000));
+        }
+        assert!(small.volume().value > 0.7, "{:?}", small.volume());
+        assert!(big.volume().value < 0.35, "{:?}", big.volume());
+        assert!(
+            small
+                .volume()
+                .detail
+                .contains("960 requests (19.20% of the tier's daily allowance)")
+        );
+        assert!(small.volume().detail.contains("480000 output tokens"));
+        // A quiet account that suddenly sends 20× its usual day.
+        let mut p = AccountProfile::for_tier(Some("tier4"));
+        for day in 0..5i64 {
+            for i in 0..10 {
+                p.observe(&obs(1_771_200_000_000 + day * MS_PER_DAY + i * 60_000));
+            }
+        }
+        let before = p.volume().value;
+        for i in 0..200 {
+            p.observe(&obs(1_771_200_000_000 + 5 * MS_PER_DAY + i * 30_000));
+        }
+        assert!(before < 0.1, "{before}");
+        assert!(p.volume().value > 0.95, "{:?}", p.volume());
+        assert!(
+            p.volume()
+                .detail
+                .contains("today 200 against 10 on a usual day")
+        );
     }
 
     #[test]
