@@ -12,6 +12,8 @@ Exit codes: 0 success, 1 failure, 2 bad usage or bad input under `--strict`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod analyze;
+mod config;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -41,7 +43,7 @@ struct Cli {
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
     /// One account per line (analyze only).
@@ -287,9 +289,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             samples,
             strict,
             quiet,
-        } => analyze(
-            &input, accounts, models, weights, config, format, out, all, samples, strict, quiet,
-        ),
+        } => analyze::run(analyze::Options {
+            inputs: input,
+            accounts,
+            models,
+            weights,
+            config,
+            format,
+            out,
+            all,
+            samples,
+            strict,
+            quiet,
+        }),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
 }
@@ -366,7 +378,7 @@ fn beside(path: &Path, name: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn report_bad_lines(bad: &[LineError], what: &str) {
+pub(crate) fn report_bad_lines(bad: &[LineError], what: &str) {
     let mut err = io::stderr().lock();
     for e in bad.iter().take(10) {
         let _ = writeln!(err, "warning: {what}: {e}");
@@ -782,374 +794,6 @@ fn bench_sketches(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads event logs into per-request records (in parallel), sorted by time.
-fn read_pre(
-    inputs: &[PathBuf],
-    strict: bool,
-    bar: &progress::Bar,
-) -> Result<(Vec<distillguard_detect::engine::Pre>, u64)> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut pres = Vec::new();
-    let mut bad = 0u64;
-    let mut out_of_order = 0u64;
-    let mut last = i64::MIN;
-    for path in inputs {
-        distillguard_core::progress::Progress::stage(
-            bar,
-            &format!("reading {}", path.display()),
-            None,
-        );
-        distillguard_core::parallel::par_read(
-            path,
-            workers,
-            |line| {
-                distillguard_core::parse_event_line(line)
-                    .map(|e| distillguard_detect::engine::pre(&e))
-            },
-            |item| {
-                distillguard_core::progress::Progress::advance(bar, 1);
-                match item {
-                    Ok(p) => {
-                        out_of_order += (p.ts.0 < last) as u64;
-                        last = last.max(p.ts.0);
-                        pres.push(p);
-                    }
-                    Err(e) if strict => return Err(ReadError::Strict(e)),
-                    Err(e) => {
-                        bad += 1;
-                        if bad <= 20 {
-                            let _ = writeln!(io::stderr(), "malformed: {e}");
-                        }
-                    }
-                }
-                Ok(())
-            },
-        )?;
-    }
-    if bad > 20 {
-        let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
-    }
-    Ok((pres, out_of_order))
-}
-
-enum Streamed {
-    Done {
-        out_of_order: u64,
-        peak: usize,
-    },
-    /// Too disordered for the window (`None`: not streamable at all).
-    Late(Option<distillguard_detect::reorder::Late>),
-}
-
-/// Reads and scores in one pass: records go from the parsing threads
-/// through the reorder buffer into the engine, so nothing but the buffer's
-/// window is held. Stops early when a record is later than the window.
-fn stream_fold(
-    inputs: &[PathBuf],
-    strict: bool,
-    bar: &progress::Bar,
-    engine: &mut distillguard_detect::engine::Engine,
-    window_ms: i64,
-) -> Result<Streamed> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut reorder = distillguard_detect::reorder::Reorder::new(window_ms);
-    let mut bad = 0u64;
-    let mut out_of_order = 0u64;
-    let mut last = i64::MIN;
-    let mut late = None;
-    for path in inputs {
-        distillguard_core::progress::Progress::stage(
-            bar,
-            &format!("scoring {}", path.display()),
-            None,
-        );
-        let r = distillguard_core::parallel::par_read(
-            path,
-            workers,
-            |line| {
-                distillguard_core::parse_event_line(line)
-                    .map(|e| distillguard_detect::engine::pre(&e))
-            },
-            |item| {
-                distillguard_core::progress::Progress::advance(bar, 1);
-                match item {
-                    Ok(p) => {
-                        out_of_order += (p.ts.0 < last) as u64;
-                        last = last.max(p.ts.0);
-                        if let Err(l) = reorder.push(p, |p| {
-                            engine.process(&p);
-                        }) {
-                            late = Some(l);
-                            return Err(ReadError::Stopped);
-                        }
-                    }
-                    Err(e) if strict => return Err(ReadError::Strict(e)),
-                    Err(e) => {
-                        bad += 1;
-                        if bad <= 20 {
-                            let _ = writeln!(io::stderr(), "malformed: {e}");
-                        }
-                    }
-                }
-                Ok(())
-            },
-        );
-        match (r, late) {
-            (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
-            (Err(e), None) => return Err(e.into()),
-            (Ok(_), None) => {}
-        }
-    }
-    if bad > 20 {
-        let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
-    }
-    let peak = reorder.peak;
-    reorder.finish(|p| {
-        engine.process(&p);
-    });
-    Ok(Streamed::Done { out_of_order, peak })
-}
-
-fn read_accounts(
-    path: Option<&Path>,
-    strict: bool,
-) -> Result<std::collections::HashMap<String, distillguard_core::AccountInfo>> {
-    let Some(p) = path else {
-        return Ok(Default::default());
-    };
-    let (rows, bad) = RecordReader::<AccountRecord>::open(p)?.read_all(strict)?;
-    report_bad_lines(&bad, "accounts");
-    Ok(rows.into_iter().map(AccountRecord::into_parts).collect())
-}
-
-fn read_models(path: Option<&Path>, strict: bool) -> Result<Vec<distillguard_core::ModelRelease>> {
-    let Some(p) = path else { return Ok(Vec::new()) };
-    let (rows, bad) = RecordReader::<distillguard_core::ModelRelease>::open(p)?.read_all(strict)?;
-    report_bad_lines(&bad, "models");
-    Ok(rows)
-}
-
-/// A second pass over the logs: up to `n` redacted prompts for each flagged
-/// account, in file order. Redaction happens on the worker threads, and only
-/// for flagged accounts: no other prompt text is ever kept.
-fn add_samples(report: &mut distillguard_core::Report, inputs: &[PathBuf], n: usize) -> Result<()> {
-    let flagged: std::collections::HashSet<String> = report
-        .accounts
-        .iter()
-        .filter(|a| a.verdict.is_flagged())
-        .map(|a| a.account_id.clone())
-        .collect();
-    let mut got: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for path in inputs {
-        distillguard_core::parallel::par_read(
-            path,
-            workers,
-            |line| {
-                let e = distillguard_core::parse_event_line(line)?;
-                Ok(flagged.contains(&e.account_id).then(|| {
-                    (
-                        e.account_id,
-                        distillguard_detect::redact::redact(&e.request.last_user_text),
-                    )
-                }))
-            },
-            |item| {
-                if let Ok(Some((account, text))) = item {
-                    let v = got.entry(account).or_default();
-                    if v.len() < n && !text.is_empty() {
-                        v.push(text);
-                    }
-                }
-                Ok(())
-            },
-        )?;
-    }
-    for a in &mut report.accounts {
-        if let Some(v) = got.remove(&a.account_id) {
-            a.samples = v;
-        }
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn analyze(
-    inputs: &[PathBuf],
-    accounts: Option<PathBuf>,
-    models: Option<PathBuf>,
-    weights: Option<PathBuf>,
-    config: Option<PathBuf>,
-    format: Format,
-    out: Option<PathBuf>,
-    all: bool,
-    samples: usize,
-    strict: bool,
-    quiet: bool,
-) -> Result<ExitCode> {
-    use distillguard_detect::engine::{Config, Engine, Weights};
-    // The config file: parsed (unknown keys are errors), then validated.
-    let (config, config_dir): (Config, Option<PathBuf>) = match &config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let c = toml::from_str(&text).with_context(|| format!("config {}", p.display()))?;
-            (c, p.parent().map(Path::to_path_buf))
-        }
-        None => (Config::default(), None),
-    };
-    // --weights wins over the config's `weights`, which is relative to the config file.
-    let weights_path = weights.or_else(|| {
-        let w = config.weights.as_ref()?;
-        Some(
-            config_dir
-                .as_ref()
-                .map_or_else(|| PathBuf::from(w), |d| d.join(w)),
-        )
-    });
-    let weights = match weights_path {
-        Some(p) => serde_json::from_str::<Weights>(
-            &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("{}: not a weights file", p.display()))?,
-        None => Weights::embedded(),
-    };
-    let thresholds = config.thresholds.unwrap_or(weights.thresholds);
-    if let Err(why) = thresholds.validate() {
-        bail!("config: thresholds: {why}");
-    }
-    let accounts = read_accounts(accounts.as_deref(), strict)?;
-    let models = read_models(models.as_deref(), strict)?;
-    let started = std::time::Instant::now();
-    let bar = progress::Bar::new(!quiet);
-    let window_ms = i64::from(config.reorder_window_secs.unwrap_or(300)) * 1000;
-    let new_engine = || Engine::new(&weights, thresholds, &models, accounts.clone());
-    // Stream through the reorder buffer. Sort the whole log instead when it
-    // is more out of order than the window, or comes from standard input
-    // (which cannot be read a second time).
-    let mut engine = new_engine();
-    let mut read_secs = 0.0;
-    let out_of_order;
-    let streamed = if inputs.iter().all(|p| p.as_os_str() != "-") {
-        stream_fold(inputs, strict, &bar, &mut engine, window_ms)?
-    } else {
-        Streamed::Late(None)
-    };
-    let order_note = match streamed {
-        Streamed::Done {
-            out_of_order: o,
-            peak,
-        } => {
-            out_of_order = o;
-            format!("streamed (reorder buffer peak: {peak} records)")
-        }
-        Streamed::Late(late) => {
-            engine = new_engine();
-            let (pres, o) = read_pre(inputs, strict, &bar)?;
-            out_of_order = o;
-            read_secs = started.elapsed().as_secs_f64();
-            distillguard_core::progress::Progress::stage(&bar, "scoring", Some(pres.len() as u64));
-            let order = distillguard_detect::engine::time_order(&pres);
-            for (i, &k) in order.iter().enumerate() {
-                engine.process(&pres[k as usize]);
-                if i % 4096 == 4095 {
-                    distillguard_core::progress::Progress::advance(&bar, 4096);
-                }
-            }
-            match late {
-                Some(l) => format!(
-                    "sorted whole: a line came {:.0}s behind the reorder window",
-                    l.behind_ms as f64 / 1000.0
-                ),
-                None => "sorted whole (standard input)".into(),
-            }
-        }
-    };
-    drop(bar);
-    let secs = started.elapsed().as_secs_f64();
-    let mut report = engine.report(all);
-    if samples > 0 {
-        add_samples(&mut report, inputs, samples)?;
-    }
-    report
-        .stats
-        .insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());
-    report
-        .stats
-        .insert("events_out_of_order".into(), out_of_order.into());
-    if read_secs > 0.0 {
-        report.stats.insert(
-            "seconds_reading".into(),
-            ((read_secs * 100.0).round() / 100.0).into(),
-        );
-    }
-    report.stats.insert("order".into(), order_note.into());
-    report.stats.insert(
-        "events_per_second".into(),
-        ((engine.events as f64 / secs.max(1e-9)).round()).into(),
-    );
-    report
-        .stats
-        .insert("weights".into(), weights.provenance.clone().into());
-    let mut sink: Box<dyn Write> = match &out {
-        Some(p) => Box::new(io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(io::stdout().lock()),
-    };
-    match format {
-        Format::Json => {
-            serde_json::to_writer(&mut sink, &report)?;
-            writeln!(sink)?;
-        }
-        Format::Jsonl => {
-            for a in &report.accounts {
-                serde_json::to_writer(&mut sink, a)?;
-                writeln!(sink)?;
-            }
-        }
-        Format::Table => {
-            writeln!(
-                sink,
-                "{} events from {} accounts in {secs:.1}s; weights: {}",
-                engine.events,
-                report.stats.get("accounts").cloned().unwrap_or_default(),
-                weights.provenance
-            )?;
-            writeln!(
-                sink,
-                "{:<24}{:>9}{:>7}  {:<26}top reason",
-                "account", "verdict", "risk", "flagged at"
-            )?;
-            for a in report.accounts.iter().take(50) {
-                let top = a
-                    .reasons
-                    .first()
-                    .map_or(String::new(), |r| r.detail.clone());
-                let at = a.flagged_at.map_or("–".to_string(), |t| t.to_string());
-                writeln!(
-                    sink,
-                    "{:<24}{:>9}{:>7.3}  {:<26}{}",
-                    a.account_id,
-                    a.verdict.as_str(),
-                    a.risk,
-                    at,
-                    top
-                )?;
-            }
-            if report.accounts.len() > 50 {
-                writeln!(
-                    sink,
-                    "… {} more (use --format json)",
-                    report.accounts.len() - 50
-                )?;
-            }
-        }
-    }
-    sink.flush()?;
-    Ok(ExitCode::SUCCESS)
-}
-
 fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     use distillguard_detect::engine::{Engine, FEATURES, Thresholds, Weights};
     use distillguard_detect::fit::CHECKPOINTS;
@@ -1158,11 +802,13 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
         .into_iter()
         .map(|t| (t.account_id, t.label == distillguard_core::Label::Attack))
         .collect();
-    let accounts = read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
-    let models = read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
+    let accounts =
+        analyze::read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
+    let models = analyze::read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
     let bar = progress::Bar::new(true);
-    let (pres, _) = read_pre(&[dir.join("events.jsonl.gz")], true, &bar)?;
+    let (recs, _) = analyze::read_records(&[dir.join("events.jsonl.gz")], true, &bar)?;
     drop(bar);
+    let pres: Vec<distillguard_detect::engine::Pre> = recs.into_iter().map(|r| r.0).collect();
     let accounts_again = accounts.clone();
     let mut engine = Engine::new(
         &Weights::embedded(),

@@ -235,24 +235,6 @@ impl Default for Thresholds {
     }
 }
 
-/// The `analyze` configuration file (TOML). Every field is optional: the
-/// defaults are the embedded weights and the thresholds fitted with them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// A weights file from `distillguard fit` (relative to the config file).
-    #[serde(default)]
-    pub weights: Option<String>,
-    /// Overrides the thresholds that come with the weights.
-    #[serde(default)]
-    pub thresholds: Option<Thresholds>,
-    /// How far out of time order a log's lines may be (seconds) and still be
-    /// scored as a stream ([`crate::reorder`]); beyond it, the log is sorted
-    /// whole. Default 300.
-    #[serde(default)]
-    pub reorder_window_secs: Option<u32>,
-}
-
 impl Thresholds {
     /// Checks that 0 ≤ monitor ≤ throttle ≤ block ≤ 1.
     pub fn validate(&self) -> Result<(), String> {
@@ -302,6 +284,8 @@ struct AccountState {
     shared: u32,
     informative: u32,
     risk: f64,
+    /// The risk after the latest request: the account's or its stream's.
+    last_risk: f64,
     max_risk: f64,
     /// Highest risk once the account had `min_requests` (what verdicts use).
     max_risk_after_min: f64,
@@ -500,6 +484,7 @@ impl Engine {
             }
         }
         let risk = risk.max(stream_risk);
+        st.last_risk = risk;
         if st.profile.requests >= t.min_requests {
             st.max_risk_after_min = st.max_risk_after_min.max(risk);
         }
@@ -533,6 +518,23 @@ impl Engine {
     /// The account's current feature vector (for fitting).
     pub fn feature_vector(&self, idx: u32) -> [f64; NF] {
         account_features(&self.state[idx as usize])
+    }
+
+    /// The account's risk after its latest request (account or stream).
+    pub fn risk_now(&self, idx: u32) -> f64 {
+        self.state[idx as usize].last_risk
+    }
+
+    /// Whether the account has been flagged (throttle or above).
+    pub fn is_flagged(&self, idx: u32) -> bool {
+        self.state[idx as usize]
+            .verdict
+            .is_some_and(|v| v.is_flagged())
+    }
+
+    /// Account ids by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn requests_of(&self, idx: u32) -> u32 {
@@ -688,12 +690,8 @@ mod tests {
     use distillguard_core::parse_event_line;
 
     #[test]
-    fn config_parses_validates_and_rejects_unknown_fields() {
-        let c: Config = toml_like(
-            r#"{"weights":"w.json","thresholds":{"monitor":0.5,"throttle":0.9,"block":0.99,"min_requests":8}}"#,
-        );
-        assert_eq!(c.thresholds.unwrap().min_requests, 8);
-        assert!(c.thresholds.unwrap().validate().is_ok());
+    fn thresholds_are_validated() {
+        assert!(Thresholds::default().validate().is_ok());
         let bad = Thresholds {
             monitor: 0.9,
             throttle: 0.5,
@@ -701,17 +699,6 @@ mod tests {
             min_requests: 5,
         };
         assert!(bad.validate().unwrap_err().contains("monitor ≤ throttle"));
-        assert!(serde_json::from_str::<Config>(r#"{"wieghts":"x"}"#).is_err());
-        // Partial thresholds take defaults for the rest.
-        let c: Config = toml_like(r#"{"thresholds":{"throttle":0.95}}"#);
-        assert_eq!(
-            c.thresholds.unwrap().min_requests,
-            Thresholds::default().min_requests
-        );
-    }
-
-    fn toml_like(json: &str) -> Config {
-        serde_json::from_str(json).unwrap()
     }
 
     #[test]

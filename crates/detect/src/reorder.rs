@@ -20,8 +20,6 @@ again). Results are identical either way; only memory and speed differ.
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::engine::Pre;
-
 /// A record that came too late for the window (the caller sorts instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Late {
@@ -29,31 +27,48 @@ pub struct Late {
     pub behind_ms: i64,
 }
 
-struct Entry {
+struct Entry<T> {
     key: (i64, u64, u64),
-    pre: Pre,
+    item: T,
 }
 
-impl PartialEq for Entry {
+impl<T> PartialEq for Entry<T> {
     fn eq(&self, o: &Self) -> bool {
         self.key == o.key
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+impl<T> Eq for Entry<T> {}
+impl<T> PartialOrd for Entry<T> {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Entry {
+impl<T> Ord for Entry<T> {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.key.cmp(&o.key)
     }
 }
 
+/// Something the buffer can order: its timestamp and account hash.
+pub trait Timed {
+    fn order_key(&self) -> (i64, u64);
+}
+
+impl Timed for crate::engine::Pre {
+    fn order_key(&self) -> (i64, u64) {
+        (self.ts.0, self.account_key)
+    }
+}
+
+impl<A: Timed, B> Timed for (A, B) {
+    fn order_key(&self) -> (i64, u64) {
+        self.0.order_key()
+    }
+}
+
 /// The reorder buffer.
-pub struct Reorder {
-    heap: BinaryHeap<Reverse<Entry>>,
+pub struct Reorder<T> {
+    heap: BinaryHeap<Reverse<Entry<T>>>,
     window_ms: i64,
     newest: i64,
     seq: u64,
@@ -62,8 +77,8 @@ pub struct Reorder {
     pub peak: usize,
 }
 
-impl Reorder {
-    pub fn new(window_ms: i64) -> Reorder {
+impl<T: Timed> Reorder<T> {
+    pub fn new(window_ms: i64) -> Reorder<T> {
         Reorder {
             heap: BinaryHeap::new(),
             window_ms: window_ms.max(0),
@@ -76,8 +91,9 @@ impl Reorder {
 
     /// Adds a record (in arrival order) and passes every record that can no
     /// longer be overtaken to `emit`, in time order.
-    pub fn push(&mut self, pre: Pre, mut emit: impl FnMut(Pre)) -> Result<(), Late> {
-        let key = (pre.ts.0, pre.account_key, self.seq);
+    pub fn push(&mut self, item: T, mut emit: impl FnMut(T)) -> Result<(), Late> {
+        let (ts, account) = item.order_key();
+        let key = (ts, account, self.seq);
         self.seq += 1;
         if let Some(last) = self.last_out
             && key < last
@@ -87,22 +103,22 @@ impl Reorder {
             });
         }
         self.newest = self.newest.max(key.0);
-        self.heap.push(Reverse(Entry { key, pre }));
+        self.heap.push(Reverse(Entry { key, item }));
         self.peak = self.peak.max(self.heap.len());
         let horizon = self.newest.saturating_sub(self.window_ms);
         while self.heap.peek().is_some_and(|Reverse(e)| e.key.0 < horizon) {
             if let Some(Reverse(e)) = self.heap.pop() {
                 self.last_out = Some(e.key);
-                emit(e.pre);
+                emit(e.item);
             }
         }
         Ok(())
     }
 
     /// Releases everything still held, in time order.
-    pub fn finish(mut self, mut emit: impl FnMut(Pre)) {
+    pub fn finish(mut self, mut emit: impl FnMut(T)) {
         while let Some(Reverse(e)) = self.heap.pop() {
-            emit(e.pre);
+            emit(e.item);
         }
     }
 }
@@ -110,7 +126,7 @@ impl Reorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{pre, time_order};
+    use crate::engine::{Pre, pre, time_order};
 
     fn pres(ts_secs: &[i64]) -> Vec<Pre> {
         ts_secs

@@ -1,0 +1,703 @@
+/*!
+The streaming linker: suspicious accounts that meet on dense keys become
+one campaign, while events arrive.
+
+Rules, in the order they apply:
+1. **Counting.** Every account touching a key is counted once on it
+   (a Bloom filter of (key, account) pairs plus a count-min of accounts per
+   key, in fixed memory). No per-key member lists are kept for keys that
+   no suspicious account touches, so honest traffic costs two sketch updates.
+2. **Suspicion.** An account is suspicious once its risk (from the
+   detection engine) reaches `link_risk`. Only suspicious accounts link.
+   Honest accounts on shared infrastructure therefore never join a
+   campaign, however many of them share a NAT.
+3. **Density** (after FRAUDAR's idea that camouflage cannot hide a dense
+   block). A key links its suspicious accounts only while they are at
+   least `min_fraction` of all accounts on it. A university NAT, a
+   carrier-grade NAT or a webmail domain carries thousands of honest
+   accounts and never qualifies. A campaign's own payment methods, prompts
+   and proxy ranges do, even when the campaign mixes in ordinary requests.
+   Client stacks (a popular SDK in a popular cloud) never link on their own.
+4. **Evidence, then union.** Groups of accounts (union-find; an account
+   starts as its own group) that meet on a dense key collect evidence:
+   the distinct keys they share, weighted by kind (`Kind::weight`). They
+   join once the evidence reaches [`JOIN_EVIDENCE`] and is corroborated:
+   a shared payment method is enough alone; otherwise two kinds and at
+   least two of the operator's own keys (IPs, e-mail domains), and for
+   large groups a twentieth of the smaller group's. Prompt libraries and
+   residential proxy services are shared by unrelated actors, so content
+   or a single exit never merges two campaigns. A key remembers only the
+   groups on it (at most 16), so there is no pairwise comparison of
+   accounts.
+5. **Confirmation.** A group becomes a campaign once it has `min_accounts`
+   accounts, `min_flagged` of them flagged by the engine on their own. Its
+   `detected_at` is the event at which that first held. Members join the
+   campaign's verdict from `max(joined, detected_at)`. This is how accounts
+   too small to stop alone are stopped with their campaign.
+6. **Dormant accounts.** Accounts in the account records that never sent a
+   request join a confirmed campaign whose payment method they share, when
+   that payment method is dense with the campaign's accounts.
+
+Cost per event: one hash-map lookup and two sketch updates per key (about
+six keys), plus the union-find for suspicious accounts.
+*/
+
+use std::collections::{HashMap, HashSet};
+
+use distillguard_core::{AccountInfo, Timestamp};
+use distillguard_sketches::countmin::CountMin;
+use distillguard_sketches::mix64;
+
+use crate::keys::{Key, Kind, account_keys};
+
+/// Linking parameters (the `[link]` table of the analyze configuration).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Risk from which an account may link.
+    pub link_risk: f64,
+    /// Share of a key's accounts that must be suspicious for it to link.
+    pub min_fraction: f64,
+    /// Accounts a linked group needs to be a campaign.
+    pub min_accounts: u32,
+    /// Of those, accounts flagged by the engine on their own.
+    pub min_flagged: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            link_risk: 0.5,
+            min_fraction: 0.5,
+            min_accounts: 3,
+            min_flagged: 2,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.link_risk) || !(0.0..=1.0).contains(&self.min_fraction) {
+            return Err("link_risk and min_fraction must lie in [0, 1]".into());
+        }
+        if self.min_accounts < 2 || self.min_flagged == 0 || self.min_flagged > self.min_accounts {
+            return Err("need 2 ≤ min_accounts and 1 ≤ min_flagged ≤ min_accounts".into());
+        }
+        Ok(())
+    }
+}
+
+/// A key that suspicious accounts touched.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyState {
+    pub kind: Kind,
+    pub label: String,
+    /// Suspicious accounts counted on it.
+    pub suspicious: u32,
+    /// Its first suspicious account (others join it).
+    pub rep: u32,
+    /// Whether it has linked any account.
+    pub linked: bool,
+    /// Groups (union-find roots, possibly stale) with suspicious accounts on it.
+    pub groups: Vec<u32>,
+}
+
+/// Groups remembered per key (a key shared by more is no evidence anyway).
+const MAX_GROUPS_PER_KEY: usize = 16;
+
+/// Evidence needed to join two groups: the sum of the weights of the
+/// distinct dense keys they share.
+pub const JOIN_EVIDENCE: u8 = 3;
+
+/// Evidence between two groups.
+#[derive(Debug, Default)]
+struct Pair {
+    score: u8,
+    /// Kinds seen (bit per kind): without a payment method, two kinds.
+    kinds: u16,
+    /// Distinct identity keys (IPs, e-mail domains) among them.
+    identity: u16,
+    keys: Vec<u64>,
+}
+
+/// Per-account linking state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Member {
+    pub statics: Vec<Key>,
+    pub suspicious: bool,
+    pub flagged: bool,
+    pub max_risk: f64,
+    pub joined_at: Option<i64>,
+    pub requests: u32,
+    pub output_tokens: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub caps: [u32; 9],
+    /// Dormant: from the account records, never sent a request.
+    pub dormant: bool,
+}
+
+/// What the linker needs of one request besides its keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Activity {
+    pub ts: Timestamp,
+    pub output_tokens: u32,
+    /// Capability index (`Capability as usize` in the detection crate).
+    pub capability: u8,
+    /// The account's risk after this request (account or stream, the higher).
+    pub risk: f64,
+    /// Whether the engine has flagged the account (throttle or above).
+    pub flagged: bool,
+}
+
+/// A simple Bloom filter: "has this account been counted on this key?".
+struct Seen {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Seen {
+    fn new(log2_bits: u32) -> Seen {
+        let n = 1usize << log2_bits;
+        Seen {
+            bits: vec![0; n / 64],
+            mask: n as u64 - 1,
+        }
+    }
+
+    /// Inserts; returns whether it was (probably) there before.
+    fn insert(&mut self, h: u64) -> bool {
+        let mut present = true;
+        let mut x = h;
+        for _ in 0..3 {
+            x = mix64(x);
+            let b = x & self.mask;
+            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+            present &= self.bits[w] & bit != 0;
+            self.bits[w] |= bit;
+        }
+        present
+    }
+}
+
+/// The linker.
+pub struct Linker {
+    pub cfg: Config,
+    seen: Seen,
+    count: CountMin,
+    pub(crate) keys: HashMap<u64, KeyState>,
+    counted_suspicious: HashSet<(u64, u32)>,
+    pairs: HashMap<(u32, u32), Pair>,
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    flagged: Vec<u32>,
+    /// Identity keys (IPs, e-mail domains) per group root.
+    identity: Vec<u32>,
+    pub(crate) detected_at: Vec<Option<i64>>,
+    pub(crate) members: Vec<Member>,
+    /// Client stacks seen per group root, for the report (never links).
+    pub(crate) clients: HashMap<u64, (String, HashSet<u32>)>,
+    pub events: u64,
+}
+
+impl Linker {
+    pub fn new(cfg: Config) -> Linker {
+        Linker {
+            cfg,
+            seen: Seen::new(27),
+            count: CountMin::new(20),
+            keys: HashMap::new(),
+            counted_suspicious: HashSet::new(),
+            pairs: HashMap::new(),
+            parent: Vec::new(),
+            size: Vec::new(),
+            flagged: Vec::new(),
+            identity: Vec::new(),
+            detected_at: Vec::new(),
+            members: Vec::new(),
+            clients: HashMap::new(),
+            events: 0,
+        }
+    }
+
+    fn ensure(&mut self, idx: u32) {
+        while self.members.len() <= idx as usize {
+            let i = self.members.len() as u32;
+            self.parent.push(i);
+            self.size.push(1);
+            self.flagged.push(0);
+            self.identity.push(0);
+            self.detected_at.push(None);
+            self.members.push(Member::default());
+        }
+    }
+
+    fn count_on(&mut self, key: u64, idx: u32) {
+        if !self.seen.insert(mix64(
+            key ^ u64::from(idx).wrapping_mul(0xA24B_AED4_963E_E407),
+        )) {
+            self.count.add(key);
+        }
+    }
+
+    /// Counts an account's record keys before any event (so that dormant
+    /// accounts count on their payment methods too). `idx` must be the
+    /// index the account will have.
+    pub fn register(&mut self, idx: u32, info: &AccountInfo) {
+        self.ensure(idx);
+        let statics = account_keys(info);
+        for k in &statics {
+            self.count_on(k.key, idx);
+        }
+        self.members[idx as usize].statics = statics;
+    }
+
+    pub fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32, ts: i64) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        for x in [a, b] {
+            let m = &mut self.members[x as usize];
+            if m.joined_at.is_none() {
+                m.joined_at = Some(ts);
+            }
+        }
+        if ra == rb {
+            return;
+        }
+        // Larger group wins; ties go to the earlier account (deterministic).
+        let (root, child) = match self.size[ra as usize].cmp(&self.size[rb as usize]) {
+            std::cmp::Ordering::Greater => (ra, rb),
+            std::cmp::Ordering::Less => (rb, ra),
+            std::cmp::Ordering::Equal => (ra.min(rb), ra.max(rb)),
+        };
+        self.parent[child as usize] = root;
+        self.size[root as usize] += self.size[child as usize];
+        self.flagged[root as usize] += self.flagged[child as usize];
+        self.identity[root as usize] += self.identity[child as usize];
+        self.detected_at[root as usize] = match (
+            self.detected_at[root as usize],
+            self.detected_at[child as usize],
+        ) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        self.confirm(root, ts);
+    }
+
+    fn confirm(&mut self, root: u32, ts: i64) {
+        let r = root as usize;
+        if self.detected_at[r].is_none()
+            && self.size[r] >= self.cfg.min_accounts
+            && self.flagged[r] >= self.cfg.min_flagged
+        {
+            self.detected_at[r] = Some(ts);
+        }
+    }
+
+    /// Folds one request of account `idx` (the engine's index) with the
+    /// event's keys. `info`: the account record, used at its first request
+    /// if [`Linker::register`] did not see it.
+    pub fn observe(&mut self, idx: u32, info: Option<&AccountInfo>, keys: &[Key], a: Activity) {
+        self.events += 1;
+        self.ensure(idx);
+        let ts = a.ts.0;
+        {
+            let m = &mut self.members[idx as usize];
+            if m.requests == 0 {
+                m.first_seen = ts;
+            }
+            m.requests += 1;
+            m.last_seen = ts;
+            m.output_tokens += u64::from(a.output_tokens);
+            if let Some(c) = m.caps.get_mut(a.capability as usize) {
+                *c += 1;
+            }
+            m.max_risk = m.max_risk.max(a.risk);
+        }
+        if self.members[idx as usize].requests == 1
+            && self.members[idx as usize].statics.is_empty()
+            && let Some(info) = info
+        {
+            let statics = account_keys(info);
+            for k in &statics {
+                self.count_on(k.key, idx);
+            }
+            self.members[idx as usize].statics = statics;
+        }
+        for k in keys {
+            self.count_on(k.key, idx);
+        }
+        if a.flagged && !self.members[idx as usize].flagged {
+            self.members[idx as usize].flagged = true;
+            let r = self.find(idx);
+            self.flagged[r as usize] += 1;
+            self.confirm(r, ts);
+        }
+        if a.risk >= self.cfg.link_risk {
+            self.members[idx as usize].suspicious = true;
+        }
+        if !self.members[idx as usize].suspicious {
+            return;
+        }
+        let statics = std::mem::take(&mut self.members[idx as usize].statics);
+        for k in statics.iter().chain(keys.iter()) {
+            if !k.kind.links() {
+                if k.kind == Kind::Client {
+                    let r = self.find(idx);
+                    let e = self
+                        .clients
+                        .entry(k.key)
+                        .or_insert_with(|| (k.label.clone(), HashSet::new()));
+                    e.1.insert(r);
+                    e.1.insert(idx);
+                }
+                continue;
+            }
+            self.link_on(k, idx, ts);
+        }
+        self.members[idx as usize].statics = statics;
+    }
+
+    fn link_on(&mut self, k: &Key, idx: u32, ts: i64) {
+        let first = self.counted_suspicious.insert((k.key, idx));
+        let st = self.keys.entry(k.key).or_insert_with(|| KeyState {
+            kind: k.kind,
+            label: k.label.clone(),
+            suspicious: 0,
+            rep: idx,
+            linked: false,
+            groups: Vec::new(),
+        });
+        if first {
+            st.suspicious += 1;
+        }
+        let total = self.count.estimate(k.key).max(st.suspicious);
+        let dense = st.suspicious >= 2
+            && f64::from(st.suspicious) / f64::from(total) >= self.cfg.min_fraction;
+        // The groups on this key, as current roots (deduplicated).
+        let mut groups = std::mem::take(&mut st.groups);
+        for g in groups.iter_mut() {
+            *g = self.find(*g);
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        let ra = self.find(idx);
+        if !groups.contains(&ra) && groups.len() < MAX_GROUPS_PER_KEY {
+            groups.push(ra);
+            if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
+                self.identity[ra as usize] += 1;
+            }
+        }
+        if dense && k.kind.weight() > 0 {
+            for &rb in groups.iter().filter(|&&g| g != ra) {
+                self.evidence(ra, rb, k, ts);
+            }
+        }
+        if let Some(st) = self.keys.get_mut(&k.key) {
+            st.groups = groups;
+        }
+    }
+
+    /// Adds a dense key shared by groups `a` and `b` to their evidence;
+    /// joins them once the evidence reaches [`JOIN_EVIDENCE`].
+    fn evidence(&mut self, a: u32, b: u32, k: &Key, ts: i64) {
+        let pair = (a.min(b), a.max(b));
+        let e = self.pairs.entry(pair).or_default();
+        if e.keys.contains(&k.key) {
+            return;
+        }
+        e.keys.push(k.key);
+        e.score = e.score.saturating_add(k.kind.weight());
+        e.kinds |= 1 << (k.kind as u16);
+        // Without a payment method: two kinds, and at least two keys of the
+        // operator's own (IPs, e-mail domains). Content alone (templates,
+        // system prompts) can be copied from public prompt libraries by
+        // anyone, and one residential exit can be shared by chance.
+        if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
+            e.identity = e.identity.saturating_add(1);
+        }
+        // Large groups must share a proportionate part of their exits:
+        // two campaigns renting the same residential proxy service share a
+        // few exits by chance, never a twentieth of them.
+        let (ia, ib) = (self.identity[a as usize], self.identity[b as usize]);
+        let need = 2u32.max(ia.min(ib).div_ceil(20));
+        let strong =
+            k.kind == Kind::Payment || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need);
+        if e.score >= JOIN_EVIDENCE && strong {
+            let keys = std::mem::take(&mut e.keys);
+            for k in keys {
+                if let Some(st) = self.keys.get_mut(&k) {
+                    st.linked = true;
+                }
+            }
+            self.pairs.remove(&pair);
+            self.union(a, b, ts);
+        }
+    }
+
+    /// Dormant accounts (records without requests) join a confirmed
+    /// campaign through a dense payment method. `idx` values must not be
+    /// used by any active account.
+    pub fn link_dormant(&mut self, idx: u32) {
+        self.ensure(idx);
+        self.members[idx as usize].dormant = true;
+        let statics = self.members[idx as usize].statics.clone();
+        for k in statics.iter().filter(|k| k.kind == Kind::Payment) {
+            let Some(st) = self.keys.get(&k.key) else {
+                continue;
+            };
+            let total = self.count.estimate(k.key).max(st.suspicious + 1);
+            if st.suspicious < 2
+                || f64::from(st.suspicious) / f64::from(total) < self.cfg.min_fraction
+            {
+                continue;
+            }
+            let rep = st.rep;
+            let root = self.find(rep);
+            if let Some(at) = self.detected_at[root as usize] {
+                if let Some(s) = self.keys.get_mut(&k.key) {
+                    s.linked = true;
+                }
+                self.union(idx, rep, at);
+                self.members[idx as usize].joined_at = Some(at);
+                return;
+            }
+        }
+    }
+
+    /// When account `idx` is stopped with its campaign, if it is in one.
+    pub fn campaign_flag_at(&mut self, idx: u32) -> Option<(u32, i64)> {
+        if idx as usize >= self.members.len() {
+            return None;
+        }
+        let r = self.find(idx);
+        let detected = self.detected_at[r as usize]?;
+        let joined = self.members[idx as usize].joined_at?;
+        Some((r, joined.max(detected)))
+    }
+
+    /// Roots of confirmed campaigns.
+    pub fn campaign_roots(&mut self) -> Vec<u32> {
+        let n = self.members.len() as u32;
+        let mut roots: Vec<u32> = (0..n)
+            .filter(|&i| self.parent[i as usize] == i && self.detected_at[i as usize].is_some())
+            .collect();
+        roots.sort_unstable();
+        roots
+    }
+
+    /// Requests seen from account `idx` (0 for dormant or unknown accounts).
+    pub fn requests_of(&self, idx: u32) -> u32 {
+        self.members.get(idx as usize).map_or(0, |m| m.requests)
+    }
+
+    pub(crate) fn size_of(&self, root: u32) -> u32 {
+        self.size[root as usize]
+    }
+
+    pub(crate) fn flagged_of(&self, root: u32) -> u32 {
+        self.flagged[root as usize]
+    }
+
+    /// Distinct accounts counted on a key (count-min estimate).
+    pub(crate) fn accounts_on(&self, key: u64) -> u32 {
+        self.count.estimate(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Kind;
+
+    fn key(kind: Kind, label: &str) -> Key {
+        Key {
+            kind,
+            key: kind.key(label.as_bytes()),
+            label: label.into(),
+        }
+    }
+
+    fn act(ts: i64, risk: f64, flagged: bool) -> Activity {
+        Activity {
+            ts: Timestamp(ts),
+            output_tokens: 100,
+            capability: 3,
+            risk,
+            flagged,
+        }
+    }
+
+    #[test]
+    fn suspicious_accounts_on_a_dense_key_form_a_campaign() {
+        let mut l = Linker::new(Config::default());
+        let pm = key(Kind::Payment, "pm_ring");
+        for i in 0..5u32 {
+            l.observe(
+                i,
+                None,
+                std::slice::from_ref(&pm),
+                act(i as i64 * 10, 0.9, i < 2),
+            );
+        }
+        let roots = l.campaign_roots();
+        assert_eq!(roots.len(), 1);
+        assert_eq!(l.size_of(roots[0]), 5);
+        // Confirmed at the third account (3 accounts, 2 flagged).
+        assert_eq!(l.detected_at[roots[0] as usize], Some(20));
+        assert_eq!(l.campaign_flag_at(4).map(|x| x.1), Some(40));
+    }
+
+    #[test]
+    fn honest_crowds_and_client_stacks_do_not_link() {
+        let mut l = Linker::new(Config::default());
+        let nat = key(Kind::IpPrefix, "100.64.0.0/24");
+        let sdk = key(Kind::Client, "AS16509 · openai-python/1.0 · ja3");
+        // 200 honest accounts behind one carrier-grade NAT, 3 suspicious.
+        for i in 0..200u32 {
+            let risk = if i % 70 == 0 { 0.95 } else { 0.01 };
+            l.observe(
+                i,
+                None,
+                &[nat.clone(), sdk.clone()],
+                act(i as i64, risk, risk > 0.9),
+            );
+        }
+        assert!(l.campaign_roots().is_empty());
+        // Suspicious accounts sharing only a client stack stay apart.
+        let mut l = Linker::new(Config::default());
+        for i in 0..10u32 {
+            l.observe(
+                i,
+                None,
+                std::slice::from_ref(&sdk),
+                act(i as i64, 0.99, true),
+            );
+        }
+        assert!(l.campaign_roots().is_empty());
+    }
+
+    #[test]
+    fn camouflage_does_not_dissolve_a_campaign() {
+        // Campaign accounts also send ordinary requests and share a
+        // webmail domain with honest users: the payment ring still links.
+        let mut l = Linker::new(Config::default());
+        let gmail = key(Kind::EmailDomain, "gmail.com");
+        for i in 100..400u32 {
+            l.observe(
+                i,
+                None,
+                std::slice::from_ref(&gmail),
+                act(i as i64, 0.02, false),
+            );
+        }
+        let pm = key(Kind::Payment, "pm_x");
+        for i in 0..6u32 {
+            l.observe(
+                i,
+                None,
+                &[gmail.clone(), pm.clone()],
+                act(1000 + i as i64, 0.8, i % 2 == 0),
+            );
+        }
+        let roots = l.campaign_roots();
+        assert_eq!(roots.len(), 1);
+        assert_eq!(l.size_of(roots[0]), 6);
+        assert!(!l.keys[&gmail.key].linked);
+    }
+
+    #[test]
+    fn dormant_accounts_join_through_a_dense_payment_method() {
+        let mut l = Linker::new(Config::default());
+        let info = AccountInfo {
+            payment_fingerprint: Some("pm_ring".into()),
+            ..Default::default()
+        };
+        for i in 0..5u32 {
+            l.register(i, &info);
+        }
+        // Four accounts, two requests each. At account 1's first request
+        // only 2 of the card's 5 accounts were suspicious (not dense); at
+        // account 2's, 3 of 5 were, and all three joined.
+        for round in 0..2i64 {
+            for i in 0..4u32 {
+                l.observe(i, None, &[], act(round * 100 + i as i64 * 10, 0.9, true));
+            }
+        }
+        l.link_dormant(4);
+        let (root, at) = l.campaign_flag_at(4).unwrap();
+        assert_eq!(l.size_of(root), 5);
+        // Confirmed then: 3 accounts linked, all flagged.
+        assert_eq!(at, 20);
+        // An honest family card shared by two quiet accounts links nothing.
+        let card = AccountInfo {
+            payment_fingerprint: Some("pm_family".into()),
+            ..Default::default()
+        };
+        l.register(10, &card);
+        l.register(11, &card);
+        l.observe(10, None, &[], act(100, 0.1, false));
+        l.link_dormant(11);
+        assert!(l.campaign_flag_at(11).is_none());
+    }
+
+    #[test]
+    fn two_campaigns_sharing_prompts_and_one_exit_stay_apart() {
+        let mut l = Linker::new(Config::default());
+        let shared: Vec<Key> = (0..6)
+            .map(|t| key(Kind::Template, &format!("t{t}")))
+            .chain([
+                key(Kind::Ip, "86.128.72.190"),
+                key(Kind::SystemPrompt, "orca"),
+            ])
+            .collect();
+        for round in 0..3i64 {
+            for i in 0..10u32 {
+                let mut keys = shared.clone();
+                keys.push(key(Kind::Payment, if i < 5 { "pm_a" } else { "pm_b" }));
+                l.observe(i, None, &keys, act(round * 100 + i as i64, 0.95, true));
+            }
+        }
+        let roots = l.campaign_roots();
+        assert_eq!(roots.len(), 2, "{roots:?}");
+        assert!(roots.iter().all(|&r| l.size_of(r) == 5));
+    }
+
+    #[test]
+    fn exits_and_a_template_join_accounts_without_a_shared_payment_method() {
+        // A reseller's accounts: own cards, the same four datacenter exits.
+        let mut l = Linker::new(Config::default());
+        for round in 0..4i64 {
+            for i in 0..6u32 {
+                let keys = [
+                    key(Kind::Ip, &format!("203.0.113.{}", (i as i64 + round) % 4)),
+                    key(Kind::Template, "t"),
+                    key(Kind::Payment, &format!("pm_{i}")),
+                ];
+                l.observe(i, None, &keys, act(round * 100 + i as i64, 0.9, true));
+            }
+        }
+        let roots = l.campaign_roots();
+        assert_eq!(roots.len(), 1);
+        assert_eq!(l.size_of(roots[0]), 6);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert!(Config::default().validate().is_ok());
+        let bad = Config {
+            min_flagged: 5,
+            min_accounts: 3,
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}
