@@ -745,11 +745,43 @@ fn simulate_analyze_eval_finds_campaigns_and_spares_honest_accounts() {
         assert!(a["flagged_at"].is_string());
         let reasons = a["reasons"].as_array().unwrap();
         assert!(
-            reasons.len() >= 10
-                && reasons
-                    .iter()
-                    .all(|r| !r["detail"].as_str().unwrap().is_empty())
+            reasons
+                .iter()
+                .all(|r| !r["detail"].as_str().unwrap().is_empty())
         );
+        if a["risk"].as_f64().unwrap() == 0.0 {
+            // Never sent a request: blocked through its campaign alone.
+            assert_eq!(reasons.len(), 1, "{a}");
+            assert_eq!(reasons[0]["signal"], "campaign");
+            assert!(a["campaign_id"].is_string());
+        } else {
+            assert!(reasons.len() >= 10, "{a}");
+        }
+    }
+    // Campaigns: every simulated one recovered, complete and pure; campaign
+    // members carry the campaign's id; no honest account is linked.
+    let link = &sb["linking"];
+    assert_eq!(link["honest_accounts_linked"], 0, "{link}");
+    for c in link["campaigns"].as_array().unwrap() {
+        assert!(c["completeness"].as_f64().unwrap() >= 0.9, "{c}");
+        assert!(c["purity"].as_f64().unwrap() >= 0.95, "{c}");
+    }
+    let camps = report["campaigns"].as_array().unwrap();
+    assert_eq!(camps.len(), link["campaigns"].as_array().unwrap().len());
+    for c in camps {
+        assert!(
+            c["detected_at"].is_string() && c["reasons"][0].is_string(),
+            "{c}"
+        );
+        let id = c["campaign_id"].as_str().unwrap();
+        let member = c["accounts"][0].as_str().unwrap();
+        let acct = report["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["account_id"] == member)
+            .unwrap();
+        assert_eq!(acct["campaign_id"], id);
     }
     // No prompt text in the report (privacy by default).
     let text = report.to_string();

@@ -189,6 +189,34 @@ pub struct Scores {
     pub account_delay_p90: Option<u64>,
 }
 
+/// How well one true campaign was recovered as a linked campaign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkScore {
+    pub campaign: String,
+    pub accounts: u64,
+    /// The reported campaign holding most of its accounts.
+    pub matched: Option<String>,
+    /// Share of the true campaign's accounts in `matched`.
+    pub completeness: f64,
+    /// Share of `matched`'s accounts that belong to this true campaign.
+    pub purity: f64,
+    pub detected_at: Option<Timestamp>,
+    /// Requests the campaign had served when `matched` was confirmed.
+    pub served_before_detection: Option<u64>,
+    pub served_before_detection_pct: Option<f64>,
+}
+
+/// Campaign linking, judged against the truth's campaigns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkScores {
+    pub reported_campaigns: u64,
+    /// Reported campaigns whose accounts are mostly honest.
+    pub honest_campaigns: u64,
+    /// Honest accounts placed in any campaign.
+    pub honest_accounts_linked: u64,
+    pub campaigns: Vec<LinkScore>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Scoreboard {
     pub version: u32,
@@ -199,6 +227,8 @@ pub struct Scoreboard {
     pub malformed_lines: u64,
     pub detector: Scores,
     pub baseline: Option<Scores>,
+    /// Campaign linking (when the report has campaigns or the truth has any).
+    pub linking: LinkScores,
     pub baseline_policy: Vec<(String, baseline::Limits)>,
     pub warnings: Vec<String>,
 }
@@ -351,6 +381,114 @@ pub fn run_baseline(
 }
 
 /// Everything `distillguard eval` needs.
+/// Scores the report's campaigns against the truth's: for each true
+/// campaign, the reported campaign holding most of its accounts, how
+/// complete and pure it is, and how much the campaign had served when that
+/// campaign was confirmed.
+pub fn score_linking(
+    report: &Report,
+    truth: &[TruthRecord],
+    events: Option<&EventIndex>,
+) -> LinkScores {
+    let label: HashMap<&str, Option<&str>> = truth
+        .iter()
+        .map(|t| {
+            (
+                t.account_id.as_str(),
+                (t.label == Label::Attack).then_some(t.campaign.as_deref().unwrap_or("?")),
+            )
+        })
+        .collect();
+    // Reported campaign → (size, true campaign → accounts).
+    let mut honest_campaigns = 0u64;
+    let mut honest_linked = 0u64;
+    let mut composition: Vec<(&str, u64, HashMap<&str, u64>)> = Vec::new();
+    for c in &report.campaigns {
+        let mut by: HashMap<&str, u64> = HashMap::new();
+        let mut honest = 0u64;
+        for a in &c.accounts {
+            match label.get(a.as_str()) {
+                Some(Some(camp)) => *by.entry(camp).or_default() += 1,
+                _ => honest += 1,
+            }
+        }
+        honest_linked += honest;
+        if honest * 2 > c.accounts.len() as u64 {
+            honest_campaigns += 1;
+        }
+        composition.push((c.campaign_id.as_str(), c.accounts.len() as u64, by));
+    }
+    let mut truth_sizes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in truth {
+        if let (Label::Attack, Some(c)) = (t.label, t.campaign.as_deref()) {
+            truth_sizes
+                .entry(c)
+                .or_default()
+                .push(t.account_id.as_str());
+        }
+    }
+    let mut by_account: HashMap<&str, Vec<i64>> = HashMap::new();
+    if let Some(ix) = events {
+        for &(ts, a, _) in &ix.events {
+            by_account
+                .entry(ix.accounts[a as usize].as_str())
+                .or_default()
+                .push(ts);
+        }
+    }
+    let campaigns = truth_sizes
+        .into_iter()
+        .map(|(camp, accounts)| {
+            let n = accounts.len() as u64;
+            let best = composition
+                .iter()
+                .filter_map(|(id, size, by)| by.get(camp).map(|k| (*id, *size, *k)))
+                .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(a.0)));
+            let matched = best.map(|b| b.0.to_string());
+            let detected_at = best.and_then(|b| {
+                report
+                    .campaigns
+                    .iter()
+                    .find(|c| c.campaign_id == b.0)
+                    .and_then(|c| c.detected_at)
+            });
+            let (served, total) = match (events, detected_at) {
+                (Some(_), Some(at)) => {
+                    let mut s = 0u64;
+                    let mut t = 0u64;
+                    for a in &accounts {
+                        if let Some(ts) = by_account.get(a) {
+                            s += ts.partition_point(|&x| x <= at.0) as u64;
+                            t += ts.len() as u64;
+                        }
+                    }
+                    (Some(s), Some(t))
+                }
+                _ => (None, None),
+            };
+            LinkScore {
+                campaign: camp.to_string(),
+                accounts: n,
+                matched,
+                completeness: best.map_or(0.0, |b| b.2 as f64 / n.max(1) as f64),
+                purity: best.map_or(0.0, |b| b.2 as f64 / b.1.max(1) as f64),
+                detected_at,
+                served_before_detection: served,
+                served_before_detection_pct: match (served, total) {
+                    (Some(s), Some(t)) if t > 0 => Some(100.0 * s as f64 / t as f64),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    LinkScores {
+        reported_campaigns: report.campaigns.len() as u64,
+        honest_campaigns,
+        honest_accounts_linked: honest_linked,
+        campaigns,
+    }
+}
+
 pub struct Inputs<'a> {
     pub report: &'a Report,
     pub truth: &'a [TruthRecord],
@@ -429,6 +567,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Scoreboard, EvalError> {
         .iter()
         .filter(|t| t.label == Label::Attack)
         .count() as u64;
+    let linking = score_linking(inp.report, inp.truth, inp.events);
     Ok(Scoreboard {
         version: 1,
         truth_accounts: inp.truth.len() as u64,
@@ -438,6 +577,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Scoreboard, EvalError> {
         malformed_lines: inp.events.map_or(0, |e| e.malformed.len() as u64),
         detector,
         baseline,
+        linking,
         baseline_policy: baseline::TIER_LIMITS
             .iter()
             .map(|(n, l)| (n.to_string(), *l))

@@ -96,6 +96,35 @@ pub fn render(sb: &Scoreboard) -> String {
             detection(bc),
         );
     }
+    let l = &sb.linking;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "campaign linking: {} campaigns reported, {} mostly honest, {} honest accounts linked",
+        l.reported_campaigns, l.honest_campaigns, l.honest_accounts_linked
+    );
+    let _ = writeln!(
+        o,
+        "{:<22}{:>9}  {:<18}{:>13}{:>8}{:>26}",
+        "campaign", "accounts", "linked as", "completeness", "purity", "confirmed after"
+    );
+    for c in &l.campaigns {
+        let after = match (c.served_before_detection, c.served_before_detection_pct) {
+            (Some(n), Some(p)) => format!("{} req ({p:.2}%)", thousands(n)),
+            _ if c.detected_at.is_some() => "(no event log)".into(),
+            _ => "never".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<22}{:>9}  {:<18}{:>13}{:>8}{:>26}",
+            c.campaign,
+            thousands(c.accounts),
+            c.matched.as_deref().unwrap_or("–"),
+            pct(Some(c.completeness), 1),
+            pct(Some(c.purity), 1),
+            after
+        );
+    }
     if !sb.warnings.is_empty() {
         let _ = writeln!(o);
         for w in &sb.warnings {
