@@ -14,19 +14,30 @@ use distillguard_core::{AccountInfo, AccountRecord, ReadError, RecordReader};
 use distillguard_detect::engine::{Engine, Pre, Weights, pre};
 use distillguard_detect::signals::request::capability::Capability;
 use distillguard_link::{Activity, Key, Linker, campaign};
+use distillguard_stix::Intel;
 
 use crate::config::AnalyzeConfig;
 use crate::{Format, progress, report_bad_lines};
 
-/// One request as the fold sees it: the engine's record and the linker's keys.
-pub(crate) type Record = (Pre, Vec<Key>);
+/// One request as the fold sees it: the engine's record, the linker's keys
+/// and the partner indicators it matched.
+pub(crate) type Record = (Pre, Vec<Key>, Vec<u16>);
 
 /// Per-request work, on the parsing threads.
-pub(crate) fn record(line: &str) -> Result<Record, distillguard_core::EventError> {
+pub(crate) fn record(line: &str, intel: &Intel) -> Result<Record, distillguard_core::EventError> {
     let e = distillguard_core::parse_event_line(line)?;
     let p = pre(&e);
     let keys = distillguard_link::event_keys(&e, p.template);
-    Ok((p, keys))
+    let hits = if intel.is_empty() {
+        Vec::new()
+    } else {
+        let template = keys
+            .iter()
+            .find(|k| k.kind == distillguard_link::Kind::Template)
+            .map(|k| k.label.render());
+        intel.match_request(&e.account_id, e.client.ip.as_deref(), template.as_deref())
+    };
+    Ok((p, keys, hits))
 }
 
 /// The engine and the linker, folded together in time order.
@@ -37,6 +48,10 @@ pub(crate) struct Fold {
     link_of: Vec<u32>,
     link_ids: HashMap<String, u32>,
     link_names: Vec<String>,
+    /// Partner indicator matches: account id → source → requests (0 for
+    /// an account-record match).
+    intel_hits: HashMap<String, std::collections::BTreeMap<u16, u64>>,
+    intel_sources: Vec<distillguard_stix::import::Source>,
 }
 
 impl Fold {
@@ -47,6 +62,7 @@ impl Fold {
         engine: Engine,
         link: distillguard_link::Config,
         accounts: &HashMap<String, AccountInfo>,
+        intel: &Intel,
     ) -> Fold {
         let mut linker = Linker::new(link);
         let mut ids: Vec<&String> = accounts.keys().collect();
@@ -60,16 +76,40 @@ impl Fold {
                 linker.register(i as u32, info);
             }
         }
+        let mut intel_hits: HashMap<String, std::collections::BTreeMap<u16, u64>> = HashMap::new();
+        if !intel.is_empty() {
+            for (id, info) in accounts {
+                if let Some(pm) = info.payment_fingerprint.as_deref() {
+                    for s in intel.match_payment(pm) {
+                        intel_hits
+                            .entry(id.clone())
+                            .or_default()
+                            .entry(s)
+                            .or_insert(0);
+                    }
+                }
+            }
+        }
         Fold {
             engine,
             linker,
             link_of: Vec::new(),
             link_ids,
             link_names,
+            intel_hits,
+            intel_sources: intel.sources.clone(),
         }
     }
 
-    pub fn process(&mut self, (p, keys): &Record) {
+    pub fn process(&mut self, (p, keys, hits): &Record) {
+        for &s in hits {
+            *self
+                .intel_hits
+                .entry(p.account_id.clone())
+                .or_default()
+                .entry(s)
+                .or_insert(0) += 1;
+        }
         let idx = self.engine.process(p);
         let li = match self.link_of.get(idx as usize) {
             Some(&li) => li,
@@ -105,6 +145,7 @@ impl Fold {
             }
         }
         let mut report = self.engine.report(true);
+        self.apply_intel(&mut report);
         let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
         let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
         campaign::apply(&mut report, &mut self.linker, &camps, &self.link_ids);
@@ -140,11 +181,50 @@ impl Fold {
     }
 }
 
+impl Fold {
+    /// Accounts that matched partner indicators gain a reason naming them,
+    /// and at least "monitor".
+    fn apply_intel(&self, report: &mut Report) {
+        if self.intel_hits.is_empty() {
+            return;
+        }
+        for a in &mut report.accounts {
+            let Some(hits) = self.intel_hits.get(&a.account_id) else {
+                continue;
+            };
+            let names: Vec<String> = hits
+                .iter()
+                .map(|(s, n)| {
+                    let src = &self.intel_sources[*s as usize];
+                    if *n == 0 {
+                        format!("'{}' ({}) on its account record", src.name, src.id)
+                    } else {
+                        format!("'{}' ({}) on {n} requests", src.name, src.id)
+                    }
+                })
+                .collect();
+            a.reasons.insert(
+                0,
+                distillguard_core::report::Reason {
+                    signal: "intel".into(),
+                    value: hits.len() as f64,
+                    contribution: 0.0,
+                    detail: format!("matches partner indicator {}", names.join(", ")),
+                },
+            );
+            if a.verdict < Verdict::Monitor {
+                a.verdict = Verdict::Monitor;
+            }
+        }
+    }
+}
+
 /// Reads event logs into records (in parallel), in file order.
 pub(crate) fn read_records(
     inputs: &[PathBuf],
     strict: bool,
     bar: &progress::Bar,
+    intel: &Intel,
 ) -> Result<(Vec<Record>, u64)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut recs = Vec::new();
@@ -157,24 +237,29 @@ pub(crate) fn read_records(
             &format!("reading {}", path.display()),
             None,
         );
-        distillguard_core::parallel::par_read(path, workers, record, |item| {
-            distillguard_core::progress::Progress::advance(bar, 1);
-            match item {
-                Ok(r) => {
-                    out_of_order += (r.0.ts.0 < last) as u64;
-                    last = last.max(r.0.ts.0);
-                    recs.push(r);
-                }
-                Err(e) if strict => return Err(ReadError::Strict(e)),
-                Err(e) => {
-                    bad += 1;
-                    if bad <= 20 {
-                        let _ = writeln!(io::stderr(), "malformed: {e}");
+        distillguard_core::parallel::par_read(
+            path,
+            workers,
+            |l| record(l, intel),
+            |item| {
+                distillguard_core::progress::Progress::advance(bar, 1);
+                match item {
+                    Ok(r) => {
+                        out_of_order += (r.0.ts.0 < last) as u64;
+                        last = last.max(r.0.ts.0);
+                        recs.push(r);
+                    }
+                    Err(e) if strict => return Err(ReadError::Strict(e)),
+                    Err(e) => {
+                        bad += 1;
+                        if bad <= 20 {
+                            let _ = writeln!(io::stderr(), "malformed: {e}");
+                        }
                     }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
     }
     if bad > 20 {
         let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
@@ -200,6 +285,7 @@ fn stream_fold(
     bar: &progress::Bar,
     fold: &mut Fold,
     window_ms: i64,
+    intel: &Intel,
 ) -> Result<Streamed> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
@@ -213,27 +299,32 @@ fn stream_fold(
             &format!("scoring {}", path.display()),
             None,
         );
-        let r = distillguard_core::parallel::par_read(path, workers, record, |item| {
-            distillguard_core::progress::Progress::advance(bar, 1);
-            match item {
-                Ok(rec) => {
-                    out_of_order += (rec.0.ts.0 < last) as u64;
-                    last = last.max(rec.0.ts.0);
-                    if let Err(l) = reorder.push(rec, |r| fold.process(&r)) {
-                        late = Some(l);
-                        return Err(ReadError::Stopped);
+        let r = distillguard_core::parallel::par_read(
+            path,
+            workers,
+            |l| record(l, intel),
+            |item| {
+                distillguard_core::progress::Progress::advance(bar, 1);
+                match item {
+                    Ok(rec) => {
+                        out_of_order += (rec.0.ts.0 < last) as u64;
+                        last = last.max(rec.0.ts.0);
+                        if let Err(l) = reorder.push(rec, |r| fold.process(&r)) {
+                            late = Some(l);
+                            return Err(ReadError::Stopped);
+                        }
+                    }
+                    Err(e) if strict => return Err(ReadError::Strict(e)),
+                    Err(e) => {
+                        bad += 1;
+                        if bad <= 20 {
+                            let _ = writeln!(io::stderr(), "malformed: {e}");
+                        }
                     }
                 }
-                Err(e) if strict => return Err(ReadError::Strict(e)),
-                Err(e) => {
-                    bad += 1;
-                    if bad <= 20 {
-                        let _ = writeln!(io::stderr(), "malformed: {e}");
-                    }
-                }
-            }
-            Ok(())
-        });
+                Ok(())
+            },
+        );
         match (r, late) {
             (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
             (Err(e), None) => return Err(e.into()),
@@ -344,6 +435,7 @@ pub(crate) struct Options {
     pub out: Option<PathBuf>,
     pub all: bool,
     pub samples: usize,
+    pub intel: Vec<PathBuf>,
     pub strict: bool,
     pub quiet: bool,
 }
@@ -384,6 +476,22 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         bail!("config: thresholds: {why}");
     }
     let link = config.link.unwrap_or_default();
+    let mut intel = Intel::default();
+    for p in &o.intel {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let i = Intel::from_json(&text).with_context(|| format!("intel {}", p.display()))?;
+        if i.unsupported > 0 {
+            let _ = writeln!(
+                io::stderr(),
+                "intel {}: {} indicator comparisons not understood, skipped ({} used)",
+                p.display(),
+                i.unsupported,
+                i.comparisons
+            );
+        }
+        intel = intel.merge(i);
+    }
     let accounts = read_accounts(o.accounts.as_deref(), o.strict)?;
     let models = read_models(o.models.as_deref(), o.strict)?;
     let started = std::time::Instant::now();
@@ -394,6 +502,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
             Engine::new(&weights, thresholds, &models, accounts.clone()),
             link,
             &accounts,
+            &intel,
         )
     };
     // Stream through the reorder buffer. Sort the whole log instead when it
@@ -403,7 +512,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
     let mut read_secs = 0.0;
     let out_of_order;
     let streamed = if o.inputs.iter().all(|p| p.as_os_str() != "-") {
-        stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms)?
+        stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms, &intel)?
     } else {
         Streamed::Late(None)
     };
@@ -417,7 +526,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         }
         Streamed::Late(late) => {
             fold = new_fold();
-            let (recs, n) = read_records(&o.inputs, o.strict, &bar)?;
+            let (recs, n) = read_records(&o.inputs, o.strict, &bar, &intel)?;
             out_of_order = n;
             read_secs = started.elapsed().as_secs_f64();
             distillguard_core::progress::Progress::stage(&bar, "scoring", Some(recs.len() as u64));

@@ -50,6 +50,26 @@ pub(crate) enum Format {
     Jsonl,
 }
 
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// A STIX 2.1 bundle: campaigns, indicators (IP addresses and
+    /// prefixes, account ids), infrastructure, relationships, sightings,
+    /// and salted hashes of payment, TLS and template fingerprints.
+    Stix {
+        /// `distillguard analyze --format json` output.
+        report: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The producing organisation, named in the bundle.
+        #[arg(long, default_value = "distillguard")]
+        producer: String,
+        /// Salt for fingerprint hashes (default: derived from the report).
+        #[arg(long)]
+        salt: Option<String>,
+    },
+}
+
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum ImportFormat {
     /// Glasswally's labelled JSONL (github.com/m0rs3c0d3/Glasswally).
@@ -118,11 +138,20 @@ enum Command {
         /// the logs; 0 = no prompt text in the report at all).
         #[arg(long, default_value_t = 0)]
         samples: usize,
+        /// Partners' STIX 2.1 bundles: matching accounts gain a reason
+        /// naming the indicator (and at least "monitor").
+        #[arg(long)]
+        intel: Vec<PathBuf>,
         /// Stop at the first malformed line (exit code 2).
         #[arg(long)]
         strict: bool,
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Export a report's campaigns for other providers.
+    Export {
+        #[command(subcommand)]
+        what: ExportCommand,
     },
     /// Fit the score's weights on a labelled simulation directory.
     Fit {
@@ -287,6 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             all,
             samples,
+            intel,
             strict,
             quiet,
         } => analyze::run(analyze::Options {
@@ -299,9 +329,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             all,
             samples,
+            intel,
             strict,
             quiet,
         }),
+        Command::Export {
+            what:
+                ExportCommand::Stix {
+                    report,
+                    out,
+                    producer,
+                    salt,
+                },
+        } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
 }
@@ -794,6 +834,30 @@ fn bench_sketches(
     Ok(ExitCode::SUCCESS)
 }
 
+fn export_stix(
+    report: &Path,
+    out: Option<&Path>,
+    producer: String,
+    salt: Option<String>,
+) -> Result<ExitCode> {
+    let r = distillguard_eval::load_report(report)?;
+    if r.campaigns.is_empty() {
+        let _ = writeln!(
+            io::stderr(),
+            "{}: no campaigns in this report; the bundle holds only the producer",
+            report.display()
+        );
+    }
+    let b = distillguard_stix::bundle(&r, &distillguard_stix::ExportOptions { producer, salt });
+    let mut text = serde_json::to_string_pretty(&b)?;
+    text.push('\n');
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
     use distillguard_detect::engine::{Engine, FEATURES, Thresholds, Weights};
     use distillguard_detect::fit::CHECKPOINTS;
@@ -806,7 +870,12 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
         analyze::read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
     let models = analyze::read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
     let bar = progress::Bar::new(true);
-    let (recs, _) = analyze::read_records(&[dir.join("events.jsonl.gz")], true, &bar)?;
+    let (recs, _) = analyze::read_records(
+        &[dir.join("events.jsonl.gz")],
+        true,
+        &bar,
+        &distillguard_stix::Intel::default(),
+    )?;
     drop(bar);
     let pres: Vec<distillguard_detect::engine::Pre> = recs.into_iter().map(|r| r.0).collect();
     let accounts_again = accounts.clone();

@@ -66,6 +66,12 @@ impl<A: Timed, B> Timed for (A, B) {
     }
 }
 
+impl<A: Timed, B, C> Timed for (A, B, C) {
+    fn order_key(&self) -> (i64, u64) {
+        self.0.order_key()
+    }
+}
+
 /// The reorder buffer.
 pub struct Reorder<T> {
     heap: BinaryHeap<Reverse<Entry<T>>>,

@@ -112,13 +112,40 @@ impl Kind {
     }
 }
 
+/// A key's readable value, kept in a form that costs no allocation where
+/// it can be rendered later (most keys never need rendering: only those
+/// that suspicious accounts touch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label {
+    Text(String),
+    /// A fingerprint, rendered as 16 hex digits.
+    Hex(u64),
+    Ip(std::net::IpAddr),
+    /// The /24 or /64 around an address.
+    Prefix(std::net::IpAddr),
+    /// A template fingerprint and a window number.
+    Sync(u64, i64),
+}
+
+impl Label {
+    pub fn render(&self) -> String {
+        match self {
+            Label::Text(t) => t.clone(),
+            Label::Hex(h) => format!("{h:016x}"),
+            Label::Ip(ip) => ip.to_string(),
+            Label::Prefix(ip) => prefix_text(*ip),
+            Label::Sync(t, w) => format!("{t:016x}@{w}"),
+        }
+    }
+}
+
 /// One key with its label (what an analyst or a partner can match on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     pub kind: Kind,
     pub key: u64,
     /// Readable value: an IP prefix, a client stack, a fingerprint in hex.
-    pub label: String,
+    pub label: Label,
 }
 
 /// Width of a synchrony window.
@@ -126,20 +153,24 @@ pub const SYNC_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 /// The keys of one event (the account's own keys come from its record).
 pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
-    let mut out = Vec::with_capacity(6);
-    if let Some(ip) = e.client.ip.as_deref() {
-        if let Some(prefix) = ip_prefix(ip) {
-            out.push(Key {
-                kind: Kind::Ip,
-                key: Kind::Ip.key(ip.as_bytes()),
-                label: ip.to_string(),
-            });
-            out.push(Key {
-                kind: Kind::IpPrefix,
-                key: Kind::IpPrefix.key(prefix.as_bytes()),
-                label: prefix,
-            });
-        }
+    let mut out = Vec::with_capacity(7);
+    if let Some(ip) = e
+        .client
+        .ip
+        .as_deref()
+        .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+    {
+        let (net, len) = masked(ip);
+        out.push(Key {
+            kind: Kind::Ip,
+            key: Kind::Ip.key_of_hash(mix64(net_bits(ip) ^ 0x5151)),
+            label: Label::Ip(ip),
+        });
+        out.push(Key {
+            kind: Kind::IpPrefix,
+            key: Kind::IpPrefix.key_of_hash(mix64(net ^ u64::from(len))),
+            label: Label::Prefix(ip),
+        });
     }
     let c = &e.client;
     if c.user_agent.is_some() || c.tls_fingerprint.is_some() {
@@ -152,7 +183,7 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
         out.push(Key {
             kind: Kind::Client,
             key: Kind::Client.key(label.as_bytes()),
-            label,
+            label: Label::Text(label),
         });
     }
     if let Some(s) = e.request.system_prompt.as_deref().filter(|s| s.len() >= 16) {
@@ -160,7 +191,7 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
         out.push(Key {
             kind: Kind::SystemPrompt,
             key: Kind::SystemPrompt.key_of_hash(h),
-            label: format!("{h:016x}"),
+            label: Label::Hex(h),
         });
     }
     if let Some([head, tail]) = template {
@@ -168,16 +199,48 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
         out.push(Key {
             kind: Kind::Template,
             key: Kind::Template.key_of_hash(t),
-            label: format!("{t:016x}"),
+            label: Label::Hex(t),
         });
         let window = e.ts.0.div_euclid(SYNC_WINDOW_MS);
         out.push(Key {
             kind: Kind::Synchrony,
             key: Kind::Synchrony.key_of_hash(mix64(t ^ window as u64)),
-            label: format!("{t:016x}@{window}"),
+            label: Label::Sync(t, window),
         });
     }
     out
+}
+
+/// All bits of an address folded to 64 (for hashing).
+fn net_bits(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v) => u64::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => {
+            let x = u128::from(v);
+            mix64(x as u64) ^ (x >> 64) as u64
+        }
+    }
+}
+
+/// The /24 or /64 network bits of an address, and the prefix length.
+fn masked(ip: std::net::IpAddr) -> (u64, u8) {
+    match ip {
+        std::net::IpAddr::V4(v) => (u64::from(u32::from(v) & 0xffff_ff00), 24),
+        std::net::IpAddr::V6(v) => ((u128::from(v) >> 64) as u64, 64),
+    }
+}
+
+fn prefix_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 /// The keys of an account record.
@@ -191,7 +254,7 @@ pub fn account_keys(info: &AccountInfo) -> Vec<Key> {
         out.push(Key {
             kind: Kind::Payment,
             key: Kind::Payment.key(p.as_bytes()),
-            label: p.to_string(),
+            label: Label::Text(p.to_string()),
         });
     }
     if let Some(d) = info.email_domain.as_deref().filter(|d| !d.is_empty()) {
@@ -199,7 +262,7 @@ pub fn account_keys(info: &AccountInfo) -> Vec<Key> {
         out.push(Key {
             kind: Kind::EmailDomain,
             key: Kind::EmailDomain.key(d.as_bytes()),
-            label: d,
+            label: Label::Text(d),
         });
     }
     out
@@ -207,16 +270,7 @@ pub fn account_keys(info: &AccountInfo) -> Vec<Key> {
 
 /// The /24 (IPv4) or /64 (IPv6) prefix of an address, as CIDR text.
 pub fn ip_prefix(ip: &str) -> Option<String> {
-    match ip.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
-        }
-    }
+    ip.parse::<std::net::IpAddr>().ok().map(prefix_text)
 }
 
 #[cfg(test)]
@@ -263,16 +317,16 @@ mod tests {
                 Kind::Synchrony
             ]
         );
-        assert_eq!(keys[0].label, "198.51.100.9");
-        assert_eq!(keys[1].label, "198.51.100.0/24");
-        assert_eq!(keys[2].label, "AS16509 · python-httpx/0.27 · ja3x");
+        assert_eq!(keys[0].label.render(), "198.51.100.9");
+        assert_eq!(keys[1].label.render(), "198.51.100.0/24");
+        assert_eq!(keys[2].label.render(), "AS16509 · python-httpx/0.27 · ja3x");
         let info = AccountInfo {
             payment_fingerprint: Some("pm_1".into()),
             email_domain: Some("Example.ORG".into()),
             ..Default::default()
         };
         let a = account_keys(&info);
-        assert_eq!(a[1].label, "example.org");
+        assert_eq!(a[1].label.render(), "example.org");
         assert_eq!(a[0].kind, Kind::Payment);
     }
 }

@@ -19,5 +19,5 @@ pub mod campaign;
 pub mod keys;
 pub mod linker;
 
-pub use keys::{Key, Kind, account_keys, event_keys};
+pub use keys::{Key, Kind, Label, account_keys, event_keys};
 pub use linker::{Activity, Config, Linker};

@@ -186,7 +186,9 @@ pub struct Linker {
     seen: Seen,
     count: CountMin,
     pub(crate) keys: HashMap<u64, KeyState>,
-    counted_suspicious: HashSet<(u64, u32)>,
+    /// "Has this suspicious account been counted on this key?" (a Bloom
+    /// filter, like `seen`: a rare false hit undercounts by one).
+    counted_suspicious: Seen,
     pairs: HashMap<(u32, u32), Pair>,
     parent: Vec<u32>,
     size: Vec<u32>,
@@ -207,7 +209,7 @@ impl Linker {
             seen: Seen::new(27),
             count: CountMin::new(20),
             keys: HashMap::new(),
-            counted_suspicious: HashSet::new(),
+            counted_suspicious: Seen::new(24),
             pairs: HashMap::new(),
             parent: Vec::new(),
             size: Vec::new(),
@@ -332,7 +334,7 @@ impl Linker {
             }
             self.members[idx as usize].statics = statics;
         }
-        for k in keys {
+        for k in keys.iter().filter(|k| k.kind != Kind::Client) {
             self.count_on(k.key, idx);
         }
         if a.flagged && !self.members[idx as usize].flagged {
@@ -355,7 +357,7 @@ impl Linker {
                     let e = self
                         .clients
                         .entry(k.key)
-                        .or_insert_with(|| (k.label.clone(), HashSet::new()));
+                        .or_insert_with(|| (k.label.render(), HashSet::new()));
                     e.1.insert(r);
                     e.1.insert(idx);
                 }
@@ -367,10 +369,12 @@ impl Linker {
     }
 
     fn link_on(&mut self, k: &Key, idx: u32, ts: i64) {
-        let first = self.counted_suspicious.insert((k.key, idx));
+        let first = !self.counted_suspicious.insert(mix64(
+            k.key ^ u64::from(idx).wrapping_mul(0x9FB2_1C65_1E98_DF25),
+        ));
         let st = self.keys.entry(k.key).or_insert_with(|| KeyState {
             kind: k.kind,
-            label: k.label.clone(),
+            label: k.label.render(),
             suspicious: 0,
             rep: idx,
             linked: false,
@@ -522,7 +526,7 @@ mod tests {
         Key {
             kind,
             key: kind.key(label.as_bytes()),
-            label: label.into(),
+            label: crate::keys::Label::Text(label.into()),
         }
     }
 
