@@ -102,6 +102,18 @@ impl Fold {
     }
 
     pub fn process(&mut self, (p, keys, hits): &Record) {
+        if !self.linker.cfg.enabled {
+            for &s in hits {
+                *self
+                    .intel_hits
+                    .entry(p.account_id.clone())
+                    .or_default()
+                    .entry(s)
+                    .or_insert(0) += 1;
+            }
+            self.engine.process(p);
+            return;
+        }
         for &s in hits {
             *self
                 .intel_hits
@@ -139,6 +151,11 @@ impl Fold {
 
     /// The report: accounts (with campaign membership applied) and campaigns.
     pub fn finish(mut self, all: bool) -> Report {
+        if !self.linker.cfg.enabled {
+            let mut report = self.engine.report(all);
+            self.apply_intel(&mut report);
+            return report;
+        }
         for li in 0..self.link_names.len() as u32 {
             if self.linker.requests_of(li) == 0 {
                 self.linker.link_dormant(li);

@@ -56,6 +56,9 @@ mod tests {
         assert_eq!(c.link.unwrap().min_accounts, 3);
         assert!(c.validate().is_ok());
         assert!(toml::from_str::<AnalyzeConfig>("wieghts = \"x\"").is_err());
+        let off: AnalyzeConfig = toml::from_str("[link]\nenabled = false").unwrap();
+        assert!(!off.link.unwrap().enabled);
+        assert_eq!(off.link.unwrap().min_fraction, 0.5);
         assert!(toml::from_str::<AnalyzeConfig>("[link]\nlink_rsk = 0.5").is_err());
         let bad: AnalyzeConfig = toml::from_str("[link]\nmin_accounts = 1").unwrap();
         assert!(bad.validate().unwrap_err().starts_with("[link]"));

@@ -54,6 +54,8 @@ use crate::keys::{Key, Kind, account_keys};
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Link accounts into campaigns at all (off: detection alone).
+    pub enabled: bool,
     /// Risk from which an account may link.
     pub link_risk: f64,
     /// Share of a key's accounts that must be suspicious for it to link.
@@ -67,6 +69,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            enabled: true,
             link_risk: 0.5,
             min_fraction: 0.5,
             min_accounts: 3,
