@@ -1,0 +1,431 @@
+/*!
+Detection: exact p-values for "this text carries our watermark".
+
+A token sequence (prompt, then the text to test) is scored tuple by tuple:
+each (context window, token) pair after the prompt. Three rules keep the
+test exact:
+- **De-duplication.** A tuple is scored only the first time its PRF input
+  (seed, token) occurs. Repeats are not independent draws, and counting them
+  would inflate the evidence (Kirchenbauer et al.; Fernandez et al., 2023).
+  With min-hash seeding, different windows can share a seed, so the PRF
+  input, not the window, is what must be unique.
+- **Prompt windows excluded.** Tuples that occur in the prompt are not
+  scored, and neither are tokens whose window reaches into the prompt. The
+  model was told those tokens; it did not choose them.
+- **The exact null distribution.** Under "no watermark" each scored tuple's
+  PRF value is an independent uniform. So green counts are Binomial(n, γ),
+  tournament g-bits are Binomial(n·m, ½), and Gumbel scores are Gamma(n, 1)
+  ([`crate::stats`]).
+
+Every result reports tokens seen, tokens scored, the statistic and the
+p-value. Several keys (cohorts) at once are tested with the Bonferroni
+correction, stated in the result: p_min × number of keys, capped at 1.
+*/
+
+use crate::scheme::{Gumbel, Kgw, Seeding, Tournament};
+use crate::stats::{binomial_upper, gamma_upper};
+
+/// A scheme with its key, as detection needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Scheme {
+    Kgw(Kgw),
+    Tournament(Tournament),
+    Gumbel(Gumbel),
+}
+
+impl Scheme {
+    fn seeding(&self) -> Seeding {
+        match self {
+            Scheme::Kgw(k) => k.seeding,
+            Scheme::Tournament(t) => t.seeding,
+            Scheme::Gumbel(g) => g.seeding,
+        }
+    }
+
+    fn key(&self) -> &crate::key::Key {
+        match self {
+            Scheme::Kgw(k) => &k.key,
+            Scheme::Tournament(t) => &t.key,
+            Scheme::Gumbel(g) => &g.key,
+        }
+    }
+
+    /// The seed of position `t` of `tokens`. `pt` holds each token's PRF
+    /// value when the seeding is a min-hash (computed once per text).
+    #[inline]
+    fn seed_at(&self, tokens: &[u32], pt: &[u64], t: usize) -> Option<u64> {
+        match self.seeding() {
+            Seeding::MinHash { h, self_salt } if pt.len() == tokens.len() => {
+                let h = h.max(1);
+                if t < h {
+                    return None;
+                }
+                let m = pt[t - h..t].iter().copied().min().unwrap_or(u64::MAX);
+                Some(if self_salt { m.min(pt[t]) } else { m })
+            }
+            s => s.seed(
+                self.key(),
+                &tokens[t.saturating_sub(s.width())..t],
+                tokens[t],
+            ),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::Kgw(_) => "kgw",
+            Scheme::Tournament(_) => "tournament",
+            Scheme::Gumbel(_) => "gumbel",
+        }
+    }
+
+    pub fn key_fingerprint(&self) -> String {
+        match self {
+            Scheme::Kgw(k) => k.key.fingerprint(),
+            Scheme::Tournament(t) => t.key.fingerprint(),
+            Scheme::Gumbel(g) => g.key.fingerprint(),
+        }
+    }
+}
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub scheme: &'static str,
+    pub key_fingerprint: String,
+    /// Tokens after the prompt.
+    pub tokens_seen: usize,
+    /// Distinct (window, token) tuples scored.
+    pub tokens_scored: usize,
+    /// Green tokens (KGW), g-bits set (tournament), or Σ −ln(1 − r) (Gumbel).
+    pub statistic: f64,
+    pub p_value: f64,
+    /// The exact test used.
+    pub test: &'static str,
+}
+
+/// A set of u64 tuple hashes (open addressing; no hashing beyond the PRF-
+/// quality input, which is already well mixed).
+struct Seen {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Seen {
+        Seen {
+            slots: vec![0; (n * 2).next_power_of_two().max(16)],
+            len: 0,
+        }
+    }
+
+    /// Inserts; false if present. (0 is mapped to 1: an empty slot.)
+    fn insert(&mut self, mut h: u64) -> bool {
+        if h == 0 {
+            h = 1;
+        }
+        if self.len * 2 >= self.slots.len() {
+            let bigger = vec![0; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, bigger);
+            self.len = 0;
+            for x in old.into_iter().filter(|&x| x != 0) {
+                self.insert(x);
+            }
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (h as usize) & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = h;
+                    self.len += 1;
+                    return true;
+                }
+                x if x == h => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+}
+
+/// Scores `tokens` (the prompt's `prompt_len` tokens first, then the text
+/// to test) under one scheme.
+pub fn detect(scheme: &Scheme, tokens: &[u32], prompt_len: usize) -> Score {
+    let h = scheme.seeding().width();
+    let prompt_len = prompt_len.min(tokens.len());
+    let mut seen = Seen::with_capacity(tokens.len());
+    let pt: Vec<u64> = match scheme.seeding() {
+        Seeding::MinHash { .. } => tokens.iter().map(|&t| scheme.key().prf_token(t)).collect(),
+        Seeding::LeftHash { .. } => Vec::new(),
+    };
+    // The PRF input of a tuple: (seed, token), hashed. Two tuples with the
+    // same PRF input are one draw, however different their windows.
+    let draw_id = |seed: u64, token: u32| {
+        (seed ^ u64::from(token).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            .rotate_left(31)
+    };
+    // Tuples inside the prompt are known to the model: never scored.
+    for t in h..prompt_len {
+        if let Some(seed) = scheme.seed_at(tokens, &pt, t) {
+            seen.insert(draw_id(seed, tokens[t]));
+        }
+    }
+    let mut scored = 0usize;
+    let mut stat = 0f64;
+    let start = prompt_len.max(h);
+    // A token whose window reaches into the prompt is not scored either.
+    let first = if prompt_len > 0 {
+        start.max(prompt_len + h)
+    } else {
+        start
+    };
+    for t in first..tokens.len() {
+        let tok = tokens[t];
+        let Some(seed) = scheme.seed_at(tokens, &pt, t) else {
+            continue;
+        };
+        if !seen.insert(draw_id(seed, tok)) {
+            continue;
+        }
+        scored += 1;
+        stat += match scheme {
+            Scheme::Kgw(k) => f64::from(u8::from(k.is_green_seeded(seed, tok))),
+            Scheme::Tournament(tr) => {
+                let mask = if tr.layers >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << tr.layers) - 1
+                };
+                f64::from((tr.g_bits_seeded(seed, tok) & mask).count_ones())
+            }
+            Scheme::Gumbel(g) => -(1.0 - g.r_seeded(seed, tok)).ln(),
+        };
+    }
+    let (p, test) = match scheme {
+        Scheme::Kgw(k) => (
+            binomial_upper(stat as u64, scored as u64, k.gamma),
+            "exact binomial tail: P(X ≥ green), X ~ Binomial(scored, γ)",
+        ),
+        Scheme::Tournament(tr) => (
+            binomial_upper(stat as u64, scored as u64 * u64::from(tr.layers), 0.5),
+            "exact binomial tail of g-bit matches: P(X ≥ ones), X ~ Binomial(scored · layers, 1/2)",
+        ),
+        Scheme::Gumbel(_) => (
+            gamma_upper(scored as u64, stat),
+            "exact gamma tail: P(S ≥ Σ −ln(1 − r)), S ~ Gamma(scored, 1)",
+        ),
+    };
+    Score {
+        scheme: scheme.name(),
+        key_fingerprint: scheme.key_fingerprint(),
+        tokens_seen: tokens.len() - prompt_len,
+        tokens_scored: scored,
+        statistic: stat,
+        p_value: p,
+        test,
+    }
+}
+
+/// Several keys (cohorts) at once: each key's result and the
+/// Bonferroni-corrected p-value of the best one (p_min × keys, at most 1).
+pub fn detect_many(schemes: &[Scheme], tokens: &[u32], prompt_len: usize) -> (Vec<Score>, f64) {
+    let scores: Vec<Score> = schemes
+        .iter()
+        .map(|s| detect(s, tokens, prompt_len))
+        .collect();
+    let min = scores.iter().map(|s| s.p_value).fold(1.0f64, f64::min);
+    let corrected = (min * schemes.len().max(1) as f64).min(1.0);
+    (scores, corrected)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::key::Key;
+    use crate::scheme::draw;
+
+    const V: usize = 2_000;
+
+    /// A toy "language model": a fixed, peaked distribution that shifts with
+    /// the previous token, so text is neither uniform nor deterministic.
+    fn probs(prev: u32) -> Vec<f32> {
+        let mut p: Vec<f32> = (0..V)
+            .map(|v| {
+                let d = (v as i64 - (prev as i64 * 7919 % V as i64)).rem_euclid(V as i64) as f32;
+                (-d / 40.0).exp() + 0.001
+            })
+            .collect();
+        let s: f32 = p.iter().sum();
+        p.iter_mut().for_each(|x| *x /= s);
+        p
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn key() -> Key {
+        Key::from_parts(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210)
+    }
+
+    fn generate(
+        n: usize,
+        seed: u64,
+        mut step: impl FnMut(&[u32], &[f32], &mut Rng) -> u32,
+    ) -> Vec<u32> {
+        let mut rng = Rng(seed);
+        let mut out = vec![(seed % V as u64) as u32];
+        for _ in 0..n {
+            let p = probs(*out.last().unwrap());
+            let t = step(&out, &p, &mut rng);
+            out.push(t);
+        }
+        out
+    }
+
+    fn kgw() -> Kgw {
+        Kgw {
+            key: key(),
+            gamma: 0.25,
+            delta: 2.0,
+            seeding: Seeding::LeftHash { h: 1 },
+        }
+    }
+
+    fn softmax_with(p: &[f32], bias: &[f32]) -> Vec<f32> {
+        let logits: Vec<f32> = p.iter().zip(bias).map(|(x, b)| x.ln() + b).collect();
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = logits.iter().map(|l| (l - m).exp()).collect();
+        let s: f32 = e.iter().sum();
+        e.iter().map(|x| x / s).collect()
+    }
+
+    #[test]
+    fn kgw_text_is_detected_and_plain_text_is_not() {
+        let k = kgw();
+        let marked = generate(200, 7, |ctx, p, rng| {
+            let mut bias = vec![0f32; V];
+            k.bias(ctx, &mut bias);
+            draw(&softmax_with(p, &bias), rng.next())
+        });
+        let plain = generate(200, 7, |_, p, rng| draw(p, rng.next()));
+        let s = detect(&Scheme::Kgw(k), &marked, 1);
+        assert!(s.p_value < 1e-6, "{s:?}");
+        assert_eq!(s.tokens_seen, 200);
+        assert!(s.tokens_scored <= 200 && s.tokens_scored > 100);
+        let q = detect(&Scheme::Kgw(k), &plain, 1);
+        assert!(q.p_value > 1e-3, "{q:?}");
+        // A different key sees nothing.
+        let other = Kgw {
+            key: key().derive("other"),
+            ..k
+        };
+        assert!(detect(&Scheme::Kgw(other), &marked, 1).p_value > 1e-3);
+    }
+
+    #[test]
+    fn repeated_tuples_and_prompt_tuples_are_not_scored() {
+        let k = kgw();
+        // The same bigram a thousand times is one scored tuple.
+        let rep: Vec<u32> = (0..1000).map(|i| if i % 2 == 0 { 5 } else { 9 }).collect();
+        let s = detect(&Scheme::Kgw(k), &rep, 0);
+        assert_eq!(s.tokens_scored, 2);
+        // Text that copies its prompt scores nothing.
+        let prompt: Vec<u32> = (0..50).collect();
+        let mut tokens = prompt.clone();
+        tokens.extend(prompt.iter().copied());
+        let s = detect(&Scheme::Kgw(k), &tokens, 50);
+        assert_eq!(s.tokens_seen, 50);
+        assert_eq!(s.tokens_scored, 0, "{s:?}");
+        assert_eq!(s.p_value, 1.0);
+    }
+
+    #[test]
+    fn green_share_of_random_tuples_is_gamma() {
+        let k = kgw();
+        let mut rng = Rng(99);
+        let n = 200_000;
+        let green = (0..n)
+            .filter(|_| {
+                let a = (rng.next() * 50_000.0) as u32;
+                let b = (rng.next() * 50_000.0) as u32;
+                k.is_green(&[a], b).unwrap()
+            })
+            .count();
+        let share = green as f64 / n as f64;
+        assert!((share - 0.25).abs() < 0.005, "{share}");
+    }
+
+    #[test]
+    fn min_hash_self_salted_seeding_also_detects() {
+        let k = Kgw {
+            seeding: Seeding::MinHash {
+                h: 4,
+                self_salt: true,
+            },
+            ..kgw()
+        };
+        let marked = generate(300, 11, |ctx, p, rng| {
+            let mut bias = vec![0f32; V];
+            k.bias(ctx, &mut bias);
+            draw(&softmax_with(p, &bias), rng.next())
+        });
+        let s = detect(&Scheme::Kgw(k), &marked, 1);
+        assert!(s.p_value < 1e-6, "{s:?}");
+    }
+
+    #[test]
+    fn gumbel_and_tournament_text_is_detected() {
+        let g = Gumbel {
+            key: key(),
+            seeding: Seeding::LeftHash { h: 1 },
+        };
+        let marked = generate(200, 3, |ctx, p, _| g.sample(ctx, p));
+        let s = detect(&Scheme::Gumbel(g), &marked, 1);
+        assert!(s.p_value < 1e-6, "{s:?}");
+        let plain = generate(200, 3, |_, p, rng| draw(p, rng.next()));
+        assert!(detect(&Scheme::Gumbel(g), &plain, 1).p_value > 1e-3);
+
+        let t = Tournament {
+            key: key(),
+            layers: 8,
+            seeding: Seeding::LeftHash { h: 1 },
+        };
+        let marked = generate(200, 5, |ctx, p, rng| t.sample(ctx, p, &mut || rng.next()));
+        let s = detect(&Scheme::Tournament(t), &marked, 1);
+        assert!(s.p_value < 1e-6, "{s:?}");
+        let plain = generate(200, 5, |_, p, rng| draw(p, rng.next()));
+        assert!(detect(&Scheme::Tournament(t), &plain, 1).p_value > 1e-3);
+    }
+
+    #[test]
+    fn many_keys_are_corrected() {
+        let k = kgw();
+        let marked = generate(150, 17, |ctx, p, rng| {
+            let mut bias = vec![0f32; V];
+            k.bias(ctx, &mut bias);
+            draw(&softmax_with(p, &bias), rng.next())
+        });
+        let cohorts: Vec<Scheme> = (0..10)
+            .map(|i| {
+                Scheme::Kgw(Kgw {
+                    key: key().derive(&format!("c{i}")),
+                    ..k
+                })
+            })
+            .chain([Scheme::Kgw(k)])
+            .collect();
+        let (scores, corrected) = detect_many(&cohorts, &marked, 1);
+        let best = scores.iter().map(|s| s.p_value).fold(1.0, f64::min);
+        assert_eq!(corrected, (best * 11.0).min(1.0));
+        assert_eq!(scores[10].p_value, best, "the right cohort scores best");
+    }
+}

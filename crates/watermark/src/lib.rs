@@ -1,0 +1,25 @@
+/*!
+Watermarks for generated text, and the evidence that a text or a model
+carries them.
+
+A model-agnostic library: an inference engine calls it with token ids and
+logits (or probabilities), and detection needs only token ids and the key.
+
+- [`key`]: 128-bit keys, the SipHash-2-4 keyed PRF, key files,
+  fingerprints (what logs and reports show), per-cohort derivation.
+- [`scheme`]: KGW green lists (left-hash or self-salted min-hash seeding),
+  SynthID-style tournament sampling, Gumbel-max (distortion-free).
+- [`detect`]: scoring with de-duplicated (window, token) tuples, prompt
+  windows excluded, exact p-values, and several keys with the Bonferroni
+  correction.
+- [`stats`]: the exact binomial and gamma tails.
+*/
+
+pub mod detect;
+pub mod key;
+pub mod scheme;
+pub mod stats;
+
+pub use detect::{Scheme, Score, detect, detect_many};
+pub use key::Key;
+pub use scheme::{Gumbel, Kgw, Seeding, Tournament};
