@@ -15,6 +15,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod analyze;
 mod config;
 mod progress;
+mod watermark;
+mod wm_experiment;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -151,6 +153,11 @@ enum Command {
         strict: bool,
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Watermarks: keys, watermarked generation (reference model), detection.
+    Watermark {
+        #[command(subcommand)]
+        cmd: watermark::WatermarkCommand,
     },
     /// Export a report's campaigns for other providers.
     Export {
@@ -355,6 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     salt,
                 },
         } => export_stix(&report, out.as_deref(), producer, salt),
+        Command::Watermark { cmd } => watermark::run(cmd),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
 }

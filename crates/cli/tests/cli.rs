@@ -1049,3 +1049,128 @@ fn campaigns_export_as_valid_stix_and_come_back_as_intel() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a STIX bundle"));
 }
+
+#[test]
+fn watermarked_answers_are_detected_and_others_are_not() {
+    let d = Dir::new("watermark");
+    let key = d.path("k.key");
+    let printed = ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let secret = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(secret.len(), 32);
+    assert!(!printed.contains(secret), "keygen printed the key");
+    // An existing key is never overwritten.
+    let again = dg(&["watermark", "keygen", "--out", key.to_str().unwrap()]);
+    assert!(!again.status.success());
+    let prompts = d.path("prompts.txt");
+    write(
+        &prompts,
+        "Explain how vaccines train the immune system.\nWrite a haiku about the sea.\n",
+    );
+    let answers = d.path("answers.jsonl");
+    ok(&[
+        "watermark",
+        "generate",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        "150",
+        "--out",
+        answers.to_str().unwrap(),
+    ]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let a = d.path("a.txt");
+    write(&a, lines[0]["text"].as_str().unwrap());
+    let human = d.path("human.txt");
+    write(
+        &human,
+        "Vaccines expose the immune system to a harmless piece or copy of a pathogen, so that it learns to recognise it. When the real pathogen arrives later, memory cells respond quickly and strongly, which prevents or shortens the illness. Boosters refresh that memory when it fades over the years.",
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "watermark",
+        "detect",
+        "--key",
+        key.to_str().unwrap(),
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+        human.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let p = |i: usize| v[i]["p_value"].as_f64().unwrap();
+    assert!(p(0) < 1e-6, "{v}");
+    assert!(p(1) > 1e-3, "{v}");
+    assert!(v[0]["keys"][0]["tokens_scored"].as_u64().unwrap() > 50);
+    assert!(
+        v[0]["keys"][0]["test"]
+            .as_str()
+            .unwrap()
+            .contains("exact binomial")
+    );
+    // The wrong key sees nothing; a cohort list includes the right one only
+    // if asked, with the correction stated.
+    let other = d.path("other.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        other.to_str().unwrap(),
+        "--seed",
+        "4",
+    ]);
+    let w: serde_json::Value = serde_json::from_str(&ok(&[
+        "watermark",
+        "detect",
+        "--key",
+        other.to_str().unwrap(),
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert!(w[0]["p_value"].as_f64().unwrap() > 1e-3, "{w}");
+    let c: serde_json::Value = serde_json::from_str(&ok(&[
+        "watermark",
+        "detect",
+        "--key",
+        key.to_str().unwrap(),
+        "--cohort",
+        "a",
+        "--cohort",
+        "b",
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(c[0]["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(c[0]["correction"], "bonferroni over keys");
+    // A bad key file names the problem.
+    let bad = d.path("bad.key");
+    write(&bad, "not a key\n");
+    let e = dg(&[
+        "watermark",
+        "detect",
+        "--key",
+        bad.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("line 1"));
+}

@@ -13,12 +13,16 @@ logits (or probabilities), and detection needs only token ids and the key.
   windows excluded, exact p-values, and several keys with the Bonferroni
   correction.
 - [`stats`]: the exact binomial and gamma tails.
+- [`tokenizer`] (feature `tokenizer`, on by default): an offline BPE
+  (`cl100k_base`) to score text from anywhere.
 */
 
 pub mod detect;
 pub mod key;
 pub mod scheme;
 pub mod stats;
+#[cfg(feature = "tokenizer")]
+pub mod tokenizer;
 
 pub use detect::{Scheme, Score, detect, detect_many};
 pub use key::Key;

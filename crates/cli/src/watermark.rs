@@ -1,0 +1,467 @@
+/*!
+`distillguard watermark`: keys, watermarked generation with the reference
+teacher model, detection on any text, and the experiments of
+`docs/watermark.md`.
+*/
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use distillguard_teacher::Teacher;
+use distillguard_watermark::tokenizer::Tokenizer;
+use distillguard_watermark::{Gumbel, Key, Kgw, Scheme, Seeding, Tournament, detect_many};
+
+use crate::Format;
+
+#[derive(Subcommand)]
+pub(crate) enum WatermarkCommand {
+    /// Create a key file (32 hex digits; keep it secret). Prints the
+    /// key's fingerprint, never the key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// Derive the key from a seed instead of the system's randomness
+        /// (reproducible experiments only).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Score texts: per file, tokens seen and scored, and the exact p-value.
+    Detect {
+        #[command(flatten)]
+        params: Params,
+        /// Text files (`-` for standard input); each file is one text.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The experiments of docs/watermark.md: the empirical false-positive
+    /// rate on real answers, and detection against length and edits.
+    Experiment {
+        /// Training and test text: auto (../shared, else embedded), embedded, or a path.
+        #[arg(long, default_value = "auto")]
+        corpus: String,
+        /// Keys per real answer in the false-positive run (tests = answers × keys).
+        #[arg(long, default_value_t = 24)]
+        keys: usize,
+        /// Watermarked answers per scheme in the detection run.
+        #[arg(long, default_value_t = 200)]
+        answers: usize,
+        /// Tokens the teacher trains on.
+        #[arg(long, default_value_t = 3_000_000)]
+        train_tokens: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Generate watermarked answers with the reference teacher model.
+    Generate {
+        #[command(flatten)]
+        params: Params,
+        /// Prompts, one per line.
+        #[arg(long)]
+        prompts: PathBuf,
+        /// Training text for the teacher: auto (../shared, else embedded), embedded, or a path.
+        #[arg(long, default_value = "auto")]
+        corpus: String,
+        /// Tokens of answers the teacher trains on.
+        #[arg(long, default_value_t = 3_000_000)]
+        train_tokens: usize,
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Seed of the sampling randomness.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the answers (JSONL: prompt, text).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemeName {
+    Kgw,
+    Tournament,
+    Gumbel,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SeedingName {
+    Left,
+    Minhash,
+}
+
+/// Scheme parameters (detection must use the generation's).
+#[derive(Args, Clone)]
+pub(crate) struct Params {
+    /// Key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Cohorts: derive one key per cohort and test them all (Bonferroni).
+    #[arg(long)]
+    cohort: Vec<String>,
+    #[arg(long, value_enum, default_value = "kgw")]
+    scheme: SchemeName,
+    /// KGW: green share of the vocabulary.
+    #[arg(long, default_value_t = 0.25)]
+    gamma: f64,
+    /// KGW: logit bias of green tokens.
+    #[arg(long, default_value_t = 2.0)]
+    delta: f32,
+    /// Context width h.
+    #[arg(long, default_value_t = 1)]
+    context: usize,
+    #[arg(long, value_enum, default_value = "left")]
+    seeding: SeedingName,
+    /// Min-hash seeding: include the candidate token (self-salting).
+    #[arg(long)]
+    self_salt: bool,
+    /// Tournament: knockout rounds.
+    #[arg(long, default_value_t = 8)]
+    layers: u32,
+}
+
+impl Params {
+    fn seeding(&self) -> Seeding {
+        match self.seeding {
+            SeedingName::Left => Seeding::LeftHash {
+                h: self.context.max(1),
+            },
+            SeedingName::Minhash => Seeding::MinHash {
+                h: self.context.max(1),
+                self_salt: self.self_salt,
+            },
+        }
+    }
+
+    fn scheme(&self, key: Key) -> Scheme {
+        let seeding = self.seeding();
+        match self.scheme {
+            SchemeName::Kgw => Scheme::Kgw(Kgw {
+                key,
+                gamma: self.gamma,
+                delta: self.delta,
+                seeding,
+            }),
+            SchemeName::Tournament => Scheme::Tournament(Tournament {
+                key,
+                layers: self.layers,
+                seeding,
+            }),
+            SchemeName::Gumbel => Scheme::Gumbel(Gumbel { key, seeding }),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(self.gamma > 0.0 && self.gamma < 1.0) {
+            bail!("--gamma must lie strictly between 0 and 1");
+        }
+        if self.layers == 0 || self.layers > 16 {
+            bail!("--layers must be 1 to 16");
+        }
+        Ok(())
+    }
+
+    /// The schemes to test: the key itself, or one per cohort.
+    fn schemes(&self) -> Result<Vec<Scheme>> {
+        self.validate()?;
+        let key = read_key(&self.key)?;
+        Ok(if self.cohort.is_empty() {
+            vec![self.scheme(key)]
+        } else {
+            self.cohort
+                .iter()
+                .map(|c| self.scheme(key.derive(c)))
+                .collect()
+        })
+    }
+}
+
+fn read_key(p: &Path) -> Result<Key> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading key file {}", p.display()))?;
+    Key::parse(&text).with_context(|| format!("key file {}", p.display()))
+}
+
+pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
+    match cmd {
+        WatermarkCommand::Keygen { out, seed } => keygen(&out, seed),
+        WatermarkCommand::Detect {
+            params,
+            files,
+            format,
+        } => detect_files(&params, &files, format),
+        WatermarkCommand::Experiment {
+            corpus,
+            keys,
+            answers,
+            train_tokens,
+            format,
+        } => crate::wm_experiment::run(&corpus, keys, answers, train_tokens, format),
+        WatermarkCommand::Generate {
+            params,
+            prompts,
+            corpus,
+            train_tokens,
+            max_tokens,
+            seed,
+            out,
+        } => generate(
+            &params,
+            &prompts,
+            &corpus,
+            train_tokens,
+            max_tokens,
+            seed,
+            &out,
+        ),
+    }
+}
+
+fn keygen(out: &Path, seed: Option<u64>) -> Result<ExitCode> {
+    let mut b = [0u8; 16];
+    match seed {
+        Some(s) => {
+            let k = Key::from_parts(s, s.rotate_left(32) ^ 0x5eed);
+            b[..8].copy_from_slice(&k.siphash(b"keygen/0").to_le_bytes());
+            b[8..].copy_from_slice(&k.siphash(b"keygen/1").to_le_bytes());
+        }
+        None => {
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut b))
+                .context("reading /dev/urandom")?;
+        }
+    }
+    let key = Key::from_bytes(b);
+    if out.exists() {
+        bail!("{} exists; not overwriting a key", out.display());
+    }
+    std::fs::write(out, key.to_file_text())
+        .with_context(|| format!("writing {}", out.display()))?;
+    writeln!(
+        io::stdout().lock(),
+        "key {} written to {}",
+        key.fingerprint(),
+        out.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<ExitCode> {
+    let schemes = params.schemes()?;
+    let tok = Tokenizer::cl100k()?;
+    let mut rows = Vec::new();
+    for f in files {
+        let text = if f.as_os_str() == "-" {
+            let mut s = String::new();
+            io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        };
+        let tokens = tok.encode(&text);
+        let (scores, corrected) = detect_many(&schemes, &tokens, 0);
+        rows.push((f.display().to_string(), scores, corrected));
+    }
+    let mut out = io::stdout().lock();
+    match format {
+        Format::Json | Format::Jsonl => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(file, scores, corrected)| {
+                    serde_json::json!({
+                        "file": file,
+                        "p_value": corrected,
+                        "correction": if scores.len() > 1 { "bonferroni over keys" } else { "none (one key)" },
+                        "keys": scores.iter().map(|s| serde_json::json!({
+                            "scheme": s.scheme,
+                            "key_fingerprint": s.key_fingerprint,
+                            "tokens_seen": s.tokens_seen,
+                            "tokens_scored": s.tokens_scored,
+                            "statistic": s.statistic,
+                            "p_value": s.p_value,
+                            "test": s.test,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<40}{:>8}{:>8}{:>12}  key",
+                "file", "seen", "scored", "p-value"
+            )?;
+            for (file, scores, corrected) in &rows {
+                let best = scores
+                    .iter()
+                    .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+                    .map(|s| (s.tokens_seen, s.tokens_scored, s.key_fingerprint.clone()));
+                if let Some((seen, scored, fp)) = best {
+                    writeln!(
+                        out,
+                        "{file:<40}{seen:>8}{scored:>8}{corrected:>12.3e}  {fp}"
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Answers of the ShareGPT corpus, tokenized, up to `max` tokens in all.
+pub(crate) fn answer_tokens(corpus: &str, tok: &Tokenizer, max: usize) -> Result<Vec<Vec<u32>>> {
+    let c = distillguard_simulator::Corpus::load(corpus).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for conv in &c.conversations {
+        for t in conv.turns.iter().filter(|t| !t.user) {
+            let ids = tok.encode(&t.text);
+            total += ids.len();
+            out.push(ids);
+            if total >= max {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A small xorshift for sampling (deterministic per seed).
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Picks the next token from sparse candidates under a scheme (`None`: no
+/// watermark, plain sampling).
+pub(crate) fn pick(
+    scheme: Option<&Scheme>,
+    ctx: &[u32],
+    cand: &[(u32, f32)],
+    rng: &mut Rng,
+) -> u32 {
+    let ids: Vec<u32> = cand.iter().map(|c| c.0).collect();
+    let probs: Vec<f32> = cand.iter().map(|c| c.1).collect();
+    let i = match scheme {
+        None => distillguard_watermark::scheme::draw(&probs, rng.next()) as usize,
+        Some(Scheme::Kgw(k)) => {
+            let w: Vec<f32> = ids
+                .iter()
+                .zip(&probs)
+                .map(|(&t, &p)| {
+                    let green = k.is_green(ctx, t) == Some(true);
+                    p * if green { k.delta.exp() } else { 1.0 }
+                })
+                .collect();
+            distillguard_watermark::scheme::draw(&w, rng.next()) as usize
+        }
+        Some(Scheme::Gumbel(g)) => {
+            // Gumbel over the candidates: argmax ln(r)/p.
+            let mut best = (f64::NEG_INFINITY, 0usize);
+            for (j, (&t, &p)) in ids.iter().zip(&probs).enumerate() {
+                let r = g
+                    .r(ctx, t)
+                    .unwrap_or_else(|| rng.next().max(f64::MIN_POSITIVE));
+                let s = r.ln() / f64::from(p.max(1e-12));
+                if s > best.0 {
+                    best = (s, j);
+                }
+            }
+            best.1
+        }
+        // Candidates are drawn by index; their g-bits are read on token ids.
+        Some(Scheme::Tournament(tr)) => tournament_pick(tr, ctx, &ids, &probs, rng),
+    };
+    ids.get(i).copied().unwrap_or(0)
+}
+
+fn tournament_pick(
+    t: &Tournament,
+    ctx: &[u32],
+    ids: &[u32],
+    probs: &[f32],
+    rng: &mut Rng,
+) -> usize {
+    let mut cand: Vec<usize> = (0..(1usize << t.layers.min(16)))
+        .map(|_| distillguard_watermark::scheme::draw(probs, rng.next()) as usize)
+        .collect();
+    for l in 0..t.layers {
+        cand = cand
+            .chunks(2)
+            .map(|pair| match pair {
+                [a, b] => {
+                    let ga = t.g(ctx, ids[*a], l).unwrap_or(false);
+                    let gb = t.g(ctx, ids[*b], l).unwrap_or(false);
+                    if gb && !ga { *b } else { *a }
+                }
+                [a] => *a,
+                _ => 0,
+            })
+            .collect();
+    }
+    cand.first().copied().unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    params: &Params,
+    prompts: &Path,
+    corpus: &str,
+    train_tokens: usize,
+    max_tokens: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<ExitCode> {
+    params.validate()?;
+    let key = read_key(&params.key)?;
+    let key = match params.cohort.as_slice() {
+        [] => key,
+        [c] => key.derive(c),
+        _ => bail!("generate takes at most one --cohort"),
+    };
+    let scheme = params.scheme(key);
+    let tok = Tokenizer::cl100k()?;
+    let teacher = Teacher::train(answer_tokens(corpus, &tok, train_tokens)?);
+    let text = std::fs::read_to_string(prompts)
+        .with_context(|| format!("reading {}", prompts.display()))?;
+    let mut rng = Rng::new(seed);
+    let mut w = io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let mut n = 0usize;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let prompt = tok.encode(line);
+        let ids = teacher.generate(&prompt, max_tokens, None, |ctx, cand| {
+            pick(Some(&scheme), ctx, cand, &mut rng)
+        });
+        let answer = tok.decode(&ids)?;
+        serde_json::to_writer(&mut w, &serde_json::json!({"prompt": line, "text": answer}))?;
+        writeln!(w)?;
+        n += 1;
+    }
+    w.flush()?;
+    let _ = writeln!(
+        io::stderr(),
+        "{n} answers from the teacher ({} training tokens, {} contexts), key {}",
+        teacher.trained_tokens,
+        teacher.contexts(),
+        key.fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
+}
