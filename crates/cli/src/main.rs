@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod analyze;
 mod config;
 mod progress;
+mod radioactivity;
 mod watermark;
 mod wm_experiment;
 

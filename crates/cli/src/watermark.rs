@@ -38,6 +38,32 @@ pub(crate) enum WatermarkCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Did a suspect model train on our watermarked outputs? Scores its
+    /// answers to our prompts and writes an evidence report (JSON + Markdown).
+    Radioactivity {
+        #[command(flatten)]
+        params: Params,
+        /// Prompts, one per line (or JSONL with "text").
+        #[arg(long)]
+        prompts: PathBuf,
+        /// The suspect's answers (JSONL with "text", or one per line, in prompt order).
+        #[arg(long)]
+        suspect_outputs: Option<PathBuf>,
+        /// An OpenAI-compatible endpoint to ask (http://host:port).
+        #[arg(long)]
+        suspect_url: Option<String>,
+        #[arg(long, default_value = "suspect")]
+        suspect_model: String,
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Our watermarked text the suspect is believed to have trained on
+        /// (keeps only its windows: the filter of Sander et al.).
+        #[arg(long)]
+        filter: Option<PathBuf>,
+        /// Report path prefix (writes PREFIX.json and PREFIX.md).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The experiments of docs/watermark.md: the empirical false-positive
     /// rate on real answers, and detection against length and edits.
     Experiment {
@@ -164,6 +190,20 @@ impl Params {
         Ok(())
     }
 
+    /// The parameters, for evidence reports (never the key).
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scheme": match self.scheme { SchemeName::Kgw => "kgw", SchemeName::Tournament => "tournament", SchemeName::Gumbel => "gumbel" },
+            "gamma": self.gamma,
+            "delta": self.delta,
+            "context": self.context,
+            "seeding": match self.seeding { SeedingName::Left => "left-hash", SeedingName::Minhash => "min-hash" },
+            "self_salt": self.self_salt,
+            "layers": self.layers,
+            "cohorts": self.cohort,
+        })
+    }
+
     /// The schemes to test: the key itself, or one per cohort.
     fn schemes(&self) -> Result<Vec<Scheme>> {
         self.validate()?;
@@ -193,6 +233,35 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
             files,
             format,
         } => detect_files(&params, &files, format),
+        WatermarkCommand::Radioactivity {
+            params,
+            prompts,
+            suspect_outputs,
+            suspect_url,
+            suspect_model,
+            max_tokens,
+            filter,
+            out,
+        } => {
+            let mut schemes = params.schemes()?;
+            if schemes.len() != 1 {
+                bail!("radioactivity takes one key (at most one --cohort)");
+            }
+            let scheme = schemes.remove(0);
+            let control = params.scheme(read_key(&params.key)?.derive("radioactivity control"));
+            crate::radioactivity::run(crate::radioactivity::Options {
+                scheme,
+                control,
+                prompts,
+                suspect_outputs,
+                suspect_url,
+                suspect_model,
+                max_tokens,
+                filter,
+                out,
+                params: params.describe(),
+            })
+        }
         WatermarkCommand::Experiment {
             corpus,
             keys,

@@ -13,6 +13,13 @@ The watermark experiments (`distillguard watermark experiment`).
    tokens, and after 10/20/30% of tokens are substituted (random
    vocabulary), deleted, or the text is cropped to its middle 50%.
 
+3. **Radioactivity.** Students (the same trigram model) are trained on
+   real answers plus 0%, 1%, 5% or 10% of watermarked teacher answers
+   (KGW, h 1). Each student answers 300 new prompts, and the answers are
+   tested as `watermark radioactivity` does: de-duplicated across answers,
+   prompts excluded, filtered to the windows of the watermarked text. A
+   control key is tested on the same answers.
+
 Everything is seeded: the same corpus gives the same numbers.
 */
 
@@ -177,6 +184,8 @@ pub(crate) fn run(
         let mean_len = texts.iter().map(Vec::len).sum::<usize>() as f64 / texts.len().max(1) as f64;
         rows.push((name.to_string(), by_len, edits, mean_len));
     }
+    // Radioactivity.
+    let radio = radioactivity(&tok, corpus, &teacher, &c, answers, base)?;
     let secs = started.elapsed().as_secs_f64();
     let mut out = io::stdout().lock();
     match format {
@@ -194,6 +203,10 @@ pub(crate) fn run(
                     "edits_on_200_tokens": e.iter().map(|(k, r)| json!({"edit": k, "tpr": r})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "teacher": {"training_tokens": teacher.trained_tokens, "contexts": teacher.contexts(), "prompts": prompts.len()},
+                "radioactivity": radio.iter().map(|r| json!({
+                    "contamination": r.0, "student_training_tokens": r.1, "watermarked_tokens": r.2,
+                    "answers": r.3, "tuples_scored": r.4, "p_value": r.5, "control_p_value": r.6,
+                })).collect::<Vec<_>>(),
                 "seconds": secs,
             });
             serde_json::to_writer_pretty(&mut out, &v)?;
@@ -240,8 +253,124 @@ pub(crate) fn run(
                     .collect();
                 writeln!(out, "  {n}: {}", parts.join(", "))?;
             }
+            writeln!(
+                out,
+                "\nRadioactivity (students answer 300 new prompts; KGW h 1 key; filter = windows of the watermarked text):"
+            )?;
+            writeln!(
+                out,
+                "{:>14}{:>16}{:>14}{:>16}{:>12}{:>14}",
+                "contamination",
+                "student tokens",
+                "watermarked",
+                "tuples scored",
+                "p-value",
+                "control p"
+            )?;
+            for r in &radio {
+                writeln!(
+                    out,
+                    "{:>13.0}%{:>16}{:>14}{:>16}{:>12.2e}{:>14.3}",
+                    r.0 * 100.0,
+                    r.1,
+                    r.2,
+                    r.4,
+                    r.5,
+                    r.6
+                )?;
+            }
             writeln!(out, "\n{secs:.1}s in all")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// (contamination, student tokens, watermarked tokens, answers, tuples
+/// scored, p-value, control p-value) per student.
+type RadioRow = (f64, u64, usize, usize, usize, f64, f64);
+
+fn radioactivity(
+    tok: &Tokenizer,
+    corpus: &str,
+    teacher: &Teacher,
+    c: &distillguard_simulator::Corpus,
+    skip_prompts: usize,
+    base_key: Key,
+) -> Result<Vec<RadioRow>> {
+    let key = base_key.derive("radioactivity");
+    let scheme = Scheme::Kgw(Kgw {
+        key,
+        gamma: 0.25,
+        delta: 2.0,
+        seeding: Seeding::LeftHash { h: 1 },
+    });
+    let control = Scheme::Kgw(Kgw {
+        key: base_key.derive("radioactivity control"),
+        gamma: 0.25,
+        delta: 2.0,
+        seeding: Seeding::LeftHash { h: 1 },
+    });
+    let base = answer_tokens(corpus, tok, 1_000_000)?;
+    let base_tokens: usize = base.iter().map(Vec::len).sum();
+    let user: Vec<Vec<u32>> = c
+        .conversations
+        .iter()
+        .flat_map(|cv| cv.turns.iter().filter(|t| t.user))
+        .map(|t| {
+            tok.encode(&t.text)
+                .into_iter()
+                .take(48)
+                .collect::<Vec<u32>>()
+        })
+        .filter(|p| p.len() >= 4)
+        .collect();
+    // Watermarked teacher answers, enough for 10% of the student's data.
+    let want = base_tokens / 9;
+    let mut rng = Rng::new(2024);
+    let mut marked: Vec<Vec<u32>> = Vec::new();
+    let mut have = 0usize;
+    for p in user.iter().skip(skip_prompts + 300) {
+        if have >= want {
+            break;
+        }
+        let a = teacher.generate(p, 200, None, |ctx, cand| {
+            pick(Some(&scheme), ctx, cand, &mut rng)
+        });
+        have += a.len();
+        marked.push(a);
+    }
+    let queries: Vec<Vec<u32>> = user.iter().skip(skip_prompts).take(300).cloned().collect();
+    let filter =
+        distillguard_watermark::WindowFilter::from_texts(1, marked.iter().map(Vec::as_slice));
+    let mut rows = Vec::new();
+    for frac in [0.0, 0.01, 0.05, 0.10] {
+        let need = (base_tokens as f64 * frac / (1.0 - frac)) as usize;
+        let mut part = Vec::new();
+        let mut n = 0usize;
+        for m in &marked {
+            if n >= need {
+                break;
+            }
+            n += m.len();
+            part.push(m.clone());
+        }
+        let student = Teacher::train(base.iter().cloned().chain(part));
+        let mut r = Rng::new(99);
+        let outs: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| student.generate(q, 100, None, |ctx, cand| pick(None, ctx, cand, &mut r)))
+            .collect();
+        let (res, ctl, _) =
+            crate::radioactivity::test(&scheme, &control, &queries, &outs, Some(&filter));
+        rows.push((
+            frac,
+            student.trained_tokens,
+            n,
+            outs.len(),
+            res.tokens_scored,
+            res.p_value,
+            ctl.p_value,
+        ));
+    }
+    Ok(rows)
 }

@@ -1174,3 +1174,122 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("line 1"));
 }
+
+#[test]
+fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
+    let d = Dir::new("radio");
+    let key = d.path("k.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--seed",
+        "5",
+    ]);
+    let prompts = d.path("prompts.txt");
+    let lines: Vec<String> = (0..6)
+        .map(|i| format!("Tell me about topic number {i} in detail."))
+        .collect();
+    write(&prompts, &(lines.join("\n") + "\n"));
+    let marked = d.path("marked.jsonl");
+    ok(&[
+        "watermark",
+        "generate",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        "120",
+        "--out",
+        marked.to_str().unwrap(),
+    ]);
+    // A "suspect" that repeats our watermarked answers is caught; the
+    // control key is not fooled.
+    let out = d.path("evidence");
+    let said = ok(&[
+        "watermark",
+        "radioactivity",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--suspect-outputs",
+        marked.to_str().unwrap(),
+        "--filter",
+        marked.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(said.contains("evidence in"), "{said}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("evidence.json")).unwrap()).unwrap();
+    assert!(r["p_value"].as_f64().unwrap() < 1e-6, "{r}");
+    assert!(r["control"]["p_value"].as_f64().unwrap() > 1e-3, "{r}");
+    assert_eq!(r["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(r["inputs"][1]["sha256"].as_str().unwrap().len(), 64);
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let secret = secret.lines().find(|l| !l.starts_with('#')).unwrap();
+    let md = std::fs::read_to_string(d.path("evidence.md")).unwrap();
+    assert!(md.contains(r["key_fingerprint"].as_str().unwrap()) && !md.contains(secret));
+    // The same through an OpenAI-compatible endpoint that answers with
+    // human text: no evidence.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..6 {
+            let (mut s, _) = listener.accept().unwrap();
+            // Read the whole request (headers, then Content-Length bytes).
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let body = serde_json::json!({"choices":[{"message":{"role":"assistant","content":"Honestly, it depends on where you live and what the weather is like, but most people start with a short walk and build up from there over a few weeks."}}]}).to_string();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            std::io::Write::write_all(&mut s, resp.as_bytes()).unwrap();
+        }
+    });
+    let url = format!("http://{addr}");
+    ok(&[
+        "watermark",
+        "radioactivity",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--suspect-url",
+        &url,
+        "--out",
+        d.path("clean").to_str().unwrap(),
+    ]);
+    server.join().unwrap();
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("clean.json")).unwrap()).unwrap();
+    assert_eq!(c["answers"], 6);
+    assert!(c["p_value"].as_f64().unwrap() > 1e-3, "{c}");
+}

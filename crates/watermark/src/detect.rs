@@ -148,83 +148,188 @@ impl Seen {
     }
 }
 
+/// Windows (the h context tokens) of a text we know a suspect trained on:
+/// the filter of Sander et al. (2024). Radioactivity is measured only on
+/// tuples whose window the suspect saw in our watermarked text, which is
+/// where its outputs can carry our bias; other windows only add noise.
+#[derive(Default)]
+pub struct WindowFilter {
+    windows: std::collections::HashSet<u64>,
+    h: usize,
+}
+
+fn window_hash(w: &[u32]) -> u64 {
+    let mut x = 0x243F_6A88_85A3_08D3u64;
+    for &t in w {
+        x = (x ^ u64::from(t)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 29;
+    }
+    x
+}
+
+impl WindowFilter {
+    /// The windows of width `h` in `texts`.
+    pub fn from_texts<'a>(h: usize, texts: impl IntoIterator<Item = &'a [u32]>) -> WindowFilter {
+        let h = h.max(1);
+        let mut windows = std::collections::HashSet::new();
+        for t in texts {
+            for w in t.windows(h) {
+                windows.insert(window_hash(w));
+            }
+        }
+        WindowFilter { windows, h }
+    }
+
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    fn keeps(&self, window: &[u32]) -> bool {
+        window.len() >= self.h
+            && self
+                .windows
+                .contains(&window_hash(&window[window.len() - self.h..]))
+    }
+}
+
+/// Scores a corpus of texts under one scheme, de-duplicating tuples across
+/// all of them (a suspect model repeats itself across answers, and
+/// repeated tuples are not independent draws).
+pub struct Scorer<'a> {
+    scheme: &'a Scheme,
+    filter: Option<&'a WindowFilter>,
+    seen: Seen,
+    seen_tokens: usize,
+    scored: usize,
+    filtered_out: usize,
+    stat: f64,
+}
+
+impl<'a> Scorer<'a> {
+    pub fn new(scheme: &'a Scheme) -> Scorer<'a> {
+        Scorer {
+            scheme,
+            filter: None,
+            seen: Seen::with_capacity(1024),
+            seen_tokens: 0,
+            scored: 0,
+            filtered_out: 0,
+            stat: 0.0,
+        }
+    }
+
+    /// Scores only tuples whose window is in `filter`.
+    pub fn with_filter(mut self, filter: &'a WindowFilter) -> Scorer<'a> {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Tuples dropped by the filter so far.
+    pub fn filtered_out(&self) -> usize {
+        self.filtered_out
+    }
+
+    /// Adds one text: its prompt's `prompt_len` tokens first, then the
+    /// text to test.
+    pub fn add(&mut self, tokens: &[u32], prompt_len: usize) {
+        let scheme = self.scheme;
+        let h = scheme.seeding().width();
+        let prompt_len = prompt_len.min(tokens.len());
+        self.seen_tokens += tokens.len() - prompt_len;
+        let pt: Vec<u64> = match scheme.seeding() {
+            Seeding::MinHash { .. } => tokens.iter().map(|&t| scheme.key().prf_token(t)).collect(),
+            Seeding::LeftHash { .. } => Vec::new(),
+        };
+        // The PRF input of a tuple: (seed, token), hashed. Two tuples with the
+        // same PRF input are one draw, however different their windows.
+        let draw_id = |seed: u64, token: u32| {
+            (seed ^ u64::from(token).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+                .rotate_left(31)
+        };
+        // Tuples inside the prompt are known to the model: never scored.
+        for t in h..prompt_len {
+            if let Some(seed) = scheme.seed_at(tokens, &pt, t) {
+                self.seen.insert(draw_id(seed, tokens[t]));
+            }
+        }
+        let start = prompt_len.max(h);
+        // A token whose window reaches into the prompt is not scored either.
+        let first = if prompt_len > 0 {
+            start.max(prompt_len + h)
+        } else {
+            start
+        };
+        for t in first..tokens.len() {
+            let tok = tokens[t];
+            if let Some(f) = self.filter
+                && !f.keeps(&tokens[..t])
+            {
+                self.filtered_out += 1;
+                continue;
+            }
+            let Some(seed) = scheme.seed_at(tokens, &pt, t) else {
+                continue;
+            };
+            if !self.seen.insert(draw_id(seed, tok)) {
+                continue;
+            }
+            self.scored += 1;
+            self.stat += match scheme {
+                Scheme::Kgw(k) => f64::from(u8::from(k.is_green_seeded(seed, tok))),
+                Scheme::Tournament(tr) => {
+                    let mask = if tr.layers >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << tr.layers) - 1
+                    };
+                    f64::from((tr.g_bits_seeded(seed, tok) & mask).count_ones())
+                }
+                Scheme::Gumbel(g) => -(1.0 - g.r_seeded(seed, tok)).ln(),
+            };
+        }
+    }
+
+    /// The result over everything added.
+    pub fn finish(&self) -> Score {
+        let (scored, stat, scheme) = (self.scored, self.stat, self.scheme);
+        let (p, test) = match scheme {
+            Scheme::Kgw(k) => (
+                binomial_upper(stat as u64, scored as u64, k.gamma),
+                "exact binomial tail: P(X ≥ green), X ~ Binomial(scored, γ)",
+            ),
+            Scheme::Tournament(tr) => (
+                binomial_upper(stat as u64, scored as u64 * u64::from(tr.layers), 0.5),
+                "exact binomial tail of g-bit matches: P(X ≥ ones), X ~ Binomial(scored · layers, 1/2)",
+            ),
+            Scheme::Gumbel(_) => (
+                gamma_upper(scored as u64, stat),
+                "exact gamma tail: P(S ≥ Σ −ln(1 − r)), S ~ Gamma(scored, 1)",
+            ),
+        };
+        Score {
+            scheme: scheme.name(),
+            key_fingerprint: scheme.key_fingerprint(),
+            tokens_seen: self.seen_tokens,
+            tokens_scored: scored,
+            statistic: stat,
+            p_value: p,
+            test,
+        }
+    }
+}
+
 /// Scores `tokens` (the prompt's `prompt_len` tokens first, then the text
 /// to test) under one scheme.
 pub fn detect(scheme: &Scheme, tokens: &[u32], prompt_len: usize) -> Score {
-    let h = scheme.seeding().width();
-    let prompt_len = prompt_len.min(tokens.len());
-    let mut seen = Seen::with_capacity(tokens.len());
-    let pt: Vec<u64> = match scheme.seeding() {
-        Seeding::MinHash { .. } => tokens.iter().map(|&t| scheme.key().prf_token(t)).collect(),
-        Seeding::LeftHash { .. } => Vec::new(),
-    };
-    // The PRF input of a tuple: (seed, token), hashed. Two tuples with the
-    // same PRF input are one draw, however different their windows.
-    let draw_id = |seed: u64, token: u32| {
-        (seed ^ u64::from(token).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .wrapping_mul(0xBF58_476D_1CE4_E5B9)
-            .rotate_left(31)
-    };
-    // Tuples inside the prompt are known to the model: never scored.
-    for t in h..prompt_len {
-        if let Some(seed) = scheme.seed_at(tokens, &pt, t) {
-            seen.insert(draw_id(seed, tokens[t]));
-        }
-    }
-    let mut scored = 0usize;
-    let mut stat = 0f64;
-    let start = prompt_len.max(h);
-    // A token whose window reaches into the prompt is not scored either.
-    let first = if prompt_len > 0 {
-        start.max(prompt_len + h)
-    } else {
-        start
-    };
-    for t in first..tokens.len() {
-        let tok = tokens[t];
-        let Some(seed) = scheme.seed_at(tokens, &pt, t) else {
-            continue;
-        };
-        if !seen.insert(draw_id(seed, tok)) {
-            continue;
-        }
-        scored += 1;
-        stat += match scheme {
-            Scheme::Kgw(k) => f64::from(u8::from(k.is_green_seeded(seed, tok))),
-            Scheme::Tournament(tr) => {
-                let mask = if tr.layers >= 64 {
-                    u64::MAX
-                } else {
-                    (1u64 << tr.layers) - 1
-                };
-                f64::from((tr.g_bits_seeded(seed, tok) & mask).count_ones())
-            }
-            Scheme::Gumbel(g) => -(1.0 - g.r_seeded(seed, tok)).ln(),
-        };
-    }
-    let (p, test) = match scheme {
-        Scheme::Kgw(k) => (
-            binomial_upper(stat as u64, scored as u64, k.gamma),
-            "exact binomial tail: P(X ≥ green), X ~ Binomial(scored, γ)",
-        ),
-        Scheme::Tournament(tr) => (
-            binomial_upper(stat as u64, scored as u64 * u64::from(tr.layers), 0.5),
-            "exact binomial tail of g-bit matches: P(X ≥ ones), X ~ Binomial(scored · layers, 1/2)",
-        ),
-        Scheme::Gumbel(_) => (
-            gamma_upper(scored as u64, stat),
-            "exact gamma tail: P(S ≥ Σ −ln(1 − r)), S ~ Gamma(scored, 1)",
-        ),
-    };
-    Score {
-        scheme: scheme.name(),
-        key_fingerprint: scheme.key_fingerprint(),
-        tokens_seen: tokens.len() - prompt_len,
-        tokens_scored: scored,
-        statistic: stat,
-        p_value: p,
-        test,
-    }
+    let mut s = Scorer::new(scheme);
+    s.seen = Seen::with_capacity(tokens.len());
+    s.add(tokens, prompt_len);
+    s.finish()
 }
 
 /// Several keys (cohorts) at once: each key's result and the

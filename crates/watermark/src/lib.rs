@@ -24,6 +24,6 @@ pub mod stats;
 #[cfg(feature = "tokenizer")]
 pub mod tokenizer;
 
-pub use detect::{Scheme, Score, detect, detect_many};
+pub use detect::{Scheme, Score, Scorer, WindowFilter, detect, detect_many};
 pub use key::Key;
 pub use scheme::{Gumbel, Kgw, Seeding, Tournament};

@@ -1,0 +1,284 @@
+/*!
+`distillguard watermark radioactivity`: did a suspect model train on our
+watermarked outputs?
+
+A model trained on watermarked text inherits a faint bias: its own outputs
+land in the green lists a little more often than chance (Sander et al.,
+2024, "Watermarking makes language models radioactive"). The test:
+1. get the suspect's answers to our prompts (from a file, or by querying
+   an OpenAI-compatible endpoint);
+2. score every (window, token) tuple of all answers together, once each
+   (de-duplicated across answers), with the prompts' tuples excluded;
+3. optionally keep only tuples whose window occurs in the watermarked text
+   the suspect is believed to have trained on (the filter of Sander et al.);
+4. compute the exact p-value, and the same under a control key the
+   suspect can never have seen (it must look uniform).
+
+The evidence report (JSON and Markdown) has the parameters, the key's
+fingerprint (never the key), the code version, the SHA-256 of every input,
+the counts, the p-value and the control run.
+*/
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use distillguard_watermark::tokenizer::Tokenizer;
+use distillguard_watermark::{Scheme, Scorer, WindowFilter};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Texts from a file: JSONL lines with a `text` field, or plain lines.
+pub(crate) fn texts(path: &Path) -> Result<Vec<String>> {
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim_start().starts_with('{') {
+            let v: Value = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+            match v.get("text").and_then(Value::as_str) {
+                Some(t) => out.push(t.to_string()),
+                None => bail!("{}:{}: no \"text\" field", path.display(), i + 1),
+            }
+        } else {
+            out.push(line);
+        }
+    }
+    Ok(out)
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Asks an OpenAI-compatible endpoint (`http://host:port[/prefix]`, plain
+/// HTTP/1.1) for an answer to `prompt`.
+pub(crate) fn ask(url: &str, model: &str, prompt: &str, max_tokens: usize) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("--suspect-url must be http://host:port (TLS endpoints: save their outputs and use --suspect-outputs)")?;
+    let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let body = json!({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 1.0,
+    })
+    .to_string();
+    let path = format!(
+        "/{}{}v1/chat/completions",
+        prefix,
+        if prefix.is_empty() || prefix.ends_with('/') {
+            ""
+        } else {
+            "/"
+        }
+    );
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, payload) = text.split_once("\r\n\r\n").context("no HTTP response")?;
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    if status != "200" {
+        bail!(
+            "{url}: HTTP {status}: {}",
+            payload.chars().take(200).collect::<String>()
+        );
+    }
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    let v: Value = serde_json::from_str(&payload).context("the endpoint's answer is not JSON")?;
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_string)
+        .context("no choices[0].message.content in the answer")
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The test on tokenized answers. Returns (result, control result,
+/// filtered-out count).
+pub(crate) fn test(
+    scheme: &Scheme,
+    control: &Scheme,
+    prompts: &[Vec<u32>],
+    answers: &[Vec<u32>],
+    filter: Option<&WindowFilter>,
+) -> (
+    distillguard_watermark::Score,
+    distillguard_watermark::Score,
+    usize,
+) {
+    let run = |s: &Scheme| {
+        let mut sc = Scorer::new(s);
+        if let Some(f) = filter {
+            sc = sc.with_filter(f);
+        }
+        for (i, a) in answers.iter().enumerate() {
+            let mut t = prompts.get(i).cloned().unwrap_or_default();
+            let pl = t.len();
+            t.extend_from_slice(a);
+            sc.add(&t, pl);
+        }
+        let out = sc.finish();
+        (out, sc.filtered_out())
+    };
+    let (r, filtered) = run(scheme);
+    let (c, _) = run(control);
+    (r, c, filtered)
+}
+
+pub(crate) struct Options {
+    pub scheme: Scheme,
+    pub control: Scheme,
+    pub prompts: PathBuf,
+    pub suspect_outputs: Option<PathBuf>,
+    pub suspect_url: Option<String>,
+    pub suspect_model: String,
+    pub max_tokens: usize,
+    pub filter: Option<PathBuf>,
+    pub out: PathBuf,
+    pub params: Value,
+}
+
+pub(crate) fn run(o: Options) -> Result<ExitCode> {
+    let tok = Tokenizer::cl100k()?;
+    let prompt_texts = texts(&o.prompts)?;
+    let mut inputs = vec![
+        json!({"role": "prompts", "path": o.prompts.display().to_string(), "sha256": sha256_file(&o.prompts)?}),
+    ];
+    let answers: Vec<String> = match (&o.suspect_outputs, &o.suspect_url) {
+        (Some(f), None) => {
+            inputs.push(json!({"role": "suspect outputs", "path": f.display().to_string(), "sha256": sha256_file(f)?}));
+            texts(f)?
+        }
+        (None, Some(url)) => {
+            let mut v = Vec::with_capacity(prompt_texts.len());
+            for (i, p) in prompt_texts.iter().enumerate() {
+                v.push(
+                    ask(url, &o.suspect_model, p, o.max_tokens)
+                        .with_context(|| format!("prompt {}", i + 1))?,
+                );
+            }
+            inputs.push(json!({"role": "suspect endpoint", "url": url, "model": o.suspect_model}));
+            v
+        }
+        _ => bail!("give exactly one of --suspect-outputs and --suspect-url"),
+    };
+    let filter = match &o.filter {
+        Some(f) => {
+            inputs.push(json!({"role": "filter (our watermarked text)", "path": f.display().to_string(), "sha256": sha256_file(f)?}));
+            let t: Vec<Vec<u32>> = texts(f)?.iter().map(|x| tok.encode(x)).collect();
+            Some(WindowFilter::from_texts(
+                o.params["context"].as_u64().unwrap_or(1) as usize,
+                t.iter().map(Vec::as_slice),
+            ))
+        }
+        None => None,
+    };
+    // Prompts are paired with answers by line when both come from files of
+    // equal length; otherwise answers are scored without a prompt.
+    let prompts: Vec<Vec<u32>> = if prompt_texts.len() == answers.len() {
+        prompt_texts.iter().map(|p| tok.encode(p)).collect()
+    } else {
+        Vec::new()
+    };
+    let ans: Vec<Vec<u32>> = answers.iter().map(|a| tok.encode(a)).collect();
+    let (r, c, filtered) = test(&o.scheme, &o.control, &prompts, &ans, filter.as_ref());
+    let report = json!({
+        "question": "Did the suspect model train on text watermarked with this key?",
+        "tool": format!("distillguard {}", env!("CARGO_PKG_VERSION")),
+        "key_fingerprint": r.key_fingerprint,
+        "parameters": o.params,
+        "inputs": inputs,
+        "answers": ans.len(),
+        "tokens_seen": r.tokens_seen,
+        "tokens_scored": r.tokens_scored,
+        "tuples_outside_filter": filtered,
+        "statistic": r.statistic,
+        "test": r.test,
+        "p_value": r.p_value,
+        "control": {
+            "what": "the same answers scored under a key derived for control, never used to watermark; its p-value should look uniform",
+            "key_fingerprint": c.key_fingerprint,
+            "tokens_scored": c.tokens_scored,
+            "p_value": c.p_value,
+        },
+        "method": "Tuples (context window, token) of all answers are scored once each (de-duplicated across answers); tuples from the prompts and tokens whose window reaches into a prompt are excluded; with a filter, only windows that occur in our watermarked text are kept (Sander et al., 2024). The p-value is exact under the null hypothesis that the answers are independent of the key.",
+    });
+    let json_path = o.out.with_extension("json");
+    let md_path = o.out.with_extension("md");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let md = format!(
+        "# Radioactivity evidence\n\n**Question.** Did the suspect model train on text watermarked with key `{}`?\n\n**Result.** p = {:.3e} ({}). Control key `{}`: p = {:.3e}.\n\n| | |\n|---|---|\n| answers | {} |\n| tokens seen | {} |\n| tuples scored (distinct) | {} |\n| tuples outside the filter | {} |\n| statistic | {} |\n| tool | distillguard {} |\n\n**Parameters.** `{}`\n\n**Inputs.**\n{}\n\n**Method.** {}\n",
+        r.key_fingerprint,
+        r.p_value,
+        r.test,
+        c.key_fingerprint,
+        c.p_value,
+        ans.len(),
+        r.tokens_seen,
+        r.tokens_scored,
+        filtered,
+        r.statistic,
+        env!("CARGO_PKG_VERSION"),
+        o.params,
+        report["inputs"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .map(|i| format!("- {i}"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+            .unwrap_or_default(),
+        report["method"].as_str().unwrap_or(""),
+    );
+    std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
+    writeln!(
+        io::stdout().lock(),
+        "p = {:.3e} over {} distinct tuples of {} answers (control p = {:.3e}); evidence in {} and {}",
+        r.p_value,
+        r.tokens_scored,
+        ans.len(),
+        c.p_value,
+        json_path.display(),
+        md_path.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
