@@ -16,6 +16,7 @@ mod analyze;
 mod config;
 mod progress;
 mod radioactivity;
+mod svg;
 mod watermark;
 mod wm_experiment;
 

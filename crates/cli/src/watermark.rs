@@ -81,6 +81,9 @@ pub(crate) enum WatermarkCommand {
         train_tokens: usize,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Also write the plots (SVG) into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
     },
     /// Generate watermarked answers with the reference teacher model.
     Generate {
@@ -268,7 +271,15 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
             answers,
             train_tokens,
             format,
-        } => crate::wm_experiment::run(&corpus, keys, answers, train_tokens, format),
+            plots,
+        } => crate::wm_experiment::run(
+            &corpus,
+            keys,
+            answers,
+            train_tokens,
+            format,
+            plots.as_deref(),
+        ),
         WatermarkCommand::Generate {
             params,
             prompts,

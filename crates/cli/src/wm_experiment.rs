@@ -62,12 +62,14 @@ fn edit(tokens: &[u32], kind: &str, rate: f64, rng: &mut Rng) -> Vec<u32> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     corpus: &str,
     keys: usize,
     answers: usize,
     train_tokens: usize,
     format: Format,
+    plots: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let tok = Tokenizer::cl100k()?;
     let started = std::time::Instant::now();
@@ -187,6 +189,9 @@ pub(crate) fn run(
     // Radioactivity.
     let radio = radioactivity(&tok, corpus, &teacher, &c, answers, base)?;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(dir) = plots {
+        write_plots(dir, tests, &below, &rows, &radio)?;
+    }
     let mut out = io::stdout().lock();
     match format {
         Format::Json | Format::Jsonl => {
@@ -373,4 +378,114 @@ fn radioactivity(
         ));
     }
     Ok(rows)
+}
+
+type Row = (String, Vec<f64>, Vec<(String, f64)>, f64);
+
+fn write_plots(
+    dir: &std::path::Path,
+    tests: u64,
+    below: &[u64],
+    rows: &[Row],
+    radio: &[RadioRow],
+) -> Result<()> {
+    use crate::svg::{Chart, Series, line_chart};
+    std::fs::create_dir_all(dir)?;
+    let fpr = Series {
+        name: format!("KGW, {tests} tests"),
+        points: THRESHOLDS
+            .iter()
+            .zip(below)
+            .filter(|(_, b)| **b > 0)
+            .map(|(t, b)| (*t, *b as f64 / tests.max(1) as f64))
+            .collect(),
+    };
+    let chart = Chart {
+        title: "Empirical false-positive rate on real answers",
+        x_label: "nominal level α",
+        y_label: "share of tests with p < α",
+        x_log: true,
+        y_log: true,
+        hlines: Vec::new(),
+        diagonal: true,
+    };
+    std::fs::write(dir.join("fpr.svg"), line_chart(&chart, &[fpr]))?;
+    let tpr: Vec<Series> = rows
+        .iter()
+        .map(|(n, l, _, _)| Series {
+            name: n.clone(),
+            points: LENGTHS
+                .iter()
+                .zip(l)
+                .map(|(t, r)| (*t as f64, r * 100.0))
+                .collect(),
+        })
+        .collect();
+    let chart = Chart {
+        title: "Detection at FPR 1e-6 against answer length",
+        x_label: "tokens scored (log scale)",
+        y_label: "answers detected (%)",
+        x_log: true,
+        y_log: false,
+        hlines: vec![(99.0, "99%".into())],
+        diagonal: false,
+    };
+    std::fs::write(dir.join("tpr.svg"), line_chart(&chart, &tpr))?;
+    let rob: Vec<Series> = rows
+        .iter()
+        .map(|(n, _, e, _)| Series {
+            name: n.clone(),
+            points: [0.0, 0.1, 0.2, 0.3]
+                .iter()
+                .map(|&r| {
+                    let v = if r == 0.0 {
+                        1.0
+                    } else {
+                        e.iter()
+                            .find(|(k, _)| *k == format!("substitute {:.0}%", r * 100.0))
+                            .map_or(0.0, |x| x.1)
+                    };
+                    (r * 100.0, v * 100.0)
+                })
+                .collect(),
+        })
+        .collect();
+    let chart = Chart {
+        title: "Detection at FPR 1e-6 after random token substitution (200 tokens)",
+        x_label: "tokens substituted (%)",
+        y_label: "answers detected (%)",
+        x_log: false,
+        y_log: false,
+        hlines: Vec::new(),
+        diagonal: false,
+    };
+    std::fs::write(dir.join("robustness.svg"), line_chart(&chart, &rob))?;
+    let minus_log = |p: f64| -(p.max(1e-300)).log10();
+    let radio_s = [
+        Series {
+            name: "students, our key".into(),
+            points: radio
+                .iter()
+                .map(|r| (r.0 * 100.0, minus_log(r.5)))
+                .collect(),
+        },
+        Series {
+            name: "same answers, control key".into(),
+            points: radio
+                .iter()
+                .map(|r| (r.0 * 100.0, minus_log(r.6)))
+                .collect(),
+        },
+    ];
+    let chart = Chart {
+        title: "Radioactivity: students trained on watermarked answers",
+        x_label: "watermarked share of the student's training text (%)",
+        y_label: "−log10 p",
+        x_log: false,
+        y_log: false,
+        hlines: vec![(6.0, "p = 1e-6".into())],
+        diagonal: false,
+    };
+    std::fs::write(dir.join("radioactivity.svg"), line_chart(&chart, &radio_s))?;
+    Ok(())
 }
