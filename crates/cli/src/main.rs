@@ -156,6 +156,32 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// A deterministic OpenAI/Anthropic-compatible model server for tests,
+    /// demos and benchmarks (optionally the watermarked reference teacher).
+    UpstreamMock {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Models listed by /v1/models (any model name is answered).
+        #[arg(long, default_value = "atlas-2-pro,atlas-3")]
+        models: String,
+        /// Delay before the first token (ms).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Delay between streamed chunks (ms).
+        #[arg(long, default_value_t = 0)]
+        chunk_ms: u64,
+        /// Add reasoning (OpenAI `reasoning_content`, Anthropic `thinking` blocks).
+        #[arg(long)]
+        reasoning: bool,
+        /// Answer with the reference teacher, watermarked with this key
+        /// (KGW γ 0.25 δ 2, h 1); default: canned filler text.
+        #[arg(long)]
+        watermark_key: Option<PathBuf>,
+        /// Teacher training text: auto, embedded, or a path.
+        #[arg(long, default_value = "auto")]
+        corpus: String,
+    },
     /// Watermarks: keys, watermarked generation (reference model), detection.
     Watermark {
         #[command(subcommand)]
@@ -365,6 +391,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Watermark { cmd } => watermark::run(cmd),
+        Command::UpstreamMock {
+            listen,
+            models,
+            latency_ms,
+            chunk_ms,
+            reasoning,
+            watermark_key,
+            corpus,
+        } => upstream_mock(
+            &listen,
+            &models,
+            latency_ms,
+            chunk_ms,
+            reasoning,
+            watermark_key.as_deref(),
+            &corpus,
+        ),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
 }
@@ -854,6 +897,61 @@ fn bench_sketches(
             writeln!(out, "  {n:>7}  {h:?}")?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upstream_mock(
+    listen: &str,
+    models: &str,
+    latency_ms: u64,
+    chunk_ms: u64,
+    reasoning: bool,
+    key: Option<&Path>,
+    corpus: &str,
+) -> Result<ExitCode> {
+    use distillguard_mock::{Config, Source};
+    let source = match key {
+        None => Source::Canned,
+        Some(k) => {
+            let text =
+                std::fs::read_to_string(k).with_context(|| format!("reading {}", k.display()))?;
+            let key = distillguard_watermark::Key::parse(&text)
+                .with_context(|| format!("key file {}", k.display()))?;
+            let tokenizer = distillguard_watermark::tokenizer::Tokenizer::cl100k()?;
+            let teacher = distillguard_teacher::Teacher::train(watermark::answer_tokens(
+                corpus, &tokenizer, 3_000_000,
+            )?);
+            Source::Teacher {
+                teacher: Box::new(teacher),
+                tokenizer: Box::new(tokenizer),
+                scheme: distillguard_watermark::Scheme::Kgw(distillguard_watermark::Kgw {
+                    key,
+                    gamma: 0.25,
+                    delta: 2.0,
+                    seeding: distillguard_watermark::Seeding::LeftHash { h: 1 },
+                }),
+            }
+        }
+    };
+    let cfg = Config {
+        models: models
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        first_token: std::time::Duration::from_millis(latency_ms),
+        between_chunks: std::time::Duration::from_millis(chunk_ms),
+        reasoning,
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(distillguard_mock::serve(listen, cfg, |addr| {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "upstream-mock listening on http://{addr}");
+        let _ = out.flush();
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 

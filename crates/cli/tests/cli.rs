@@ -1293,3 +1293,123 @@ fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
     assert_eq!(c["answers"], 6);
     assert!(c["p_value"].as_f64().unwrap() > 1e-3, "{c}");
 }
+
+/// Starts `distillguard upstream-mock` on a free port; returns the child and its URL.
+fn start_mock(extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["upstream-mock", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
+}
+
+fn http_post(url: &str, path: &str, body: &str) -> (u16, String) {
+    let host = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, payload.to_string())
+}
+
+#[test]
+fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
+    let (mut child, url) = start_mock(&["--reasoning"]);
+    let (st, body) = http_post(
+        &url,
+        "/v1/chat/completions",
+        r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}],"max_tokens":20}"#,
+    );
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+    assert_eq!(v["usage"]["completion_tokens"], 20);
+    // Deterministic: the same request, the same bytes.
+    assert_eq!(http_post(&url, "/v1/chat/completions", r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}],"max_tokens":20}"#).1, body);
+    let (_, sse) = http_post(
+        &url,
+        "/v1/chat/completions",
+        r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#,
+    );
+    assert!(
+        sse.contains("chat.completion.chunk") && sse.contains("data: [DONE]"),
+        "{sse}"
+    );
+    let (_, ev) = http_post(
+        &url,
+        "/v1/messages",
+        r#"{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    for e in [
+        "message_start",
+        "thinking_delta",
+        "text_delta",
+        "message_delta",
+        "message_stop",
+    ] {
+        assert!(ev.contains(e), "{e} missing in {ev}");
+    }
+    let (st, err) = http_post(&url, "/v1/messages", r#"{"model":"m","messages":[]}"#);
+    assert_eq!(st, 400);
+    assert!(err.contains("invalid_request_error") && err.contains("max_tokens"));
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    // With a key, the mock answers with the watermarked teacher: detect finds it.
+    let d = Dir::new("mockwm");
+    let key = d.path("k.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--seed",
+        "9",
+    ]);
+    let (mut child, url) = start_mock(&[
+        "--watermark-key",
+        key.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+    ]);
+    let (st, body) = http_post(
+        &url,
+        "/v1/messages",
+        r#"{"model":"atlas-3","max_tokens":200,"messages":[{"role":"user","content":"How do I learn to cook?"}]}"#,
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = v["content"][0]["text"].as_str().unwrap();
+    let f = d.path("answer.txt");
+    write(&f, text);
+    let r: serde_json::Value = serde_json::from_str(&ok(&[
+        "watermark",
+        "detect",
+        "--key",
+        key.to_str().unwrap(),
+        "--format",
+        "json",
+        f.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert!(r[0]["p_value"].as_f64().unwrap() < 1e-6, "{r}");
+}

@@ -1,0 +1,423 @@
+/*!
+`upstream-mock`: a deterministic model server that speaks the OpenAI and
+Anthropic APIs, for tests, demos and benchmarks of the gateway.
+
+Endpoints:
+- `POST /v1/chat/completions` (OpenAI): JSON or SSE streaming
+  (`"stream": true`), with `reasoning_content` when reasoning is on;
+- `POST /v1/messages` (Anthropic): JSON or the SSE event sequence
+  (`message_start` … `message_stop`), with a `thinking` block when
+  reasoning is on;
+- `GET /v1/models`.
+
+Answers are a pure function of the request (model, last user message,
+`max_tokens`). The same request gives the same bytes, except for the
+server-assigned id, which is also derived from the request. Text comes
+from one of two sources:
+- `Canned`: fluent-looking filler built from the prompt. It costs
+  microseconds, for benchmarks.
+- `Teacher`: the reference teacher model, with a KGW watermark under a
+  key. Answers through the gateway are then watermarked end to end, and
+  `distillguard watermark detect` finds the watermark.
+
+Latency is configurable: a delay before the first token, and one between
+streamed chunks.
+*/
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use distillguard_teacher::Teacher;
+use distillguard_watermark::tokenizer::Tokenizer;
+use distillguard_watermark::{Kgw, Scheme};
+use futures_util::stream;
+use serde_json::{Value, json};
+
+/// Where answer text comes from.
+pub enum Source {
+    Canned,
+    /// The teacher, watermarked with the scheme.
+    Teacher {
+        teacher: Box<Teacher>,
+        tokenizer: Box<Tokenizer>,
+        scheme: Scheme,
+    },
+}
+
+/// Server settings.
+pub struct Config {
+    pub models: Vec<String>,
+    pub first_token: Duration,
+    pub between_chunks: Duration,
+    pub reasoning: bool,
+    pub source: Source,
+}
+
+struct App {
+    cfg: Config,
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "answer",
+    "depends",
+    "on",
+    "a",
+    "few",
+    "things",
+    "first",
+    "consider",
+    "how",
+    "it",
+    "works",
+    "in",
+    "practice",
+    "then",
+    "we",
+    "can",
+    "look",
+    "at",
+    "each",
+    "step",
+    "carefully",
+    "and",
+    "check",
+    "that",
+    "result",
+    "holds",
+    "for",
+    "this",
+    "case",
+    "because",
+    "data",
+    "shows",
+    "clear",
+    "pattern",
+];
+
+/// The answer (and reasoning) to `prompt`, at most `max_tokens` words or tokens.
+fn answer(app: &App, prompt: &str, max_tokens: usize) -> (String, Option<String>, usize) {
+    let seed = fnv(prompt);
+    let reasoning = app.cfg.reasoning.then(|| {
+        format!(
+            "Let me think about \"{}\" step by step: restate it, recall what applies, then answer.",
+            prompt.chars().take(60).collect::<String>()
+        )
+    });
+    match &app.cfg.source {
+        Source::Canned => {
+            let n = max_tokens.clamp(1, 4096).min(32 + (seed % 64) as usize);
+            let mut x = seed | 1;
+            let words: Vec<&str> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    WORDS[(x % WORDS.len() as u64) as usize]
+                })
+                .collect();
+            let mut text = words.join(" ");
+            if let Some(first) = text.get(..1) {
+                text = first.to_uppercase() + &text[1..];
+            }
+            text.push('.');
+            (text, reasoning, n)
+        }
+        Source::Teacher {
+            teacher,
+            tokenizer,
+            scheme,
+        } => {
+            let p = tokenizer.encode(prompt);
+            let mut x = seed | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let ids = teacher.generate(&p, max_tokens.clamp(1, 2048), None, |ctx, cand| {
+                pick_kgw(scheme, ctx, cand, next())
+            });
+            let text = tokenizer.decode(&ids).unwrap_or_default();
+            (text, reasoning, ids.len())
+        }
+    }
+}
+
+fn pick_kgw(scheme: &Scheme, ctx: &[u32], cand: &[(u32, f32)], u: f64) -> u32 {
+    let (delta, kgw): (f32, Option<&Kgw>) = match scheme {
+        Scheme::Kgw(k) => (k.delta, Some(k)),
+        _ => (0.0, None),
+    };
+    let w: Vec<f32> = cand
+        .iter()
+        .map(|&(t, p)| {
+            let green = kgw.and_then(|k| k.is_green(ctx, t)) == Some(true);
+            p * if green { delta.exp() } else { 1.0 }
+        })
+        .collect();
+    let i = distillguard_watermark::scheme::draw(&w, u) as usize;
+    cand.get(i).map_or(0, |c| c.0)
+}
+
+fn last_user(messages: &Value) -> String {
+    let content = messages
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|x| x["role"] == "user"))
+        .map(|m| m["content"].clone())
+        .unwrap_or(Value::Null);
+    match content {
+        Value::String(s) => s,
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn bad_request(kind: &str, msg: &str, anthropic: bool) -> Response {
+    let body = if anthropic {
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}})
+    } else {
+        json!({"error": {"message": msg, "type": kind, "param": null, "code": null}})
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// Splits text into streaming chunks of about four words.
+fn chunks(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    words.chunks(4).map(|c| c.concat()).collect()
+}
+
+async fn openai(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("invalid_request_error", "the body is not JSON", false);
+    };
+    let Some(model) = req["model"].as_str().map(str::to_string) else {
+        return bad_request("invalid_request_error", "missing \"model\"", false);
+    };
+    if !req["messages"].is_array() {
+        return bad_request("invalid_request_error", "missing \"messages\"", false);
+    }
+    let prompt = last_user(&req["messages"]);
+    let max = req["max_completion_tokens"]
+        .as_u64()
+        .or(req["max_tokens"].as_u64())
+        .unwrap_or(256) as usize;
+    let (text, reasoning, n) = answer(&app, &prompt, max);
+    let id = format!(
+        "chatcmpl-{:016x}",
+        fnv(&format!("{model}\u{0}{prompt}\u{0}{max}"))
+    );
+    let usage = json!({"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": n, "total_tokens": prompt.split_whitespace().count() + n});
+    tokio::time::sleep(app.cfg.first_token).await;
+    if req["stream"].as_bool() != Some(true) {
+        let mut message = json!({"role": "assistant", "content": text});
+        if let Some(r) = reasoning {
+            message["reasoning_content"] = json!(r);
+        }
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": 1_771_200_000, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": if n >= max { "length" } else { "stop" }}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut events: Vec<Value> = Vec::new();
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1_771_200_000, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    events.push(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
+    if let Some(r) = reasoning {
+        for c in chunks(&r) {
+            events.push(chunk(json!({"reasoning_content": c}), Value::Null));
+        }
+    }
+    for c in chunks(&text) {
+        events.push(chunk(json!({"content": c}), Value::Null));
+    }
+    events.push(chunk(
+        json!({}),
+        json!(if n >= max { "length" } else { "stop" }),
+    ));
+    let mut lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    lines.push("[DONE]".into());
+    sse(
+        app.cfg.between_chunks,
+        lines.into_iter().map(|d| (None, d)).collect(),
+    )
+}
+
+fn sse(gap: Duration, items: Vec<(Option<&'static str>, String)>) -> Response {
+    let s = stream::unfold(
+        (items.into_iter(), true),
+        move |(mut it, first)| async move {
+            let (name, data) = it.next()?;
+            if !first && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            let mut e = Event::default().data(data);
+            if let Some(n) = name {
+                e = e.event(n);
+            }
+            Some((Ok::<Event, Infallible>(e), (it, false)))
+        },
+    );
+    Sse::new(s).into_response()
+}
+
+async fn anthropic(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("invalid_request_error", "the body is not JSON", true);
+    };
+    let Some(model) = req["model"].as_str().map(str::to_string) else {
+        return bad_request("invalid_request_error", "model: field required", true);
+    };
+    let Some(max) = req["max_tokens"].as_u64() else {
+        return bad_request("invalid_request_error", "max_tokens: field required", true);
+    };
+    let max = max as usize;
+    let prompt = last_user(&req["messages"]);
+    let (text, reasoning, n) = answer(&app, &prompt, max);
+    let id = format!(
+        "msg_{:016x}",
+        fnv(&format!("{model}\u{0}{prompt}\u{0}{max}"))
+    );
+    let stop = if n >= max { "max_tokens" } else { "end_turn" };
+    let input = prompt.split_whitespace().count();
+    tokio::time::sleep(app.cfg.first_token).await;
+    if req["stream"].as_bool() != Some(true) {
+        let mut content = Vec::new();
+        if let Some(r) = &reasoning {
+            content.push(json!({"type": "thinking", "thinking": r, "signature": format!("sig_{:016x}", fnv(r))}));
+        }
+        content.push(json!({"type": "text", "text": text}));
+        return Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "stop_sequence": null,
+            "usage": {"input_tokens": input, "output_tokens": n},
+        }))
+        .into_response();
+    }
+    let mut ev: Vec<(Option<&'static str>, String)> = Vec::new();
+    let mut push = |name: &'static str, v: Value| ev.push((Some(name), v.to_string()));
+    push(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 0}}}),
+    );
+    let mut index = 0;
+    if let Some(r) = &reasoning {
+        push(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}}),
+        );
+        for c in chunks(r) {
+            push(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": c}}),
+            );
+        }
+        push(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+        index += 1;
+    }
+    push(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+    );
+    for c in chunks(&text) {
+        push(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": c}}),
+        );
+    }
+    push(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": index}),
+    );
+    push(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": n}}),
+    );
+    push("message_stop", json!({"type": "message_stop"}));
+    sse(app.cfg.between_chunks, ev)
+}
+
+async fn models(State(app): State<Arc<App>>) -> Response {
+    let data: Vec<Value> = app
+        .cfg
+        .models
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 1_771_200_000, "owned_by": "upstream-mock"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// The router (for embedding in tests or other servers).
+pub fn router(cfg: Config) -> Router {
+    let app = Arc::new(App { cfg });
+    Router::new()
+        .route("/v1/chat/completions", post(openai))
+        .route("/v1/messages", post(anthropic))
+        .route("/v1/models", get(models))
+        .with_state(app)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves until Ctrl-C; `ready` gets the bound address (port 0 picks one).
+pub async fn serve(
+    addr: &str,
+    cfg: Config,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    ready(local);
+    axum::serve(listener, router(cfg))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServeError::Serve)
+}
