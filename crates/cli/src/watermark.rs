@@ -436,66 +436,7 @@ pub(crate) fn pick(
     cand: &[(u32, f32)],
     rng: &mut Rng,
 ) -> u32 {
-    let ids: Vec<u32> = cand.iter().map(|c| c.0).collect();
-    let probs: Vec<f32> = cand.iter().map(|c| c.1).collect();
-    let i = match scheme {
-        None => distillguard_watermark::scheme::draw(&probs, rng.next()) as usize,
-        Some(Scheme::Kgw(k)) => {
-            let w: Vec<f32> = ids
-                .iter()
-                .zip(&probs)
-                .map(|(&t, &p)| {
-                    let green = k.is_green(ctx, t) == Some(true);
-                    p * if green { k.delta.exp() } else { 1.0 }
-                })
-                .collect();
-            distillguard_watermark::scheme::draw(&w, rng.next()) as usize
-        }
-        Some(Scheme::Gumbel(g)) => {
-            // Gumbel over the candidates: argmax ln(r)/p.
-            let mut best = (f64::NEG_INFINITY, 0usize);
-            for (j, (&t, &p)) in ids.iter().zip(&probs).enumerate() {
-                let r = g
-                    .r(ctx, t)
-                    .unwrap_or_else(|| rng.next().max(f64::MIN_POSITIVE));
-                let s = r.ln() / f64::from(p.max(1e-12));
-                if s > best.0 {
-                    best = (s, j);
-                }
-            }
-            best.1
-        }
-        // Candidates are drawn by index; their g-bits are read on token ids.
-        Some(Scheme::Tournament(tr)) => tournament_pick(tr, ctx, &ids, &probs, rng),
-    };
-    ids.get(i).copied().unwrap_or(0)
-}
-
-fn tournament_pick(
-    t: &Tournament,
-    ctx: &[u32],
-    ids: &[u32],
-    probs: &[f32],
-    rng: &mut Rng,
-) -> usize {
-    let mut cand: Vec<usize> = (0..(1usize << t.layers.min(16)))
-        .map(|_| distillguard_watermark::scheme::draw(probs, rng.next()) as usize)
-        .collect();
-    for l in 0..t.layers {
-        cand = cand
-            .chunks(2)
-            .map(|pair| match pair {
-                [a, b] => {
-                    let ga = t.g(ctx, ids[*a], l).unwrap_or(false);
-                    let gb = t.g(ctx, ids[*b], l).unwrap_or(false);
-                    if gb && !ga { *b } else { *a }
-                }
-                [a] => *a,
-                _ => 0,
-            })
-            .collect();
-    }
-    cand.first().copied().unwrap_or(0)
+    distillguard_watermark::scheme::sample_sparse(scheme, ctx, cand, &mut || rng.next())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -36,8 +36,8 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use distillguard_teacher::Teacher;
+use distillguard_watermark::Scheme;
 use distillguard_watermark::tokenizer::Tokenizer;
-use distillguard_watermark::{Kgw, Scheme};
 use futures_util::stream;
 use serde_json::{Value, json};
 
@@ -153,28 +153,12 @@ fn answer(app: &App, prompt: &str, max_tokens: usize) -> (String, Option<String>
                 (x >> 11) as f64 / (1u64 << 53) as f64
             };
             let ids = teacher.generate(&p, max_tokens.clamp(1, 2048), None, |ctx, cand| {
-                pick_kgw(scheme, ctx, cand, next())
+                distillguard_watermark::scheme::sample_sparse(Some(scheme), ctx, cand, &mut next)
             });
             let text = tokenizer.decode(&ids).unwrap_or_default();
             (text, reasoning, ids.len())
         }
     }
-}
-
-fn pick_kgw(scheme: &Scheme, ctx: &[u32], cand: &[(u32, f32)], u: f64) -> u32 {
-    let (delta, kgw): (f32, Option<&Kgw>) = match scheme {
-        Scheme::Kgw(k) => (k.delta, Some(k)),
-        _ => (0.0, None),
-    };
-    let w: Vec<f32> = cand
-        .iter()
-        .map(|&(t, p)| {
-            let green = kgw.and_then(|k| k.is_green(ctx, t)) == Some(true);
-            p * if green { delta.exp() } else { 1.0 }
-        })
-        .collect();
-    let i = distillguard_watermark::scheme::draw(&w, u) as usize;
-    cand.get(i).map_or(0, |c| c.0)
 }
 
 fn last_user(messages: &Value) -> String {

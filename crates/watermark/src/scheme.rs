@@ -150,16 +150,29 @@ impl Tournament {
     /// caller's uniform source, then m knockout rounds on g-bits (ties go
     /// to the first of the pair).
     pub fn sample(&self, window: &[u32], probs: &[f32], uniform: &mut impl FnMut() -> f64) -> u32 {
-        let mut cand: Vec<u32> = (0..(1usize << self.layers.min(16)))
-            .map(|_| draw(probs, uniform()))
+        let ids: Vec<u32> = (0..probs.len() as u32).collect();
+        self.sample_among(window, &ids, probs, uniform) as u32
+    }
+
+    /// [`Tournament::sample`] over sparse candidates: `ids[i]` has
+    /// probability `probs[i]`; returns the winner's index.
+    pub fn sample_among(
+        &self,
+        window: &[u32],
+        ids: &[u32],
+        probs: &[f32],
+        uniform: &mut impl FnMut() -> f64,
+    ) -> usize {
+        let mut cand: Vec<usize> = (0..(1usize << self.layers.min(16)))
+            .map(|_| draw(probs, uniform()) as usize)
             .collect();
         for l in 0..self.layers {
             cand = cand
                 .chunks(2)
                 .map(|pair| match pair {
                     [a, b] => {
-                        let ga = self.g(window, *a, l).unwrap_or(false);
-                        let gb = self.g(window, *b, l).unwrap_or(false);
+                        let ga = self.g(window, ids[*a], l).unwrap_or(false);
+                        let gb = self.g(window, ids[*b], l).unwrap_or(false);
                         if gb && !ga { *b } else { *a }
                     }
                     [a] => *a,
@@ -231,4 +244,51 @@ pub fn draw(probs: &[f32], u: f64) -> u32 {
         }
     }
     probs.len().saturating_sub(1) as u32
+}
+
+/// Samples the next token from a model's sparse candidates (`(token,
+/// probability)` pairs, as engines that keep a top-k do) under a scheme,
+/// or plainly with `None`. KGW reweights green candidates by e^δ,
+/// Gumbel-max takes the argmax of ln(r)/p, the tournament plays its rounds.
+pub fn sample_sparse(
+    scheme: Option<&crate::detect::Scheme>,
+    window: &[u32],
+    cand: &[(u32, f32)],
+    uniform: &mut impl FnMut() -> f64,
+) -> u32 {
+    use crate::detect::Scheme;
+    let ids: Vec<u32> = cand.iter().map(|c| c.0).collect();
+    let probs: Vec<f32> = cand.iter().map(|c| c.1).collect();
+    let i = match scheme {
+        None => draw(&probs, uniform()) as usize,
+        Some(Scheme::Kgw(k)) => {
+            let boost = k.delta.exp();
+            let w: Vec<f32> = cand
+                .iter()
+                .map(|&(t, p)| {
+                    if k.is_green(window, t) == Some(true) {
+                        p * boost
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            draw(&w, uniform()) as usize
+        }
+        Some(Scheme::Gumbel(g)) => {
+            let mut best = (f64::NEG_INFINITY, 0usize);
+            for (j, &(t, p)) in cand.iter().enumerate() {
+                let r = g
+                    .r(window, t)
+                    .unwrap_or_else(|| uniform().max(f64::MIN_POSITIVE));
+                let s = r.ln() / f64::from(p.max(1e-12));
+                if s > best.0 {
+                    best = (s, j);
+                }
+            }
+            best.1
+        }
+        Some(Scheme::Tournament(t)) => t.sample_among(window, &ids, &probs, uniform),
+    };
+    ids.get(i).copied().unwrap_or(0)
 }
