@@ -236,6 +236,30 @@ impl Fold {
     }
 }
 
+/// Malformed lines while reading: the first 20 are printed with their
+/// place, the rest counted; strict mode stops at the first.
+#[derive(Default)]
+struct Malformed(u64);
+
+impl Malformed {
+    fn line(&mut self, e: distillguard_core::LineError, strict: bool) -> Result<(), ReadError> {
+        if strict {
+            return Err(ReadError::Strict(e));
+        }
+        self.0 += 1;
+        if self.0 <= 20 {
+            let _ = writeln!(io::stderr(), "malformed: {e}");
+        }
+        Ok(())
+    }
+
+    fn finish(&self) {
+        if self.0 > 20 {
+            let _ = writeln!(io::stderr(), "malformed: … and {} more", self.0 - 20);
+        }
+    }
+}
+
 /// Reads event logs into records (in parallel), in file order.
 pub(crate) fn read_records(
     inputs: &[PathBuf],
@@ -245,7 +269,7 @@ pub(crate) fn read_records(
 ) -> Result<(Vec<Record>, u64)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut recs = Vec::new();
-    let mut bad = 0u64;
+    let mut bad = Malformed::default();
     let mut out_of_order = 0u64;
     let mut last = i64::MIN;
     for path in inputs {
@@ -266,21 +290,13 @@ pub(crate) fn read_records(
                         last = last.max(r.0.ts.0);
                         recs.push(r);
                     }
-                    Err(e) if strict => return Err(ReadError::Strict(e)),
-                    Err(e) => {
-                        bad += 1;
-                        if bad <= 20 {
-                            let _ = writeln!(io::stderr(), "malformed: {e}");
-                        }
-                    }
+                    Err(e) => bad.line(e, strict)?,
                 }
                 Ok(())
             },
         )?;
     }
-    if bad > 20 {
-        let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
-    }
+    bad.finish();
     Ok((recs, out_of_order))
 }
 
@@ -306,7 +322,7 @@ fn stream_fold(
 ) -> Result<Streamed> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
-    let mut bad = 0u64;
+    let mut bad = Malformed::default();
     let mut out_of_order = 0u64;
     let mut last = i64::MIN;
     let mut late = None;
@@ -331,13 +347,7 @@ fn stream_fold(
                             return Err(ReadError::Stopped);
                         }
                     }
-                    Err(e) if strict => return Err(ReadError::Strict(e)),
-                    Err(e) => {
-                        bad += 1;
-                        if bad <= 20 {
-                            let _ = writeln!(io::stderr(), "malformed: {e}");
-                        }
-                    }
+                    Err(e) => bad.line(e, strict)?,
                 }
                 Ok(())
             },
@@ -348,9 +358,7 @@ fn stream_fold(
             (Ok(_), None) => {}
         }
     }
-    if bad > 20 {
-        let _ = writeln!(io::stderr(), "malformed: … and {} more", bad - 20);
-    }
+    bad.finish();
     let peak = reorder.peak;
     reorder.finish(|r| fold.process(&r));
     Ok(Streamed::Done { out_of_order, peak })
