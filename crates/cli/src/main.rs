@@ -156,6 +156,14 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// The gateway: an OpenAI/Anthropic-compatible proxy in front of model
+    /// servers (first slice: routing, streaming pass-through, body cap,
+    /// errors in each API's format).
+    Serve {
+        /// Gateway configuration (TOML; see docs/gateway.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// A deterministic OpenAI/Anthropic-compatible model server for tests,
     /// demos and benchmarks (optionally the watermarked reference teacher).
     UpstreamMock {
@@ -391,6 +399,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Watermark { cmd } => watermark::run(cmd),
+        Command::Serve { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let cfg = distillguard_gateway::Config::from_toml(&text)
+                .with_context(|| format!("config {}", config.display()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(distillguard_gateway::serve(cfg, |addr| {
+                let mut out = io::stdout().lock();
+                let _ = writeln!(out, "distillguard gateway listening on http://{addr}");
+                let _ = out.flush();
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::UpstreamMock {
             listen,
             models,

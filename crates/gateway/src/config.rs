@@ -1,0 +1,142 @@
+/*!
+The gateway's configuration file (TOML): parsed with unknown keys
+rejected, then validated, with errors that name the field.
+
+```toml
+listen = "127.0.0.1:8080"
+max_body_bytes = 1048576          # larger requests get 413
+upstream_timeout_secs = 120
+
+[[upstreams]]
+name = "local-vllm"
+url = "http://127.0.0.1:8000"     # plain HTTP to the model servers
+dialect = "openai"                # or "anthropic"
+models = ["atlas-3", "atlas-2-pro"]
+```
+*/
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Openai,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub dialect: Dialect,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_timeout")]
+    pub upstream_timeout_secs: u64,
+    pub upstreams: Vec<Upstream>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_timeout() -> u64 {
+    120
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl Config {
+    /// Parses and validates.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: String, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.upstreams.is_empty() {
+            return bad("upstreams".into(), "at least one upstream is needed");
+        }
+        if self.max_body_bytes == 0 {
+            return bad("max_body_bytes".into(), "must be positive");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if !u.url.starts_with("http://") {
+                return bad(format!("upstreams[{i}].url"), "must start with http://");
+            }
+            if u.models.is_empty() {
+                return bad(
+                    format!("upstreams[{i}].models"),
+                    "list the models it serves",
+                );
+            }
+            for m in &u.models {
+                if !seen.insert((m.clone(), u.dialect)) {
+                    return bad(
+                        format!("upstreams[{i}].models"),
+                        &format!(
+                            "model {m:?} is already served by another upstream of this dialect"
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream serving `model` in `dialect`.
+    pub fn route(&self, dialect: Dialect, model: &str) -> Option<&Upstream> {
+        self.upstreams
+            .iter()
+            .find(|u| u.dialect == dialect && u.models.iter().any(|m| m == model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_defaults_and_rejects_bad_fields() {
+        let c = Config::from_toml(
+            "[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert!(c.route(Dialect::Openai, "m").is_some());
+        assert!(c.route(Dialect::Anthropic, "m").is_none());
+        let e = Config::from_toml("listn = \"x\"\nupstreams = []\n").unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let e = Config::from_toml(
+            "[[upstreams]]\nname = \"a\"\nurl = \"https://x\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "upstreams[0].url: must start with http://");
+    }
+}

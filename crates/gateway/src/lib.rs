@@ -1,0 +1,282 @@
+/*!
+The enforcement gateway: an OpenAI- and Anthropic-compatible proxy in
+front of the provider's model servers.
+
+This is the first slice of issue 5. The proxy is written as phases over a
+per-request context, in the style of Pingora: **read** (the body, capped),
+**route** (the upstream serving the model), **forward** (the request
+upstream, the response streamed back chunk by chunk, never buffered whole).
+Errors are tagged by side: `Downstream` (the client's request), `Upstream`
+(the model server: refused, timed out, failed), `Internal`. Each is
+answered in the API's own error format, so that the official SDKs raise
+the right exception.
+
+Still to come (issue 5): API keys, rate limits, the detection queue and
+verdict actions, the admin API, metrics.
+
+Endpoints: `POST /v1/chat/completions`, `POST /v1/messages`,
+`GET /v1/models`, `GET /healthz`. The server shuts down gracefully on
+Ctrl-C and lets in-flight streams finish.
+*/
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+pub use config::{Config, Dialect};
+
+/// Which side an error is on.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The client's request is wrong (status 4xx).
+    #[error("{message}")]
+    Downstream {
+        status: StatusCode,
+        kind: &'static str,
+        message: String,
+    },
+    /// The model server failed.
+    #[error("upstream {upstream}: {message}")]
+    Upstream {
+        status: StatusCode,
+        upstream: String,
+        message: String,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    fn into_response(self, dialect: Dialect) -> Response {
+        let (status, kind, message) = match &self {
+            GatewayError::Downstream {
+                status,
+                kind,
+                message,
+            } => (*status, *kind, message.clone()),
+            GatewayError::Upstream { status, .. } => (*status, "api_error", self.to_string()),
+            GatewayError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                self.to_string(),
+            ),
+        };
+        let body = match dialect {
+            Dialect::Openai => {
+                json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            }
+            Dialect::Anthropic => {
+                json!({"type": "error", "error": {"type": anthropic_kind(status, kind), "message": message}})
+            }
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn anthropic_kind(status: StatusCode, kind: &str) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ if kind == "invalid_request_error" => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+struct Gateway {
+    cfg: Config,
+    client: Client<HttpConnector, Body>,
+}
+
+/// What one request carries through the phases.
+struct Ctx {
+    dialect: Dialect,
+    path: &'static str,
+    body: Bytes,
+    model: String,
+}
+
+/// Phase 1: read the body (capped) and the model.
+async fn read(
+    gw: &Gateway,
+    dialect: Dialect,
+    path: &'static str,
+    req: Request,
+) -> Result<Ctx, GatewayError> {
+    let cap = gw.cfg.max_body_bytes;
+    let body = axum::body::to_bytes(req.into_body(), cap)
+        .await
+        .map_err(|_| GatewayError::Downstream {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            message: format!("request body larger than {cap} bytes"),
+        })?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::Downstream {
+        status: StatusCode::BAD_REQUEST,
+        kind: "invalid_request_error",
+        message: format!("the body is not JSON: {e}"),
+    })?;
+    let model = v["model"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or(GatewayError::Downstream {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: "missing \"model\"".into(),
+        })?;
+    Ok(Ctx {
+        dialect,
+        path,
+        body,
+        model,
+    })
+}
+
+/// Phase 2: the upstream for the model.
+fn route<'a>(gw: &'a Gateway, ctx: &Ctx) -> Result<&'a config::Upstream, GatewayError> {
+    gw.cfg
+        .route(ctx.dialect, &ctx.model)
+        .ok_or_else(|| GatewayError::Downstream {
+            status: StatusCode::NOT_FOUND,
+            kind: "not_found_error",
+            message: format!("model {:?} is not served here", ctx.model),
+        })
+}
+
+/// Phase 3: forward, and stream the answer back as it comes.
+async fn forward(gw: &Gateway, up: &config::Upstream, ctx: Ctx) -> Result<Response, GatewayError> {
+    let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
+    let req = axum::http::Request::post(&uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(ctx.body))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs);
+    let resp = match tokio::time::timeout(timeout, gw.client.request(req)).await {
+        Err(_) => {
+            return Err(GatewayError::Upstream {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                upstream: up.name.clone(),
+                message: format!("no response within {}s", timeout.as_secs()),
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(GatewayError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                upstream: up.name.clone(),
+                message: format!("request failed: {e}"),
+            });
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(v) = parts.headers.get(&h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    out.headers_mut().insert(
+        "x-distillguard-upstream",
+        HeaderValue::from_str(&up.name).unwrap_or(HeaderValue::from_static("?")),
+    );
+    Ok(out)
+}
+
+async fn handle(gw: Arc<Gateway>, dialect: Dialect, path: &'static str, req: Request) -> Response {
+    let result = async {
+        let ctx = read(&gw, dialect, path, req).await?;
+        let up = route(&gw, &ctx)?;
+        forward(&gw, up, ctx).await
+    }
+    .await;
+    result.unwrap_or_else(|e| e.into_response(dialect))
+}
+
+async fn chat(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Dialect::Openai, "/v1/chat/completions", req).await
+}
+
+async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Dialect::Anthropic, "/v1/messages", req).await
+}
+
+async fn models(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut ids: Vec<&str> = gw
+        .cfg
+        .upstreams
+        .iter()
+        .flat_map(|u| u.models.iter().map(String::as_str))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "distillguard"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The router (for tests and embedding).
+pub fn router(cfg: Config) -> Router {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let gw = Arc::new(Gateway { cfg, client });
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .with_state(gw)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves until Ctrl-C; in-flight responses finish first.
+pub async fn serve(
+    cfg: Config,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    let addr = cfg.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    ready(listener.local_addr().map_err(ServeError::Serve)?);
+    axum::serve(listener, router(cfg))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServeError::Serve)
+}

@@ -1,0 +1,144 @@
+//! The gateway in front of `upstream-mock`: pass-through (JSON and
+//! streaming, both APIs), and errors in each API's format.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use distillguard_gateway::{Config, router};
+use distillguard_mock::{Config as MockConfig, Source};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn spawn(app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+async fn mock(latency: Duration) -> String {
+    spawn(distillguard_mock::router(MockConfig {
+        models: vec!["atlas-3".into()],
+        first_token: latency,
+        between_chunks: Duration::ZERO,
+        reasoning: true,
+        source: Source::Canned,
+    }))
+    .await
+}
+
+fn config(upstream: &str, timeout: u64, cap: usize) -> Config {
+    Config::from_toml(&format!(
+        "max_body_bytes = {cap}\nupstream_timeout_secs = {timeout}\n\
+         [[upstreams]]\nname = \"mock-openai\"\nurl = \"http://{upstream}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+         [[upstreams]]\nname = \"mock-anthropic\"\nurl = \"http://{upstream}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+    ))
+    .unwrap()
+}
+
+async fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        payload.to_string(),
+    )
+}
+
+const CHAT: &str =
+    r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}],"max_tokens":20}"#;
+
+#[tokio::test]
+async fn answers_pass_through_unchanged_in_both_apis() {
+    let up = mock(Duration::ZERO).await;
+    let gw = spawn(router(config(&up, 5, 1 << 20))).await;
+    let direct = post(&up, "/v1/chat/completions", CHAT).await;
+    let via = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(via.0, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&via.1).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&direct.1).unwrap()
+    );
+    let stream = r#"{"model":"atlas-3","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (st, sse) = post(&gw, "/v1/messages", stream).await;
+    assert_eq!(st, 200);
+    assert!(
+        sse.contains("event: message_stop") || sse.contains("message_stop"),
+        "{sse}"
+    );
+    assert!(sse.contains("thinking_delta"));
+    let (st, sse) = post(&gw, "/v1/chat/completions", stream).await;
+    assert_eq!(st, 200);
+    assert!(sse.contains("data: [DONE]"), "{sse}");
+}
+
+#[tokio::test]
+async fn client_errors_come_in_the_apis_own_format() {
+    let up = mock(Duration::ZERO).await;
+    let gw = spawn(router(config(&up, 5, 200))).await;
+    // Too large: 413.
+    let big = format!(
+        r#"{{"model":"atlas-3","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(500)
+    );
+    let (st, body) = post(&gw, "/v1/chat/completions", &big).await;
+    assert_eq!(st, 413);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 200 bytes")
+    );
+    let (st, body) = post(&gw, "/v1/messages", &big).await;
+    assert_eq!(st, 413);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "request_too_large");
+    // Unknown model: 404; not JSON: 400.
+    let (st, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"nope","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    let (st, _) = post(&gw, "/v1/messages", "not json").await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn upstream_failures_are_tagged_and_answered() {
+    // Refused: nothing listens there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("127.0.0.1:{}", a.port())
+    };
+    let gw = spawn(router(config(&dead, 5, 1 << 20))).await;
+    let (st, body) = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 502);
+    assert!(body.contains("upstream mock-openai"), "{body}");
+    // Too slow: 504 after the timeout, in Anthropic's format.
+    let slow = mock(Duration::from_millis(2500)).await;
+    let gw = spawn(router(config(&slow, 1, 1 << 20))).await;
+    let started = std::time::Instant::now();
+    let (st, body) = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(2400));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error");
+}
