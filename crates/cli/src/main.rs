@@ -55,6 +55,25 @@ pub(crate) enum Format {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for an account; the key is printed once, never stored.
+    Create {
+        #[arg(long)]
+        account: String,
+        /// The account's tier (its request limits: see docs/scoreboard.md).
+        #[arg(long, default_value = "tier1")]
+        tier: String,
+    },
+    /// List keys (ids, accounts, tiers; never secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke a key by its id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum ExportCommand {
     /// A STIX 2.1 bundle: campaigns, indicators (IP addresses and
     /// prefixes, account ids), infrastructure, relationships, sightings,
@@ -155,6 +174,14 @@ enum Command {
         strict: bool,
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// API keys of the gateway (stored hashed in an embedded SQLite file).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCommand,
+        /// The key store.
+        #[arg(long, default_value = "distillguard.db", global = true)]
+        db: String,
     },
     /// The gateway: an OpenAI/Anthropic-compatible proxy in front of model
     /// servers (first slice: routing, streaming pass-through, body cap,
@@ -399,6 +426,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Watermark { cmd } => watermark::run(cmd),
+        Command::Keys { cmd, db } => keys(cmd, &db),
         Command::Serve { config } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
@@ -918,6 +946,69 @@ fn bench_sketches(
         )?;
         for (h, n) in ex.iter().take(8) {
             writeln!(out, "  {n:>7}  {h:?}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
+    let store = distillguard_storage::KeyStore::open(db)?;
+    let mut out = io::stdout().lock();
+    match cmd {
+        KeysCommand::Create { account, tier } => {
+            if !distillguard_core::tier::TIER_LIMITS
+                .iter()
+                .any(|(t, _)| *t == tier)
+            {
+                bail!(
+                    "unknown tier {tier:?}; tiers: {}",
+                    distillguard_core::tier::TIER_LIMITS
+                        .iter()
+                        .map(|t| t.0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let (rec, key) = store.create(&account, &tier)?;
+            writeln!(out, "{key}")?;
+            let _ = writeln!(
+                io::stderr(),
+                "key {} for account {} ({}): shown once, stored only as a hash",
+                rec.id,
+                rec.account,
+                rec.tier
+            );
+        }
+        KeysCommand::List { format } => {
+            let rows = store.list()?;
+            match format {
+                Format::Table => {
+                    writeln!(
+                        out,
+                        "{:<14}{:<28}{:<12}{:<12}revoked",
+                        "id", "account", "tier", "created"
+                    )?;
+                    for r in rows {
+                        writeln!(
+                            out,
+                            "{:<14}{:<28}{:<12}{:<12}{}",
+                            r.id, r.account, r.tier, r.created, r.revoked
+                        )?;
+                    }
+                }
+                Format::Json | Format::Jsonl => {
+                    let v: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|r| serde_json::json!({"id": r.id, "account": r.account, "tier": r.tier, "created": r.created, "revoked": r.revoked}))
+                        .collect();
+                    serde_json::to_writer_pretty(&mut out, &v)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            store.revoke(&id)?;
+            writeln!(out, "revoked {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1413,3 +1413,48 @@ fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
     .unwrap();
     assert!(r[0]["p_value"].as_f64().unwrap() < 1e-6, "{r}");
 }
+
+#[test]
+fn keys_are_shown_once_listed_without_secrets_and_revoked() {
+    let d = Dir::new("keys");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let out = dg(&[
+        "keys",
+        "create",
+        "--account",
+        "acct_9",
+        "--tier",
+        "tier2",
+        "--db",
+        db,
+    ]);
+    assert!(out.status.success());
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(key.starts_with("dg_"), "{key}");
+    let id = key.split('_').nth(1).unwrap().to_string();
+    let list = ok(&["keys", "list", "--format", "json", "--db", db]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["tier"], "tier2");
+    assert!(
+        !list.contains(key.rsplit('_').next().unwrap()),
+        "the secret was listed"
+    );
+    ok(&["keys", "revoke", &id, "--db", db]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "list", "--format", "json", "--db", db])).unwrap();
+    assert_eq!(v[0]["revoked"], true);
+    let bad = dg(&[
+        "keys",
+        "create",
+        "--account",
+        "a",
+        "--tier",
+        "platinum",
+        "--db",
+        db,
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown tier"));
+}

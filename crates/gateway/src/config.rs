@@ -6,6 +6,7 @@ rejected, then validated, with errors that name the field.
 listen = "127.0.0.1:8080"
 max_body_bytes = 1048576          # larger requests get 413
 upstream_timeout_secs = 120
+keys_db = "distillguard.db"       # API keys (distillguard keys create); 401 without one
 
 [[upstreams]]
 name = "local-vllm"
@@ -42,6 +43,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[serde(default = "default_timeout")]
     pub upstream_timeout_secs: u64,
+    /// The API key store (`distillguard keys create` writes it). Without
+    /// it, requests are not authenticated (for local testing only).
+    #[serde(default)]
+    pub keys_db: Option<String>,
     pub upstreams: Vec<Upstream>,
 }
 

@@ -11,8 +11,10 @@ Errors are tagged by side: `Downstream` (the client's request), `Upstream`
 answered in the API's own error format, so that the official SDKs raise
 the right exception.
 
-Still to come (issue 5): API keys, rate limits, the detection queue and
-verdict actions, the admin API, metrics.
+Phase 0 (**authenticate**) checks the API key against the hashed store and
+applies the key's and the account's request limits (429 with
+`Retry-After`). Still to come (issue 5): token limits, the detection queue
+and verdict actions, the admin API, metrics.
 
 Endpoints: `POST /v1/chat/completions`, `POST /v1/messages`,
 `GET /v1/models`, `GET /healthz`. The server shuts down gracefully on
@@ -56,11 +58,23 @@ pub enum GatewayError {
     },
     #[error("internal: {0}")]
     Internal(String),
+    /// Over a limit (429 with Retry-After).
+    #[error("rate limit of {who} reached; retry after {retry_after}s")]
+    Limited { retry_after: u64, who: String },
 }
 
 impl GatewayError {
     fn into_response(self, dialect: Dialect) -> Response {
+        let retry = match &self {
+            GatewayError::Limited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let (status, kind, message) = match &self {
+            GatewayError::Limited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                self.to_string(),
+            ),
             GatewayError::Downstream {
                 status,
                 kind,
@@ -81,7 +95,13 @@ impl GatewayError {
                 json!({"type": "error", "error": {"type": anthropic_kind(status, kind), "message": message}})
             }
         };
-        (status, axum::Json(body)).into_response()
+        let mut r = (status, axum::Json(body)).into_response();
+        if let Some(s) = retry
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 
@@ -102,6 +122,33 @@ fn anthropic_kind(status: StatusCode, kind: &str) -> &'static str {
 struct Gateway {
     cfg: Config,
     client: Client<HttpConnector, Body>,
+    keys: Option<std::sync::Mutex<distillguard_storage::KeyStore>>,
+    limits: std::sync::Mutex<Limiter>,
+}
+
+/// Per key and per account request limits (GCRA: a minute's allowance as
+/// burst, refilling continuously), from the account tier's published-style
+/// limits (`core::tier`).
+#[derive(Default)]
+struct Limiter {
+    /// Theoretical arrival time per key or account, in ms.
+    tat: std::collections::HashMap<String, f64>,
+}
+
+impl Limiter {
+    /// Admits a request at `now_ms` for `who` at `rpm`; else the seconds to wait.
+    fn admit(&mut self, who: &str, rpm: u32, now_ms: f64) -> Result<(), u64> {
+        let interval = 60_000.0 / f64::from(rpm.max(1));
+        let burst = 60_000.0;
+        let tat = self.tat.get(who).copied().unwrap_or(now_ms).max(now_ms);
+        if tat - now_ms > burst - interval {
+            return Err(((tat - now_ms - (burst - interval)) / 1000.0)
+                .ceil()
+                .max(1.0) as u64);
+        }
+        self.tat.insert(who.to_string(), tat + interval);
+        Ok(())
+    }
 }
 
 /// What one request carries through the phases.
@@ -110,6 +157,66 @@ struct Ctx {
     path: &'static str,
     body: Bytes,
     model: String,
+    /// The authenticated key's record (when keys are configured); the
+    /// detection and verdict phases will read it.
+    #[allow(dead_code)]
+    key: Option<distillguard_storage::KeyRecord>,
+}
+
+fn unauthorized(message: &str) -> GatewayError {
+    GatewayError::Downstream {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "authentication_error",
+        message: message.into(),
+    }
+}
+
+/// Phase 0: the API key (OpenAI `Authorization: Bearer`, Anthropic
+/// `x-api-key`), then the key's and the account's request limits.
+fn authenticate(
+    gw: &Gateway,
+    req: &Request,
+) -> Result<Option<distillguard_storage::KeyRecord>, GatewayError> {
+    let Some(store) = &gw.keys else {
+        return Ok(None);
+    };
+    let h = req.headers();
+    let presented = h
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            h.get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .ok_or_else(|| unauthorized("no API key (Authorization: Bearer … or x-api-key)"))?;
+    let rec = store
+        .lock()
+        .map_err(|_| GatewayError::Internal("key store lock poisoned".into()))?
+        .verify(presented.trim())
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
+    let rpm = distillguard_core::tier::limits_of(Some(&rec.tier)).rpm;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let mut lim = gw
+        .limits
+        .lock()
+        .map_err(|_| GatewayError::Internal("limiter lock poisoned".into()))?;
+    // Each key has its limit, and the account's is shared by all its keys.
+    for who in [
+        format!("key {}", rec.id),
+        format!("account {}", rec.account),
+    ] {
+        if let Err(wait) = lim.admit(&who, rpm, now) {
+            return Err(GatewayError::Limited {
+                retry_after: wait,
+                who,
+            });
+        }
+    }
+    Ok(Some(rec))
 }
 
 /// Phase 1: read the body (capped) and the model.
@@ -119,6 +226,7 @@ async fn read(
     path: &'static str,
     req: Request,
 ) -> Result<Ctx, GatewayError> {
+    let key = authenticate(gw, &req)?;
     let cap = gw.cfg.max_body_bytes;
     let body = axum::body::to_bytes(req.into_body(), cap)
         .await
@@ -145,6 +253,7 @@ async fn read(
         path,
         body,
         model,
+        key,
     })
 }
 
@@ -238,15 +347,26 @@ async fn healthz() -> &'static str {
 }
 
 /// The router (for tests and embedding).
-pub fn router(cfg: Config) -> Router {
+pub fn router(cfg: Config) -> Result<Router, ServeError> {
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let gw = Arc::new(Gateway { cfg, client });
-    Router::new()
+    let keys = match &cfg.keys_db {
+        Some(p) => Some(std::sync::Mutex::new(
+            distillguard_storage::KeyStore::open(p).map_err(ServeError::Keys)?,
+        )),
+        None => None,
+    };
+    let gw = Arc::new(Gateway {
+        cfg,
+        client,
+        keys,
+        limits: std::sync::Mutex::new(Limiter::default()),
+    });
+    Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
-        .with_state(gw)
+        .with_state(gw))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +378,8 @@ pub enum ServeError {
     },
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Keys(distillguard_storage::StoreError),
 }
 
 /// Serves until Ctrl-C; in-flight responses finish first.
@@ -273,7 +395,7 @@ pub async fn serve(
             source,
         })?;
     ready(listener.local_addr().map_err(ServeError::Serve)?);
-    axum::serve(listener, router(cfg))
+    axum::serve(listener, router(cfg)?)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

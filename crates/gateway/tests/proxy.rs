@@ -35,6 +35,10 @@ fn config(upstream: &str, timeout: u64, cap: usize) -> Config {
     .unwrap()
 }
 
+fn router_ok(c: Config) -> axum::Router {
+    router(c).unwrap()
+}
+
 async fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
@@ -58,7 +62,7 @@ const CHAT: &str =
 #[tokio::test]
 async fn answers_pass_through_unchanged_in_both_apis() {
     let up = mock(Duration::ZERO).await;
-    let gw = spawn(router(config(&up, 5, 1 << 20))).await;
+    let gw = spawn(router_ok(config(&up, 5, 1 << 20))).await;
     let direct = post(&up, "/v1/chat/completions", CHAT).await;
     let via = post(&gw, "/v1/chat/completions", CHAT).await;
     assert_eq!(via.0, 200);
@@ -82,7 +86,7 @@ async fn answers_pass_through_unchanged_in_both_apis() {
 #[tokio::test]
 async fn client_errors_come_in_the_apis_own_format() {
     let up = mock(Duration::ZERO).await;
-    let gw = spawn(router(config(&up, 5, 200))).await;
+    let gw = spawn(router_ok(config(&up, 5, 200))).await;
     // Too large: 413.
     let big = format!(
         r#"{{"model":"atlas-3","messages":[{{"role":"user","content":"{}"}}]}}"#,
@@ -123,13 +127,13 @@ async fn upstream_failures_are_tagged_and_answered() {
         drop(l);
         format!("127.0.0.1:{}", a.port())
     };
-    let gw = spawn(router(config(&dead, 5, 1 << 20))).await;
+    let gw = spawn(router_ok(config(&dead, 5, 1 << 20))).await;
     let (st, body) = post(&gw, "/v1/chat/completions", CHAT).await;
     assert_eq!(st, 502);
     assert!(body.contains("upstream mock-openai"), "{body}");
     // Too slow: 504 after the timeout, in Anthropic's format.
     let slow = mock(Duration::from_millis(2500)).await;
-    let gw = spawn(router(config(&slow, 1, 1 << 20))).await;
+    let gw = spawn(router_ok(config(&slow, 1, 1 << 20))).await;
     let started = std::time::Instant::now();
     let (st, body) = post(
         &gw,
@@ -141,4 +145,85 @@ async fn upstream_failures_are_tagged_and_answered() {
     assert!(started.elapsed() < Duration::from_millis(2400));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["type"], "error");
+}
+
+async fn post_with(addr: &str, path: &str, body: &str, header: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head.to_string(),
+        payload.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn keys_are_required_and_limits_answer_429_with_retry_after() {
+    let dir = std::env::temp_dir().join(format!("dg-gw-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("keys.db");
+    let _ = std::fs::remove_file(&db);
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create("acct_free", "free").unwrap();
+    let (rec2, key2) = store.create("acct_other", "tier1").unwrap();
+    store.revoke(&rec2.id).unwrap();
+    drop(store);
+    let up = mock(Duration::ZERO).await;
+    let mut cfg = config(&up, 5, 1 << 20);
+    cfg.keys_db = Some(db.to_str().unwrap().to_string());
+    let gw = spawn(router_ok(cfg)).await;
+    // No key: 401 in OpenAI's format; a revoked key: 401 in Anthropic's.
+    let (st, _, body) = post_with(&gw, "/v1/chat/completions", CHAT, "").await;
+    assert_eq!(st, 401);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["type"],
+        "authentication_error"
+    );
+    let msg = r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (st, _, body) =
+        post_with(&gw, "/v1/messages", msg, &format!("x-api-key: {key2}\r\n")).await;
+    assert_eq!(st, 401);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["type"],
+        "authentication_error"
+    );
+    // A good key works, in both header styles.
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &bearer)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post_with(&gw, "/v1/messages", msg, &format!("x-api-key: {key}\r\n"))
+            .await
+            .0,
+        200
+    );
+    // The free tier allows 20 requests a minute as a burst: the rest get 429.
+    let mut limited = None;
+    for _ in 0..25 {
+        let r = post_with(&gw, "/v1/chat/completions", CHAT, &bearer).await;
+        if r.0 == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let (_, head, body) = limited.expect("no 429 within 27 requests on a 20 rpm tier");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    let _ = std::fs::remove_dir_all(&dir);
 }

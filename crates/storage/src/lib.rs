@@ -1,0 +1,232 @@
+/*!
+Storage: API keys in an embedded SQLite database.
+
+A key looks like `dg_<id>_<secret>`. The id is 12 hex digits and public,
+so that an operator can list and revoke keys. The secret is 32 hex digits
+from the system's randomness. Only the SHA-256 of the secret is stored.
+A presented key is checked by looking its id up and comparing hashes in
+constant time, so the time taken says nothing about how much of a guess
+was right. The key itself is returned once, at creation, and is never
+stored or logged.
+*/
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("key store {path}: {source}")]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("reading system randomness: {0}")]
+    Random(std::io::Error),
+    #[error("no key with id {0}")]
+    NoSuchKey(String),
+}
+
+/// A key's public record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account: String,
+    pub tier: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub revoked: bool,
+}
+
+pub struct KeyStore {
+    conn: Connection,
+    path: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn digest(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Equality that takes the same time wherever the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl KeyStore {
+    /// Opens (creating if needed) the store at `path` (`:memory:` for tests).
+    pub fn open(path: &str) -> Result<KeyStore, StoreError> {
+        let db = |source| StoreError::Db {
+            path: path.to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS api_keys (
+                id TEXT PRIMARY KEY,
+                secret_sha256 BLOB NOT NULL,
+                account TEXT NOT NULL,
+                tier TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                revoked INTEGER NOT NULL DEFAULT 0
+            );",
+        )
+        .map_err(db)?;
+        Ok(KeyStore {
+            conn,
+            path: path.to_string(),
+        })
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Creates a key; returns its record and the key (shown once).
+    pub fn create(&self, account: &str, tier: &str) -> Result<(KeyRecord, String), StoreError> {
+        let mut b = [0u8; 22];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").map_err(StoreError::Random)?,
+            &mut b,
+        )
+        .map_err(StoreError::Random)?;
+        let id = hex(&b[..6]);
+        let secret = hex(&b[6..]);
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.conn
+            .execute(
+                "INSERT INTO api_keys (id, secret_sha256, account, tier, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, digest(&secret), account, tier, created],
+            )
+            .map_err(self.db())?;
+        Ok((
+            KeyRecord {
+                id: id.clone(),
+                account: account.into(),
+                tier: tier.into(),
+                created,
+                revoked: false,
+            },
+            format!("dg_{id}_{secret}"),
+        ))
+    }
+
+    pub fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, account, tier, created, revoked FROM api_keys ORDER BY created, id",
+            )
+            .map_err(self.db())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(KeyRecord {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    tier: r.get(2)?,
+                    created: r.get(3)?,
+                    revoked: r.get::<_, i64>(4)? != 0,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
+    pub fn revoke(&self, id: &str) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchKey(id.into()));
+        }
+        Ok(())
+    }
+
+    /// The record of a presented key, if it is valid and not revoked.
+    pub fn verify(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let Some((id, secret)) = presented
+            .strip_prefix("dg_")
+            .and_then(|r| r.split_once('_'))
+        else {
+            return Ok(None);
+        };
+        let row: Option<(Vec<u8>, KeyRecord)> = self
+            .conn
+            .query_row(
+                "SELECT secret_sha256, id, account, tier, created, revoked FROM api_keys WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        KeyRecord {
+                            id: r.get(1)?,
+                            account: r.get(2)?,
+                            tier: r.get(3)?,
+                            created: r.get(4)?,
+                            revoked: r.get::<_, i64>(5)? != 0,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.db())?;
+        Ok(row.and_then(|(h, rec)| {
+            (constant_time_eq(&h, &digest(secret)) && !rec.revoked).then_some(rec)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_are_created_verified_listed_and_revoked() {
+        let s = KeyStore::open(":memory:").unwrap();
+        let (rec, key) = s.create("acct_1", "tier2").unwrap();
+        assert!(key.starts_with(&format!("dg_{}_", rec.id)));
+        assert_eq!(s.verify(&key).unwrap().unwrap().account, "acct_1");
+        // A wrong secret, a malformed key, an unknown id: no.
+        let wrong = format!("{}0", &key[..key.len() - 1]);
+        let wrong = if wrong == key {
+            format!("{}1", &key[..key.len() - 1])
+        } else {
+            wrong
+        };
+        assert!(s.verify(&wrong).unwrap().is_none());
+        assert!(s.verify("sk-nothing").unwrap().is_none());
+        assert!(s.verify("dg_000000000000_00").unwrap().is_none());
+        // The secret is not stored: only its hash.
+        let secret = key.rsplit('_').next().unwrap();
+        let stored: Vec<u8> = s
+            .conn
+            .query_row("SELECT secret_sha256 FROM api_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, secret.as_bytes());
+        assert_eq!(stored.len(), 32);
+        assert_eq!(s.list().unwrap().len(), 1);
+        s.revoke(&rec.id).unwrap();
+        assert!(s.verify(&key).unwrap().is_none());
+        assert!(s.list().unwrap()[0].revoked);
+        assert!(matches!(s.revoke("nope"), Err(StoreError::NoSuchKey(_))));
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
