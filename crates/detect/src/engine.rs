@@ -525,6 +525,11 @@ impl Engine {
         self.state[idx as usize].last_risk
     }
 
+    /// The account's verdict so far.
+    pub fn verdict_of(&self, idx: u32) -> Verdict {
+        self.state[idx as usize].verdict.unwrap_or(Verdict::Allow)
+    }
+
     /// Whether the account has been flagged (throttle or above).
     pub fn is_flagged(&self, idx: u32) -> bool {
         self.state[idx as usize]

@@ -47,7 +47,34 @@ pub struct Config {
     /// it, requests are not authenticated (for local testing only).
     #[serde(default)]
     pub keys_db: Option<String>,
+    /// Inline detection.
+    #[serde(default)]
+    pub detect: Detect,
     pub upstreams: Vec<Upstream>,
+}
+
+/// The `[detect]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detect {
+    pub enabled: bool,
+    /// Records waiting for the detector; beyond, they are dropped and counted.
+    pub queue: usize,
+    /// Answer 503 when the detector is down (default: fail open).
+    pub fail_closed: bool,
+    /// Overrides the embedded thresholds.
+    pub thresholds: Option<distillguard_detect::engine::Thresholds>,
+}
+
+impl Default for Detect {
+    fn default() -> Self {
+        Detect {
+            enabled: true,
+            queue: 65_536,
+            fail_closed: false,
+            thresholds: None,
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -85,6 +112,12 @@ impl Config {
         };
         if self.upstreams.is_empty() {
             return bad("upstreams".into(), "at least one upstream is needed");
+        }
+        if let Some(t) = &self.detect.thresholds {
+            t.validate().map_err(|reason| ConfigError::Invalid {
+                field: "detect.thresholds".into(),
+                reason,
+            })?;
         }
         if self.max_body_bytes == 0 {
             return bad("max_body_bytes".into(), "must be positive");

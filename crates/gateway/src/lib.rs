@@ -22,6 +22,7 @@ Ctrl-C and lets in-flight streams finish.
 */
 
 pub mod config;
+pub mod detector;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +125,7 @@ struct Gateway {
     client: Client<HttpConnector, Body>,
     keys: Option<std::sync::Mutex<distillguard_storage::KeyStore>>,
     limits: std::sync::Mutex<Limiter>,
+    detector: Option<detector::Detector>,
 }
 
 /// Per key and per account request limits (GCRA: a minute's allowance as
@@ -196,7 +198,13 @@ fn authenticate(
         .verify(presented.trim())
         .map_err(|e| GatewayError::Internal(e.to_string()))?
         .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
-    let rpm = distillguard_core::tier::limits_of(Some(&rec.tier)).rpm;
+    let mut rpm = distillguard_core::tier::limits_of(Some(&rec.tier)).rpm;
+    if let Some(d) = &gw.detector
+        && d.verdict(&rec.account) == distillguard_core::Verdict::Throttle
+    {
+        // Throttled accounts get a tenth of their tier's rate.
+        rpm = (rpm / 10).max(1);
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
@@ -219,6 +227,86 @@ fn authenticate(
     Ok(Some(rec))
 }
 
+/// Phase: enforce the account's verdict (block: 403; throttle is applied to
+/// the limits in [`authenticate`]). With `fail_closed`, a dead detector
+/// answers 503.
+fn enforce(gw: &Gateway, account: &str) -> Result<(), GatewayError> {
+    let Some(d) = &gw.detector else { return Ok(()) };
+    if !d.is_alive() && gw.cfg.detect.fail_closed {
+        return Err(GatewayError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            upstream: "detector".into(),
+            message: "detection is down and the gateway fails closed".into(),
+        });
+    }
+    if d.verdict(account) == distillguard_core::Verdict::Block {
+        return Err(GatewayError::Downstream {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: format!(
+                "account {account} is blocked: its traffic matches a distillation pattern; contact support"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Phase: the request becomes an event; its record goes to the detector
+/// (never waiting for it).
+fn observe(
+    gw: &Gateway,
+    dialect: Dialect,
+    path: &str,
+    body: &[u8],
+    account: &str,
+    key: Option<&distillguard_storage::KeyRecord>,
+    headers: &axum::http::HeaderMap,
+) {
+    let Some(d) = &gw.detector else { return };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let core_dialect = match dialect {
+        Dialect::Openai => distillguard_core::Dialect::OpenAi,
+        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
+    };
+    let Ok((dl, request)) =
+        distillguard_core::normalize::normalize_request(text, Some(core_dialect))
+    else {
+        return;
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let event = distillguard_core::Event {
+        id: None,
+        ts: distillguard_core::Timestamp(now),
+        account_id: account.to_string(),
+        api_key_id: key.map(|k| k.id.clone()),
+        endpoint: Some(path.to_string()),
+        dialect: dl,
+        model: request.model.clone(),
+        request,
+        response: None,
+        status: None,
+        latency_ms: None,
+        client: distillguard_core::ClientInfo {
+            ip: header("x-forwarded-for")
+                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string())),
+            user_agent: header("user-agent"),
+            ..Default::default()
+        },
+        account: None,
+    };
+    d.submit(distillguard_detect::engine::pre(&event));
+}
+
 /// Phase 1: read the body (capped) and the model.
 async fn read(
     gw: &Gateway,
@@ -227,6 +315,12 @@ async fn read(
     req: Request,
 ) -> Result<Ctx, GatewayError> {
     let key = authenticate(gw, &req)?;
+    let account = key
+        .as_ref()
+        .map_or("anonymous", |k| k.account.as_str())
+        .to_string();
+    enforce(gw, &account)?;
+    let headers = req.headers().clone();
     let cap = gw.cfg.max_body_bytes;
     let body = axum::body::to_bytes(req.into_body(), cap)
         .await
@@ -248,6 +342,7 @@ async fn read(
             kind: "invalid_request_error",
             message: "missing \"model\"".into(),
         })?;
+    observe(gw, dialect, path, &body, &account, key.as_ref(), &headers);
     Ok(Ctx {
         dialect,
         path,
@@ -355,11 +450,16 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
         )),
         None => None,
     };
+    let detector = cfg
+        .detect
+        .enabled
+        .then(|| detector::Detector::start(cfg.detect.thresholds, cfg.detect.queue));
     let gw = Arc::new(Gateway {
         cfg,
         client,
         keys,
         limits: std::sync::Mutex::new(Limiter::default()),
+        detector,
     });
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))

@@ -227,3 +227,38 @@ async fn keys_are_required_and_limits_answer_429_with_retry_after() {
     assert_eq!(v["error"]["type"], "rate_limit_error");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_blocked_account_gets_403_in_its_apis_format() {
+    let up = mock(Duration::ZERO).await;
+    let mut cfg = config(&up, 5, 1 << 20);
+    // Block at any risk from the first request: the verdict comes from the
+    // detector thread, asynchronously, and applies to the next requests.
+    cfg.detect.thresholds = Some(distillguard_detect::engine::Thresholds {
+        monitor: 0.0,
+        throttle: 0.0,
+        block: 0.0,
+        min_requests: 1,
+    });
+    let gw = spawn(router_ok(cfg)).await;
+    assert_eq!(post(&gw, "/v1/chat/completions", CHAT).await.0, 200);
+    let mut blocked = None;
+    for _ in 0..100 {
+        let r = post(
+            &gw,
+            "/v1/messages",
+            r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        if r.0 == 403 {
+            blocked = Some(r.1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = blocked.expect("the account was never blocked");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "permission_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("blocked"));
+}
