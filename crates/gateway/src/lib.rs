@@ -17,12 +17,13 @@ applies the key's and the account's request limits (429 with
 and verdict actions, the admin API, metrics.
 
 Endpoints: `POST /v1/chat/completions`, `POST /v1/messages`,
-`GET /v1/models`, `GET /healthz`. The server shuts down gracefully on
+`GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus). The server shuts down gracefully on
 Ctrl-C and lets in-flight streams finish.
 */
 
 pub mod config;
 pub mod detector;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +127,7 @@ struct Gateway {
     keys: Option<std::sync::Mutex<distillguard_storage::KeyStore>>,
     limits: std::sync::Mutex<Limiter>,
     detector: Option<detector::Detector>,
+    metrics: metrics::Metrics,
 }
 
 /// Per key and per account request limits (GCRA: a minute's allowance as
@@ -404,13 +406,36 @@ async fn forward(gw: &Gateway, up: &config::Upstream, ctx: Ctx) -> Result<Respon
 }
 
 async fn handle(gw: Arc<Gateway>, dialect: Dialect, path: &'static str, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let result = async {
         let ctx = read(&gw, dialect, path, req).await?;
         let up = route(&gw, &ctx)?;
         forward(&gw, up, ctx).await
     }
     .await;
-    result.unwrap_or_else(|e| e.into_response(dialect))
+    let resp = result.unwrap_or_else(|e| e.into_response(dialect));
+    gw.metrics.record(
+        usize::from(dialect == Dialect::Anthropic),
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
+    use std::sync::atomic::Ordering;
+    let (enq, drop, up) = gw.detector.as_ref().map_or((0, 0, false), |d| {
+        (
+            d.enqueued.load(Ordering::Relaxed),
+            d.dropped.load(Ordering::Relaxed),
+            d.is_alive(),
+        )
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.metrics.render(enq, drop, up),
+    )
+        .into_response()
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -460,12 +485,14 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
         keys,
         limits: std::sync::Mutex::new(Limiter::default()),
         detector,
+        metrics: metrics::Metrics::default(),
     });
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .with_state(gw))
 }
 

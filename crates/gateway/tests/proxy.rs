@@ -81,6 +81,26 @@ async fn answers_pass_through_unchanged_in_both_apis() {
     let (st, sse) = post(&gw, "/v1/chat/completions", stream).await;
     assert_eq!(st, 200);
     assert!(sse.contains("data: [DONE]"), "{sse}");
+    // Metrics count what passed, and the detector saw it.
+    let mut s = tokio::net::TcpStream::connect(&gw).await.unwrap();
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {gw}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut m = String::new();
+    s.read_to_string(&mut m).await.unwrap();
+    assert!(
+        m.contains("distillguard_requests_total{api=\"openai\",code=\"200\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("distillguard_requests_total{api=\"anthropic\",code=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("distillguard_detector_enqueued_total 3"), "{m}");
+    assert!(m.contains("distillguard_detector_up 1"));
+    assert!(m.contains("distillguard_request_duration_seconds_count 3"));
 }
 
 #[tokio::test]
