@@ -50,7 +50,54 @@ pub struct Config {
     /// Inline detection.
     #[serde(default)]
     pub detect: Detect,
+    /// What each verdict does.
+    #[serde(default)]
+    pub actions: Actions,
     pub upstreams: Vec<Upstream>,
+}
+
+/// One action on an account's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Allow, and keep the event.
+    Record,
+    /// Strip reasoning traces from answers.
+    WithholdReasoning,
+    /// A tenth of the tier's request rate.
+    Throttle,
+    /// 403.
+    Block,
+}
+
+/// The `[actions]` table: actions per verdict.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    pub monitor: Vec<Action>,
+    pub throttle: Vec<Action>,
+    pub block: Vec<Action>,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            monitor: vec![Action::Record],
+            throttle: vec![Action::Record, Action::WithholdReasoning, Action::Throttle],
+            block: vec![Action::Block],
+        }
+    }
+}
+
+impl Actions {
+    pub fn for_verdict(&self, v: distillguard_core::Verdict) -> &[Action] {
+        match v {
+            distillguard_core::Verdict::Allow => &[],
+            distillguard_core::Verdict::Monitor => &self.monitor,
+            distillguard_core::Verdict::Throttle => &self.throttle,
+            distillguard_core::Verdict::Block => &self.block,
+        }
+    }
 }
 
 /// The `[detect]` table.

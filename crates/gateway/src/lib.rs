@@ -24,6 +24,7 @@ Ctrl-C and lets in-flight streams finish.
 pub mod config;
 pub mod detector;
 pub mod metrics;
+pub mod withhold;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,6 +166,8 @@ struct Ctx {
     /// detection and verdict phases will read it.
     #[allow(dead_code)]
     key: Option<distillguard_storage::KeyRecord>,
+    /// Strip reasoning from the answer (the account's verdict says so).
+    withhold: bool,
 }
 
 fn unauthorized(message: &str) -> GatewayError {
@@ -202,7 +205,11 @@ fn authenticate(
         .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
     let mut rpm = distillguard_core::tier::limits_of(Some(&rec.tier)).rpm;
     if let Some(d) = &gw.detector
-        && d.verdict(&rec.account) == distillguard_core::Verdict::Throttle
+        && gw
+            .cfg
+            .actions
+            .for_verdict(d.verdict(&rec.account))
+            .contains(&config::Action::Throttle)
     {
         // Throttled accounts get a tenth of their tier's rate.
         rpm = (rpm / 10).max(1);
@@ -232,8 +239,10 @@ fn authenticate(
 /// Phase: enforce the account's verdict (block: 403; throttle is applied to
 /// the limits in [`authenticate`]). With `fail_closed`, a dead detector
 /// answers 503.
-fn enforce(gw: &Gateway, account: &str) -> Result<(), GatewayError> {
-    let Some(d) = &gw.detector else { return Ok(()) };
+fn enforce(gw: &Gateway, account: &str) -> Result<bool, GatewayError> {
+    let Some(d) = &gw.detector else {
+        return Ok(false);
+    };
     if !d.is_alive() && gw.cfg.detect.fail_closed {
         return Err(GatewayError::Upstream {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -241,7 +250,8 @@ fn enforce(gw: &Gateway, account: &str) -> Result<(), GatewayError> {
             message: "detection is down and the gateway fails closed".into(),
         });
     }
-    if d.verdict(account) == distillguard_core::Verdict::Block {
+    let actions = gw.cfg.actions.for_verdict(d.verdict(account));
+    if actions.contains(&config::Action::Block) {
         return Err(GatewayError::Downstream {
             status: StatusCode::FORBIDDEN,
             kind: "permission_error",
@@ -250,7 +260,7 @@ fn enforce(gw: &Gateway, account: &str) -> Result<(), GatewayError> {
             ),
         });
     }
-    Ok(())
+    Ok(actions.contains(&config::Action::WithholdReasoning))
 }
 
 /// Phase: the request becomes an event; its record goes to the detector
@@ -321,7 +331,7 @@ async fn read(
         .as_ref()
         .map_or("anonymous", |k| k.account.as_str())
         .to_string();
-    enforce(gw, &account)?;
+    let withhold = enforce(gw, &account)?;
     let headers = req.headers().clone();
     let cap = gw.cfg.max_body_bytes;
     let body = axum::body::to_bytes(req.into_body(), cap)
@@ -351,6 +361,7 @@ async fn read(
         body,
         model,
         key,
+        withhold,
     })
 }
 
@@ -367,6 +378,7 @@ fn route<'a>(gw: &'a Gateway, ctx: &Ctx) -> Result<&'a config::Upstream, Gateway
 
 /// Phase 3: forward, and stream the answer back as it comes.
 async fn forward(gw: &Gateway, up: &config::Upstream, ctx: Ctx) -> Result<Response, GatewayError> {
+    let ctx_withhold = ctx.withhold;
     let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
     let req = axum::http::Request::post(&uri)
         .header(header::CONTENT_TYPE, "application/json")
@@ -391,7 +403,29 @@ async fn forward(gw: &Gateway, up: &config::Upstream, ctx: Ctx) -> Result<Respon
         Ok(Ok(r)) => r,
     };
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(Body::new(body));
+    let body = Body::new(body);
+    let streaming = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = match (ctx_withhold, streaming) {
+        (false, _) => body,
+        (true, true) => withhold::strip_stream(body),
+        (true, false) => {
+            let cap = 64 << 20;
+            let bytes =
+                axum::body::to_bytes(body, cap)
+                    .await
+                    .map_err(|e| GatewayError::Upstream {
+                        status: StatusCode::BAD_GATEWAY,
+                        upstream: up.name.clone(),
+                        message: format!("reading the answer: {e}"),
+                    })?;
+            Body::from(withhold::strip_json(&bytes).unwrap_or_else(|| bytes.to_vec()))
+        }
+    };
+    let mut out = Response::new(body);
     *out.status_mut() = parts.status;
     for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
         if let Some(v) = parts.headers.get(&h) {

@@ -282,3 +282,53 @@ async fn a_blocked_account_gets_403_in_its_apis_format() {
     assert_eq!(v["error"]["type"], "permission_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("blocked"));
 }
+
+#[tokio::test]
+async fn a_throttled_account_gets_answers_without_reasoning() {
+    let up = mock(Duration::ZERO).await;
+    let mut cfg = config(&up, 5, 1 << 20);
+    // Every account reaches "throttle" at once (never "block"): the default
+    // actions for throttle withhold reasoning.
+    cfg.detect.thresholds = Some(distillguard_detect::engine::Thresholds {
+        monitor: 0.0,
+        throttle: 0.0,
+        block: 1.0,
+        min_requests: 1,
+    });
+    let gw = spawn(router_ok(cfg)).await;
+    let (_, first) = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert!(first.contains("reasoning_content"), "{first}");
+    let mut stripped = None;
+    for _ in 0..100 {
+        let (st, body) = post(&gw, "/v1/chat/completions", CHAT).await;
+        assert_eq!(st, 200);
+        if !body.contains("reasoning_content") {
+            stripped = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = stripped.expect("reasoning was never withheld");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 10
+    );
+    // Streaming, Anthropic: no thinking block, text block renumbered to 0.
+    let (st, sse) = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"atlas-3","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(!sse.contains("thinking"), "{sse}");
+    assert!(
+        sse.contains("text_delta") && sse.contains("message_stop"),
+        "{sse}"
+    );
+    assert!(!sse.contains("\"index\":1"), "{sse}");
+}

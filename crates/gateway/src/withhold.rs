@@ -1,0 +1,196 @@
+/*!
+The withhold-reasoning action: an account under watch still gets answers,
+but not the reasoning traces a distilled student learns most from.
+
+- OpenAI: `reasoning_content` (and `reasoning`) is removed from
+  `choices[].message` and, when streaming, from each chunk's `delta`.
+- Anthropic: `thinking` and `redacted_thinking` blocks are removed from
+  `content` and, when streaming, their `content_block_*` events are dropped.
+  The indices of the blocks after them are renumbered, so that clients see
+  a consistent stream.
+
+Streams are rewritten event by event, as they pass. An event is held only
+until its line is complete.
+*/
+
+use axum::body::{Body, Bytes};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// Strips reasoning from a whole JSON answer.
+pub fn strip_json(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            if let Some(m) = c.get_mut("message").and_then(Value::as_object_mut) {
+                m.remove("reasoning_content");
+                m.remove("reasoning");
+            }
+        }
+    }
+    if let Some(content) = v.get_mut("content").and_then(Value::as_array_mut) {
+        content.retain(|b| !matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+/// Rewrites SSE events (one `data:` JSON per event), keeping state across
+/// events for Anthropic's block indices.
+#[derive(Default)]
+pub struct SseStripper {
+    pending: Vec<u8>,
+    /// Indices of dropped thinking blocks so far.
+    dropped: Vec<u64>,
+}
+
+impl SseStripper {
+    /// Feeds bytes; returns what can be sent now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = self.pending.drain(..end + 2).collect();
+            if let Some(kept) = self.event(&event) {
+                out.extend_from_slice(&kept);
+            }
+        }
+        out
+    }
+
+    /// Whatever is left at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.pending);
+        self.event(&rest).unwrap_or_default()
+    }
+
+    fn event(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
+        let text = String::from_utf8_lossy(raw);
+        let mut out = String::new();
+        for line in text.split_inclusive('\n') {
+            let Some(data) = line
+                .strip_prefix("data: ")
+                .or_else(|| line.strip_prefix("data:"))
+            else {
+                out.push_str(line);
+                continue;
+            };
+            let data = data.trim_end_matches(['\r', '\n']);
+            let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+                out.push_str(line);
+                continue;
+            };
+            if !self.rewrite(&mut v) {
+                return None;
+            }
+            out.push_str("data: ");
+            out.push_str(&v.to_string());
+            out.push('\n');
+        }
+        Some(out.into_bytes())
+    }
+
+    /// Rewrites one JSON event in place; false drops the event.
+    fn rewrite(&mut self, v: &mut Value) -> bool {
+        // OpenAI chunks.
+        if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+            for c in choices {
+                if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+                    d.remove("reasoning_content");
+                    d.remove("reasoning");
+                }
+            }
+            return true;
+        }
+        // Anthropic events.
+        let kind = v["type"].as_str().unwrap_or("").to_string();
+        let index = v["index"].as_u64();
+        match kind.as_str() {
+            "content_block_start" => {
+                let t = v["content_block"]["type"].as_str().unwrap_or("");
+                if matches!(t, "thinking" | "redacted_thinking") {
+                    if let Some(i) = index {
+                        self.dropped.push(i);
+                    }
+                    return false;
+                }
+            }
+            "content_block_delta" | "content_block_stop" => {
+                if index.is_some_and(|i| self.dropped.contains(&i)) {
+                    return false;
+                }
+            }
+            _ => return true,
+        }
+        if let Some(i) = index {
+            let shift = self.dropped.iter().filter(|&&d| d < i).count() as u64;
+            v["index"] = Value::from(i - shift);
+        }
+        true
+    }
+}
+
+/// Wraps a streaming body so that reasoning is stripped as it passes.
+/// (SSE events end with a blank line; an unterminated tail is not sent.)
+pub fn strip_stream(body: Body) -> Body {
+    let mut stripper = SseStripper::default();
+    Body::from_stream(
+        body.into_data_stream()
+            .map(move |r| r.map(|b| Bytes::from(stripper.feed(&b)))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn json_answers_lose_reasoning_only() {
+        let o = br#"{"choices":[{"message":{"role":"assistant","content":"4","reasoning_content":"2+2"}}]}"#;
+        let s = String::from_utf8(strip_json(o).unwrap()).unwrap();
+        assert!(s.contains("\"content\":\"4\"") && !s.contains("reasoning"));
+        let a = br#"{"content":[{"type":"thinking","thinking":"hmm"},{"type":"text","text":"4"}]}"#;
+        let s = String::from_utf8(strip_json(a).unwrap()).unwrap();
+        assert!(!s.contains("thinking") && s.contains("\"text\":\"4\""));
+    }
+
+    #[test]
+    fn anthropic_streams_drop_thinking_blocks_and_renumber() {
+        let events = [
+            r#"{"type":"message_start"}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"secret"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"hi"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let stream: String = events
+            .iter()
+            .map(|e| format!("event: x\ndata: {e}\n\n"))
+            .collect();
+        let mut st = SseStripper::default();
+        // Fed in awkward pieces.
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend(st.feed(piece));
+        }
+        out.extend(st.finish());
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("secret") && !text.contains("thinking"));
+        assert!(
+            text.contains(r#""index":0,"delta":{"text":"hi","type":"text_delta"}"#)
+                || text.contains(r#""delta":{"text":"hi","type":"text_delta"},"index":0"#),
+            "{text}"
+        );
+        assert_eq!(text.matches("data: ").count(), 5);
+        // OpenAI deltas keep their content.
+        let mut st = SseStripper::default();
+        let o = st.feed(b"data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"x\",\"content\":\"y\"}}]}\n\ndata: [DONE]\n\n");
+        let o = String::from_utf8(o).unwrap();
+        assert!(
+            !o.contains("reasoning") && o.contains("\"content\":\"y\"") && o.contains("[DONE]")
+        );
+    }
+}
