@@ -53,6 +53,9 @@ pub struct Config {
     /// What each verdict does.
     #[serde(default)]
     pub actions: Actions,
+    /// The event log (opt-in: it holds raw request bodies).
+    #[serde(default)]
+    pub log: Option<crate::eventlog::LogConfig>,
     pub upstreams: Vec<Upstream>,
 }
 

@@ -23,6 +23,7 @@ Ctrl-C and lets in-flight streams finish.
 
 pub mod config;
 pub mod detector;
+pub mod eventlog;
 pub mod metrics;
 pub mod withhold;
 
@@ -129,6 +130,7 @@ struct Gateway {
     limits: std::sync::Mutex<Limiter>,
     detector: Option<detector::Detector>,
     metrics: metrics::Metrics,
+    log: Option<eventlog::EventLog>,
 }
 
 /// Per key and per account request limits (GCRA: a minute's allowance as
@@ -274,17 +276,7 @@ fn observe(
     key: Option<&distillguard_storage::KeyRecord>,
     headers: &axum::http::HeaderMap,
 ) {
-    let Some(d) = &gw.detector else { return };
     let Ok(text) = std::str::from_utf8(body) else {
-        return;
-    };
-    let core_dialect = match dialect {
-        Dialect::Openai => distillguard_core::Dialect::OpenAi,
-        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
-    };
-    let Ok((dl, request)) =
-        distillguard_core::normalize::normalize_request(text, Some(core_dialect))
-    else {
         return;
     };
     let header = |name: &str| {
@@ -296,6 +288,31 @@ fn observe(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let ip =
+        header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+    if let Some(log) = &gw.log {
+        log.write(
+            json!({
+                "ts": distillguard_core::Timestamp(now).to_string(),
+                "account_id": account,
+                "api_key_id": key.map(|k| k.id.clone()),
+                "endpoint": path,
+                "request": serde_json::from_str::<Value>(text).unwrap_or(Value::Null),
+                "client": {"ip": ip, "user_agent": header("user-agent")},
+            })
+            .to_string(),
+        );
+    }
+    let Some(d) = &gw.detector else { return };
+    let core_dialect = match dialect {
+        Dialect::Openai => distillguard_core::Dialect::OpenAi,
+        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
+    };
+    let Ok((dl, request)) =
+        distillguard_core::normalize::normalize_request(text, Some(core_dialect))
+    else {
+        return;
+    };
     let event = distillguard_core::Event {
         id: None,
         ts: distillguard_core::Timestamp(now),
@@ -309,8 +326,7 @@ fn observe(
         status: None,
         latency_ms: None,
         client: distillguard_core::ClientInfo {
-            ip: header("x-forwarded-for")
-                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string())),
+            ip,
             user_agent: header("user-agent"),
             ..Default::default()
         },
@@ -513,7 +529,12 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
         .detect
         .enabled
         .then(|| detector::Detector::start(cfg.detect.thresholds, cfg.detect.queue));
+    let log = match &cfg.log {
+        Some(l) => Some(eventlog::EventLog::start(l.clone()).map_err(ServeError::Serve)?),
+        None => None,
+    };
     let gw = Arc::new(Gateway {
+        log,
         cfg,
         client,
         keys,

@@ -332,3 +332,48 @@ async fn a_throttled_account_gets_answers_without_reasoning() {
     );
     assert!(!sse.contains("\"index\":1"), "{sse}");
 }
+
+#[tokio::test]
+async fn the_event_log_replays_in_the_event_log_format() {
+    let dir = std::env::temp_dir().join(format!("dg-gw-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let up = mock(Duration::ZERO).await;
+    let mut cfg = config(&up, 5, 1 << 20);
+    cfg.log = Some(distillguard_gateway::eventlog::LogConfig {
+        path: dir.join("events.jsonl"),
+        max_bytes: 600,
+        keep: 3,
+    });
+    let gw = spawn(router_ok(cfg)).await;
+    for _ in 0..4 {
+        assert_eq!(post(&gw, "/v1/chat/completions", CHAT).await.0, 200);
+    }
+    // Lines are written off the request path; wait for them.
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines.clear();
+        for f in [
+            "events.jsonl",
+            "events.jsonl.1",
+            "events.jsonl.2",
+            "events.jsonl.3",
+        ] {
+            if let Ok(t) = std::fs::read_to_string(dir.join(f)) {
+                lines.extend(t.lines().map(str::to_string));
+            }
+        }
+        if lines.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 4);
+    // Rotated at 600 bytes, and every line parses as an event.
+    assert!(dir.join("events.jsonl.1").exists());
+    for l in &lines {
+        let e = distillguard_core::parse_event_line(l).unwrap();
+        assert_eq!(e.account_id, "anonymous");
+        assert_eq!(e.request.last_user_text, "Explain TCP");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
