@@ -921,25 +921,48 @@ fn analyze_config_file_is_checked_and_applied() {
     assert!(err.contains("dg.toml") && err.contains("throtle"), "{err}");
 }
 
-/// The OASIS validator, installed on first use into a venv under the
-/// target directory (CI installs it beforehand; see `.ci/run`).
-fn stix2_validator() -> PathBuf {
+/// Python packages the tests use, pinned.
+const PY_PACKAGES: [&str; 3] = [
+    "stix2-validator==3.3.2",
+    "openai==3.54.0",
+    "anthropic==2.12.0",
+];
+
+/// A venv under the target directory with [`PY_PACKAGES`], created and
+/// filled on first use (CI fills it beforehand; see `.ci/run`). Returns
+/// its `bin` folder.
+fn py_venv() -> PathBuf {
+    // Tests run on threads: one of them fills the venv, the others wait.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stix-venv");
-    let exe = venv.join("bin").join("stix2_validator");
-    if !exe.exists() {
-        let st = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
+    let bin = venv.join("bin");
+    let ready = bin.join("stix2_validator").exists()
+        && std::process::Command::new(bin.join("python"))
+            .args(["-c", "import openai, anthropic"])
             .status()
-            .expect("python3 -m venv");
-        assert!(st.success(), "could not create {}", venv.display());
-        let st = std::process::Command::new(venv.join("bin").join("pip"))
-            .args(["install", "-q", "stix2-validator==3.3.2"])
+            .is_ok_and(|s| s.success());
+    if !ready {
+        if !bin.join("pip").exists() {
+            let st = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 -m venv");
+            assert!(st.success(), "could not create {}", venv.display());
+        }
+        let st = std::process::Command::new(bin.join("pip"))
+            .args(["install", "-q"])
+            .args(PY_PACKAGES)
             .status()
             .expect("pip");
-        assert!(st.success(), "pip install stix2-validator failed");
+        assert!(st.success(), "pip install {PY_PACKAGES:?} failed");
     }
-    exe
+    bin
+}
+
+fn stix2_validator() -> PathBuf {
+    py_venv().join("stix2_validator")
 }
 
 #[test]
@@ -1457,4 +1480,92 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
     ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown tier"));
+}
+
+/// Starts `distillguard serve` with `config`; returns the child and its URL.
+fn start_gateway(config: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
+}
+
+#[test]
+fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
+    let bin = py_venv();
+    let d = Dir::new("sdk");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let key_for = |account: &str, tier: &str| {
+        ok(&[
+            "keys",
+            "create",
+            "--account",
+            account,
+            "--tier",
+            tier,
+            "--db",
+            db,
+        ])
+        .trim()
+        .to_string()
+    };
+    let key = key_for("acct_sdk", "tier2");
+    let free = key_for("acct_free", "free");
+    let revoked = key_for("acct_gone", "tier1");
+    ok(&[
+        "keys",
+        "revoke",
+        revoked.split('_').nth(1).unwrap(),
+        "--db",
+        db,
+    ]);
+    let (mut mock, up) = start_mock(&["--reasoning"]);
+    let up = up.trim_start_matches("http://").to_string();
+    let config = |name: &str, extra: &str| {
+        let p = d.path(name);
+        write(
+            &p,
+            &format!(
+                "listen = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nkeys_db = \"{db}\"\n{extra}\n\
+                 [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+                 [[upstreams]]\nname = \"mock-a\"\nurl = \"http://{up}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+            ),
+        );
+        p
+    };
+    let (mut normal, gw) = start_gateway(&config("normal.toml", ""));
+    let (mut blocking, bgw) = start_gateway(&config(
+        "blocking.toml",
+        "[detect]\nthresholds = { monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }",
+    ));
+    let out = Command::new(bin.join("python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/clients.py"))
+        .env("GATEWAY", &gw)
+        .env("BLOCKING", &bgw)
+        .env("KEY", &key)
+        .env("FREE", &free)
+        .env("REVOKED", &revoked)
+        .output()
+        .unwrap();
+    for c in [&mut normal, &mut blocking, &mut mock] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }

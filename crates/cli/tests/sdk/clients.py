@@ -1,0 +1,102 @@
+"""The official OpenAI and Anthropic Python SDKs against the distillguard gateway.
+
+Run by crates/cli/tests/cli.rs with:
+  GATEWAY     the gateway's URL (normal verdicts)
+  BLOCKING    a gateway whose detector blocks every account at once
+  KEY         a valid key (tier2); FREE a valid free-tier key; REVOKED a revoked key
+Exits non-zero with a message on the first failed expectation.
+"""
+import os
+import sys
+
+import anthropic
+import openai
+
+gw, blocking = os.environ["GATEWAY"], os.environ["BLOCKING"]
+key, free, revoked = os.environ["KEY"], os.environ["FREE"], os.environ["REVOKED"]
+
+
+def expect(cond, what):
+    if not cond:
+        print("FAILED:", what, file=sys.stderr)
+        sys.exit(1)
+
+
+def oa(url, k):
+    return openai.OpenAI(base_url=url + "/v1", api_key=k, max_retries=0)
+
+
+def an(url, k):
+    return anthropic.Anthropic(base_url=url, api_key=k, max_retries=0)
+
+
+msgs = [{"role": "user", "content": "Explain TCP in one paragraph."}]
+
+# Chat, JSON and streaming, both APIs.
+r = oa(gw, key).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=20)
+expect(isinstance(r.choices[0].message.content, str) and len(r.choices[0].message.content) > 5, "openai chat")
+parts = [c.choices[0].delta.content or "" for c in oa(gw, key).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=20, stream=True) if c.choices]
+expect(len("".join(parts)) > 5, "openai streaming")
+m = an(gw, key).messages.create(model="atlas-3", max_tokens=20, messages=msgs)
+expect(any(b.type == "text" and b.text for b in m.content), "anthropic messages")
+with an(gw, key).messages.stream(model="atlas-3", max_tokens=20, messages=msgs) as s:
+    text = "".join(s.text_stream)
+expect(len(text) > 5, "anthropic streaming")
+
+# 401: the SDKs raise their authentication errors.
+try:
+    oa(gw, revoked).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=5)
+    expect(False, "openai 401 not raised")
+except openai.AuthenticationError:
+    pass
+try:
+    an(gw, "dg_000000000000_00").messages.create(model="atlas-3", max_tokens=5, messages=msgs)
+    expect(False, "anthropic 401 not raised")
+except anthropic.AuthenticationError:
+    pass
+
+# 413: a body over the cap.
+big = [{"role": "user", "content": "x" * 300_000}]
+try:
+    oa(gw, key).chat.completions.create(model="atlas-3", messages=big, max_tokens=5)
+    expect(False, "openai 413 not raised")
+except openai.APIStatusError as e:
+    expect(e.status_code == 413, f"openai 413, got {e.status_code}")
+try:
+    an(gw, key).messages.create(model="atlas-3", max_tokens=5, messages=big)
+    expect(False, "anthropic 413 not raised")
+except anthropic.APIStatusError as e:
+    expect(e.status_code == 413, f"anthropic 413, got {e.status_code}")
+
+# 429: the free tier's burst is 20 requests a minute.
+try:
+    for _ in range(40):
+        oa(gw, free).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=2)
+    expect(False, "openai 429 not raised")
+except openai.RateLimitError as e:
+    expect(e.response.headers.get("retry-after") is not None, "retry-after header")
+try:
+    an(gw, free).messages.create(model="atlas-3", max_tokens=2, messages=msgs)
+    expect(False, "anthropic 429 not raised")
+except anthropic.RateLimitError:
+    pass
+
+# 403: a blocked account.
+c = oa(blocking, key)
+c.chat.completions.create(model="atlas-3", messages=msgs, max_tokens=5)
+blocked = False
+import time
+for _ in range(100):
+    try:
+        an(blocking, key).messages.create(model="atlas-3", max_tokens=5, messages=msgs)
+        time.sleep(0.02)
+    except anthropic.PermissionDeniedError:
+        blocked = True
+        break
+expect(blocked, "anthropic 403 not raised for a blocked account")
+try:
+    c.chat.completions.create(model="atlas-3", messages=msgs, max_tokens=5)
+    expect(False, "openai 403 not raised")
+except openai.PermissionDeniedError:
+    pass
+print("ok")
