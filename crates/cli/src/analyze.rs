@@ -23,11 +23,26 @@ use crate::{Format, progress, report_bad_lines};
 /// and the partner indicators it matched.
 pub(crate) type Record = (Pre, Vec<Key>, Vec<u16>);
 
+/// What the per-request work computes besides the engine's record.
+pub(crate) struct PerRequest<'a> {
+    pub intel: &'a Intel,
+    /// Link keys (off when linking is: they cost allocations per request).
+    pub link_keys: bool,
+}
+
 /// Per-request work, on the parsing threads.
-pub(crate) fn record(line: &str, intel: &Intel) -> Result<Record, distillguard_core::EventError> {
+pub(crate) fn record(
+    line: &str,
+    per: &PerRequest,
+) -> Result<Record, distillguard_core::EventError> {
     let e = distillguard_core::parse_event_line(line)?;
     let p = pre(&e);
-    let keys = distillguard_link::event_keys(&e, p.template);
+    let intel = per.intel;
+    let keys = if per.link_keys || !intel.is_empty() {
+        distillguard_link::event_keys(&e, p.template)
+    } else {
+        Vec::new()
+    };
     let hits = if intel.is_empty() {
         Vec::new()
     } else {
@@ -37,6 +52,7 @@ pub(crate) fn record(line: &str, intel: &Intel) -> Result<Record, distillguard_c
             .map(|k| k.label.render());
         intel.match_request(&e.account_id, e.client.ip.as_deref(), template.as_deref())
     };
+    let keys = if per.link_keys { keys } else { Vec::new() };
     Ok((p, keys, hits))
 }
 
@@ -102,18 +118,6 @@ impl Fold {
     }
 
     pub fn process(&mut self, (p, keys, hits): &Record) {
-        if !self.linker.cfg.enabled {
-            for &s in hits {
-                *self
-                    .intel_hits
-                    .entry(p.account_id.clone())
-                    .or_default()
-                    .entry(s)
-                    .or_insert(0) += 1;
-            }
-            self.engine.process(p);
-            return;
-        }
         for &s in hits {
             *self
                 .intel_hits
@@ -123,6 +127,9 @@ impl Fold {
                 .or_insert(0) += 1;
         }
         let idx = self.engine.process(p);
+        if !self.linker.cfg.enabled {
+            return;
+        }
         let li = match self.link_of.get(idx as usize) {
             Some(&li) => li,
             None => {
@@ -260,43 +267,61 @@ impl Malformed {
     }
 }
 
-/// Reads event logs into records (in parallel), in file order.
-pub(crate) fn read_records(
+/// Reads event logs in parallel and hands each record to `each`, in file
+/// order, with a progress stage per file named `verb`. Malformed lines are
+/// reported (strict: the first stops the read). Returns how many records
+/// came earlier in time than one before them.
+fn read_each(
     inputs: &[PathBuf],
     strict: bool,
     bar: &progress::Bar,
-    intel: &Intel,
-) -> Result<(Vec<Record>, u64)> {
+    per: &PerRequest,
+    verb: &str,
+    mut each: impl FnMut(Record) -> Result<(), ReadError>,
+) -> Result<u64, ReadError> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut recs = Vec::new();
     let mut bad = Malformed::default();
     let mut out_of_order = 0u64;
     let mut last = i64::MIN;
     for path in inputs {
         distillguard_core::progress::Progress::stage(
             bar,
-            &format!("reading {}", path.display()),
+            &format!("{verb} {}", path.display()),
             None,
         );
         distillguard_core::parallel::par_read(
             path,
             workers,
-            |l| record(l, intel),
+            |l| record(l, per),
             |item| {
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
                     Ok(r) => {
                         out_of_order += (r.0.ts.0 < last) as u64;
                         last = last.max(r.0.ts.0);
-                        recs.push(r);
+                        each(r)
                     }
-                    Err(e) => bad.line(e, strict)?,
+                    Err(e) => bad.line(e, strict),
                 }
-                Ok(())
             },
         )?;
     }
     bad.finish();
+    Ok(out_of_order)
+}
+
+/// Reads event logs into records (in parallel), in file order.
+pub(crate) fn read_records(
+    inputs: &[PathBuf],
+    strict: bool,
+    bar: &progress::Bar,
+    per: &PerRequest,
+) -> Result<(Vec<Record>, u64)> {
+    let mut recs = Vec::new();
+    let out_of_order = read_each(inputs, strict, bar, per, "reading", |r| {
+        recs.push(r);
+        Ok(())
+    })?;
     Ok((recs, out_of_order))
 }
 
@@ -318,47 +343,21 @@ fn stream_fold(
     bar: &progress::Bar,
     fold: &mut Fold,
     window_ms: i64,
-    intel: &Intel,
+    per: &PerRequest,
 ) -> Result<Streamed> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
-    let mut bad = Malformed::default();
-    let mut out_of_order = 0u64;
-    let mut last = i64::MIN;
     let mut late = None;
-    for path in inputs {
-        distillguard_core::progress::Progress::stage(
-            bar,
-            &format!("scoring {}", path.display()),
-            None,
-        );
-        let r = distillguard_core::parallel::par_read(
-            path,
-            workers,
-            |l| record(l, intel),
-            |item| {
-                distillguard_core::progress::Progress::advance(bar, 1);
-                match item {
-                    Ok(rec) => {
-                        out_of_order += (rec.0.ts.0 < last) as u64;
-                        last = last.max(rec.0.ts.0);
-                        if let Err(l) = reorder.push(rec, |r| fold.process(&r)) {
-                            late = Some(l);
-                            return Err(ReadError::Stopped);
-                        }
-                    }
-                    Err(e) => bad.line(e, strict)?,
-                }
-                Ok(())
-            },
-        );
-        match (r, late) {
-            (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
-            (Err(e), None) => return Err(e.into()),
-            (Ok(_), None) => {}
-        }
-    }
-    bad.finish();
+    let read = read_each(inputs, strict, bar, per, "scoring", |rec| {
+        reorder.push(rec, |r| fold.process(&r)).map_err(|l| {
+            late = Some(l);
+            ReadError::Stopped
+        })
+    });
+    let out_of_order = match (read, late) {
+        (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
+        (Err(e), None) => return Err(e.into()),
+        (Ok(n), None) => n,
+    };
     let peak = reorder.peak;
     reorder.finish(|r| fold.process(&r));
     Ok(Streamed::Done { out_of_order, peak })
@@ -450,18 +449,44 @@ fn add_samples(report: &mut Report, inputs: &[PathBuf], n: usize) -> Result<()> 
 }
 
 /// Options of `analyze`.
+#[derive(clap::Args)]
 pub(crate) struct Options {
+    /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
+    #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+    /// Account records (`account_id` plus account fields per line).
+    #[arg(long)]
     pub accounts: Option<PathBuf>,
+    /// Model releases (`{model, released_at}` per line).
+    #[arg(long)]
     pub models: Option<PathBuf>,
+    /// Score weights (`distillguard fit` output; default: embedded).
+    #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Configuration file (TOML): `weights = "…"`, `[thresholds]`
+    /// monitor / throttle / block / min_requests.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Include accounts whose verdict stayed "allow".
+    #[arg(long)]
     pub all: bool,
+    /// Redacted prompt samples per flagged account (a second pass over
+    /// the logs; 0 = no prompt text in the report at all).
+    #[arg(long, default_value_t = 0)]
     pub samples: usize,
+    /// Partners' STIX 2.1 bundles: matching accounts gain a reason
+    /// naming the indicator (and at least "monitor").
+    #[arg(long)]
     pub intel: Vec<PathBuf>,
+    /// Stop at the first malformed line (exit code 2).
+    #[arg(long)]
     pub strict: bool,
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
@@ -519,6 +544,10 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
     }
     let accounts = read_accounts(o.accounts.as_deref(), o.strict)?;
     let models = read_models(o.models.as_deref(), o.strict)?;
+    let per = PerRequest {
+        intel: &intel,
+        link_keys: link.enabled,
+    };
     let started = std::time::Instant::now();
     let bar = progress::Bar::new(!o.quiet);
     let window_ms = i64::from(config.reorder_window_secs.unwrap_or(300)) * 1000;
@@ -537,7 +566,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
     let mut read_secs = 0.0;
     let out_of_order;
     let streamed = if o.inputs.iter().all(|p| p.as_os_str() != "-") {
-        stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms, &intel)?
+        stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms, &per)?
     } else {
         Streamed::Late(None)
     };
@@ -551,7 +580,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         }
         Streamed::Late(late) => {
             fold = new_fold();
-            let (recs, n) = read_records(&o.inputs, o.strict, &bar, &intel)?;
+            let (recs, n) = read_records(&o.inputs, o.strict, &bar, &per)?;
             out_of_order = n;
             read_secs = started.elapsed().as_secs_f64();
             distillguard_core::progress::Progress::stage(&bar, "scoring", Some(recs.len() as u64));

@@ -136,45 +136,7 @@ enum Command {
         quiet: bool,
     },
     /// Detect distillation: score every account of event logs, in time order.
-    Analyze {
-        /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
-        #[arg(required = true)]
-        input: Vec<PathBuf>,
-        /// Account records (`account_id` plus account fields per line).
-        #[arg(long)]
-        accounts: Option<PathBuf>,
-        /// Model releases (`{model, released_at}` per line).
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// Score weights (`distillguard fit` output; default: embedded).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Configuration file (TOML): `weights = "…"`, `[thresholds]`
-        /// monitor / throttle / block / min_requests.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Write the report here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Include accounts whose verdict stayed "allow".
-        #[arg(long)]
-        all: bool,
-        /// Redacted prompt samples per flagged account (a second pass over
-        /// the logs; 0 = no prompt text in the report at all).
-        #[arg(long, default_value_t = 0)]
-        samples: usize,
-        /// Partners' STIX 2.1 bundles: matching accounts gain a reason
-        /// naming the indicator (and at least "monitor").
-        #[arg(long)]
-        intel: Vec<PathBuf>,
-        /// Stop at the first malformed line (exit code 2).
-        #[arg(long)]
-        strict: bool,
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Analyze(analyze::Options),
     /// API keys of the gateway (stored hashed in an embedded SQLite file).
     Keys {
         #[command(subcommand)]
@@ -389,33 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => bench_watermark(),
         Command::Scenarios { name } => scenarios(name),
-        Command::Analyze {
-            input,
-            accounts,
-            models,
-            weights,
-            config,
-            format,
-            out,
-            all,
-            samples,
-            intel,
-            strict,
-            quiet,
-        } => analyze::run(analyze::Options {
-            inputs: input,
-            accounts,
-            models,
-            weights,
-            config,
-            format,
-            out,
-            all,
-            samples,
-            intel,
-            strict,
-            quiet,
-        }),
+        Command::Analyze(opts) => analyze::run(opts),
         Command::Export {
             what:
                 ExportCommand::Stix {
@@ -1109,7 +1045,10 @@ fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
         &[dir.join("events.jsonl.gz")],
         true,
         &bar,
-        &distillguard_stix::Intel::default(),
+        &analyze::PerRequest {
+            intel: &distillguard_stix::Intel::default(),
+            link_keys: false,
+        },
     )?;
     drop(bar);
     let pres: Vec<distillguard_detect::engine::Pre> = recs.into_iter().map(|r| r.0).collect();

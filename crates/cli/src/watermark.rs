@@ -207,6 +207,19 @@ impl Params {
         })
     }
 
+    /// For commands that use one key: (the key file's key, the key to use:
+    /// itself, or its one `--cohort`'s).
+    fn single_key(&self, command: &str) -> Result<(Key, Key)> {
+        self.validate()?;
+        let base = read_key(&self.key)?;
+        let key = match self.cohort.as_slice() {
+            [] => base,
+            [c] => base.derive(c),
+            _ => bail!("{command} takes at most one --cohort"),
+        };
+        Ok((base, key))
+    }
+
     /// The schemes to test: the key itself, or one per cohort.
     fn schemes(&self) -> Result<Vec<Scheme>> {
         self.validate()?;
@@ -246,12 +259,9 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
             filter,
             out,
         } => {
-            let mut schemes = params.schemes()?;
-            if schemes.len() != 1 {
-                bail!("radioactivity takes one key (at most one --cohort)");
-            }
-            let scheme = schemes.remove(0);
-            let control = params.scheme(read_key(&params.key)?.derive("radioactivity control"));
+            let (base, key) = params.single_key("radioactivity")?;
+            let scheme = params.scheme(key);
+            let control = params.scheme(base.derive("radioactivity control"));
             crate::radioactivity::run(crate::radioactivity::Options {
                 scheme,
                 control,
@@ -449,13 +459,7 @@ fn generate(
     seed: u64,
     out: &Path,
 ) -> Result<ExitCode> {
-    params.validate()?;
-    let key = read_key(&params.key)?;
-    let key = match params.cohort.as_slice() {
-        [] => key,
-        [c] => key.derive(c),
-        _ => bail!("generate takes at most one --cohort"),
-    };
+    let (_, key) = params.single_key("generate")?;
     let scheme = params.scheme(key);
     let tok = Tokenizer::cl100k()?;
     let teacher = Teacher::train(answer_tokens(corpus, &tok, train_tokens)?);

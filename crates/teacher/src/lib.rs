@@ -39,7 +39,6 @@ pub struct Teacher {
     tri: HashMap<u64, Ctx>,
     bi: HashMap<u32, Ctx>,
     top: Vec<(u32, u32)>,
-    total: u64,
     /// Token ids seen in training.
     pub trained_tokens: u64,
 }
@@ -81,13 +80,11 @@ impl Teacher {
         }
         let mut top: Vec<(u32, u32)> = uni.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let total: u64 = top.iter().map(|x| u64::from(x.1)).sum();
         top.truncate(TOP);
         Teacher {
             tri: tri.into_iter().map(|(k, m)| (k, compact(m))).collect(),
             bi: bi.into_iter().map(|(k, m)| (k, compact(m))).collect(),
             top,
-            total: total.max(1),
             trained_tokens: n,
         }
     }
@@ -156,11 +153,6 @@ impl Teacher {
     /// Distinct contexts kept (a size measure).
     pub fn contexts(&self) -> usize {
         self.tri.len() + self.bi.len()
-    }
-
-    /// Tokens seen in training, all levels (for reports).
-    pub fn total_unigrams(&self) -> u64 {
-        self.total
     }
 }
 
