@@ -71,6 +71,10 @@ enum KeysCommand {
     },
     /// Revoke a key by its id.
     Revoke { id: String },
+    /// A new admin token for the gateway's admin API: the token is
+    /// printed once on standard output, the config line with its hash on
+    /// standard error. Nothing is stored.
+    AdminToken,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +182,10 @@ enum Command {
         /// Teacher training text: auto, embedded, or a path.
         #[arg(long, default_value = "auto")]
         corpus: String,
+        /// Inject a fault into every answer: status:CODE, reset (after 256
+        /// bytes), drip:MS (16 bytes every MS ms) or hang.
+        #[arg(long)]
+        fault: Option<distillguard_mock::Fault>,
     },
     /// Watermarks: keys, watermarked generation (reference model), detection.
     Watermark {
@@ -371,11 +379,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(distillguard_gateway::serve(cfg, |addr| {
-                let mut out = io::stdout().lock();
-                let _ = writeln!(out, "distillguard gateway listening on http://{addr}");
-                let _ = out.flush();
-            }))?;
+            rt.block_on(distillguard_gateway::serve(
+                cfg,
+                Some(config.clone()),
+                |addr| {
+                    let mut out = io::stdout().lock();
+                    let _ = writeln!(out, "distillguard gateway listening on http://{addr}");
+                    let _ = out.flush();
+                },
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::UpstreamMock {
@@ -386,14 +398,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reasoning,
             watermark_key,
             corpus,
+            fault,
         } => upstream_mock(
             &listen,
             &models,
-            latency_ms,
-            chunk_ms,
+            (latency_ms, chunk_ms),
             reasoning,
             watermark_key.as_deref(),
             &corpus,
+            fault,
         ),
         Command::Fit { dir, out } => fit(&dir, &out),
     }
@@ -888,16 +901,34 @@ fn bench_sketches(
 }
 
 fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
-    let store = distillguard_storage::KeyStore::open(db)?;
     let mut out = io::stdout().lock();
+    if let KeysCommand::AdminToken = cmd {
+        let token = format!("dgadmin_{}", distillguard_storage::random_token()?);
+        writeln!(out, "{token}")?;
+        let _ = writeln!(
+            io::stderr(),
+            "put this in the gateway config (the token is shown once and not stored):\n[admin]\ntoken_sha256 = \"{}\"",
+            distillguard_storage::sha256_hex(&token)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = distillguard_storage::KeyStore::open(db)?;
     match cmd {
         KeysCommand::Create { account, tier } => {
+            if tier.is_empty()
+                || !tier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bail!("tier {tier:?}: use letters, digits, '_' and '-'");
+            }
             if !distillguard_core::tier::TIER_LIMITS
                 .iter()
                 .any(|(t, _)| *t == tier)
             {
-                bail!(
-                    "unknown tier {tier:?}; tiers: {}",
+                let _ = writeln!(
+                    io::stderr(),
+                    "note: {tier:?} is not a built-in tier ({}); give it limits in the gateway's [limits.tiers.{tier}], else it gets tier1's",
                     distillguard_core::tier::TIER_LIMITS
                         .iter()
                         .map(|t| t.0)
@@ -946,6 +977,7 @@ fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
             store.revoke(&id)?;
             writeln!(out, "revoked {id}")?;
         }
+        KeysCommand::AdminToken => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -953,11 +985,11 @@ fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
 fn upstream_mock(
     listen: &str,
     models: &str,
-    latency_ms: u64,
-    chunk_ms: u64,
+    (latency_ms, chunk_ms): (u64, u64),
     reasoning: bool,
     key: Option<&Path>,
     corpus: &str,
+    fault: Option<distillguard_mock::Fault>,
 ) -> Result<ExitCode> {
     use distillguard_mock::{Config, Source};
     let source = match key {
@@ -993,6 +1025,7 @@ fn upstream_mock(
         between_chunks: std::time::Duration::from_millis(chunk_ms),
         reasoning,
         source,
+        fault,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

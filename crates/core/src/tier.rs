@@ -11,6 +11,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limits {
     pub rpm: u32,
+    /// Tokens per minute (prompt and completion together).
+    pub tpm: u64,
     /// `None`: no daily cap.
     pub rpd: Option<u32>,
 }
@@ -21,6 +23,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "free",
         Limits {
             rpm: 20,
+            tpm: 40_000,
             rpd: Some(500),
         },
     ),
@@ -28,6 +31,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "tier1",
         Limits {
             rpm: 60,
+            tpm: 200_000,
             rpd: Some(5_000),
         },
     ),
@@ -35,6 +39,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "tier2",
         Limits {
             rpm: 300,
+            tpm: 2_000_000,
             rpd: Some(20_000),
         },
     ),
@@ -42,6 +47,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "tier3",
         Limits {
             rpm: 1_000,
+            tpm: 4_000_000,
             rpd: Some(100_000),
         },
     ),
@@ -49,6 +55,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "tier4",
         Limits {
             rpm: 3_000,
+            tpm: 10_000_000,
             rpd: Some(500_000),
         },
     ),
@@ -56,6 +63,7 @@ pub const TIER_LIMITS: &[(&str, Limits)] = &[
         "enterprise",
         Limits {
             rpm: 10_000,
+            tpm: 30_000_000,
             rpd: None,
         },
     ),

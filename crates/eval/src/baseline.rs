@@ -70,7 +70,11 @@ mod tests {
     #[test]
     fn gcra_admits_a_minute_burst_then_the_rate() {
         let mut rl = RateLimiter::default();
-        let l = Limits { rpm: 60, rpd: None };
+        let l = Limits {
+            rpm: 60,
+            tpm: 0,
+            rpd: None,
+        };
         let t0 = 1_000_000_000_000;
         // 60 at once are admitted, the 61st is not.
         let admitted = (0..61).filter(|_| rl.admit("k", Timestamp(t0), l)).count();
@@ -85,7 +89,11 @@ mod tests {
     #[test]
     fn steady_traffic_under_the_rate_is_never_rejected() {
         let mut rl = RateLimiter::default();
-        let l = Limits { rpm: 60, rpd: None };
+        let l = Limits {
+            rpm: 60,
+            tpm: 0,
+            rpd: None,
+        };
         assert!((0..10_000).all(|i| rl.admit("k", Timestamp(i * 1000), l)));
     }
 
@@ -94,6 +102,7 @@ mod tests {
         let mut rl = RateLimiter::default();
         let l = Limits {
             rpm: 10_000,
+            tpm: 0,
             rpd: Some(3),
         };
         let day = MS_PER_DAY * 20_000;

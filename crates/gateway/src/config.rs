@@ -5,14 +5,25 @@ rejected, then validated, with errors that name the field.
 ```toml
 listen = "127.0.0.1:8080"
 max_body_bytes = 1048576          # larger requests get 413
-upstream_timeout_secs = 120
+upstream_timeout_secs = 120       # to the answer's head
+stream_idle_timeout_secs = 30     # between chunks of an answer (a stalled upstream is cut off)
 keys_db = "distillguard.db"       # API keys (distillguard keys create); 401 without one
+
+[limits]                          # per key and per account; defaults from the tier
+throttle_divisor = 10             # the throttle action divides both rates by this
+[limits.tiers.tier2]              # override or add a tier
+rpm = 300
+tpm = 2000000
+
+[admin]                           # /admin/… (verdict overrides, allowlist, reload)
+token_sha256 = "…"                # distillguard keys admin-token prints a token and this hash
 
 [[upstreams]]
 name = "local-vllm"
 url = "http://127.0.0.1:8000"     # plain HTTP to the model servers
 dialect = "openai"                # or "anthropic"
 models = ["atlas-3", "atlas-2-pro"]
+# api_key_env = "UPSTREAM_KEY"    # the upstream's own key, from the environment
 ```
 */
 
@@ -32,6 +43,24 @@ pub struct Upstream {
     pub url: String,
     pub dialect: Dialect,
     pub models: Vec<String>,
+    /// The environment variable holding the upstream's API key, sent as
+    /// `Authorization: Bearer` (OpenAI) or `x-api-key` (Anthropic). The
+    /// key itself is never in the file.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The key, read from `api_key_env` at load.
+    #[serde(skip)]
+    pub credential: Option<Secret>,
+}
+
+/// A secret that `Debug` does not print.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +72,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[serde(default = "default_timeout")]
     pub upstream_timeout_secs: u64,
+    #[serde(default = "default_idle")]
+    pub stream_idle_timeout_secs: u64,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: Option<Admin>,
     /// The API key store (`distillguard keys create` writes it). Without
     /// it, requests are not authenticated (for local testing only).
     #[serde(default)]
@@ -50,6 +85,9 @@ pub struct Config {
     /// Inline detection.
     #[serde(default)]
     pub detect: Detect,
+    /// Campaign linking in the detector (the `[link]` table of `analyze`).
+    #[serde(default)]
+    pub link: distillguard_link::Config,
     /// What each verdict does.
     #[serde(default)]
     pub actions: Actions,
@@ -57,6 +95,55 @@ pub struct Config {
     #[serde(default)]
     pub log: Option<crate::eventlog::LogConfig>,
     pub upstreams: Vec<Upstream>,
+}
+
+/// One tier's limits (both per key and per account).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimit {
+    /// Requests per minute.
+    pub rpm: u32,
+    /// Tokens per minute (prompt and answer).
+    pub tpm: u64,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub throttle_divisor: u32,
+    /// Overrides and additions to the built-in tiers (`core::tier`).
+    pub tiers: std::collections::HashMap<String, TierLimit>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            throttle_divisor: 10,
+            tiers: Default::default(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits of a key's tier (unknown tiers get `tier1`'s).
+    pub fn of(&self, tier: &str) -> TierLimit {
+        self.tiers.get(tier).copied().unwrap_or_else(|| {
+            let l = distillguard_core::tier::limits_of(Some(tier));
+            TierLimit {
+                rpm: l.rpm,
+                tpm: l.tpm,
+            }
+        })
+    }
+}
+
+/// The `[admin]` table: the admin API is on only with a token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// SHA-256 (hex) of the admin token; the token itself is not stored.
+    pub token_sha256: String,
 }
 
 /// One action on an account's requests.
@@ -136,6 +223,9 @@ fn default_max_body() -> usize {
 fn default_timeout() -> u64 {
     120
 }
+fn default_idle() -> u64 {
+    30
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -148,8 +238,18 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         c.validate()?;
+        for (i, u) in c.upstreams.iter_mut().enumerate() {
+            if let Some(var) = &u.api_key_env {
+                u.credential = Some(Secret(std::env::var(var).map_err(|_| {
+                    ConfigError::Invalid {
+                        field: format!("upstreams[{i}].api_key_env"),
+                        reason: format!("the environment variable {var} is not set"),
+                    }
+                })?));
+            }
+        }
         Ok(c)
     }
 
@@ -169,8 +269,37 @@ impl Config {
                 reason,
             })?;
         }
+        self.link
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                field: "link".into(),
+                reason,
+            })?;
         if self.max_body_bytes == 0 {
             return bad("max_body_bytes".into(), "must be positive");
+        }
+        if self.stream_idle_timeout_secs == 0 {
+            return bad("stream_idle_timeout_secs".into(), "must be positive");
+        }
+        if self.limits.throttle_divisor == 0 {
+            return bad("limits.throttle_divisor".into(), "must be at least 1");
+        }
+        for (name, t) in &self.limits.tiers {
+            if t.rpm == 0 || t.tpm == 0 {
+                return bad(
+                    format!("limits.tiers.{name}"),
+                    "rpm and tpm must be positive",
+                );
+            }
+        }
+        if let Some(a) = &self.admin
+            && (a.token_sha256.len() != 64
+                || !a.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return bad(
+                "admin.token_sha256".into(),
+                "must be 64 hex digits (distillguard keys admin-token prints one)",
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

@@ -1,13 +1,19 @@
 /*!
 Detection in the gateway, off the hot path.
 
-Every request becomes an event. Its per-request signals are computed on
-the request's own task (microseconds), and the record goes through a
-bounded queue to one detector thread running the streaming engine of
-`distillguard-detect`. A response never waits for scoring. When the queue
-is full, the record is dropped and counted, never blocking. The thread
-publishes each account's verdict into a shared map, which the
-**enforce** phase reads on the account's next request.
+Every request, once its answer has ended, goes as an [`Observed`] through
+a bounded queue to one detector thread. A response never waits for
+scoring; when the queue is full, the request is dropped and counted, never
+blocking. The thread normalises the body into an event, computes the
+per-request signals, and runs the streaming engine of `distillguard-detect`
+and, unless `[link] enabled = false`, the campaign linker of
+`distillguard-link`. It publishes each account's verdict into a shared map,
+which the **enforce** phase reads on the account's next request.
+
+An account in a confirmed campaign is blocked, like `analyze` blocks it
+from `max(joined, detected)`. The thread re-reads campaign membership when
+the linker's groups moved (at most once a second), so that members that
+are quiet at that moment are blocked on their next request too.
 
 If the detector thread is gone, the gateway fails open (requests pass) or,
 with `fail_closed`, answers 503.
@@ -15,45 +21,85 @@ with `fail_closed`, answers 503.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use distillguard_core::Verdict;
-use distillguard_detect::engine::{Engine, Pre, Thresholds, Weights};
+use distillguard_detect::engine::{Engine, Thresholds, Weights, pre};
+use distillguard_link::{Activity, Linker};
+
+use crate::observed::Observed;
+
+/// What the detector publishes per account.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct State {
+    pub verdict: Verdict,
+    pub risk: f64,
+    /// In a confirmed campaign.
+    pub campaign: bool,
+}
 
 /// The detector handle.
 pub struct Detector {
-    tx: SyncSender<Pre>,
-    verdicts: Arc<RwLock<HashMap<String, Verdict>>>,
+    tx: SyncSender<Arc<Observed>>,
+    states: Arc<RwLock<HashMap<String, State>>>,
     pub enqueued: AtomicU64,
     pub dropped: AtomicU64,
+    /// Requests scored so far.
+    pub processed: Arc<AtomicU64>,
+    /// Verdict changes published, by verdict (allow … block).
+    pub changes: Arc<[AtomicU64; 4]>,
     alive: Arc<AtomicBool>,
+}
+
+/// The thread's state.
+struct Worker {
+    engine: Engine,
+    linker: Option<Linker>,
+    link_ids: HashMap<String, u32>,
+    link_names: Vec<String>,
+    /// Engine index → linker index.
+    link_of: Vec<u32>,
+    /// What was last published per account.
+    published: HashMap<String, State>,
+    states: Arc<RwLock<HashMap<String, State>>>,
+    changes: Arc<[AtomicU64; 4]>,
+    seen_generation: u64,
+    last_scan: Instant,
 }
 
 impl Detector {
     /// Starts the detector thread with the embedded weights.
-    pub fn start(thresholds: Option<Thresholds>, capacity: usize) -> Detector {
-        let (tx, rx) = sync_channel::<Pre>(capacity.max(1));
-        let verdicts: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
+    pub fn start(
+        thresholds: Option<Thresholds>,
+        link: distillguard_link::Config,
+        capacity: usize,
+    ) -> Detector {
+        let (tx, rx) = sync_channel::<Arc<Observed>>(capacity.max(1));
+        let states: Arc<RwLock<HashMap<String, State>>> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        let (v, a) = (Arc::clone(&verdicts), Arc::clone(&alive));
+        let processed = Arc::new(AtomicU64::new(0));
+        let changes: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
         let weights = Weights::embedded();
         let t = thresholds.unwrap_or(weights.thresholds);
+        let worker = Worker {
+            engine: Engine::new(&weights, t, &[], HashMap::new()),
+            linker: link.enabled.then(|| Linker::new(link)),
+            link_ids: HashMap::new(),
+            link_names: Vec::new(),
+            link_of: Vec::new(),
+            published: HashMap::new(),
+            states: Arc::clone(&states),
+            changes: Arc::clone(&changes),
+            seen_generation: 0,
+            last_scan: Instant::now(),
+        };
+        let (a, n) = (Arc::clone(&alive), Arc::clone(&processed));
         let spawned = std::thread::Builder::new()
             .name("distillguard-detector".into())
             .spawn(move || {
-                let mut engine = Engine::new(&weights, t, &[], HashMap::new());
-                let mut last: HashMap<u32, Verdict> = HashMap::new();
-                for p in rx {
-                    let idx = engine.process(&p);
-                    let verdict = engine.verdict_of(idx);
-                    if last.get(&idx) != Some(&verdict) {
-                        last.insert(idx, verdict);
-                        if let Ok(mut m) = v.write() {
-                            m.insert(p.account_id.clone(), verdict);
-                        }
-                    }
-                }
+                worker.run(rx, &n);
                 a.store(false, Ordering::Relaxed);
             });
         if spawned.is_err() {
@@ -61,16 +107,18 @@ impl Detector {
         }
         Detector {
             tx,
-            verdicts,
+            states,
             enqueued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            processed,
+            changes,
             alive,
         }
     }
 
-    /// Queues a record; never blocks (a full queue drops and counts).
-    pub fn submit(&self, p: Pre) {
-        match self.tx.try_send(p) {
+    /// Queues a request; never blocks (a full queue drops and counts).
+    pub fn submit(&self, o: Arc<Observed>) {
+        match self.tx.try_send(o) {
             Ok(()) => {
                 self.enqueued.fetch_add(1, Ordering::Relaxed);
             }
@@ -90,10 +138,141 @@ impl Detector {
 
     /// The account's latest verdict (allow if never seen).
     pub fn verdict(&self, account: &str) -> Verdict {
-        self.verdicts
+        self.state(account).map_or(Verdict::Allow, |s| s.verdict)
+    }
+
+    pub fn state(&self, account: &str) -> Option<State> {
+        self.states
             .read()
             .ok()
             .and_then(|m| m.get(account).copied())
-            .unwrap_or(Verdict::Allow)
+    }
+
+    /// Accounts per verdict (allow … block) and in campaigns.
+    pub fn counts(&self) -> ([u64; 4], u64) {
+        let mut c = [0u64; 4];
+        let mut camp = 0;
+        if let Ok(m) = self.states.read() {
+            for s in m.values() {
+                c[s.verdict as usize] += 1;
+                camp += u64::from(s.campaign);
+            }
+        }
+        (c, camp)
+    }
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Arc<Observed>>, processed: &AtomicU64) {
+        for o in rx {
+            self.process(&o);
+            processed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn process(&mut self, o: &Observed) {
+        let Some(e) = o.event() else { return };
+        let p = pre(&e);
+        let idx = self.engine.process(&p);
+        let mut state = State {
+            verdict: self.engine.verdict_of(idx),
+            risk: self.engine.risk_now(idx),
+            campaign: false,
+        };
+        if let Some(linker) = &mut self.linker {
+            let li = match self.link_of.get(idx as usize) {
+                Some(&li) => li,
+                None => {
+                    let li = self.link_names.len() as u32;
+                    self.link_ids.insert(e.account_id.clone(), li);
+                    self.link_names.push(e.account_id.clone());
+                    self.link_of.push(li);
+                    li
+                }
+            };
+            let keys = distillguard_link::event_keys(&e, p.template);
+            linker.observe(
+                li,
+                None,
+                &keys,
+                Activity {
+                    ts: p.ts,
+                    output_tokens: p.output_tokens,
+                    capability: p.capability as u8,
+                    risk: state.risk,
+                    flagged: self.engine.is_flagged(idx),
+                },
+            );
+            if linker.campaign_flag_at(li).is_some() {
+                state.campaign = true;
+                state.verdict = Verdict::Block;
+            }
+        }
+        self.publish(&e.account_id, state);
+        self.rescan();
+    }
+
+    fn publish(&mut self, account: &str, state: State) {
+        let old = self.published.get(account).copied();
+        // A campaign member stays blocked.
+        let state = match old {
+            Some(o) if o.campaign => State {
+                verdict: Verdict::Block,
+                campaign: true,
+                ..state
+            },
+            _ => state,
+        };
+        let changed =
+            old.is_none_or(|o| o.verdict != state.verdict || o.campaign != state.campaign);
+        // The risk alone moves with every request; publishing each move
+        // would take the write lock each time, so it is refreshed with
+        // verdict changes and when it moved by 0.05.
+        if !changed && old.is_some_and(|o| (o.risk - state.risk).abs() < 0.05) {
+            return;
+        }
+        self.published.insert(account.to_string(), state);
+        if changed {
+            self.changes[state.verdict as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut m) = self.states.write() {
+            m.insert(account.to_string(), state);
+        }
+    }
+
+    /// Blocks every member of confirmed campaigns when groups moved.
+    fn rescan(&mut self) {
+        let Some(linker) = &mut self.linker else {
+            return;
+        };
+        if linker.generation() == self.seen_generation
+            || self.last_scan.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.seen_generation = linker.generation();
+        self.last_scan = Instant::now();
+        let members: Vec<u32> = (0..linker.len())
+            .filter(|&li| linker.campaign_flag_at(li).is_some())
+            .collect();
+        let Ok(mut m) = self.states.write() else {
+            return;
+        };
+        for li in members {
+            let Some(name) = self.link_names.get(li as usize) else {
+                continue;
+            };
+            let s = m.entry(name.clone()).or_insert(State {
+                verdict: Verdict::Allow,
+                risk: 0.0,
+                campaign: false,
+            });
+            if !s.campaign {
+                s.campaign = true;
+                s.verdict = Verdict::Block;
+                self.changes[Verdict::Block as usize].fetch_add(1, Ordering::Relaxed);
+                self.published.insert(name.clone(), *s);
+            }
+        }
     }
 }

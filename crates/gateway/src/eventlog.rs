@@ -6,16 +6,20 @@ gateway saw.
 It is opt-in (`[log] path`), because the log holds raw request bodies, and
 raw prompt text is not persisted unless configured. Lines go through a
 bounded queue to a writer thread (a full queue drops and counts, never
-blocking). The file rotates at `max_bytes`: `path` becomes `path.1`, and
+blocking); the writer thread formats them, off the request path. The
+file rotates at `max_bytes`: `path` becomes `path.1`, and
 older ones shift up to `keep`.
 */
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use serde::Deserialize;
+
+use crate::observed::Observed;
 
 /// The `[log]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +40,7 @@ fn default_keep() -> u32 {
 }
 
 pub struct EventLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Arc<Observed>>,
     pub dropped: AtomicU64,
 }
 
@@ -68,7 +72,7 @@ fn open(cfg: &LogConfig) -> std::io::Result<(std::io::BufWriter<std::fs::File>, 
 
 impl EventLog {
     pub fn start(cfg: LogConfig) -> std::io::Result<EventLog> {
-        let (tx, rx) = sync_channel::<String>(65_536);
+        let (tx, rx) = sync_channel::<Arc<Observed>>(65_536);
         let (mut w, mut size) = open(&cfg)?;
         std::thread::Builder::new()
             .name("distillguard-eventlog".into())
@@ -78,7 +82,8 @@ impl EventLog {
                     while let Ok(more) = rx.try_recv() {
                         batch.push(more);
                     }
-                    for l in batch {
+                    for o in batch {
+                        let l = o.log_line();
                         if size > 0 && size + l.len() as u64 + 1 > cfg.max_bytes {
                             let _ = w.flush();
                             if rotate(&cfg).is_ok()
@@ -101,9 +106,9 @@ impl EventLog {
         })
     }
 
-    /// Queues a line; never blocks.
-    pub fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+    /// Queues a request; never blocks.
+    pub fn write(&self, o: Arc<Observed>) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(o) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -3,20 +3,39 @@
 request path).
 
 - `distillguard_requests_total{api, code}`: answered requests by API and
-  status class (2xx, 4xx…) and the statuses the gateway itself decides
-  (401, 403, 413, 429, 502, 504);
+  status;
 - `distillguard_request_duration_seconds`: a histogram of the time to the
   response head (streams continue after it);
-- `distillguard_detector_enqueued_total`, `distillguard_detector_dropped_total`,
-  `distillguard_detector_up`.
+- `distillguard_answers_total{outcome}`: how forwarded answers ended
+  (complete, upstream_error, stalled, client_gone);
+- `distillguard_tokens_total{kind}`: input and output tokens of answers;
+  `distillguard_reasoning_returned_total`;
+- `distillguard_rate_limited_total{limit}`: 429s by limit (requests,
+  tokens);
+- `distillguard_actions_total{action}`: verdict actions applied to
+  requests (block, withhold_reasoning, throttle);
+- `distillguard_accounts{verdict}`, `distillguard_campaign_accounts`: the
+  detector's current verdicts; `distillguard_verdict_changes_total{verdict}`;
+  `distillguard_overrides`: operators' overrides in force;
+- `distillguard_detector_enqueued_total`, `…_dropped_total`,
+  `…_processed_total`, `distillguard_detector_up`: the detection queue and
+  its health (a dead detector fails open, visibly here);
+- `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`.
 */
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+use crate::Gateway;
+use crate::config::Action;
+use crate::limits::Unit;
+use crate::tap::Outcome;
+
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-const CODES: [u16; 10] = [200, 400, 401, 403, 404, 413, 429, 500, 502, 504];
+const CODES: [u16; 12] = [200, 400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 529];
+const VERDICTS: [&str; 4] = ["allow", "monitor", "throttle", "block"];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -26,6 +45,22 @@ pub struct Metrics {
     count: AtomicU64,
     /// Sum of durations in microseconds.
     sum_us: AtomicU64,
+    outcomes: [AtomicU64; 4],
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    reasoning: AtomicU64,
+    limited: [AtomicU64; 2],
+    /// block, withhold_reasoning, throttle
+    actions: [AtomicU64; 3],
+    reloads: AtomicU64,
+}
+
+fn add(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
 }
 
 impl Metrics {
@@ -35,21 +70,51 @@ impl Metrics {
             .position(|&c| c == status)
             .unwrap_or(CODES.len());
         if let Some(row) = self.requests.get(api) {
-            row[i].fetch_add(1, Ordering::Relaxed);
+            add(&row[i], 1);
         }
-        for (b, &le) in self.buckets.iter().zip(BUCKETS.iter()) {
-            if secs <= le {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(b) = BUCKETS.iter().position(|&le| secs <= le) {
+            add(&self.buckets[b], 1);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        add(&self.count, 1);
+        add(&self.sum_us, (secs * 1e6) as u64);
     }
 
-    pub fn render(&self, enqueued: u64, dropped: u64, up: bool) -> String {
-        let mut s = String::new();
-        s.push_str("# HELP distillguard_requests_total Requests answered, by API and status.\n# TYPE distillguard_requests_total counter\n");
+    pub fn answer(&self, o: Outcome, r: Option<&distillguard_core::Response>) {
+        add(&self.outcomes[o as usize], 1);
+        if let Some(r) = r {
+            add(&self.input_tokens, u64::from(r.input_tokens.unwrap_or(0)));
+            add(&self.output_tokens, u64::from(r.output_tokens.unwrap_or(0)));
+            add(&self.reasoning, u64::from(r.reasoning_returned));
+        }
+    }
+
+    pub fn limited(&self, u: Unit) {
+        add(&self.limited[u as usize], 1);
+    }
+
+    pub fn action(&self, a: Action) {
+        let i = match a {
+            Action::Block => 0,
+            Action::WithholdReasoning => 1,
+            Action::Throttle => 2,
+            Action::Record => return,
+        };
+        add(&self.actions[i], 1);
+    }
+
+    pub fn reloaded(&self) {
+        add(&self.reloads, 1);
+    }
+
+    pub(crate) fn render(&self, gw: &Gateway) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in rows {
+                let _ = writeln!(s, "{name}{labels} {v}");
+            }
+        };
+        let mut rows = Vec::new();
         for (a, api) in ["openai", "anthropic"].iter().enumerate() {
             for (i, c) in CODES
                 .iter()
@@ -57,33 +122,148 @@ impl Metrics {
                 .chain(["other".to_string()])
                 .enumerate()
             {
-                let n = self.requests[a][i].load(Ordering::Relaxed);
+                let n = get(&self.requests[a][i]);
                 if n > 0 {
-                    s.push_str(&format!(
-                        "distillguard_requests_total{{api=\"{api}\",code=\"{c}\"}} {n}\n"
-                    ));
+                    rows.push((format!("{{api=\"{api}\",code=\"{c}\"}}"), n));
                 }
             }
         }
-        s.push_str("# HELP distillguard_request_duration_seconds Time to the response head.\n# TYPE distillguard_request_duration_seconds histogram\n");
+        counter(
+            "distillguard_requests_total",
+            "Requests answered, by API and status.",
+            &rows,
+        );
+        let rows: Vec<(String, u64)> = Outcome::ALL
+            .iter()
+            .map(|o| {
+                (
+                    format!("{{outcome=\"{}\"}}", o.as_str()),
+                    get(&self.outcomes[*o as usize]),
+                )
+            })
+            .collect();
+        counter(
+            "distillguard_answers_total",
+            "How forwarded answers ended.",
+            &rows,
+        );
+        counter(
+            "distillguard_tokens_total",
+            "Tokens of answers, as the upstream reported or estimated.",
+            &[
+                ("{kind=\"input\"}".into(), get(&self.input_tokens)),
+                ("{kind=\"output\"}".into(), get(&self.output_tokens)),
+            ],
+        );
+        counter(
+            "distillguard_reasoning_returned_total",
+            "Answers that carried reasoning to the client.",
+            &[(String::new(), get(&self.reasoning))],
+        );
+        counter(
+            "distillguard_rate_limited_total",
+            "Requests refused with 429, by limit.",
+            &[
+                ("{limit=\"requests\"}".into(), get(&self.limited[0])),
+                ("{limit=\"tokens\"}".into(), get(&self.limited[1])),
+            ],
+        );
+        counter(
+            "distillguard_actions_total",
+            "Verdict actions applied to requests.",
+            &[
+                ("{action=\"block\"}".into(), get(&self.actions[0])),
+                (
+                    "{action=\"withhold_reasoning\"}".into(),
+                    get(&self.actions[1]),
+                ),
+                ("{action=\"throttle\"}".into(), get(&self.actions[2])),
+            ],
+        );
+        counter(
+            "distillguard_config_reloads_total",
+            "Successful config reloads.",
+            &[(String::new(), get(&self.reloads))],
+        );
+        let (enq, drop, processed, up, changes, counts, camp) =
+            gw.detector
+                .as_ref()
+                .map_or((0, 0, 0, false, [0; 4], [0; 4], 0), |d| {
+                    let (c, camp) = d.counts();
+                    (
+                        get(&d.enqueued),
+                        get(&d.dropped),
+                        get(&d.processed),
+                        d.is_alive(),
+                        std::array::from_fn(|i| get(&d.changes[i])),
+                        c,
+                        camp,
+                    )
+                });
+        let rows: Vec<(String, u64)> = VERDICTS
+            .iter()
+            .zip(changes)
+            .map(|(v, n)| (format!("{{verdict=\"{v}\"}}"), n))
+            .collect();
+        counter(
+            "distillguard_verdict_changes_total",
+            "Verdict changes published by the detector, by new verdict.",
+            &rows,
+        );
+        counter(
+            "distillguard_detector_enqueued_total",
+            "Requests queued for detection.",
+            &[(String::new(), enq)],
+        );
+        counter(
+            "distillguard_detector_dropped_total",
+            "Requests dropped because the detection queue was full or detection was down.",
+            &[(String::new(), drop)],
+        );
+        counter(
+            "distillguard_detector_processed_total",
+            "Requests scored by the detector.",
+            &[(String::new(), processed)],
+        );
+        counter(
+            "distillguard_eventlog_dropped_total",
+            "Event-log lines dropped (queue full).",
+            &[(
+                String::new(),
+                gw.log.as_ref().map_or(0, |l| get(&l.dropped)),
+            )],
+        );
+        let _ = writeln!(
+            s,
+            "# HELP distillguard_request_duration_seconds Time to the response head.\n# TYPE distillguard_request_duration_seconds histogram"
+        );
+        let mut cum = 0;
         for (b, le) in self.buckets.iter().zip(BUCKETS.iter()) {
-            s.push_str(&format!(
-                "distillguard_request_duration_seconds_bucket{{le=\"{le}\"}} {}\n",
-                b.load(Ordering::Relaxed)
-            ));
+            cum += get(b);
+            let _ = writeln!(
+                s,
+                "distillguard_request_duration_seconds_bucket{{le=\"{le}\"}} {cum}"
+            );
         }
-        let count = self.count.load(Ordering::Relaxed);
-        s.push_str(&format!(
-            "distillguard_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"
-        ));
-        s.push_str(&format!(
-            "distillguard_request_duration_seconds_sum {}\ndistillguard_request_duration_seconds_count {count}\n",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        s.push_str(&format!(
-            "# TYPE distillguard_detector_enqueued_total counter\ndistillguard_detector_enqueued_total {enqueued}\n# TYPE distillguard_detector_dropped_total counter\ndistillguard_detector_dropped_total {dropped}\n# TYPE distillguard_detector_up gauge\ndistillguard_detector_up {}\n",
+        let count = get(&self.count);
+        let _ = writeln!(
+            s,
+            "distillguard_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\ndistillguard_request_duration_seconds_sum {}\ndistillguard_request_duration_seconds_count {count}",
+            get(&self.sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "# HELP distillguard_accounts Accounts by the detector's current verdict.\n# TYPE distillguard_accounts gauge"
+        );
+        for (v, n) in VERDICTS.iter().zip(counts) {
+            let _ = writeln!(s, "distillguard_accounts{{verdict=\"{v}\"}} {n}");
+        }
+        let overrides = gw.overrides.read().map_or(0, |m| m.len());
+        let _ = writeln!(
+            s,
+            "# HELP distillguard_campaign_accounts Accounts in confirmed campaigns.\n# TYPE distillguard_campaign_accounts gauge\ndistillguard_campaign_accounts {camp}\n# HELP distillguard_overrides Operators' verdict overrides in force.\n# TYPE distillguard_overrides gauge\ndistillguard_overrides {overrides}\n# HELP distillguard_detector_up Whether the detector thread runs.\n# TYPE distillguard_detector_up gauge\ndistillguard_detector_up {}",
             u8::from(up)
-        ));
+        );
         s
     }
 }

@@ -22,6 +22,7 @@ async fn mock(latency: Duration) -> String {
         between_chunks: Duration::ZERO,
         reasoning: true,
         source: Source::Canned,
+        fault: None,
     }))
     .await
 }

@@ -202,6 +202,7 @@ pub struct Linker {
     pub(crate) members: Vec<Member>,
     /// Client stacks seen per group root, for the report (never links).
     pub(crate) clients: HashMap<u64, (String, HashSet<u32>)>,
+    generation: u64,
     pub events: u64,
 }
 
@@ -221,6 +222,7 @@ impl Linker {
             detected_at: Vec::new(),
             members: Vec::new(),
             clients: HashMap::new(),
+            generation: 0,
             events: 0,
         }
     }
@@ -284,6 +286,7 @@ impl Linker {
             std::cmp::Ordering::Equal => (ra.min(rb), ra.max(rb)),
         };
         self.parent[child as usize] = root;
+        self.generation += 1;
         self.size[root as usize] += self.size[child as usize];
         self.flagged[root as usize] += self.flagged[child as usize];
         self.identity[root as usize] += self.identity[child as usize];
@@ -304,6 +307,7 @@ impl Linker {
             && self.flagged[r] >= self.cfg.min_flagged
         {
             self.detected_at[r] = Some(ts);
+            self.generation += 1;
         }
     }
 
@@ -499,6 +503,21 @@ impl Linker {
             .collect();
         roots.sort_unstable();
         roots
+    }
+
+    /// Changes with every merge and every confirmation: a live user (the
+    /// gateway) re-reads campaign membership only when it moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Accounts known to the linker (indices `0..len`).
+    pub fn len(&self) -> u32 {
+        self.members.len() as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 
     /// Requests seen from account `idx` (0 for dormant or unknown accounts).

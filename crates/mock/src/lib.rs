@@ -22,6 +22,10 @@ from one of two sources:
 
 Latency is configurable: a delay before the first token, and one between
 streamed chunks.
+
+Faults can be injected, for the gateway's fault tests and for demos
+([`Fault`]): an error status, a connection reset part-way through the
+answer, a slow drip of bytes, or a server that never answers.
 */
 
 use std::convert::Infallible;
@@ -52,8 +56,50 @@ pub enum Source {
     },
 }
 
+/// A fault the mock injects into every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and an error body in the API's format.
+    Status(u16),
+    /// Send the first 256 bytes of the answer, then reset the connection.
+    Reset,
+    /// Send the answer 16 bytes at a time, this long apart.
+    Drip(Duration),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    /// `status:503`, `reset`, `drip:2000` (milliseconds), `hang`.
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let num = |what: &str| {
+            arg.parse::<u64>()
+                .map_err(|_| format!("fault {name:?} needs {what}, as in {name}:N"))
+        };
+        match name {
+            "status" => {
+                let n = num("a status")?;
+                if !(400..=599).contains(&n) {
+                    return Err(format!("fault status {n}: use 400 to 599"));
+                }
+                Ok(Fault::Status(n as u16))
+            }
+            "reset" => Ok(Fault::Reset),
+            "drip" => Ok(Fault::Drip(Duration::from_millis(num("milliseconds")?))),
+            "hang" => Ok(Fault::Hang),
+            _ => Err(format!(
+                "unknown fault {s:?}: use status:CODE, reset, drip:MS or hang"
+            )),
+        }
+    }
+}
+
 /// Server settings.
 pub struct Config {
+    /// Injected into every answer (`None`: behave).
+    pub fault: Option<Fault>,
     pub models: Vec<String>,
     pub first_token: Duration,
     pub between_chunks: Duration,
@@ -194,7 +240,79 @@ fn chunks(text: &str) -> Vec<String> {
 }
 
 async fn openai(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+    with_fault(app.cfg.fault, false, openai_answer(&app, &body)).await
+}
+
+async fn anthropic(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    with_fault(app.cfg.fault, true, anthropic_answer(&app, &body)).await
+}
+
+/// Applies the configured fault to an answer.
+async fn with_fault(
+    fault: Option<Fault>,
+    anthropic: bool,
+    answer: impl std::future::Future<Output = Response>,
+) -> Response {
+    use futures_util::StreamExt;
+    match fault {
+        None => answer.await,
+        Some(Fault::Hang) => std::future::pending().await,
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let msg = format!("injected fault: status {code}");
+            let body = if anthropic {
+                json!({"type": "error", "error": {"type": "api_error", "message": msg}})
+            } else {
+                json!({"error": {"message": msg, "type": "server_error", "param": null, "code": null}})
+            };
+            (status, Json(body)).into_response()
+        }
+        Some(Fault::Reset) => {
+            let (parts, body) = answer.await.into_parts();
+            let mut left = 256usize;
+            let s = body.into_data_stream().flat_map(move |r| {
+                let items: Vec<Result<axum::body::Bytes, std::io::Error>> = match r {
+                    Err(e) => vec![Err(std::io::Error::other(e))],
+                    Ok(_) if left == 0 => vec![Err(std::io::Error::other("injected reset"))],
+                    Ok(b) if b.len() < left => {
+                        left -= b.len();
+                        vec![Ok(b)]
+                    }
+                    Ok(b) => {
+                        let head = b.slice(..left);
+                        left = 0;
+                        vec![Ok(head), Err(std::io::Error::other("injected reset"))]
+                    }
+                };
+                stream::iter(items)
+            });
+            Response::from_parts(parts, axum::body::Body::from_stream(s))
+        }
+        Some(Fault::Drip(gap)) => {
+            let (parts, body) = answer.await.into_parts();
+            let s = body
+                .into_data_stream()
+                .flat_map(|r| {
+                    let pieces: Vec<Result<axum::body::Bytes, axum::Error>> = match r {
+                        Err(e) => vec![Err(e)],
+                        Ok(b) => (0..b.len())
+                            .step_by(16)
+                            .map(|i| Ok(b.slice(i..(i + 16).min(b.len()))))
+                            .collect(),
+                    };
+                    stream::iter(pieces)
+                })
+                .then(move |piece| async move {
+                    tokio::time::sleep(gap).await;
+                    piece
+                });
+            Response::from_parts(parts, axum::body::Body::from_stream(s))
+        }
+    }
+}
+
+async fn openai_answer(app: &App, body: &[u8]) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return bad_request("invalid_request_error", "the body is not JSON", false);
     };
     let Some(model) = req["model"].as_str().map(str::to_string) else {
@@ -208,7 +326,7 @@ async fn openai(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Respons
         .as_u64()
         .or(req["max_tokens"].as_u64())
         .unwrap_or(256) as usize;
-    let (text, reasoning, n) = answer(&app, &prompt, max);
+    let (text, reasoning, n) = answer(app, &prompt, max);
     let id = format!(
         "chatcmpl-{:016x}",
         fnv(&format!("{model}\u{0}{prompt}\u{0}{max}"))
@@ -274,8 +392,8 @@ fn sse(gap: Duration, items: Vec<(Option<&'static str>, String)>) -> Response {
     Sse::new(s).into_response()
 }
 
-async fn anthropic(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+async fn anthropic_answer(app: &App, body: &[u8]) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return bad_request("invalid_request_error", "the body is not JSON", true);
     };
     let Some(model) = req["model"].as_str().map(str::to_string) else {
@@ -286,7 +404,7 @@ async fn anthropic(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Resp
     };
     let max = max as usize;
     let prompt = last_user(&req["messages"]);
-    let (text, reasoning, n) = answer(&app, &prompt, max);
+    let (text, reasoning, n) = answer(app, &prompt, max);
     let id = format!(
         "msg_{:016x}",
         fnv(&format!("{model}\u{0}{prompt}\u{0}{max}"))

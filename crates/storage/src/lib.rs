@@ -1,5 +1,6 @@
 /*!
-Storage: API keys in an embedded SQLite database.
+Storage: API keys and operators' verdict overrides in an embedded SQLite
+database.
 
 A key looks like `dg_<id>_<secret>`. The id is 12 hex digits and public,
 so that an operator can list and revoke keys. The secret is 32 hex digits
@@ -8,6 +9,10 @@ A presented key is checked by looking its id up and comparing hashes in
 constant time, so the time taken says nothing about how much of a guess
 was right. The key itself is returned once, at creation, and is never
 stored or logged.
+
+Overrides are an operator's decisions about an account (`block`,
+`allow` for an allowlisted account, …), kept with who-knows-why text and
+a time, so that they outlive a gateway restart.
 */
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -24,6 +29,17 @@ pub enum StoreError {
     Random(std::io::Error),
     #[error("no key with id {0}")]
     NoSuchKey(String),
+}
+
+/// An operator's verdict for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub account: String,
+    /// `allow`, `monitor`, `throttle` or `block` (checked by the caller).
+    pub verdict: String,
+    pub reason: String,
+    /// Seconds since the epoch.
+    pub created: i64,
 }
 
 /// A key's public record.
@@ -50,6 +66,22 @@ fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// SHA-256 of a secret, as hex (how admin tokens are configured).
+pub fn sha256_hex(secret: &str) -> String {
+    hex(&digest(secret))
+}
+
+/// A new random token (32 hex digits) from the system's randomness.
+pub fn random_token() -> Result<String, StoreError> {
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(StoreError::Random)?,
+        &mut b,
+    )
+    .map_err(StoreError::Random)?;
+    Ok(hex(&b))
+}
+
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -74,6 +106,12 @@ impl KeyStore {
                 tier TEXT NOT NULL,
                 created INTEGER NOT NULL,
                 revoked INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE TABLE IF NOT EXISTS overrides (
+                account TEXT PRIMARY KEY,
+                verdict TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                created INTEGER NOT NULL
             );",
         )
         .map_err(db)?;
@@ -153,6 +191,45 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Sets (replaces) an account's override.
+    pub fn set_override(&self, o: &Override) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO overrides (account, verdict, reason, created) VALUES (?1, ?2, ?3, ?4)",
+                params![o.account, o.verdict, o.reason, o.created],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Removes an account's override; whether there was one.
+    pub fn clear_override(&self, account: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM overrides WHERE account = ?1", params![account])
+            .map_err(self.db())?;
+        Ok(n > 0)
+    }
+
+    /// Every override, by account.
+    pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT account, verdict, reason, created FROM overrides ORDER BY account")
+            .map_err(self.db())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Override {
+                    account: r.get(0)?,
+                    verdict: r.get(1)?,
+                    reason: r.get(2)?,
+                    created: r.get(3)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
     /// The record of a presented key, if it is valid and not revoked.
     pub fn verify(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         let Some((id, secret)) = presented
@@ -221,6 +298,23 @@ mod tests {
         assert!(s.verify(&key).unwrap().is_none());
         assert!(s.list().unwrap()[0].revoked);
         assert!(matches!(s.revoke("nope"), Err(StoreError::NoSuchKey(_))));
+    }
+
+    #[test]
+    fn overrides_are_set_replaced_listed_and_cleared() {
+        let s = KeyStore::open(":memory:").unwrap();
+        let o = |v: &str| Override {
+            account: "acct_9".into(),
+            verdict: v.into(),
+            reason: "ticket 12".into(),
+            created: 5,
+        };
+        s.set_override(&o("block")).unwrap();
+        s.set_override(&o("allow")).unwrap();
+        assert_eq!(s.overrides().unwrap(), vec![o("allow")]);
+        assert!(s.clear_override("acct_9").unwrap());
+        assert!(!s.clear_override("acct_9").unwrap());
+        assert!(s.overrides().unwrap().is_empty());
     }
 
     #[test]

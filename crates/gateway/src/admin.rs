@@ -1,0 +1,336 @@
+/*!
+The admin API, for the trust & safety team: override a verdict, allowlist
+an account, reload the config. It is on only when `[admin] token_sha256`
+is set, and every call needs `Authorization: Bearer <admin token>`
+(compared by hash, in constant time). Without the section, `/admin/…`
+answers 404.
+
+- `GET /admin/accounts/{id}`: the verdict in force, the detector's (with
+  risk and campaign membership) and any override;
+- `PUT /admin/accounts/{id}/override` `{"verdict": "block", "reason": "…"}`
+  and `DELETE` the same: an operator's verdict, which wins over the
+  detector's;
+- `PUT /admin/allowlist/{id}` `{"reason": "…"}` and `DELETE`: an override
+  to `allow` (the account is never acted on; it is still scored);
+- `GET /admin/overrides`: all of them;
+- `POST /admin/reload`: re-reads the config file. Upstreams, limits,
+  actions, timeouts, the body cap, `fail_closed` and the admin token take
+  effect at once for new requests; the listen address, the key store,
+  detection settings and the log need a restart, and the answer lists
+  those that changed.
+
+Overrides are kept in the key store's database, so they outlive a restart.
+*/
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use distillguard_core::Verdict;
+use distillguard_storage::{KeyStore, Override, StoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{Config, Decision, Gateway};
+
+pub(crate) fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/accounts/{id}", get(account))
+        .route(
+            "/accounts/{id}/override",
+            put(set_override).delete(clear_override),
+        )
+        .route("/allowlist/{id}", put(allowlist).delete(clear_override))
+        .route("/overrides", get(overrides))
+        .route("/reload", post(reload))
+}
+
+/// Overrides saved in the store.
+pub(crate) fn load_overrides(k: &KeyStore) -> Result<HashMap<String, Decision>, StoreError> {
+    Ok(k.overrides()?
+        .into_iter()
+        .filter_map(|o| {
+            let v: Verdict = serde_json::from_value(json!(o.verdict)).ok()?;
+            Some((
+                o.account,
+                Decision {
+                    verdict: v,
+                    reason: o.reason,
+                    created: o.created,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// An admin call's error: a status and a message, as `{"error": …}`.
+#[derive(Debug)]
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn err(status: StatusCode, message: impl Into<String>) -> AdminError {
+    AdminError(status, message.into())
+}
+
+fn fail<T>(status: StatusCode, message: impl Into<String>) -> Result<T, AdminError> {
+    Err(err(status, message))
+}
+
+type Answer = Result<Response, AdminError>;
+
+/// The admin token check (404 when the admin API is off).
+fn authorize(gw: &Gateway, h: &HeaderMap) -> Result<(), AdminError> {
+    let cfg = gw.config();
+    let Some(admin) = &cfg.admin else {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "the admin API is off (no [admin] in the config)",
+        ));
+    };
+    let presented = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            err(
+                StatusCode::UNAUTHORIZED,
+                "admin token required (Authorization: Bearer …)",
+            )
+        })?;
+    let digest = distillguard_storage::sha256_hex(presented.trim());
+    if !distillguard_storage::constant_time_eq(
+        digest.as_bytes(),
+        admin.token_sha256.to_ascii_lowercase().as_bytes(),
+    ) {
+        return Err(err(StatusCode::UNAUTHORIZED, "wrong admin token"));
+    }
+    Ok(())
+}
+
+fn decision_json(d: &Decision) -> serde_json::Value {
+    json!({"verdict": d.verdict, "reason": d.reason, "created": d.created})
+}
+
+async fn account(State(gw): State<Arc<Gateway>>, h: HeaderMap, Path(id): Path<String>) -> Answer {
+    authorize(&gw, &h)?;
+    let detected = gw.detector.as_ref().and_then(|d| d.state(&id));
+    let over = gw.overrides.read().ok().and_then(|m| m.get(&id).cloned());
+    Ok(Json(json!({
+        "account": id,
+        "verdict": gw.verdict(&id),
+        "detected": detected.map(|s| json!({"verdict": s.verdict, "risk": s.risk, "campaign": s.campaign})),
+        "override": over.as_ref().map(decision_json),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetOverride {
+    verdict: Verdict,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    #[serde(default)]
+    reason: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("the body: {e} (expected {{\"verdict\": \"allow|monitor|throttle|block\", \"reason\": \"…\"}})"),
+        )
+    })
+}
+
+fn put_decision(gw: &Gateway, account: String, verdict: Verdict, reason: String) -> Answer {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let d = Decision {
+        verdict,
+        reason,
+        created,
+    };
+    if let Some(store) = &gw.keys {
+        let saved = store.lock().map_err(|_| ()).and_then(|s| {
+            s.set_override(&Override {
+                account: account.clone(),
+                verdict: verdict.as_str().into(),
+                reason: d.reason.clone(),
+                created,
+            })
+            .map_err(|_| ())
+        });
+        if saved.is_err() {
+            return fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "saving the override failed",
+            );
+        }
+    }
+    let body = json!({"account": account, "override": decision_json(&d)});
+    if let Ok(mut m) = gw.overrides.write() {
+        m.insert(account, d);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn set_override(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    authorize(&gw, &h)?;
+    match parse::<SetOverride>(&body) {
+        Ok(o) => put_decision(&gw, id, o.verdict, o.reason),
+        Err(r) => Err(r),
+    }
+}
+
+async fn allowlist(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    authorize(&gw, &h)?;
+    let r = if body.is_empty() {
+        Ok(Reason::default())
+    } else {
+        parse::<Reason>(&body)
+    };
+    match r {
+        Ok(r) => put_decision(&gw, id, Verdict::Allow, r.reason),
+        Err(r) => Err(r),
+    }
+}
+
+async fn clear_override(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    authorize(&gw, &h)?;
+    if let Some(store) = &gw.keys
+        && store
+            .lock()
+            .map_err(|_| ())
+            .and_then(|s| s.clear_override(&id).map_err(|_| ()))
+            .is_err()
+    {
+        return fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "removing the override failed",
+        );
+    }
+    let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(&id));
+    match removed {
+        Some(_) => Ok(
+            Json(json!({"account": id, "override": null, "verdict": gw.verdict(&id)}))
+                .into_response(),
+        ),
+        None => fail(
+            StatusCode::NOT_FOUND,
+            format!("account {id} has no override"),
+        ),
+    }
+}
+
+async fn overrides(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
+    authorize(&gw, &h)?;
+    let mut list: Vec<serde_json::Value> = gw
+        .overrides
+        .read()
+        .map(|m| {
+            m.iter()
+                .map(|(a, d)| {
+                    let mut v = decision_json(d);
+                    v["account"] = json!(a);
+                    v
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str()));
+    Ok(Json(json!({"overrides": list})).into_response())
+}
+
+/// Fields that only a restart changes, named when a reload changed them.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen != new.listen {
+        out.push("listen");
+    }
+    if old.keys_db != new.keys_db {
+        out.push("keys_db");
+    }
+    if format!(
+        "{:?}",
+        (old.detect.enabled, old.detect.queue, &old.detect.thresholds)
+    ) != format!(
+        "{:?}",
+        (new.detect.enabled, new.detect.queue, &new.detect.thresholds)
+    ) {
+        out.push("detect");
+    }
+    if format!("{:?}", old.link) != format!("{:?}", new.link) {
+        out.push("link");
+    }
+    if format!("{:?}", old.log) != format!("{:?}", new.log) {
+        out.push("log");
+    }
+    out
+}
+
+async fn reload(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
+    authorize(&gw, &h)?;
+    let Some(path) = &gw.config_path else {
+        return fail(
+            StatusCode::CONFLICT,
+            "this gateway was not started from a config file",
+        );
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {e}", path.display()),
+            );
+        }
+    };
+    let new = match Config::from_toml(&text) {
+        Ok(c) => c,
+        // The old config stays in force.
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("{}: {e}; the old config stays in force", path.display()),
+            );
+        }
+    };
+    let old = gw.config();
+    let pending = restart_needed(&old, &new);
+    if let Ok(mut c) = gw.cfg.write() {
+        *c = Arc::new(new);
+    }
+    gw.metrics.reloaded();
+    Ok(Json(json!({"reloaded": true, "restart_needed": pending})).into_response())
+}

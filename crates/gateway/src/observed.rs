@@ -1,0 +1,187 @@
+/*!
+One request as the gateway saw it, handed off when its answer ends.
+
+The request path only collects what it already has (the raw body, who
+sent it, the metered answer) and queues it. Normalising the body into an
+[`Event`], computing per-request signals and formatting the log line happen
+on the detector and log threads, so none of that adds to a response's
+latency.
+*/
+
+use axum::body::Bytes;
+use distillguard_core::{ClientInfo, Event, Response, Timestamp};
+use serde_json::{Value, json};
+
+use crate::Dialect;
+
+/// A finished request.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Milliseconds since the epoch, when the request arrived.
+    pub ts_ms: i64,
+    pub account: String,
+    pub key_id: Option<String>,
+    pub path: &'static str,
+    pub dialect: Dialect,
+    /// The raw request body (JSON, checked on arrival).
+    pub body: Bytes,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The metered answer (`None`: it never came).
+    pub response: Option<Response>,
+    /// The status the client got.
+    pub status: u16,
+    /// To the answer's end.
+    pub latency_ms: f64,
+}
+
+impl Observed {
+    /// The event the detectors consume (`None` if the body does not
+    /// normalise, which the read phase mostly rules out).
+    pub fn event(&self) -> Option<Event> {
+        let text = std::str::from_utf8(&self.body).ok()?;
+        let d = match self.dialect {
+            Dialect::Openai => distillguard_core::Dialect::OpenAi,
+            Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
+        };
+        let (dialect, request) =
+            distillguard_core::normalize::normalize_request(text, Some(d)).ok()?;
+        Some(Event {
+            id: None,
+            ts: Timestamp(self.ts_ms),
+            account_id: self.account.clone(),
+            api_key_id: self.key_id.clone(),
+            endpoint: Some(self.path.to_string()),
+            dialect,
+            model: request.model.clone(),
+            request,
+            response: self.response.clone(),
+            status: Some(self.status),
+            latency_ms: Some(self.latency_ms),
+            client: ClientInfo {
+                ip: self.ip.clone(),
+                user_agent: self.user_agent.clone(),
+                ..Default::default()
+            },
+            account: None,
+        })
+    }
+
+    /// The line of the event-log format (`docs/event-log.md`). The request
+    /// body is kept as sent; the answer is kept as its accounting (usage,
+    /// finish reason, reasoning and tool-call counts) in the API's own
+    /// shape, without its text.
+    pub fn log_line(&self) -> String {
+        let request: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let response = self.response.as_ref().map(|r| summary(self.dialect, r));
+        json!({
+            "ts": Timestamp(self.ts_ms).to_string(),
+            "account_id": self.account,
+            "api_key_id": self.key_id,
+            "endpoint": self.path,
+            "request": request,
+            "response": response,
+            "status": self.status,
+            "latency_ms": (self.latency_ms * 1000.0).round() / 1000.0,
+            "client": {"ip": self.ip, "user_agent": self.user_agent},
+        })
+        .to_string()
+    }
+}
+
+/// An answer's accounting as a body of the API's shape, which the
+/// normaliser reads back into the same [`Response`] (text left out).
+fn summary(d: Dialect, r: &Response) -> Value {
+    match d {
+        Dialect::Openai => {
+            let mut message = json!({"role": "assistant", "content": null});
+            if r.reasoning_returned {
+                message["reasoning_content"] = json!("[not logged]");
+            }
+            if r.tool_calls > 0 {
+                message["tool_calls"] = Value::Array(vec![json!({}); r.tool_calls as usize]);
+            }
+            let mut usage =
+                json!({"prompt_tokens": r.input_tokens, "completion_tokens": r.output_tokens});
+            if let Some(n) = r.reasoning_tokens {
+                usage["completion_tokens_details"] = json!({"reasoning_tokens": n});
+            }
+            json!({
+                "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason}],
+                "usage": usage,
+            })
+        }
+        Dialect::Anthropic => {
+            let mut content = Vec::new();
+            if r.reasoning_returned {
+                content.push(json!({"type": "thinking", "thinking": "[not logged]"}));
+            }
+            for _ in 0..r.tool_calls {
+                content.push(json!({"type": "tool_use"}));
+            }
+            json!({
+                "type": "message",
+                "content": content,
+                "stop_reason": r.finish_reason,
+                "usage": {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens},
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn observed(d: Dialect, body: &str) -> Observed {
+        Observed {
+            ts_ms: 1_771_200_000_000,
+            account: "acct_1".into(),
+            key_id: Some("0123456789ab".into()),
+            path: "/v1/chat/completions",
+            dialect: d,
+            body: Bytes::from(body.to_string()),
+            ip: Some("203.0.113.7".into()),
+            user_agent: Some("python-httpx/0.27".into()),
+            response: Some(Response {
+                input_tokens: Some(12),
+                output_tokens: Some(300),
+                reasoning_tokens: None,
+                reasoning_returned: true,
+                finish_reason: Some("stop".into()),
+                choices: 1,
+                tool_calls: 2,
+                output_chars: 0,
+            }),
+            status: 200,
+            latency_ms: 12.5,
+        }
+    }
+
+    #[test]
+    fn the_log_line_replays_into_the_same_event() {
+        for (d, body) in [
+            (
+                Dialect::Openai,
+                r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP step by step"}]}"#,
+            ),
+            (
+                Dialect::Anthropic,
+                r#"{"model":"atlas-3","max_tokens":64,"messages":[{"role":"user","content":"Explain TCP"}]}"#,
+            ),
+        ] {
+            let o = observed(d, body);
+            let live = o.event().unwrap();
+            let replayed = distillguard_core::normalize::parse_event_line(&o.log_line()).unwrap();
+            assert_eq!(replayed.request, live.request);
+            assert_eq!(replayed.account_id, "acct_1");
+            assert_eq!(replayed.status, Some(200));
+            let r = replayed.response.unwrap();
+            assert!(r.reasoning_returned);
+            assert_eq!((r.output_tokens, r.tool_calls), (Some(300), 2));
+            assert_eq!(r.finish_reason.as_deref(), Some("stop"));
+            assert_eq!(replayed.client.ip.as_deref(), Some("203.0.113.7"));
+        }
+    }
+}

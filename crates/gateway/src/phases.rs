@@ -1,0 +1,489 @@
+/*!
+The proxy's phases over a per-request context, in the style of Pingora:
+
+1. **authenticate**: the API key (OpenAI `Authorization: Bearer`,
+   Anthropic `x-api-key`), then the key's and the account's request
+   limits;
+2. **enforce**: the account's verdict (an operator's override first):
+   block (403), withhold reasoning, throttle (lower limits);
+3. **read**: the body (capped: 413), its model, and the token limits
+   (the prompt's estimate);
+4. **route**: the upstream serving the model (404 otherwise);
+5. **forward**: the request upstream; the answer streamed back through
+   [`Tapped`](crate::tap::Tapped), which meters it, cuts off a stalled
+   upstream and turns a mid-answer failure into the API's error event;
+   an upstream 5xx becomes 502;
+6. **complete** (when the answer ends, or fails): the answer's tokens are
+   charged, and the request goes to the detector and the event log as an
+   [`Observed`].
+*/
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use distillguard_storage::KeyRecord;
+
+use crate::config::{Action, Config, Upstream};
+use crate::error::GatewayError;
+use crate::limits::{Unit, Who};
+use crate::observed::Observed;
+use crate::tap::{Meter, Outcome, Tapped};
+use crate::{Dialect, Gateway};
+
+/// What one request carries through the phases.
+struct Ctx {
+    dialect: Dialect,
+    path: &'static str,
+    body: Bytes,
+    model: String,
+    key: Option<KeyRecord>,
+    account: String,
+    /// Strip reasoning from the answer (the account's verdict says so).
+    withhold: bool,
+    /// The limits in force for this request (per minute).
+    rates: Option<(f64, f64)>,
+    /// Prompt tokens charged at admission (an estimate).
+    estimate: u32,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    /// Client headers the upstream needs (API version, beta features).
+    pass: Vec<(header::HeaderName, HeaderValue)>,
+    ts_ms: i64,
+    started: Instant,
+    /// Cleared once the request is handed to `complete`.
+    open: bool,
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn unauthorized(message: &str) -> GatewayError {
+    GatewayError::Downstream {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "authentication_error",
+        message: message.into(),
+    }
+}
+
+fn header_str(
+    h: &axum::http::HeaderMap,
+    name: impl axum::http::header::AsHeaderName,
+) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Phase 1: the key, then the request limits. `throttled`: the account's
+/// verdict lowers its rates.
+fn authenticate(
+    gw: &Gateway,
+    cfg: &Config,
+    req: &Request,
+) -> Result<Option<KeyRecord>, GatewayError> {
+    if gw.keys.is_none() {
+        return Ok(None);
+    }
+    let h = req.headers();
+    let presented = header_str(h, "x-api-key")
+        .or_else(|| header_str(h, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")))
+        .ok_or_else(|| unauthorized("no API key (Authorization: Bearer … or x-api-key)"))?;
+    let rec = gw
+        .verify_key(presented.trim())?
+        .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
+    let (rpm, _) = rates(gw, cfg, &rec);
+    let now = now_ms();
+    let mut lim = gw.limiter()?;
+    for who in [Who::Key(rec.id.clone()), Who::Account(rec.account.clone())] {
+        if let Err(wait) = lim.admit(&who, Unit::Requests, 1.0, rpm, now) {
+            gw.metrics.limited(Unit::Requests);
+            return Err(GatewayError::Limited {
+                retry_after: wait,
+                who: who.to_string(),
+                what: "request",
+            });
+        }
+    }
+    Ok(Some(rec))
+}
+
+/// Requests and tokens per minute for a key now (the throttle action
+/// divides both).
+fn rates(gw: &Gateway, cfg: &Config, rec: &KeyRecord) -> (f64, f64) {
+    let t = cfg.limits.of(&rec.tier);
+    let throttled = cfg
+        .actions
+        .for_verdict(gw.verdict(&rec.account))
+        .contains(&Action::Throttle);
+    let d = if throttled {
+        f64::from(cfg.limits.throttle_divisor)
+    } else {
+        1.0
+    };
+    (f64::from(t.rpm) / d, t.tpm as f64 / d)
+}
+
+/// Phase 2: the account's verdict. With `fail_closed`, a dead detector
+/// answers 503. Returns whether to withhold reasoning.
+fn enforce(gw: &Gateway, cfg: &Config, account: &str) -> Result<bool, GatewayError> {
+    if gw.override_of(account).is_none()
+        && let Some(d) = &gw.detector
+        && !d.is_alive()
+        && cfg.detect.fail_closed
+    {
+        return Err(GatewayError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            upstream: "detector".into(),
+            message: "detection is down and the gateway fails closed".into(),
+        });
+    }
+    let actions = cfg.actions.for_verdict(gw.verdict(account));
+    if actions.contains(&Action::Block) {
+        gw.metrics.action(Action::Block);
+        return Err(GatewayError::Downstream {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: format!(
+                "account {account} is blocked: its traffic matches a distillation pattern; contact support"
+            ),
+        });
+    }
+    if actions.contains(&Action::Throttle) {
+        gw.metrics.action(Action::Throttle);
+    }
+    let withhold = actions.contains(&Action::WithholdReasoning);
+    if withhold {
+        gw.metrics.action(Action::WithholdReasoning);
+    }
+    Ok(withhold)
+}
+
+/// Phase 3: the body (capped), its model, the token limits.
+async fn read(
+    gw: &Gateway,
+    cfg: &Config,
+    dialect: Dialect,
+    path: &'static str,
+    req: Request,
+    started: Instant,
+) -> Result<Ctx, GatewayError> {
+    let key = authenticate(gw, cfg, &req)?;
+    let account = key
+        .as_ref()
+        .map_or("anonymous", |k| k.account.as_str())
+        .to_string();
+    let withhold = enforce(gw, cfg, &account)?;
+    let h = req.headers();
+    let ip = header_str(h, "x-forwarded-for")
+        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+    let user_agent = header_str(h, header::USER_AGENT).map(str::to_string);
+    let pass = PASS
+        .iter()
+        .filter_map(|n| {
+            h.get(*n)
+                .map(|v| (header::HeaderName::from_static(n), v.clone()))
+        })
+        .collect();
+    let cap = cfg.max_body_bytes;
+    let body = axum::body::to_bytes(req.into_body(), cap)
+        .await
+        .map_err(|_| GatewayError::Downstream {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            message: format!("request body larger than {cap} bytes"),
+        })?;
+    let model = model_of(&body)?;
+    let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
+    let rates = key.as_ref().map(|k| rates(gw, cfg, k));
+    if let (Some(k), Some((_, tpm))) = (&key, rates) {
+        let now = now_ms();
+        let mut lim = gw.limiter()?;
+        for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
+            if let Err(wait) = lim.admit(&who, Unit::Tokens, f64::from(estimate), tpm, now) {
+                gw.metrics.limited(Unit::Tokens);
+                return Err(GatewayError::Limited {
+                    retry_after: wait,
+                    who: who.to_string(),
+                    what: "token",
+                });
+            }
+        }
+    }
+    Ok(Ctx {
+        dialect,
+        path,
+        body,
+        model,
+        key,
+        account,
+        withhold,
+        rates,
+        estimate,
+        ip,
+        user_agent,
+        pass,
+        ts_ms: now_ms() as i64,
+        started,
+        open: true,
+    })
+}
+
+/// Client headers passed to the upstream.
+const PASS: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
+
+/// The body's `"model"`, without parsing the rest into a tree.
+fn model_of(body: &[u8]) -> Result<String, GatewayError> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head: Head = serde_json::from_slice(body).map_err(|e| GatewayError::Downstream {
+        status: StatusCode::BAD_REQUEST,
+        kind: "invalid_request_error",
+        message: format!("the body is not a JSON object: {e}"),
+    })?;
+    head.model
+        .map(|m| m.into_owned())
+        .ok_or(GatewayError::Downstream {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: "missing \"model\"".into(),
+        })
+}
+
+/// Phase 4: the upstream for the model.
+fn route<'a>(cfg: &'a Config, ctx: &Ctx) -> Result<&'a Upstream, GatewayError> {
+    cfg.route(ctx.dialect, &ctx.model)
+        .ok_or_else(|| GatewayError::Downstream {
+            status: StatusCode::NOT_FOUND,
+            kind: "not_found_error",
+            message: format!("model {:?} is not served here", ctx.model),
+        })
+}
+
+/// Phase 5: forward, and stream the answer back as it comes.
+async fn forward(
+    gw: &Arc<Gateway>,
+    cfg: &Config,
+    up: &Upstream,
+    ctx: &mut Ctx,
+) -> Result<Response, GatewayError> {
+    let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
+    let mut req = axum::http::Request::post(&uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(ctx.body.clone()))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let hs = req.headers_mut();
+    for (n, v) in &ctx.pass {
+        hs.insert(n.clone(), v.clone());
+    }
+    if ctx.dialect == Dialect::Anthropic && !hs.contains_key("anthropic-version") {
+        hs.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+    }
+    if let Some(secret) = &up.credential {
+        let (name, value) = match up.dialect {
+            Dialect::Openai => (header::AUTHORIZATION, format!("Bearer {}", secret.0)),
+            Dialect::Anthropic => (
+                header::HeaderName::from_static("x-api-key"),
+                secret.0.clone(),
+            ),
+        };
+        if let Ok(mut v) = HeaderValue::from_str(&value) {
+            v.set_sensitive(true);
+            hs.insert(name, v);
+        }
+    }
+    let upstream_err = |status: StatusCode, message: String| GatewayError::Upstream {
+        status,
+        upstream: up.name.clone(),
+        message,
+    };
+    let timeout = Duration::from_secs(cfg.upstream_timeout_secs);
+    let resp = match tokio::time::timeout(timeout, gw.client.request(req)).await {
+        Err(_) => {
+            return Err(upstream_err(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no response within {}s", timeout.as_secs()),
+            ));
+        }
+        Ok(Err(e)) => {
+            return Err(upstream_err(
+                StatusCode::BAD_GATEWAY,
+                format!("request failed: {e}"),
+            ));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (parts, body) = resp.into_parts();
+    let body = Body::new(body);
+    if parts.status.is_server_error() {
+        // The model server's own message, briefly; the client gets 502.
+        let text =
+            tokio::time::timeout(Duration::from_secs(5), axum::body::to_bytes(body, 64 << 10))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+        return Err(upstream_err(
+            StatusCode::BAD_GATEWAY,
+            format!("answered {}: {}", parts.status.as_u16(), text.trim()),
+        ));
+    }
+    let streaming = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = match (ctx.withhold, streaming) {
+        (false, _) => body,
+        (true, true) => crate::withhold::strip_stream(body),
+        (true, false) => {
+            let bytes = axum::body::to_bytes(body, 64 << 20).await.map_err(|e| {
+                upstream_err(StatusCode::BAD_GATEWAY, format!("reading the answer: {e}"))
+            })?;
+            Body::from(crate::withhold::strip_json(&bytes).unwrap_or_else(|| bytes.to_vec()))
+        }
+    };
+    let status = parts.status.as_u16();
+    let done = take(ctx);
+    let g = Arc::clone(gw);
+    let tapped = Tapped::new(
+        body,
+        Meter::new(ctx.dialect, streaming),
+        Duration::from_secs(cfg.stream_idle_timeout_secs),
+        Box::new(move |r, outcome| complete(&g, done, Some(r), Some(outcome), status)),
+    );
+    let mut out = Response::new(Body::new(tapped));
+    *out.status_mut() = parts.status;
+    for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(v) = parts.headers.get(&h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    out.headers_mut().insert(
+        "x-distillguard-upstream",
+        HeaderValue::from_str(&up.name).unwrap_or(HeaderValue::from_static("?")),
+    );
+    Ok(out)
+}
+
+/// What `complete` needs of a request once its answer is underway.
+pub(crate) struct Done {
+    observed: Observed,
+    key: Option<(String, String)>,
+    rates: Option<(f64, f64)>,
+    estimate: u32,
+    started: Instant,
+}
+
+fn take(ctx: &mut Ctx) -> Done {
+    ctx.open = false;
+    Done {
+        observed: Observed {
+            ts_ms: ctx.ts_ms,
+            account: ctx.account.clone(),
+            key_id: ctx.key.as_ref().map(|k| k.id.clone()),
+            path: ctx.path,
+            dialect: ctx.dialect,
+            body: ctx.body.clone(),
+            ip: ctx.ip.take(),
+            user_agent: ctx.user_agent.take(),
+            response: None,
+            status: 0,
+            latency_ms: 0.0,
+        },
+        key: ctx.key.as_ref().map(|k| (k.id.clone(), k.account.clone())),
+        rates: ctx.rates,
+        estimate: ctx.estimate,
+        started: ctx.started,
+    }
+}
+
+/// Phase 6: the answer's tokens are charged; the request goes to the
+/// detector and the event log.
+fn complete(
+    gw: &Gateway,
+    mut d: Done,
+    response: Option<distillguard_core::Response>,
+    outcome: Option<Outcome>,
+    status: u16,
+) {
+    if let Some(o) = outcome {
+        gw.metrics.answer(o, response.as_ref());
+    }
+    if let (Some((key, account)), Some((_, tpm)), Some(r)) = (&d.key, d.rates, &response) {
+        // The answer, and the prompt beyond its estimate.
+        let extra = r.input_tokens.map_or(0, |i| i.saturating_sub(d.estimate));
+        let cost = f64::from(r.output_tokens.unwrap_or(0)) + f64::from(extra);
+        if cost > 0.0
+            && let Ok(mut lim) = gw.limiter()
+        {
+            let now = now_ms();
+            lim.charge(&Who::Key(key.clone()), Unit::Tokens, cost, tpm, now);
+            lim.charge(&Who::Account(account.clone()), Unit::Tokens, cost, tpm, now);
+        }
+    }
+    if gw.log.is_none() && gw.detector.is_none() {
+        return;
+    }
+    d.observed.response = response;
+    d.observed.status = status;
+    d.observed.latency_ms = d.started.elapsed().as_secs_f64() * 1000.0;
+    let o = Arc::new(d.observed);
+    if let Some(log) = &gw.log {
+        log.write(Arc::clone(&o));
+    }
+    if let Some(det) = &gw.detector {
+        det.submit(o);
+    }
+}
+
+/// One API request through the phases.
+pub(crate) async fn handle(
+    gw: Arc<Gateway>,
+    dialect: Dialect,
+    path: &'static str,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let cfg = gw.config();
+    let mut ctx: Option<Ctx> = None;
+    let result = async {
+        let c = ctx.insert(read(&gw, &cfg, dialect, path, req, started).await?);
+        let up = route(&cfg, c)?;
+        forward(&gw, &cfg, up, c).await
+    }
+    .await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A request read but not answered still reaches the log and
+            // the detector, with the status it got.
+            if let Some(c) = ctx.as_mut().filter(|c| c.open) {
+                let outcome =
+                    matches!(e, GatewayError::Upstream { .. }).then_some(Outcome::UpstreamError);
+                let done = take(c);
+                complete(&gw, done, None, outcome, e.status().as_u16());
+            }
+            e.into_response(dialect)
+        }
+    };
+    gw.metrics.record(
+        usize::from(dialect == Dialect::Anthropic),
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}

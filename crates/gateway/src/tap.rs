@@ -1,0 +1,462 @@
+/*!
+The answer on its way back: metered, watched, and accounted when it ends.
+
+[`Tapped`] wraps the response body that goes to the client. As frames pass
+it:
+- **meters** them ([`Meter`]): tokens, whether reasoning came back (after
+  any withholding: what the client received), tool calls, the finish reason.
+  It reads the `usage` an upstream reports (OpenAI's last chunk, Anthropic's
+  `message_start` and `message_delta`, a JSON answer's `usage`); without it,
+  output tokens are estimated at four characters each;
+- **watches for stalls**: no frame for `idle` (a slow drip, a hung
+  upstream) ends the answer;
+- **turns upstream faults into API errors**: a reset or a stall mid-stream
+  ends an SSE answer with an error event in the API's format (`data:
+  {"error": …}` for OpenAI, `event: error` for Anthropic), which the
+  official SDKs raise as exceptions; a JSON answer is cut off, so the client
+  sees a broken read, never a hang;
+- **accounts** when the body ends, fails or is dropped (the client went
+  away): the callback gets the metered [`Response`] and the [`Outcome`].
+  That is where the event is completed and sent to the detector, so the
+  response never waits for scoring.
+
+Cost: one JSON parse per SSE event, and a copy of a non-streamed JSON answer
+(up to 8 MiB) to read its `usage` at the end.
+*/
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use distillguard_core::Response;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use serde_json::Value;
+
+use crate::Dialect;
+
+/// How an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream finished and the client got everything.
+    Complete,
+    /// The upstream failed part-way (reset, broken body).
+    UpstreamError,
+    /// The upstream sent nothing for the idle timeout.
+    Stalled,
+    /// The client closed the connection first.
+    ClientGone,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Complete,
+        Outcome::UpstreamError,
+        Outcome::Stalled,
+        Outcome::ClientGone,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Stalled => "stalled",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Largest JSON answer kept to read its usage.
+const JSON_CAP: usize = 8 << 20;
+
+/// Reads an answer's accounting from its bytes (JSON or SSE).
+pub struct Meter {
+    dialect: Dialect,
+    sse: bool,
+    /// SSE: the incomplete line; JSON: the body so far.
+    buf: Vec<u8>,
+    out: Response,
+    /// OpenAI streamed tool calls seen, as (choice, index).
+    tools: Vec<(u64, u64)>,
+    chars: u64,
+}
+
+impl Meter {
+    pub fn new(dialect: Dialect, sse: bool) -> Meter {
+        Meter {
+            dialect,
+            sse,
+            buf: Vec::new(),
+            out: Response::default(),
+            tools: Vec::new(),
+            chars: 0,
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !self.sse {
+            if self.buf.len() + bytes.len() <= JSON_CAP {
+                self.buf.extend_from_slice(bytes);
+            }
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &self.buf[start..start + nl];
+            start += nl + 1;
+            let Some(data) = line
+                .strip_prefix(b"data:")
+                .map(|d| d.strip_prefix(b" ").unwrap_or(d))
+            else {
+                continue;
+            };
+            let data = data.strip_suffix(b"\r").unwrap_or(data);
+            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                let (mut out, mut tools, mut chars) = (
+                    std::mem::take(&mut self.out),
+                    std::mem::take(&mut self.tools),
+                    self.chars,
+                );
+                match self.dialect {
+                    Dialect::Openai => openai_chunk(&v, &mut out, &mut tools, &mut chars),
+                    Dialect::Anthropic => anthropic_event(&v, &mut out, &mut chars),
+                }
+                (self.out, self.tools, self.chars) = (out, tools, chars);
+            }
+        }
+        self.buf.drain(..start);
+    }
+
+    /// The answer's accounting.
+    pub fn finish(mut self) -> Response {
+        if !self.sse {
+            return std::str::from_utf8(&self.buf)
+                .ok()
+                .and_then(|t| distillguard_core::normalize::normalize_response(t).ok())
+                .map(|mut r| {
+                    estimate(&mut r);
+                    r
+                })
+                .unwrap_or_default();
+        }
+        self.out.output_chars = self.chars;
+        self.out.tool_calls += self.tools.len() as u32;
+        estimate(&mut self.out);
+        self.out
+    }
+}
+
+/// Output tokens at four characters each when the upstream reported none.
+fn estimate(r: &mut Response) {
+    if r.output_tokens.is_none() && r.output_chars > 0 {
+        r.output_tokens = Some(r.output_chars.div_ceil(4).min(u64::from(u32::MAX)) as u32);
+    }
+}
+
+fn num(v: &Value) -> Option<u32> {
+    v.as_u64().map(|n| n.min(u64::from(u32::MAX)) as u32)
+}
+
+fn openai_chunk(v: &Value, out: &mut Response, tools: &mut Vec<(u64, u64)>, chars: &mut u64) {
+    if let Some(choices) = v["choices"].as_array() {
+        for c in choices {
+            let i = c["index"].as_u64().unwrap_or(0);
+            out.choices = out.choices.max(i as u32 + 1);
+            let d = &c["delta"];
+            if let Some(t) = d["content"].as_str() {
+                *chars += t.chars().count() as u64;
+            }
+            for k in ["reasoning_content", "reasoning"] {
+                if d[k].as_str().is_some_and(|s| !s.is_empty()) {
+                    out.reasoning_returned = true;
+                }
+            }
+            for t in d["tool_calls"].as_array().into_iter().flatten() {
+                let id = (i, t["index"].as_u64().unwrap_or(0));
+                if !tools.contains(&id) {
+                    tools.push(id);
+                }
+            }
+            if let Some(f) = c["finish_reason"].as_str() {
+                out.finish_reason = Some(f.to_string());
+            }
+        }
+    }
+    let u = &v["usage"];
+    if u.is_object() {
+        out.input_tokens = num(&u["prompt_tokens"]).or(out.input_tokens);
+        out.output_tokens = num(&u["completion_tokens"]).or(out.output_tokens);
+        out.reasoning_tokens =
+            num(&u["completion_tokens_details"]["reasoning_tokens"]).or(out.reasoning_tokens);
+    }
+}
+
+fn anthropic_event(v: &Value, out: &mut Response, chars: &mut u64) {
+    match v["type"].as_str() {
+        Some("message_start") => {
+            out.choices = 1;
+            let u = &v["message"]["usage"];
+            out.input_tokens = num(&u["input_tokens"]).or(out.input_tokens);
+        }
+        Some("content_block_start") => match v["content_block"]["type"].as_str() {
+            Some("thinking" | "redacted_thinking") => out.reasoning_returned = true,
+            Some("tool_use") => out.tool_calls += 1,
+            _ => {}
+        },
+        Some("content_block_delta") => {
+            if let Some(t) = v["delta"]["text"].as_str() {
+                *chars += t.chars().count() as u64;
+            }
+        }
+        Some("message_delta") => {
+            if let Some(s) = v["delta"]["stop_reason"].as_str() {
+                out.finish_reason = Some(s.to_string());
+            }
+            out.output_tokens = num(&v["usage"]["output_tokens"]).or(out.output_tokens);
+        }
+        _ => {}
+    }
+}
+
+/// Called once when the answer ends.
+pub type OnEnd = Box<dyn FnOnce(Response, Outcome) + Send>;
+
+enum State {
+    Open,
+    /// Send this error event, then end.
+    Failing(Option<Bytes>),
+    Done,
+}
+
+/// The response body the client reads; see the module doc.
+pub struct Tapped {
+    inner: Body,
+    meter: Option<Meter>,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    state: State,
+    outcome: Outcome,
+    on_end: Option<OnEnd>,
+}
+
+impl Tapped {
+    pub fn new(inner: Body, meter: Meter, idle: Duration, on_end: OnEnd) -> Tapped {
+        Tapped {
+            inner,
+            meter: Some(meter),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            state: State::Open,
+            outcome: Outcome::ClientGone,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+        if let (Some(f), Some(m)) = (self.on_end.take(), self.meter.take()) {
+            f(m.finish(), outcome);
+        }
+    }
+
+    /// What the client gets when the upstream fails mid-answer: an SSE
+    /// error event, or (JSON) nothing: the body is cut off.
+    fn error_event(&self, why: &str) -> Option<Bytes> {
+        let m = self.meter.as_ref()?;
+        if !m.sse {
+            return None;
+        }
+        let text = match m.dialect {
+            Dialect::Openai => format!(
+                "\n\ndata: {}\n\n",
+                serde_json::json!({"error": {"message": why, "type": "api_error", "param": null, "code": "upstream_error"}})
+            ),
+            Dialect::Anthropic => format!(
+                "\n\nevent: error\ndata: {}\n\n",
+                serde_json::json!({"type": "error", "error": {"type": "api_error", "message": why}})
+            ),
+        };
+        Some(Bytes::from(text))
+    }
+
+    fn fail(&mut self, outcome: Outcome, why: &str) {
+        let ev = self.error_event(why);
+        self.outcome = outcome;
+        self.state = State::Failing(ev);
+    }
+}
+
+impl HttpBody for Tapped {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Failing(ev) => {
+                    let ev = ev.take();
+                    this.state = State::Done;
+                    let outcome = this.outcome;
+                    this.end(outcome);
+                    return Poll::Ready(match ev {
+                        Some(b) => Some(Ok(Frame::data(b))),
+                        None => Some(Err(axum::Error::new(std::io::Error::other(
+                            "the upstream failed mid-answer",
+                        )))),
+                    });
+                }
+                State::Open => {}
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(d), Some(m)) = (frame.data_ref(), this.meter.as_mut()) {
+                        m.feed(d);
+                    }
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    this.timer.as_mut().reset(deadline);
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.fail(
+                        Outcome::UpstreamError,
+                        &format!("the model server failed mid-answer: {e}"),
+                    );
+                }
+                Poll::Ready(None) => {
+                    this.state = State::Done;
+                    this.end(Outcome::Complete);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let secs = this.idle.as_secs_f64();
+                    this.fail(
+                        Outcome::Stalled,
+                        &format!("the model server sent nothing for {secs}s; answer cut off"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The upstream's (a JSON answer keeps its `Content-Length`; an error
+    /// event is only ever added to SSE, which has no length).
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Open => self.inner.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for Tapped {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away.
+        if self.on_end.is_some() {
+            self.end(Outcome::ClientGone);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn metered(d: Dialect, sse: bool, chunks: &[&str]) -> Response {
+        let mut m = Meter::new(d, sse);
+        for c in chunks {
+            m.feed(c.as_bytes());
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn openai_stream_usage_reasoning_and_tools_across_split_chunks() {
+        let r = metered(
+            Dialect::Openai,
+            true,
+            &[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\nda",
+                "ta: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there\",\"tool_calls\":[{\"index\":0},{\"index\":1}]}}]}\n\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":41,\"completion_tokens_details\":{\"reasoning_tokens\":30}}}\n\ndata: [DONE]\n\n",
+            ],
+        );
+        assert!(r.reasoning_returned);
+        assert_eq!(r.tool_calls, 2);
+        assert_eq!(r.output_chars, 11);
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.reasoning_tokens),
+            (Some(9), Some(41), Some(30))
+        );
+        assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn openai_stream_without_usage_is_estimated_and_plain_answers_show_no_reasoning() {
+        let r = metered(
+            Dialect::Openai,
+            true,
+            &[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcdefghi\"}}]}\n\ndata: [DONE]\n\n",
+            ],
+        );
+        assert!(!r.reasoning_returned);
+        assert_eq!(r.output_tokens, Some(3));
+    }
+
+    #[test]
+    fn anthropic_stream_and_json_answers() {
+        let r = metered(
+            Dialect::Anthropic,
+            true,
+            &[
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\"}}\n\n",
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Done.\"}}\n\n",
+                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":77}}\n\n",
+            ],
+        );
+        assert!(r.reasoning_returned);
+        assert_eq!((r.input_tokens, r.output_tokens), (Some(12), Some(77)));
+        assert_eq!(r.finish_reason.as_deref(), Some("end_turn"));
+        let j = metered(
+            Dialect::Anthropic,
+            false,
+            &[
+                "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],",
+                "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3,\"output_tokens\":5}}",
+            ],
+        );
+        assert!(!j.reasoning_returned);
+        assert_eq!(j.output_tokens, Some(5));
+    }
+
+    #[test]
+    fn garbage_is_metered_as_nothing() {
+        let r = metered(
+            Dialect::Openai,
+            true,
+            &["data: {not json\n\n", "\u{0}\u{1}"],
+        );
+        assert_eq!(r.output_tokens, None);
+        assert_eq!(
+            metered(Dialect::Openai, false, &["<html>"]),
+            Response::default()
+        );
+    }
+}
