@@ -1548,16 +1548,35 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
         "blocking.toml",
         "[detect]\nthresholds = { monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }",
     ));
+    let (mut faulty_mock, fup) = start_mock(&["--fault", "reset"]);
+    let fup = fup.trim_start_matches("http://").to_string();
+    let faulty_cfg = d.path("faulty.toml");
+    write(
+        &faulty_cfg,
+        &format!(
+            "listen = \"127.0.0.1:0\"\nkeys_db = \"{db}\"\n\
+             [[upstreams]]\nname = \"reset\"\nurl = \"http://{fup}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+             [[upstreams]]\nname = \"reset-a\"\nurl = \"http://{fup}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+        ),
+    );
+    let (mut faulty, fgw) = start_gateway(&faulty_cfg);
     let out = Command::new(bin.join("python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/clients.py"))
         .env("GATEWAY", &gw)
         .env("BLOCKING", &bgw)
+        .env("FAULTY", &fgw)
         .env("KEY", &key)
         .env("FREE", &free)
         .env("REVOKED", &revoked)
         .output()
         .unwrap();
-    for c in [&mut normal, &mut blocking, &mut mock] {
+    for c in [
+        &mut normal,
+        &mut blocking,
+        &mut mock,
+        &mut faulty,
+        &mut faulty_mock,
+    ] {
         let _ = c.kill();
         let _ = c.wait();
     }

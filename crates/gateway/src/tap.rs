@@ -13,8 +13,9 @@ it:
 - **turns upstream faults into API errors**: a reset or a stall mid-stream
   ends an SSE answer with an error event in the API's format (`data:
   {"error": …}` for OpenAI, `event: error` for Anthropic), which the
-  official SDKs raise as exceptions; a JSON answer is cut off, so the client
-  sees a broken read, never a hang;
+  official SDKs raise as exceptions. SSE is passed on whole events at a
+  time, so that a client never sees half an event before the error; a
+  JSON answer is cut off, so the client sees a broken read, never a hang;
 - **accounts** when the body ends, fails or is dropped (the client went
   away): the callback gets the metered [`Response`] and the [`Outcome`].
   That is where the event is completed and sent to the detector, so the
@@ -239,6 +240,21 @@ pub struct Tapped {
     state: State,
     outcome: Outcome,
     on_end: Option<OnEnd>,
+    /// SSE: the incomplete event, held until its blank line.
+    held: Vec<u8>,
+}
+
+/// End of the last complete SSE event in `b` (after its blank line).
+fn event_end(b: &[u8]) -> Option<usize> {
+    (0..b.len()).rev().find_map(|i| {
+        if b[i] != b'\n' || i == 0 {
+            return None;
+        }
+        if b[i - 1] == b'\n' {
+            return Some(i + 1);
+        }
+        (i >= 3 && &b[i - 3..i] == b"\r\n\r").then_some(i + 1)
+    })
 }
 
 impl Tapped {
@@ -251,6 +267,7 @@ impl Tapped {
             state: State::Open,
             outcome: Outcome::ClientGone,
             on_end: Some(on_end),
+            held: Vec::new(),
         }
     }
 
@@ -270,11 +287,11 @@ impl Tapped {
         }
         let text = match m.dialect {
             Dialect::Openai => format!(
-                "\n\ndata: {}\n\n",
+                "data: {}\n\n",
                 serde_json::json!({"error": {"message": why, "type": "api_error", "param": null, "code": "upstream_error"}})
             ),
             Dialect::Anthropic => format!(
-                "\n\nevent: error\ndata: {}\n\n",
+                "event: error\ndata: {}\n\n",
                 serde_json::json!({"type": "error", "error": {"type": "api_error", "message": why}})
             ),
         };
@@ -316,12 +333,24 @@ impl HttpBody for Tapped {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let (Some(d), Some(m)) = (frame.data_ref(), this.meter.as_mut()) {
-                        m.feed(d);
-                    }
                     let deadline = tokio::time::Instant::now() + this.idle;
                     this.timer.as_mut().reset(deadline);
-                    return Poll::Ready(Some(Ok(frame)));
+                    let sse = this.meter.as_ref().is_some_and(|m| m.sse);
+                    let Some(d) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    if let Some(m) = this.meter.as_mut() {
+                        m.feed(d);
+                    }
+                    if !sse {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    this.held.extend_from_slice(d);
+                    if let Some(end) = event_end(&this.held) {
+                        let rest = this.held.split_off(end);
+                        let whole = std::mem::replace(&mut this.held, rest);
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(whole)))));
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.fail(
@@ -332,6 +361,10 @@ impl HttpBody for Tapped {
                 Poll::Ready(None) => {
                     this.state = State::Done;
                     this.end(Outcome::Complete);
+                    if !this.held.is_empty() {
+                        let tail = std::mem::take(&mut this.held);
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))));
+                    }
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
@@ -444,6 +477,13 @@ mod tests {
         );
         assert!(!j.reasoning_returned);
         assert_eq!(j.output_tokens, Some(5));
+    }
+
+    #[test]
+    fn event_ends_are_found_for_both_line_endings() {
+        assert_eq!(event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(event_end(b"data: a\r\n\r\nx"), Some(11));
+        assert_eq!(event_end(b"data: a\n"), None);
     }
 
     #[test]

@@ -16,13 +16,17 @@ async fn spawn(app: axum::Router) -> String {
 }
 
 async fn mock(latency: Duration) -> String {
+    mock_with(latency, None).await
+}
+
+async fn mock_with(latency: Duration, fault: Option<distillguard_mock::Fault>) -> String {
     spawn(distillguard_mock::router(MockConfig {
         models: vec!["atlas-3".into()],
         first_token: latency,
         between_chunks: Duration::ZERO,
         reasoning: true,
         source: Source::Canned,
-        fault: None,
+        fault,
     }))
     .await
 }
@@ -363,6 +367,429 @@ async fn the_event_log_replays_in_the_event_log_format() {
         let e = distillguard_core::parse_event_line(l).unwrap();
         assert_eq!(e.account_id, "anonymous");
         assert_eq!(e.request.last_user_text, "Explain TCP");
+        // The answer's accounting, as metered on its way back.
+        let r = e.response.unwrap();
+        assert!(r.output_tokens.unwrap() >= 1, "{l}");
+        assert!(r.reasoning_returned, "{l}");
+        assert_eq!(e.status, Some(200));
+        assert!(e.latency_ms.is_some());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A request that must finish (whatever it gets) within `secs`.
+async fn post_within(secs: u64, addr: &str, path: &str, body: &str) -> (u16, String, String) {
+    tokio::time::timeout(Duration::from_secs(secs), post_with(addr, path, body, ""))
+        .await
+        .expect("the client hung")
+}
+
+const STREAM_CHAT: &str = r#"{"model":"atlas-3","stream":true,"max_tokens":60,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
+const STREAM_MSG: &str = r#"{"model":"atlas-3","stream":true,"max_tokens":60,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
+
+async fn metric(addr: &str, name: &str) -> f64 {
+    let (_, _, body) = get_with(addr, "/metrics", "").await;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn request_with(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &str,
+    header: &str,
+) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head.to_string(),
+        payload.to_string(),
+    )
+}
+
+async fn get_with(addr: &str, path: &str, header: &str) -> (u16, String, String) {
+    request_with("GET", addr, path, "", header).await
+}
+
+#[tokio::test]
+async fn upstream_faults_get_the_right_status_and_never_hang_the_client() {
+    use distillguard_mock::Fault;
+    // 5xx from the model server: 502, in each API's format, with its status.
+    let e500 = mock_with(Duration::ZERO, Some(Fault::Status(500))).await;
+    let gw = spawn(router_ok(config(&e500, 5, 1 << 20))).await;
+    let (st, _, body) = post_within(5, &gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 502, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("answered 500"),
+        "{body}"
+    );
+    let (st, _, body) = post_within(5, &gw, "/v1/messages", STREAM_MSG).await;
+    assert_eq!(st, 502);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["type"],
+        "error"
+    );
+
+    // Reset mid-answer: a stream ends with the API's error event; a JSON
+    // answer is cut short (fewer bytes than its length), never hung.
+    let reset = mock_with(Duration::ZERO, Some(Fault::Reset)).await;
+    let gw = spawn(router_ok(config(&reset, 5, 1 << 20))).await;
+    let (st, _, sse) = post_within(5, &gw, "/v1/chat/completions", STREAM_CHAT).await;
+    assert_eq!(st, 200, "{sse}");
+    assert!(sse.contains(r#""code":"upstream_error""#), "{sse}");
+    assert!(!sse.contains("[DONE]"), "{sse}");
+    let (st, _, sse) = post_within(5, &gw, "/v1/messages", STREAM_MSG).await;
+    assert_eq!(st, 200);
+    assert!(sse.contains("event: error"), "{sse}");
+    assert!(!sse.contains("message_stop"), "{sse}");
+    let (st, head, body) = post_within(5, &gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 200);
+    // Cut short: fewer bytes than the length, or no last chunk.
+    let head = head.to_ascii_lowercase();
+    match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        Some(len) => assert!(body.len() < len.trim().parse::<usize>().unwrap()),
+        None => {
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+            assert!(!body.ends_with("0\r\n\r\n"), "{body}");
+        }
+    }
+    assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
+
+    // A slow drip (16 bytes every 1.5 s) against a 1 s idle timeout: cut
+    // off with an error event after about a second.
+    let drip = mock_with(
+        Duration::ZERO,
+        Some(Fault::Drip(Duration::from_millis(1500))),
+    )
+    .await;
+    let mut cfg = config(&drip, 5, 1 << 20);
+    cfg.stream_idle_timeout_secs = 1;
+    let gw = spawn(router_ok(cfg)).await;
+    let started = std::time::Instant::now();
+    let (st, _, sse) = post_within(6, &gw, "/v1/chat/completions", STREAM_CHAT).await;
+    assert_eq!(st, 200);
+    assert!(sse.contains("sent nothing for 1s"), "{sse}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Never answers: 504 at the head timeout.
+    let hang = mock_with(Duration::ZERO, Some(Fault::Hang)).await;
+    let gw2 = spawn(router_ok(config(&hang, 1, 1 << 20))).await;
+    let (st, _, _) = post_within(4, &gw2, "/v1/messages", STREAM_MSG).await;
+    assert_eq!(st, 504);
+
+    // Each fault is counted by how the answer ended.
+    assert_eq!(
+        metric(&gw, "distillguard_answers_total{outcome=\"stalled\"}").await,
+        1.0
+    );
+}
+
+fn keyed(upstream: &str, db: &std::path::Path, extra: &str) -> Config {
+    Config::from_toml(&format!(
+        "keys_db = \"{}\"\n{extra}\n\
+         [[upstreams]]\nname = \"mock-openai\"\nurl = \"http://{upstream}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+         [[upstreams]]\nname = \"mock-anthropic\"\nurl = \"http://{upstream}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n",
+        db.display()
+    ))
+    .unwrap()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dg-gw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn token_limits_count_prompts_and_metered_answers() {
+    let dir = temp_dir("tokens");
+    let db = dir.join("keys.db");
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create("acct_t", "tiny").unwrap();
+    drop(store);
+    let up = mock(Duration::ZERO).await;
+    // Plenty of requests, 400 tokens a minute.
+    let cfg = keyed(&up, &db, "[limits.tiers.tiny]\nrpm = 1000\ntpm = 400\n");
+    let gw = spawn(router_ok(cfg)).await;
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    let mut served = 0u64;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = post_with(&gw, "/v1/chat/completions", CHAT, &bearer).await;
+        match r.0 {
+            200 => served += 1,
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            s => panic!("status {s}: {}", r.2),
+        }
+        // Answers are charged when they end, just after the client has them.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, head, body) = limited.expect("no 429 under a 400-token minute");
+    assert!(body.contains("token limit"), "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    // The mock answers 20 tokens (max_tokens) to a prompt estimated at
+    // about 20: a 400-token minute holds about ten such requests, not 30.
+    assert!((5..=15).contains(&served), "{served} served");
+    assert_eq!(
+        metric(&gw, "distillguard_rate_limited_total{limit=\"tokens\"}").await,
+        1.0
+    );
+    assert!(
+        metric(&gw, "distillguard_tokens_total{kind=\"output\"}").await >= served as f64 * 20.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_admin_api_overrides_allowlists_and_reloads() {
+    let dir = temp_dir("admin");
+    let db = dir.join("keys.db");
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create("acct_a", "tier4").unwrap();
+    drop(store);
+    let up = mock(Duration::ZERO).await;
+    let token = "dgadmin_test-token";
+    let admin = format!(
+        "[admin]\ntoken_sha256 = \"{}\"\n",
+        distillguard_storage::sha256_hex(token)
+    );
+    let text = |models: &str| {
+        format!(
+            "keys_db = \"{}\"\n{admin}\n[detect]\nenabled = false\n\
+             [[upstreams]]\nname = \"mock-openai\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [{models}]\n",
+            db.display()
+        )
+    };
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text("\"atlas-3\"")).unwrap();
+    let cfg = Config::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gw = spawn(distillguard_gateway::router_from(cfg, Some(path.clone())).unwrap()).await;
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    // No token, a wrong one: 401.
+    assert_eq!(get_with(&gw, "/admin/overrides", "").await.0, 401);
+    assert_eq!(
+        get_with(&gw, "/admin/overrides", "Authorization: Bearer nope\r\n")
+            .await
+            .0,
+        401
+    );
+    // Block by hand: the next request gets 403.
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &bearer)
+            .await
+            .0,
+        200
+    );
+    let (st, _, body) = request_with(
+        "PUT",
+        &gw,
+        "/admin/accounts/acct_a/override",
+        r#"{"verdict":"block","reason":"ticket 7"}"#,
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &bearer)
+            .await
+            .0,
+        403
+    );
+    let (_, _, body) = get_with(&gw, "/admin/accounts/acct_a", &auth).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["verdict"], "block");
+    assert_eq!(v["override"]["reason"], "ticket 7");
+    // A bad verdict is refused, naming what is expected.
+    let (st, _, body) = request_with(
+        "PUT",
+        &gw,
+        "/admin/accounts/acct_a/override",
+        r#"{"verdict":"nuke"}"#,
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("allow|monitor|throttle|block"), "{body}");
+    // Allowlisted: served again; the override list shows it.
+    let (st, _, _) = request_with(
+        "PUT",
+        &gw,
+        "/admin/allowlist/acct_a",
+        r#"{"reason":"partner"}"#,
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &bearer)
+            .await
+            .0,
+        200
+    );
+    let (_, _, body) = get_with(&gw, "/admin/overrides", &auth).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["overrides"][0]["verdict"], "allow");
+    // Overrides outlive a restart (a new gateway on the same store).
+    let cfg = Config::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gw2 = spawn(router_ok(cfg)).await;
+    let (_, _, body) = get_with(&gw2, "/admin/accounts/acct_a", &auth).await;
+    assert!(body.contains("partner"), "{body}");
+    // Removed: twice is 404.
+    assert_eq!(
+        request_with("DELETE", &gw, "/admin/allowlist/acct_a", "", &auth)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        request_with("DELETE", &gw, "/admin/allowlist/acct_a", "", &auth)
+            .await
+            .0,
+        404
+    );
+    // Reload: a model added to the file is served at once; a broken file
+    // is refused and the old config stays.
+    let other = CHAT.replace("atlas-3", "atlas-9");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", &other, &bearer)
+            .await
+            .0,
+        404
+    );
+    std::fs::write(&path, text("\"atlas-3\", \"atlas-9\"")).unwrap();
+    let (st, _, body) = request_with("POST", &gw, "/admin/reload", "", &auth).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains(r#""restart_needed":[]"#), "{body}");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", &other, &bearer)
+            .await
+            .0,
+        200
+    );
+    std::fs::write(&path, "listen = 5").unwrap();
+    let (st, _, body) = request_with("POST", &gw, "/admin/reload", "", &auth).await;
+    assert_eq!(st, 400);
+    assert!(body.contains("old config stays"), "{body}");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", &other, &bearer)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(metric(&gw, "distillguard_config_reloads_total").await, 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
+    let dir = temp_dir("campaign");
+    let db = dir.join("keys.db");
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let keys: Vec<String> = (0..4)
+        .map(|i| store.create(&format!("hydra_{i}"), "bulk").unwrap().1)
+        .collect();
+    let (_, honest) = store.create("honest", "bulk").unwrap();
+    drop(store);
+    let up = mock(Duration::ZERO).await;
+    let token = "dgadmin_t";
+    // Every account is flagged from its first request (throttle at any
+    // risk, block never by risk alone), so that only linking can block.
+    let cfg = keyed(
+        &up,
+        &db,
+        &format!(
+            "[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+             [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n\
+             [link]\nlink_risk = 0.0\n",
+            distillguard_storage::sha256_hex(token)
+        ),
+    );
+    let gw = spawn(router_ok(cfg)).await;
+    // The hydra: four accounts behind the same two proxy exits, one system
+    // prompt, one template.
+    let body = |i: usize| {
+        format!(
+            r#"{{"model":"atlas-3","max_tokens":20,"messages":[{{"role":"system","content":"You are a careful solver. Always show every step."}},{{"role":"user","content":"Solve step by step: what is {i} times {}? Explain your reasoning."}}]}}"#,
+            i + 7
+        )
+    };
+    for round in 0..12 {
+        for (a, k) in keys.iter().enumerate() {
+            let ip = if (round + a) % 2 == 0 {
+                "198.51.100.7"
+            } else {
+                "198.51.100.8"
+            };
+            let h = format!(
+                "Authorization: Bearer {k}\r\nX-Forwarded-For: {ip}\r\nUser-Agent: python-httpx/0.27\r\n"
+            );
+            let st = post_with(&gw, "/v1/chat/completions", &body(round * 4 + a), &h)
+                .await
+                .0;
+            assert!(st == 200 || st == 403, "{st}");
+        }
+    }
+    let honest_h = format!("Authorization: Bearer {honest}\r\nX-Forwarded-For: 203.0.113.50\r\n");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &honest_h)
+            .await
+            .0,
+        200
+    );
+    // The verdicts come from the detector thread: wait for them.
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let mut all = false;
+    for _ in 0..150 {
+        let mut n = 0;
+        for a in 0..4 {
+            let (_, _, b) = get_with(&gw, &format!("/admin/accounts/hydra_{a}"), &auth).await;
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            n += usize::from(v["detected"]["campaign"] == true && v["verdict"] == "block");
+        }
+        if n == 4 {
+            all = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(all, "the campaign was not linked and blocked");
+    for (a, k) in keys.iter().enumerate() {
+        let h = format!("Authorization: Bearer {k}\r\nX-Forwarded-For: 198.51.100.7\r\n");
+        let (st, _, b) = post_with(&gw, "/v1/chat/completions", &body(a), &h).await;
+        assert_eq!(st, 403, "{b}");
+    }
+    // The honest account is flagged (throttle at any risk) but in no campaign.
+    let (_, _, b) = get_with(&gw, "/admin/accounts/honest", &auth).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["detected"]["campaign"], false, "{b}");
+    assert_eq!(metric(&gw, "distillguard_campaign_accounts").await, 4.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,7 +61,8 @@ pub enum Source {
 pub enum Fault {
     /// Answer with this status and an error body in the API's format.
     Status(u16),
-    /// Send the first 256 bytes of the answer, then reset the connection.
+    /// Send the first 256 bytes of the answer, then (100 ms later) reset the
+    /// connection.
     Reset,
     /// Send the answer 16 bytes at a time, this long apart.
     Drip(Duration),
@@ -270,22 +271,32 @@ async fn with_fault(
         Some(Fault::Reset) => {
             let (parts, body) = answer.await.into_parts();
             let mut left = 256usize;
-            let s = body.into_data_stream().flat_map(move |r| {
-                let items: Vec<Result<axum::body::Bytes, std::io::Error>> = match r {
-                    Err(e) => vec![Err(std::io::Error::other(e))],
-                    Ok(_) if left == 0 => vec![Err(std::io::Error::other("injected reset"))],
-                    Ok(b) if b.len() < left => {
-                        left -= b.len();
-                        vec![Ok(b)]
+            let s = body
+                .into_data_stream()
+                .flat_map(move |r| {
+                    let items: Vec<Result<axum::body::Bytes, std::io::Error>> = match r {
+                        Err(e) => vec![Err(std::io::Error::other(e))],
+                        Ok(_) if left == 0 => vec![Err(std::io::Error::other("injected reset"))],
+                        Ok(b) if b.len() < left => {
+                            left -= b.len();
+                            vec![Ok(b)]
+                        }
+                        Ok(b) => {
+                            let head = b.slice(..left);
+                            left = 0;
+                            vec![Ok(head), Err(std::io::Error::other("injected reset"))]
+                        }
+                    };
+                    stream::iter(items)
+                })
+                // The bytes before the reset are flushed first, so that the
+                // client really is mid-answer.
+                .then(|item| async move {
+                    if item.is_err() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Ok(b) => {
-                        let head = b.slice(..left);
-                        left = 0;
-                        vec![Ok(head), Err(std::io::Error::other("injected reset"))]
-                    }
-                };
-                stream::iter(items)
-            });
+                    item
+                });
             Response::from_parts(parts, axum::body::Body::from_stream(s))
         }
         Some(Fault::Drip(gap)) => {

@@ -3,6 +3,7 @@
 Run by crates/cli/tests/cli.rs with:
   GATEWAY     the gateway's URL (normal verdicts)
   BLOCKING    a gateway whose detector blocks every account at once
+  FAULTY      a gateway whose upstream resets every answer after 256 bytes
   KEY         a valid key (tier2); FREE a valid free-tier key; REVOKED a revoked key
 Exits non-zero with a message on the first failed expectation.
 """
@@ -12,7 +13,7 @@ import sys
 import anthropic
 import openai
 
-gw, blocking = os.environ["GATEWAY"], os.environ["BLOCKING"]
+gw, blocking, faulty = os.environ["GATEWAY"], os.environ["BLOCKING"], os.environ["FAULTY"]
 key, free, revoked = os.environ["KEY"], os.environ["FREE"], os.environ["REVOKED"]
 
 
@@ -99,4 +100,18 @@ try:
     expect(False, "openai 403 not raised")
 except openai.PermissionDeniedError:
     pass
+# A model server that fails mid-stream: the gateway ends the stream with
+# the API's error event, which the SDKs raise (never a hang: 10 s timeout).
+try:
+    for _ in oa(faulty, key).with_options(timeout=10).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=60, stream=True):
+        pass
+    expect(False, "openai mid-stream error not raised")
+except openai.APIError as e:
+    expect("mid-answer" in str(e), f"openai mid-stream error message: {e}")
+try:
+    with an(faulty, key).with_options(timeout=10).messages.stream(model="atlas-3", max_tokens=60, messages=msgs) as s:
+        "".join(s.text_stream)
+    expect(False, "anthropic mid-stream error not raised")
+except anthropic.APIError as e:
+    expect("mid-answer" in str(e), f"anthropic mid-stream error message: {e}")
 print("ok")
