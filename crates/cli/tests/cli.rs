@@ -1588,3 +1588,67 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+#[test]
+fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
+    use std::io::{Read, Write};
+    let d = Dir::new("shutdown");
+    // 60 chunks 50 ms apart: about three seconds of streaming.
+    let (mut mock, up) = start_mock(&["--chunk-ms", "50"]);
+    let up = up.trim_start_matches("http://").to_string();
+    let cfg = d.path("gateway.toml");
+    let log = d.path("events.jsonl");
+    write(
+        &cfg,
+        &format!(
+            "listen = \"127.0.0.1:0\"\n[log]\npath = \"{}\"\n\
+             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
+            log.display()
+        ),
+    );
+    let (mut gw, url) = start_gateway(&cfg);
+    let addr = url.trim_start_matches("http://").to_string();
+    let body = r#"{"model":"atlas-3","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The answer has started…
+    let mut first = [0u8; 64];
+    let n = s.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    // …when the gateway is told to stop.
+    let st = Command::new("kill")
+        .args(["-TERM", &gw.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("[DONE]"), "the stream was cut: {rest}");
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(c) = gw.try_wait().unwrap() {
+            break c;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the gateway did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = mock.kill();
+    let _ = mock.wait();
+    assert!(code.success(), "{code:?}");
+    // The request reached the event log before the process ended.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let e = distillguard_core::parse_event_line(text.lines().next().unwrap()).unwrap();
+    assert!(e.response.unwrap().output_tokens.unwrap() >= 32);
+}

@@ -21,7 +21,7 @@ with `fail_closed`, answers 503.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ use distillguard_detect::engine::{Engine, Thresholds, Weights, pre};
 use distillguard_link::{Activity, Linker};
 
 use crate::observed::Observed;
+
+/// How long the detector naps on an empty queue.
+const NAP: Duration = Duration::from_millis(2);
 
 /// What the detector publishes per account.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +51,8 @@ pub struct Detector {
     pub dropped: AtomicU64,
     /// Requests scored so far.
     pub processed: Arc<AtomicU64>,
+    /// Requests whose scoring panicked (skipped; detection goes on).
+    pub faults: Arc<AtomicU64>,
     /// Verdict changes published, by verdict (allow … block).
     pub changes: Arc<[AtomicU64; 4]>,
     alive: Arc<AtomicBool>,
@@ -95,11 +100,16 @@ impl Detector {
             seen_generation: 0,
             last_scan: Instant::now(),
         };
-        let (a, n) = (Arc::clone(&alive), Arc::clone(&processed));
+        let faults = Arc::new(AtomicU64::new(0));
+        let (a, n, f) = (
+            Arc::clone(&alive),
+            Arc::clone(&processed),
+            Arc::clone(&faults),
+        );
         let spawned = std::thread::Builder::new()
             .name("distillguard-detector".into())
             .spawn(move || {
-                worker.run(rx, &n);
+                worker.run(rx, &n, &f);
                 a.store(false, Ordering::Relaxed);
             });
         if spawned.is_err() {
@@ -111,6 +121,7 @@ impl Detector {
             enqueued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             processed,
+            faults,
             changes,
             alive,
         }
@@ -163,10 +174,29 @@ impl Detector {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Arc<Observed>>, processed: &AtomicU64) {
-        for o in rx {
-            self.process(&o);
-            processed.fetch_add(1, Ordering::Relaxed);
+    /// Drains the queue, and naps when it is empty instead of blocking on
+    /// it: a blocked receiver would make every request's send a futex
+    /// wake-up (a system call on the request path); a nap of a millisecond
+    /// or two only delays verdicts by as much.
+    ///
+    /// A request whose scoring panics is skipped and counted, and
+    /// detection goes on: one malformed request must not switch detection
+    /// off for everyone.
+    fn run(mut self, rx: Receiver<Arc<Observed>>, processed: &AtomicU64, faults: &AtomicU64) {
+        loop {
+            match rx.try_recv() {
+                Ok(o) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.process(&o);
+                    }));
+                    if r.is_err() {
+                        faults.fetch_add(1, Ordering::Relaxed);
+                    }
+                    processed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TryRecvError::Empty) => std::thread::sleep(NAP),
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
     }
 

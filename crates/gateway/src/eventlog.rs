@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TryRecvError, TrySendError, sync_channel};
 
 use serde::Deserialize;
 
@@ -40,8 +40,20 @@ fn default_keep() -> u32 {
 }
 
 pub struct EventLog {
-    tx: SyncSender<Arc<Observed>>,
+    tx: Option<SyncSender<Arc<Observed>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     pub dropped: AtomicU64,
+}
+
+/// On shutdown, the writer drains its queue and flushes before the
+/// process exits.
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 fn rotate(cfg: &LogConfig) -> std::io::Result<()> {
@@ -74,13 +86,29 @@ impl EventLog {
     pub fn start(cfg: LogConfig) -> std::io::Result<EventLog> {
         let (tx, rx) = sync_channel::<Arc<Observed>>(65_536);
         let (mut w, mut size) = open(&cfg)?;
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("distillguard-eventlog".into())
             .spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    let mut batch = vec![line];
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push(more);
+                // Naps on an empty queue rather than blocking on it, so that
+                // senders never pay a wake-up (see the detector).
+                loop {
+                    let mut batch = Vec::new();
+                    while batch.len() < 4096 {
+                        match rx.try_recv() {
+                            Ok(o) => batch.push(o),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                if batch.is_empty() {
+                                    let _ = w.flush();
+                                    return;
+                                }
+                                break;
+                            }
+                        }
+                    }
+                    if batch.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
                     }
                     for o in batch {
                         let l = o.log_line();
@@ -101,14 +129,16 @@ impl EventLog {
                 }
             })?;
         Ok(EventLog {
-            tx,
+            tx: Some(tx),
+            writer: Some(writer),
             dropped: AtomicU64::new(0),
         })
     }
 
     /// Queues a request; never blocks.
     pub fn write(&self, o: Arc<Observed>) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(o) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(o) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

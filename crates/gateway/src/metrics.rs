@@ -18,7 +18,7 @@ request path).
   detector's current verdicts; `distillguard_verdict_changes_total{verdict}`;
   `distillguard_overrides`: operators' overrides in force;
 - `distillguard_detector_enqueued_total`, `…_dropped_total`,
-  `…_processed_total`, `distillguard_detector_up`: the detection queue and
+  `…_processed_total`, `…_faults_total`, `distillguard_detector_up`: the detection queue and
   its health (a dead detector fails open, visibly here);
 - `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`.
 */
@@ -185,21 +185,21 @@ impl Metrics {
             "Successful config reloads.",
             &[(String::new(), get(&self.reloads))],
         );
-        let (enq, drop, processed, up, changes, counts, camp) =
-            gw.detector
-                .as_ref()
-                .map_or((0, 0, 0, false, [0; 4], [0; 4], 0), |d| {
-                    let (c, camp) = d.counts();
-                    (
-                        get(&d.enqueued),
-                        get(&d.dropped),
-                        get(&d.processed),
-                        d.is_alive(),
-                        std::array::from_fn(|i| get(&d.changes[i])),
-                        c,
-                        camp,
-                    )
-                });
+        let (enq, drop, (processed, faults), up, changes, counts, camp) = gw
+            .detector
+            .as_ref()
+            .map_or((0, 0, (0, 0), false, [0; 4], [0; 4], 0), |d| {
+                let (c, camp) = d.counts();
+                (
+                    get(&d.enqueued),
+                    get(&d.dropped),
+                    (get(&d.processed), get(&d.faults)),
+                    d.is_alive(),
+                    std::array::from_fn(|i| get(&d.changes[i])),
+                    c,
+                    camp,
+                )
+            });
         let rows: Vec<(String, u64)> = VERDICTS
             .iter()
             .zip(changes)
@@ -224,6 +224,11 @@ impl Metrics {
             "distillguard_detector_processed_total",
             "Requests scored by the detector.",
             &[(String::new(), processed)],
+        );
+        counter(
+            "distillguard_detector_faults_total",
+            "Requests whose scoring failed (skipped; detection goes on).",
+            &[(String::new(), faults)],
         );
         counter(
             "distillguard_eventlog_dropped_total",

@@ -343,6 +343,12 @@ impl HttpBody for Tapped {
                         m.feed(d);
                     }
                     if !sse {
+                        // A body of known length may be dropped as soon as
+                        // its last byte is out, without a final poll.
+                        if this.inner.is_end_stream() {
+                            this.state = State::Done;
+                            this.end(Outcome::Complete);
+                        }
                         return Poll::Ready(Some(Ok(frame)));
                     }
                     this.held.extend_from_slice(d);
@@ -397,9 +403,15 @@ impl HttpBody for Tapped {
 
 impl Drop for Tapped {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away.
+        // Dropped before its end: the client went away, unless the
+        // upstream's body was all read (hyper stops at a known length).
         if self.on_end.is_some() {
-            self.end(Outcome::ClientGone);
+            let o = if self.inner.is_end_stream() && self.held.is_empty() {
+                Outcome::Complete
+            } else {
+                Outcome::ClientGone
+            };
+            self.end(o);
         }
     }
 }

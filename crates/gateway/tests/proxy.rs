@@ -564,6 +564,11 @@ async fn token_limits_count_prompts_and_metered_answers() {
     assert!(
         metric(&gw, "distillguard_tokens_total{kind=\"output\"}").await >= served as f64 * 20.0
     );
+    // Every served JSON answer ended complete (not as a client gone).
+    assert_eq!(
+        metric(&gw, "distillguard_answers_total{outcome=\"complete\"}").await,
+        served as f64
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -786,10 +791,110 @@ async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
         let (st, _, b) = post_with(&gw, "/v1/chat/completions", &body(a), &h).await;
         assert_eq!(st, 403, "{b}");
     }
-    // The honest account is flagged (throttle at any risk) but in no campaign.
-    let (_, _, b) = get_with(&gw, "/admin/accounts/honest", &auth).await;
-    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(v["detected"]["campaign"], false, "{b}");
+    // The honest account is flagged (throttle at any risk) but in no
+    // campaign (once the detector has seen it).
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, _, b) = get_with(&gw, "/admin/accounts/honest", &auth).await;
+        v = serde_json::from_str(&b).unwrap();
+        if !v["detected"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(v["detected"]["verdict"], "throttle", "{v}");
+    assert_eq!(v["detected"]["campaign"], false, "{v}");
     assert_eq!(metric(&gw, "distillguard_campaign_accounts").await, 4.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_is_counted_and_its_request_still_observed() {
+    let up = spawn(distillguard_mock::router(MockConfig {
+        models: vec!["atlas-3".into()],
+        first_token: Duration::ZERO,
+        between_chunks: Duration::from_millis(100),
+        reasoning: false,
+        source: Source::Canned,
+        fault: None,
+    }))
+    .await;
+    let gw = spawn(router_ok(config(&up, 5, 1 << 20))).await;
+    let mut s = tokio::net::TcpStream::connect(&gw).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {gw}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{STREAM_CHAT}",
+        STREAM_CHAT.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(s);
+    let mut gone = 0.0;
+    for _ in 0..100 {
+        gone = metric(&gw, "distillguard_answers_total{outcome=\"client_gone\"}").await;
+        if gone > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gone, 1.0);
+    // The request still reached the detector.
+    let mut processed = 0.0;
+    for _ in 0..100 {
+        processed = metric(&gw, "distillguard_detector_processed_total").await;
+        if processed > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(processed, 1.0);
+}
+
+#[tokio::test]
+async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
+    let dir = temp_dir("throttle");
+    let db = dir.join("keys.db");
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create("acct_slow", "fifty").unwrap();
+    drop(store);
+    let up = mock(Duration::ZERO).await;
+    // Throttled from the first request on; 50 requests a minute, so 5.
+    let cfg = keyed(
+        &up,
+        &db,
+        "[limits.tiers.fifty]\nrpm = 50\ntpm = 100000000\n\
+         [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n",
+    );
+    let gw = spawn(router_ok(cfg)).await;
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", CHAT, &bearer)
+            .await
+            .0,
+        200
+    );
+    // Wait for the verdict.
+    for _ in 0..100 {
+        if metric(&gw, "distillguard_accounts{verdict=\"throttle\"}").await == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut served = 1;
+    loop {
+        let (st, _, body) = post_with(&gw, "/v1/chat/completions", CHAT, &bearer).await;
+        if st == 429 {
+            assert!(body.contains("request limit"), "{body}");
+            break;
+        }
+        assert_eq!(st, 200);
+        served += 1;
+        assert!(served <= 10, "still served after {served} requests");
+    }
+    // Five throttled requests a minute as a burst, less what was taken at
+    // full rate before the verdict (one fiftieth of a minute each).
+    assert!((4..=6).contains(&served), "{served}");
+    assert!(metric(&gw, "distillguard_actions_total{action=\"throttle\"}").await >= 3.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
