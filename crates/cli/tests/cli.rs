@@ -922,10 +922,11 @@ fn analyze_config_file_is_checked_and_applied() {
 }
 
 /// Python packages the tests use, pinned.
-const PY_PACKAGES: [&str; 3] = [
+const PY_PACKAGES: [&str; 4] = [
     "stix2-validator==3.3.2",
     "openai==3.54.0",
     "anthropic==2.12.0",
+    "prometheus-client==0.26.0",
 ];
 
 /// A venv under the target directory with [`PY_PACKAGES`], created and
@@ -939,7 +940,7 @@ fn py_venv() -> PathBuf {
     let bin = venv.join("bin");
     let ready = bin.join("stix2_validator").exists()
         && std::process::Command::new(bin.join("python"))
-            .args(["-c", "import openai, anthropic"])
+            .args(["-c", "import openai, anthropic, prometheus_client"])
             .status()
             .is_ok_and(|s| s.success());
     if !ready {

@@ -10,8 +10,11 @@ Exits non-zero with a message on the first failed expectation.
 import os
 import sys
 
+import urllib.request
+
 import anthropic
 import openai
+from prometheus_client.parser import text_string_to_metric_families
 
 gw, blocking, faulty = os.environ["GATEWAY"], os.environ["BLOCKING"], os.environ["FAULTY"]
 key, free, revoked = os.environ["KEY"], os.environ["FREE"], os.environ["REVOKED"]
@@ -114,4 +117,17 @@ try:
     expect(False, "anthropic mid-stream error not raised")
 except anthropic.APIError as e:
     expect("mid-answer" in str(e), f"anthropic mid-stream error message: {e}")
+# /metrics parses with Prometheus' own parser, and counts what happened.
+text = urllib.request.urlopen(gw + "/metrics").read().decode()
+samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+def value(name, **labels):
+    return sum(s.value for s in samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+expect(value("distillguard_requests_total", api="openai", code="200") >= 2, "requests counted")
+expect(value("distillguard_requests_total", code="429") >= 1, "429 counted")
+expect(value("distillguard_rate_limited_total", limit="requests") >= 1, "rate limits counted")
+expect(value("distillguard_answers_total", outcome="complete") >= 4, "answers counted")
+expect(value("distillguard_tokens_total", kind="output") > 0, "tokens counted")
+expect(value("distillguard_detector_up") == 1, "detector up")
+expect(value("distillguard_request_duration_seconds_count") >= 4, "latency histogram")
 print("ok")
