@@ -1469,7 +1469,9 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["keys", "list", "--format", "json", "--db", db])).unwrap();
     assert_eq!(v[0]["revoked"], true);
-    let bad = dg(&[
+    // A tier that is not built in is accepted with a note (the gateway's
+    // [limits.tiers] may define it); a malformed name is refused.
+    let custom = dg(&[
         "keys",
         "create",
         "--account",
@@ -1479,8 +1481,37 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
         "--db",
         db,
     ]);
+    assert!(custom.status.success());
+    assert!(String::from_utf8_lossy(&custom.stderr).contains("[limits.tiers.platinum]"));
+    let bad = dg(&[
+        "keys",
+        "create",
+        "--account",
+        "a",
+        "--tier",
+        "tier 9!",
+        "--db",
+        db,
+    ]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown tier"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tier \"tier 9!\""));
+    // An admin token: printed once; the config line with its hash on stderr.
+    let t = dg(&["keys", "admin-token"]);
+    assert!(t.status.success());
+    let token = String::from_utf8_lossy(&t.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&t.stderr).to_string();
+    assert!(
+        token.starts_with("dgadmin_") && token.len() == 40,
+        "{token}"
+    );
+    assert!(
+        err.contains(&format!(
+            "token_sha256 = \"{}\"",
+            distillguard_storage::sha256_hex(&token)
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(&token));
 }
 
 /// Starts `distillguard serve` with `config`; returns the child and its URL.
