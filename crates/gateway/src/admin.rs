@@ -198,10 +198,8 @@ async fn set_override(
     body: axum::body::Bytes,
 ) -> Answer {
     authorize(&gw, &h)?;
-    match parse::<SetOverride>(&body) {
-        Ok(o) => put_decision(&gw, id, o.verdict, o.reason),
-        Err(r) => Err(r),
-    }
+    let o = parse::<SetOverride>(&body)?;
+    put_decision(&gw, id, o.verdict, o.reason)
 }
 
 async fn allowlist(
@@ -211,15 +209,11 @@ async fn allowlist(
     body: axum::body::Bytes,
 ) -> Answer {
     authorize(&gw, &h)?;
-    let r = if body.is_empty() {
-        Ok(Reason::default())
-    } else {
-        parse::<Reason>(&body)
+    let r = match body.is_empty() {
+        true => Reason::default(),
+        false => parse::<Reason>(&body)?,
     };
-    match r {
-        Ok(r) => put_decision(&gw, id, Verdict::Allow, r.reason),
-        Err(r) => Err(r),
-    }
+    put_decision(&gw, id, Verdict::Allow, r.reason)
 }
 
 async fn clear_override(

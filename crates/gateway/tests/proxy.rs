@@ -161,21 +161,7 @@ async fn upstream_failures_are_tagged_and_answered() {
 }
 
 async fn post_with(addr: &str, path: &str, body: &str, header: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head.to_string(),
-        payload.to_string(),
-    )
+    request_with("POST", addr, path, body, header).await
 }
 
 #[tokio::test]
