@@ -1337,11 +1337,16 @@ fn start_mock(extra: &[&str]) -> (std::process::Child, String) {
 }
 
 fn http_post(url: &str, path: &str, body: &str) -> (u16, String) {
+    http("POST", url, path, body, "")
+}
+
+/// One HTTP/1.1 request; `headers`: extra lines, each ending in `\r\n`.
+fn http(method: &str, url: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
     let host = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -1683,4 +1688,95 @@ fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     assert_eq!(text.lines().count(), 1, "{text}");
     let e = distillguard_core::parse_event_line(text.lines().next().unwrap()).unwrap();
     assert!(e.response.unwrap().output_tokens.unwrap() >= 32);
+}
+
+/// Stops a gateway with SIGTERM and waits for it to exit cleanly.
+fn stop(mut child: std::process::Child) {
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(c) = child.try_wait().unwrap() {
+            assert!(c.success(), "{c:?}");
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the gateway did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_blocked_account_stays_blocked_across_a_gateway_restart() {
+    let d = Dir::new("restart");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let key = ok(&[
+        "keys",
+        "create",
+        "--account",
+        "acct_r",
+        "--tier",
+        "tier2",
+        "--db",
+        db,
+    ])
+    .trim()
+    .to_string();
+    let token = dg(&["keys", "admin-token"]);
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let (mut mock, up) = start_mock(&[]);
+    let up = up.trim_start_matches("http://").to_string();
+    let config = |name: &str, extra: &str| {
+        let p = d.path(name);
+        write(
+            &p,
+            &format!(
+                "listen = \"127.0.0.1:0\"\nkeys_db = \"{db}\"\n[admin]\ntoken_sha256 = \"{}\"\n{extra}\n\
+                 [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
+                distillguard_storage::sha256_hex(&token)
+            ),
+        );
+        p
+    };
+    let auth = format!("Authorization: Bearer {key}\r\n");
+    let chat = r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    // First life: the detector blocks at once.
+    let (gw, url) = start_gateway(&config(
+        "blocking.toml",
+        "[detect]\nthresholds = { monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }",
+    ));
+    let mut blocked = false;
+    for _ in 0..100 {
+        if http("POST", &url, "/v1/chat/completions", chat, &auth).0 == 403 {
+            blocked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(blocked);
+    stop(gw);
+    // Second life, with the embedded thresholds, which would not block one
+    // request: the saved verdict still does.
+    let (gw, url) = start_gateway(&config("normal.toml", ""));
+    let (st, body) = http("POST", &url, "/v1/chat/completions", chat, &auth);
+    assert_eq!(st, 403, "{body}");
+    // An operator's allowlisting lifts it.
+    let admin = format!("Authorization: Bearer {token}\r\n");
+    assert_eq!(
+        http("PUT", &url, "/admin/allowlist/acct_r", "", &admin).0,
+        200
+    );
+    assert_eq!(
+        http("POST", &url, "/v1/chat/completions", chat, &auth).0,
+        200
+    );
+    stop(gw);
+    let _ = mock.kill();
+    let _ = mock.wait();
 }

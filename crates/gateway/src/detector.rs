@@ -17,6 +17,12 @@ are quiet at that moment are blocked on their next request too.
 
 If the detector thread is gone, the gateway fails open (requests pass) or,
 with `fail_closed`, answers 503.
+
+With a key store, the verdicts above `allow` are saved into it every ten
+seconds when they changed, and when the gateway stops; a restarted gateway
+loads them as a floor, so that a blocked account stays blocked while the
+engine, which starts from nothing, relearns it. An operator's override
+(`allow`) lifts a saved verdict.
 */
 
 use std::collections::HashMap;
@@ -28,6 +34,7 @@ use std::time::{Duration, Instant};
 use distillguard_core::Verdict;
 use distillguard_detect::engine::{Engine, Thresholds, Weights, pre};
 use distillguard_link::{Activity, Linker};
+use distillguard_storage::{KeyStore, SavedVerdict};
 
 use crate::observed::Observed;
 
@@ -45,7 +52,8 @@ pub struct State {
 
 /// The detector handle.
 pub struct Detector {
-    tx: SyncSender<Arc<Observed>>,
+    tx: Option<SyncSender<Arc<Observed>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     states: Arc<RwLock<HashMap<String, State>>>,
     pub enqueued: AtomicU64,
     pub dropped: AtomicU64,
@@ -72,17 +80,49 @@ struct Worker {
     changes: Arc<[AtomicU64; 4]>,
     seen_generation: u64,
     last_scan: Instant,
+    /// Saved verdicts from before a restart: a floor under the engine's.
+    carried: HashMap<String, State>,
+    store: Option<KeyStore>,
+    dirty: bool,
+    last_save: Instant,
+}
+
+/// How often changed verdicts are saved.
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// Loads saved verdicts (a store that cannot be read carries nothing).
+fn load(store: &KeyStore) -> HashMap<String, State> {
+    store
+        .verdicts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| {
+            let verdict: Verdict = serde_json::from_value(serde_json::json!(v.verdict)).ok()?;
+            Some((
+                v.account,
+                State {
+                    verdict,
+                    risk: v.risk,
+                    campaign: v.campaign,
+                },
+            ))
+        })
+        .collect()
 }
 
 impl Detector {
     /// Starts the detector thread with the embedded weights.
+    /// `store`: where verdicts are saved and loaded from (the key store).
     pub fn start(
         thresholds: Option<Thresholds>,
         link: distillguard_link::Config,
         capacity: usize,
+        store: Option<&str>,
     ) -> Detector {
         let (tx, rx) = sync_channel::<Arc<Observed>>(capacity.max(1));
-        let states: Arc<RwLock<HashMap<String, State>>> = Arc::default();
+        let store = store.and_then(|p| KeyStore::open(p).ok());
+        let carried = store.as_ref().map(load).unwrap_or_default();
+        let states: Arc<RwLock<HashMap<String, State>>> = Arc::new(RwLock::new(carried.clone()));
         let alive = Arc::new(AtomicBool::new(true));
         let processed = Arc::new(AtomicU64::new(0));
         let changes: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
@@ -94,11 +134,15 @@ impl Detector {
             link_ids: HashMap::new(),
             link_names: Vec::new(),
             link_of: Vec::new(),
-            published: HashMap::new(),
+            published: carried.clone(),
             states: Arc::clone(&states),
             changes: Arc::clone(&changes),
             seen_generation: 0,
             last_scan: Instant::now(),
+            carried,
+            store,
+            dirty: false,
+            last_save: Instant::now(),
         };
         let faults = Arc::new(AtomicU64::new(0));
         let (a, n, f) = (
@@ -112,11 +156,16 @@ impl Detector {
                 worker.run(rx, &n, &f);
                 a.store(false, Ordering::Relaxed);
             });
-        if spawned.is_err() {
-            alive.store(false, Ordering::Relaxed);
-        }
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(_) => {
+                alive.store(false, Ordering::Relaxed);
+                None
+            }
+        };
         Detector {
-            tx,
+            tx: Some(tx),
+            thread,
             states,
             enqueued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -129,7 +178,8 @@ impl Detector {
 
     /// Queues a request; never blocks (a full queue drops and counts).
     pub fn submit(&self, o: Arc<Observed>) {
-        match self.tx.try_send(o) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(o) {
             Ok(()) => {
                 self.enqueued.fetch_add(1, Ordering::Relaxed);
             }
@@ -173,6 +223,17 @@ impl Detector {
     }
 }
 
+/// On shutdown the thread scores what is queued, saves the verdicts, and
+/// ends before the process does.
+impl Drop for Detector {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Worker {
     /// Drains the queue, and naps when it is empty instead of blocking on
     /// it: a blocked receiver would make every request's send a futex
@@ -194,8 +255,18 @@ impl Worker {
                     }
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(TryRecvError::Empty) => std::thread::sleep(NAP),
-                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
+                        self.save();
+                    }
+                    std::thread::sleep(NAP);
+                }
+                Err(TryRecvError::Disconnected) => {
+                    if self.dirty {
+                        self.save();
+                    }
+                    return;
+                }
             }
         }
     }
@@ -242,7 +313,43 @@ impl Worker {
         self.rescan();
     }
 
+    /// Saves the verdicts above `allow`.
+    fn save(&mut self) {
+        self.dirty = false;
+        self.last_save = Instant::now();
+        let Some(store) = &mut self.store else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut all: Vec<SavedVerdict> = self
+            .published
+            .iter()
+            .filter(|(_, s)| s.verdict > Verdict::Allow || s.campaign)
+            .map(|(a, s)| SavedVerdict {
+                account: a.clone(),
+                verdict: s.verdict.as_str().into(),
+                risk: s.risk,
+                campaign: s.campaign,
+                updated: now,
+            })
+            .collect();
+        all.sort_by(|a, b| a.account.cmp(&b.account));
+        // A failed save is retried at the next change.
+        if store.save_verdicts(&all).is_err() {
+            self.dirty = true;
+        }
+    }
+
     fn publish(&mut self, account: &str, state: State) {
+        // A verdict saved before a restart is a floor.
+        let state = match self.carried.get(account) {
+            Some(c) => State {
+                verdict: state.verdict.max(c.verdict),
+                campaign: state.campaign || c.campaign,
+                risk: state.risk.max(c.risk),
+            },
+            None => state,
+        };
         let old = self.published.get(account).copied();
         // A campaign member stays blocked.
         let state = match old {
@@ -264,6 +371,7 @@ impl Worker {
         self.published.insert(account.to_string(), state);
         if changed {
             self.changes[state.verdict as usize].fetch_add(1, Ordering::Relaxed);
+            self.dirty = true;
         }
         if let Ok(mut m) = self.states.write() {
             m.insert(account.to_string(), state);
@@ -302,6 +410,7 @@ impl Worker {
                 s.verdict = Verdict::Block;
                 self.changes[Verdict::Block as usize].fetch_add(1, Ordering::Relaxed);
                 self.published.insert(name.clone(), *s);
+                self.dirty = true;
             }
         }
     }

@@ -201,10 +201,14 @@ pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, 
         Some(k) => admin::load_overrides(k).map_err(ServeError::Keys)?,
         None => HashMap::new(),
     };
-    let detector = cfg
-        .detect
-        .enabled
-        .then(|| detector::Detector::start(cfg.detect.thresholds, cfg.link, cfg.detect.queue));
+    let detector = cfg.detect.enabled.then(|| {
+        detector::Detector::start(
+            cfg.detect.thresholds,
+            cfg.link,
+            cfg.detect.queue,
+            cfg.keys_db.as_deref(),
+        )
+    });
     let log = match &cfg.log {
         Some(l) => Some(eventlog::EventLog::start(l.clone()).map_err(ServeError::Serve)?),
         None => None,

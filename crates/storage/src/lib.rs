@@ -42,6 +42,19 @@ pub struct Override {
     pub created: i64,
 }
 
+/// The detector's verdict for an account, saved so that a restarted
+/// gateway keeps enforcing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedVerdict {
+    pub account: String,
+    /// `monitor`, `throttle` or `block`.
+    pub verdict: String,
+    pub risk: f64,
+    pub campaign: bool,
+    /// Seconds since the epoch.
+    pub updated: i64,
+}
+
 /// A key's public record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -104,6 +117,9 @@ impl KeyStore {
             source,
         };
         let conn = Connection::open(path).map_err(db)?;
+        // The gateway's detector saves verdicts on its own connection.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS api_keys (
                 id TEXT PRIMARY KEY,
@@ -112,6 +128,13 @@ impl KeyStore {
                 tier TEXT NOT NULL,
                 created INTEGER NOT NULL,
                 revoked INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE TABLE IF NOT EXISTS verdicts (
+                account TEXT PRIMARY KEY,
+                verdict TEXT NOT NULL,
+                risk REAL NOT NULL,
+                campaign INTEGER NOT NULL,
+                updated INTEGER NOT NULL
             );
             CREATE TABLE IF NOT EXISTS overrides (
                 account TEXT PRIMARY KEY,
@@ -236,6 +259,50 @@ impl KeyStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
     }
 
+    /// Replaces the saved verdicts with `all`, in one transaction.
+    pub fn save_verdicts(&mut self, all: &[SavedVerdict]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        tx.execute("DELETE FROM verdicts", []).map_err(db)?;
+        {
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO verdicts (account, verdict, risk, campaign, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(db)?;
+            for v in all {
+                st.execute(params![v.account, v.verdict, v.risk, v.campaign, v.updated])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    pub fn verdicts(&self) -> Result<Vec<SavedVerdict>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT account, verdict, risk, campaign, updated FROM verdicts ORDER BY account",
+            )
+            .map_err(self.db())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(SavedVerdict {
+                    account: r.get(0)?,
+                    verdict: r.get(1)?,
+                    risk: r.get(2)?,
+                    campaign: r.get(3)?,
+                    updated: r.get(4)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
     /// The record of a presented key, if it is valid and not revoked.
     pub fn verify(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         let Some((id, secret)) = presented
@@ -321,6 +388,22 @@ mod tests {
         assert!(s.clear_override("acct_9").unwrap());
         assert!(!s.clear_override("acct_9").unwrap());
         assert!(s.overrides().unwrap().is_empty());
+    }
+
+    #[test]
+    fn verdicts_are_replaced_as_a_whole() {
+        let mut s = KeyStore::open(":memory:").unwrap();
+        let v = |a: &str, verdict: &str| SavedVerdict {
+            account: a.into(),
+            verdict: verdict.into(),
+            risk: 0.9,
+            campaign: a == "b",
+            updated: 7,
+        };
+        s.save_verdicts(&[v("a", "block"), v("b", "throttle")])
+            .unwrap();
+        s.save_verdicts(&[v("b", "block")]).unwrap();
+        assert_eq!(s.verdicts().unwrap(), vec![v("b", "block")]);
     }
 
     #[test]
