@@ -1688,6 +1688,9 @@ fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     assert_eq!(text.lines().count(), 1, "{text}");
     let e = distillguard_core::parse_event_line(text.lines().next().unwrap()).unwrap();
     assert!(e.response.unwrap().output_tokens.unwrap() >= 32);
+    // Without keys, the client's address (the TCP peer here) is the account.
+    assert_eq!(e.account_id, "ip:127.0.0.1");
+    assert_eq!(e.client.ip.as_deref(), Some("127.0.0.1"));
 }
 
 /// Stops a gateway with SIGTERM and waits for it to exit cleanly.

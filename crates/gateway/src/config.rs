@@ -7,6 +7,7 @@ listen = "127.0.0.1:8080"
 max_body_bytes = 1048576          # larger requests get 413
 upstream_timeout_secs = 120       # to the answer's head
 stream_idle_timeout_secs = 30     # between chunks of an answer (a stalled upstream is cut off)
+trust_forwarded_for = true        # client address from X-Forwarded-For (false: the TCP peer)
 keys_db = "distillguard.db"       # API keys (distillguard keys create); 401 without one
 
 [limits]                          # per key and per account; defaults from the tier
@@ -74,6 +75,11 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     #[serde(default = "default_idle")]
     pub stream_idle_timeout_secs: u64,
+    /// Take the client's address from `X-Forwarded-For` (behind a load
+    /// balancer that sets it). Off: the connection's peer address, which a
+    /// client cannot forge.
+    #[serde(default = "default_true")]
+    pub trust_forwarded_for: bool,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
@@ -222,6 +228,9 @@ fn default_max_body() -> usize {
 }
 fn default_timeout() -> u64 {
     120
+}
+fn default_true() -> bool {
+    true
 }
 fn default_idle() -> u64 {
     30

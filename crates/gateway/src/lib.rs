@@ -285,7 +285,9 @@ pub async fn serve(
             source,
         })?;
     ready(listener.local_addr().map_err(ServeError::Serve)?);
-    axum::serve(listener, router_from(cfg, config_path)?)
+    let app = router_from(cfg, config_path)?
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(ServeError::Serve)

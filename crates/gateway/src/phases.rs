@@ -173,14 +173,27 @@ async fn read(
     started: Instant,
 ) -> Result<Ctx, GatewayError> {
     let key = authenticate(gw, cfg, &req)?;
-    let account = key
-        .as_ref()
-        .map_or("anonymous", |k| k.account.as_str())
-        .to_string();
-    let withhold = enforce(gw, cfg, &account)?;
     let h = req.headers();
-    let ip = header_str(h, "x-forwarded-for")
-        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+    // The client's address: the first `X-Forwarded-For` hop when the
+    // gateway sits behind a proxy that sets it (`trust_forwarded_for`),
+    // else the connection's peer.
+    let ip = cfg
+        .trust_forwarded_for
+        .then(|| header_str(h, "x-forwarded-for"))
+        .flatten()
+        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        });
+    // Without keys (local testing), each client address is its own account.
+    let account = match (&key, &ip) {
+        (Some(k), _) => k.account.clone(),
+        (None, Some(ip)) => format!("ip:{ip}"),
+        (None, None) => "anonymous".to_string(),
+    };
+    let withhold = enforce(gw, cfg, &account)?;
     let user_agent = header_str(h, header::USER_AGENT).map(str::to_string);
     let pass = PASS
         .iter()
