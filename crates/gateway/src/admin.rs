@@ -275,13 +275,13 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.keys_db != new.keys_db {
         out.push("keys_db");
     }
-    if format!(
-        "{:?}",
-        (old.detect.enabled, old.detect.queue, &old.detect.thresholds)
-    ) != format!(
-        "{:?}",
-        (new.detect.enabled, new.detect.queue, &new.detect.thresholds)
-    ) {
+    // `fail_closed` is the one detection setting a reload changes.
+    let detect = |c: &Config| {
+        let mut d = c.detect.clone();
+        d.fail_closed = false;
+        format!("{d:?}")
+    };
+    if detect(old) != detect(new) {
         out.push("detect");
     }
     if format!("{:?}", old.link) != format!("{:?}", new.link) {

@@ -207,6 +207,12 @@ pub struct Detect {
     pub fail_closed: bool,
     /// Overrides the embedded thresholds.
     pub thresholds: Option<distillguard_detect::engine::Thresholds>,
+    /// Account records (JSONL, the format of `analyze --accounts`): the
+    /// account features of the score, and linking by payment method and
+    /// e-mail domain. Without them, detection works from requests alone.
+    pub accounts: Option<std::path::PathBuf>,
+    /// Model releases (JSONL, as `analyze --models`), for the pivot signal.
+    pub models: Option<std::path::PathBuf>,
 }
 
 impl Default for Detect {
@@ -216,6 +222,8 @@ impl Default for Detect {
             queue: 65_536,
             fail_closed: false,
             thresholds: None,
+            accounts: None,
+            models: None,
         }
     }
 }

@@ -38,6 +38,38 @@ use distillguard_storage::{KeyStore, SavedVerdict};
 
 use crate::observed::Observed;
 
+/// What the detector knows besides requests.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub accounts: HashMap<String, distillguard_core::AccountInfo>,
+    pub models: Vec<distillguard_core::ModelRelease>,
+}
+
+impl Known {
+    /// Reads `[detect] accounts` and `models`; a bad line is an error that
+    /// names it (the gateway does not start on half a file).
+    pub fn load(
+        accounts: Option<&std::path::Path>,
+        models: Option<&std::path::Path>,
+    ) -> Result<Known, String> {
+        use distillguard_core::{AccountRecord, ModelRelease, RecordReader};
+        let mut k = Known::default();
+        if let Some(p) = accounts {
+            let (rows, _) = RecordReader::<AccountRecord>::open(p)
+                .and_then(|r| r.read_all(true))
+                .map_err(|e| format!("detect.accounts: {e}"))?;
+            k.accounts = rows.into_iter().map(AccountRecord::into_parts).collect();
+        }
+        if let Some(p) = models {
+            let (rows, _) = RecordReader::<ModelRelease>::open(p)
+                .and_then(|r| r.read_all(true))
+                .map_err(|e| format!("detect.models: {e}"))?;
+            k.models = rows;
+        }
+        Ok(k)
+    }
+}
+
 /// How long the detector naps on an empty queue.
 const NAP: Duration = Duration::from_millis(2);
 
@@ -112,12 +144,14 @@ fn load(store: &KeyStore) -> HashMap<String, State> {
 
 impl Detector {
     /// Starts the detector thread with the embedded weights.
-    /// `store`: where verdicts are saved and loaded from (the key store).
+    /// `store`: where verdicts are saved and loaded from (the key store);
+    /// `known`: account records and model releases.
     pub fn start(
         thresholds: Option<Thresholds>,
         link: distillguard_link::Config,
         capacity: usize,
         store: Option<&str>,
+        known: Known,
     ) -> Detector {
         let (tx, rx) = sync_channel::<Arc<Observed>>(capacity.max(1));
         let store = store.and_then(|p| KeyStore::open(p).ok());
@@ -128,11 +162,27 @@ impl Detector {
         let changes: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
         let weights = Weights::embedded();
         let t = thresholds.unwrap_or(weights.thresholds);
+        // Every account record is registered with the linker, in id order,
+        // so that accounts can link through their payment methods.
+        let mut linker = link.enabled.then(|| Linker::new(link));
+        let mut ids: Vec<&String> = known.accounts.keys().collect();
+        ids.sort();
+        let mut link_ids = HashMap::with_capacity(ids.len());
+        let mut link_names = Vec::with_capacity(ids.len());
+        if let Some(l) = &mut linker {
+            for (i, id) in ids.into_iter().enumerate() {
+                link_ids.insert(id.clone(), i as u32);
+                link_names.push(id.clone());
+                if let Some(info) = known.accounts.get(id) {
+                    l.register(i as u32, info);
+                }
+            }
+        }
         let worker = Worker {
-            engine: Engine::new(&weights, t, &[], HashMap::new()),
-            linker: link.enabled.then(|| Linker::new(link)),
-            link_ids: HashMap::new(),
-            link_names: Vec::new(),
+            engine: Engine::new(&weights, t, &known.models, known.accounts),
+            linker,
+            link_ids,
+            link_names,
             link_of: Vec::new(),
             published: carried.clone(),
             states: Arc::clone(&states),
@@ -284,9 +334,11 @@ impl Worker {
             let li = match self.link_of.get(idx as usize) {
                 Some(&li) => li,
                 None => {
-                    let li = self.link_names.len() as u32;
-                    self.link_ids.insert(e.account_id.clone(), li);
-                    self.link_names.push(e.account_id.clone());
+                    let next = self.link_names.len() as u32;
+                    let li = *self.link_ids.entry(e.account_id.clone()).or_insert(next);
+                    if li == next {
+                        self.link_names.push(e.account_id.clone());
+                    }
                     self.link_of.push(li);
                     li
                 }

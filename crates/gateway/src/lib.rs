@@ -201,14 +201,21 @@ pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, 
         Some(k) => admin::load_overrides(k).map_err(ServeError::Keys)?,
         None => HashMap::new(),
     };
-    let detector = cfg.detect.enabled.then(|| {
-        detector::Detector::start(
-            cfg.detect.thresholds,
-            cfg.link,
-            cfg.detect.queue,
-            cfg.keys_db.as_deref(),
-        )
-    });
+    let detector = match cfg.detect.enabled {
+        true => {
+            let known =
+                detector::Known::load(cfg.detect.accounts.as_deref(), cfg.detect.models.as_deref())
+                    .map_err(ServeError::Config)?;
+            Some(detector::Detector::start(
+                cfg.detect.thresholds,
+                cfg.link,
+                cfg.detect.queue,
+                cfg.keys_db.as_deref(),
+                known,
+            ))
+        }
+        false => None,
+    };
     let log = match &cfg.log {
         Some(l) => Some(eventlog::EventLog::start(l.clone()).map_err(ServeError::Serve)?),
         None => None,
@@ -246,6 +253,8 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("{0}")]
     Keys(distillguard_storage::StoreError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

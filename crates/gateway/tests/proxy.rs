@@ -884,3 +884,96 @@ async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
     assert!(metric(&gw, "distillguard_actions_total{action=\"throttle\"}").await >= 3.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn account_records_link_a_shared_card_in_the_gateway() {
+    let dir = temp_dir("card");
+    let db = dir.join("keys.db");
+    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let keys: Vec<String> = (0..3)
+        .map(|i| store.create(&format!("card_{i}"), "bulk").unwrap().1)
+        .collect();
+    let (_, other) = store.create("own_card", "bulk").unwrap();
+    drop(store);
+    // Three accounts pay with one card; a fourth with its own.
+    let accounts = dir.join("accounts.jsonl");
+    let mut lines = String::new();
+    for i in 0..3 {
+        lines.push_str(&format!(
+            "{{\"account_id\":\"card_{i}\",\"tier\":\"tier2\",\"payment_fingerprint\":\"pm_shared_77\"}}\n"
+        ));
+    }
+    lines.push_str(
+        "{\"account_id\":\"own_card\",\"tier\":\"tier2\",\"payment_fingerprint\":\"pm_own_1\"}\n",
+    );
+    std::fs::write(&accounts, lines).unwrap();
+    let up = mock(Duration::ZERO).await;
+    let token = "dgadmin_c";
+    let cfg = keyed(
+        &up,
+        &db,
+        &format!(
+            "[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+             [detect]\naccounts = \"{}\"\n\
+             [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n\
+             [link]\nlink_risk = 0.0\n",
+            distillguard_storage::sha256_hex(token),
+            accounts.display()
+        ),
+    );
+    let gw = spawn(router_ok(cfg)).await;
+    // Nothing in the requests links them: own addresses, own prompts.
+    let prompts = [
+        "What is the capital of France?",
+        "Write a haiku about autumn leaves",
+        "How do I sort a list in Python",
+        "Recommend a good book on history",
+    ];
+    for round in 0..3 {
+        for (a, k) in keys.iter().chain([&other]).enumerate() {
+            let h = format!(
+                "Authorization: Bearer {k}\r\nX-Forwarded-For: 203.0.113.{}\r\n",
+                10 + a * 10 + round
+            );
+            let body = CHAT.replace("Explain TCP", prompts[a]);
+            let st = post_with(&gw, "/v1/chat/completions", &body, &h).await.0;
+            assert!(st == 200 || st == 403, "{st}");
+        }
+    }
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let state = |v: serde_json::Value| (v["detected"]["campaign"].clone(), v["verdict"].clone());
+    let mut linked = false;
+    for _ in 0..150 {
+        let mut n = 0;
+        for a in 0..3 {
+            let (_, _, b) = get_with(&gw, &format!("/admin/accounts/card_{a}"), &auth).await;
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            n += usize::from(state(v) == (true.into(), "block".into()));
+        }
+        if n == 3 {
+            linked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(linked, "the shared card did not link the accounts");
+    let (_, _, b) = get_with(&gw, "/admin/accounts/own_card", &auth).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["detected"]["campaign"], false, "{b}");
+    // A malformed record stops the gateway from starting, naming its line.
+    std::fs::write(&accounts, "{\"account_id\":\"x\"}\nnot json\n").unwrap();
+    let cfg = keyed(
+        &up,
+        &db,
+        &format!("[detect]\naccounts = \"{}\"\n", accounts.display()),
+    );
+    let err = match router(cfg) {
+        Ok(_) => panic!("a bad accounts file was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("detect.accounts") && err.contains(":2"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
