@@ -1783,3 +1783,53 @@ fn a_blocked_account_stays_blocked_across_a_gateway_restart() {
     let _ = mock.kill();
     let _ = mock.wait();
 }
+
+#[test]
+fn the_gateway_caps_open_connections() {
+    use std::io::{Read, Write};
+    let d = Dir::new("conncap");
+    let (mut mock, up) = start_mock(&[]);
+    let up = up.trim_start_matches("http://").to_string();
+    let cfg = d.path("gateway.toml");
+    write(
+        &cfg,
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmax_connections = 2\n\
+             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n"
+        ),
+    );
+    let (gw, url) = start_gateway(&cfg);
+    let addr = url.trim_start_matches("http://").to_string();
+    // Two idle clients take both places.
+    let idle1 = std::net::TcpStream::connect(&addr).unwrap();
+    let _idle2 = std::net::TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // A third is connected by the kernel but not served…
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        third,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(third.read(&mut buf).is_err(), "served beyond the cap");
+    // …until a place frees up.
+    drop(idle1);
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut resp = String::new();
+    third.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let (_, metrics) = http("GET", &url, "/metrics", "", "");
+    assert!(
+        metrics.contains("distillguard_connections_max 2"),
+        "{metrics}"
+    );
+    stop(gw);
+    let _ = mock.kill();
+    let _ = mock.wait();
+}

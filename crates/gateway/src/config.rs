@@ -5,6 +5,7 @@ rejected, then validated, with errors that name the field.
 ```toml
 listen = "127.0.0.1:8080"
 max_body_bytes = 1048576          # larger requests get 413
+max_connections = 10000           # open connections at most; beyond, clients wait
 upstream_timeout_secs = 120       # to the answer's head
 stream_idle_timeout_secs = 30     # between chunks of an answer (a stalled upstream is cut off)
 trust_forwarded_for = true        # client address from X-Forwarded-For (false: the TCP peer)
@@ -71,6 +72,9 @@ pub struct Config {
     pub listen: String,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Open connections at most; beyond, clients wait in the backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     #[serde(default = "default_timeout")]
     pub upstream_timeout_secs: u64,
     #[serde(default = "default_idle")]
@@ -237,6 +241,9 @@ fn default_max_body() -> usize {
 fn default_timeout() -> u64 {
     120
 }
+fn default_max_connections() -> usize {
+    10_000
+}
 fn default_true() -> bool {
     true
 }
@@ -294,6 +301,9 @@ impl Config {
             })?;
         if self.max_body_bytes == 0 {
             return bad("max_body_bytes".into(), "must be positive");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections".into(), "must be positive");
         }
         if self.stream_idle_timeout_secs == 0 {
             return bad("stream_idle_timeout_secs".into(), "must be positive");

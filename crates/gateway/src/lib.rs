@@ -15,6 +15,7 @@ Where things are:
 - [`observed`], [`eventlog`]: a finished request, and the event log;
 - [`admin`]: verdict overrides, the allowlist, config reload;
 - [`metrics`]: the `/metrics` endpoint;
+- [`listener`]: the connection cap and `TCP_NODELAY`;
 - [`error`]: errors by side, in each API's format;
 - [`config`]: the TOML file.
 
@@ -30,6 +31,7 @@ pub mod detector;
 pub mod error;
 pub mod eventlog;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod observed;
 mod phases;
@@ -83,6 +85,8 @@ pub(crate) struct Gateway {
     metrics: metrics::Metrics,
     log: Option<eventlog::EventLog>,
     overrides: RwLock<HashMap<String, Decision>>,
+    /// Open connections (when serving through the capped listener).
+    connections: Option<listener::OpenConnections>,
 }
 
 impl Gateway {
@@ -190,9 +194,19 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
 
 /// The router, with the file the config came from (for `/admin/reload`).
 pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, ServeError> {
+    router_with(cfg, config_path, None)
+}
+
+fn router_with(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    connections: Option<listener::OpenConnections>,
+) -> Result<Router, ServeError> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build_http();
+        .build(connector);
     let keys = match &cfg.keys_db {
         Some(p) => Some(KeyStore::open(p).map_err(ServeError::Keys)?),
         None => None,
@@ -231,6 +245,7 @@ pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, 
         detector,
         metrics: metrics::Metrics::default(),
         overrides: RwLock::new(overrides),
+        connections,
     });
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -294,8 +309,10 @@ pub async fn serve(
             source,
         })?;
     ready(listener.local_addr().map_err(ServeError::Serve)?);
-    let app = router_from(cfg, config_path)?
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = listener::Capped::new(listener, cfg.max_connections);
+    let gauge = listener.gauge();
+    let app = router_with(cfg, config_path, Some(gauge))?
+        .into_make_service_with_connect_info::<listener::Peer>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -20,7 +20,8 @@ request path).
 - `distillguard_detector_enqueued_total`, `…_dropped_total`,
   `…_processed_total`, `…_faults_total`, `distillguard_detector_up`: the detection queue and
   its health (a dead detector fails open, visibly here);
-- `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`.
+- `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`;
+- `distillguard_connections_open`, `distillguard_connections_max`.
 */
 
 use std::fmt::Write;
@@ -264,6 +265,14 @@ impl Metrics {
             let _ = writeln!(s, "distillguard_accounts{{verdict=\"{v}\"}} {n}");
         }
         let overrides = gw.overrides.read().map_or(0, |m| m.len());
+        if let Some(c) = &gw.connections {
+            let _ = writeln!(
+                s,
+                "# HELP distillguard_connections_open Open client connections.\n# TYPE distillguard_connections_open gauge\ndistillguard_connections_open {}\n# HELP distillguard_connections_max The connection cap.\n# TYPE distillguard_connections_max gauge\ndistillguard_connections_max {}",
+                c.open(),
+                c.max()
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP distillguard_campaign_accounts Accounts in confirmed campaigns.\n# TYPE distillguard_campaign_accounts gauge\ndistillguard_campaign_accounts {camp}\n# HELP distillguard_overrides Operators' verdict overrides in force.\n# TYPE distillguard_overrides gauge\ndistillguard_overrides {overrides}\n# HELP distillguard_detector_up Whether the detector thread runs.\n# TYPE distillguard_detector_up gauge\ndistillguard_detector_up {}",

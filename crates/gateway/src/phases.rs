@@ -184,8 +184,8 @@ async fn read(
         .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
         .or_else(|| {
             req.extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
+                .get::<axum::extract::ConnectInfo<crate::listener::Peer>>()
+                .map(|c| c.0.0.ip().to_string())
         });
     // Without keys (local testing), each client address is its own account.
     let account = match (&key, &ip) {
