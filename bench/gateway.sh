@@ -9,6 +9,7 @@
 #
 #   bench/gateway.sh                  # rates 50 (LiteLLM keeps up), 1000 and 5000 req/s, 20 s each
 #   RATES="1000" DURATION=10 bench/gateway.sh
+#   STREAM=1 RATES=1000 LITELLM=0 bench/gateway.sh   # streamed (SSE) answers
 #
 # Installs its tools on first use: oha (crates.io) into target/tools, and
 # LiteLLM (PyPI) into target/tmp/litellm-venv. Writes raw oha JSON and a
@@ -23,6 +24,7 @@ LITELLM="${LITELLM:-1}"
 # range of the added latency are reported: two cores shared by the load
 # generator, the mock and the gateway make single runs noisy).
 REPEAT="${REPEAT:-3}"
+STREAM="${STREAM:-0}"
 OUT=target/bench-gateway
 mkdir -p "$OUT"
 OHA=target/tools/bin/oha
@@ -55,16 +57,20 @@ wait_port() {
 # line, so that detection sees varied traffic.
 SRC=../shared/data/sharegpt-dev.jsonl.gz
 [ -f "$SRC" ] || SRC=crates/simulator/data/sharegpt-sample.jsonl.gz
-python3 - "$OUT/bodies.jsonl" "$SRC" <<'PY'
+python3 - "$OUT/bodies.jsonl" "$SRC" "$STREAM" <<'PY'
 import gzip, json, sys
 out = open(sys.argv[1], "w")
+stream = sys.argv[3] == "1"
 n = 0
 for line in gzip.open(sys.argv[2], "rt"):
     conv = json.loads(line)
     for t in conv["turns"]:
         if t["role"] == "user" and 20 < len(t["content"]) < 2000:
-            out.write(json.dumps({"model": "atlas-3", "max_tokens": 64,
-                                  "messages": [{"role": "user", "content": t["content"]}]}) + "\n")
+            body = {"model": "atlas-3", "max_tokens": 64,
+                    "messages": [{"role": "user", "content": t["content"]}]}
+            if stream:
+                body["stream"] = True
+            out.write(json.dumps(body) + "\n")
             n += 1
             break
     if n >= 2000:
