@@ -527,6 +527,10 @@ pub async fn serve(
         })?;
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     ready(local);
+    // Streamed chunks go out as they are written, as model servers do.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(cfg))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
