@@ -382,9 +382,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(distillguard_gateway::serve(
                 cfg,
                 Some(config.clone()),
-                |addr| {
+                |addr, internal| {
                     let mut out = io::stdout().lock();
                     let _ = writeln!(out, "distillguard gateway listening on http://{addr}");
+                    if let Some(i) = internal {
+                        let _ = writeln!(out, "internal endpoints (metrics, admin) on http://{i}");
+                    }
                     let _ = out.flush();
                 },
             ))?;

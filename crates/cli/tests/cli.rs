@@ -1521,19 +1521,30 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
 
 /// Starts `distillguard serve` with `config`; returns the child and its URL.
 fn start_gateway(config: &Path) -> (std::process::Child, String) {
+    let (child, mut urls) = start_gateway_urls(config, 1);
+    (child, urls.remove(0))
+}
+
+/// Starts `distillguard serve`; returns the child and the first `n` URLs it
+/// prints (the public one, then the internal one).
+fn start_gateway_urls(config: &Path, n: usize) -> (std::process::Child, Vec<String>) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let urls = (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let url = line.trim().rsplit(' ').next().unwrap().to_string();
+            assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+            url
+        })
+        .collect();
+    (child, urls)
 }
 
 #[test]
@@ -1829,6 +1840,46 @@ fn the_gateway_caps_open_connections() {
         metrics.contains("distillguard_connections_max 2"),
         "{metrics}"
     );
+    stop(gw);
+    let _ = mock.kill();
+    let _ = mock.wait();
+}
+
+#[test]
+fn metrics_and_admin_can_live_on_an_internal_address_only() {
+    let d = Dir::new("internal");
+    let (mut mock, up) = start_mock(&[]);
+    let up = up.trim_start_matches("http://").to_string();
+    let token = "dgadmin_internal";
+    let cfg = d.path("gateway.toml");
+    write(
+        &cfg,
+        &format!(
+            "listen = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
+             [admin]\ntoken_sha256 = \"{}\"\n\
+             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
+            distillguard_storage::sha256_hex(token)
+        ),
+    );
+    let (gw, urls) = start_gateway_urls(&cfg, 2);
+    let (public, internal) = (&urls[0], &urls[1]);
+    let chat = r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(http_post(public, "/v1/chat/completions", chat).0, 200);
+    // Not on the public address…
+    assert_eq!(http("GET", public, "/metrics", "", "").0, 404);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    assert_eq!(http("GET", public, "/admin/overrides", "", &auth).0, 404);
+    // …but on the internal one, which serves no API.
+    let (st, metrics) = http("GET", internal, "/metrics", "", "");
+    assert_eq!(st, 200);
+    assert!(
+        metrics.contains("distillguard_requests_total{api=\"openai\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(http("GET", internal, "/admin/overrides", "", &auth).0, 200);
+    assert_eq!(http_post(internal, "/v1/chat/completions", chat).0, 404);
+    assert_eq!(http("GET", internal, "/healthz", "", "").0, 200);
+    // One SIGTERM stops both.
     stop(gw);
     let _ = mock.kill();
     let _ = mock.wait();

@@ -272,6 +272,12 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.listen != new.listen {
         out.push("listen");
     }
+    if old.internal_listen != new.internal_listen {
+        out.push("internal_listen");
+    }
+    if old.max_connections != new.max_connections {
+        out.push("max_connections");
+    }
     if old.keys_db != new.keys_db {
         out.push("keys_db");
     }

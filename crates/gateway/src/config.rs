@@ -4,6 +4,7 @@ rejected, then validated, with errors that name the field.
 
 ```toml
 listen = "127.0.0.1:8080"
+internal_listen = "127.0.0.1:9090" # optional: /metrics, /healthz and /admin/… here only
 max_body_bytes = 1048576          # larger requests get 413
 max_connections = 10000           # open connections at most; beyond, clients wait
 upstream_timeout_secs = 120       # to the answer's head
@@ -70,6 +71,10 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve `/metrics`, `/healthz` and `/admin/…` on this address (for
+    /// example a private interface) and not on `listen`.
+    #[serde(default)]
+    pub internal_listen: Option<String>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Open connections at most; beyond, clients wait in the backlog.

@@ -194,14 +194,23 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
 
 /// The router, with the file the config came from (for `/admin/reload`).
 pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, ServeError> {
-    router_with(cfg, config_path, None)
+    let (public, internal) = router_with(cfg, config_path, None)?;
+    Ok(match internal {
+        Some(i) => public.merge(i),
+        None => public,
+    })
 }
+
+/// The public router and, with `internal_listen`, the internal one
+/// (`/metrics`, `/healthz`, `/admin/…`); without it, one router has all.
+type Routers = (Router, Option<Router>);
 
 fn router_with(
     cfg: Config,
     config_path: Option<PathBuf>,
     connections: Option<listener::OpenConnections>,
-) -> Result<Router, ServeError> {
+) -> Result<Routers, ServeError> {
+    let split = cfg.internal_listen.is_some();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
@@ -247,14 +256,22 @@ fn router_with(
         overrides: RwLock::new(overrides),
         connections,
     });
-    Ok(Router::new()
+    let public = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz));
+    let internal = Router::new()
         .route("/metrics", get(metrics_text))
-        .nest("/admin", admin::router())
-        .with_state(gw))
+        .nest("/admin", admin::router());
+    Ok(if split {
+        (
+            public.with_state(Arc::clone(&gw)),
+            Some(internal.route("/healthz", get(healthz)).with_state(gw)),
+        )
+    } else {
+        (public.merge(internal).with_state(gw), None)
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,26 +312,59 @@ async fn shutdown_signal() {
     }
 }
 
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 /// Serves until Ctrl-C or SIGTERM; in-flight responses finish first.
+/// `ready` gets the public address and, with `internal_listen`, the
+/// internal one.
 pub async fn serve(
     cfg: Config,
     config_path: Option<PathBuf>,
-    ready: impl FnOnce(std::net::SocketAddr),
+    ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> Result<(), ServeError> {
-    let addr = cfg.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    ready(listener.local_addr().map_err(ServeError::Serve)?);
+    let listener = bind(&cfg.listen).await?;
+    let internal = match &cfg.internal_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    ready(
+        listener.local_addr().map_err(ServeError::Serve)?,
+        match &internal {
+            Some(l) => Some(l.local_addr().map_err(ServeError::Serve)?),
+            None => None,
+        },
+    );
     let listener = listener::Capped::new(listener, cfg.max_connections);
     let gauge = listener.gauge();
-    let app = router_with(cfg, config_path, Some(gauge))?
-        .into_make_service_with_connect_info::<listener::Peer>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    let (public, internal_app) = router_with(cfg, config_path, Some(gauge))?;
+    // One signal stops both servers (a watch channel, as mini-redis
+    // broadcasts its shutdown).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let main = axum::serve(
+        listener,
+        public.into_make_service_with_connect_info::<listener::Peer>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    match (internal, internal_app) {
+        (Some(l), Some(app)) => {
+            let side = axum::serve(l, app).with_graceful_shutdown(stopped(stop_rx));
+            tokio::try_join!(main.into_future(), side.into_future()).map_err(ServeError::Serve)?;
+            Ok(())
+        }
+        _ => main.await.map_err(ServeError::Serve),
+    }
 }
