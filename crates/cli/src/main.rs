@@ -150,8 +150,8 @@ enum Command {
         db: String,
     },
     /// The gateway: an OpenAI/Anthropic-compatible proxy in front of model
-    /// servers (first slice: routing, streaming pass-through, body cap,
-    /// errors in each API's format).
+    /// servers that records every request, detects distillation inline
+    /// and enforces verdicts (block, throttle, withhold reasoning).
     Serve {
         /// Gateway configuration (TOML; see docs/gateway.md).
         #[arg(long)]

@@ -1418,11 +1418,21 @@ fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
         "--corpus",
         "embedded",
     ]);
+    // Through the gateway, end to end.
+    let cfg = d.path("gateway.toml");
+    write(
+        &cfg,
+        &format!(
+            "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"teacher\"\nurl = \"{url}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+        ),
+    );
+    let (gw, gw_url) = start_gateway(&cfg);
     let (st, body) = http_post(
-        &url,
+        &gw_url,
         "/v1/messages",
         r#"{"model":"atlas-3","max_tokens":200,"messages":[{"role":"user","content":"How do I learn to cook?"}]}"#,
     );
+    stop(gw);
     child.kill().unwrap();
     let _ = child.wait();
     assert_eq!(st, 200);
