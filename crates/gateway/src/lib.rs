@@ -289,26 +289,27 @@ pub enum ServeError {
     Config(String),
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// A future that resolves on Ctrl-C or SIGTERM. The handlers are
+/// installed here, before it is first polled, so that a signal sent as soon
+/// as the address is printed already stops the server gracefully.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
     #[cfg(unix)]
     {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Serve)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Serve)?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -329,6 +330,7 @@ pub async fn serve(
     config_path: Option<PathBuf>,
     ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> Result<(), ServeError> {
+    let signalled = shutdown_signal()?;
     let listener = bind(&cfg.listen).await?;
     let internal = match &cfg.internal_listen {
         Some(a) => Some(bind(a).await?),
@@ -351,7 +353,7 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         let _ = stop_tx.send(true);
     });
     let main = axum::serve(
