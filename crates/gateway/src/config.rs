@@ -372,6 +372,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../../../examples/gateway.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.route(Dialect::Anthropic, "atlas-2-pro").is_some());
+        assert_eq!(c.actions.throttle.len(), 3);
+    }
+
+    #[test]
     fn parses_defaults_and_rejects_bad_fields() {
         let c = Config::from_toml(
             "[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
