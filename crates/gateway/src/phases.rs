@@ -25,6 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use distillguard_core::Verdict;
 use distillguard_storage::KeyRecord;
 
 use crate::config::{Action, Config, Upstream};
@@ -79,13 +80,8 @@ fn header_str(
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Phase 1: the key, then the request limits. `throttled`: the account's
-/// verdict lowers its rates.
-fn authenticate(
-    gw: &Gateway,
-    cfg: &Config,
-    req: &Request,
-) -> Result<Option<KeyRecord>, GatewayError> {
+/// Phase 1: the key (`None` when the gateway has no key store).
+fn authenticate(gw: &Gateway, req: &Request) -> Result<Option<KeyRecord>, GatewayError> {
     if gw.keys.is_none() {
         return Ok(None);
     }
@@ -93,33 +89,16 @@ fn authenticate(
     let presented = header_str(h, "x-api-key")
         .or_else(|| header_str(h, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")))
         .ok_or_else(|| unauthorized("no API key (Authorization: Bearer … or x-api-key)"))?;
-    let rec = gw
-        .verify_key(presented.trim())?
-        .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
-    let (rpm, _) = rates(gw, cfg, &rec);
-    let now = now_ms();
-    let mut lim = gw.limiter()?;
-    for who in [Who::Key(rec.id.clone()), Who::Account(rec.account.clone())] {
-        if let Err(wait) = lim.admit(&who, Unit::Requests, 1.0, rpm, now) {
-            gw.metrics.limited(Unit::Requests);
-            return Err(GatewayError::Limited {
-                retry_after: wait,
-                who: who.to_string(),
-                what: "request",
-            });
-        }
-    }
-    Ok(Some(rec))
+    gw.verify_key(presented.trim())?
+        .ok_or_else(|| unauthorized("invalid or revoked API key"))
+        .map(Some)
 }
 
-/// Requests and tokens per minute for a key now (the throttle action
-/// divides both).
-fn rates(gw: &Gateway, cfg: &Config, rec: &KeyRecord) -> (f64, f64) {
+/// Requests and tokens per minute for a key under `verdict` (the throttle
+/// action divides both).
+fn rates(cfg: &Config, rec: &KeyRecord, verdict: Verdict) -> (f64, f64) {
     let t = cfg.limits.of(&rec.tier);
-    let throttled = cfg
-        .actions
-        .for_verdict(gw.verdict(&rec.account))
-        .contains(&Action::Throttle);
+    let throttled = cfg.actions.for_verdict(verdict).contains(&Action::Throttle);
     let d = if throttled {
         f64::from(cfg.limits.throttle_divisor)
     } else {
@@ -128,9 +107,41 @@ fn rates(gw: &Gateway, cfg: &Config, rec: &KeyRecord) -> (f64, f64) {
     (f64::from(t.rpm) / d, t.tpm as f64 / d)
 }
 
-/// Phase 2: the account's verdict. With `fail_closed`, a dead detector
+/// Admits `cost` units against the key's limit and then the account's
+/// (shared by all its keys); over either, 429 naming it.
+fn admit(
+    gw: &Gateway,
+    k: &KeyRecord,
+    unit: Unit,
+    cost: f64,
+    per_minute: f64,
+) -> Result<(), GatewayError> {
+    let now = now_ms();
+    let mut lim = gw.limiter()?;
+    for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
+        if let Err(wait) = lim.admit(&who, unit, cost, per_minute, now) {
+            gw.metrics.limited(unit);
+            return Err(GatewayError::Limited {
+                retry_after: wait,
+                who: who.to_string(),
+                what: match unit {
+                    Unit::Requests => "request",
+                    Unit::Tokens => "token",
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Phase 2: the account's `verdict`. With `fail_closed`, a dead detector
 /// answers 503. Returns whether to withhold reasoning.
-fn enforce(gw: &Gateway, cfg: &Config, account: &str) -> Result<bool, GatewayError> {
+fn enforce(
+    gw: &Gateway,
+    cfg: &Config,
+    account: &str,
+    verdict: Verdict,
+) -> Result<bool, GatewayError> {
     if gw.override_of(account).is_none()
         && let Some(d) = &gw.detector
         && !d.is_alive()
@@ -142,7 +153,7 @@ fn enforce(gw: &Gateway, cfg: &Config, account: &str) -> Result<bool, GatewayErr
             message: "detection is down and the gateway fails closed".into(),
         });
     }
-    let actions = cfg.actions.for_verdict(gw.verdict(account));
+    let actions = cfg.actions.for_verdict(verdict);
     if actions.contains(&Action::Block) {
         gw.metrics.action(Action::Block);
         return Err(GatewayError::Downstream {
@@ -172,7 +183,7 @@ async fn read(
     req: Request,
     started: Instant,
 ) -> Result<Ctx, GatewayError> {
-    let key = authenticate(gw, cfg, &req)?;
+    let key = authenticate(gw, &req)?;
     let h = req.headers();
     // The client's address: the first `X-Forwarded-For` hop when the
     // gateway sits behind a proxy that sets it (`trust_forwarded_for`),
@@ -193,7 +204,13 @@ async fn read(
         (None, Some(ip)) => format!("ip:{ip}"),
         (None, None) => "anonymous".to_string(),
     };
-    let withhold = enforce(gw, cfg, &account)?;
+    // The verdict in force, looked up once for the limits and the actions.
+    let verdict = gw.verdict(&account);
+    let rates = key.as_ref().map(|k| rates(cfg, k, verdict));
+    if let (Some(k), Some((rpm, _))) = (&key, rates) {
+        admit(gw, k, Unit::Requests, 1.0, rpm)?;
+    }
+    let withhold = enforce(gw, cfg, &account, verdict)?;
     let user_agent = header_str(h, header::USER_AGENT).map(str::to_string);
     let pass = PASS
         .iter()
@@ -212,20 +229,8 @@ async fn read(
         })?;
     let model = model_of(&body)?;
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
-    let rates = key.as_ref().map(|k| rates(gw, cfg, k));
     if let (Some(k), Some((_, tpm))) = (&key, rates) {
-        let now = now_ms();
-        let mut lim = gw.limiter()?;
-        for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
-            if let Err(wait) = lim.admit(&who, Unit::Tokens, f64::from(estimate), tpm, now) {
-                gw.metrics.limited(Unit::Tokens);
-                return Err(GatewayError::Limited {
-                    retry_after: wait,
-                    who: who.to_string(),
-                    what: "token",
-                });
-            }
-        }
+        admit(gw, k, Unit::Tokens, f64::from(estimate), tpm)?;
     }
     Ok(Ctx {
         dialect,

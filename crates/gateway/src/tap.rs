@@ -115,16 +115,12 @@ impl Meter {
             };
             let data = data.strip_suffix(b"\r").unwrap_or(data);
             if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                let (mut out, mut tools, mut chars) = (
-                    std::mem::take(&mut self.out),
-                    std::mem::take(&mut self.tools),
-                    self.chars,
-                );
                 match self.dialect {
-                    Dialect::Openai => openai_chunk(&v, &mut out, &mut tools, &mut chars),
-                    Dialect::Anthropic => anthropic_event(&v, &mut out, &mut chars),
+                    Dialect::Openai => {
+                        openai_chunk(&v, &mut self.out, &mut self.tools, &mut self.chars)
+                    }
+                    Dialect::Anthropic => anthropic_event(&v, &mut self.out, &mut self.chars),
                 }
-                (self.out, self.tools, self.chars) = (out, tools, chars);
             }
         }
         self.buf.drain(..start);
