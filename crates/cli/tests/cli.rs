@@ -1419,13 +1419,7 @@ fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
         "embedded",
     ]);
     // Through the gateway, end to end.
-    let cfg = d.path("gateway.toml");
-    write(
-        &cfg,
-        &format!(
-            "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"teacher\"\nurl = \"{url}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
-        ),
-    );
+    let cfg = gateway_config(&d, "gateway.toml", &url, &["anthropic"], "");
     let (gw, gw_url) = start_gateway(&cfg);
     let (st, body) = http_post(
         &gw_url,
@@ -1557,6 +1551,27 @@ fn start_gateway_urls(config: &Path, n: usize) -> (std::process::Child, Vec<Stri
     (child, urls)
 }
 
+/// Writes a gateway config `name` in `d`: any free port, the `head` keys
+/// and tables, then one upstream per dialect at `upstream` (a mock's URL)
+/// serving `atlas-3`.
+fn gateway_config(
+    d: &Dir,
+    name: &str,
+    upstream: &str,
+    dialects: &[&str],
+    head: &str,
+) -> std::path::PathBuf {
+    let mut text = format!("listen = \"127.0.0.1:0\"\n{head}\n");
+    for dl in dialects {
+        text.push_str(&format!(
+            "[[upstreams]]\nname = \"up-{dl}\"\nurl = \"{upstream}\"\ndialect = \"{dl}\"\nmodels = [\"atlas-3\"]\n"
+        ));
+    }
+    let p = d.path(name);
+    write(&p, &text);
+    p
+}
+
 #[test]
 fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
     let bin = py_venv();
@@ -1588,18 +1603,10 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
         db,
     ]);
     let (mut mock, up) = start_mock(&["--reasoning"]);
-    let up = up.trim_start_matches("http://").to_string();
+    let both = ["openai", "anthropic"];
     let config = |name: &str, extra: &str| {
-        let p = d.path(name);
-        write(
-            &p,
-            &format!(
-                "listen = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nkeys_db = \"{db}\"\n{extra}\n\
-                 [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
-                 [[upstreams]]\nname = \"mock-a\"\nurl = \"http://{up}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
-            ),
-        );
-        p
+        let head = format!("max_body_bytes = 100000\nkeys_db = \"{db}\"\n{extra}");
+        gateway_config(&d, name, &up, &both, &head)
     };
     let (mut normal, gw) = start_gateway(&config("normal.toml", ""));
     let (mut blocking, bgw) = start_gateway(&config(
@@ -1607,15 +1614,12 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
         "[detect]\nthresholds = { monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }",
     ));
     let (mut faulty_mock, fup) = start_mock(&["--fault", "reset"]);
-    let fup = fup.trim_start_matches("http://").to_string();
-    let faulty_cfg = d.path("faulty.toml");
-    write(
-        &faulty_cfg,
-        &format!(
-            "listen = \"127.0.0.1:0\"\nkeys_db = \"{db}\"\n\
-             [[upstreams]]\nname = \"reset\"\nurl = \"http://{fup}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
-             [[upstreams]]\nname = \"reset-a\"\nurl = \"http://{fup}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
-        ),
+    let faulty_cfg = gateway_config(
+        &d,
+        "faulty.toml",
+        &fup,
+        &both,
+        &format!("keys_db = \"{db}\""),
     );
     let (mut faulty, fgw) = start_gateway(&faulty_cfg);
     let out = Command::new(bin.join("python"))
@@ -1653,18 +1657,15 @@ fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     let d = Dir::new("shutdown");
     // 60 chunks 50 ms apart: about three seconds of streaming.
     let (mut mock, up) = start_mock(&["--chunk-ms", "50"]);
-    let up = up.trim_start_matches("http://").to_string();
-    let cfg = d.path("gateway.toml");
     let log = d.path("events.jsonl");
-    write(
-        &cfg,
-        &format!(
-            "listen = \"127.0.0.1:0\"\n[log]\npath = \"{}\"\n\
-             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
-            log.display()
-        ),
+    let cfg = gateway_config(
+        &d,
+        "gateway.toml",
+        &up,
+        &["openai"],
+        &format!("[log]\npath = \"{}\"", log.display()),
     );
-    let (mut gw, url) = start_gateway(&cfg);
+    let (gw, url) = start_gateway(&cfg);
     let addr = url.trim_start_matches("http://").to_string();
     let body = r#"{"model":"atlas-3","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -1681,29 +1682,14 @@ fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     let n = s.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
     // …when the gateway is told to stop.
-    let st = Command::new("kill")
-        .args(["-TERM", &gw.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    terminate(&gw);
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.contains("[DONE]"), "the stream was cut: {rest}");
-    let started = std::time::Instant::now();
-    let code = loop {
-        if let Some(c) = gw.try_wait().unwrap() {
-            break c;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the gateway did not exit"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
     let _ = mock.kill();
     let _ = mock.wait();
-    assert!(code.success(), "{code:?}");
+    wait_clean_exit(gw);
     // The request reached the event log before the process ended.
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -1714,13 +1700,17 @@ fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     assert_eq!(e.client.ip.as_deref(), Some("127.0.0.1"));
 }
 
-/// Stops a gateway with SIGTERM and waits for it to exit cleanly.
-fn stop(mut child: std::process::Child) {
+/// Sends SIGTERM (a graceful stop).
+fn terminate(child: &std::process::Child) {
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// Waits (at most 10 s) for a process to exit with success.
+fn wait_clean_exit(mut child: std::process::Child) {
     let started = std::time::Instant::now();
     loop {
         if let Some(c) = child.try_wait().unwrap() {
@@ -1733,6 +1723,12 @@ fn stop(mut child: std::process::Child) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Stops a gateway with SIGTERM and waits for it to exit cleanly.
+fn stop(child: std::process::Child) {
+    terminate(&child);
+    wait_clean_exit(child);
 }
 
 #[test]
@@ -1755,18 +1751,12 @@ fn a_blocked_account_stays_blocked_across_a_gateway_restart() {
     let token = dg(&["keys", "admin-token"]);
     let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
     let (mut mock, up) = start_mock(&[]);
-    let up = up.trim_start_matches("http://").to_string();
     let config = |name: &str, extra: &str| {
-        let p = d.path(name);
-        write(
-            &p,
-            &format!(
-                "listen = \"127.0.0.1:0\"\nkeys_db = \"{db}\"\n[admin]\ntoken_sha256 = \"{}\"\n{extra}\n\
-                 [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
-                distillguard_storage::sha256_hex(&token)
-            ),
+        let head = format!(
+            "keys_db = \"{db}\"\n[admin]\ntoken_sha256 = \"{}\"\n{extra}",
+            distillguard_storage::sha256_hex(&token)
         );
-        p
+        gateway_config(&d, name, &up, &["openai"], &head)
     };
     let auth = format!("Authorization: Bearer {key}\r\n");
     let chat = r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -1810,15 +1800,7 @@ fn the_gateway_caps_open_connections() {
     use std::io::{Read, Write};
     let d = Dir::new("conncap");
     let (mut mock, up) = start_mock(&[]);
-    let up = up.trim_start_matches("http://").to_string();
-    let cfg = d.path("gateway.toml");
-    write(
-        &cfg,
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmax_connections = 2\n\
-             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n"
-        ),
-    );
+    let cfg = gateway_config(&d, "gateway.toml", &up, &["openai"], "max_connections = 2");
     let (gw, url) = start_gateway(&cfg);
     let addr = url.trim_start_matches("http://").to_string();
     // Two idle clients take both places.
@@ -1859,18 +1841,12 @@ fn the_gateway_caps_open_connections() {
 fn metrics_and_admin_can_live_on_an_internal_address_only() {
     let d = Dir::new("internal");
     let (mut mock, up) = start_mock(&[]);
-    let up = up.trim_start_matches("http://").to_string();
     let token = "dgadmin_internal";
-    let cfg = d.path("gateway.toml");
-    write(
-        &cfg,
-        &format!(
-            "listen = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
-             [admin]\ntoken_sha256 = \"{}\"\n\
-             [[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
-            distillguard_storage::sha256_hex(token)
-        ),
+    let head = format!(
+        "internal_listen = \"127.0.0.1:0\"\n[admin]\ntoken_sha256 = \"{}\"",
+        distillguard_storage::sha256_hex(token)
     );
+    let cfg = gateway_config(&d, "gateway.toml", &up, &["openai"], &head);
     let (gw, urls) = start_gateway_urls(&cfg, 2);
     let (public, internal) = (&urls[0], &urls[1]);
     let chat = r#"{"model":"atlas-3","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
