@@ -382,6 +382,37 @@ async fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Polls `probe` every 20 ms for up to 5 s (verdicts and counts come from
+/// the detector thread, asynchronously); its first `Some`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    mut probe: impl FnMut() -> F,
+) -> Option<T> {
+    for _ in 0..250 {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The admin view of an account.
+async fn account_state(gw: &str, auth: &str, id: &str) -> serde_json::Value {
+    let (_, _, b) = get_with(gw, &format!("/admin/accounts/{id}"), auth).await;
+    serde_json::from_str(&b).unwrap()
+}
+
+/// Whether every one of `ids` is blocked as a campaign member.
+async fn blocked_as_campaign(gw: &str, auth: &str, ids: &[String]) -> bool {
+    for id in ids {
+        let v = account_state(gw, auth, id).await;
+        if !(v["detected"]["campaign"] == true && v["verdict"] == "block") {
+            return false;
+        }
+    }
+    true
+}
+
 async fn request_with(
     method: &str,
     addr: &str,
@@ -757,21 +788,10 @@ async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
     );
     // The verdicts come from the detector thread: wait for them.
     let auth = format!("Authorization: Bearer {token}\r\n");
-    let mut all = false;
-    for _ in 0..150 {
-        let mut n = 0;
-        for a in 0..4 {
-            let (_, _, b) = get_with(&gw, &format!("/admin/accounts/hydra_{a}"), &auth).await;
-            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-            n += usize::from(v["detected"]["campaign"] == true && v["verdict"] == "block");
-        }
-        if n == 4 {
-            all = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(all, "the campaign was not linked and blocked");
+    let hydra: Vec<String> = (0..4).map(|a| format!("hydra_{a}")).collect();
+    let (g, a, h) = (&gw, &auth, &hydra);
+    let all = eventually(|| async move { blocked_as_campaign(g, a, h).await.then_some(()) }).await;
+    assert!(all.is_some(), "the campaign was not linked and blocked");
     for (a, k) in keys.iter().enumerate() {
         let h = format!("Authorization: Bearer {k}\r\nX-Forwarded-For: 198.51.100.7\r\n");
         let (st, _, b) = post_with(&gw, "/v1/chat/completions", &body(a), &h).await;
@@ -779,15 +799,12 @@ async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
     }
     // The honest account is flagged (throttle at any risk) but in no
     // campaign (once the detector has seen it).
-    let mut v = serde_json::Value::Null;
-    for _ in 0..100 {
-        let (_, _, b) = get_with(&gw, "/admin/accounts/honest", &auth).await;
-        v = serde_json::from_str(&b).unwrap();
-        if !v["detected"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let v = eventually(|| async move {
+        let v = account_state(g, a, "honest").await;
+        (!v["detected"].is_null()).then_some(v)
+    })
+    .await
+    .expect("the detector never saw the honest account");
     assert_eq!(v["detected"]["verdict"], "throttle", "{v}");
     assert_eq!(v["detected"]["campaign"], false, "{v}");
     assert_eq!(metric(&gw, "distillguard_campaign_accounts").await, 4.0);
@@ -816,25 +833,16 @@ async fn a_client_that_leaves_mid_stream_is_counted_and_its_request_still_observ
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(s);
-    let mut gone = 0.0;
-    for _ in 0..100 {
-        gone = metric(&gw, "distillguard_answers_total{outcome=\"client_gone\"}").await;
-        if gone > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(gone, 1.0);
+    let g = &gw;
+    let positive = |name: &'static str| async move {
+        let v = metric(g, name).await;
+        (v > 0.0).then_some(v)
+    };
+    let gone = eventually(|| positive("distillguard_answers_total{outcome=\"client_gone\"}")).await;
+    assert_eq!(gone, Some(1.0));
     // The request still reached the detector.
-    let mut processed = 0.0;
-    for _ in 0..100 {
-        processed = metric(&gw, "distillguard_detector_processed_total").await;
-        if processed > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(processed, 1.0);
+    let processed = eventually(|| positive("distillguard_detector_processed_total")).await;
+    assert_eq!(processed, Some(1.0));
 }
 
 #[tokio::test]
@@ -861,12 +869,11 @@ async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
         200
     );
     // Wait for the verdict.
-    for _ in 0..100 {
-        if metric(&gw, "distillguard_accounts{verdict=\"throttle\"}").await == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let g = &gw;
+    eventually(|| async move {
+        (metric(g, "distillguard_accounts{verdict=\"throttle\"}").await == 1.0).then_some(())
+    })
+    .await;
     let mut served = 1;
     loop {
         let (st, _, body) = post_with(&gw, "/v1/chat/completions", CHAT, &bearer).await;
@@ -941,25 +948,16 @@ async fn account_records_link_a_shared_card_in_the_gateway() {
         }
     }
     let auth = format!("Authorization: Bearer {token}\r\n");
-    let state = |v: serde_json::Value| (v["detected"]["campaign"].clone(), v["verdict"].clone());
-    let mut linked = false;
-    for _ in 0..150 {
-        let mut n = 0;
-        for a in 0..3 {
-            let (_, _, b) = get_with(&gw, &format!("/admin/accounts/card_{a}"), &auth).await;
-            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-            n += usize::from(state(v) == (true.into(), "block".into()));
-        }
-        if n == 3 {
-            linked = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(linked, "the shared card did not link the accounts");
-    let (_, _, b) = get_with(&gw, "/admin/accounts/own_card", &auth).await;
-    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(v["detected"]["campaign"], false, "{b}");
+    let cards: Vec<String> = (0..3).map(|a| format!("card_{a}")).collect();
+    let (g, a, c) = (&gw, &auth, &cards);
+    let linked =
+        eventually(|| async move { blocked_as_campaign(g, a, c).await.then_some(()) }).await;
+    assert!(
+        linked.is_some(),
+        "the shared card did not link the accounts"
+    );
+    let v = account_state(&gw, &auth, "own_card").await;
+    assert_eq!(v["detected"]["campaign"], false, "{v}");
     // A malformed record stops the gateway from starting, naming its line.
     std::fs::write(&accounts, "{\"account_id\":\"x\"}\nnot json\n").unwrap();
     let cfg = keyed(
