@@ -9,26 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use distillguard_core::report::{Report, Verdict};
+use distillguard_core::report::Report;
 use distillguard_core::{AccountInfo, AccountRecord, ReadError, RecordReader};
-use distillguard_detect::engine::{Engine, Pre, Weights, pre};
-use distillguard_detect::signals::request::capability::Capability;
-use distillguard_link::{Activity, Key, Linker, campaign};
+use distillguard_detect::engine::{Engine, Weights};
 use distillguard_stix::Intel;
 
 use crate::config::AnalyzeConfig;
 use crate::{Format, progress, report_bad_lines};
 
-/// One request as the fold sees it: the engine's record, the linker's keys
-/// and the partner indicators it matched.
-pub(crate) type Record = (Pre, Vec<Key>, Vec<u16>);
-
-/// What the per-request work computes besides the engine's record.
-pub(crate) struct PerRequest<'a> {
-    pub intel: &'a Intel,
-    /// Link keys (off when linking is: they cost allocations per request).
-    pub link_keys: bool,
-}
+pub(crate) use distillguard_pipeline::{PerRequest, Record};
 
 /// Per-request work, on the parsing threads.
 pub(crate) fn record(
@@ -36,212 +25,11 @@ pub(crate) fn record(
     per: &PerRequest,
 ) -> Result<Record, distillguard_core::EventError> {
     let e = distillguard_core::parse_event_line(line)?;
-    let p = pre(&e);
-    let intel = per.intel;
-    let keys = if per.link_keys || !intel.is_empty() {
-        distillguard_link::event_keys(&e, p.template)
-    } else {
-        Vec::new()
-    };
-    let hits = if intel.is_empty() {
-        Vec::new()
-    } else {
-        let template = keys
-            .iter()
-            .find(|k| k.kind == distillguard_link::Kind::Template)
-            .map(|k| k.label.render());
-        intel.match_request(&e.account_id, e.client.ip.as_deref(), template.as_deref())
-    };
-    let keys = if per.link_keys { keys } else { Vec::new() };
-    Ok((p, keys, hits))
+    Ok(distillguard_pipeline::record(&e, per))
 }
 
-/// The engine and the linker, folded together in time order.
-pub(crate) struct Fold {
-    pub engine: Engine,
-    linker: Linker,
-    /// Engine index → linker index.
-    link_of: Vec<u32>,
-    link_ids: HashMap<String, u32>,
-    link_names: Vec<String>,
-    /// Partner indicator matches: account id → source → requests (0 for
-    /// an account-record match).
-    intel_hits: HashMap<String, std::collections::BTreeMap<u16, u64>>,
-    intel_sources: Vec<distillguard_stix::import::Source>,
-}
-
-impl Fold {
-    /// `accounts`: the account records; all are registered with the linker
-    /// (in id order), so that accounts that never send a request can still
-    /// be linked through their payment methods.
-    pub fn new(
-        engine: Engine,
-        link: distillguard_link::Config,
-        accounts: &HashMap<String, AccountInfo>,
-        intel: &Intel,
-    ) -> Fold {
-        let mut linker = Linker::new(link);
-        let mut ids: Vec<&String> = accounts.keys().collect();
-        ids.sort();
-        let mut link_ids = HashMap::with_capacity(ids.len());
-        let mut link_names = Vec::with_capacity(ids.len());
-        for (i, id) in ids.into_iter().enumerate() {
-            link_ids.insert(id.clone(), i as u32);
-            link_names.push(id.clone());
-            if let Some(info) = accounts.get(id) {
-                linker.register(i as u32, info);
-            }
-        }
-        let mut intel_hits: HashMap<String, std::collections::BTreeMap<u16, u64>> = HashMap::new();
-        if !intel.is_empty() {
-            for (id, info) in accounts {
-                if let Some(pm) = info.payment_fingerprint.as_deref() {
-                    for s in intel.match_payment(pm) {
-                        intel_hits
-                            .entry(id.clone())
-                            .or_default()
-                            .entry(s)
-                            .or_insert(0);
-                    }
-                }
-            }
-        }
-        Fold {
-            engine,
-            linker,
-            link_of: Vec::new(),
-            link_ids,
-            link_names,
-            intel_hits,
-            intel_sources: intel.sources.clone(),
-        }
-    }
-
-    pub fn process(&mut self, (p, keys, hits): &Record) {
-        for &s in hits {
-            *self
-                .intel_hits
-                .entry(p.account_id.clone())
-                .or_default()
-                .entry(s)
-                .or_insert(0) += 1;
-        }
-        let idx = self.engine.process(p);
-        if !self.linker.cfg.enabled {
-            return;
-        }
-        let li = match self.link_of.get(idx as usize) {
-            Some(&li) => li,
-            None => {
-                let next = self.link_names.len() as u32;
-                let li = *self.link_ids.entry(p.account_id.clone()).or_insert(next);
-                if li == next {
-                    self.link_names.push(p.account_id.clone());
-                }
-                self.link_of.push(li);
-                li
-            }
-        };
-        self.linker.observe(
-            li,
-            p.account.as_ref(),
-            keys,
-            Activity {
-                ts: p.ts,
-                output_tokens: p.output_tokens,
-                capability: p.capability as u8,
-                risk: self.engine.risk_now(idx),
-                flagged: self.engine.is_flagged(idx),
-            },
-        );
-    }
-
-    /// The report: accounts (with campaign membership applied) and campaigns.
-    pub fn finish(mut self, all: bool) -> Report {
-        if !self.linker.cfg.enabled {
-            let mut report = self.engine.report(all);
-            self.apply_intel(&mut report);
-            return report;
-        }
-        for li in 0..self.link_names.len() as u32 {
-            if self.linker.requests_of(li) == 0 {
-                self.linker.link_dormant(li);
-            }
-        }
-        let mut report = self.engine.report(true);
-        self.apply_intel(&mut report);
-        let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
-        let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
-        campaign::apply(&mut report, &mut self.linker, &camps, &self.link_ids);
-        if !all {
-            report.accounts.retain(|a| a.verdict != Verdict::Allow);
-        }
-        report.accounts.sort_by(|a, b| {
-            b.verdict
-                .is_flagged()
-                .cmp(&a.verdict.is_flagged())
-                .then(b.risk.total_cmp(&a.risk))
-                .then(a.account_id.cmp(&b.account_id))
-        });
-        // Verdict counts after campaigns raised some.
-        let mut counts: HashMap<Verdict, u64> = HashMap::new();
-        for a in &report.accounts {
-            *counts.entry(a.verdict).or_default() += 1;
-        }
-        for v in [Verdict::Monitor, Verdict::Throttle, Verdict::Block] {
-            report.stats.insert(
-                format!("verdict_{}", v.as_str()),
-                counts.get(&v).copied().unwrap_or(0).into(),
-            );
-        }
-        let linked: usize = report.campaigns.iter().map(|c| c.accounts.len()).sum();
-        report
-            .stats
-            .insert("campaigns".into(), (report.campaigns.len() as u64).into());
-        report
-            .stats
-            .insert("campaign_accounts".into(), (linked as u64).into());
-        report
-    }
-}
-
-impl Fold {
-    /// Accounts that matched partner indicators gain a reason naming them,
-    /// and at least "monitor".
-    fn apply_intel(&self, report: &mut Report) {
-        if self.intel_hits.is_empty() {
-            return;
-        }
-        for a in &mut report.accounts {
-            let Some(hits) = self.intel_hits.get(&a.account_id) else {
-                continue;
-            };
-            let names: Vec<String> = hits
-                .iter()
-                .map(|(s, n)| {
-                    let src = &self.intel_sources[*s as usize];
-                    if *n == 0 {
-                        format!("'{}' ({}) on its account record", src.name, src.id)
-                    } else {
-                        format!("'{}' ({}) on {n} requests", src.name, src.id)
-                    }
-                })
-                .collect();
-            a.reasons.insert(
-                0,
-                distillguard_core::report::Reason {
-                    signal: "intel".into(),
-                    value: hits.len() as f64,
-                    contribution: 0.0,
-                    detail: format!("matches partner indicator {}", names.join(", ")),
-                },
-            );
-            if a.verdict < Verdict::Monitor {
-                a.verdict = Verdict::Monitor;
-            }
-        }
-    }
-}
+/// The verdict pipeline (`distillguard-pipeline`), as `analyze` folds it.
+pub(crate) type Fold = distillguard_pipeline::Pipeline;
 
 /// Malformed lines while reading: the first 20 are printed with their
 /// place, the rest counted; strict mode stops at the first.
@@ -297,8 +85,8 @@ fn read_each(
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
                     Ok(r) => {
-                        out_of_order += (r.0.ts.0 < last) as u64;
-                        last = last.max(r.0.ts.0);
+                        out_of_order += (r.pre.ts.0 < last) as u64;
+                        last = last.max(r.pre.ts.0);
                         each(r)
                     }
                     Err(e) => bad.line(e, strict),
@@ -348,7 +136,10 @@ fn stream_fold(
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
     let mut late = None;
     let read = read_each(inputs, strict, bar, per, "scoring", |rec| {
-        reorder.push(rec, |r| fold.process(&r)).map_err(|l| {
+        reorder.push(rec, |r| {
+            fold.process(&r);
+        })
+        .map_err(|l| {
             late = Some(l);
             ReadError::Stopped
         })
@@ -359,7 +150,9 @@ fn stream_fold(
         (Ok(n), None) => n,
     };
     let peak = reorder.peak;
-    reorder.finish(|r| fold.process(&r));
+    reorder.finish(|r| {
+        fold.process(&r);
+    });
     Ok(Streamed::Done { out_of_order, peak })
 }
 
@@ -452,8 +245,18 @@ fn add_samples(report: &mut Report, inputs: &[PathBuf], n: usize) -> Result<()> 
 #[derive(clap::Args)]
 pub(crate) struct Options {
     /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "scenario", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+    /// Instead of logs: simulate this scenario (a built-in such as
+    /// `default`, `random`, or a TOML file) into a temporary directory,
+    /// analyze it with its account records and model releases, and end
+    /// with a comparison against its truth. The quickest way to see the
+    /// whole job.
+    #[arg(long, conflicts_with_all = ["inputs", "accounts", "models"])]
+    pub scenario: Option<String>,
+    /// `--scenario`: the seed of the simulated world.
+    #[arg(long, default_value_t = 2, requires = "scenario")]
+    pub seed: u64,
     /// Account records (`account_id` plus account fields per line).
     #[arg(long)]
     pub accounts: Option<PathBuf>,
@@ -490,7 +293,74 @@ pub(crate) struct Options {
     pub quiet: bool,
 }
 
-pub(crate) fn run(o: Options) -> Result<ExitCode> {
+/// `--scenario`: simulates into a temporary directory, points the options
+/// at its files, and returns the directory (for the truth).
+fn simulated(o: &mut Options) -> Result<Option<PathBuf>> {
+    let Some(name) = o.scenario.clone() else {
+        return Ok(None);
+    };
+    let scenario = crate::simulate::load(&name, o.seed, &crate::simulate::RandomArgs {
+        scale: 1.0,
+        family: Vec::new(),
+        without_family: Vec::new(),
+    })?;
+    let corpus = distillguard_simulator::Corpus::load(&scenario.corpus)
+        .with_context(|| format!("loading corpus {:?}", scenario.corpus))?;
+    let dir = std::env::temp_dir().join(format!(
+        "distillguard-{}-seed{}-{}",
+        scenario.name,
+        o.seed,
+        std::process::id()
+    ));
+    let bar = progress::Bar::new(!o.quiet);
+    let summary = distillguard_simulator::simulate(&scenario, o.seed, &corpus, &dir, &bar)?;
+    drop(bar);
+    let _ = writeln!(
+        io::stderr(),
+        "simulated {} (seed {}): {} events from {} accounts ({} attack) into {}",
+        scenario.name,
+        o.seed,
+        summary.events,
+        summary.accounts,
+        summary.attack_accounts,
+        dir.display()
+    );
+    o.inputs = vec![dir.join("events.jsonl.gz")];
+    o.accounts = Some(dir.join("accounts.jsonl"));
+    o.models = Some(dir.join("models.jsonl"));
+    Ok(Some(dir))
+}
+
+/// After `--scenario`: how the report compares with the world's truth.
+fn against_truth(report: &Report, dir: &Path) -> Result<String> {
+    let (truth, _) = RecordReader::<distillguard_core::TruthRecord>::open(&dir.join("truth.jsonl"))?
+        .read_all(true)?;
+    let flagged: std::collections::HashSet<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| a.verdict.is_flagged())
+        .map(|a| a.account_id.as_str())
+        .collect();
+    let attack: Vec<&distillguard_core::TruthRecord> = truth
+        .iter()
+        .filter(|t| t.label == distillguard_core::Label::Attack)
+        .collect();
+    let caught = attack.iter().filter(|t| flagged.contains(t.account_id.as_str())).count();
+    let honest = truth.len() - attack.len();
+    let fp = truth
+        .iter()
+        .filter(|t| t.label == distillguard_core::Label::Benign && flagged.contains(t.account_id.as_str()))
+        .count();
+    Ok(format!(
+        "against the simulated truth: {caught} of {} attack accounts flagged ({:.1}%), {fp} of {honest} honest accounts flagged; `distillguard eval --report R --truth {}` scores a JSON report in full",
+        attack.len(),
+        100.0 * caught as f64 / attack.len().max(1) as f64,
+        dir.join("truth.jsonl").display()
+    ))
+}
+
+pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
+    let sim_dir = simulated(&mut o)?;
     // The config file: parsed (unknown keys are errors), then validated.
     let (config, config_dir): (AnalyzeConfig, Option<PathBuf>) = match &o.config {
         Some(p) => {
@@ -515,10 +385,16 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         )
     });
     let weights = match weights_path {
-        Some(p) => serde_json::from_str::<Weights>(
-            &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("{}: not a weights file", p.display()))?,
+        Some(p) => {
+            let w = serde_json::from_str::<Weights>(
+                &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not a weights file", p.display()))?;
+            if let Err(why) = w.check() {
+                bail!("{}: {why}", p.display());
+            }
+            w
+        }
         None => Weights::embedded(),
     };
     let thresholds = config.thresholds.unwrap_or(weights.thresholds);
@@ -600,7 +476,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
             }
         }
     };
-    let events = fold.engine.events;
+    let events = fold.events();
     let secs = started.elapsed().as_secs_f64();
     let mut report = fold.finish(o.all);
     drop(bar);
@@ -642,6 +518,25 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         Format::Table => table(&mut sink, &report, events, secs, &weights.provenance)?,
     }
     sink.flush()?;
+    if let (Some(p), false) = (&o.out, o.quiet) {
+        let flagged = report.accounts.iter().filter(|a| a.verdict.is_flagged()).count();
+        let _ = writeln!(
+            io::stderr(),
+            "{events} events, {} accounts: {flagged} flagged, {} campaigns, {} keys flagged; report written to {} in {secs:.1}s",
+            report.stats.get("accounts").cloned().unwrap_or_default(),
+            report.campaigns.len(),
+            report.keys.iter().filter(|k| k.verdict.is_flagged()).count(),
+            p.display()
+        );
+    }
+    if let Some(dir) = &sim_dir {
+        let line = against_truth(&report, dir)?;
+        if o.format == Format::Table && o.out.is_none() {
+            writeln!(io::stdout().lock(), "\n{line}")?;
+        } else {
+            let _ = writeln!(io::stderr(), "{line}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -650,7 +545,7 @@ fn time_order(recs: &[Record]) -> Vec<u32> {
     let mut keys: Vec<(i64, u64, u32)> = recs
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.0.ts.0, r.0.account_key, i as u32))
+        .map(|(i, r)| (r.pre.ts.0, r.pre.account_key, i as u32))
         .collect();
     keys.sort_unstable();
     keys.into_iter().map(|k| k.2).collect()

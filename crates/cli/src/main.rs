@@ -14,8 +14,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod analyze;
 mod config;
+mod fit;
+mod fit_elicitation;
 mod progress;
 mod radioactivity;
+mod simulate;
 mod svg;
 mod watermark;
 mod wm_experiment;
@@ -31,8 +34,7 @@ use distillguard_core::{
     AccountRecord, Dialect, LineError, ReadError, RecordReader, Timestamp, TruthRecord,
 };
 use distillguard_eval::{EventIndex, Inputs};
-use distillguard_simulator::scenario::BUILTIN;
-use distillguard_simulator::{Corpus, Scenario};
+use distillguard_simulator::Corpus;
 
 #[derive(Parser)]
 #[command(
@@ -118,27 +120,7 @@ enum BenchTarget {
 #[derive(Subcommand)]
 enum Command {
     /// Simulate API traffic with labelled distillation campaigns.
-    Simulate {
-        /// A built-in scenario (small, default, incident, benign-infra) or a TOML file.
-        #[arg(long, default_value = "small")]
-        scenario: String,
-        /// Same seed, same scenario, same corpus: same bytes.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Output directory (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Human prompts: `auto` (../shared ShareGPT file if found, else the
-        /// embedded sample), `embedded`, or a path. Overrides the scenario's.
-        #[arg(long)]
-        corpus: Option<String>,
-        /// Summary format on standard output.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Simulate(simulate::SimulateArgs),
     /// Detect distillation: score every account of event logs, in time order.
     Analyze(analyze::Options),
     /// API keys of the gateway (stored hashed in an embedded SQLite file).
@@ -197,14 +179,15 @@ enum Command {
         #[command(subcommand)]
         what: ExportCommand,
     },
-    /// Fit the score's weights on a labelled simulation directory.
-    Fit {
-        /// A `distillguard simulate` output directory.
-        dir: PathBuf,
-        /// Where to write the weights (JSON).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    /// Fit the score's weights and thresholds on many labelled worlds
+    /// (randomised, or labelled directories), leaving a family out if asked.
+    Fit(fit::FitArgs),
+    /// Leave-one-family-out: for each campaign family, fit on worlds
+    /// without it and judge on worlds with it.
+    Lofo(fit::LofoArgs),
+    /// Train the learned elicitation classifier and measure it on styles,
+    /// languages and phrasings held out of its training.
+    FitElicitation(fit_elicitation::Args),
     /// Score an analysis report against the ground truth.
     Eval {
         /// `distillguard analyze --format json` output.
@@ -252,6 +235,10 @@ enum Command {
         /// Output directory: events.jsonl.gz (time order) and truth.jsonl.
         #[arg(long)]
         out: PathBuf,
+        /// Stretch the records' times over this many hours, order kept
+        /// (Glasswally's log spans 0.11 s, which no real traffic does).
+        #[arg(long)]
+        spread_hours: Option<f64>,
         /// Stop at the first malformed line (exit code 2).
         #[arg(long)]
         strict: bool,
@@ -279,7 +266,7 @@ enum Command {
         accounts: u32,
     },
     /// List the built-in scenarios, or print one as TOML to start your own.
-    Scenarios { name: Option<String> },
+    Scenarios(simulate::ScenariosArgs),
 }
 
 fn main() -> ExitCode {
@@ -307,14 +294,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Simulate {
-            scenario,
-            seed,
-            out,
-            corpus,
-            format,
-            quiet,
-        } => simulate(&scenario, seed, &out, corpus, format, quiet),
+        Command::Simulate(a) => simulate::run(a),
         Command::Eval {
             report,
             truth,
@@ -334,8 +314,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format: ImportFormat::Glasswally,
             input,
             out,
+            spread_hours,
             strict,
-        } => import_glasswally(&input, &out, strict),
+        } => import_glasswally(&input, &out, spread_hours, strict),
         Command::Bench {
             target: BenchTarget::Sketches,
             corpus,
@@ -358,7 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             target: BenchTarget::Watermark,
             ..
         } => bench_watermark(),
-        Command::Scenarios { name } => scenarios(name),
+        Command::Scenarios(a) => simulate::scenarios(a),
         Command::Analyze(opts) => analyze::run(opts),
         Command::Export {
             what:
@@ -411,78 +392,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &corpus,
             fault,
         ),
-        Command::Fit { dir, out } => fit(&dir, &out),
+        Command::Fit(a) => fit::fit(a),
+        Command::Lofo(a) => fit::lofo(a),
+        Command::FitElicitation(a) => fit_elicitation::run(a),
     }
-}
-
-fn simulate(
-    name: &str,
-    seed: u64,
-    out: &Path,
-    corpus: Option<String>,
-    format: Format,
-    quiet: bool,
-) -> Result<ExitCode> {
-    let scenario = Scenario::load(name)?;
-    let corpus_spec = corpus.unwrap_or_else(|| scenario.corpus.clone());
-    let corpus =
-        Corpus::load(&corpus_spec).with_context(|| format!("loading corpus {corpus_spec:?}"))?;
-    for e in corpus.skipped.iter().take(5) {
-        let _ = writeln!(io::stderr(), "warning: corpus line skipped: {e}");
-    }
-    if !quiet {
-        let _ = writeln!(
-            io::stderr(),
-            "scenario {} (seed {seed}), corpus: {} ({} conversations)",
-            scenario.name,
-            corpus.source,
-            corpus.conversations.len()
-        );
-    }
-    let started = std::time::Instant::now();
-    let bar = progress::Bar::new(!quiet);
-    let summary = distillguard_simulator::simulate(&scenario, seed, &corpus, out, &bar)?;
-    drop(bar);
-    let secs = started.elapsed().as_secs_f64();
-    let mut stdout = io::stdout().lock();
-    match format {
-        Format::Json | Format::Jsonl => {
-            serde_json::to_writer_pretty(&mut stdout, &summary)?;
-            writeln!(stdout)?;
-        }
-        Format::Table => {
-            writeln!(
-                stdout,
-                "wrote {} events ({} accounts: {} benign, {} attack) to {} in {secs:.1}s",
-                summary.events,
-                summary.accounts,
-                summary.benign_accounts,
-                summary.attack_accounts,
-                out.display()
-            )?;
-            writeln!(
-                stdout,
-                "span {} … {}; {:.0} MB of JSON, {:.0} MB gzipped",
-                summary.start,
-                summary.end,
-                summary.bytes_uncompressed as f64 / 1e6,
-                summary.bytes_written as f64 / 1e6
-            )?;
-            writeln!(
-                stdout,
-                "{:<24}{:>10}{:>14}",
-                "campaign", "accounts", "distill reqs"
-            )?;
-            for (name, c) in &summary.campaigns {
-                writeln!(stdout, "{name:<24}{:>10}{:>14}", c.accounts, c.events)?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `path`'s sibling `name`, if it exists.
-fn beside(path: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn beside(path: &Path, name: &str) -> Option<PathBuf> {
     let p = path.parent().unwrap_or(Path::new(".")).join(name);
     p.exists().then_some(p)
 }
@@ -672,15 +589,30 @@ fn check(
     Ok(ExitCode::SUCCESS)
 }
 
-fn import_glasswally(input: &Path, out: &Path, strict: bool) -> Result<ExitCode> {
-    use distillguard_core::import::glasswally::{Record, truth_of};
+fn import_glasswally(
+    input: &Path,
+    out: &Path,
+    spread_hours: Option<f64>,
+    strict: bool,
+) -> Result<ExitCode> {
+    use distillguard_core::import::glasswally::{Record, spread, truth_of};
+    if let Some(h) = spread_hours
+        && !(h > 0.0 && h <= 24.0 * 366.0)
+    {
+        bail!("--spread-hours must be in (0, 8784], got {h}");
+    }
     let (records, bad) = RecordReader::<Record>::open(input)?.read_all(strict)?;
     report_bad_lines(&bad, "import");
+    let times = spread_hours.map(|h| spread(&records, h));
     let mut lines = Vec::with_capacity(records.len());
     let mut kept = Vec::with_capacity(records.len());
     let mut skipped = 0u64;
     for (n, r) in records.iter().enumerate() {
-        match r.to_event_line(n as u64).and_then(|l| Ok((r.ts()?, l))) {
+        let at = match times.as_ref().and_then(|t| t[n]) {
+            Some(t) => Ok(t),
+            None => r.ts(),
+        };
+        match at.and_then(|ts| Ok((ts, r.to_event_line_at(n as u64, ts)?))) {
             Ok((ts, line)) => {
                 lines.push((ts, n, line));
                 kept.push(r);
@@ -1065,137 +997,6 @@ fn export_stix(
     Ok(ExitCode::SUCCESS)
 }
 
-fn fit(dir: &Path, out: &Path) -> Result<ExitCode> {
-    use distillguard_detect::engine::{Engine, FEATURES, Thresholds, Weights};
-    use distillguard_detect::fit::CHECKPOINTS;
-    let (truth, _) = RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))?.read_all(true)?;
-    let attack: std::collections::HashMap<String, bool> = truth
-        .into_iter()
-        .map(|t| (t.account_id, t.label == distillguard_core::Label::Attack))
-        .collect();
-    let accounts =
-        analyze::read_accounts(beside(&dir.join("x"), "accounts.jsonl").as_deref(), true)?;
-    let models = analyze::read_models(beside(&dir.join("x"), "models.jsonl").as_deref(), true)?;
-    let bar = progress::Bar::new(true);
-    let (recs, _) = analyze::read_records(
-        &[dir.join("events.jsonl.gz")],
-        true,
-        &bar,
-        &analyze::PerRequest {
-            intel: &distillguard_stix::Intel::default(),
-            link_keys: false,
-        },
-    )?;
-    drop(bar);
-    let pres: Vec<distillguard_detect::engine::Pre> = recs.into_iter().map(|r| r.0).collect();
-    let accounts_again = accounts.clone();
-    let mut engine = Engine::new(
-        &Weights::embedded(),
-        Thresholds::default(),
-        &models,
-        accounts,
-    );
-    let mut samples = Vec::new();
-    let mut last: std::collections::HashMap<u32, ([f64; FEATURES.len()], bool)> =
-        std::collections::HashMap::new();
-    let order = distillguard_detect::engine::time_order(&pres);
-    for &k in &order {
-        let p = &pres[k as usize];
-        let idx = engine.process(p);
-        let y = attack.get(&p.account_id).copied().unwrap_or(false);
-        let n = engine.requests_of(idx);
-        let x = engine.feature_vector(idx);
-        if CHECKPOINTS.contains(&n) {
-            samples.push((x, y));
-        }
-        last.insert(idx, (x, y));
-    }
-    // In account order, so the fit's sums (and its output bytes) do not depend
-    // on hash-map iteration order.
-    let mut last: Vec<_> = last.into_iter().collect();
-    last.sort_unstable_by_key(|(idx, _)| *idx);
-    samples.extend(last.into_iter().map(|(_, s)| s));
-    let nonneg: Vec<usize> = distillguard_detect::engine::NON_NEGATIVE
-        .iter()
-        .filter_map(|n| FEATURES.iter().position(|f| f == n))
-        .collect();
-    let (bias, w) = distillguard_detect::fit::fit_nonneg(&samples, 1.0, 100, &nonneg);
-    // Thresholds from the training data: re-score with the new weights; throttle
-    // where at most 0.005% of honest accounts (half the target) would be
-    // stopped, block where none would.
-    let draft = Weights {
-        provenance: String::new(),
-        bias,
-        weights: FEATURES
-            .iter()
-            .zip(w.iter())
-            .map(|(n, v)| (n.to_string(), *v))
-            .collect(),
-        thresholds: Thresholds::default(),
-    };
-    let mut rescore = Engine::new(&draft, Thresholds::default(), &models, accounts_again);
-    for &k in &order {
-        rescore.process(&pres[k as usize]);
-    }
-    let min_requests = Thresholds::default().min_requests;
-    let mut benign: Vec<f64> = rescore
-        .max_risks()
-        .filter(|(a, _, n)| !attack.get(*a).copied().unwrap_or(false) && *n >= min_requests)
-        .map(|(_, r, _)| r)
-        .collect();
-    benign.sort_by(|a, b| b.total_cmp(a));
-    let budget = (benign.len() as f64 * 0.00005).floor() as usize;
-    let at = |i: usize| benign.get(i).copied().unwrap_or(0.0);
-    let throttle = (at(budget) + 1e-4).clamp(0.5, 0.9999);
-    let block = (at(0) + 1e-4).clamp(throttle, 0.99995);
-    let round6 = |x: f64| (x * 1e6).round() / 1e6;
-    let thresholds = Thresholds {
-        monitor: round6((throttle - 0.2).max(0.3)),
-        throttle: round6(throttle),
-        block: round6(block),
-        min_requests,
-    };
-    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let provenance = format!(
-        "distillguard fit on scenario {} seed {} ({} samples at checkpoints {:?} and each account's end)",
-        manifest["summary"]["scenario"].as_str().unwrap_or("?"),
-        manifest["summary"]["seed"],
-        samples.len(),
-        CHECKPOINTS
-    );
-    let weights = Weights {
-        provenance,
-        bias: (bias * 1e4).round() / 1e4,
-        weights: FEATURES
-            .iter()
-            .zip(w.iter())
-            .map(|(n, v)| (n.to_string(), (v * 1e4).round() / 1e4))
-            .collect(),
-        thresholds,
-    };
-    let mut text = serde_json::to_string_pretty(&weights)?;
-    text.push('\n');
-    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
-    let mut o = io::stdout().lock();
-    writeln!(
-        o,
-        "fitted on {} samples; bias {:.3}; thresholds monitor {:.4} throttle {:.4} block {:.4} (from {} honest accounts)",
-        samples.len(),
-        weights.bias,
-        thresholds.monitor,
-        thresholds.throttle,
-        thresholds.block,
-        benign.len()
-    )?;
-    for (n, v) in FEATURES.iter().zip(w.iter()) {
-        writeln!(o, "  {n:<26}{v:>9.3}")?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Resident memory of this process, from /proc (Linux), in bytes.
 fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -1225,21 +1026,25 @@ fn bench_accounts(n: u32) -> Result<ExitCode> {
                 model: 7,
                 max_tokens: 1024,
                 output_tokens: 700,
-                elicits: h % 7 == 0,
+                elicit: if h % 7 == 0 { 1.0 } else { 0.02 },
+                elicit_in_system: false,
+                reasoning_param: h % 11 == 0,
                 capability: Capability::ALL[(h % 9) as usize],
                 logprobs: false,
                 multi_sample: false,
-                settings_key: h % 5,
+                settings_key: Some(h % 5),
                 single_shot: true,
                 refers_back: false,
                 template: Some([h, h.rotate_left(17)]),
                 exact: h.rotate_left(31),
+                system: 0,
                 hosting_org: None,
                 client_country: None,
                 account: None,
                 model_name: None,
                 stream: round,
                 stream_label: format!("key bench_{round} · bench-client/1.0"),
+                key_id: Some(format!("bench_{round}")),
             };
             engine.process(&p);
         }
@@ -1419,33 +1224,6 @@ fn bench_watermark() -> Result<ExitCode> {
             "{name:<30} {n} tokens in {secs:.3}s = {:.1}M tokens/s; scored {scored}; {below} of {count} unmarked texts at p < 0.01",
             n as f64 / secs / 1e6,
         )?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn scenarios(name: Option<String>) -> Result<ExitCode> {
-    let mut stdout = io::stdout().lock();
-    match name {
-        Some(n) => match BUILTIN.iter().find(|(b, _)| *b == n) {
-            Some((_, text)) => write!(stdout, "{text}")?,
-            None => bail!(
-                "no built-in scenario {n:?}; built-ins: {}",
-                BUILTIN.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
-            ),
-        },
-        None => {
-            let mut rows = BTreeMap::new();
-            for (n, _) in BUILTIN {
-                let s = Scenario::load(n)?;
-                rows.insert(
-                    BUILTIN.iter().position(|b| b.0 == *n).unwrap_or(0),
-                    (s.name, s.description),
-                );
-            }
-            for (_, (n, d)) in rows {
-                writeln!(stdout, "{n:<14}{d}")?;
-            }
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

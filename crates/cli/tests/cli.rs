@@ -228,6 +228,8 @@ fn scenario_behaviours_are_present() {
             let s = e.request.last_user_text.to_lowercase();
             s.contains("step")
                 || s.contains("reason")
+                || s.contains("chain of thought")
+                || s.contains("worked example")
                 || s.contains("一步")
                 || s.contains("推理")
                 || s.contains("rubric")
@@ -1651,6 +1653,51 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
 
+/// The issue-11 target: one key harvesting through the gateway with the
+/// official SDK is blocked within 100 requests, with the default weights
+/// and thresholds, both when it asks for reasoning in a system prompt at
+/// fixed settings and when it scrapes log-probabilities and samples.
+#[test]
+fn the_gateway_blocks_a_single_harvesting_key_within_100_requests() {
+    let bin = py_venv();
+    let d = Dir::new("harvest");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let (mut mock, up) = start_mock(&["--reasoning"]);
+    let cfg = gateway_config(
+        &d,
+        "gw.toml",
+        &up,
+        &["openai"],
+        &format!("max_body_bytes = 100000\nkeys_db = \"{db}\""),
+    );
+    let (mut gw, url) = start_gateway(&cfg);
+    let mut blocked_at = Vec::new();
+    for (account, shape) in [("acct_cot", "system"), ("acct_scrape", "scraper")] {
+        let key = ok(&["keys", "create", "--account", account, "--tier", "tier4", "--db", db])
+            .trim()
+            .to_string();
+        let out = Command::new(bin.join("python"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/harvest.py"))
+            .env("GATEWAY", &url)
+            .env("KEY", &key)
+            .env("SHAPE", shape)
+            .env("LIMIT", "150")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        blocked_at.push((shape, said.parse::<u32>().ok(), String::from_utf8_lossy(&out.stderr).to_string()));
+    }
+    for c in [&mut gw, &mut mock] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for (shape, at, err) in blocked_at {
+        let n = at.unwrap_or_else(|| panic!("{shape}: never blocked in 150 requests\n{err}"));
+        assert!(n <= 100, "{shape}: first refused at request {n}");
+    }
+}
+
 #[test]
 fn the_gateway_finishes_in_flight_streams_on_sigterm_and_flushes_its_log() {
     use std::io::{Read, Write};
@@ -1869,4 +1916,67 @@ fn metrics_and_admin_can_live_on_an_internal_address_only() {
     stop(gw);
     let _ = mock.kill();
     let _ = mock.wait();
+}
+
+/// Fit on randomised worlds without a family, then judge a world with it:
+/// the leave-one-family-out path end to end (`fit --without-family`,
+/// `simulate --scenario random --family`, `analyze --weights`, `eval`), on
+/// worlds small enough for a test. The bounds are the measured values of
+/// these seeds less a margin; docs/detection.md has the full table.
+#[test]
+fn fit_without_a_family_then_catch_it_in_a_world_that_has_it() {
+    let d = Dir::new("lofo");
+    let w = d.path("w.json");
+    let w_s = w.to_str().unwrap();
+    let fit = ok(&[
+        "fit", "--random", "4", "--seed", "3", "--scale", "0.12", "--corpus", "embedded",
+        "--without-family", "reasoning-harvest", "--out", w_s, "-q",
+    ]);
+    assert!(fit.contains("monotone trees"), "{fit}");
+    let weights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&w).unwrap()).unwrap();
+    assert!(weights["provenance"].as_str().unwrap().contains("--without-family reasoning-harvest"));
+    let t = d.path("t");
+    ok(&[
+        "simulate", "--scenario", "random", "--seed", "3600", "--scale", "0.12", "--corpus",
+        "embedded", "--family", "reasoning-harvest", "--out", t.to_str().unwrap(), "-q",
+    ]);
+    let truth = t.join("truth.jsonl");
+    assert!(std::fs::read_to_string(&truth).unwrap().contains("\"family\":\"reasoning-harvest\""));
+    let report = d.path("r.json");
+    ok(&[
+        "analyze",
+        t.join("events.jsonl.gz").to_str().unwrap(),
+        "--accounts",
+        t.join("accounts.jsonl").to_str().unwrap(),
+        "--weights",
+        w_s,
+        "--format",
+        "json",
+        "--out",
+        report.to_str().unwrap(),
+        "-q",
+    ]);
+    let sb: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--report",
+        report.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let camp = sb["detector"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign"].as_str().unwrap().starts_with("reasoning-harvest"))
+        .cloned()
+        .unwrap();
+    let recall = camp["recall"].as_f64().unwrap();
+    assert!(recall >= 0.9, "left-out family recall {recall}: {camp}");
+    let fp = sb["detector"]["counts"]["false_positives"].as_u64().unwrap();
+    let honest = sb["benign_accounts"].as_u64().unwrap();
+    assert!(fp <= 1, "{fp} false positives of {honest} honest accounts");
 }

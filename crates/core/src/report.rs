@@ -11,9 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// What to do with an account, in increasing severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[default]
     Allow,
     Monitor,
     Throttle,
@@ -65,6 +68,25 @@ pub struct AccountReport {
     pub samples: Vec<String>,
 }
 
+/// One API key's verdict (or, for traffic without keys, one client: user
+/// agent and system prompt). Keys are scored like accounts, on their own
+/// traffic, so a reseller's harvesting key stands out from its customers'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The API key's id (`api_key_id` in the log), or a client label.
+    pub key_id: String,
+    pub account_id: String,
+    pub risk: f64,
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub flagged_at: Option<Timestamp>,
+    /// Requests seen on the key while it was tracked.
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+}
+
 /// A linked group of accounts (filled by campaign linking).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignReport {
@@ -88,6 +110,9 @@ pub struct Report {
     pub accounts: Vec<AccountReport>,
     #[serde(default)]
     pub campaigns: Vec<CampaignReport>,
+    /// Keys above `allow` (every tracked key with `--all`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyReport>,
 }
 
 /// Report versions this build reads.
@@ -108,6 +133,21 @@ pub struct TruthRecord {
     pub label: Label,
     #[serde(default)]
     pub campaign: Option<String>,
+    /// The campaign's family (leave-one-family-out evaluation groups
+    /// campaigns by it); absent: the campaign is its own family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The account's harvesting API keys, when the log's maker knows
+    /// them (an attack account's other keys carry honest traffic, as a
+    /// reseller's customers' do). Absent: every key of an attack account
+    /// harvests, and no key of an honest one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_keys: Option<Vec<String>>,
+    /// What kind of account it is, when the log's maker knows (the
+    /// simulator: `human`, `support_bot`, `tutoring`, …, or the family):
+    /// for reading which honest look-alikes score highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[cfg(test)]

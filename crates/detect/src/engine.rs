@@ -17,7 +17,7 @@ its weights come from `distillguard fit` on a labelled simulation (see
 
 use std::collections::HashMap;
 
-use distillguard_core::report::{AccountReport, Reason, Report, Verdict};
+use distillguard_core::report::{AccountReport, KeyReport, Reason, Report, Verdict};
 use distillguard_core::time::MS_PER_DAY;
 use distillguard_core::{AccountInfo, Event, ModelRelease, Timestamp};
 use distillguard_sketches::Fingerprint;
@@ -25,22 +25,27 @@ use distillguard_sketches::countmin::CountMin;
 use serde::{Deserialize, Serialize};
 
 use crate::signals::account::{self, AccountProfile, Observation};
-use crate::signals::request::{Text, capability, elicitation, harvesting, shape};
+use crate::signals::request::{Text, capability, elicitation, harvesting, learned, shape};
 
-/// Features the engine adds to the account profile's own.
-const ENGINE_FEATURES: [&str; 4] = [
-    "account_risk",
+/// Features the engine adds to the account profile's own: templates shared
+/// across accounts, and signup and origin ([`account::ORIGIN_FEATURES`]).
+const ENGINE_FEATURES: [&str; 7] = [
     "shared_template",
-    "evidence",
-    "prompt_repeats",
+    "shared_system_prompt",
+    "new_account",
+    "entry_programme",
+    "unverified",
+    "datacenter",
+    "country_mismatch",
 ];
 
-pub const NF: usize = account::FEATURES.len() + ENGINE_FEATURES.len();
+/// Number of base features (each in [0, 1], oriented towards harvesting).
+pub const NB: usize = account::FEATURES.len() + ENGINE_FEATURES.len();
 
-/// Every feature the score reads, in weight order: the profile's
-/// behavioural features, then the engine's.
-pub const FEATURES: [&str; NF] = {
-    let mut out = [""; NF];
+/// The base features, in order: the profile's behavioural features, then
+/// the engine's.
+pub const BASE_FEATURES: [&str; NB] = {
+    let mut out = [""; NB];
     let mut i = 0;
     while i < account::FEATURES.len() {
         out[i] = account::FEATURES[i];
@@ -54,10 +59,17 @@ pub const FEATURES: [&str; NF] = {
     out
 };
 
-/// Features whose weight the fit keeps at zero or above ([`crate::fit::fit_nonneg`]):
-/// behaviours the disclosures name as attack signs, which in the training
-/// world busy honest products show more than thinly spread campaigns do.
-pub const NON_NEGATIVE: [&str; 2] = ["volume", "pivot"];
+/// Number of features the score reads.
+pub const NF: usize = NB;
+
+/// The features the score reads, in order.
+pub const FEATURES: [&str; NF] = BASE_FEATURES;
+
+/// Every feature is oriented so that more of it looks more like harvesting,
+/// and the score never decreases when one increases (monotone trees,
+/// [`crate::trees`]): nothing rewards an account for a behaviour an
+/// attacker can adopt for free. `docs/detection.md` argues each direction.
+pub const NON_NEGATIVE: [&str; NF] = FEATURES;
 
 /// What the fold needs from one event.
 #[derive(Debug, Clone)]
@@ -70,42 +82,53 @@ pub struct Pre {
     pub max_tokens: u32,
     /// Output tokens of the answer (0 when the log has none).
     pub output_tokens: u32,
-    pub elicits: bool,
+    /// Elicitation strength in [0, 1] (see [`account::Observation::elicit`]).
+    pub elicit: f32,
+    /// The system prompt itself asks for reasoning.
+    pub elicit_in_system: bool,
+    pub reasoning_param: bool,
     pub capability: capability::Capability,
     pub logprobs: bool,
     pub multi_sample: bool,
-    pub settings_key: u64,
+    /// The explicitly set sampling parameters' key (`None`: defaults).
+    pub settings_key: Option<u64>,
     pub single_shot: bool,
     pub refers_back: bool,
     pub template: Option<[u64; 2]>,
-    /// Hash of the exact last user turn (re-sent prompts: benchmark suites).
+    /// Hash of the exact last user turn (re-sent prompts).
     pub exact: u64,
+    /// Hash of the system prompt when it is long enough to be an
+    /// application's own (0: none, or a short default).
+    pub system: u64,
     /// The client's ASN organisation when it is a hosting provider (kept for
-    /// the account's static risk; honest home networks are not kept).
+    /// the account's origin; honest home networks are not kept).
     pub hosting_org: Option<String>,
     pub client_country: Option<String>,
     pub account: Option<AccountInfo>,
     /// Model name, kept only to match releases.
     pub model_name: Option<String>,
-    /// The request's stream inside its account: a hash of API key, user
-    /// agent and system prompt ([`stream_key`]).
+    /// The request's entity inside its account: its API key, or its
+    /// client ([`stream_key`]).
     pub stream: u64,
-    /// A short label of the stream for reasons (API key id and user agent).
+    /// A short label of the entity for reasons (API key id and user agent).
     pub stream_label: String,
+    /// The API key's id, when the request had one.
+    pub key_id: Option<String>,
 }
 
-/// The stream a request belongs to inside its account: one API key, one
-/// client (user agent) and one system prompt. A reseller's account carries
-/// its customers' chat and a harvesting script side by side; their averages
-/// hide the script, their streams do not. The client IP is left out on
-/// purpose: phones and home routers change address within a person's
-/// session, and proxy pools rotate it per request, which would split one
-/// script into thousands of streams.
+/// The entity a request belongs to inside its account: its API key, or,
+/// for traffic without keys, its client (user agent and system prompt). A
+/// reseller's account carries its customers' keys and a harvesting key side
+/// by side; their averages hide the harvest, the key's own profile does
+/// not. The client IP is left out on purpose: phones and home routers
+/// change address within a person's session, and proxy pools rotate it per
+/// request, which would split one script into thousands of entities.
 pub fn stream_key(api_key: Option<&str>, user_agent: Option<&str>, system: Option<&str>) -> u64 {
     let h = |x: Option<&str>| x.map_or(0, |t| distillguard_sketches::hash_exact(t.as_bytes()));
-    distillguard_sketches::mix64(
-        h(api_key) ^ h(user_agent).rotate_left(21) ^ h(system).rotate_left(42),
-    )
+    match api_key {
+        Some(k) => distillguard_sketches::mix64(h(Some(k)) ^ 0x4b45_5900),
+        None => distillguard_sketches::mix64(h(user_agent).rotate_left(21) ^ h(system).rotate_left(42)),
+    }
 }
 
 fn stream_label(api_key: Option<&str>, user_agent: Option<&str>) -> String {
@@ -139,12 +162,80 @@ pub fn time_order(pres: &[Pre]) -> Vec<u32> {
     keys.into_iter().map(|k| k.2).collect()
 }
 
+/// Elicitation strength of a request: 1 when a phrase list matches (the
+/// fast path), else the learned classifier's probability of the user turn
+/// or the system prompt, whichever is higher; and whether the system
+/// prompt itself asks for reasoning. System prompts repeat, so their
+/// scores are cached per thread.
+fn elicitation_of(e: &Event, user: &Text, system: Option<&Text>) -> (f32, bool) {
+    let user_hit = elicitation::detect(user, None).is_some();
+    let system_hit = system.is_some_and(|s| elicitation::detect(&Text::default(), Some(s)).is_some());
+    if user_hit && system_hit {
+        return (1.0, true);
+    }
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<u32>, HashMap<u64, f32>)> =
+            std::cell::RefCell::new((Vec::new(), HashMap::new()));
+    }
+    let model = learned::Model::embedded();
+    SCRATCH.with(|cell| {
+        let Ok(mut guard) = cell.try_borrow_mut() else {
+            return (user_hit as u8 as f32, system_hit);
+        };
+        let (scratch, cache) = &mut *guard;
+        // Below the model's threshold a probability is kept as a soft
+        // score (an account's mean sees a wording the model half-knows);
+        // at or above it, it counts as a match.
+        let norm = |p: f32| if p >= model.threshold { 1.0 } else { p };
+        let u = if user_hit {
+            1.0
+        } else {
+            norm(model.probability(&e.request.last_user_text, scratch))
+        };
+        let s = if system_hit {
+            1.0
+        } else {
+            match e.request.system_prompt.as_deref() {
+                Some(sys) if !sys.is_empty() => {
+                    let h = distillguard_sketches::hash_exact(sys.as_bytes());
+                    let p = match cache.get(&h) {
+                        Some(p) => *p,
+                        None => {
+                            let p = model.probability(sys, scratch);
+                            if cache.len() >= 4096 {
+                                cache.clear();
+                            }
+                            cache.insert(h, p);
+                            p
+                        }
+                    };
+                    norm(p)
+                }
+                _ => 0.0,
+            }
+        };
+        (u.max(s), s >= 1.0)
+    })
+}
+
+/// Whether the API's extended reasoning was asked for (any effort or
+/// budget but an explicit "none"/"minimal"/"disabled").
+fn reasoning_param(e: &Event) -> bool {
+    e.request.sampling.reasoning.as_deref().is_some_and(|r| {
+        !matches!(
+            r.trim().to_ascii_lowercase().as_str(),
+            "" | "none" | "minimal" | "disabled" | "0"
+        )
+    })
+}
+
 /// Per-request signals of one event (pure: safe to run on any thread).
 pub fn pre(e: &Event) -> Pre {
     let user = Text::new(&e.request.last_user_text);
     let system = e.request.system_prompt.as_deref().map(Text::new);
     let h = harvesting::measure(e, 0);
     let s = shape::measure(e, &user);
+    let (elicit, elicit_in_system) = elicitation_of(e, &user, system.as_ref());
     Pre {
         ts: e.ts,
         account_id: e.account_id.clone(),
@@ -155,16 +246,24 @@ pub fn pre(e: &Event) -> Pre {
             .as_ref()
             .and_then(|r| r.output_tokens)
             .unwrap_or(0),
-        elicits: elicitation::detect(&user, system.as_ref()).is_some(),
+        elicit,
+        elicit_in_system,
+        reasoning_param: reasoning_param(e),
         capability: capability::classify(e, &user),
         logprobs: h.logprobs,
         multi_sample: h.samples > 1,
-        settings_key: h.settings_key,
+        settings_key: h.explicit.then_some(h.settings_key),
         single_shot: s.single_shot,
         refers_back: s.refers_back,
         template: Fingerprint::edges(&e.request.last_user_text, &mut Vec::new())
             .filter(|k| k[0] != 0),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
+        system: e
+            .request
+            .system_prompt
+            .as_deref()
+            .filter(|s| s.chars().count() >= SYSTEM_MIN_CHARS)
+            .map_or(0, |s| distillguard_sketches::hash_exact(s.as_bytes())),
         account_key: distillguard_sketches::hash_exact(e.account_id.as_bytes()),
         hosting_org: e.client.asn_org.clone().filter(|o| account::is_hosting(o)),
         client_country: e.client.country.clone(),
@@ -176,41 +275,73 @@ pub fn pre(e: &Event) -> Pre {
             e.request.system_prompt.as_deref(),
         ),
         stream_label: stream_label(e.api_key_id.as_deref(), e.client.user_agent.as_deref()),
+        key_id: e.api_key_id.clone(),
     }
 }
 
-/// Weights of the logistic score.
+/// The score's model (`weights.json`): monotone trees over [`FEATURES`],
+/// and the verdict thresholds set with them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
-    /// How they were obtained (command, scenario, seed).
+    /// How they were obtained (command, worlds, seeds).
     pub provenance: String,
-    pub bias: f64,
-    /// By feature name (all of [`FEATURES`]).
-    pub weights: std::collections::BTreeMap<String, f64>,
-    /// Verdict thresholds chosen with the weights (on the training data).
+    /// The features the model reads, in order (must be this build's
+    /// [`FEATURES`]).
+    pub features: Vec<String>,
+    pub model: crate::trees::Forest,
+    /// Verdict thresholds chosen with the model (on the training data).
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// How the thresholds were set: the false-positive budget and the
+    /// honest score tail they were read off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 impl Weights {
     /// The embedded defaults (`weights.json`, written by `distillguard fit`).
     pub fn embedded() -> Weights {
-        serde_json::from_str(include_str!("weights.json")).unwrap_or(Weights {
+        serde_json::from_str(include_str!("weights.json")).unwrap_or_else(|_| Weights {
             provenance: "fallback: the embedded weights did not parse".into(),
-            bias: -8.0,
-            weights: Default::default(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            model: crate::trees::Forest {
+                bias: -8.0,
+                trees: Vec::new(),
+            },
             thresholds: Thresholds::default(),
+            calibration: None,
         })
     }
 
-    pub fn vector(&self) -> [f64; NF] {
-        let mut w = [0.0; NF];
-        for (i, n) in FEATURES.iter().enumerate() {
-            w[i] = self.weights.get(*n).copied().unwrap_or(0.0);
+    /// Checks that the model reads this build's features and is monotone.
+    pub fn check(&self) -> Result<(), String> {
+        let ours: Vec<&str> = FEATURES.to_vec();
+        if self.features.iter().map(String::as_str).ne(ours.iter().copied()) {
+            return Err(format!(
+                "the model was fitted on features [{}]; this build scores [{}] (refit with `distillguard fit`)",
+                self.features.join(", "),
+                ours.join(", ")
+            ));
         }
-        w
+        if !self.model.is_monotone() {
+            return Err("the model is not increasing in every feature".into());
+        }
+        self.thresholds.validate()
     }
+}
+
+/// How a fit set its thresholds (see `crate::fit::fit_tail`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// False-positive budget per honest account at `throttle` (`block`
+    /// at a tenth of it, `monitor` at a hundred times it).
+    pub budget: f64,
+    pub tail: crate::fit::TailFit,
+    /// Honest training accounts at or above `throttle` (the budget
+    /// expects `budget × honest`).
+    pub honest_flagged: u64,
 }
 
 /// Verdict thresholds on the risk.
@@ -255,20 +386,85 @@ impl Thresholds {
 /// Accounts a template opening/closing must be seen in to count as shared.
 pub const SHARED_ACCOUNTS: u32 = 5;
 
-/// Streams tracked below an account once it shows a second one.
-pub const STREAM_SLOTS: usize = 2;
-/// A new stream may replace a tracked one that has fewer requests than this.
-const EVICT_BELOW: u32 = 20;
+/// System prompts shorter than this are defaults ("You are a helpful
+/// assistant."), shared by everyone; they never count as shared.
+pub const SYSTEM_MIN_CHARS: usize = 60;
 
-/// One stream's own profile (see [`stream_key`]).
+/// `max_tokens` below this never counts as "the model's maximum".
+pub const AT_MAX_FLOOR: u32 = 4096;
+
+/// Keys tracked below an account once it shows a second one.
+pub const KEY_SLOTS: usize = 4;
+
+/// Accounts that may hold key slots at once (each holds up to
+/// [`KEY_SLOTS`]): the memory of key profiles is capped, whatever the
+/// traffic (about 2 KiB per slot).
+pub const MAX_SLOT_ACCOUNTS: usize = 1 << 18;
+
+/// A key's own profile and verdict (see [`stream_key`]).
 #[derive(Debug, Clone, Default)]
 struct Slot {
     key: u64,
     label: String,
+    key_id: Option<String>,
     profile: AccountProfile,
     shared: u32,
     informative: u32,
+    /// Highest risk once the key had `min_requests`.
     max_risk: f64,
+    last_risk: f64,
+    verdict: Option<Verdict>,
+    flagged_at: Option<Timestamp>,
+    score_cache: (u64, f64),
+}
+
+/// An account's key slots (at most [`KEY_SLOTS`]).
+#[derive(Debug, Clone, Default)]
+struct Slots(Vec<Slot>);
+
+impl std::ops::Deref for Slots {
+    type Target = Vec<Slot>;
+    fn deref(&self) -> &Vec<Slot> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut Vec<Slot> {
+        &mut self.0
+    }
+}
+
+/// A verdict that only escalates, with the time it was first flagged.
+fn escalate(
+    old: Option<Verdict>,
+    requests: u32,
+    risk: f64,
+    t: &Thresholds,
+    ts: Timestamp,
+    flagged_at: &mut Option<Timestamp>,
+) -> Verdict {
+    let verdict = if requests < t.min_requests {
+        if risk >= t.monitor {
+            Verdict::Monitor
+        } else {
+            Verdict::Allow
+        }
+    } else if risk >= t.block {
+        Verdict::Block
+    } else if risk >= t.throttle {
+        Verdict::Throttle
+    } else if risk >= t.monitor {
+        Verdict::Monitor
+    } else {
+        Verdict::Allow
+    };
+    // Verdicts only escalate while streaming: a stopped account stays stopped.
+    let v = old.map_or(verdict, |o| o.max(verdict));
+    if v.is_flagged() && flagged_at.is_none() {
+        *flagged_at = Some(ts);
+    }
+    v
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,28 +472,44 @@ struct AccountState {
     profile: AccountProfile,
     first_stream: u64,
     first_label: String,
-    /// Allocated only for accounts with more than one stream.
-    streams: Option<Box<[Slot; STREAM_SLOTS]>>,
-    /// Distinct exact prompts (64 one-byte registers).
-    distinct: distillguard_sketches::hll::Hll<6>,
-    static_risk: f64,
+    first_key: Option<String>,
+    /// Key slots, allocated only for accounts with more than one key
+    /// (boxed: one pointer for the accounts without).
+    slots: Option<Box<Slots>>,
+    /// Signup and origin features ([`account::origin`]).
+    origin: [f32; 5],
+    /// Requests whose system prompt asks for reasoning and is used by ≥
+    /// `SHARED_ACCOUNTS` accounts.
+    shared_system: u32,
+    /// The last system prompt counted for this account (each account is
+    /// counted once per prompt it switches to).
+    last_system: u64,
+    /// The last score and its cache key.
+    score_cache: (u64, f64),
     shared: u32,
     informative: u32,
     risk: f64,
-    /// The risk after the latest request: the account's or its stream's.
+    /// The risk after the latest request: the account's or its key's.
     last_risk: f64,
     max_risk: f64,
     /// Highest risk once the account had `min_requests` (what verdicts use).
     max_risk_after_min: f64,
+    /// The verdict in force: the account's own or one of its keys'.
     verdict: Option<Verdict>,
     flagged_at: Option<Timestamp>,
     monitored_at: Option<Timestamp>,
+    /// The verdict of the account's whole traffic alone.
+    own_verdict: Option<Verdict>,
+    own_flagged_at: Option<Timestamp>,
+    /// The verdict and risk of the latest request's key.
+    last_key: (Verdict, f64),
 }
 
 /// The engine: feed [`Pre`] records in time order.
 pub struct Engine {
-    weights: [f64; NF],
-    bias: f64,
+    model: crate::trees::Forest,
+    /// Score cache keys (see [`crate::trees::Binner`]).
+    binner: crate::trees::Binner,
     pub thresholds: Thresholds,
     releases: Vec<(u64, i64)>,
     accounts_info: HashMap<String, AccountInfo>,
@@ -306,7 +518,19 @@ pub struct Engine {
     state: Vec<AccountState>,
     model_max: HashMap<u64, u32>,
     edges: CountMin,
+    /// Accounts per system prompt.
+    systems: CountMin,
+    /// Exact prompts seen lately (the last 4–8 million).
+    exacts: distillguard_sketches::bloom::Rotating,
+    /// Requests per key (which keys are heavy enough for a slot).
+    key_requests: CountMin,
+    /// Accounts holding key slots (capped at [`MAX_SLOT_ACCOUNTS`]).
+    slot_accounts: usize,
     pub events: u64,
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -321,8 +545,8 @@ impl Engine {
         accounts: HashMap<String, AccountInfo>,
     ) -> Engine {
         Engine {
-            weights: weights.vector(),
-            bias: weights.bias,
+            model: weights.model.clone(),
+            binner: crate::trees::Binner::new(&weights.model, NF),
             thresholds,
             releases: releases
                 .iter()
@@ -339,6 +563,10 @@ impl Engine {
             state: Vec::new(),
             model_max: HashMap::new(),
             edges: CountMin::new(20),
+            systems: CountMin::new(18),
+            exacts: distillguard_sketches::bloom::Rotating::new(26, 4_000_000),
+            key_requests: CountMin::new(18),
+            slot_accounts: 0,
             events: 0,
         }
     }
@@ -351,26 +579,30 @@ impl Engine {
         if idx == n {
             self.names.push(p.account_id.clone());
             let info = self.accounts_info.get(&p.account_id).or(p.account.as_ref());
-            let risk = account::account_risk(
+            let (origin, _) = account::origin(
                 info,
                 p.ts,
                 p.hosting_org.as_deref(),
                 p.client_country.as_deref(),
             );
             self.state.push(AccountState {
-                static_risk: risk.value,
+                origin: origin.map(|v| v as f32),
                 profile: AccountProfile::for_tier(info.and_then(|i| i.tier.as_deref())),
                 ..Default::default()
             });
         }
         let max = self.model_max.entry(p.model).or_insert(0);
         *max = (*max).max(p.max_tokens);
-        let at_max = p.max_tokens > 0 && p.max_tokens as f64 >= 0.95 * *max as f64;
+        // At the model's largest output seen so far, and a large one: a
+        // first request of 1,024 tokens is not "the maximum".
+        let at_max = p.max_tokens >= AT_MAX_FLOOR && p.max_tokens as f64 >= 0.95 * *max as f64;
         let ts = p.ts.0;
         let fresh = |at: i64| ts >= at && ts - at < MS_PER_DAY;
-        let obs = Observation {
+        let mut obs = Observation {
             ts: p.ts,
-            elicits: p.elicits,
+            elicit: p.elicit,
+            elicit_in_system: p.elicit_in_system,
+            reasoning_param: p.reasoning_param,
             capability: p.capability,
             logprobs: p.logprobs,
             multi_sample: p.multi_sample,
@@ -379,6 +611,8 @@ impl Engine {
             single_shot: p.single_shot,
             refers_back: p.refers_back,
             template: p.template,
+            exact: p.exact,
+            fresh_template: false,
             new_model: self
                 .releases
                 .iter()
@@ -386,17 +620,20 @@ impl Engine {
             release_window: self.releases.iter().any(|(_, at)| fresh(*at)),
             output_tokens: p.output_tokens,
         };
-        let (bias, weights) = (self.bias, self.weights);
-        let score = |x: &[f64; NF]| {
-            sigmoid(
-                bias + weights
-                    .iter()
-                    .zip(x.iter())
-                    .map(|(w, v)| w * v)
-                    .sum::<f64>(),
-            )
+        let (model, binner) = (&self.model, &self.binner);
+        // Rescore only when a feature crossed one of the model's cut points.
+        let score = |x: &[f64; NF], cache: &mut (u64, f64)| {
+            let k = binner.key(x);
+            if k != cache.0 || cache.1.is_nan() {
+                *cache = (k, sigmoid(model.logit(x)));
+            }
+            cache.1
         };
+        let seen_exact = self.exacts.insert(p.exact);
         let st = &mut self.state[idx as usize];
+        let own_repeat = p
+            .template
+            .is_some_and(|e| e.iter().any(|k| st.profile.holds_template(*k)));
         let mut wide = false;
         if let Some(keys) = p.template {
             st.informative += 1;
@@ -411,58 +648,101 @@ impl Engine {
             }
             st.shared += wide as u32;
         }
-        // Streams below the account: opened when a second one shows up (the
-        // account's history until then is the first stream's).
+        obs.fresh_template = p.template.is_some() && (wide || own_repeat) && !seen_exact;
+        if p.system != 0 {
+            let est = if st.last_system == p.system {
+                self.systems.estimate(p.system)
+            } else {
+                st.last_system = p.system;
+                self.systems.add(p.system)
+            };
+            st.shared_system += (p.elicit_in_system && est >= SHARED_ACCOUNTS) as u32;
+        }
+        let t = self.thresholds;
+        let key_requests = self.key_requests.add(p.stream);
+        // Keys below the account: slots open when a second key shows up
+        // (the account's history until then is the first key's).
         if st.profile.requests == 0 {
             st.first_stream = p.stream;
             st.first_label = p.stream_label.clone();
-        } else if st.streams.is_none() && p.stream != st.first_stream {
-            let mut slots: Box<[Slot; STREAM_SLOTS]> = Default::default();
-            slots[0] = Slot {
+            st.first_key = p.key_id.clone();
+        } else if st.slots.is_none()
+            && p.stream != st.first_stream
+            && self.slot_accounts < MAX_SLOT_ACCOUNTS
+        {
+            self.slot_accounts += 1;
+            let mut slots = Vec::with_capacity(KEY_SLOTS);
+            slots.push(Slot {
                 key: st.first_stream,
                 label: std::mem::take(&mut st.first_label),
+                key_id: st.first_key.take(),
                 profile: st.profile.clone(),
                 shared: st.shared - wide as u32,
                 informative: st.informative - p.template.is_some() as u32,
-                max_risk: st.max_risk,
-            };
-            slots[1].profile = st.profile.empty_like();
-            st.streams = Some(slots);
+                max_risk: st.max_risk_after_min,
+                last_risk: st.last_risk,
+                verdict: st.own_verdict,
+                flagged_at: st.own_flagged_at,
+                score_cache: (0, f64::NAN),
+            });
+            st.slots = Some(Box::new(Slots(slots)));
         }
         st.profile.observe(&obs);
-        st.distinct.add(p.exact);
-        let risk = score(&features(
-            &st.profile,
-            st.static_risk,
-            st.shared,
-            st.informative,
-            &st.distinct,
-        ));
+        let risk = score(
+            &features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system),
+            &mut st.score_cache,
+        );
         st.risk = risk;
         st.max_risk = st.max_risk.max(risk);
-        let t = self.thresholds;
-        // The stream's own risk counts once the stream alone has enough requests.
-        let mut stream_risk = 0.0;
-        if let Some(slots) = st.streams.as_mut() {
+        st.own_verdict = Some(escalate(
+            st.own_verdict,
+            st.profile.requests,
+            risk,
+            &t,
+            p.ts,
+            &mut st.own_flagged_at,
+        ));
+        // The key's own risk counts once the key alone has enough requests.
+        let mut key_risk = 0.0;
+        st.last_key = (st.own_verdict.unwrap_or(Verdict::Allow), risk);
+        if let Some(slots) = st.slots.as_mut() {
             let at = match slots.iter().position(|s| s.key == p.stream) {
                 Some(i) => Some(i),
+                None if slots.len() < KEY_SLOTS => {
+                    slots.push(Slot {
+                        key: p.stream,
+                        label: p.stream_label.clone(),
+                        key_id: p.key_id.clone(),
+                        profile: st.profile.empty_like(),
+                        score_cache: (0, f64::NAN),
+                        ..Default::default()
+                    });
+                    Some(slots.len() - 1)
+                }
                 None => {
-                    // A new stream takes the slot of the smallest one, if that
-                    // one is still small (the account's profile sees all).
-                    let (i, small) = slots
+                    // A key heavier than the lightest unflagged tracked one
+                    // takes its slot (Space-Saving's rule, with the key's
+                    // requests counted across the whole stream).
+                    let lightest = slots
                         .iter()
                         .enumerate()
+                        .filter(|(_, s)| !s.verdict.is_some_and(Verdict::is_flagged))
                         .min_by_key(|(_, s)| s.profile.requests)
-                        .map_or((0, u32::MAX), |(i, s)| (i, s.profile.requests));
-                    (small < EVICT_BELOW).then(|| {
-                        slots[i] = Slot {
-                            key: p.stream,
-                            label: p.stream_label.clone(),
-                            profile: st.profile.empty_like(),
-                            ..Default::default()
-                        };
-                        i
-                    })
+                        .map(|(i, s)| (i, s.profile.requests));
+                    match lightest {
+                        Some((i, n)) if key_requests > n => {
+                            slots[i] = Slot {
+                                key: p.stream,
+                                label: p.stream_label.clone(),
+                                key_id: p.key_id.clone(),
+                                profile: st.profile.empty_like(),
+                                score_cache: (0, f64::NAN),
+                                ..Default::default()
+                            };
+                            Some(i)
+                        }
+                        _ => None,
+                    }
                 }
             };
             if let Some(i) = at {
@@ -470,41 +750,45 @@ impl Engine {
                 s.informative += p.template.is_some() as u32;
                 s.shared += wide as u32;
                 s.profile.observe(&obs);
-                let r = score(&features(
-                    &s.profile,
-                    st.static_risk,
-                    s.shared,
-                    s.informative,
-                    &st.distinct,
+                let r = score(
+                    &features(&s.profile, &st.origin, s.shared, s.informative, st.shared_system),
+                    &mut s.score_cache,
+                );
+                s.last_risk = r;
+                s.verdict = Some(escalate(
+                    s.verdict,
+                    s.profile.requests,
+                    r,
+                    &t,
+                    p.ts,
+                    &mut s.flagged_at,
                 ));
                 if s.profile.requests >= t.min_requests {
                     s.max_risk = s.max_risk.max(r);
-                    stream_risk = r;
+                    key_risk = r;
                 }
+                st.last_key = (s.verdict.unwrap_or(Verdict::Allow), r);
             }
         }
-        let risk = risk.max(stream_risk);
+        let risk = risk.max(key_risk);
         st.last_risk = risk;
         if st.profile.requests >= t.min_requests {
             st.max_risk_after_min = st.max_risk_after_min.max(risk);
         }
-        let verdict = if st.profile.requests < t.min_requests {
-            if risk >= t.monitor {
-                Verdict::Monitor
-            } else {
-                Verdict::Allow
-            }
-        } else if risk >= t.block {
-            Verdict::Block
-        } else if risk >= t.throttle {
-            Verdict::Throttle
-        } else if risk >= t.monitor {
-            Verdict::Monitor
-        } else {
-            Verdict::Allow
-        };
-        // Verdicts only escalate while streaming: a stopped account stays stopped.
-        let v = st.verdict.map_or(verdict, |old| old.max(verdict));
+        // The account's verdict: its own, or a key's (a key reaches its
+        // own verdict on its own requests).
+        let keys_max = st.slots.as_ref().map_or(Verdict::Allow, |slots| {
+            slots
+                .iter()
+                .filter_map(|s| s.verdict)
+                .max()
+                .unwrap_or(Verdict::Allow)
+        });
+        let v = st
+            .own_verdict
+            .unwrap_or(Verdict::Allow)
+            .max(keys_max)
+            .max(st.verdict.unwrap_or(Verdict::Allow));
         if v.is_flagged() && st.flagged_at.is_none() {
             st.flagged_at = Some(p.ts);
         }
@@ -515,9 +799,15 @@ impl Engine {
         idx
     }
 
-    /// The account's current feature vector (for fitting).
+    /// The account's current terms (what the weights multiply; for fitting).
     pub fn feature_vector(&self, idx: u32) -> [f64; NF] {
         account_features(&self.state[idx as usize])
+    }
+
+    /// The account's current base features ([`BASE_FEATURES`]).
+    pub fn base_vector(&self, idx: u32) -> [f64; NB] {
+        let st = &self.state[idx as usize];
+        base_features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system)
     }
 
     /// The account's risk after its latest request (account or stream).
@@ -537,6 +827,12 @@ impl Engine {
             .is_some_and(|v| v.is_flagged())
     }
 
+    /// The highest risk the account reached once it had `min_requests`
+    /// (what verdicts are taken on).
+    pub fn max_risk_of(&self, idx: u32) -> f64 {
+        self.state[idx as usize].max_risk_after_min
+    }
+
     /// Account ids by index.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -554,19 +850,64 @@ impl Engine {
             .map(|(n, s)| (n.as_str(), s.max_risk_after_min, s.profile.requests))
     }
 
-    /// The report: every account with its verdict, risk and reasons
-    /// (`all`: also accounts that stayed "allow").
+    /// The verdict of the account's whole traffic alone (not raised by a
+    /// key): what to enforce on the account when a key is acted on alone.
+    pub fn own_verdict_of(&self, idx: u32) -> Verdict {
+        self.state[idx as usize].own_verdict.unwrap_or(Verdict::Allow)
+    }
+
+    /// The verdict and risk of the latest request's key (the account's own
+    /// while it has one key).
+    pub fn key_now(&self, idx: u32) -> (Verdict, f64) {
+        self.state[idx as usize].last_key
+    }
+
+    /// The report: every account with its verdict, risk and reasons, and
+    /// its keys (`all`: also accounts and keys that stayed "allow").
     pub fn report(&self, all: bool) -> Report {
         let mut accounts: Vec<AccountReport> = Vec::new();
+        let mut keys: Vec<KeyReport> = Vec::new();
         for (i, st) in self.state.iter().enumerate() {
             let verdict = st.verdict.unwrap_or(Verdict::Allow);
+            let name = &self.names[i];
+            match st.slots.as_deref() {
+                Some(slots) => {
+                    for s in slots.iter() {
+                        let v = s.verdict.unwrap_or(Verdict::Allow);
+                        if all || v > Verdict::Allow {
+                            keys.push(KeyReport {
+                                key_id: s.key_id.clone().unwrap_or_else(|| s.label.clone()),
+                                account_id: name.clone(),
+                                risk: round4(s.max_risk),
+                                verdict: v,
+                                flagged_at: s.flagged_at,
+                                requests: u64::from(s.profile.requests),
+                                reasons: self.reasons_of(st, Some(s)),
+                            });
+                        }
+                    }
+                }
+                None => {
+                    let v = st.own_verdict.unwrap_or(Verdict::Allow);
+                    if all || v > Verdict::Allow {
+                        keys.push(KeyReport {
+                            key_id: st.first_key.clone().unwrap_or_else(|| st.first_label.clone()),
+                            account_id: name.clone(),
+                            risk: round4(st.max_risk_after_min),
+                            verdict: v,
+                            flagged_at: st.own_flagged_at,
+                            requests: u64::from(st.profile.requests),
+                            reasons: Vec::new(),
+                        });
+                    }
+                }
+            }
             if !all && verdict == Verdict::Allow {
                 continue;
             }
             accounts.push(AccountReport {
-                account_id: self.names[i].clone(),
-                risk: (Engine::top_stream(st).map_or(st.max_risk, |s| s.max_risk) * 1e4).round()
-                    / 1e4,
+                account_id: name.clone(),
+                risk: round4(Engine::top_stream(st).map_or(st.max_risk, |s| s.max_risk)),
                 verdict,
                 flagged_at: st.flagged_at,
                 reasons: self.reasons(st),
@@ -579,6 +920,12 @@ impl Engine {
                 .total_cmp(&a.risk)
                 .then(a.account_id.cmp(&b.account_id))
         });
+        keys.sort_by(|a, b| {
+            b.verdict
+                .cmp(&a.verdict)
+                .then(b.risk.total_cmp(&a.risk))
+                .then(a.key_id.cmp(&b.key_id))
+        });
         let mut stats = serde_json::Map::new();
         stats.insert("events".into(), self.events.into());
         stats.insert("accounts".into(), (self.state.len() as u64).into());
@@ -586,17 +933,22 @@ impl Engine {
             let n = self.state.iter().filter(|s| s.verdict == Some(v)).count() as u64;
             stats.insert(format!("verdict_{}", v.as_str()), n.into());
         }
+        stats.insert(
+            "keys_flagged".into(),
+            (keys.iter().filter(|k| k.verdict.is_flagged()).count() as u64).into(),
+        );
         Report {
             version: 1,
             stats,
             accounts,
             campaigns: Vec::new(),
+            keys,
         }
     }
 
-    /// The stream whose risk went above the account's own, if any.
+    /// The key whose risk went above the account's own, if any.
     fn top_stream(st: &AccountState) -> Option<&Slot> {
-        st.streams.as_ref().and_then(|slots| {
+        st.slots.as_deref().and_then(|slots| {
             slots
                 .iter()
                 .filter(|s| s.max_risk > st.max_risk)
@@ -604,44 +956,49 @@ impl Engine {
         })
     }
 
-    /// Reasons from the account's whole traffic, or from its riskiest stream
-    /// when that stream scored higher than the account (its lines say so).
+    /// Reasons from the account's whole traffic, or from its riskiest key
+    /// when that key scored higher than the account (its lines say so).
     fn reasons(&self, st: &AccountState) -> Vec<Reason> {
-        let (profile, shared, informative, prefix) = match Engine::top_stream(st) {
+        self.reasons_of(st, Engine::top_stream(st))
+    }
+
+    /// Reasons from a key's own traffic (`Some`), or the account's.
+    fn reasons_of(&self, st: &AccountState, slot: Option<&Slot>) -> Vec<Reason> {
+        let (profile, shared, informative, prefix) = match slot {
             Some(s) => (
                 &s.profile,
                 s.shared,
                 s.informative,
                 format!(
-                    "in stream {} ({} of {} requests): ",
+                    "on {} ({} of {} requests): ",
                     s.label, s.profile.requests, st.profile.requests
                 ),
             ),
             None => (&st.profile, st.shared, st.informative, String::new()),
         };
-        let x = features(profile, st.static_risk, shared, informative, &st.distinct);
+        let x = base_features(profile, &st.origin, shared, informative, st.shared_system);
+        let mut contrib = [0.0; NF];
+        self.model.contributions(&x, &mut contrib);
         let mut details: Vec<String> = profile
             .features()
             .into_iter()
             .map(|f| format!("{prefix}{}", f.detail))
             .collect();
-        details.push(format!("signup and origin risk {:.2}", st.static_risk));
         details.push(format!(
             "{prefix}{shared} of {informative} prompts open or close like prompts of ≥ {SHARED_ACCOUNTS} other accounts"
         ));
-        details.push(format!("{prefix}{} requests", profile.requests));
         details.push(format!(
-            "about {:.0} distinct prompts in {} requests",
-            st.distinct.estimate(),
-            st.profile.requests
+            "{} of {} requests carry a system prompt that asks for reasoning and that ≥ {SHARED_ACCOUNTS} accounts use",
+            st.shared_system, st.profile.requests
         ));
-        let mut r: Vec<Reason> = FEATURES
+        details.extend(origin_details(&st.origin));
+        let mut r: Vec<Reason> = BASE_FEATURES
             .iter()
             .enumerate()
             .map(|(i, n)| Reason {
                 signal: n.to_string(),
                 value: (x[i] * 1e4).round() / 1e4,
-                contribution: (self.weights[i] * x[i] * 1e4).round() / 1e4,
+                contribution: (contrib[i] * 1e4).round() / 1e4,
                 detail: details[i].clone(),
             })
             .collect();
@@ -650,43 +1007,57 @@ impl Engine {
     }
 }
 
-fn features(
+/// The base features of a profile with its account's origin and its
+/// shared-template and shared-system-prompt counts.
+fn base_features(
     profile: &AccountProfile,
-    static_risk: f64,
+    origin: &[f32; 5],
     shared: u32,
     informative: u32,
-    distinct: &distillguard_sketches::hll::Hll<6>,
-) -> [f64; NF] {
+    shared_system: u32,
+) -> [f64; NB] {
     let v = profile.values();
-    let n = profile.requests as f64;
-    let mut x = [0.0; NF];
-    x[..10].copy_from_slice(&v);
-    x[10] = static_risk;
-    x[11] = if informative == 0 {
-        0.0
-    } else {
-        shared as f64 / informative as f64
-    };
-    x[12] = ((1.0 + n).ln() / 100f64.ln()).min(1.0);
-    // Re-sent prompts: 1 − distinct / requests, once there are enough requests
-    // for the distinct-count estimate (±13%) to mean something. (A stream
-    // uses its account's distinct count.)
-    x[13] = if n < 20.0 {
-        0.0
-    } else {
-        (1.0 - distinct.estimate() / n).clamp(0.0, 1.0)
-    };
+    let mut x = [0.0; NB];
+    let k = v.len();
+    x[..k].copy_from_slice(&v);
+    x[k] = shared as f64 / (informative as f64 + account::PRIOR_REQUESTS);
+    x[k + 1] = (shared_system.min(profile.requests) as f64)
+        / (profile.requests as f64 + account::PRIOR_REQUESTS);
+    for (i, o) in origin.iter().enumerate() {
+        x[k + 2 + i] = f64::from(*o);
+    }
     x
 }
 
+/// The score's features.
+fn features(
+    profile: &AccountProfile,
+    origin: &[f32; 5],
+    shared: u32,
+    informative: u32,
+    shared_system: u32,
+) -> [f64; NF] {
+    base_features(profile, origin, shared, informative, shared_system)
+}
+
+/// The reason lines of the origin features, from their values.
+fn origin_details(o: &[f32; 5]) -> [String; 5] {
+    let yes_no = |v: f32, yes: &str, no: &str| if v > 0.0 { yes.to_string() } else { no.to_string() };
+    [
+        if o[0] > 0.0 {
+            format!("account {:.0} days old at its first request", 30.0 * (1.0 - o[0]))
+        } else {
+            "account older than 30 days, or no record".into()
+        },
+        yes_no(o[1], "signed up through the education, startup or research programme", "standard signup, or no record"),
+        yes_no(o[2], "account not verified", "verified, or no record"),
+        yes_no(o[3], "first request from a datacenter (hosting provider's network)", "not from a datacenter"),
+        yes_no(o[4], "traffic from another country than the account's", "traffic from the account's country, or unknown"),
+    ]
+}
+
 fn account_features(st: &AccountState) -> [f64; NF] {
-    features(
-        &st.profile,
-        st.static_risk,
-        st.shared,
-        st.informative,
-        &st.distinct,
-    )
+    features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system)
 }
 
 #[cfg(test)]
@@ -706,26 +1077,26 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("monitor ≤ throttle"));
     }
 
+    fn base(name: &str) -> usize {
+        BASE_FEATURES.iter().position(|n| *n == name).unwrap()
+    }
+
     #[test]
-    fn datacenter_origin_reaches_the_account_risk() {
+    fn datacenter_origin_reaches_the_origin_features() {
         let line = |org: &str| {
             format!(
                 r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{{"messages":[{{"role":"user","content":"hi"}}]}},"client":{{"asn_org":"{org}"}}}}"#
             )
         };
         let w = Weights::embedded();
-        let risk = |org: &str| {
+        let origin = |org: &str| {
             let e = distillguard_core::parse_event_line(&line(org)).unwrap();
             let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
             let idx = engine.process(&pre(&e));
-            engine.feature_vector(idx)[10]
+            engine.base_vector(idx)[base("datacenter")]
         };
-        assert!(
-            risk("Hetzner Online GmbH") >= 0.3,
-            "{}",
-            risk("Hetzner Online GmbH")
-        );
-        assert_eq!(risk("Comcast Cable Communications"), 0.0);
+        assert_eq!(origin("Hetzner Online GmbH"), 1.0);
+        assert_eq!(origin("Comcast Cable Communications"), 0.0);
     }
 
     fn line(ts_s: i64, account: &str, key: &str, ua: &str, text: &str) -> String {
@@ -769,20 +1140,20 @@ mod tests {
         }
         let report = engine.report(true);
         let a = &report.accounts[0];
-        let whole = engine.feature_vector(0);
+        let whole = engine.base_vector(0);
         // The account's averages dilute the script (a quarter of its traffic
         // elicits reasoning), its stream does not (all of it does).
         assert!(whole[0] < 0.3, "{}", whole[0]);
         let elicit = a
             .reasons
             .iter()
-            .find(|r| r.signal == "elicitation_rate")
+            .find(|r| r.signal == "elicitation")
             .unwrap();
         assert!(elicit.value > 0.9, "{elicit:?}");
         assert!(
             elicit
                 .detail
-                .starts_with("in stream key key_x · python-httpx/0.27 (100 of 500 requests)"),
+                .starts_with("on key key_x · python-httpx/0.27 (100 of 500 requests)"),
             "{}",
             elicit.detail
         );
@@ -802,17 +1173,107 @@ mod tests {
             );
             engine.process(&pre(&parse_event_line(&e).unwrap()));
         }
-        assert!(engine.state[0].streams.is_none());
+        assert!(engine.state[0].slots.is_none());
         let a = &engine.report(true).accounts[0];
-        assert!(a.reasons.iter().all(|r| !r.detail.contains("in stream")));
+        assert!(a.reasons.iter().all(|r| !r.detail.starts_with("on key")));
+    }
+
+    /// One request of a test account: `k` is its number, `more` whether it
+    /// shows more of `behaviour`.
+    fn request(k: i64, behaviour: &str, more: bool) -> String {
+        let topics = [
+            "how do I keep basil alive on a windowsill",
+            "what is a good name for a grey cat",
+            "summarise the causes of the first world war",
+            "write a haiku about the sea",
+            "how do I convert a string to an int in python",
+            "which is healthier, rice or quinoa",
+        ];
+        let mut text = format!("{} ({k})", topics[k as usize % topics.len()]);
+        // A person's day: requests spread irregularly over waking hours.
+        let mut ts = 1_771_200_000_000 + (k / 6) * 86_400_000 + (8 + (k * 7) % 11) * 3_600_000 + (k * 7919 % 3_000) * 1000;
+        let mut extra = String::new();
+        let mut history = r#"{"role":"user","content":"hi"},{"role":"assistant","content":"Hello! How can I help?"},"#.to_string();
+        let mut client = r#""ip":"24.1.2.3","asn_org":"Comcast Cable Communications","country":"US""#.to_string();
+        let mut account = String::new();
+        if more {
+            match behaviour {
+                "elicitation" => text.push_str(". Think step by step and show your reasoning."),
+                "reasoning_requested" => extra.push_str(r#","reasoning_effort":"high""#),
+                "uniform_params" => extra.push_str(r#","temperature":0.7,"max_tokens":2048"#),
+                "harvesting_params" => extra.push_str(r#","logprobs":true,"top_logprobs":5,"n":4"#),
+                "single_shot" => history.clear(),
+                "capability_concentration" => text = format!("Write a python function that parses CSV rows ({k}) and fix the bug in the code"),
+                "timing_regularity" | "round_the_clock" => ts = 1_771_200_000_000 + k * 1_800_000,
+                "datacenter" => client = r#""ip":"95.216.1.2","asn_org":"Hetzner Online GmbH","country":"US""#.to_string(),
+                "new_account" => account = r#","account":{"created_at":"2026-02-15T00:00:00Z"}"#.to_string(),
+                "entry_programme" => account = r#","account":{"signup_program":"education"}"#.to_string(),
+                "unverified" => account = r#","account":{"verified":false}"#.to_string(),
+                "country_mismatch" => account = r#","account":{"country":"SG"}"#.to_string(),
+                _ => {}
+            }
+        }
+        format!(
+            r#"{{"ts":"{}","account_id":"a","request":{{"model":"m","messages":[{history}{{"role":"user","content":{}}}]{extra}}},"client":{{{client}}}{account}}}"#,
+            Timestamp(ts),
+            serde_json::to_string(&text).unwrap()
+        )
+    }
+
+    /// Risk and the behaviour's feature after 60 requests, `share` of them
+    /// showing more of the behaviour.
+    fn with_share(behaviour: &str, share: f64) -> (f64, f64) {
+        let w = Weights::embedded();
+        let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+        let mut idx = 0;
+        for k in 0..60i64 {
+            let more = (k as f64 + 0.5) / 60.0 < share;
+            let e = parse_event_line(&request(k, behaviour, more)).unwrap();
+            idx = engine.process(&pre(&e));
+        }
+        (engine.risk_now(idx).max(engine.max_risk_of(idx)), engine.base_vector(idx)[base(behaviour)])
+    }
+
+    /// Every feature's direction: an account that shows more of a
+    /// suspicious behaviour never scores lower, on the feature and on the
+    /// risk (all weights are at zero or above).
+    #[test]
+    fn more_of_an_attack_behaviour_never_lowers_the_score() {
+        let w = Weights::embedded();
+        assert!(w.model.is_monotone());
+        for behaviour in [
+            "elicitation",
+            "reasoning_requested",
+            "uniform_params",
+            "harvesting_params",
+            "single_shot",
+            "capability_concentration",
+            "timing_regularity",
+            "round_the_clock",
+            "datacenter",
+            "new_account",
+            "entry_programme",
+            "unverified",
+            "country_mismatch",
+        ] {
+            let mut last = (0.0, 0.0);
+            for share in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                let (risk, x) = with_share(behaviour, share);
+                assert!(x >= last.1 - 1e-9, "{behaviour} at {share}: feature {x} < {}", last.1);
+                assert!(risk >= last.0 - 1e-9, "{behaviour} at {share}: risk {risk} < {}", last.0);
+                last = (risk, x);
+            }
+            let (_, all) = with_share(behaviour, 1.0);
+            let (_, none) = with_share(behaviour, 0.0);
+            assert!(all > none, "{behaviour}: the feature does not see it ({none} → {all})");
+        }
     }
 
     #[test]
-    fn embedded_weights_cover_every_feature() {
+    fn the_embedded_model_reads_this_builds_features_and_is_monotone() {
         let w = Weights::embedded();
         assert!(!w.provenance.starts_with("fallback"), "{}", w.provenance);
-        for f in FEATURES {
-            assert!(w.weights.contains_key(f), "{f}");
-        }
+        w.check().unwrap();
+        assert!(w.model.trees.len() >= 50, "{}", w.model.trees.len());
     }
 }

@@ -1,142 +1,118 @@
 /*!
-Fitting the score's weights: logistic regression by iteratively reweighted
-least squares (Newton's method) with a small ridge penalty.
+What fitting needs besides the trees ([`crate::trees`]): samples, and
+thresholds read off the tail of honest scores.
 
-Samples are an account's feature vector at checkpoints of its life (after
-3, 5, 8, … requests and at the end), labelled from the truth, so the model
-learns to judge young accounts as well as old ones. Classes are weighted to
-count equally (honest accounts outnumber attackers). Deterministic: the
-same samples give the same weights, to the last bit.
+Samples are an account's features at checkpoints of its life (after 3, 5,
+8, … requests and at the end), labelled from the truth, so the model learns
+to judge young accounts as well as old ones. Deterministic: the same
+samples give the same model, to the last bit.
 */
-
-// Matrix code reads best with explicit indices.
-#![allow(clippy::needless_range_loop)]
 
 use crate::engine::NF;
 
 /// Request counts at which an account's features are sampled.
 pub const CHECKPOINTS: [u32; 11] = [3, 5, 8, 12, 20, 35, 60, 100, 200, 400, 1000];
 
-/// Fits (bias, weights) with the weights of `nonneg` (feature indices) held
-/// at zero or above: a feature that may only add suspicion. A negative fit
-/// for one of them fixes it at zero and the rest is refitted (an active
-/// set), until none is negative.
+/// One labelled feature vector with its weight in the fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub x: [f64; NF],
+    pub attack: bool,
+    pub weight: f64,
+}
+
+/// A threshold read off the tail of honest scores.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TailFit {
+    /// Honest accounts the scores come from.
+    pub honest: u64,
+    /// Accounts in the tail the generalised Pareto distribution is fitted to.
+    pub tail: u64,
+    /// The tail's start, in logit units.
+    pub start: f64,
+    /// Shape ξ and scale σ (logit units) of the fitted distribution.
+    pub shape: f64,
+    pub scale: f64,
+}
+
+impl TailFit {
+    /// The risk above which a share `budget` of honest accounts is
+    /// expected to lie.
+    pub fn threshold(&self, budget: f64) -> f64 {
+        let n = self.honest.max(1) as f64;
+        let k = self.tail.max(1) as f64;
+        let ratio = (k / (n * budget.max(1e-12))).max(1.0);
+        let z = if self.shape.abs() < 1e-6 {
+            self.start + self.scale * ratio.ln()
+        } else {
+            self.start + self.scale / self.shape * (ratio.powf(self.shape) - 1.0)
+        };
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    /// How many of these honest accounts score at or above `risk`, as the
+    /// fitted tail expects.
+    pub fn expected_above(&self, risk: f64) -> f64 {
+        let z = logit(risk);
+        let n = self.honest as f64;
+        let k = self.tail as f64;
+        if z <= self.start {
+            return k;
+        }
+        let y = z - self.start;
+        let tail = if self.shape.abs() < 1e-6 {
+            (-y / self.scale).exp()
+        } else {
+            (1.0 + self.shape * y / self.scale).max(0.0).powf(-1.0 / self.shape)
+        };
+        (k * tail).min(n)
+    }
+}
+
+fn logit(r: f64) -> f64 {
+    let r = r.clamp(1e-13, 1.0 - 1e-13);
+    (r / (1.0 - r)).ln()
+}
+
+/// Fits a generalised Pareto distribution to the top of honest accounts'
+/// highest risks (in logit units, where the tail is unbounded), by
+/// probability-weighted moments (Hosking & Wallis 1987): closed form and
+/// robust for small tails. The tail is the top 5% or 2,000 accounts,
+/// whichever is fewer, and at least 50. The shape is held in [−0.5, 0.5].
 ///
-/// Why: some behaviours the disclosures name (pivoting to a new model,
-/// running near the tier's limits) are shown more by the simulated world's
-/// busy honest products than by its thinly spread campaigns. A negative
-/// weight would then reward an attacker for showing them.
-pub fn fit_nonneg(
-    samples: &[([f64; NF], bool)],
-    ridge: f64,
-    iterations: usize,
-    nonneg: &[usize],
-) -> (f64, [f64; NF]) {
-    let mut fixed = [false; NF];
-    loop {
-        let (b, w) = fit_masked(samples, ridge, iterations, &fixed);
-        let negative: Vec<usize> = nonneg
-            .iter()
-            .copied()
-            .filter(|&i| i < NF && !fixed[i] && w[i] < 0.0)
-            .collect();
-        if negative.is_empty() {
-            return (b, w);
-        }
-        for i in negative {
-            fixed[i] = true;
-        }
+/// Why: a threshold "just above the highest honest training account" says
+/// nothing about the next world; the tail's fitted shape extrapolates to
+/// the budget (1e-4 of 100,000 accounts is 10 accounts: the fit uses the
+/// 2,000 above the tail's start, not the 10).
+pub fn fit_tail(honest_risks: &[f64]) -> TailFit {
+    let mut z: Vec<f64> = honest_risks.iter().map(|r| logit(*r)).collect();
+    z.sort_by(|a, b| b.total_cmp(a));
+    let n = z.len();
+    let k = ((n as f64 * 0.05) as usize).clamp(50.min(n), 2000).min(n.saturating_sub(1)).max(1);
+    let start = z.get(k).copied().unwrap_or(0.0);
+    let mut y: Vec<f64> = z[..k.min(n)].iter().map(|v| (v - start).max(0.0)).collect();
+    y.sort_by(|a, b| a.total_cmp(b));
+    let m = y.len() as f64;
+    let a0 = y.iter().sum::<f64>() / m.max(1.0);
+    let a1 = if y.len() > 1 {
+        y.iter()
+            .enumerate()
+            .map(|(i, v)| (m - 1.0 - i as f64) / (m - 1.0) * v)
+            .sum::<f64>()
+            / m
+    } else {
+        a0 / 2.0
+    };
+    let d = (a0 - 2.0 * a1).max(1e-9);
+    let shape = (2.0 - a0 / d).clamp(-0.5, 0.5);
+    let scale = (2.0 * a0 * a1 / d).max(1e-6);
+    TailFit {
+        honest: n as u64,
+        tail: k as u64,
+        start,
+        shape,
+        scale,
     }
-}
-
-/// Fits (bias, weights) to labelled samples.
-pub fn fit(samples: &[([f64; NF], bool)], ridge: f64, iterations: usize) -> (f64, [f64; NF]) {
-    fit_masked(samples, ridge, iterations, &[false; NF])
-}
-
-/// The fit with some features held at weight zero (`fixed`).
-fn fit_masked(
-    samples: &[([f64; NF], bool)],
-    ridge: f64,
-    iterations: usize,
-    fixed: &[bool; NF],
-) -> (f64, [f64; NF]) {
-    const D: usize = NF + 1;
-    let pos = samples.iter().filter(|s| s.1).count().max(1) as f64;
-    let neg = samples.iter().filter(|s| !s.1).count().max(1) as f64;
-    let (wp, wn) = (
-        0.5 * samples.len() as f64 / pos,
-        0.5 * samples.len() as f64 / neg,
-    );
-    let mut beta = [0.0f64; D];
-    for _ in 0..iterations {
-        let mut h = [[0.0f64; D]; D];
-        let mut g = [0.0f64; D];
-        for (x, y) in samples {
-            let mut z = beta[0];
-            for i in 0..NF {
-                z += beta[i + 1] * x[i];
-            }
-            let x: [f64; NF] = std::array::from_fn(|i| if fixed[i] { 0.0 } else { x[i] });
-            let p = 1.0 / (1.0 + (-z).exp());
-            let w = if *y { wp } else { wn };
-            let r = w * ((*y as u8 as f64) - p);
-            let s = w * (p * (1.0 - p)).max(1e-9);
-            let xi = |i: usize| if i == 0 { 1.0 } else { x[i - 1] };
-            for i in 0..D {
-                g[i] += r * xi(i);
-                for j in 0..=i {
-                    h[i][j] += s * xi(i) * xi(j);
-                }
-            }
-        }
-        for i in 0..D {
-            for j in 0..i {
-                h[j][i] = h[i][j];
-            }
-            if i > 0 {
-                h[i][i] += ridge;
-                g[i] -= ridge * beta[i];
-            }
-        }
-        let Some(step) = solve(h, g) else { break };
-        let mut change = 0.0f64;
-        for i in 0..D {
-            beta[i] += step[i];
-            change = change.max(step[i].abs());
-        }
-        if change < 1e-9 {
-            break;
-        }
-    }
-    let mut w = [0.0; NF];
-    w.copy_from_slice(&beta[1..]);
-    (beta[0], w)
-}
-
-/// Solves `a · x = b` by Gaussian elimination with partial pivoting.
-fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; D]> {
-    for col in 0..D {
-        let piv = (col..D).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
-        if a[piv][col].abs() < 1e-12 {
-            return None;
-        }
-        a.swap(col, piv);
-        b.swap(col, piv);
-        for row in col + 1..D {
-            let f = a[row][col] / a[col][col];
-            for k in col..D {
-                a[row][k] -= f * a[col][k];
-            }
-            b[row] -= f * b[col];
-        }
-    }
-    let mut x = [0.0; D];
-    for i in (0..D).rev() {
-        let s: f64 = (i + 1..D).map(|k| a[i][k] * x[k]).sum();
-        x[i] = (b[i] - s) / a[i][i];
-    }
-    Some(x)
 }
 
 #[cfg(test)]
@@ -144,71 +120,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn separates_a_separable_feature_and_ignores_noise() {
-        let mut samples = Vec::new();
-        let mut x: u64 = 3;
+    fn the_tail_fit_extrapolates_an_exponential_tail() {
+        // Logit-scale scores with an exponential tail (ξ = 0): the fitted
+        // threshold at 1e-4 sits where 1e-4 of the population lies above.
+        let mut x: u64 = 11;
         let mut rnd = move || {
             x = distillguard_sketches::mix64(x);
-            (x >> 11) as f64 / (1u64 << 53) as f64
+            ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         };
-        for i in 0..4_000 {
-            let attack = i % 10 == 0;
-            let mut f = [0.0; NF];
-            f[0] = if attack {
-                0.6 + 0.4 * rnd()
-            } else {
-                0.5 * rnd()
-            };
-            f[1] = rnd(); // noise
-            samples.push((f, attack));
-        }
-        let (b, w) = fit(&samples, 1.0, 50);
-        assert!(w[0] > 5.0, "{w:?}");
-        assert!(w[1].abs() < 1.0, "{w:?}");
-        // Probabilities cross 0.5 between the classes.
-        let p = |v: f64| 1.0 / (1.0 + (-(b + w[0] * v)).exp());
-        assert!(p(0.2) < 0.1 && p(0.9) > 0.9);
-        // Deterministic.
-        assert_eq!(fit(&samples, 1.0, 50), (b, w));
-    }
-
-    #[test]
-    fn a_non_negative_feature_that_fits_negative_is_held_at_zero() {
-        let mut samples = Vec::new();
-        let mut x: u64 = 5;
-        let mut rnd = move || {
-            x = distillguard_sketches::mix64(x);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
-        for i in 0..4_000 {
-            let attack = i % 10 == 0;
-            let mut f = [0.0; NF];
-            f[0] = if attack {
-                0.6 + 0.4 * rnd()
-            } else {
-                0.5 * rnd()
-            };
-            // Feature 2 is higher for honest samples.
-            f[2] = if attack {
-                0.3 * rnd()
-            } else {
-                0.5 + 0.5 * rnd()
-            };
-            samples.push((f, attack));
-        }
-        let (_, free) = fit(&samples, 1.0, 50);
-        assert!(free[2] < -1.0, "{free:?}");
-        let (_, held) = fit_nonneg(&samples, 1.0, 50, &[2]);
-        assert_eq!(held[2], 0.0);
-        assert!(held[0] > 5.0, "{held:?}");
-        // Constraining a feature that fits positive changes nothing.
-        assert_eq!(fit_nonneg(&samples, 1.0, 50, &[0]), fit(&samples, 1.0, 50));
-    }
-
-    #[test]
-    fn solves_linear_systems() {
-        let x = solve([[2.0, 1.0], [1.0, 3.0]], [3.0, 5.0]).unwrap();
-        assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
-        assert!(solve([[0.0, 0.0], [0.0, 0.0]], [1.0, 1.0]).is_none());
+        let n = 50_000;
+        let risks: Vec<f64> = (0..n)
+            .map(|_| {
+                let z = -6.0 - rnd().ln(); // Exp(1) above −6
+                1.0 / (1.0 + (-z).exp())
+            })
+            .collect();
+        let t = fit_tail(&risks);
+        assert!(t.shape.abs() < 0.15, "{t:?}");
+        assert!((t.scale - 1.0).abs() < 0.2, "{t:?}");
+        let thr = t.threshold(1e-4);
+        // True: P(Exp(1) > q) = 1e-4 → q = ln(1e4) ≈ 9.21, z = 3.21.
+        let z = logit(thr);
+        assert!((z - 3.21).abs() < 0.6, "{z}");
+        assert!((t.expected_above(thr) - n as f64 * 1e-4).abs() < 1.0);
+        // A tighter budget, a higher threshold.
+        assert!(t.threshold(1e-5) > thr);
     }
 }

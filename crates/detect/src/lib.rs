@@ -13,7 +13,9 @@ Detection: from normalised events to reasons a human can check.
   stream profiles, scores them and keeps verdicts, `flagged_at` and reasons.
 - [`reorder`]: the bounded buffer that puts a nearly sorted stream into the
   engine's total order without sorting the whole log.
-- [`fit`]: the logistic regression behind the embedded weights.
+- [`trees`]: the score: monotone boosted trees (increasing in every
+  feature), with per-feature contributions for reasons.
+- [`fit`]: samples, and thresholds from the tail of honest scores.
 - [`redact`]: redacted prompt samples for flagged accounts.
 */
 
@@ -22,3 +24,4 @@ pub mod fit;
 pub mod redact;
 pub mod reorder;
 pub mod signals;
+pub mod trees;

@@ -172,7 +172,7 @@ fn account_fingerprints_on_a_simulated_world() {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     for name in [
-        "elicitation_rate",
+        "elicitation",
         "template_concentration",
         "capability_concentration",
         "uniform_params",
@@ -198,7 +198,7 @@ fn account_fingerprints_on_a_simulated_world() {
         "low-and-slow",
     ] {
         assert!(
-            median(Some(c), "elicitation_rate") > median(None, "elicitation_rate") + 0.3,
+            median(Some(c), "elicitation") > median(None, "elicitation") + 0.3,
             "{c}"
         );
         assert!(

@@ -229,8 +229,97 @@ pub struct Scoreboard {
     pub baseline: Option<Scores>,
     /// Campaign linking (when the report has campaigns or the truth has any).
     pub linking: LinkScores,
+    /// API keys scored on their own (when the truth names bad keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeyScores>,
     pub baseline_policy: Vec<(String, baseline::Limits)>,
     pub warnings: Vec<String>,
+}
+
+/// Key-level detection: the truth's harvesting keys, and the honest keys
+/// (of honest accounts, and of attack accounts: a reseller's customers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyScores {
+    pub bad_keys: u64,
+    pub bad_keys_flagged: u64,
+    pub recall: Option<f64>,
+    /// Keys of attack accounts that carry no harvest (from the event log).
+    pub attack_account_honest_keys: Option<u64>,
+    pub attack_account_honest_keys_flagged: u64,
+    pub attack_account_honest_key_fpr: Option<f64>,
+    /// Keys of honest accounts (from the event log).
+    pub honest_account_keys: Option<u64>,
+    pub honest_account_keys_flagged: u64,
+}
+
+/// Scores the report's keys against the truth's bad keys (None when the
+/// truth names none).
+pub fn score_keys(report: &Report, truth: &[TruthRecord], events: Option<&EventIndex>) -> Option<KeyScores> {
+    let bad: std::collections::HashSet<&str> = truth
+        .iter()
+        .filter_map(|t| t.bad_keys.as_ref())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let attack: std::collections::HashSet<&str> = truth
+        .iter()
+        .filter(|t| t.label == Label::Attack)
+        .map(|t| t.account_id.as_str())
+        .collect();
+    let flagged: HashMap<&str, &str> = report
+        .keys
+        .iter()
+        .filter(|k| k.verdict.is_flagged())
+        .map(|k| (k.key_id.as_str(), k.account_id.as_str()))
+        .collect();
+    let bad_flagged = bad.iter().filter(|k| flagged.contains_key(*k)).count() as u64;
+    let mut aahf = 0u64;
+    let mut hahf = 0u64;
+    for (k, a) in &flagged {
+        if bad.contains(k) {
+            continue;
+        }
+        if attack.contains(a) {
+            aahf += 1;
+        } else {
+            hahf += 1;
+        }
+    }
+    let (aah, hah) = match events {
+        Some(ix) => {
+            let mut seen: std::collections::HashSet<(u32, u32)> = Default::default();
+            let (mut aah, mut hah) = (0u64, 0u64);
+            for &(_, a, k) in &ix.events {
+                if !seen.insert((a, k)) {
+                    continue;
+                }
+                let key = ix.keys[k as usize].as_str();
+                if bad.contains(key) || key.starts_with("account:") {
+                    continue;
+                }
+                if attack.contains(ix.accounts[a as usize].as_str()) {
+                    aah += 1;
+                } else {
+                    hah += 1;
+                }
+            }
+            (Some(aah), Some(hah))
+        }
+        None => (None, None),
+    };
+    Some(KeyScores {
+        bad_keys: bad.len() as u64,
+        bad_keys_flagged: bad_flagged,
+        recall: ratio(bad_flagged, bad.len() as u64),
+        attack_account_honest_keys: aah,
+        attack_account_honest_keys_flagged: aahf,
+        attack_account_honest_key_fpr: aah.and_then(|n| ratio(aahf, n)),
+        honest_account_keys: hah,
+        honest_account_keys_flagged: hahf,
+    })
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -568,6 +657,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Scoreboard, EvalError> {
         .filter(|t| t.label == Label::Attack)
         .count() as u64;
     let linking = score_linking(inp.report, inp.truth, inp.events);
+    let keys = score_keys(inp.report, inp.truth, inp.events);
     Ok(Scoreboard {
         version: 1,
         truth_accounts: inp.truth.len() as u64,
@@ -578,6 +668,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Scoreboard, EvalError> {
         detector,
         baseline,
         linking,
+        keys,
         baseline_policy: baseline::TIER_LIMITS
             .iter()
             .map(|(n, l)| (n.to_string(), *l))
@@ -595,18 +686,27 @@ mod tests {
         let mut t = Vec::new();
         for i in 0..4 {
             t.push(TruthRecord {
+                family: None,
+            kind: None,
+            bad_keys: None,
                 account_id: format!("a{i}"),
                 label: Label::Attack,
                 campaign: Some("c1".into()),
             });
         }
         t.push(TruthRecord {
+            family: None,
+            kind: None,
+            bad_keys: None,
             account_id: "x0".into(),
             label: Label::Attack,
             campaign: Some("c2".into()),
         });
         for i in 0..95 {
             t.push(TruthRecord {
+                family: None,
+            kind: None,
+            bad_keys: None,
                 account_id: format!("b{i}"),
                 label: Label::Benign,
                 campaign: None,
@@ -643,6 +743,7 @@ mod tests {
                 acct("ghost", Verdict::Block, Some(1)),
             ],
             campaigns: vec![],
+            keys: Vec::new(),
         };
         let t = truth();
         // c1's accounts each send one request at t = 0, 10, 20, …, 90.
@@ -704,6 +805,7 @@ mod tests {
             stats: Default::default(),
             accounts: vec![],
             campaigns: vec![],
+            keys: Vec::new(),
         };
         let t = truth();
         let sb = evaluate(&Inputs {
@@ -750,6 +852,7 @@ mod tests {
             stats: Default::default(),
             accounts: vec![],
             campaigns: vec![],
+            keys: Vec::new(),
         };
         assert!(
             evaluate(&Inputs {

@@ -96,6 +96,21 @@ pub fn render(sb: &Scoreboard) -> String {
             detection(bc),
         );
     }
+    if let Some(k) = &sb.keys {
+        let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
+        let _ = writeln!(
+            o,
+            "keys: {} of {} harvesting keys flagged ({}); honest keys of attack accounts flagged: {} of {} ({}); honest accounts' keys flagged: {} of {}\n",
+            k.bad_keys_flagged,
+            k.bad_keys,
+            pct(k.recall),
+            k.attack_account_honest_keys_flagged,
+            k.attack_account_honest_keys.map_or("?".to_string(), |n| n.to_string()),
+            pct(k.attack_account_honest_key_fpr),
+            k.honest_account_keys_flagged,
+            k.honest_account_keys.map_or("?".to_string(), |n| n.to_string()),
+        );
+    }
     let l = &sb.linking;
     let _ = writeln!(o);
     let _ = writeln!(

@@ -127,8 +127,8 @@ async fn account(State(gw): State<Arc<Gateway>>, h: HeaderMap, Path(id): Path<St
     let over = gw.overrides.read().ok().and_then(|m| m.get(&id).cloned());
     Ok(Json(json!({
         "account": id,
-        "verdict": gw.verdict(&id),
-        "detected": detected.map(|s| json!({"verdict": s.verdict, "risk": s.risk, "campaign": s.campaign})),
+        "verdict": gw.verdict(&id, None),
+        "detected": detected.map(|s| json!({"verdict": s.verdict, "risk": s.risk, "campaign": s.campaign, "keys": s.keys})),
         "override": over.as_ref().map(decision_json),
     }))
     .into_response())
@@ -237,7 +237,7 @@ async fn clear_override(
     let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(&id));
     match removed {
         Some(_) => Ok(
-            Json(json!({"account": id, "override": null, "verdict": gw.verdict(&id)}))
+            Json(json!({"account": id, "override": null, "verdict": gw.verdict(&id, None)}))
                 .into_response(),
         ),
         None => fail(

@@ -175,13 +175,61 @@ pub enum Action {
     Block,
 }
 
-/// The `[actions]` table: actions per verdict.
+/// The `[actions]` table: actions per verdict, and what a key's verdict
+/// applies to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Actions {
     pub monitor: Vec<Action>,
     pub throttle: Vec<Action>,
     pub block: Vec<Action>,
+    /// `[actions.scope]`: per verdict, whether an API key's own verdict
+    /// (reached on that key's traffic) acts on the key alone (`"key"`, the
+    /// default: a reseller's harvesting key is stopped and its customers'
+    /// keys keep serving) or on the whole account (`"account"`). The
+    /// account's own verdict (its whole traffic, its campaign, an
+    /// override) always acts on every key.
+    pub scope: Scope,
+}
+
+/// What a key's verdict acts on, per verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scope {
+    pub monitor: ScopeKind,
+    pub throttle: ScopeKind,
+    pub block: ScopeKind,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope {
+            monitor: ScopeKind::Key,
+            throttle: ScopeKind::Key,
+            block: ScopeKind::Key,
+        }
+    }
+}
+
+/// The key alone, or its whole account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeKind {
+    Key,
+    Account,
+}
+
+impl Scope {
+    /// Whether a key's verdict `v` acts on the whole account.
+    pub fn account_wide(&self, v: distillguard_core::Verdict) -> bool {
+        use distillguard_core::Verdict as V;
+        match v {
+            V::Allow => false,
+            V::Monitor => self.monitor == ScopeKind::Account,
+            V::Throttle => self.throttle == ScopeKind::Account,
+            V::Block => self.block == ScopeKind::Account,
+        }
+    }
 }
 
 impl Default for Actions {
@@ -190,6 +238,7 @@ impl Default for Actions {
             monitor: vec![Action::Record],
             throttle: vec![Action::Record, Action::WithholdReasoning, Action::Throttle],
             block: vec![Action::Block],
+            scope: Scope::default(),
         }
     }
 }

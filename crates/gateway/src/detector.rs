@@ -32,8 +32,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use distillguard_core::Verdict;
-use distillguard_detect::engine::{Engine, Thresholds, Weights, pre};
-use distillguard_link::{Activity, Linker};
+use distillguard_detect::engine::{Engine, Thresholds, Weights};
+use distillguard_pipeline::{PerRequest, Pipeline};
 use distillguard_storage::{KeyStore, SavedVerdict};
 
 use crate::observed::Observed;
@@ -76,10 +76,13 @@ const NAP: Duration = Duration::from_millis(2);
 /// What the detector publishes per account.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct State {
+    /// The account's own verdict: its whole traffic's, its campaign's.
     pub verdict: Verdict,
     pub risk: f64,
     /// In a confirmed campaign.
     pub campaign: bool,
+    /// The highest verdict any of its keys reached on its own traffic.
+    pub keys: Verdict,
 }
 
 /// The detector handle.
@@ -87,6 +90,8 @@ pub struct Detector {
     tx: Option<SyncSender<Arc<Observed>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     states: Arc<RwLock<HashMap<String, State>>>,
+    /// Keys above `allow`, by key id.
+    keys: Arc<RwLock<HashMap<String, Verdict>>>,
     pub enqueued: AtomicU64,
     pub dropped: AtomicU64,
     /// Requests scored so far.
@@ -100,17 +105,15 @@ pub struct Detector {
 
 /// The thread's state.
 struct Worker {
-    engine: Engine,
-    linker: Option<Linker>,
-    link_ids: HashMap<String, u32>,
-    link_names: Vec<String>,
-    /// Engine index → linker index.
-    link_of: Vec<u32>,
+    /// The verdict pipeline `analyze` runs too.
+    pipeline: Pipeline,
+    intel: distillguard_stix::Intel,
     /// What was last published per account.
     published: HashMap<String, State>,
     states: Arc<RwLock<HashMap<String, State>>>,
+    keys: Arc<RwLock<HashMap<String, Verdict>>>,
+    published_keys: HashMap<String, Verdict>,
     changes: Arc<[AtomicU64; 4]>,
-    seen_generation: u64,
     last_scan: Instant,
     /// Saved verdicts from before a restart: a floor under the engine's.
     carried: HashMap<String, State>,
@@ -136,6 +139,7 @@ fn load(store: &KeyStore) -> HashMap<String, State> {
                     verdict,
                     risk: v.risk,
                     campaign: v.campaign,
+                    keys: Verdict::Allow,
                 },
             ))
         })
@@ -162,32 +166,24 @@ impl Detector {
         let changes: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
         let weights = Weights::embedded();
         let t = thresholds.unwrap_or(weights.thresholds);
-        // Every account record is registered with the linker, in id order,
-        // so that accounts can link through their payment methods.
-        let mut linker = link.enabled.then(|| Linker::new(link));
-        let mut ids: Vec<&String> = known.accounts.keys().collect();
-        ids.sort();
-        let mut link_ids = HashMap::with_capacity(ids.len());
-        let mut link_names = Vec::with_capacity(ids.len());
-        if let Some(l) = &mut linker {
-            for (i, id) in ids.into_iter().enumerate() {
-                link_ids.insert(id.clone(), i as u32);
-                link_names.push(id.clone());
-                if let Some(info) = known.accounts.get(id) {
-                    l.register(i as u32, info);
-                }
-            }
-        }
+        // Every account record is registered with the linker (in id
+        // order), so that accounts can link through their payment methods.
+        let intel = distillguard_stix::Intel::default();
+        let pipeline = Pipeline::new(
+            Engine::new(&weights, t, &known.models, known.accounts.clone()),
+            link,
+            &known.accounts,
+            &intel,
+        );
+        let keys: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
         let worker = Worker {
-            engine: Engine::new(&weights, t, &known.models, known.accounts),
-            linker,
-            link_ids,
-            link_names,
-            link_of: Vec::new(),
+            pipeline,
+            intel,
             published: carried.clone(),
             states: Arc::clone(&states),
+            keys: Arc::clone(&keys),
+            published_keys: HashMap::new(),
             changes: Arc::clone(&changes),
-            seen_generation: 0,
             last_scan: Instant::now(),
             carried,
             store,
@@ -217,6 +213,7 @@ impl Detector {
             tx: Some(tx),
             thread,
             states,
+            keys,
             enqueued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             processed,
@@ -247,9 +244,24 @@ impl Detector {
         self.alive.load(Ordering::Relaxed)
     }
 
-    /// The account's latest verdict (allow if never seen).
+    /// The account's own latest verdict (allow if never seen).
     pub fn verdict(&self, account: &str) -> Verdict {
         self.state(account).map_or(Verdict::Allow, |s| s.verdict)
+    }
+
+    /// The verdict for a request of `account` on `key`: the account's own,
+    /// its keys' where `scope` makes them account-wide, and the key's own.
+    pub fn verdict_for(&self, account: &str, key: Option<&str>, scope: &crate::config::Scope) -> Verdict {
+        let s = self.state(account);
+        let own = s.map_or(Verdict::Allow, |s| s.verdict);
+        let wide = s
+            .map(|s| s.keys)
+            .filter(|k| scope.account_wide(*k))
+            .unwrap_or(Verdict::Allow);
+        let of_key = key
+            .and_then(|k| self.keys.read().ok().and_then(|m| m.get(k).copied()))
+            .unwrap_or(Verdict::Allow);
+        own.max(wide).max(of_key)
     }
 
     pub fn state(&self, account: &str) -> Option<State> {
@@ -306,12 +318,15 @@ impl Worker {
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(TryRecvError::Empty) => {
+                    // Idle: campaign membership is brought up to date now.
+                    self.rescan(true);
                     if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
                         self.save();
                     }
                     std::thread::sleep(NAP);
                 }
                 Err(TryRecvError::Disconnected) => {
+                    self.rescan(true);
                     if self.dirty {
                         self.save();
                     }
@@ -323,46 +338,34 @@ impl Worker {
 
     fn process(&mut self, o: &Observed) {
         let Some(e) = o.event() else { return };
-        let p = pre(&e);
-        let idx = self.engine.process(&p);
-        let mut state = State {
-            verdict: self.engine.verdict_of(idx),
-            risk: self.engine.risk_now(idx),
-            campaign: false,
+        let per = PerRequest {
+            intel: &self.intel,
+            link_keys: self.pipeline.linking(),
         };
-        if let Some(linker) = &mut self.linker {
-            let li = match self.link_of.get(idx as usize) {
-                Some(&li) => li,
-                None => {
-                    let next = self.link_names.len() as u32;
-                    let li = *self.link_ids.entry(e.account_id.clone()).or_insert(next);
-                    if li == next {
-                        self.link_names.push(e.account_id.clone());
-                    }
-                    self.link_of.push(li);
-                    li
-                }
-            };
-            let keys = distillguard_link::event_keys(&e, p.template);
-            linker.observe(
-                li,
-                None,
-                &keys,
-                Activity {
-                    ts: p.ts,
-                    output_tokens: p.output_tokens,
-                    capability: p.capability as u8,
-                    risk: state.risk,
-                    flagged: self.engine.is_flagged(idx),
-                },
-            );
-            if linker.campaign_flag_at(li).is_some() {
-                state.campaign = true;
-                state.verdict = Verdict::Block;
+        let r = distillguard_pipeline::record(&e, &per);
+        let out = self.pipeline.process(&r);
+        let keys = self
+            .published
+            .get(&e.account_id)
+            .map_or(Verdict::Allow, |s| s.keys)
+            .max(out.key);
+        let state = State {
+            verdict: out.own,
+            risk: out.risk,
+            campaign: out.campaign,
+            keys,
+        };
+        if let Some(k) = &e.api_key_id
+            && out.key > Verdict::Allow
+            && self.published_keys.get(k) != Some(&out.key)
+        {
+            self.published_keys.insert(k.clone(), out.key);
+            if let Ok(mut m) = self.keys.write() {
+                m.insert(k.clone(), out.key);
             }
         }
         self.publish(&e.account_id, state);
-        self.rescan();
+        self.rescan(false);
     }
 
     /// Saves the verdicts above `allow`.
@@ -399,6 +402,7 @@ impl Worker {
                 verdict: state.verdict.max(c.verdict),
                 campaign: state.campaign || c.campaign,
                 risk: state.risk.max(c.risk),
+                keys: state.keys,
             },
             None => state,
         };
@@ -412,8 +416,9 @@ impl Worker {
             },
             _ => state,
         };
-        let changed =
-            old.is_none_or(|o| o.verdict != state.verdict || o.campaign != state.campaign);
+        let changed = old.is_none_or(|o| {
+            o.verdict != state.verdict || o.campaign != state.campaign || o.keys != state.keys
+        });
         // The risk alone moves with every request; publishing each move
         // would take the write lock each time, so it is refreshed with
         // verdict changes and when it moved by 0.05.
@@ -430,32 +435,25 @@ impl Worker {
         }
     }
 
-    /// Blocks every member of confirmed campaigns when groups moved.
-    fn rescan(&mut self) {
-        let Some(linker) = &mut self.linker else {
-            return;
-        };
-        if linker.generation() == self.seen_generation
-            || self.last_scan.elapsed() < Duration::from_secs(1)
-        {
+    /// Blocks every member of confirmed campaigns when groups moved (at
+    /// most once a second while requests arrive; at once when idle).
+    fn rescan(&mut self, force: bool) {
+        if !force && self.last_scan.elapsed() < Duration::from_secs(1) {
             return;
         }
-        self.seen_generation = linker.generation();
+        let Some(members) = self.pipeline.campaign_members_if_moved() else {
+            return;
+        };
         self.last_scan = Instant::now();
-        let members: Vec<u32> = (0..linker.len())
-            .filter(|&li| linker.campaign_flag_at(li).is_some())
-            .collect();
         let Ok(mut m) = self.states.write() else {
             return;
         };
-        for li in members {
-            let Some(name) = self.link_names.get(li as usize) else {
-                continue;
-            };
+        for name in members {
             let s = m.entry(name.clone()).or_insert(State {
                 verdict: Verdict::Allow,
                 risk: 0.0,
                 campaign: false,
+                keys: Verdict::Allow,
             });
             if !s.campaign {
                 s.campaign = true;

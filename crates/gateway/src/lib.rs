@@ -137,17 +137,19 @@ impl Gateway {
             .and_then(|m| m.get(account).map(|d| d.verdict))
     }
 
-    /// The detector's verdict (allow without a detector).
-    fn detected(&self, account: &str) -> Verdict {
+    /// The detector's verdict for a request of `account` on `key` (allow
+    /// without a detector).
+    fn detected(&self, account: &str, key: Option<&str>) -> Verdict {
+        let scope = self.config().actions.scope;
         self.detector
             .as_ref()
-            .map_or(Verdict::Allow, |d| d.verdict(account))
+            .map_or(Verdict::Allow, |d| d.verdict_for(account, key, &scope))
     }
 
     /// The verdict in force: an operator's override, else the detector's.
-    fn verdict(&self, account: &str) -> Verdict {
+    fn verdict(&self, account: &str, key: Option<&str>) -> Verdict {
         self.override_of(account)
-            .unwrap_or_else(|| self.detected(account))
+            .unwrap_or_else(|| self.detected(account, key))
     }
 }
 

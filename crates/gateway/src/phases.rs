@@ -205,7 +205,7 @@ async fn read(
         (None, None) => "anonymous".to_string(),
     };
     // The verdict in force, looked up once for the limits and the actions.
-    let verdict = gw.verdict(&account);
+    let verdict = gw.verdict(&account, key.as_ref().map(|k| k.id.as_str()));
     let rates = key.as_ref().map(|k| rates(cfg, k, verdict));
     if let (Some(k), Some((rpm, _))) = (&key, rates) {
         admit(gw, k, Unit::Requests, 1.0, rpm)?;

@@ -242,6 +242,8 @@ fn plural(k: Kind, n: usize) -> &'static str {
         (Kind::Template, true) => "template",
         (Kind::Template, false) => "templates",
         (Kind::Synchrony, _) => "synchronised windows",
+        (Kind::SignupBatch, true) => "batch of sign-ups",
+        (Kind::SignupBatch, false) => "batches of sign-ups",
     }
 }
 

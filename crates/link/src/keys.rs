@@ -45,14 +45,20 @@ pub enum Kind {
     SystemPrompt,
     /// A template: the prompt's masked opening and closing wording together.
     Template,
-    /// One template in one ten-minute window: accounts acting in the same
-    /// minutes on the same template (loosely synchronised behaviour, after
-    /// SynchroTrap).
+    /// One template (or one application system prompt) in one ten-minute
+    /// window: accounts acting in the same minutes on the same template
+    /// (loosely synchronised behaviour, after SynchroTrap).
     Synchrony,
+    /// An e-mail domain and the three hours its accounts signed up in: a
+    /// batch of registrations. People sign up on their own schedule; a
+    /// fraud ring registers hundreds in one sitting. Webmail domains have
+    /// honest sign-ups in every window, and the density rule keeps them
+    /// from linking.
+    SignupBatch,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Payment,
         Kind::EmailDomain,
         Kind::Ip,
@@ -61,6 +67,7 @@ impl Kind {
         Kind::SystemPrompt,
         Kind::Template,
         Kind::Synchrony,
+        Kind::SignupBatch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +80,7 @@ impl Kind {
             Kind::SystemPrompt => "system_prompt",
             Kind::Template => "template",
             Kind::Synchrony => "synchrony",
+            Kind::SignupBatch => "signup_batch",
         }
     }
 
@@ -86,14 +94,20 @@ impl Kind {
     /// method is enough alone. The others need corroboration by another
     /// kind: prompt libraries (Orca-style system prompts, "think step by
     /// step" endings), proxy exits and webmail are shared across unrelated
-    /// actors, and one shared key must not merge two campaigns. Prefixes,
-    /// client stacks and synchronised windows (which repeat their
-    /// template) only describe a campaign.
+    /// actors, and one shared key must not merge two campaigns. A batch
+    /// of registrations is strong (an operator's own act). Synchronised
+    /// windows count each once, and three of them are enough on their own
+    /// (see the linker). Prefixes and client stacks only describe a
+    /// campaign.
     pub fn weight(self) -> u8 {
         match self {
-            Kind::Payment => 3,
-            Kind::EmailDomain | Kind::Ip | Kind::SystemPrompt | Kind::Template => 1,
-            Kind::IpPrefix | Kind::Client | Kind::Synchrony => 0,
+            Kind::Payment | Kind::SignupBatch => 3,
+            Kind::EmailDomain
+            | Kind::Ip
+            | Kind::SystemPrompt
+            | Kind::Template
+            | Kind::Synchrony => 1,
+            Kind::IpPrefix | Kind::Client => 0,
         }
     }
 
@@ -186,6 +200,8 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
             label: Label::Text(label),
         });
     }
+    let window = e.ts.0.div_euclid(SYNC_WINDOW_MS);
+    let mut synced = false;
     if let Some(s) = e.request.system_prompt.as_deref().filter(|s| s.len() >= 16) {
         let h = hash_exact(s.as_bytes());
         out.push(Key {
@@ -193,6 +209,16 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
             key: Kind::SystemPrompt.key_of_hash(h),
             label: Label::Hex(h),
         });
+        // An application's own system prompt (not a short default) in a
+        // window: synchrony for prompts too short to have a template.
+        if s.chars().count() >= 60 && template.is_none() {
+            synced = true;
+            out.push(Key {
+                kind: Kind::Synchrony,
+                key: Kind::Synchrony.key_of_hash(mix64(h ^ 0x5359 ^ window as u64)),
+                label: Label::Sync(h, window),
+            });
+        }
     }
     if let Some([head, tail]) = template {
         let t = mix64(head ^ tail.rotate_left(32));
@@ -201,15 +227,19 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
             key: Kind::Template.key_of_hash(t),
             label: Label::Hex(t),
         });
-        let window = e.ts.0.div_euclid(SYNC_WINDOW_MS);
-        out.push(Key {
-            kind: Kind::Synchrony,
-            key: Kind::Synchrony.key_of_hash(mix64(t ^ window as u64)),
-            label: Label::Sync(t, window),
-        });
+        if !synced {
+            out.push(Key {
+                kind: Kind::Synchrony,
+                key: Kind::Synchrony.key_of_hash(mix64(t ^ window as u64)),
+                label: Label::Sync(t, window),
+            });
+        }
     }
     out
 }
+
+/// Width of a sign-up batch window.
+pub const SIGNUP_WINDOW_MS: i64 = 3 * 60 * 60 * 1000;
 
 /// All bits of an address folded to 64 (for hashing).
 fn net_bits(ip: std::net::IpAddr) -> u64 {
@@ -259,6 +289,15 @@ pub fn account_keys(info: &AccountInfo) -> Vec<Key> {
     }
     if let Some(d) = info.email_domain.as_deref().filter(|d| !d.is_empty()) {
         let d = d.to_ascii_lowercase();
+        if let Some(c) = info.created_at {
+            let w = c.0.div_euclid(SIGNUP_WINDOW_MS);
+            let label = format!("{d} @ {}", distillguard_core::Timestamp(w * SIGNUP_WINDOW_MS));
+            out.push(Key {
+                kind: Kind::SignupBatch,
+                key: Kind::SignupBatch.key(label.as_bytes()),
+                label: Label::Text(label),
+            });
+        }
         out.push(Key {
             kind: Kind::EmailDomain,
             key: Kind::EmailDomain.key(d.as_bytes()),

@@ -62,8 +62,14 @@ pub struct Config {
     pub min_fraction: f64,
     /// Accounts a linked group needs to be a campaign.
     pub min_accounts: u32,
-    /// Of those, accounts flagged by the engine on their own.
+    /// Of those, accounts flagged by the engine on their own (one way to
+    /// confirm a group).
     pub min_flagged: u32,
+    /// Pooled evidence that confirms a group whose accounts are each too
+    /// weak to be stopped alone (the other way): the sum over its members
+    /// of `logit(risk) − logit(link_risk)`, each capped at
+    /// [`MEMBER_EVIDENCE_CAP`].
+    pub confirm_evidence: f64,
 }
 
 impl Default for Config {
@@ -74,8 +80,18 @@ impl Default for Config {
             min_fraction: 0.5,
             min_accounts: 3,
             min_flagged: 2,
+            confirm_evidence: 20.0,
         }
     }
+}
+
+/// The most one account adds to its group's pooled evidence: a network is
+/// confirmed by many members' evidence, not by one account's certainty.
+pub const MEMBER_EVIDENCE_CAP: f64 = 3.0;
+
+fn logit(r: f64) -> f64 {
+    let r = r.clamp(1e-9, 1.0 - 1e-9);
+    (r / (1.0 - r)).ln()
 }
 
 impl Config {
@@ -85,6 +101,9 @@ impl Config {
         }
         if self.min_accounts < 2 || self.min_flagged == 0 || self.min_flagged > self.min_accounts {
             return Err("need 2 ≤ min_accounts and 1 ≤ min_flagged ≤ min_accounts".into());
+        }
+        if self.confirm_evidence.is_nan() || self.confirm_evidence <= 0.0 {
+            return Err("confirm_evidence must be > 0".into());
         }
         Ok(())
     }
@@ -120,8 +139,19 @@ struct Pair {
     kinds: u16,
     /// Distinct identity keys (IPs, e-mail domains) among them.
     identity: u16,
+    /// Distinct synchronised windows shared.
+    windows: u16,
     keys: Vec<u64>,
 }
+
+/// Synchronised windows two groups must share to join on synchrony alone
+/// (the same template in the same ten minutes, three times over, is no
+/// coincidence: after SynchroTrap).
+pub const SYNC_WINDOWS: u16 = 3;
+
+/// Share of the smaller group's synchronised windows two groups must share
+/// to join on synchrony.
+pub const SYNC_SHARE: f64 = 0.3;
 
 /// Per-account linking state.
 #[derive(Debug, Clone, Default)]
@@ -130,6 +160,8 @@ pub(crate) struct Member {
     pub suspicious: bool,
     pub flagged: bool,
     pub max_risk: f64,
+    /// What the account adds to its group's pooled evidence now.
+    pub evidence: f64,
     pub joined_at: Option<i64>,
     pub requests: u32,
     pub output_tokens: u64,
@@ -153,51 +185,26 @@ pub struct Activity {
     pub flagged: bool,
 }
 
-/// A simple Bloom filter: "has this account been counted on this key?".
-struct Seen {
-    bits: Vec<u64>,
-    mask: u64,
-}
-
-impl Seen {
-    fn new(log2_bits: u32) -> Seen {
-        let n = 1usize << log2_bits;
-        Seen {
-            bits: vec![0; n / 64],
-            mask: n as u64 - 1,
-        }
-    }
-
-    /// Inserts; returns whether it was (probably) there before.
-    fn insert(&mut self, h: u64) -> bool {
-        let mut present = true;
-        let mut x = h;
-        for _ in 0..3 {
-            x = mix64(x);
-            let b = x & self.mask;
-            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
-            present &= self.bits[w] & bit != 0;
-            self.bits[w] |= bit;
-        }
-        present
-    }
-}
-
 /// The linker.
 pub struct Linker {
     pub cfg: Config,
-    seen: Seen,
+    seen: distillguard_sketches::bloom::Bloom,
     count: CountMin,
     pub(crate) keys: HashMap<u64, KeyState>,
     /// "Has this suspicious account been counted on this key?" (a Bloom
     /// filter, like `seen`: a rare false hit undercounts by one).
-    counted_suspicious: Seen,
+    counted_suspicious: distillguard_sketches::bloom::Bloom,
     pairs: HashMap<(u32, u32), Pair>,
     parent: Vec<u32>,
     size: Vec<u32>,
     flagged: Vec<u32>,
+    /// Pooled evidence per group root (see [`Config::confirm_evidence`]).
+    evidence: Vec<f64>,
     /// Identity keys (IPs, e-mail domains) per group root.
     identity: Vec<u32>,
+    /// Synchronised windows (template or prompt × ten minutes) each group
+    /// acted in, counted per account.
+    windows: Vec<u32>,
     pub(crate) detected_at: Vec<Option<i64>>,
     pub(crate) members: Vec<Member>,
     /// Client stacks seen per group root, for the report (never links).
@@ -210,15 +217,17 @@ impl Linker {
     pub fn new(cfg: Config) -> Linker {
         Linker {
             cfg,
-            seen: Seen::new(27),
+            seen: distillguard_sketches::bloom::Bloom::new(27),
             count: CountMin::new(20),
             keys: HashMap::new(),
-            counted_suspicious: Seen::new(24),
+            counted_suspicious: distillguard_sketches::bloom::Bloom::new(24),
             pairs: HashMap::new(),
             parent: Vec::new(),
             size: Vec::new(),
             flagged: Vec::new(),
+            evidence: Vec::new(),
             identity: Vec::new(),
+            windows: Vec::new(),
             detected_at: Vec::new(),
             members: Vec::new(),
             clients: HashMap::new(),
@@ -233,7 +242,9 @@ impl Linker {
             self.parent.push(i);
             self.size.push(1);
             self.flagged.push(0);
+            self.evidence.push(0.0);
             self.identity.push(0);
+            self.windows.push(0);
             self.detected_at.push(None);
             self.members.push(Member::default());
         }
@@ -289,7 +300,9 @@ impl Linker {
         self.generation += 1;
         self.size[root as usize] += self.size[child as usize];
         self.flagged[root as usize] += self.flagged[child as usize];
+        self.evidence[root as usize] += self.evidence[child as usize];
         self.identity[root as usize] += self.identity[child as usize];
+        self.windows[root as usize] += self.windows[child as usize];
         self.detected_at[root as usize] = match (
             self.detected_at[root as usize],
             self.detected_at[child as usize],
@@ -304,11 +317,39 @@ impl Linker {
         let r = root as usize;
         if self.detected_at[r].is_none()
             && self.size[r] >= self.cfg.min_accounts
-            && self.flagged[r] >= self.cfg.min_flagged
+            && (self.flagged[r] >= self.cfg.min_flagged
+                || self.evidence[r] >= self.cfg.confirm_evidence)
         {
             self.detected_at[r] = Some(ts);
             self.generation += 1;
         }
+    }
+
+    /// Updates an account's part of its group's pooled evidence.
+    fn update_evidence(&mut self, idx: u32, ts: i64) {
+        let m = &self.members[idx as usize];
+        if !m.suspicious {
+            return;
+        }
+        let e = (logit(m.max_risk) - logit(self.cfg.link_risk)).clamp(0.0, MEMBER_EVIDENCE_CAP);
+        let delta = e - m.evidence;
+        if delta.abs() < 1e-9 {
+            return;
+        }
+        self.members[idx as usize].evidence = e;
+        let r = self.find(idx);
+        self.evidence[r as usize] += delta;
+        self.confirm(r, ts);
+    }
+
+    /// Pooled evidence and size of each group of two or more accounts
+    /// (for calibrating `confirm_evidence` against honest groups).
+    pub fn group_evidence(&mut self) -> Vec<(u32, u32, f64)> {
+        let n = self.members.len() as u32;
+        (0..n)
+            .filter(|&i| self.parent[i as usize] == i && self.size[i as usize] >= 2)
+            .map(|i| (i, self.size[i as usize], self.evidence[i as usize]))
+            .collect()
     }
 
     /// Folds one request of account `idx` (the engine's index) with the
@@ -356,6 +397,7 @@ impl Linker {
         if !self.members[idx as usize].suspicious {
             return;
         }
+        self.update_evidence(idx, ts);
         let statics = std::mem::take(&mut self.members[idx as usize].statics);
         for k in statics.iter().chain(keys.iter()) {
             if !k.kind.links() {
@@ -390,8 +432,12 @@ impl Linker {
         if first {
             st.suspicious += 1;
         }
+        let sync_first = first && k.kind == Kind::Synchrony;
         let total = self.count.estimate(k.key).max(st.suspicious);
-        let dense = st.suspicious >= 2
+        // A batch of sign-ups is five or more: two accounts registering on
+        // one domain in the same three hours is a coincidence on webmail.
+        let least = if k.kind == Kind::SignupBatch { 5 } else { 2 };
+        let dense = st.suspicious >= least
             && f64::from(st.suspicious) / f64::from(total) >= self.cfg.min_fraction;
         // The groups on this key, as current roots (deduplicated).
         let mut groups = std::mem::take(&mut st.groups);
@@ -401,6 +447,9 @@ impl Linker {
         groups.sort_unstable();
         groups.dedup();
         let ra = self.find(idx);
+        if sync_first {
+            self.windows[ra as usize] += 1;
+        }
         if !groups.contains(&ra) && groups.len() < MAX_GROUPS_PER_KEY {
             groups.push(ra);
             if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
@@ -435,13 +484,28 @@ impl Linker {
         if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
             e.identity = e.identity.saturating_add(1);
         }
+        if k.kind == Kind::Synchrony {
+            e.windows = e.windows.saturating_add(1);
+        }
         // Large groups must share a proportionate part of their exits:
         // two campaigns renting the same residential proxy service share a
         // few exits by chance, never a twentieth of them.
         let (ia, ib) = (self.identity[a as usize], self.identity[b as usize]);
         let need = 2u32.max(ia.min(ib).div_ceil(20));
-        let strong =
-            k.kind == Kind::Payment || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need);
+        // Strong: a shared card or batch of sign-ups; or two kinds with
+        // identity keys of the operator's own; or synchrony in three
+        // windows (SynchroTrap: acting together is evidence enough to merge
+        // groups that share no card).
+        // Synchrony counts when the groups act together in a good part of
+        // the smaller group's windows, not merely sometimes (two unrelated
+        // scripts that drew the same template share a few windows by
+        // running at the same time).
+        let (wa, wb) = (self.windows[a as usize], self.windows[b as usize]);
+        let in_step = e.windows >= SYNC_WINDOWS
+            && f64::from(e.windows) >= SYNC_SHARE * f64::from(wa.min(wb).max(1));
+        let strong = matches!(k.kind, Kind::Payment | Kind::SignupBatch)
+            || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need)
+            || in_step;
         if e.score >= JOIN_EVIDENCE && strong {
             let keys = std::mem::take(&mut e.keys);
             for k in keys {

@@ -26,6 +26,7 @@ pub mod population;
 pub mod render;
 pub mod rng;
 pub mod scenario;
+pub mod random;
 pub mod schedule;
 pub mod world;
 
@@ -45,7 +46,7 @@ pub use corpus::Corpus;
 pub use scenario::Scenario;
 
 use population::Ctx;
-use render::World;
+use render::World as RenderWorld;
 use world::ModelRt;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +97,18 @@ fn write_err(path: &Path) -> impl Fn(std::io::Error) -> SimError + '_ {
     }
 }
 
-/// Runs a scenario and writes its files into `out_dir`.
-pub fn simulate(
-    scenario: &Scenario,
-    seed: u64,
-    corpus: &Corpus,
-    out_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<Summary, SimError> {
-    std::fs::create_dir_all(out_dir).map_err(write_err(out_dir))?;
+/// A generated world, before rendering: its accounts, campaigns and every
+/// request spec in time order. Render it to files ([`simulate`]) or to
+/// lines in memory ([`World::for_each_chunk`]).
+pub struct World<'c> {
+    scenario: Scenario,
+    ctx: Ctx<'c>,
+    specs: Vec<world::Spec>,
+    pub summary: Summary,
+}
+
+/// Builds the world of a scenario (no rendering yet).
+pub fn build<'c>(scenario: &Scenario, seed: u64, corpus: &'c Corpus) -> World<'c> {
     let start = scenario.start_ts().0;
     let end = start + (scenario.days * MS_PER_DAY as f64) as i64;
     let models: Vec<ModelRt> = scenario
@@ -118,8 +122,6 @@ pub fn simulate(
             share: m.share,
         })
         .collect();
-
-    progress.stage("generating traffic", None);
     let mut ctx = Ctx::new(seed, start, end, corpus, models);
     if let Some(b) = &scenario.benign {
         population::benign::generate(&mut ctx, b);
@@ -172,74 +174,199 @@ pub fn simulate(
                 .events += 1;
         }
     }
+    World {
+        scenario: scenario.clone(),
+        ctx,
+        specs,
+        summary,
+    }
+}
+
+impl World<'_> {
+    /// Renders every request as event-log lines, in time order, in chunks
+    /// of whole lines (rendered on every core); `each` receives them in
+    /// order. Stops at the first error `each` returns.
+    pub fn for_each_chunk<E: Send>(
+        &self,
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.map_chunks(|buf| Ok(buf.to_vec()), |_, text| each(&text))
+    }
+
+    /// Renders chunks of whole lines on worker threads, maps each with
+    /// `map` there (parse it, say), and hands the results to `each` in
+    /// order, with the chunk's number.
+    pub fn map_chunks<T: Send, E: Send>(
+        &self,
+        map: impl Fn(&[u8]) -> Result<T, E> + Sync,
+        mut each: impl FnMut(usize, T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let world = RenderWorld {
+            seed: self.ctx.seed,
+            corpus: self.ctx.corpus,
+            models: &self.ctx.models,
+            accounts: &self.ctx.accounts,
+            campaigns: &self.ctx.campaigns,
+            campaign_specs: &self.scenario.campaigns,
+            knobs: &self.scenario.output,
+        };
+        let chunks: Vec<&[world::Spec]> = self.specs.chunks(CHUNK).collect();
+        let next = AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let (tx, rx) = mpsc::sync_channel::<(usize, Result<T, E>)>(workers * 2);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (world, chunks, next, map) = (&world, &chunks, &next, &map);
+                scope.spawn(move || {
+                    let mut buf = Vec::with_capacity(CHUNK * 2048);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else { break };
+                        buf.clear();
+                        for s in chunk.iter() {
+                            render::render(world, s, &mut buf);
+                        }
+                        if tx.send((i, map(&buf))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending: BTreeMap<usize, Result<T, E>> = BTreeMap::new();
+            let mut want = 0usize;
+            for (i, r) in rx {
+                pending.insert(i, r);
+                while let Some(r) = pending.remove(&want) {
+                    each(want, r?)?;
+                    want += 1;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Events per chunk handed out (for progress).
+    pub fn chunk_len(&self, i: usize) -> usize {
+        self.specs.chunks(CHUNK).nth(i).map_or(0, <[world::Spec]>::len)
+    }
+
+    /// The truth: every account's label, campaign and family.
+    pub fn truth(&self) -> Vec<TruthRecord> {
+        let ctx = &self.ctx;
+        self.id_order()
+            .iter()
+            .map(|&i| {
+                let a = &ctx.accounts[i];
+                TruthRecord {
+                    account_id: a.id.clone(),
+                    label: a.label,
+                    campaign: a.campaign.map(|c| ctx.campaigns[c as usize].name.clone()),
+                    family: a
+                        .campaign
+                        .and_then(|c| self.scenario.campaigns.get(c as usize))
+                        .map(|c| c.family().to_string()),
+                    kind: Some(a.profile.kind().to_string()),
+                    bad_keys: (a.label == Label::Attack).then(|| {
+                        let mut k: Vec<String> = a
+                            .harvest_streams
+                            .iter()
+                            .filter_map(|&i| a.streams.get(i as usize).map(|s| s.key.clone()))
+                            .collect();
+                        k.sort();
+                        k.dedup();
+                        k
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The account records the scenario exports (all, or a share, or none:
+    /// `output.account_records`), in id order.
+    pub fn account_records(&self) -> Vec<AccountRecord> {
+        let ctx = &self.ctx;
+        let share = self.scenario.output.account_records;
+        self.id_order()
+            .into_iter()
+            .filter(|&i| {
+                share >= 1.0
+                    || rng::Rng::derive(&[ctx.seed, rng::label("record"), i as u64]).chance(share)
+            })
+            .map(|i| AccountRecord::new(ctx.accounts[i].id.clone(), ctx.accounts[i].info.clone()))
+            .collect()
+    }
+
+    /// Model releases.
+    pub fn models(&self) -> Vec<ModelRelease> {
+        self.ctx
+            .models
+            .iter()
+            .map(|m| ModelRelease {
+                model: m.name.clone(),
+                released_at: Timestamp(m.released),
+            })
+            .collect()
+    }
+
+    fn id_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.ctx.accounts.len()).collect();
+        order.sort_by(|&a, &b| self.ctx.accounts[a].id.cmp(&self.ctx.accounts[b].id));
+        order
+    }
+}
+
+/// Runs a scenario and writes its files into `out_dir`.
+pub fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    corpus: &Corpus,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Summary, SimError> {
+    std::fs::create_dir_all(out_dir).map_err(write_err(out_dir))?;
+    progress.stage("generating traffic", None);
+    let world = build(scenario, seed, corpus);
+    let mut summary = world.summary.clone();
 
     // Render and compress chunks in parallel; write them in order.
-    progress.stage("writing events", Some(specs.len() as u64));
+    progress.stage("writing events", Some(world.specs.len() as u64));
     let events_path = out_dir.join("events.jsonl.gz");
     let file = File::create(&events_path).map_err(write_err(&events_path))?;
     let mut sink = BufWriter::with_capacity(1 << 20, file);
-    let world = World {
-        seed,
-        corpus,
-        models: &ctx.models,
-        accounts: &ctx.accounts,
-        campaigns: &ctx.campaigns,
-        campaign_specs: &scenario.campaigns,
-        knobs: &scenario.output,
-    };
-    let chunks: Vec<&[world::Spec]> = specs.chunks(CHUNK).collect();
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>, u64)>(workers * 2);
     let mut raw_bytes = 0u64;
     let mut written = 0u64;
-    let result: Result<(), std::io::Error> = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (world, chunks, next) = (&world, &chunks, &next);
-            scope.spawn(move || {
-                let mut buf = Vec::with_capacity(CHUNK * 2048);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(chunk) = chunks.get(i) else { break };
-                    buf.clear();
-                    for s in chunk.iter() {
-                        render::render(world, s, &mut buf);
-                    }
-                    let Ok(packed) = distillguard_core::parallel::write_member(&buf, 3) else {
-                        break;
-                    };
-                    if tx.send((i, packed, buf.len() as u64)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-        let mut want = 0usize;
-        for (i, packed, raw) in rx {
+    let result: Result<(), std::io::Error> = world.map_chunks(
+        |buf| {
+            distillguard_core::parallel::write_member(buf, 3).map(|packed| (packed, buf.len() as u64))
+        },
+        |i, (packed, raw)| {
             raw_bytes += raw;
-            pending.insert(i, packed);
-            while let Some(p) = pending.remove(&want) {
-                sink.write_all(&p)?;
-                written += p.len() as u64;
-                progress.advance(chunks[want].len() as u64);
-                want += 1;
-            }
-        }
-        if want != chunks.len() {
-            return Err(std::io::Error::other("a rendering worker stopped early"));
-        }
-        sink.flush()
-    });
-    result.map_err(write_err(&events_path))?;
+            sink.write_all(&packed)?;
+            written += packed.len() as u64;
+            progress.advance(world.chunk_len(i) as u64);
+            Ok(())
+        },
+    );
+    result
+        .and_then(|()| sink.flush())
+        .map_err(write_err(&events_path))?;
     summary.bytes_uncompressed = raw_bytes;
     summary.bytes_written = written;
 
-    write_side_files(out_dir, &ctx, scenario, &summary)?;
+    write_jsonl(&out_dir.join("accounts.jsonl"), &world.account_records())?;
+    write_jsonl(&out_dir.join("truth.jsonl"), &world.truth())?;
+    write_jsonl(&out_dir.join("models.jsonl"), &world.models())?;
+    let manifest = serde_json::json!({ "summary": summary, "scenario": scenario });
+    let path = out_dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    std::fs::write(&path, text + "\n").map_err(write_err(&path))?;
     Ok(summary)
 }
 
@@ -254,47 +381,4 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), SimError> {
         w.write_all(b"\n").map_err(write_err(path))?;
     }
     w.flush().map_err(write_err(path))
-}
-
-fn write_side_files(
-    out_dir: &Path,
-    ctx: &Ctx,
-    scenario: &Scenario,
-    summary: &Summary,
-) -> Result<(), SimError> {
-    let mut order: Vec<usize> = (0..ctx.accounts.len()).collect();
-    order.sort_by(|&a, &b| ctx.accounts[a].id.cmp(&ctx.accounts[b].id));
-    let accounts: Vec<AccountRecord> = order
-        .iter()
-        .map(|&i| AccountRecord::new(ctx.accounts[i].id.clone(), ctx.accounts[i].info.clone()))
-        .collect();
-    write_jsonl(&out_dir.join("accounts.jsonl"), &accounts)?;
-    let truth: Vec<TruthRecord> = order
-        .iter()
-        .map(|&i| {
-            let a = &ctx.accounts[i];
-            TruthRecord {
-                account_id: a.id.clone(),
-                label: a.label,
-                campaign: a.campaign.map(|c| ctx.campaigns[c as usize].name.clone()),
-            }
-        })
-        .collect();
-    write_jsonl(&out_dir.join("truth.jsonl"), &truth)?;
-    let models: Vec<ModelRelease> = ctx
-        .models
-        .iter()
-        .map(|m| ModelRelease {
-            model: m.name.clone(),
-            released_at: Timestamp(m.released),
-        })
-        .collect();
-    write_jsonl(&out_dir.join("models.jsonl"), &models)?;
-    let manifest = serde_json::json!({ "summary": summary, "scenario": scenario });
-    let path = out_dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Write {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    std::fs::write(&path, text + "\n").map_err(write_err(&path))
 }

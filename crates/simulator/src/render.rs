@@ -17,8 +17,11 @@ use crate::corpus::Corpus;
 use crate::network::{CLIENTS, NETWORKS};
 use crate::population::products::PRODUCT_PARAMS;
 use crate::rng::{Rng, label};
-use crate::scenario::{CampaignSpec, OutputKnobs};
-use crate::world::{CampaignRt, HumanParams, Kind, ModelRt, Profile, SimAccount, Spec};
+use crate::content::{tasks, wording};
+use crate::scenario::{CampaignSpec, ELICITATION_STYLES, OutputKnobs};
+use crate::world::{
+    CampaignRt, HumanParams, Kind, ModelRt, NO_CONV, Profile, REASONING_SYSTEM, SimAccount, Spec,
+};
 
 /// Everything rendering reads (shared by the worker threads).
 pub struct World<'a> {
@@ -146,6 +149,7 @@ fn escape(out: &mut Vec<u8>, s: &str) {
 struct Params {
     max_tokens: Option<u32>,
     temperature: Option<f32>,
+    top_p: Option<f32>,
     stream: bool,
     n: u32,
     logprobs: Option<u32>,
@@ -156,6 +160,7 @@ fn human(p: &HumanParams, model: &ModelRt, rng: &mut Rng) -> Params {
     Params {
         max_tokens: p.max_tokens.map(|m| m.min(model.max_output)),
         temperature: p.temperature,
+        top_p: None,
         stream: rng.chance(p.stream),
         n: 1,
         logprobs: None,
@@ -227,7 +232,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 Profile::Startup { brand } => {
                     Some(products::startup_system(products::brand(*brand)))
                 }
-                _ => None,
+                _ => human_system(w, s.account, &hp),
             };
             let p = human(&hp, model, &mut rng);
             (
@@ -264,6 +269,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             let p = Params {
                 max_tokens: Some(256),
                 temperature: Some(0.0),
+                top_p: None,
                 stream: false,
                 n: 1,
                 logprobs: None,
@@ -276,22 +282,25 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             Profile::Eval {
                 suite_seed,
                 samples,
+                cot,
             },
         ) => {
             let p = Params {
                 max_tokens: Some(2048.min(model.max_output)),
                 temperature: Some(if *samples > 1 { 0.7 } else { 0.0 }),
+                top_p: None,
                 stream: false,
                 n: *samples,
                 logprobs: None,
                 reasoning: false,
             };
-            (products::eval_item(*suite_seed, item), p)
+            (products::eval_item(*suite_seed, item, *cot), p)
         }
         (Kind::Agent { conv, step }, _) => {
             let p = Params {
                 max_tokens: Some(8192.min(model.max_output)),
                 temperature: Some(0.0),
+                top_p: None,
                 stream: true,
                 n: 1,
                 logprobs: None,
@@ -311,6 +320,10 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 follow_up,
                 paraphrase,
                 system,
+                style,
+                wording,
+                conv,
+                reuse,
             },
             Profile::Campaign { campaign, .. },
         ) => {
@@ -322,30 +335,163 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 t = t.paraphrased(&mut rng);
             }
             let answer_text = w.corpus.answer_text(rng.index(w.corpus.answers.len()));
-            let sys = (system > 0).then(|| c.systems[(system - 1) as usize].as_str());
-            let fill = Fill {
-                lang: lang as usize,
-                elicit,
-                follow_up,
-                answer_text,
-                system: sys,
+            let style = ELICITATION_STYLES
+                .get(style as usize)
+                .copied()
+                .unwrap_or("literal");
+            let pool = c.user_wordings.get(lang as usize).filter(|p| !p.is_empty());
+            let own = pool.map(|p| p[wording as usize % p.len()].as_str());
+            // The request for reasoning: in the user turn, in the system
+            // prompt, or only through the API's reasoning parameter.
+            let user_elicit: Option<&str> = match (elicit, style) {
+                (false, _) => None,
+                (true, "literal") => templates::literal_elicit(&t, lang as usize).or(own),
+                (true, "paraphrase") => own,
+                _ => None,
             };
-            let prompt = templates::instantiate(t, &fill, &mut rng);
+            let sys_elicit: Option<&str> = (elicit && style == "system" && !c.system_wordings.is_empty())
+                .then(|| c.system_wordings[wording as usize % c.system_wordings.len()].as_str());
+            let base_sys = (system > 0).then(|| c.systems[(system - 1) as usize].as_str());
+            let joined;
+            let sys = match (base_sys, sys_elicit) {
+                (Some(a), Some(b)) => {
+                    joined = format!("{a} {b}");
+                    Some(joined.as_str())
+                }
+                (a, b) => a.or(b),
+            };
+            let prompt = if conv != NO_CONV {
+                real_question(w, conv, reuse, user_elicit, sys, elicit, follow_up, &mut rng)
+            } else {
+                let fill = Fill {
+                    lang: lang as usize,
+                    elicit: user_elicit,
+                    reasoning: elicit,
+                    follow_up,
+                    answer_text,
+                    system: sys,
+                };
+                let mut p = templates::instantiate(t, &fill, &mut rng);
+                if let (Some(s), Some(existing)) = (sys_elicit, p.system.as_mut())
+                    && !existing.contains(s)
+                {
+                    existing.push(' ');
+                    existing.push_str(s);
+                }
+                p
+            };
             let ps = &cs.params;
-            let max_tokens = if rng.chance(ps.max_tokens_at_max) {
+            let mut max_tokens = if rng.chance(ps.max_tokens_at_max) {
                 model.max_output
             } else {
                 (*rng.pick(&[2048u32, 4096, 4096, 8192])).min(model.max_output)
             };
+            let mut temperature = ps.temperature;
+            let mut top_p = None;
+            if rng.chance(ps.vary) {
+                // A script that randomises its settings per request.
+                max_tokens = (*rng.pick(&[512u32, 1024, 1500, 2048, 3000, 4096, 6000, 8192, 16000]))
+                    .min(model.max_output);
+                temperature = (!rng.chance(0.15)).then(|| (rng.range_f64(0.0, 1.3) * 100.0).round() as f32 / 100.0);
+                top_p = rng.chance(0.3).then(|| (rng.range_f64(0.7, 1.0) * 100.0).round() as f32 / 100.0);
+            }
             let p = Params {
                 max_tokens: Some(max_tokens),
-                temperature: ps.temperature,
+                temperature,
+                top_p,
                 stream: rng.chance(ps.stream),
                 n: ps.n,
                 logprobs: rng.chance(ps.logprobs).then_some(ps.top_logprobs),
-                reasoning: model.reasoning && rng.chance(ps.reasoning),
+                reasoning: model.reasoning
+                    && (rng.chance(ps.reasoning) || (elicit && style == "api")),
             };
             (prompt, p)
+        }
+        (Kind::Homework { set, item, step }, profile) => {
+            let hp = match profile {
+                Profile::Human(p) => *p,
+                _ => PRODUCT_PARAMS,
+            };
+            let mut text = products::homework_problem(set, item);
+            let mut vr = Rng::derive(&[w.seed, label("homework-words"), s.account as u64, s.seq as u64]);
+            if vr.chance(0.5) {
+                text = format!("{}{text}", vr.pick_str(products::HOMEWORK_OPENERS));
+            }
+            if step {
+                text.push(' ');
+                text.push_str(vr.pick_str(products::HOMEWORK_STEPS));
+            }
+            let p = human(&hp, model, &mut rng);
+            (
+                Prompt {
+                    system: human_system(w, s.account, &hp),
+                    messages: vec![Msg::user(text)],
+                    tools: Tools::None,
+                    answer: AnswerKind::Reasoning,
+                },
+                p,
+            )
+        }
+        (Kind::Tutor { conv, turns, math }, Profile::Tutoring { brand, seed }) => {
+            let first = if math {
+                // A student types the problem in their own words.
+                let mut mr = Rng::derive(&[w.seed, label("tutor-problem"), s.account as u64, conv as u64]);
+                let p = tasks::math_problem(&mut mr);
+                content::vary(&p, &mut mr)
+            } else {
+                let c = &w.corpus.conversations[conv as usize % w.corpus.conversations.len()];
+                content::clip(&c.turns[0].text, max_chars.min(600)).to_string()
+            };
+            let mut messages = vec![Msg::user(first)];
+            for _ in 0..turns {
+                messages.push(Msg::assistant("Step 1: let's write down what we know. Step 2: set up the equation. Step 3: solve it and check."));
+                messages.push(Msg::user(rng.pick_str(products::TUTOR_FOLLOW_UPS)));
+            }
+            let p = Params {
+                max_tokens: Some(1024.min(model.max_output)),
+                temperature: Some(0.3),
+                top_p: None,
+                stream: true,
+                n: 1,
+                logprobs: None,
+                reasoning: false,
+            };
+            (
+                Prompt {
+                    system: Some(products::tutoring_system(products::brand(*brand), *seed)),
+                    messages,
+                    tools: Tools::None,
+                    answer: AnswerKind::Reasoning,
+                },
+                p,
+            )
+        }
+        (Kind::Judge { doc, explain }, Profile::Judge { rubric, .. }) => {
+            let answer = content::clip(w.corpus.answer_text(doc as usize), 600.min(max_chars));
+            let p = Params {
+                max_tokens: Some(512),
+                temperature: Some(0.0),
+                top_p: None,
+                stream: false,
+                n: 1,
+                logprobs: None,
+                reasoning: false,
+            };
+            (products::judge_prompt(*rubric, answer, explain), p)
+        }
+        (Kind::Hackathon { conv, elicit }, Profile::Hackathon { app, .. }) => {
+            let c = &w.corpus.conversations[conv as usize % w.corpus.conversations.len()];
+            let input = content::clip(&c.turns[0].text, 300);
+            let p = Params {
+                max_tokens: Some(*rng.pick(&[800u32, 1000, 2000])),
+                temperature: Some(0.7),
+                top_p: None,
+                stream: false,
+                n: 1,
+                logprobs: None,
+                reasoning: false,
+            };
+            (products::hackathon_prompt(*app, input, elicit), p)
         }
         // A kind that does not match its profile cannot be built by the
         // populations; render a minimal chat so the line stays valid.
@@ -359,6 +505,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             Params {
                 max_tokens: Some(256),
                 temperature: None,
+                top_p: None,
                 stream: false,
                 n: 1,
                 logprobs: None,
@@ -424,13 +571,93 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
     j.obj();
     j.kstr("ip", ip);
     j.kstr("user_agent", client.user_agent);
-    j.knum("asn", net.asn);
-    j.kstr("asn_org", net.org);
-    j.kstr("country", net.country);
-    j.kstr("tls_fingerprint", client.tls);
+    if w.knobs.network_fields {
+        j.knum("asn", net.asn);
+        j.kstr("asn_org", net.org);
+        j.kstr("country", net.country);
+        j.kstr("tls_fingerprint", client.tls);
+    }
     j.end_obj();
     j.end_obj();
     out.push(b'\n');
+}
+
+/// A human account's own system prompt, if it set one (its text follows
+/// from the account, so every request carries the same one).
+fn human_system(w: &World, account: u32, hp: &HumanParams) -> Option<String> {
+    if hp.system == 0 {
+        return None;
+    }
+    let mut r = Rng::derive(&[w.seed, label("human-system"), account as u64, hp.system as u64]);
+    Some(if hp.system & REASONING_SYSTEM != 0 {
+        // A personal helper: its own framing around a request for steps.
+        let style = *r.pick(&wording::Style::ALL[..6]);
+        let rule = wording::system(&mut r, "en", style, wording::Bank::Train);
+        let me = r.pick_str(tasks::NAMES);
+        let about = r.pick_str(&[
+            "I'm studying for my exams",
+            "I am learning to code",
+            "I'm preparing for job interviews",
+            "I teach physics and check my solutions",
+            "I'm brushing up on statistics",
+            "I work as an analyst",
+        ]);
+        format!("You are {me}'s study helper. {about}. {rule}")
+    } else if r.chance(0.5) {
+        wording::plain_system(&mut r)
+    } else {
+        // The developer's own app persona.
+        format!(
+            "{} You are part of {}'s side project; keep answers under {} words.",
+            wording::plain_system(&mut r),
+            r.pick_str(tasks::NAMES),
+            r.range_u64(50, 400)
+        )
+    })
+}
+
+/// A campaign request built on a real question from the corpus.
+#[allow(clippy::too_many_arguments)]
+fn real_question(
+    w: &World,
+    conv: u32,
+    reuse: u16,
+    user_elicit: Option<&str>,
+    system: Option<&str>,
+    reasoning: bool,
+    follow_up: bool,
+    rng: &mut Rng,
+) -> Prompt {
+    let c = &w.corpus.conversations[conv as usize % w.corpus.conversations.len()];
+    let mut q = content::clip(&c.turns[0].text, w.knobs.max_message_chars).to_string();
+    if reuse > 0 {
+        let mut vr = Rng::derive(&[w.seed, label("vary"), conv as u64, 0, reuse as u64]);
+        q = content::vary(&q, &mut vr);
+    }
+    let text = match user_elicit {
+        Some(e) => wording::attach(rng, &q, e),
+        None => q,
+    };
+    let mut messages = vec![Msg::user(text)];
+    if follow_up {
+        messages.push(Msg::assistant("Step 1: restate the question. Step 2: work through it. Step 3: conclude."));
+        messages.push(Msg::user(rng.pick_str(&[
+            "Go deeper on the second step.",
+            "Now check that answer a different way.",
+            "Rewrite the full solution as a clean worked example.",
+            "What would change if the assumption in your first step were false?",
+        ])));
+    }
+    Prompt {
+        system: system.map(str::to_string),
+        messages,
+        tools: Tools::None,
+        answer: if reasoning {
+            AnswerKind::Reasoning
+        } else {
+            AnswerKind::Corpus(conv, 1)
+        },
+    }
 }
 
 fn write_text_block(j: &mut J, text: &str) {
@@ -480,6 +707,9 @@ fn write_request(j: &mut J, p: &Prompt, params: &Params, model: &str, anthropic:
     }
     if let Some(t) = params.temperature {
         j.knum("temperature", t);
+    }
+    if let Some(t) = params.top_p {
+        j.knum("top_p", t);
     }
     if params.stream {
         j.key("stream");

@@ -91,6 +91,12 @@ pub struct OutputKnobs {
     pub response_chars: usize,
     /// Share of requests that fail (429 / 500 / 529) with an error body.
     pub error_rate: f64,
+    /// Share of accounts whose record is written to `accounts.jsonl`
+    /// (1: every account; 0: a log with no account records at all).
+    pub account_records: f64,
+    /// Whether lines carry the network fields a gateway may not log: ASN,
+    /// ASN organisation, country and TLS fingerprint.
+    pub network_fields: bool,
 }
 
 impl Default for OutputKnobs {
@@ -99,6 +105,8 @@ impl Default for OutputKnobs {
             max_message_chars: 1000,
             response_chars: 200,
             error_rate: 0.004,
+            account_records: 1.0,
+            network_fields: true,
         }
     }
 }
@@ -157,7 +165,8 @@ pub struct BenignSpec {
     pub typo_rate: f64,
     /// Network mix: residential, corporate (NAT shared by colleagues),
     /// university (NAT shared by a campus), mobile (carrier-grade NAT),
-    /// cloud (developers calling from a VM).
+    /// cloud (developers calling from a VM), vpn (a commercial VPN's
+    /// servers, in hosting networks and often other countries).
     pub network: Weights,
     /// Users per corporate NAT and per university NAT.
     pub corporate_nat_users: u32,
@@ -173,6 +182,23 @@ pub struct BenignSpec {
     pub reasoning_rate: f64,
     /// Probability a prompt asks to think step by step (people do).
     pub step_by_step_rate: f64,
+    /// Share of accounts that set a fixed system prompt of their own.
+    pub system_prompt_rate: f64,
+    /// Share of those system prompts that demand step-by-step reasoning
+    /// (a developer's study helper: honest, and eliciting on every call).
+    pub reasoning_system_rate: f64,
+    /// Share of accounts that ask for extended reasoning on every request
+    /// (reasoning models, set once in their code or app).
+    pub reasoning_always_rate: f64,
+    /// Share of the corpus's conversations people draw from: below 1, a
+    /// small community whose prompts recur across accounts (as with the
+    /// embedded 398-conversation sample), so honest accounts share
+    /// templates too.
+    pub corpus_share: f64,
+    /// Share of campus users who work through a course's shared problem
+    /// set: the same homework text from many accounts behind one NAT,
+    /// often with "step by step".
+    pub homework_share: f64,
 }
 
 impl Default for BenignSpec {
@@ -203,6 +229,11 @@ impl Default for BenignSpec {
             adopt_share: 0.6,
             reasoning_rate: 0.05,
             step_by_step_rate: 0.02,
+            system_prompt_rate: 0.0,
+            reasoning_system_rate: 0.0,
+            reasoning_always_rate: 0.0,
+            corpus_share: 1.0,
+            homework_share: 0.0,
         }
     }
 }
@@ -212,7 +243,7 @@ impl Default for BenignSpec {
 #[serde(deny_unknown_fields)]
 pub struct ProductSpec {
     /// `support_bot`, `batch_job`, `eval_harness`, `coding_agent`,
-    /// `multi_key_startup`.
+    /// `multi_key_startup`, `tutoring`, `judge_pipeline`, `hackathon`.
     pub kind: String,
     /// How many independent customers of this kind.
     #[serde(default = "d_one_u32")]
@@ -234,6 +265,12 @@ pub struct ProductSpec {
     /// `batch_job`: local hour the nightly run starts.
     #[serde(default = "d_batch_hour")]
     pub run_hour: f64,
+    /// Share of requests that ask for step-by-step reasoning:
+    /// `eval_harness` (chain-of-thought items), `judge_pipeline` (explain
+    /// the score first), `hackathon` (the app's template asks for steps).
+    /// `tutoring` always asks, in its system prompt.
+    #[serde(default = "d_one")]
+    pub elicit: f64,
 }
 
 fn d_one_u32() -> u32 {
@@ -267,9 +304,29 @@ pub struct CampaignSpec {
     /// What the prompts target: reasoning, grading, safety_rewrite,
     /// agentic, coding, data_analysis, computer_use, vision, chat.
     pub capabilities: Weights,
+    /// The family the campaign belongs to, for leave-one-family-out
+    /// evaluation (default: its name).
+    #[serde(default)]
+    pub family: Option<String>,
     /// Share of prompts that elicit step-by-step reasoning.
     #[serde(default = "d_elicit")]
     pub reasoning_elicitation: f64,
+    /// How reasoning is asked for, by weight: `literal` (the common
+    /// phrases), `paraphrase` (the campaign's own wordings, in its
+    /// languages), `system` (a system prompt demands it), `api` (only the
+    /// API's reasoning parameter).
+    #[serde(default = "d_style")]
+    pub elicitation: Weights,
+    /// Distinct wordings the campaign rotates for `paraphrase` and `system`.
+    #[serde(default = "d_wordings")]
+    pub wordings: u32,
+    /// Share of those wordings taken from phrasings no classifier trains on.
+    #[serde(default = "d_half")]
+    pub held_wording: f64,
+    /// Share of requests built on real questions (the corpus) instead of
+    /// the campaign's templates: a dataset of diverse questions.
+    #[serde(default)]
+    pub real_questions: f64,
     /// Distinct templates per capability the campaign uses.
     #[serde(default = "d_templates")]
     pub templates: u32,
@@ -305,6 +362,13 @@ pub struct CampaignSpec {
     pub mix: Option<MixSpec>,
 }
 
+impl CampaignSpec {
+    /// The campaign's family (its name unless one is given).
+    pub fn family(&self) -> &str {
+        self.family.as_deref().unwrap_or(&self.name)
+    }
+}
+
 fn d_skew() -> f64 {
     0.5
 }
@@ -323,15 +387,25 @@ fn d_lang() -> Weights {
 fn d_followup() -> f64 {
     0.05
 }
+fn d_style() -> Weights {
+    [("literal".to_string(), 1.0)].into_iter().collect()
+}
+fn d_wordings() -> u32 {
+    3
+}
+fn d_half() -> f64 {
+    0.5
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimingSpec {
-    /// `synchronized` (shared bursts), `steady` (24×7 script) or `human`
-    /// (diurnal sessions with think time).
+    /// `synchronized` (bursts shared by the accounts), `bursty` (each
+    /// account's own bursts), `steady` (24×7 script) or `human` (diurnal
+    /// sessions with think time).
     pub mode: String,
-    /// synchronized: bursts per day, their length, and the chance each
-    /// account joins a burst.
+    /// synchronized / bursty: bursts per day, their length, and (synchronized)
+    /// the chance each account joins a burst.
     pub windows_per_day: f64,
     pub window_minutes: f64,
     pub participation: f64,
@@ -375,8 +449,11 @@ pub struct IdentitySpec {
     pub email_domains: Vec<String>,
     /// Account country (ISO code) mix.
     pub countries: Weights,
-    /// API keys per account.
+    /// API keys per account (harvesting keys, for a reseller).
     pub keys: u32,
+    /// Accounts signed up within this many hours of each other (a batch
+    /// of registrations), instead of spread by `age_days`.
+    pub signup_window_hours: Option<f64>,
 }
 
 impl Default for IdentitySpec {
@@ -392,6 +469,7 @@ impl Default for IdentitySpec {
             email_domains: Vec::new(),
             countries: [("US".to_string(), 1.0)].into_iter().collect(),
             keys: 1,
+            signup_window_hours: None,
         }
     }
 }
@@ -436,6 +514,9 @@ pub struct ParamSpec {
     pub reasoning: f64,
     /// Share of requests via the Anthropic Messages dialect.
     pub anthropic: f64,
+    /// Share of requests whose temperature, top_p and max_tokens are drawn
+    /// afresh (a script that randomises its settings).
+    pub vary: f64,
 }
 
 impl Default for ParamSpec {
@@ -449,6 +530,7 @@ impl Default for ParamSpec {
             stream: 0.2,
             reasoning: 0.5,
             anthropic: 0.5,
+            vary: 0.0,
         }
     }
 }
@@ -477,9 +559,13 @@ pub struct MixSpec {
     /// Distinct end users behind the reseller (per account).
     #[serde(default = "d_end_users")]
     pub end_users: u32,
-    /// Probability the distillation stream uses its own API key.
+    /// Probability the distillation stream uses its own API keys
+    /// (`identity.keys` of them) instead of the customers'.
     #[serde(default = "d_sep")]
     pub separate_key: f64,
+    /// API keys the customers' traffic is spread over.
+    #[serde(default = "d_one_u32")]
+    pub keys: u32,
 }
 
 fn d_end_users() -> u32 {
@@ -500,17 +586,31 @@ pub const CAPABILITIES: &[&str] = &[
     "vision",
     "chat",
 ];
-pub const LANGUAGES: &[&str] = &["en", "zh", "ru", "es", "de", "fr", "ja", "ko", "pt"];
+/// Languages campaigns may write in (the first nine also have template
+/// wordings; the others write the template in English with their own
+/// elicitation).
+pub const LANGUAGES: &[&str] = crate::content::wording::LANGS;
+pub const ELICITATION_STYLES: &[&str] = &["literal", "paraphrase", "system", "api"];
 pub const PRODUCT_KINDS: &[&str] = &[
     "support_bot",
     "batch_job",
     "eval_harness",
     "coding_agent",
     "multi_key_startup",
+    "tutoring",
+    "judge_pipeline",
+    "hackathon",
 ];
-const TIMING_MODES: &[&str] = &["synchronized", "steady", "human"];
+const TIMING_MODES: &[&str] = &["synchronized", "bursty", "steady", "human"];
 const NETWORK_KINDS: &[&str] = &["datacenter", "residential_proxy", "mixed", "residential"];
-const BENIGN_NETWORKS: &[&str] = &["residential", "corporate", "university", "mobile", "cloud"];
+const BENIGN_NETWORKS: &[&str] = &[
+    "residential",
+    "corporate",
+    "university",
+    "mobile",
+    "cloud",
+    "vpn",
+];
 const SIGNUPS: &[&str] = &["standard", "education", "startup", "research"];
 
 impl Scenario {
@@ -576,6 +676,12 @@ impl Scenario {
         if !(0.0..=0.5).contains(&o.error_rate) {
             return bad("output.error_rate".into(), "must be in [0, 0.5]".into());
         }
+        if !(0.0..=1.0).contains(&o.account_records) {
+            return bad(
+                "output.account_records".into(),
+                "must be a share in [0, 1]".into(),
+            );
+        }
         if o.max_message_chars < 16 {
             return bad(
                 "output.max_message_chars".into(),
@@ -601,6 +707,11 @@ impl Scenario {
                 ("adopt_share", b.adopt_share),
                 ("reasoning_rate", b.reasoning_rate),
                 ("step_by_step_rate", b.step_by_step_rate),
+                ("system_prompt_rate", b.system_prompt_rate),
+                ("reasoning_system_rate", b.reasoning_system_rate),
+                ("homework_share", b.homework_share),
+                ("reasoning_always_rate", b.reasoning_always_rate),
+                ("corpus_share", b.corpus_share),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     return bad(
@@ -633,6 +744,9 @@ impl Scenario {
                     "requests_per_day must be > 0; keys, suite_items, samples ≥ 1".into(),
                 );
             }
+            if !(0.0..=1.0).contains(&p.elicit) {
+                return bad(format!("{at}.elicit"), "must be a share in [0, 1]".into());
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, c) in self.campaigns.iter().enumerate() {
@@ -658,6 +772,19 @@ impl Scenario {
                 .or_else(|why| bad(format!("{at}.languages"), why))?;
             check_weights(&c.identity.signup, SIGNUPS)
                 .or_else(|why| bad(format!("{at}.identity.signup"), why))?;
+            check_weights(&c.elicitation, ELICITATION_STYLES)
+                .or_else(|why| bad(format!("{at}.elicitation"), why))?;
+            if c.wordings == 0 {
+                return bad(format!("{at}.wordings"), "must be ≥ 1".into());
+            }
+            if let Some(w) = c.identity.signup_window_hours
+                && !gt(w, 0.0)
+            {
+                return bad(
+                    format!("{at}.identity.signup_window_hours"),
+                    "must be > 0".into(),
+                );
+            }
             for (k, v) in [
                 ("reasoning_elicitation", c.reasoning_elicitation),
                 ("paraphrase", c.paraphrase),
@@ -672,6 +799,9 @@ impl Scenario {
                 ("params.stream", c.params.stream),
                 ("params.reasoning", c.params.reasoning),
                 ("params.anthropic", c.params.anthropic),
+                ("params.vary", c.params.vary),
+                ("held_wording", c.held_wording),
+                ("real_questions", c.real_questions),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     return bad(
@@ -713,7 +843,7 @@ impl Scenario {
             if c.params.n == 0 {
                 return bad(format!("{at}.params.n"), "must be ≥ 1".into());
             }
-            if c.timing.mode == "synchronized"
+            if matches!(c.timing.mode.as_str(), "synchronized" | "bursty")
                 && !(gt(c.timing.windows_per_day, 0.0) && gt(c.timing.window_minutes, 0.0))
             {
                 return bad(
@@ -755,11 +885,13 @@ impl Scenario {
             if let Some(m) = &c.mix
                 && (!ge(m.benign_per_attack, 0.0)
                     || m.end_users == 0
+                    || m.keys == 0
                     || !(0.0..=1.0).contains(&m.separate_key))
             {
                 return bad(
                     format!("{at}.mix"),
-                    "benign_per_attack ≥ 0, end_users ≥ 1, separate_key in [0, 1]".into(),
+                    "benign_per_attack ≥ 0, end_users ≥ 1, keys ≥ 1, separate_key in [0, 1]"
+                        .into(),
                 );
             }
         }

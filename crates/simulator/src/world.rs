@@ -45,7 +45,14 @@ pub struct HumanParams {
     pub stream: f64,
     pub step_by_step: f64,
     pub reasoning: f64,
+    /// The account's own fixed system prompt: 0 none, else a seed its
+    /// text is drawn from (see `render`); [`REASONING_SYSTEM`] set: the
+    /// prompt demands step-by-step reasoning.
+    pub system: u32,
 }
+
+/// Bit of [`HumanParams::system`]: the system prompt asks for reasoning.
+pub const REASONING_SYSTEM: u32 = 1 << 31;
 
 #[derive(Debug, Clone)]
 pub enum Profile {
@@ -59,15 +66,52 @@ pub enum Profile {
     Eval {
         suite_seed: u64,
         samples: u32,
+        /// Share of the suite's items that ask for chain-of-thought.
+        cot: f64,
     },
     CodingAgent,
     Startup {
         brand: u16,
     },
+    /// A tutoring product: a system prompt that asks for every step.
+    Tutoring {
+        brand: u16,
+        seed: u32,
+    },
+    /// An LLM-as-judge evaluation pipeline.
+    Judge {
+        rubric: u8,
+        seed: u32,
+    },
+    /// A hackathon team's app: one prompt template over its users' input.
+    Hackathon {
+        app: u8,
+        seed: u32,
+    },
     Campaign {
         campaign: u16,
         end_user: HumanParams,
     },
+}
+
+impl Profile {
+    /// What kind of account this is (written to the truth).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Profile::Human(p) if p.system & REASONING_SYSTEM != 0 => "human-reasoning-system",
+            Profile::Human(p) if p.reasoning >= 1.0 => "human-reasoning-always",
+            Profile::Human(_) => "human",
+            Profile::Support { .. } => "support_bot",
+            Profile::Batch { .. } => "batch_job",
+            Profile::Eval { .. } => "eval_harness",
+            Profile::CodingAgent => "coding_agent",
+            Profile::Startup { .. } => "multi_key_startup",
+            Profile::Tutoring { .. } => "tutoring",
+            Profile::Judge { .. } => "judge_pipeline",
+            Profile::Hackathon { .. } => "hackathon",
+            Profile::Campaign { .. } => "campaign",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +122,8 @@ pub struct SimAccount {
     pub campaign: Option<u16>,
     pub streams: Vec<Stream>,
     pub profile: Profile,
+    /// The streams that carry harvesting traffic (an attack account's).
+    pub harvest_streams: Vec<u8>,
 }
 
 /// What a request carries, compactly.
@@ -105,6 +151,28 @@ pub enum Kind {
         conv: u32,
         step: u8,
     },
+    /// A problem of a course's shared problem set, pasted by a student.
+    Homework {
+        set: u32,
+        item: u16,
+        step: bool,
+    },
+    /// A student's question to a tutoring product (`turns` so far).
+    Tutor {
+        conv: u32,
+        turns: u8,
+        math: bool,
+    },
+    /// One answer to grade.
+    Judge {
+        doc: u32,
+        explain: bool,
+    },
+    /// One use of a hackathon app.
+    Hackathon {
+        conv: u32,
+        elicit: bool,
+    },
     Distill {
         cap: u8,
         template: u16,
@@ -113,8 +181,19 @@ pub enum Kind {
         follow_up: bool,
         paraphrase: bool,
         system: u16,
+        /// How reasoning is asked for (`ELICITATION_STYLES` index).
+        style: u8,
+        /// Which of the campaign's wordings.
+        wording: u16,
+        /// A real question from the corpus instead of a template
+        /// (`NO_CONV`: a template), and its earlier uses in the world.
+        conv: u32,
+        reuse: u16,
     },
 }
+
+/// [`Kind::Distill::conv`] of a templated request.
+pub const NO_CONV: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
@@ -134,6 +213,10 @@ pub struct CampaignRt {
     /// Templates per capability index (empty for unused capabilities).
     pub templates: Vec<Vec<Template>>,
     pub systems: Vec<String>,
+    /// Requests for reasoning in the user turn, per language (`LANGUAGES`).
+    pub user_wordings: Vec<Vec<String>>,
+    /// System prompts that demand reasoning.
+    pub system_wordings: Vec<String>,
 }
 
 /// Helper to draw an id with a prefix from a dedicated stream.

@@ -11,11 +11,13 @@ traffic.
   template fingerprint whose LSH bands collide for instances of one
   template), and a 64-bit SimHash.
 - [`topk`]: Space-Saving heavy hitters (which templates dominate).
+- [`bloom`]: "seen before?" (Bloom filters, one that rotates).
 - [`countmin`]: count-min with conservative update (how common a key is
   across all traffic).
 - [`hll`]: HyperLogLog distinct counts (how many distinct IPs, templates).
 */
 
+pub mod bloom;
 pub mod countmin;
 pub mod fingerprint;
 pub mod hll;

@@ -110,6 +110,11 @@ impl Record {
 
     /// The event-log line (without newline) for this record; `n` numbers it.
     pub fn to_event_line(&self, n: u64) -> Result<String, EventError> {
+        self.to_event_line_at(n, self.ts()?)
+    }
+
+    /// The event-log line with its time replaced by `ts` (see [`spread`]).
+    pub fn to_event_line_at(&self, n: u64, ts: Timestamp) -> Result<String, EventError> {
         if self.account_id.is_empty() {
             return Err(EventError::Field {
                 path: "account_id".into(),
@@ -129,7 +134,7 @@ impl Record {
         });
         let line = Line {
             id: format!("glasswally-{n}"),
-            ts: self.ts()?,
+            ts,
             account_id: &self.account_id,
             endpoint: "/v1/chat/completions",
             request: Body {
@@ -155,6 +160,22 @@ impl Record {
     }
 }
 
+/// The records' times stretched over `hours` from the first one, order
+/// kept. Glasswally's log spans 0.11 s, so every timing signal is
+/// meaningless on it as shipped; spread over a day, its accounts' requests
+/// are as far apart as a day's traffic (records whose time does not parse
+/// keep theirs: their line is refused later anyway).
+pub fn spread(records: &[Record], hours: f64) -> Vec<Option<Timestamp>> {
+    let ts: Vec<Option<Timestamp>> = records.iter().map(|r| r.ts().ok()).collect();
+    let lo = ts.iter().flatten().map(|t| t.0).min().unwrap_or(0);
+    let hi = ts.iter().flatten().map(|t| t.0).max().unwrap_or(0);
+    let span = (hi - lo).max(1) as f64;
+    let target = hours * 3_600_000.0;
+    ts.into_iter()
+        .map(|t| t.map(|t| Timestamp(lo + ((t.0 - lo) as f64 / span * target) as i64)))
+        .collect()
+}
+
 /// Truth records from a set of records: attack if any line is labelled.
 pub fn truth_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<TruthRecord> {
     let mut by: std::collections::BTreeMap<&str, Option<&str>> = Default::default();
@@ -166,6 +187,9 @@ pub fn truth_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<TruthR
     }
     by.into_iter()
         .map(|(a, c)| TruthRecord {
+            family: None,
+            kind: None,
+            bad_keys: None,
             account_id: a.to_string(),
             label: if c.is_some() {
                 Label::Attack

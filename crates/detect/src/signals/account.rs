@@ -24,17 +24,34 @@ use super::request::capability::Capability;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
     pub ts: Timestamp,
-    pub elicits: bool,
+    /// How strongly the request asks for written-out reasoning, in [0, 1]:
+    /// 1 for a phrase-list match, else the learned classifier's probability
+    /// (the higher of the user turn's and the system prompt's).
+    pub elicit: f32,
+    /// The system prompt itself asks for reasoning.
+    pub elicit_in_system: bool,
+    /// The API's extended reasoning was asked for (`reasoning_effort`,
+    /// `thinking`).
+    pub reasoning_param: bool,
     pub capability: Capability,
     pub logprobs: bool,
     pub multi_sample: bool,
     pub at_max_tokens: bool,
-    pub settings_key: u64,
+    /// Key of the sampling settings the request set explicitly (`None`:
+    /// it left every one to the API's defaults).
+    pub settings_key: Option<u64>,
     pub single_shot: bool,
     pub refers_back: bool,
     /// The template's opening and closing keys (its fixed wording), when
     /// the prompt was long enough to have them.
     pub template: Option<[u64; 2]>,
+    /// Hash of the exact last user turn (re-sent prompts).
+    pub exact: u64,
+    /// The prompt reuses a template (its opening or closing is the
+    /// account's own or ≥ 5 accounts') with content never seen before
+    /// anywhere: the shape of a templated harvest, unlike a copy-pasted
+    /// problem that many people send word for word.
+    pub fresh_template: bool,
     /// The request used a model released less than 24 h before it.
     pub new_model: bool,
     /// A model was released in the 24 h before this request (so a
@@ -45,8 +62,14 @@ pub struct Observation {
 }
 
 /// Names of the behavioural features, in [`AccountProfile::values`] order.
-pub const FEATURES: [&str; 10] = [
-    "elicitation_rate",
+pub const FEATURES: [&str; 16] = [
+    "evidence",
+    "pace",
+    "novelty",
+    "elicitation",
+    "harvest_shape",
+    "templated_harvest",
+    "reasoning_requested",
     "template_concentration",
     "capability_concentration",
     "uniform_params",
@@ -57,6 +80,16 @@ pub const FEATURES: [&str; 10] = [
     "pivot",
     "volume",
 ];
+
+/// Pseudo-requests of the prior that rates start from: a rate over few
+/// requests is pulled towards what a typical account shows, so that an
+/// account's third request does not weigh like its three-hundredth.
+pub const PRIOR_REQUESTS: f64 = 2.0;
+
+/// A rate shrunk towards `prior` by [`PRIOR_REQUESTS`].
+fn shrunk(k: f64, n: f64, prior: f64) -> f64 {
+    (k + PRIOR_REQUESTS * prior) / (n + PRIOR_REQUESTS)
+}
 
 /// One named feature's value and the line a human reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,8 +106,18 @@ pub struct AccountProfile {
     pub requests: u32,
     first_ts: i64,
     last_ts: i64,
-    elicit: u32,
-    high_value: u32,
+    /// Sum of the requests' elicitation strengths.
+    elicit_sum: f32,
+    /// Requests at strength ≥ 0.5, and of those, through the system prompt.
+    elicit_hits: u32,
+    /// Sum over single-shot requests of their elicitation strength.
+    shape_sum: f32,
+    /// Sum over fresh-template requests of their elicitation strength.
+    templated_sum: f32,
+    /// Distinct exact prompts (64 one-byte registers).
+    distinct: distillguard_sketches::hll::Hll<6>,
+    elicit_system: u32,
+    reasoning_param: u32,
     caps: [u32; 9],
     logprobs: u32,
     multi_sample: u32,
@@ -85,6 +128,8 @@ pub struct AccountProfile {
     /// Informative requests whose opening or closing repeats an earlier one.
     repeats: u32,
     templates: TopK<8>,
+    /// Requests that set sampling parameters explicitly, and their settings.
+    explicit: u32,
     settings: TopK<4>,
     /// UTC hours of the day with any request (bit h = hour h; only presence
     /// is read, so a bit mask replaces 24 counters).
@@ -113,6 +158,10 @@ fn frac(a: u32, n: u32) -> f64 {
     if n == 0 { 0.0 } else { a as f64 / n as f64 }
 }
 
+fn frac_f(a: f64, n: u32) -> f64 {
+    if n == 0 { 0.0 } else { a / n as f64 }
+}
+
 impl AccountProfile {
     pub fn observe(&mut self, o: &Observation) {
         let t = o.ts.0;
@@ -128,8 +177,20 @@ impl AccountProfile {
         }
         self.last_ts = self.last_ts.max(t);
         self.requests += 1;
-        self.elicit += o.elicits as u32;
-        self.high_value += o.capability.high_value() as u32;
+        let e = o.elicit.clamp(0.0, 1.0);
+        self.elicit_sum += e;
+        if e >= 0.5 {
+            self.elicit_hits += 1;
+            self.elicit_system += o.elicit_in_system as u32;
+        }
+        if o.single_shot {
+            self.shape_sum += e;
+        }
+        if o.fresh_template {
+            self.templated_sum += e;
+        }
+        self.distinct.add(o.exact);
+        self.reasoning_param += o.reasoning_param as u32;
         self.caps[o.capability as usize] += 1;
         self.logprobs += o.logprobs as u32;
         self.multi_sample += o.multi_sample as u32;
@@ -143,7 +204,10 @@ impl AccountProfile {
                 self.templates.insert(k);
             }
         }
-        self.settings.insert(o.settings_key);
+        if let Some(k) = o.settings_key {
+            self.explicit += 1;
+            self.settings.insert(k);
+        }
         self.hours |= 1 << (t.rem_euclid(MS_PER_DAY) / MS_PER_HOUR);
         let day = t.div_euclid(MS_PER_DAY);
         if self.requests > 1 && day != self.day {
@@ -217,7 +281,8 @@ impl AccountProfile {
     /// account runs near the top of what its tier allows, day after day,
     /// or turns on suddenly; a person uses a sliver of it. Campaigns that
     /// spread over thousands of accounts keep this low on purpose, which
-    /// is why it is one feature among many.
+    /// is why it is one feature among many. Direction: more volume, more
+    /// suspicion (a harvest is worth its volume).
     pub fn volume(&self) -> Feature {
         let (of_tier, surge, share) = self.volume_parts();
         let usual = if self.past_days >= 2 {
@@ -247,17 +312,171 @@ impl AccountProfile {
         self.templates.count(key) > 0
     }
 
-    /// Reasoning elicitation rate. Attackers harvest explanation traces on
-    /// most requests; people ask for steps now and then.
-    pub fn elicitation(&self) -> Feature {
-        let v = frac(self.elicit, self.requests);
+    fn evidence_value(&self) -> f64 {
+        ((1.0 + self.requests as f64).log10() / 3.0).min(1.0)
+    }
+
+    /// Evidence: how many requests the other features rest on (log scale,
+    /// 1 at a thousand). Six requests that all ask for steps are chance
+    /// more often than sixty are; and the same behaviour over more
+    /// requests is more harvested data. It lets the score trust a
+    /// behaviour more as it repeats, never less. Direction: more requests,
+    /// more suspicion (alone it decides nothing: the trees learn where it
+    /// matters).
+    pub fn evidence(&self) -> Feature {
         Feature {
-            name: "elicitation_rate",
+            name: "evidence",
+            value: self.evidence_value(),
+            detail: format!("{} requests so far", self.requests),
+        }
+    }
+
+    fn pace_value(&self) -> f64 {
+        if self.gap_n < 5 {
+            return 0.0;
+        }
+        // Mean log10 gap: 100 s and slower scores 0, 1 s scores ⅔, 0.1 s 1.
+        ((2.0 - self.gap_mean) / 3.0).clamp(0.0, 1.0)
+    }
+
+    /// Pace: how fast requests follow each other (the geometric mean of
+    /// the gaps between them, once there are five). A person reads an
+    /// answer and thinks before the next question; a harvest is paced by
+    /// its budget and fires as fast as its limits allow. Busy products are
+    /// fast too, which is why it only counts beside the others. Direction:
+    /// faster, more suspicion.
+    pub fn pace(&self) -> Feature {
+        Feature {
+            name: "pace",
+            value: self.pace_value(),
+            detail: if self.gap_n < 5 {
+                format!("{} gaps between requests so far", self.gap_n)
+            } else {
+                format!(
+                    "requests {:.1} s apart (geometric mean of {} gaps)",
+                    10f64.powf(self.gap_mean),
+                    self.gap_n
+                )
+            },
+        }
+    }
+
+    /// Reasoning elicitation: the mean elicitation strength of the
+    /// account's requests (phrase-list matches count 1, others the learned
+    /// classifier's probability). Attackers harvest explanation traces on
+    /// most requests, in whatever words; people ask for steps now and then.
+    /// Direction: more elicitation, more suspicion. Shrunk towards 3% for
+    /// young accounts.
+    pub fn elicitation(&self) -> Feature {
+        let n = self.requests;
+        let v = self.elicitation_value();
+        let via = if self.elicit_hits > 0 && self.elicit_system > 0 {
+            format!(
+                " ({:.0}% of them in the system prompt)",
+                frac(self.elicit_system, self.elicit_hits) * 100.0
+            )
+        } else {
+            String::new()
+        };
+        Feature {
+            name: "elicitation",
             value: v,
             detail: format!(
-                "{:.0}% of {} requests ask for step-by-step reasoning",
-                v * 100.0,
+                "{} of {n} requests ask for step-by-step reasoning{via}; mean elicitation score {:.2}",
+                self.elicit_hits,
+                if n == 0 { 0.0 } else { self.elicit_sum as f64 / n as f64 }
+            ),
+        }
+    }
+
+    fn elicitation_value(&self) -> f64 {
+        shrunk(self.elicit_sum as f64, self.requests as f64, 0.03)
+    }
+
+    fn shape_value(&self) -> f64 {
+        shrunk(self.shape_sum as f64, self.requests as f64, 0.0)
+    }
+
+    /// Harvest shape: the share of requests that are each, at once, a
+    /// request for reasoning and a single-shot prompt (the elicitation
+    /// strength counts). One such request is ordinary; an account made of
+    /// them is a harvest: a self-contained prompt, an explanation trace
+    /// back, next. People mix: a question with steps, then a follow-up on
+    /// the answer, then chat; a conjunction per request tells that apart
+    /// better than the two rates apart. Direction: more, more suspicion.
+    pub fn harvest_shape(&self) -> Feature {
+        Feature {
+            name: "harvest_shape",
+            value: self.shape_value(),
+            detail: format!(
+                "{:.0}% of {} requests are single-shot requests for reasoning",
+                frac_f(self.shape_sum as f64, self.requests) * 100.0,
                 self.requests
+            ),
+        }
+    }
+
+    fn templated_value(&self) -> f64 {
+        shrunk(self.templated_sum as f64, self.requests as f64, 0.0)
+    }
+
+    /// Templated harvest: the share of requests that ask for reasoning in
+    /// a prompt built from a reused template (the account's own, or one ≥ 5
+    /// accounts use) around content never seen before. A distiller fills
+    /// templates with fresh tasks to get fresh traces; a class pasting the
+    /// same homework sends the same words, and a product's template does
+    /// not ask for reasoning. Direction: more, more suspicion.
+    pub fn templated_harvest(&self) -> Feature {
+        Feature {
+            name: "templated_harvest",
+            value: self.templated_value(),
+            detail: format!(
+                "{:.0}% of {} requests ask for reasoning in a reused template around new content",
+                frac_f(self.templated_sum as f64, self.requests) * 100.0,
+                self.requests
+            ),
+        }
+    }
+
+    fn novelty_value(&self) -> f64 {
+        let n = self.requests as f64;
+        if n < 20.0 {
+            // Too few to tell re-sends from the estimate's error.
+            return 1.0;
+        }
+        (self.distinct.estimate() / n).clamp(0.0, 1.0)
+    }
+
+    /// Novelty: distinct prompts per request. A harvest is worth its new
+    /// prompts, so a harvester sends each prompt once; re-sending the same
+    /// prompts (a benchmark suite rerun on every release) costs a harvest
+    /// its yield, so it is not free to fake. Near 1 for people and
+    /// harvesters alike; low only for re-senders. Direction: more novelty,
+    /// more suspicion. Counted from 20 requests (a 64-register
+    /// HyperLogLog, ±13%).
+    pub fn novelty(&self) -> Feature {
+        Feature {
+            name: "novelty",
+            value: self.novelty_value(),
+            detail: format!(
+                "about {:.0} distinct prompts in {} requests",
+                self.distinct.estimate().min(self.requests as f64),
+                self.requests
+            ),
+        }
+    }
+
+    /// Extended reasoning asked of the API (`reasoning_effort`, Anthropic
+    /// `thinking`): the cheapest way to get reasoning traces, and what
+    /// harvesters of reasoning ask for. People use it too, so it is weak
+    /// alone. Direction: more, more suspicion.
+    pub fn reasoning_requested(&self) -> Feature {
+        Feature {
+            name: "reasoning_requested",
+            value: shrunk(self.reasoning_param as f64, self.requests as f64, 0.05),
+            detail: format!(
+                "{} of {} requests ask the API for extended reasoning",
+                self.reasoning_param, self.requests
             ),
         }
     }
@@ -267,86 +486,94 @@ impl AccountProfile {
     /// Scripts fill few templates with fresh content; people word each
     /// prompt their own way. Counting repeats, rather than the top
     /// templates' share, keeps small accounts from looking concentrated.
+    /// Direction: more repetition, more suspicion.
     pub fn template_concentration(&self) -> Feature {
-        let v = frac(self.repeats, self.informative);
+        let v = shrunk(self.repeats as f64, self.informative as f64, 0.0);
         Feature {
             name: "template_concentration",
             value: v,
             detail: format!(
-                "{:.0}% of {} prompts open or close like an earlier one",
-                v * 100.0,
-                self.informative
+                "{} of {} prompts open or close like an earlier one",
+                self.repeats, self.informative
             ),
         }
     }
 
-    /// Capability concentration: share of the most-used high-value skill.
-    /// Campaigns target narrow skills (coding, agents, math, grading).
-    pub fn capability_concentration(&self) -> Feature {
-        let (i, top) = self
-            .caps
+    fn top_capability(&self) -> (usize, u32) {
+        self.caps
             .iter()
             .enumerate()
             .filter(|(i, _)| Capability::ALL[*i].high_value())
             .max_by_key(|(_, c)| **c)
-            .map_or((8, 0), |(i, c)| (i, *c));
-        let v = frac(top, self.requests);
+            .map_or((8, 0), |(i, c)| (i, *c))
+    }
+
+    /// Capability concentration: share of the most-used high-value skill.
+    /// Campaigns target narrow skills (coding, agents, math, grading).
+    /// Direction: more concentration, more suspicion.
+    pub fn capability_concentration(&self) -> Feature {
+        let (i, top) = self.top_capability();
         Feature {
             name: "capability_concentration",
-            value: v,
+            value: shrunk(top as f64, self.requests as f64, 0.25),
             detail: format!(
-                "{:.0}% of requests target {}",
-                v * 100.0,
+                "{top} of {} requests target {}",
+                self.requests,
                 Capability::ALL[i].name()
             ),
         }
     }
 
-    /// Uniform parameters: share of the single most common sampling
-    /// setting. A script sets temperature and max_tokens once — but people
-    /// who keep their SDK's defaults are uniform too (measured on the
-    /// simulated world: honest median 0.78, campaigns 0.44–0.63), so this
-    /// is weak alone and matters only with the others.
+    /// Uniform parameters: share of requests that set the very same
+    /// sampling parameters explicitly. A script sets temperature and
+    /// max_tokens once and sends them on every call; people who keep their
+    /// SDK's defaults send none and score nothing here. Free for an
+    /// attacker to avoid (randomised settings), so it can only add
+    /// suspicion, never remove it. Direction: more uniform, more suspicion.
     pub fn uniform_params(&self) -> Feature {
         let top = self.settings.top_guaranteed(1) as u32;
-        let v = frac(top, self.requests);
         Feature {
             name: "uniform_params",
-            value: v,
+            value: shrunk(top as f64, self.requests as f64, 0.1),
             detail: format!(
-                "{:.0}% of requests use identical sampling settings",
-                v * 100.0
+                "{top} of {} requests set identical sampling parameters ({} set any)",
+                self.requests, self.explicit
             ),
         }
     }
 
     /// Harvesting parameters: log-probabilities, several samples, or the
     /// model's maximum output on a request (the largest of the three rates).
+    /// Direction: more, more suspicion (soft labels, more samples per
+    /// prompt, longest answers).
     pub fn harvesting(&self) -> Feature {
         let rates = [
-            ("log-probabilities", frac(self.logprobs, self.requests)),
-            ("several samples", frac(self.multi_sample, self.requests)),
-            (
-                "the maximum output length",
-                frac(self.at_max, self.requests),
-            ),
+            ("log-probabilities", self.logprobs),
+            ("several samples", self.multi_sample),
+            ("the model's maximum output length", self.at_max),
         ];
-        let (what, v) = rates
+        let (what, k) = rates
             .iter()
             .copied()
-            .fold(("nothing", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            .fold(("", 0), |a, b| if b.1 > a.1 { b } else { a });
+        let detail = if k == 0 {
+            "no request asks for log-probabilities, several samples or the maximum output length"
+                .to_string()
+        } else {
+            format!("{k} of {} requests ask for {what}", self.requests)
+        };
         Feature {
             name: "harvesting_params",
-            value: v,
-            detail: format!("{:.0}% of requests ask for {what}", v * 100.0),
+            value: shrunk(k as f64, self.requests as f64, 0.0),
+            detail,
         }
     }
 
     /// Conversation shape: single-shot share, less follow-ups that refer
     /// back to an answer. Harvesters send self-contained prompts.
+    /// Direction: more single-shot, more suspicion.
     pub fn single_shot(&self) -> Feature {
-        let v = (frac(self.single_shot, self.requests) - frac(self.refers_back, self.requests))
-            .max(0.0);
+        let v = self.single_shot_value();
         Feature {
             name: "single_shot",
             value: v,
@@ -358,19 +585,35 @@ impl AccountProfile {
         }
     }
 
-    /// Timing regularity: 1 − the spread of log inter-arrival times. A
-    /// script's gaps are alike; a person's range from seconds to days.
-    pub fn timing_regularity(&self) -> Feature {
+    fn single_shot_value(&self) -> f64 {
+        let n = self.requests as f64;
+        (shrunk(self.single_shot as f64, n, 0.4) - shrunk(self.refers_back as f64, n, 0.0))
+            .max(0.0)
+    }
+
+    fn timing_value(&self) -> (f64, f64) {
         let sd = if self.gap_n > 1 {
             (self.gap_m2 / (self.gap_n - 1) as f64).sqrt()
         } else {
             1.0
         };
         // sd of log10 gaps: people ≈ 1–1.5 decades, scripts ≪ 0.5.
-        let v = (1.0 - sd / 1.2).clamp(0.0, 1.0);
+        let v = if self.gap_n < 5 {
+            0.0
+        } else {
+            (1.0 - sd / 1.2).clamp(0.0, 1.0)
+        };
+        (v, sd)
+    }
+
+    /// Timing regularity: 1 − the spread of log inter-arrival times. A
+    /// script's gaps are alike; a person's range from seconds to days.
+    /// Direction: more regular, more suspicion.
+    pub fn timing_regularity(&self) -> Feature {
+        let (v, sd) = self.timing_value();
         Feature {
             name: "timing_regularity",
-            value: if self.gap_n < 5 { 0.0 } else { v },
+            value: v,
             detail: format!(
                 "inter-arrival spread {sd:.2} decades over {} gaps",
                 self.gap_n
@@ -378,32 +621,42 @@ impl AccountProfile {
         }
     }
 
+    fn round_the_clock_value(&self) -> f64 {
+        let active = self.hours.count_ones() as f64;
+        // Expect a person's 6+ quiet hours once they have sent ~50 requests.
+        ((active - 16.0) / 8.0).clamp(0.0, 1.0) * (self.requests as f64 / 50.0).min(1.0)
+    }
+
     /// Round-the-clock activity: share of the 24 UTC hours with requests,
-    /// once there are enough requests to tell. People sleep.
+    /// once there are enough requests to tell. People sleep. Direction:
+    /// more hours, more suspicion.
     pub fn round_the_clock(&self) -> Feature {
         let active = self.hours.count_ones();
-        let quiet = 24 - active;
-        // Expect a person's 6+ quiet hours once they have sent ~50 requests.
-        let evidence = (self.requests as f64 / 50.0).min(1.0);
-        let v = ((active as f64 - 16.0) / 8.0).clamp(0.0, 1.0) * evidence;
         Feature {
             name: "round_the_clock",
-            value: v,
-            detail: format!("active in {active} of 24 hours of the day ({quiet} quiet)"),
+            value: self.round_the_clock_value(),
+            detail: format!(
+                "active in {active} of 24 hours of the day ({} quiet)",
+                24 - active
+            ),
+        }
+    }
+
+    fn pivot_value(&self) -> f64 {
+        if self.in_release_window < 10 {
+            0.0
+        } else {
+            frac(self.on_new_model, self.in_release_window)
         }
     }
 
     /// Pivot: share of requests in the 24 h after a model release that use
     /// the new model. Campaigns move within a day; people adopt over days.
+    /// Direction: a faster move, more suspicion.
     pub fn pivot(&self) -> Feature {
-        let v = if self.in_release_window < 10 {
-            0.0
-        } else {
-            frac(self.on_new_model, self.in_release_window)
-        };
         Feature {
             name: "pivot",
-            value: v,
+            value: self.pivot_value(),
             detail: format!(
                 "{} of {} requests in the day after a release used the new model",
                 self.on_new_model, self.in_release_window
@@ -419,43 +672,25 @@ impl AccountProfile {
 
     /// The behavioural feature values in [`FEATURES`] order, without the
     /// human-readable lines (the per-event path).
-    pub fn values(&self) -> [f64; 10] {
-        let n = self.requests;
-        let high = self
-            .caps
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Capability::ALL[*i].high_value())
-            .map(|(_, c)| *c)
-            .max()
-            .unwrap_or(0);
-        let harvest = frac(self.logprobs, n)
-            .max(frac(self.multi_sample, n))
-            .max(frac(self.at_max, n));
-        let sd = if self.gap_n > 1 {
-            (self.gap_m2 / (self.gap_n - 1) as f64).sqrt()
-        } else {
-            1.0
-        };
-        let active = self.hours.count_ones() as f64;
+    pub fn values(&self) -> [f64; 16] {
+        let n = self.requests as f64;
+        let harvest = self.logprobs.max(self.multi_sample).max(self.at_max);
         [
-            frac(self.elicit, n),
-            frac(self.repeats, self.informative),
-            frac(high, n),
-            frac(self.settings.top_guaranteed(1) as u32, n),
-            harvest,
-            (frac(self.single_shot, n) - frac(self.refers_back, n)).max(0.0),
-            if self.gap_n < 5 {
-                0.0
-            } else {
-                (1.0 - sd / 1.2).clamp(0.0, 1.0)
-            },
-            ((active - 16.0) / 8.0).clamp(0.0, 1.0) * (n as f64 / 50.0).min(1.0),
-            if self.in_release_window < 10 {
-                0.0
-            } else {
-                frac(self.on_new_model, self.in_release_window)
-            },
+            self.evidence_value(),
+            self.pace_value(),
+            self.novelty_value(),
+            self.elicitation_value(),
+            self.shape_value(),
+            self.templated_value(),
+            shrunk(self.reasoning_param as f64, n, 0.05),
+            shrunk(self.repeats as f64, self.informative as f64, 0.0),
+            shrunk(self.top_capability().1 as f64, n, 0.25),
+            shrunk(self.settings.top_guaranteed(1) as f64, n, 0.1),
+            shrunk(harvest as f64, n, 0.0),
+            self.single_shot_value(),
+            self.timing_value().0,
+            self.round_the_clock_value(),
+            self.pivot_value(),
             {
                 let (of_tier, surge, _) = self.volume_parts();
                 of_tier.max(surge)
@@ -466,7 +701,13 @@ impl AccountProfile {
     /// All behavioural features.
     pub fn features(&self) -> Vec<Feature> {
         vec![
+            self.evidence(),
+            self.pace(),
+            self.novelty(),
             self.elicitation(),
+            self.harvest_shape(),
+            self.templated_harvest(),
+            self.reasoning_requested(),
             self.template_concentration(),
             self.capability_concentration(),
             self.uniform_params(),
@@ -508,61 +749,73 @@ pub fn is_hosting(asn_org: &str) -> bool {
     HOSTING.iter().any(|h| o.contains(h))
 }
 
-/// Account risk from signup and origin, known before any behaviour: young
-/// accounts, the abused entry programmes (education, startup, research),
-/// unverified accounts, datacenter origins, and a client country that
-/// differs from the account's. Each part adds a share; the result is in
-/// [0, 1]. Honest accounts have some of these (students, developers on
-/// VMs), so this weighs little alone.
-pub fn account_risk(
+/// Names of the signup and origin features, in [`origin`] order.
+pub const ORIGIN_FEATURES: [&str; 5] = [
+    "new_account",
+    "entry_programme",
+    "unverified",
+    "datacenter",
+    "country_mismatch",
+];
+
+/// Signup and origin, known before any behaviour, as five features, each
+/// in [0, 1] and each only ever adding suspicion (accounts are cheap to
+/// make, and the disclosures' accounts were new, came through abused entry
+/// programmes, skipped verification, ran from datacenters, or did not
+/// match their stated country). Honest accounts show each of them
+/// sometimes (students, developers on VMs, travellers), so each weighs
+/// little alone, and a log without account records scores none of the
+/// record-based ones:
+/// - `new_account`: 1 for an account created the day of its first
+///   request, falling to 0 at 30 days;
+/// - `entry_programme`: signed up through the education, startup or
+///   research programme;
+/// - `unverified`;
+/// - `datacenter`: the first request came from a hosting provider's ASN;
+/// - `country_mismatch`: the account's country differs from the traffic's.
+pub fn origin(
     info: Option<&AccountInfo>,
     first_seen: Timestamp,
     asn_org: Option<&str>,
     client_country: Option<&str>,
-) -> Feature {
-    let mut v = 0.0;
+) -> ([f64; 5], String) {
+    let mut v = [0.0; 5];
     let mut why = Vec::new();
     if let Some(a) = info {
         if let Some(c) = a.created_at {
             let age = (first_seen.0 - c.0) as f64 / MS_PER_DAY as f64;
             if age < 30.0 {
-                v += 0.3 * (1.0 - age.max(0.0) / 30.0);
+                v[0] = 1.0 - age.max(0.0) / 30.0;
                 why.push(format!("{age:.0} days old"));
             }
         }
         if let Some(p) = a.signup_program.as_deref()
             && matches!(p, "education" | "startup" | "research")
         {
-            v += 0.15;
+            v[1] = 1.0;
             why.push(format!("{p} programme"));
         }
         if a.verified == Some(false) {
-            v += 0.1;
+            v[2] = 1.0;
             why.push("unverified".into());
         }
         if let (Some(ac), Some(cc)) = (a.country.as_deref(), client_country)
             && ac != cc
         {
-            v += 0.15;
+            v[4] = 1.0;
             why.push(format!("account {ac}, traffic from {cc}"));
         }
     }
-    if asn_org.is_some_and(is_hosting) {
-        v += 0.3;
-        why.push(format!(
-            "datacenter origin ({})",
-            asn_org.unwrap_or_default()
-        ));
+    if let Some(org) = asn_org.filter(|o| is_hosting(o)) {
+        v[3] = 1.0;
+        why.push(format!("datacenter origin ({org})"));
     }
-    Feature {
-        name: "account_risk",
-        value: f64::min(v, 1.0),
-        detail: if why.is_empty() {
-            "no signup or origin risk".into()
-        } else {
-            why.join(", ")
-        },
-    }
+    let detail = if why.is_empty() {
+        "no signup or origin risk".into()
+    } else {
+        why.join(", ")
+    };
+    (v, detail)
 }
 
 #[cfg(test)]
@@ -572,15 +825,19 @@ mod tests {
     fn obs(ts: i64) -> Observation {
         Observation {
             ts: Timestamp(ts),
-            elicits: false,
+            elicit: 0.0,
+            elicit_in_system: false,
+            reasoning_param: false,
             capability: Capability::Chat,
             logprobs: false,
             multi_sample: false,
             at_max_tokens: false,
-            settings_key: 1,
+            settings_key: None,
             single_shot: true,
             refers_back: false,
             template: None,
+            exact: ts as u64,
+            fresh_template: false,
             new_model: false,
             release_window: false,
             output_tokens: 500,
@@ -593,10 +850,10 @@ mod tests {
         let mut p = AccountProfile::default();
         for i in 0..2_000i64 {
             let mut o = obs(1_771_200_000_000 + i * 90_000 + (i * 7919 % 13) * 1000);
-            o.elicits = i % 10 != 0;
+            o.elicit = if i % 10 != 0 { 1.0 } else { 0.02 };
             o.capability = Capability::Coding;
             o.at_max_tokens = true;
-            o.settings_key = 42;
+            o.settings_key = Some(42);
             let key = 100 + (i % 3) as u64;
             o.template = Some([key, key + 10]);
             o.release_window = i > 1_500;
@@ -622,9 +879,9 @@ mod tests {
                     + (9 + s * 4 + next(3) as i64) * MS_PER_HOUR;
                 for turn in 0..(1 + next(4)) {
                     let mut o = obs(t);
-                    o.elicits = next(30) == 0;
+                    o.elicit = if next(30) == 0 { 1.0 } else { 0.02 };
                     o.capability = Capability::ALL[next(9) as usize];
-                    o.settings_key = next(3);
+                    o.settings_key = (next(2) == 0).then(|| next(3));
                     o.single_shot = turn == 0;
                     o.refers_back = turn > 0 && next(2) == 0;
                     let key = 1_000 + next(1_000_000);
@@ -641,7 +898,7 @@ mod tests {
     fn a_script_looks_like_one() {
         let p = script();
         let f = |name: &str| p.features().into_iter().find(|f| f.name == name).unwrap();
-        assert!(f("elicitation_rate").value > 0.85);
+        assert!(f("elicitation").value > 0.85);
         assert!(
             f("template_concentration").value > 0.9,
             "{:?}",
@@ -738,7 +995,7 @@ mod tests {
     }
 
     #[test]
-    fn account_risk_adds_up_and_explains() {
+    fn origin_parts_add_up_and_explain() {
         let fresh = AccountInfo {
             created_at: Some(Timestamp(0)),
             signup_program: Some("education".into()),
@@ -746,27 +1003,66 @@ mod tests {
             country: Some("US".into()),
             ..Default::default()
         };
-        let r = account_risk(
+        let (v, why) = origin(
             Some(&fresh),
-            Timestamp(2 * MS_PER_DAY),
+            Timestamp(3 * MS_PER_DAY),
             Some("Hetzner Online GmbH"),
             Some("SG"),
         );
-        assert!(r.value > 0.9, "{r:?}");
-        assert!(r.detail.contains("education programme") && r.detail.contains("datacenter origin"));
+        assert_eq!(v, [0.9, 1.0, 1.0, 1.0, 1.0]);
+        assert!(why.contains("education programme") && why.contains("datacenter origin"), "{why}");
         let old = AccountInfo {
             created_at: Some(Timestamp(0)),
             country: Some("US".into()),
             verified: Some(true),
             ..Default::default()
         };
-        let r = account_risk(
+        let (v, why) = origin(
             Some(&old),
             Timestamp(400 * MS_PER_DAY),
             Some("Comcast Cable Communications"),
             Some("US"),
         );
-        assert_eq!(r.value, 0.0);
+        assert_eq!(v, [0.0; 5]);
+        assert_eq!(why, "no signup or origin risk");
+        // Without an account record only the origin network can speak.
+        let (v, _) = origin(None, Timestamp(0), Some("Amazon.com, Inc."), None);
+        assert_eq!(v, [0.0, 0.0, 0.0, 1.0, 0.0]);
         assert!(is_hosting("Amazon.com, Inc.") && !is_hosting("Deutsche Telekom"));
+    }
+
+    #[test]
+    fn few_requests_are_pulled_towards_the_prior() {
+        // Three eliciting requests say less than thirty.
+        let mut a = AccountProfile::default();
+        let mut b = AccountProfile::default();
+        for i in 0..30i64 {
+            let mut o = obs(1_771_200_000_000 + i * 60_000);
+            o.elicit = 1.0;
+            if i < 3 {
+                a.observe(&o);
+            }
+            b.observe(&o);
+        }
+        let (ea, eb) = (a.elicitation().value, b.elicitation().value);
+        assert!(ea < eb && ea > 0.5 && eb > 0.9, "{ea} {eb}");
+        assert!(a.elicitation().detail.starts_with("3 of 3 requests ask"));
+    }
+
+    #[test]
+    fn default_settings_are_not_uniform_but_a_scripts_fixed_ones_are() {
+        let mut person = AccountProfile::default();
+        let mut script = AccountProfile::default();
+        for i in 0..40i64 {
+            let o = obs(1_771_200_000_000 + i * 60_000);
+            person.observe(&o);
+            script.observe(&Observation {
+                settings_key: Some(7),
+                ..o
+            });
+        }
+        assert!(person.uniform_params().value < 0.01);
+        assert!(script.uniform_params().value > 0.9);
+        assert!(person.harvesting().detail.starts_with("no request asks"));
     }
 }

@@ -11,6 +11,7 @@ offered tools); `render` writes it as an OpenAI or Anthropic body.
 pub mod products;
 pub mod tasks;
 pub mod templates;
+pub mod wording;
 
 use crate::rng::Rng;
 

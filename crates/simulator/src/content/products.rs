@@ -95,9 +95,15 @@ pub fn batch_prompt(template: u8, doc: &str) -> Prompt {
 pub const BATCH_TEMPLATES: u64 = BATCH.len() as u64;
 
 /// One benchmark item, fixed by (account, item): reruns send the same text.
-pub fn eval_item(suite_seed: u64, item: u32) -> Prompt {
+/// A share `cot` of the suite's items ask for chain-of-thought.
+pub fn eval_item(suite_seed: u64, item: u32, cot: f64) -> Prompt {
     let mut rng = Rng::derive(&[suite_seed, item as u64]);
-    let text = if item % 3 == 2 {
+    let with_cot = rng.f64() < cot;
+    let text = if !with_cot {
+        let q = tasks::math_problem(&mut rng);
+        format!("{q}
+Give only the final number after '####'.")
+    } else if item % 3 == 2 {
         let topic = rng.pick(tasks::TOPICS);
         let letters = ["A", "B", "C", "D"];
         let mut q = format!(
@@ -179,4 +185,117 @@ pub fn startup_system(brand: &str) -> String {
     format!(
         "You are the writing assistant inside {brand}'s editor. Help users draft, edit and summarise documents. Match the user's tone."
     )
+}
+
+/// Problem `item` of a course's problem set `set`: the same text for every
+/// student who pastes it.
+pub fn homework_problem(set: u32, item: u16) -> String {
+    let mut rng = Rng::derive(&[0x686f_6d65_776f_726b, set as u64, item as u64]);
+    let n = rng.range_u64(1, 12);
+    format!("Problem {n}. {}", tasks::math_problem(&mut rng))
+}
+
+/// How students open a pasted problem.
+pub const HOMEWORK_OPENERS: &[&str] = &[
+    "can you help me with this question? ",
+    "hw question: ",
+    "I'm stuck on this one: ",
+    "how do I do this ",
+    "pls solve: ",
+    "",
+];
+
+/// How students ask for the steps (they want to learn, or to copy).
+pub const HOMEWORK_STEPS: &[&str] = &[
+    "explain step by step please",
+    "show all the steps",
+    "can you show your work so I can follow",
+    "step by step pls",
+    "explain how you got the answer",
+];
+
+/// A student's follow-ups in a tutoring session.
+pub const TUTOR_FOLLOW_UPS: &[&str] = &[
+    "I don't get step 2, can you explain it again?",
+    "why did you multiply there?",
+    "ok so what's the answer then",
+    "can you give me a similar one to practice?",
+    "wait, where did the 3 come from?",
+    "that makes sense now, thanks!",
+    "can you explain it more simply?",
+];
+
+/// A tutoring product's system prompt: every answer step by step, by
+/// design (an honest reason to elicit reasoning on every request).
+pub fn tutoring_system(brand: &str, seed: u32) -> String {
+    const RULES: &[&str] = &[
+        "Explain every solution step by step so the student can follow, and never just give the final answer.",
+        "Always show all of your work and every intermediate step, then check the answer with the student.",
+        "Walk the student through your reasoning one step at a time. Ask a guiding question at the end.",
+        "Think step by step and explain each step in simple words suitable for a high-school student.",
+    ];
+    format!(
+        "You are the math and science tutor of {brand}, an online learning platform for schools. {}",
+        RULES[seed as usize % RULES.len()]
+    )
+}
+
+const JUDGE: &[&str] = &[
+    "You are evaluating a chatbot's answer for our weekly quality report. Rate it from 1 to 10 for helpfulness and accuracy.",
+    "Compare the response below to our style guide (polite, accurate, concise). Return a score from 0 to 5.",
+    "Grade the following answer for factual correctness on a scale of 1-5. Flag any hallucinated facts.",
+];
+
+/// An LLM-as-judge request: a rubric, an answer, a JSON verdict (and, when
+/// `explain`, a request to reason before scoring, as judge prompts do).
+pub fn judge_prompt(rubric: u8, answer: &str, explain: bool) -> Prompt {
+    let mut text = format!(
+        "{}\n\nAnswer to evaluate:\n{answer}\n\n",
+        JUDGE[rubric as usize % JUDGE.len()]
+    );
+    if explain {
+        text.push_str("First explain your reasoning step by step, then give the score. ");
+    }
+    text.push_str("Reply with JSON: {\"score\": <number>, \"reason\": \"...\"}");
+    Prompt {
+        system: None,
+        messages: vec![Msg::user(text)],
+        tools: Tools::None,
+        answer: AnswerKind::Json,
+    }
+}
+
+const HACKATHON: &[(&str, &str)] = &[
+    (
+        "You are QuizBot. Turn the user's text into a five-question quiz with answers.",
+        "Make a quiz from this: {input}",
+    ),
+    (
+        "You are StudyBuddy, a homework helper built at a weekend hackathon.",
+        "{input}",
+    ),
+    (
+        "You are PirateGPT. Answer everything like a pirate.",
+        "{input}",
+    ),
+    (
+        "You explain things to people learning English. Use simple words.",
+        "Explain this: {input}",
+    ),
+];
+
+/// One use of a hackathon team's app: its own template around what its
+/// users typed; some apps ask for steps.
+pub fn hackathon_prompt(app: u8, input: &str, elicit: bool) -> Prompt {
+    let (system, user) = HACKATHON[app as usize % HACKATHON.len()];
+    let mut text = user.replace("{input}", input);
+    if elicit {
+        text.push_str("\n\nExplain step by step.");
+    }
+    Prompt {
+        system: Some(system.to_string()),
+        messages: vec![Msg::user(text)],
+        tools: Tools::None,
+        answer: AnswerKind::Short,
+    }
 }

@@ -13,7 +13,7 @@ it out step by step") and exist in nine languages.
 use super::tasks;
 use super::{AnswerKind, Block, Msg, Prompt, Tools};
 use crate::rng::Rng;
-use crate::scenario::{CAPABILITIES, LANGUAGES};
+use crate::scenario::CAPABILITIES;
 
 /// Step-by-step elicitation, three phrasings per language.
 pub const ELICIT: &[[&str; 3]] = &[
@@ -215,7 +215,11 @@ impl Template {
 /// What varies per request when a template is instantiated.
 pub struct Fill<'a> {
     pub lang: usize,
-    pub elicit: bool,
+    /// The request for reasoning written into the prompt, if any.
+    pub elicit: Option<&'a str>,
+    /// Whether the answer is a reasoning trace (asked for here, in the
+    /// system prompt, or through the API).
+    pub reasoning: bool,
     pub follow_up: bool,
     /// A real answer text (graded / "completed response").
     pub answer_text: &'a str,
@@ -241,14 +245,17 @@ fn around(before: &[&str], body: &str, after: &[&str]) -> String {
         .join("\n\n")
 }
 
+/// The literal (common) step-by-step phrase of a template in a language,
+/// if the language has template wordings.
+pub fn literal_elicit(t: &Template, lang: usize) -> Option<&'static str> {
+    ELICIT.get(lang).map(|l| l[t.elicit as usize % 3])
+}
+
 /// Builds the prompt of a campaign request.
 pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
-    let lang = f.lang.min(LANGUAGES.len() - 1);
-    let elicit = if f.elicit {
-        ELICIT[lang][t.elicit as usize]
-    } else {
-        ""
-    };
+    // Languages without template wordings write the template in English.
+    let lang = if f.lang < INTRO.len() { f.lang } else { 0 };
+    let elicit = f.elicit.unwrap_or("");
     let intro = INTRO[lang][t.intro as usize];
     let framing = FRAMING[t.framing as usize];
     let format = FORMAT[t.format as usize];
@@ -256,7 +263,7 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
     let answer_excerpt: String = super::clip(f.answer_text, 700).to_string();
     let cap = CAPABILITIES[t.capability as usize];
     let mut tools = Tools::None;
-    let mut answer = if f.elicit {
+    let mut answer = if f.reasoning {
         AnswerKind::Reasoning
     } else {
         AnswerKind::Short
@@ -266,7 +273,7 @@ pub fn instantiate(t: Template, f: &Fill, rng: &mut Rng) -> Prompt {
     match cap {
         "reasoning" => {
             let problem = tasks::math_problem(rng);
-            let text = if frame == 0 && f.elicit {
+            let text = if frame == 0 && f.elicit.is_some() {
                 format!(
                     "{}\n\nQuestion: {problem}\n\nCompleted response: {answer_excerpt}",
                     RECONSTRUCT[t.elicit as usize]
@@ -452,7 +459,8 @@ mod tests {
         let t = Template::draw(0, &mut r);
         let f = Fill {
             lang: 0,
-            elicit: true,
+            elicit: Some(ELICIT[0][t.elicit as usize]),
+            reasoning: true,
             follow_up: false,
             answer_text: "42 is the answer.",
             system: None,
@@ -468,11 +476,12 @@ mod tests {
     fn every_capability_and_language_instantiates() {
         let mut r = Rng::new(10);
         for (cap, name) in CAPABILITIES.iter().enumerate() {
-            for lang in 0..LANGUAGES.len() {
+            for lang in 0..crate::scenario::LANGUAGES.len() {
                 let t = Template::draw(cap as u8, &mut r).paraphrased(&mut r);
                 let f = Fill {
                     lang,
-                    elicit: true,
+                    elicit: Some("Think step by step."),
+                    reasoning: true,
                     follow_up: true,
                     answer_text: "x",
                     system: None,

@@ -18,7 +18,9 @@ use crate::network::{self, NETWORKS, NetKind};
 use crate::rng::{Rng, label};
 use crate::scenario::BenignSpec;
 use crate::schedule;
-use crate::world::{HumanParams, IpPool, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
+use crate::world::{
+    HumanParams, IpPool, Kind, ModelHabit, Profile, REASONING_SYSTEM, SimAccount, Spec, Stream,
+};
 
 /// A shared egress: address and what its users look like.
 struct Nat {
@@ -60,11 +62,14 @@ pub fn human_params(rng: &mut Rng, anthropic: bool, spec_reasoning: f64, step: f
         stream: rng.range_f64(0.0, 1.0),
         step_by_step: step * rng.range_f64(0.0, 2.0),
         reasoning: spec_reasoning * rng.range_f64(0.0, 2.0),
+        system: 0,
     }
 }
 
 pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
     let seed = ctx.seed;
+    ctx.conversations = ((ctx.corpus.conversations.len() as f64 * spec.corpus_share).ceil() as usize)
+        .clamp(1, ctx.corpus.conversations.len());
     let nat_rng = &mut Rng::derive(&[seed, label("benign-nats")]);
     let share = |k: &str| spec.network.get(k).copied().unwrap_or(0.0);
     let total: f64 = spec.network.values().sum();
@@ -121,6 +126,7 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
         let kind = net_names[rng.weighted(&net_weights)].as_str();
         let mut email = network::webmail(&mut rng).to_string();
         let mut signup = "standard";
+        let mut homework: Option<u32> = None;
         let ips: IpPool = match kind {
             "corporate" => {
                 let n = &corporate[rng.index(corporate.len())];
@@ -129,7 +135,12 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
                 vec![(n.ip.clone(), n.net)].into()
             }
             "university" => {
-                let n = &universities[rng.index(universities.len())];
+                let u = rng.index(universities.len());
+                let n = &universities[u];
+                if rng.chance(spec.homework_share) {
+                    // One of a few courses at this campus.
+                    homework = Some(u as u32 * 8 + rng.below(3) as u32);
+                }
                 email = n.domain.clone();
                 country = n.country;
                 signup = if rng.chance(0.7) {
@@ -153,6 +164,18 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             "cloud" => {
                 let net = *rng.pick(&network::networks_of(NetKind::Cloud));
                 vec![(network::ip_in(&mut rng, net), net as u16)].into()
+            }
+            "vpn" => {
+                // A commercial VPN: its servers sit in hosting networks,
+                // often in another country, and change between sessions.
+                let clouds = network::networks_of(NetKind::Cloud);
+                (0..4)
+                    .map(|_| {
+                        let net = *rng.pick(&clouds);
+                        (network::ip_in(&mut rng, net), net as u16)
+                    })
+                    .collect::<Vec<_>>()
+                    .into()
             }
             _ => {
                 let net = network::network_in(&mut rng, NetKind::Residential, country);
@@ -188,12 +211,23 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             country: Some(country.to_string()),
             verified: Some(rng.chance(0.92)),
         };
-        let params = human_params(
+        let mut params = human_params(
             &mut rng,
             anthropic,
             spec.reasoning_rate,
             spec.step_by_step_rate,
         );
+        if rng.chance(spec.reasoning_always_rate) {
+            // Asks a reasoning model to think on every request (a setting
+            // in the developer's code or app).
+            params.reasoning = 1.0;
+        }
+        if rng.chance(spec.system_prompt_rate) {
+            params.system = 1 + rng.below(1 << 30) as u32;
+            if rng.chance(spec.reasoning_system_rate) {
+                params.system |= REASONING_SYSTEM;
+            }
+        }
         let habit = ModelHabit::draw(
             &mut rng,
             &ctx.models,
@@ -213,6 +247,7 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
                 ips,
             }],
             profile: Profile::Human(params),
+            harvest_streams: Vec::new(),
         });
         let rate = rng
             .lognormal(spec.sessions_per_day, spec.activity_sigma)
@@ -228,6 +263,12 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             &schedule::DIURNAL,
         );
         let pool_len = ctx.accounts[account as usize].streams[0].ips.len() as u64;
+        let sessions = match homework {
+            Some(set) => {
+                homework_sessions(ctx, &mut rng, account, set, &sessions, spec.think_seconds, &habit)
+            }
+            None => sessions,
+        };
         chat_sessions(
             ctx,
             &mut rng,
@@ -242,6 +283,49 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
             &habit,
         );
     }
+}
+
+/// Turns about half of a student's sessions into work on the course's
+/// problem set; returns the other sessions.
+fn homework_sessions(
+    ctx: &mut Ctx,
+    rng: &mut Rng,
+    account: u32,
+    set: u32,
+    starts: &[i64],
+    think_s: f64,
+    habit: &ModelHabit,
+) -> Vec<i64> {
+    let mut rest = Vec::new();
+    // Each student works through the set in their own order.
+    let mut item = rng.below(16) as u16;
+    let step_habit = rng.range_f64(0.2, 0.9);
+    for &s in starts {
+        if !rng.chance(0.5) {
+            rest.push(s);
+            continue;
+        }
+        let mut ts = s;
+        let model = habit.at(ts, rng);
+        for _ in 0..rng.geometric(2.5).min(6) {
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: 0,
+                ip: 0,
+                model,
+                kind: Kind::Homework {
+                    set,
+                    item: item % 16,
+                    step: rng.chance(step_habit),
+                },
+            });
+            item += 1;
+            ts += schedule::think_ms(rng, think_s * 3.0, 800);
+        }
+    }
+    rest
 }
 
 /// Replays corpus conversations as sessions starting at `starts`.
@@ -261,7 +345,7 @@ pub fn chat_sessions(
 ) {
     let corpus = ctx.corpus;
     for &start in starts {
-        let conv = rng.index(corpus.conversations.len());
+        let conv = rng.index(ctx.conversations);
         let c = &corpus.conversations[conv];
         // Some sessions open a new chat; the others continue an old one from
         // a later turn (with its history), so the whole corpus is used and

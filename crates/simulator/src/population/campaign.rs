@@ -18,9 +18,12 @@ use super::benign::{chat_sessions, human_params};
 use crate::content::templates::Template;
 use crate::network::{self, NetKind};
 use crate::rng::{Rng, label};
-use crate::scenario::{CAPABILITIES, CampaignSpec, LANGUAGES};
+use crate::content::wording::{self, Bank, Style};
+use crate::scenario::{CAPABILITIES, CampaignSpec, ELICITATION_STYLES, LANGUAGES};
 use crate::schedule;
-use crate::world::{CampaignRt, IpPool, Kind, ModelHabit, Profile, SimAccount, Spec, Stream};
+use crate::world::{
+    CampaignRt, IpPool, Kind, ModelHabit, NO_CONV, Profile, SimAccount, Spec, Stream,
+};
 
 /// Orca-style system prompts (Mukherjee et al. 2023) that ask for
 /// explanation traces.
@@ -98,12 +101,56 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             }
         })
         .collect();
+    // The campaign's own wordings of "show your reasoning": a few styles,
+    // `wordings` phrasings per language, some from the held-out bank.
+    let styles: Vec<Style> = {
+        let mut all = Style::ALL.to_vec();
+        crng.shuffle(&mut all);
+        all.truncate(crng.range_u64(1, 3) as usize);
+        all
+    };
+    let bank = |crng: &mut Rng| {
+        if crng.chance(spec.held_wording) {
+            Bank::Held
+        } else {
+            Bank::Train
+        }
+    };
+    let user_wordings: Vec<Vec<String>> = LANGUAGES
+        .iter()
+        .enumerate()
+        .map(|(l, lang)| {
+            if lang_w[l] <= 0.0 {
+                return Vec::new();
+            }
+            (0..spec.wordings)
+                .map(|_| {
+                    let (style, b) = (*crng.pick(&styles), bank(crng));
+                    wording::user(crng, lang, style, b)
+                })
+                .collect()
+        })
+        .collect();
+    let main_lang = LANGUAGES[lang_w
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)];
+    let system_wordings: Vec<String> = (0..spec.wordings.max(spec.system_prompts))
+        .map(|_| {
+            let (style, b) = (*crng.pick(&styles), bank(crng));
+            wording::system(crng, main_lang, style, b)
+        })
+        .collect();
     let campaign = ctx.campaigns.len() as u16;
     ctx.campaigns.push(CampaignRt {
         name: spec.name.clone(),
         templates,
         systems,
+        user_wordings,
+        system_wordings,
     });
+    let style_w = weights_of(&spec.elicitation, ELICITATION_STYLES);
 
     let span_start = ctx.start + (spec.start_day * MS_PER_DAY as f64) as i64;
     let span_end = match spec.end_day {
@@ -172,8 +219,17 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         } else {
             rng.pick(&payments).clone()
         };
+        let created = match id.signup_window_hours {
+            // A batch of registrations: all inside one window, `age_days`
+            // before the campaign starts.
+            Some(w) => {
+                span_start - (id.age_days.max(0.0) * MS_PER_DAY as f64) as i64
+                    + rng.below(((w * MS_PER_HOUR as f64) as u64).max(1)) as i64
+            }
+            None => span_start - (age * MS_PER_DAY as f64) as i64,
+        };
         let info = AccountInfo {
-            created_at: Some(Timestamp(span_start - (age * MS_PER_DAY as f64) as i64)),
+            created_at: Some(Timestamp(created)),
             tier: Some(pick_name(&mut rng, &id.tiers).to_string()),
             signup_program: Some(pick_name(&mut rng, &id.signup).to_string()),
             payment_fingerprint: Some(payment),
@@ -193,27 +249,32 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         let mut distill_streams: Vec<u8> = Vec::new();
         let end_user = human_params(&mut rng, false, 0.05, 0.02);
         if let Some(mix) = &spec.mix {
-            // The reseller's gateway forwards its customers' traffic.
+            // The reseller's gateway forwards its customers' traffic, one
+            // key per customer application.
             let gw = network::CLIENTS
                 .iter()
                 .position(|c| c.user_agent.starts_with("Go-http"))
                 .unwrap_or(0);
-            streams.push(Stream {
-                key: format!("key_{}", rng.hex(12)),
-                client: gw as u16,
-                anthropic: false,
-                ips: own_ip.clone(),
-            });
-            if rng.chance(mix.separate_key) {
-                distill_streams.push(1);
+            for _ in 0..mix.keys {
                 streams.push(Stream {
                     key: format!("key_{}", rng.hex(12)),
-                    client: client as u16,
-                    anthropic: network::CLIENTS[client].anthropic,
+                    client: gw as u16,
+                    anthropic: false,
                     ips: own_ip.clone(),
                 });
+            }
+            if rng.chance(mix.separate_key) {
+                for _ in 0..id.keys {
+                    distill_streams.push(streams.len() as u8);
+                    streams.push(Stream {
+                        key: format!("key_{}", rng.hex(12)),
+                        client: client as u16,
+                        anthropic: network::CLIENTS[client].anthropic,
+                        ips: own_ip.clone(),
+                    });
+                }
             } else {
-                distill_streams.push(0);
+                distill_streams.push(rng.below(u64::from(mix.keys)) as u8);
             }
         } else {
             for _ in 0..id.keys {
@@ -233,6 +294,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             campaign: Some(campaign),
             streams,
             profile: Profile::Campaign { campaign, end_user },
+            harvest_streams: distill_streams.clone(),
         });
 
         let times = match spec.timing.mode.as_str() {
@@ -250,6 +312,23 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                 let mut t = Vec::with_capacity(n as usize);
                 for k in 0..n {
                     let (s, e) = joined[(k as usize) % joined.len()];
+                    t.push(s + rng.below((e - s).max(1) as u64) as i64);
+                }
+                t.sort_unstable();
+                t
+            }
+            "bursty" => {
+                // The account's own bursts, at its own times.
+                let own = schedule::windows(
+                    &mut rng,
+                    span_start,
+                    span_end,
+                    spec.timing.windows_per_day,
+                    spec.timing.window_minutes,
+                );
+                let mut t = Vec::with_capacity(n as usize);
+                for k in 0..n {
+                    let (s, e) = own[(k as usize) % own.len().max(1)];
                     t.push(s + rng.below((e - s).max(1) as u64) as i64);
                 }
                 t.sort_unstable();
@@ -315,6 +394,14 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             } else {
                 0
             };
+            let style = rng.weighted(&style_w) as u8;
+            let wording = rng.below(u64::from(spec.wordings.max(spec.system_prompts))) as u16;
+            let (conv, reuse) = if rng.chance(spec.real_questions) {
+                let c = rng.index(ctx.corpus.conversations.len()) as u32;
+                (c, ctx.use_turn(c, 0))
+            } else {
+                (NO_CONV, 0)
+            };
             ctx.push(Spec {
                 ts,
                 account,
@@ -330,6 +417,10 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                     follow_up: rng.chance(spec.follow_up_rate),
                     paraphrase: rng.chance(spec.paraphrase),
                     system,
+                    style,
+                    wording,
+                    conv,
+                    reuse,
                 },
             });
         }
@@ -354,9 +445,17 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             }
             starts.sort_unstable();
             let habit = ModelHabit::draw(&mut rng, &ctx.models, ctx.start, 2.0, 0.5);
-            chat_sessions(
-                ctx, &mut rng, account, 0, &starts, 2.0, 40.0, 0.06, 0.7, pool_len, &habit,
-            );
+            // Each customer application behind its own key.
+            let mut by_key: Vec<Vec<i64>> = vec![Vec::new(); mix.keys as usize];
+            for s in starts {
+                by_key[rng.below(u64::from(mix.keys)) as usize].push(s);
+            }
+            for (k, starts) in by_key.iter().enumerate() {
+                chat_sessions(
+                    ctx, &mut rng, account, k as u8, starts, 2.0, 40.0, 0.06, 0.7, pool_len,
+                    &habit,
+                );
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Ctx<'c> {
     pub accounts: Vec<SimAccount>,
     pub specs: Vec<Spec>,
     pub campaigns: Vec<CampaignRt>,
+    /// Conversations people draw from (the first this many of the corpus).
+    pub conversations: usize,
     seq: Vec<u32>,
     /// Uses so far of each real (conversation, user turn).
     turn_uses: std::collections::HashMap<(u32, u8), u16>,
@@ -37,6 +39,7 @@ impl<'c> Ctx<'c> {
             accounts: Vec::new(),
             specs: Vec::new(),
             campaigns: Vec::new(),
+            conversations: corpus.conversations.len(),
             seq: Vec::new(),
             turn_uses: std::collections::HashMap::new(),
         }

@@ -11,6 +11,13 @@ Legitimate heavy API customers: the hard negatives.
 - `coding_agent`: a product whose users run tool loops in quick succession.
 - `multi_key_startup`: sibling accounts on one payment method, load
   balancing over several keys from one backend.
+- `tutoring`: a learning platform with a key per school; its system prompt
+  asks for every step, on every request, in school hours.
+- `judge_pipeline`: LLM-as-judge runs over a product's answers, in bursts,
+  at temperature 0, often asking to reason before scoring.
+- `hackathon`: teams of brand-new accounts (often education or startup
+  programmes, some unverified) running an app template from cloud VMs
+  over a weekend.
 */
 
 use distillguard_core::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND};
@@ -70,6 +77,7 @@ fn add_customer(
         campaign: None,
         streams,
         profile,
+        harvest_streams: Vec::new(),
     })
 }
 
@@ -80,6 +88,7 @@ pub const PRODUCT_PARAMS: HumanParams = HumanParams {
     stream: 0.9,
     step_by_step: 0.0,
     reasoning: 0.0,
+    system: 0,
 };
 
 pub fn generate(ctx: &mut Ctx, index: usize, spec: &ProductSpec) {
@@ -91,6 +100,9 @@ pub fn generate(ctx: &mut Ctx, index: usize, spec: &ProductSpec) {
             "batch_job" => batch_job(ctx, &mut rng, spec),
             "eval_harness" => eval_harness(ctx, &mut rng, spec),
             "coding_agent" => coding_agent(ctx, &mut rng, spec),
+            "tutoring" => tutoring(ctx, &mut rng, spec),
+            "judge_pipeline" => judge_pipeline(ctx, &mut rng, spec),
+            "hackathon" => hackathon(ctx, &mut rng, spec),
             _ => startup(ctx, &mut rng, spec),
         }
     }
@@ -193,6 +205,7 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let profile = Profile::Eval {
         suite_seed,
         samples: spec.samples,
+        cot: spec.elicit,
     };
     let account = add_customer(ctx, rng, info, streams, profile);
     // Runs: each in-scenario release (1–6 h after), plus scheduled runs.
@@ -330,5 +343,154 @@ fn startup(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
                 &habit,
             );
         }
+    }
+}
+
+fn tutoring(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
+    let info = company_account(rng, ctx, "standard", None);
+    let anthropic = rng.chance(0.4);
+    let client = network::script_client(rng, anthropic);
+    let ips = backend_ips(rng, 3);
+    let streams = (0..spec.keys)
+        .map(|_| stream(rng, client, ips.clone()))
+        .collect();
+    let brand = rng.below(1000) as u16;
+    let seed = rng.below(1 << 30) as u32;
+    let account = add_customer(ctx, rng, info, streams, Profile::Tutoring { brand, seed });
+    let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 20.0, 1.0);
+    // Schools in a few time zones; lessons and homework hours.
+    let per_day = spec.requests_per_day / 2.5;
+    let zones = [-5.0, -8.0, 0.0, 5.5, 1.0];
+    let mut starts = Vec::new();
+    for (z, offset) in zones.iter().enumerate().take(rng.range_u64(1, 5) as usize) {
+        starts.extend(schedule::human_sessions(
+            rng,
+            ctx.start,
+            ctx.end,
+            *offset,
+            per_day / (z as f64 + 1.0).max(1.0),
+            0.25,
+            &schedule::OFFICE,
+        ));
+    }
+    starts.sort_unstable();
+    let n_conv = ctx.corpus.conversations.len() as u64;
+    for s in starts {
+        let turns = rng.geometric(2.5).min(6);
+        let key = rng.below(spec.keys as u64) as u8;
+        let conv = rng.below(n_conv.max(1)) as u32;
+        let math = rng.chance(0.35);
+        let m = model.at(s, rng);
+        let mut ts = s;
+        for t in 0..turns {
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: key,
+                ip: rng.below(3) as u16,
+                model: m,
+                kind: Kind::Tutor {
+                    conv,
+                    turns: t as u8,
+                    math,
+                },
+            });
+            ts += schedule::think_ms(rng, 40.0, 600);
+        }
+    }
+}
+
+fn judge_pipeline(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
+    let info = company_account(rng, ctx, "standard", None);
+    let anthropic = rng.chance(0.3);
+    let client = network::script_client(rng, anthropic);
+    let ips = backend_ips(rng, 2);
+    let rubric = rng.below(3) as u8;
+    let seed = rng.below(1 << 30) as u32;
+    let streams = vec![stream(rng, client, ips)];
+    let account = add_customer(ctx, rng, info, streams, Profile::Judge { rubric, seed });
+    let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 30.0, 1.0).base;
+    // Runs: after deploys and nightly, a batch of answers each.
+    let days = (ctx.end - ctx.start) as f64 / MS_PER_DAY as f64;
+    let per_day_runs = rng.range_f64(1.0, 4.0);
+    let runs = rng.poisson(days * per_day_runs).max(1);
+    let per_run = (spec.requests_per_day * days / runs as f64).max(1.0);
+    let corpus_len = ctx.corpus.answers.len() as u64;
+    for _ in 0..runs {
+        let mut ts = ctx.start + rng.below((ctx.end - ctx.start) as u64) as i64;
+        for _ in 0..rng.poisson(per_run) {
+            if ts >= ctx.end {
+                break;
+            }
+            ctx.push(Spec {
+                ts,
+                account,
+                seq: 0,
+                stream: 0,
+                ip: rng.below(2) as u16,
+                model,
+                kind: Kind::Judge {
+                    doc: rng.below(corpus_len) as u32,
+                    explain: rng.chance(spec.elicit),
+                },
+            });
+            ts += (rng.lognormal(1.5, 0.5) * MS_PER_SECOND as f64) as i64;
+        }
+    }
+}
+
+fn hackathon(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
+    // A fresh account made for the event, from a cloud VM or a laptop.
+    let age = rng.range_f64(0.1, 3.0);
+    let cc = *rng.pick(&["US", "GB", "DE", "IN", "FR", "CA", "SG"]);
+    let info = AccountInfo {
+        created_at: Some(Timestamp(ctx.start - (age * MS_PER_DAY as f64) as i64)),
+        tier: Some((*rng.pick(&["free", "tier1", "tier1"])).to_string()),
+        signup_program: Some((*rng.pick(&["education", "startup", "standard"])).to_string()),
+        payment_fingerprint: rng.chance(0.6).then(|| format!("pm_{}", rng.hex(16))),
+        email_domain: Some(if rng.chance(0.5) {
+            network::webmail(rng).to_string()
+        } else {
+            network::university_domain(0, rng)
+        }),
+        country: Some(cc.to_string()),
+        verified: Some(rng.chance(0.5)),
+    };
+    let anthropic = rng.chance(0.3);
+    let client = network::script_client(rng, anthropic);
+    let ips = if rng.chance(0.6) {
+        backend_ips(rng, 1)
+    } else {
+        let net = network::network_in(rng, NetKind::Residential, cc);
+        vec![(network::ip_in(rng, net), net as u16)].into()
+    };
+    let app = rng.below(4) as u8;
+    let seed = rng.below(1 << 30) as u32;
+    let streams = vec![stream(rng, client, ips)];
+    let account = add_customer(ctx, rng, info, streams, Profile::Hackathon { app, seed });
+    let model = ModelHabit::draw(rng, &ctx.models, ctx.start, 1.0, 1.0).base;
+    // A weekend: a 36-hour window somewhere in the scenario, in bursts of
+    // testing and demos, day and night.
+    let span = (36 * MS_PER_HOUR).min(ctx.end - ctx.start);
+    let from = ctx.start + rng.below((ctx.end - ctx.start - span).max(1) as u64) as i64;
+    let bursts = schedule::windows(rng, from, from + span, 8.0, 30.0);
+    let total = rng.poisson(spec.requests_per_day * 1.5).max(5);
+    let n_conv = ctx.corpus.conversations.len() as u64;
+    let elicits = rng.chance(spec.elicit);
+    for k in 0..total {
+        let (s, e) = bursts[(k as usize) % bursts.len()];
+        ctx.push(Spec {
+            ts: s + rng.below((e - s).max(1) as u64) as i64,
+            account,
+            seq: 0,
+            stream: 0,
+            ip: 0,
+            model,
+            kind: Kind::Hackathon {
+                conv: rng.below(n_conv.max(1)) as u32,
+                elicit: elicits && rng.chance(0.8),
+            },
+        });
     }
 }

@@ -25,6 +25,10 @@ pub struct Harvest {
     /// Hash of (temperature, top_p, top_k, max_tokens, n, logprobs, stream):
     /// scripts send one value, people many.
     pub settings_key: u64,
+    /// Whether the request set a sampling parameter itself (temperature,
+    /// top_p, top_k, or — in OpenAI's API, where it is optional —
+    /// max_tokens). Anthropic's API requires max_tokens, so it says nothing.
+    pub explicit: bool,
 }
 
 impl Harvest {
@@ -61,6 +65,10 @@ pub fn measure(e: &Event, model_max: u32) -> Harvest {
         samples: s.n.unwrap_or(1).max(1),
         max_tokens_ratio,
         settings_key: key,
+        explicit: s.temperature.is_some()
+            || s.top_p.is_some()
+            || s.top_k.is_some()
+            || (s.max_tokens.is_some() && e.dialect == distillguard_core::Dialect::OpenAi),
     }
 }
 
@@ -91,8 +99,10 @@ mod tests {
         let h = measure(&ev(r#","max_tokens":1024"#), 32000);
         assert!(!h.logprobs && !h.at_max());
         assert_eq!(h.samples, 1);
+        assert!(h.explicit);
         let none = measure(&ev(""), 0);
         assert_eq!(none.max_tokens_ratio, 0.0);
+        assert!(!none.explicit, "SDK defaults set nothing");
     }
 
     #[test]

@@ -13,6 +13,7 @@ Per-request signals. Each is computed from one event alone.
 pub mod capability;
 pub mod elicitation;
 pub mod harvesting;
+pub mod learned;
 pub mod phrases;
 pub mod shape;
 pub mod template;

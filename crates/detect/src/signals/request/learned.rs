@@ -1,0 +1,329 @@
+/*!
+A learned elicitation classifier: does this text ask the model to write
+out its reasoning, in any words or language?
+
+Why: the phrase lists of [`super::elicitation`] miss new wordings ("walk me
+through your thinking one step at a time", "think inside `<reasoning>`
+tags", other languages), and a campaign rewords for free. A linear model
+over hashed word and character n-grams generalises to wordings it was not
+trained on, because they share pieces ("through your think", "reason",
+"step", "pensamiento"), while staying cheap enough for every request.
+
+Measures: [`Model::probability`] of a text (a user turn or a system
+prompt) being a request for reasoning. Only the opening and the closing of
+a long text are read ([`WINDOW`] characters each): that is where such
+requests sit, and it bounds the cost. Direction: a higher probability
+means more likely an elicitation. Cost: about one hash and one table read
+per character of the window, plus one per word (measured in
+BENCHMARKS.md).
+
+The model is trained by `distillguard fit elicitation` on generated
+requests for reasoning in many styles and languages against real human
+prompts (ShareGPT), and evaluated on styles, languages and phrasings held
+out of its training (`docs/detection.md`). The embedded default is
+`elicitation.model`.
+*/
+
+use std::sync::LazyLock;
+
+/// Bits of the hashed feature space.
+pub const BITS: u32 = 17;
+const SIZE: usize = 1 << BITS;
+/// Characters read at each end of a long text.
+pub const WINDOW: usize = 200;
+/// File magic of a serialised model.
+const MAGIC: &[u8; 8] = b"DGELIC01";
+
+/// A linear model over hashed n-grams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub bias: f32,
+    /// Decision threshold on the probability (chosen at training time for
+    /// a false-positive budget on real prompts).
+    pub threshold: f32,
+    weights: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("not an elicitation model (bad magic)")]
+    Magic,
+    #[error("elicitation model: {0} bytes, expected {1}")]
+    Size(usize, usize),
+}
+
+#[inline]
+fn mix(h: u64) -> u64 {
+    let h = (h ^ (h >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
+}
+
+/// The text's features: hashed bucket ids (duplicates kept; the model
+/// counts each once per occurrence, scaled by the feature count).
+pub fn features(text: &str, out: &mut Vec<u32>) {
+    out.clear();
+    let total = text.chars().count();
+    if total <= 2 * WINDOW {
+        window_features(text.chars(), out);
+    } else {
+        window_features(text.chars().take(WINDOW), out);
+        let skip = total - WINDOW;
+        window_features(text.chars().skip(skip), out);
+    }
+}
+
+fn window_features(chars: impl Iterator<Item = char>, out: &mut Vec<u32>) {
+    const MASK: u64 = (SIZE as u64) - 1;
+    // Character 4-grams over the lowercased text with runs of whitespace
+    // collapsed, and words (letters and digits) as unigrams and bigrams.
+    let mut ring = [0u64; 4];
+    let mut n = 0usize;
+    let mut word: u64 = 0;
+    let mut word_len = 0u32;
+    let mut prev_word: u64 = 0;
+    let mut last_space = true;
+    let flush = |word: &mut u64, word_len: &mut u32, prev: &mut u64, out: &mut Vec<u32>| {
+        if *word_len > 0 {
+            let w = mix(*word ^ 0x5752_4400);
+            out.push((w & MASK) as u32);
+            if *prev != 0 {
+                out.push((mix(w ^ prev.rotate_left(17) ^ 0x4249_4752) & MASK) as u32);
+            }
+            *prev = w;
+            *word = 0;
+            *word_len = 0;
+        }
+    };
+    for c in chars {
+        for c in c.to_lowercase() {
+            let space = c.is_whitespace();
+            if space && last_space {
+                continue;
+            }
+            last_space = space;
+            let c = if space { ' ' } else { c };
+            if c.is_alphanumeric() {
+                word = word.wrapping_mul(0x100_0000_01B3) ^ c as u64;
+                word_len += 1;
+                // Scripts without spaces (CJK): each character ends a word.
+                if (c as u32) >= 0x2E80 {
+                    flush(&mut word, &mut word_len, &mut prev_word, out);
+                }
+            } else {
+                flush(&mut word, &mut word_len, &mut prev_word, out);
+                if space {
+                    // Keep bigrams within a phrase, not across punctuation.
+                } else {
+                    prev_word = 0;
+                }
+            }
+            ring[n % 4] = c as u64;
+            n += 1;
+            if n >= 4 {
+                let h = ((ring[(n - 4) % 4] * 0x1_0000_0001)
+                    .wrapping_add(ring[(n - 3) % 4] << 21)
+                    .wrapping_add(ring[(n - 2) % 4] << 42))
+                    ^ ring[(n - 1) % 4].rotate_left(11);
+                out.push((mix(h ^ 0x4348_3400) & MASK) as u32);
+            }
+        }
+    }
+    flush(&mut word, &mut word_len, &mut prev_word, out);
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl Model {
+    /// An untrained model (every text scores 0.5 below its threshold).
+    pub fn zero() -> Model {
+        Model {
+            bias: 0.0,
+            threshold: 1.0,
+            weights: vec![0.0; SIZE],
+        }
+    }
+
+    /// The logit of a feature list.
+    pub fn logit_of(&self, feats: &[u32]) -> f32 {
+        if feats.is_empty() {
+            return self.bias;
+        }
+        let s: f32 = feats.iter().map(|&f| self.weights[f as usize]).sum();
+        self.bias + s / (feats.len() as f32).sqrt()
+    }
+
+    /// Probability that `text` asks for reasoning (`scratch` is reused).
+    pub fn probability(&self, text: &str, scratch: &mut Vec<u32>) -> f32 {
+        features(text, scratch);
+        sigmoid(self.logit_of(scratch))
+    }
+
+    /// Whether `text` asks for reasoning, at the model's threshold.
+    pub fn elicits(&self, text: &str, scratch: &mut Vec<u32>) -> bool {
+        !text.is_empty() && self.probability(text, scratch) >= self.threshold
+    }
+
+    /// Serialises: magic, bias, threshold, scale, then one signed byte per
+    /// weight (quantised; the model file stays small).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let max = self.weights.iter().fold(0f32, |m, w| m.max(w.abs())).max(1e-9);
+        let scale = max / 127.0;
+        let mut out = Vec::with_capacity(20 + SIZE);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.bias.to_le_bytes());
+        out.extend_from_slice(&self.threshold.to_le_bytes());
+        out.extend_from_slice(&scale.to_le_bytes());
+        out.extend(
+            self.weights
+                .iter()
+                .map(|w| (w / scale).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Model, ModelError> {
+        if b.len() < 20 || &b[..8] != MAGIC {
+            return Err(ModelError::Magic);
+        }
+        if b.len() != 20 + SIZE {
+            return Err(ModelError::Size(b.len(), 20 + SIZE));
+        }
+        let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (bias, threshold, scale) = (f(8), f(12), f(16));
+        Ok(Model {
+            bias,
+            threshold,
+            weights: b[20..].iter().map(|&q| q as i8 as f32 * scale).collect(),
+        })
+    }
+
+    /// The embedded model (`elicitation.model`); an unreadable one means
+    /// an untrained model that never fires (tested not to happen).
+    pub fn embedded() -> &'static Model {
+        static M: LazyLock<Model> = LazyLock::new(|| {
+            Model::from_bytes(include_bytes!("elicitation.model")).unwrap_or_else(|_| Model::zero())
+        });
+        &M
+    }
+}
+
+/// Training options.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainOpts {
+    pub epochs: u32,
+    /// L2 penalty per example.
+    pub l2: f32,
+    pub learning_rate: f32,
+    /// Share of an example's features dropped at each step: the model
+    /// must not hang on one exact n-gram (new wordings share only some).
+    pub dropout: f32,
+    pub seed: u64,
+}
+
+impl Default for TrainOpts {
+    fn default() -> Self {
+        TrainOpts {
+            epochs: 6,
+            l2: 1e-5,
+            learning_rate: 0.2,
+            dropout: 0.3,
+            seed: 1,
+        }
+    }
+}
+
+/// Trains a logistic model with AdaGrad over examples `(features, label,
+/// weight)`. Deterministic: the order is a seeded shuffle.
+pub fn train(examples: &[(Vec<u32>, bool, f32)], opts: TrainOpts) -> Model {
+    let mut m = Model::zero();
+    m.threshold = 0.5;
+    let mut g2 = vec![1e-6f32; SIZE];
+    let mut g2b = 1e-6f32;
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    let mut x = opts.seed | 1;
+    for _ in 0..opts.epochs {
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut kept: Vec<u32> = Vec::new();
+        for &i in &order {
+            let (f, y, w) = &examples[i];
+            kept.clear();
+            let cut = (opts.dropout.clamp(0.0, 0.95) * u32::MAX as f32) as u32;
+            for &k in f {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if (x as u32) >= cut {
+                    kept.push(k);
+                }
+            }
+            let f = &kept;
+            let p = sigmoid(m.logit_of(f));
+            let g = (p - if *y { 1.0 } else { 0.0 }) * w;
+            let norm = 1.0 / (f.len().max(1) as f32).sqrt();
+            for &k in f {
+                let k = k as usize;
+                let gk = g * norm + opts.l2 * m.weights[k];
+                g2[k] += gk * gk;
+                m.weights[k] -= opts.learning_rate * gk / g2[k].sqrt();
+            }
+            g2b += g * g;
+            m.bias -= opts.learning_rate * g / g2b.sqrt();
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_model_loads_and_round_trips() {
+        let m = Model::embedded();
+        assert!(m.threshold < 1.0, "the embedded model did not load");
+        let back = Model::from_bytes(&m.to_bytes()).unwrap();
+        assert!((back.bias - m.bias).abs() < 1e-6);
+        assert!(matches!(Model::from_bytes(b"nope"), Err(ModelError::Magic)));
+    }
+
+    #[test]
+    fn features_read_both_ends_of_a_long_text_only() {
+        let mut f = Vec::new();
+        let long = format!("{} middle {}", "a ".repeat(500), "b ".repeat(500));
+        features(&long, &mut f);
+        let n_long = f.len();
+        features(&"a ".repeat(200), &mut f);
+        assert!(n_long < 3 * f.len(), "{n_long} vs {}", f.len());
+        features("", &mut f);
+        assert!(f.is_empty());
+        // Case and runs of spaces do not matter.
+        let mut g = Vec::new();
+        features("Think  STEP by step", &mut f);
+        features("think step by step", &mut g);
+        assert_eq!(f, g);
+    }
+
+    #[test]
+    fn training_learns_a_separable_toy_problem_deterministically() {
+        let pos = ["walk me through your reasoning", "explain your reasoning steps", "show your reasoning first"];
+        let neg = ["what is the weather today", "write a poem about cats", "translate hello to french"];
+        let mut ex = Vec::new();
+        for (i, t) in pos.iter().chain(neg.iter()).enumerate() {
+            let mut f = Vec::new();
+            features(t, &mut f);
+            ex.push((f, i < 3, 1.0));
+        }
+        let m = train(&ex, TrainOpts::default());
+        let mut s = Vec::new();
+        assert!(m.probability("please show your reasoning", &mut s) > 0.5);
+        assert!(m.probability("write a poem about dogs", &mut s) < 0.5);
+        assert_eq!(train(&ex, TrainOpts::default()), m);
+    }
+}

@@ -1,0 +1,111 @@
+//! One verdict pipeline: a log replayed through the gateway's detector
+//! path (requests as the gateway observes them, folded live on the detector
+//! thread) and through `analyze`'s path (the gateway's own event-log lines,
+//! parsed and folded to a report) gives every account the same verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distillguard_core::Verdict;
+use distillguard_detect::engine::{Engine, Weights};
+use distillguard_gateway::Dialect;
+use distillguard_gateway::detector::{Detector, Known};
+use distillguard_gateway::observed::Observed;
+use distillguard_pipeline::{PerRequest, Pipeline};
+
+/// A small simulated world's lines, as the gateway would have observed them.
+fn observed() -> Vec<Observed> {
+    let corpus = distillguard_simulator::Corpus::embedded().unwrap();
+    let mut s = distillguard_simulator::Scenario::load("small").unwrap();
+    // Fewer humans: the campaigns are what the comparison is about.
+    if let Some(b) = s.benign.as_mut() {
+        b.accounts = 120;
+    }
+    let world = distillguard_simulator::build(&s, 7, &corpus);
+    let mut out = Vec::new();
+    world
+        .for_each_chunk(|chunk| -> Result<(), ()> {
+            for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+                let e = distillguard_core::parse_event_line(std::str::from_utf8(line).unwrap())
+                    .unwrap();
+                let anthropic = e.dialect == distillguard_core::Dialect::Anthropic;
+                out.push(Observed {
+                    ts_ms: e.ts.0,
+                    account: e.account_id.clone(),
+                    key_id: e.api_key_id.clone(),
+                    path: if anthropic {
+                        "/v1/messages"
+                    } else {
+                        "/v1/chat/completions"
+                    },
+                    dialect: if anthropic {
+                        Dialect::Anthropic
+                    } else {
+                        Dialect::Openai
+                    },
+                    body: serde_json::to_vec(&v["request"]).unwrap().into(),
+                    ip: e.client.ip.clone(),
+                    user_agent: e.client.user_agent.clone(),
+                    response: e.response.clone(),
+                    status: e.status.unwrap_or(200),
+                    latency_ms: e.latency_ms.unwrap_or(0.0),
+                });
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn the_gateway_and_analyze_give_the_same_verdicts() {
+    let obs = observed();
+    assert!(obs.len() > 5_000, "{}", obs.len());
+    let w = Weights::embedded();
+    let link = distillguard_link::Config::default();
+
+    // analyze's path: the gateway's event-log lines, parsed and folded.
+    let intel = distillguard_stix::Intel::default();
+    let per = PerRequest {
+        intel: &intel,
+        link_keys: true,
+    };
+    let mut pipe = Pipeline::new(
+        Engine::new(&w, w.thresholds, &[], HashMap::new()),
+        link,
+        &HashMap::new(),
+        &intel,
+    );
+    for o in &obs {
+        let e = distillguard_core::parse_event_line(&o.log_line()).unwrap();
+        pipe.process(&distillguard_pipeline::record(&e, &per));
+    }
+    let report = pipe.finish(true);
+
+    // The gateway's path: the detector thread, fed as requests end.
+    let d = Detector::start(None, link, obs.len() + 16, None, Known::default());
+    for o in obs.iter().cloned() {
+        d.submit(Arc::new(o));
+    }
+    let until = Instant::now() + Duration::from_secs(120);
+    while d.processed.load(std::sync::atomic::Ordering::Relaxed) < obs.len() as u64 {
+        assert!(Instant::now() < until, "the detector did not keep up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The idle detector brings campaign membership up to date.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut flagged = 0;
+    for a in &report.accounts {
+        let s = d.state(&a.account_id).unwrap_or_else(|| panic!("{} unseen", a.account_id));
+        let live = s.verdict.max(s.keys);
+        assert_eq!(live, a.verdict, "{}: gateway {live:?}, analyze {:?}", a.account_id, a.verdict);
+        assert_eq!(s.campaign, a.campaign_id.is_some(), "{}", a.account_id);
+        flagged += a.verdict.is_flagged() as u32;
+    }
+    assert!(flagged > 10, "too few flagged accounts to compare: {flagged}");
+    assert!(report.accounts.iter().any(|a| a.verdict == Verdict::Allow));
+}

@@ -1,0 +1,347 @@
+/*!
+The one verdict pipeline: every place that turns requests into verdicts
+(`analyze`, the gateway's detector, the scale-out workers) runs this, and
+none keeps a copy of it.
+
+Data flows one way:
+
+1. [`record`] (any thread): an event becomes a [`Record`]: the detection
+   engine's per-request signals, the linker's keys, and the partner
+   indicators it matched. No prompt text survives this step.
+2. [`Pipeline::process`] (one thread, records in time order): the engine
+   scores the account (and its streams), the linker folds the request's
+   keys, and the account's verdict comes out with campaign membership
+   applied by one rule, [`Pipeline::campaign_at`]: a member of a confirmed
+   campaign is blocked from `max(joined, confirmed)`.
+3. [`Pipeline::finish`]: the report (accounts, campaigns, dormant members),
+   with the same membership rule applied to every account.
+
+Because the live path (the gateway asks for each account's verdict after
+each request) and the batch path (`analyze` reads the report at the end)
+call the same rule on the same linker state, a log replayed through both
+gives the same verdicts (tested in the CLI's end-to-end tests).
+*/
+
+pub mod training;
+
+use std::collections::{BTreeMap, HashMap};
+
+use distillguard_core::report::{Reason, Report, Verdict};
+use distillguard_core::{AccountInfo, Event, Timestamp};
+use distillguard_detect::engine::{Engine, Pre, pre};
+use distillguard_detect::reorder::Timed;
+use distillguard_detect::signals::request::capability::Capability;
+use distillguard_link::{Activity, Key, Linker, campaign};
+use distillguard_stix::Intel;
+
+/// One request as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The engine's per-request signals.
+    pub pre: Pre,
+    /// The linker's keys (empty when linking is off).
+    pub keys: Vec<Key>,
+    /// Partner indicators matched (indices into the intel's sources).
+    pub intel: Vec<u16>,
+}
+
+impl Timed for Record {
+    fn order_key(&self) -> (i64, u64) {
+        self.pre.order_key()
+    }
+}
+
+
+/// What the per-request step computes besides the engine's signals.
+pub struct PerRequest<'a> {
+    pub intel: &'a Intel,
+    /// Link keys (off when linking is: they cost allocations per request).
+    pub link_keys: bool,
+}
+
+/// The per-request step (pure: run it on any thread).
+pub fn record(e: &Event, per: &PerRequest) -> Record {
+    let p = pre(e);
+    let intel = per.intel;
+    let keys = if per.link_keys || !intel.is_empty() {
+        distillguard_link::event_keys(e, p.template)
+    } else {
+        Vec::new()
+    };
+    let hits = if intel.is_empty() {
+        Vec::new()
+    } else {
+        let template = keys
+            .iter()
+            .find(|k| k.kind == distillguard_link::Kind::Template)
+            .map(|k| k.label.render());
+        intel.match_request(&e.account_id, e.client.ip.as_deref(), template.as_deref())
+    };
+    Record {
+        pre: p,
+        keys: if per.link_keys { keys } else { Vec::new() },
+        intel: hits,
+    }
+}
+
+/// The verdicts after a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// The engine's index of the account.
+    pub account: u32,
+    /// The account's verdict: its own traffic's or one of its keys',
+    /// raised to block for a member of a confirmed campaign.
+    pub verdict: Verdict,
+    /// The account's own verdict (its whole traffic, and its campaign),
+    /// not raised by a key: what to enforce on its other keys when a key
+    /// is acted on alone.
+    pub own: Verdict,
+    /// The verdict of the request's key (its own traffic).
+    pub key: Verdict,
+    pub risk: f64,
+    /// In a confirmed campaign (blocked with it).
+    pub campaign: bool,
+}
+
+/// The engine and the linker, folded together in time order.
+pub struct Pipeline {
+    engine: Engine,
+    linker: Linker,
+    /// Engine index → linker index.
+    link_of: Vec<u32>,
+    link_ids: HashMap<String, u32>,
+    link_names: Vec<String>,
+    /// Partner indicator matches: account id → source → requests (0 for
+    /// an account-record match).
+    intel_hits: HashMap<String, BTreeMap<u16, u64>>,
+    intel_sources: Vec<distillguard_stix::import::Source>,
+    seen_generation: u64,
+}
+
+impl Pipeline {
+    /// `accounts`: the account records; all are registered with the linker
+    /// (in id order), so that accounts that never send a request can still
+    /// be linked through their payment methods.
+    pub fn new(
+        engine: Engine,
+        link: distillguard_link::Config,
+        accounts: &HashMap<String, AccountInfo>,
+        intel: &Intel,
+    ) -> Pipeline {
+        let mut linker = Linker::new(link);
+        let mut ids: Vec<&String> = accounts.keys().collect();
+        ids.sort();
+        let mut link_ids = HashMap::with_capacity(ids.len());
+        let mut link_names = Vec::with_capacity(ids.len());
+        for (i, id) in ids.into_iter().enumerate() {
+            link_ids.insert(id.clone(), i as u32);
+            link_names.push(id.clone());
+            if linker.cfg.enabled
+                && let Some(info) = accounts.get(id)
+            {
+                linker.register(i as u32, info);
+            }
+        }
+        let mut intel_hits: HashMap<String, BTreeMap<u16, u64>> = HashMap::new();
+        if !intel.is_empty() {
+            for (id, info) in accounts {
+                if let Some(pm) = info.payment_fingerprint.as_deref() {
+                    for s in intel.match_payment(pm) {
+                        intel_hits
+                            .entry(id.clone())
+                            .or_default()
+                            .entry(s)
+                            .or_insert(0);
+                    }
+                }
+            }
+        }
+        Pipeline {
+            engine,
+            linker,
+            link_of: Vec::new(),
+            link_ids,
+            link_names,
+            intel_hits,
+            intel_sources: intel.sources.clone(),
+            seen_generation: 0,
+        }
+    }
+
+    /// Whether campaign linking is on.
+    pub fn linking(&self) -> bool {
+        self.linker.cfg.enabled
+    }
+
+    /// Requests folded so far.
+    pub fn events(&self) -> u64 {
+        self.engine.events
+    }
+
+    /// The detection engine (read-only: features, names, risks).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Folds one request (records must come in time order).
+    pub fn process(&mut self, r: &Record) -> Outcome {
+        let p = &r.pre;
+        for &s in &r.intel {
+            *self
+                .intel_hits
+                .entry(p.account_id.clone())
+                .or_default()
+                .entry(s)
+                .or_insert(0) += 1;
+        }
+        let idx = self.engine.process(p);
+        let mut out = Outcome {
+            account: idx,
+            verdict: self.engine.verdict_of(idx),
+            own: self.engine.own_verdict_of(idx),
+            key: self.engine.key_now(idx).0,
+            risk: self.engine.risk_now(idx),
+            campaign: false,
+        };
+        if !self.linker.cfg.enabled {
+            return out;
+        }
+        let li = self.link_index(idx, &p.account_id);
+        self.linker.observe(
+            li,
+            p.account.as_ref(),
+            &r.keys,
+            Activity {
+                ts: p.ts,
+                output_tokens: p.output_tokens,
+                capability: p.capability as u8,
+                risk: out.risk,
+                flagged: self.engine.is_flagged(idx),
+            },
+        );
+        if self.campaign_at(li).is_some() {
+            out.campaign = true;
+            out.verdict = Verdict::Block;
+            out.own = Verdict::Block;
+        }
+        out
+    }
+
+    fn link_index(&mut self, idx: u32, account: &str) -> u32 {
+        if let Some(&li) = self.link_of.get(idx as usize) {
+            return li;
+        }
+        let next = self.link_names.len() as u32;
+        let li = *self.link_ids.entry(account.to_string()).or_insert(next);
+        if li == next {
+            self.link_names.push(account.to_string());
+        }
+        self.link_of.push(li);
+        li
+    }
+
+    /// The one membership rule: when the account (by linker index) is
+    /// blocked with a confirmed campaign, `max(joined, confirmed)`.
+    pub fn campaign_at(&mut self, li: u32) -> Option<Timestamp> {
+        self.linker.campaign_flag_at(li).map(|(_, at)| Timestamp(at))
+    }
+
+    /// Accounts in confirmed campaigns, when membership moved since the
+    /// last call (a live user re-reads it then; quiet members are blocked
+    /// on their next request).
+    pub fn campaign_members_if_moved(&mut self) -> Option<Vec<String>> {
+        if !self.linker.cfg.enabled || self.linker.generation() == self.seen_generation {
+            return None;
+        }
+        self.seen_generation = self.linker.generation();
+        let members: Vec<String> = (0..self.linker.len())
+            .filter(|&li| self.linker.campaign_flag_at(li).is_some())
+            .filter_map(|li| self.link_names.get(li as usize).cloned())
+            .collect();
+        Some(members)
+    }
+
+    /// The report: accounts (with campaign membership applied) and campaigns.
+    pub fn finish(mut self, all: bool) -> Report {
+        if !self.linker.cfg.enabled {
+            let mut report = self.engine.report(all);
+            self.apply_intel(&mut report);
+            return report;
+        }
+        for li in 0..self.link_names.len() as u32 {
+            if self.linker.requests_of(li) == 0 {
+                self.linker.link_dormant(li);
+            }
+        }
+        let mut report = self.engine.report(true);
+        self.apply_intel(&mut report);
+        let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
+        let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
+        campaign::apply(&mut report, &mut self.linker, &camps, &self.link_ids);
+        if !all {
+            report.accounts.retain(|a| a.verdict != Verdict::Allow);
+        }
+        report.accounts.sort_by(|a, b| {
+            b.verdict
+                .is_flagged()
+                .cmp(&a.verdict.is_flagged())
+                .then(b.risk.total_cmp(&a.risk))
+                .then(a.account_id.cmp(&b.account_id))
+        });
+        // Verdict counts after campaigns raised some.
+        let mut counts: HashMap<Verdict, u64> = HashMap::new();
+        for a in &report.accounts {
+            *counts.entry(a.verdict).or_default() += 1;
+        }
+        for v in [Verdict::Monitor, Verdict::Throttle, Verdict::Block] {
+            report.stats.insert(
+                format!("verdict_{}", v.as_str()),
+                counts.get(&v).copied().unwrap_or(0).into(),
+            );
+        }
+        let linked: usize = report.campaigns.iter().map(|c| c.accounts.len()).sum();
+        report
+            .stats
+            .insert("campaigns".into(), (report.campaigns.len() as u64).into());
+        report
+            .stats
+            .insert("campaign_accounts".into(), (linked as u64).into());
+        report
+    }
+
+    /// Accounts that matched partner indicators gain a reason naming them,
+    /// and at least "monitor".
+    fn apply_intel(&self, report: &mut Report) {
+        if self.intel_hits.is_empty() {
+            return;
+        }
+        for a in &mut report.accounts {
+            let Some(hits) = self.intel_hits.get(&a.account_id) else {
+                continue;
+            };
+            let names: Vec<String> = hits
+                .iter()
+                .map(|(s, n)| {
+                    let src = &self.intel_sources[*s as usize];
+                    if *n == 0 {
+                        format!("'{}' ({}) on its account record", src.name, src.id)
+                    } else {
+                        format!("'{}' ({}) on {n} requests", src.name, src.id)
+                    }
+                })
+                .collect();
+            a.reasons.insert(
+                0,
+                Reason {
+                    signal: "intel".into(),
+                    value: hits.len() as f64,
+                    contribution: 0.0,
+                    detail: format!("matches partner indicator {}", names.join(", ")),
+                },
+            );
+            if a.verdict < Verdict::Monitor {
+                a.verdict = Verdict::Monitor;
+            }
+        }
+    }
+}
