@@ -136,13 +136,14 @@ fn stream_fold(
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
     let mut late = None;
     let read = read_each(inputs, strict, bar, per, "scoring", |rec| {
-        reorder.push(rec, |r| {
-            fold.process(&r);
-        })
-        .map_err(|l| {
-            late = Some(l);
-            ReadError::Stopped
-        })
+        reorder
+            .push(rec, |r| {
+                fold.process(&r);
+            })
+            .map_err(|l| {
+                late = Some(l);
+                ReadError::Stopped
+            })
     });
     let out_of_order = match (read, late) {
         (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
@@ -299,11 +300,15 @@ fn simulated(o: &mut Options) -> Result<Option<PathBuf>> {
     let Some(name) = o.scenario.clone() else {
         return Ok(None);
     };
-    let scenario = crate::simulate::load(&name, o.seed, &crate::simulate::RandomArgs {
-        scale: 1.0,
-        family: Vec::new(),
-        without_family: Vec::new(),
-    })?;
+    let scenario = crate::simulate::load(
+        &name,
+        o.seed,
+        &crate::simulate::RandomArgs {
+            scale: 1.0,
+            family: Vec::new(),
+            without_family: Vec::new(),
+        },
+    )?;
     let corpus = distillguard_simulator::Corpus::load(&scenario.corpus)
         .with_context(|| format!("loading corpus {:?}", scenario.corpus))?;
     let dir = std::env::temp_dir().join(format!(
@@ -333,8 +338,9 @@ fn simulated(o: &mut Options) -> Result<Option<PathBuf>> {
 
 /// After `--scenario`: how the report compares with the world's truth.
 fn against_truth(report: &Report, dir: &Path) -> Result<String> {
-    let (truth, _) = RecordReader::<distillguard_core::TruthRecord>::open(&dir.join("truth.jsonl"))?
-        .read_all(true)?;
+    let (truth, _) =
+        RecordReader::<distillguard_core::TruthRecord>::open(&dir.join("truth.jsonl"))?
+            .read_all(true)?;
     let flagged: std::collections::HashSet<&str> = report
         .accounts
         .iter()
@@ -345,11 +351,16 @@ fn against_truth(report: &Report, dir: &Path) -> Result<String> {
         .iter()
         .filter(|t| t.label == distillguard_core::Label::Attack)
         .collect();
-    let caught = attack.iter().filter(|t| flagged.contains(t.account_id.as_str())).count();
+    let caught = attack
+        .iter()
+        .filter(|t| flagged.contains(t.account_id.as_str()))
+        .count();
     let honest = truth.len() - attack.len();
     let fp = truth
         .iter()
-        .filter(|t| t.label == distillguard_core::Label::Benign && flagged.contains(t.account_id.as_str()))
+        .filter(|t| {
+            t.label == distillguard_core::Label::Benign && flagged.contains(t.account_id.as_str())
+        })
         .count();
     Ok(format!(
         "against the simulated truth: {caught} of {} attack accounts flagged ({:.1}%), {fp} of {honest} honest accounts flagged; `distillguard eval --report R --truth {}` scores a JSON report in full",
@@ -519,13 +530,21 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     }
     sink.flush()?;
     if let (Some(p), false) = (&o.out, o.quiet) {
-        let flagged = report.accounts.iter().filter(|a| a.verdict.is_flagged()).count();
+        let flagged = report
+            .accounts
+            .iter()
+            .filter(|a| a.verdict.is_flagged())
+            .count();
         let _ = writeln!(
             io::stderr(),
             "{events} events, {} accounts: {flagged} flagged, {} campaigns, {} keys flagged; report written to {} in {secs:.1}s",
             report.stats.get("accounts").cloned().unwrap_or_default(),
             report.campaigns.len(),
-            report.keys.iter().filter(|k| k.verdict.is_flagged()).count(),
+            report
+                .keys
+                .iter()
+                .filter(|k| k.verdict.is_flagged())
+                .count(),
             p.display()
         );
     }

@@ -70,7 +70,10 @@ pub(crate) fn random_world(seed: u64, opts: &RandomOpts, corpus: &Corpus) -> Res
         },
     )?;
     if bad > 0 {
-        bail!("world {}: {bad} rendered lines did not parse", scenario.name);
+        bail!(
+            "world {}: {bad} rendered lines did not parse",
+            scenario.name
+        );
     }
     let truth = world.truth().into_iter().map(truth_row);
     let accounts = world
@@ -229,14 +232,18 @@ pub(crate) fn fit(a: FitArgs) -> Result<ExitCode> {
         worlds.push(dir_world(d)?);
     }
     if a.random > 0 {
-        let corpus = Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
+        let corpus =
+            Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
         let opts = RandomOpts {
             scale: a.scale,
             ..RandomOpts::default()
         };
         for i in 0..a.random {
             let seed = train_seed(a.seed, i);
-            say(a.quiet, format_args!("world {}/{} (random, seed {seed})", i + 1, a.random));
+            say(
+                a.quiet,
+                format_args!("world {}/{} (random, seed {seed})", i + 1, a.random),
+            );
             worlds.push(random_world(seed, &opts, &corpus)?);
         }
     }
@@ -244,7 +251,10 @@ pub(crate) fn fit(a: FitArgs) -> Result<ExitCode> {
     let provenance = format!(
         "distillguard fit{}{} --fp-budget {}{}",
         if a.random > 0 {
-            format!(" --random {} --seed {} --scale {}", a.random, a.seed, a.scale)
+            format!(
+                " --random {} --seed {} --scale {}",
+                a.random, a.seed, a.scale
+            )
         } else {
             String::new()
         },
@@ -253,7 +263,9 @@ pub(crate) fn fit(a: FitArgs) -> Result<ExitCode> {
             .map(|d| format!(" {}", d.display()))
             .collect::<String>(),
         a.fp_budget,
-        leave.0.map_or(String::new(), |f| format!(" --without-family {f}"))
+        leave
+            .0
+            .map_or(String::new(), |f| format!(" --without-family {f}"))
     );
     say(a.quiet, format_args!("fitting on {} worlds…", worlds.len()));
     let (weights, summary) =
@@ -263,7 +275,10 @@ pub(crate) fn fit(a: FitArgs) -> Result<ExitCode> {
     std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
     let mut o = io::stdout().lock();
     if a.format != Format::Table {
-        serde_json::to_writer(&mut o, &serde_json::json!({"weights": weights, "summary": summary}))?;
+        serde_json::to_writer(
+            &mut o,
+            &serde_json::json!({"weights": weights, "summary": summary}),
+        )?;
         writeln!(o)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -307,7 +322,10 @@ fn explain(o: &mut dyn Write, worlds: &[LabelledWorld], w: &Weights, n: usize) -
     all.sort_by(|a, b| b.max_risk.total_cmp(&a.max_risk));
     writeln!(o, "highest-scoring honest training accounts:")?;
     for d in all.iter().take(n) {
-        let x: Vec<f64> = FEATURES.iter().map(|f| d.features.get(*f).copied().unwrap_or(0.0)).collect();
+        let x: Vec<f64> = FEATURES
+            .iter()
+            .map(|f| d.features.get(*f).copied().unwrap_or(0.0))
+            .collect();
         let mut contrib = vec![0.0; x.len()];
         w.model.contributions(&x, &mut contrib);
         let mut c: Vec<(String, f64)> = FEATURES
@@ -317,7 +335,11 @@ fn explain(o: &mut dyn Write, worlds: &[LabelledWorld], w: &Weights, n: usize) -
             .filter(|(_, v)| *v > 0.05)
             .collect();
         c.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<String> = c.iter().take(6).map(|(k, v)| format!("{k} {v:+.2}")).collect();
+        let top: Vec<String> = c
+            .iter()
+            .take(6)
+            .map(|(k, v)| format!("{k} {v:+.2}"))
+            .collect();
         writeln!(
             o,
             "  {:<24}{:>7} req  risk {:.4}  {}",
@@ -484,7 +506,8 @@ pub(crate) fn lofo(a: LofoArgs) -> Result<ExitCode> {
             bail!("unknown family {f:?} (families: {})", FAMILIES.join(", "));
         }
     }
-    let corpus = Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
+    let corpus =
+        Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
     let glasswally = a
         .glasswally
         .clone()
@@ -500,7 +523,10 @@ pub(crate) fn lofo(a: LofoArgs) -> Result<ExitCode> {
         };
         let mut train = Vec::new();
         for i in 0..a.train_worlds {
-            say(a.quiet, format_args!("seed {seed}: training world {}/{}", i + 1, a.train_worlds));
+            say(
+                a.quiet,
+                format_args!("seed {seed}: training world {}/{}", i + 1, a.train_worlds),
+            );
             train.push(random_world(train_seed(seed, i), &opts, &corpus)?);
         }
         let mut all_tests: Vec<LabelledWorld> = Vec::new();
@@ -514,15 +540,32 @@ pub(crate) fn lofo(a: LofoArgs) -> Result<ExitCode> {
             };
             let mut tests = Vec::new();
             for j in 0..a.test_worlds {
-                say(a.quiet, format_args!("seed {seed}: {f}: test world {}/{}", j + 1, a.test_worlds));
+                say(
+                    a.quiet,
+                    format_args!("seed {seed}: {f}: test world {}/{}", j + 1, a.test_worlds),
+                );
                 tests.push(random_world(test_seed(seed, fi, j), &with, &corpus)?);
             }
-            say(a.quiet, format_args!("seed {seed}: {f}: fitting without it…"));
+            say(
+                a.quiet,
+                format_args!("seed {seed}: {f}: fitting without it…"),
+            );
             let prov = format!("lofo seed {seed} without {f}");
-            let (w, _) =
-                training::fit_worlds(&train, Leave(Some(f)), a.fp_budget, &prov, Default::default());
+            let (w, _) = training::fit_worlds(
+                &train,
+                Leave(Some(f)),
+                a.fp_budget,
+                &prov,
+                Default::default(),
+            );
             let judged = training::judge_all(&tests, &w, w.thresholds, link, Leave(None));
-            let alone = training::judge_all(&tests, &w, w.thresholds, training::detection_alone(), Leave(None));
+            let alone = training::judge_all(
+                &tests,
+                &w,
+                w.thresholds,
+                training::detection_alone(),
+                Leave(None),
+            );
             rows.push(row(f, seed, &judged, &alone, Some(f), &w));
             dump(a.dump.as_deref(), &format!("{f}-{seed}"), &tests, &w)?;
             all_tests.extend(tests);
@@ -536,15 +579,45 @@ pub(crate) fn lofo(a: LofoArgs) -> Result<ExitCode> {
             Default::default(),
         );
         let judged = training::judge_all(&all_tests, &w, w.thresholds, link, Leave(None));
-        let alone =
-            training::judge_all(&all_tests, &w, w.thresholds, training::detection_alone(), Leave(None));
-        rows.push(row("all families (in distribution)", seed, &judged, &alone, None, &w));
+        let alone = training::judge_all(
+            &all_tests,
+            &w,
+            w.thresholds,
+            training::detection_alone(),
+            Leave(None),
+        );
+        rows.push(row(
+            "all families (in distribution)",
+            seed,
+            &judged,
+            &alone,
+            None,
+            &w,
+        ));
         dump(a.dump.as_deref(), &format!("all-{seed}"), &all_tests, &w)?;
         if let Some(g) = &glasswally {
             let j = training::judge(g, &w, w.thresholds, link, Leave(None));
-            let alone = training::judge(g, &w, w.thresholds, training::detection_alone(), Leave(None));
-            rows.push(row("Glasswally (24 h spread, no records)", seed, &[j], &[alone], None, &w));
-            dump(a.dump.as_deref(), &format!("glasswally-{seed}"), std::slice::from_ref(g), &w)?;
+            let alone = training::judge(
+                g,
+                &w,
+                w.thresholds,
+                training::detection_alone(),
+                Leave(None),
+            );
+            rows.push(row(
+                "Glasswally (24 h spread, no records)",
+                seed,
+                &[j],
+                &[alone],
+                None,
+                &w,
+            ));
+            dump(
+                a.dump.as_deref(),
+                &format!("glasswally-{seed}"),
+                std::slice::from_ref(g),
+                &w,
+            )?;
         }
     }
     if let Some(p) = &a.out {
@@ -573,7 +646,10 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
                 order.len() - 1
             }
         };
-        by.entry(i).or_insert_with(|| (r.row.clone(), Vec::new())).1.push(r);
+        by.entry(i)
+            .or_insert_with(|| (r.row.clone(), Vec::new()))
+            .1
+            .push(r);
     }
     let span = |v: Vec<f64>, pct: bool| -> String {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -585,7 +661,11 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
                 format!("{x:.2e}")
             }
         };
-        if (hi - lo).abs() < 1e-12 { f(lo) } else { format!("{}–{}", f(lo), f(hi)) }
+        if (hi - lo).abs() < 1e-12 {
+            f(lo)
+        } else {
+            format!("{}–{}", f(lo), f(hi))
+        }
     };
     writeln!(
         o,

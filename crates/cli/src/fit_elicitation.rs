@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use distillguard_detect::signals::request::Text;
 use distillguard_detect::signals::request::elicitation;
 use distillguard_detect::signals::request::learned::{self, Model, TrainOpts};
-use distillguard_detect::signals::request::Text;
 use distillguard_simulator::Corpus;
 use distillguard_simulator::content::wording::{self, Bank, Example, Style};
 use distillguard_simulator::rng::Rng;
@@ -111,12 +111,7 @@ fn featurise(ex: &[Example]) -> Vec<(Vec<u32>, bool, f32)> {
 }
 
 /// Trains on `pairs` and sets the threshold on validation negatives.
-fn train_on(
-    pairs: &[(&'static str, Style)],
-    split: &Split,
-    seed: u64,
-    fpr: f64,
-) -> Model {
+fn train_on(pairs: &[(&'static str, Style)], split: &Split, seed: u64, fpr: f64) -> Model {
     let rng = &mut Rng::derive(&[seed, 0x0074_7261_696e]);
     let n_neg = split.train.len().max(20_000) * 3 / 2;
     let mut ex = wording::positives(rng, &split.train, pairs, Bank::Train, n_neg * 2 / 3);
@@ -161,7 +156,11 @@ fn rate<'a>(m: &Model, ex: impl Iterator<Item = &'a Example>) -> Rate {
         sum += p as f64;
         r.hits += (p >= m.threshold) as u64;
     }
-    r.rate = if r.n == 0 { 0.0 } else { r.hits as f64 / r.n as f64 };
+    r.rate = if r.n == 0 {
+        0.0
+    } else {
+        r.hits as f64 / r.n as f64
+    };
     r.mean_probability = if r.n == 0 { 0.0 } else { sum / r.n as f64 };
     r
 }
@@ -188,7 +187,8 @@ struct Evaluation {
 }
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
-    let corpus = Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
+    let corpus =
+        Corpus::load(&a.corpus).with_context(|| format!("loading corpus {:?}", a.corpus))?;
     let sp = split(&corpus);
     let all_pairs = wording::train_pairs();
     let _ = writeln!(
@@ -199,7 +199,8 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         sp.phrase_hits
     );
     let model = train_on(&all_pairs, &sp, a.seed, a.fpr);
-    std::fs::write(&a.out, model.to_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
+    std::fs::write(&a.out, model.to_bytes())
+        .with_context(|| format!("writing {}", a.out.display()))?;
 
     // Test: fresh wordings (another seed), the test prompts.
     let tr = &mut Rng::derive(&[a.seed, 0x7465_7374]);
@@ -268,8 +269,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             let only: Vec<_> = all_pairs.iter().copied().filter(|p| p.1 == s).collect();
             let r = &mut Rng::derive(&[a.seed, 0x7374_796c, s as u64]);
             let p = wording::positives(r, &sp.test, &only, Bank::Train, 3_000);
-            ev.held_out_style_tpr.insert(s.name().into(), rate(&m, p.iter()));
-            ev.held_out_style_fpr.insert(s.name().into(), rate(&m, real.iter()));
+            ev.held_out_style_tpr
+                .insert(s.name().into(), rate(&m, p.iter()));
+            ev.held_out_style_fpr
+                .insert(s.name().into(), rate(&m, real.iter()));
         }
         let _ = writeln!(io::stderr(), "held-out languages…");
         let pairs: Vec<_> = all_pairs
@@ -280,9 +283,15 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         let m = train_on(&pairs, &sp, a.seed, a.fpr);
         for lang in HELD_LANGS {
             let only: Vec<_> = all_pairs.iter().copied().filter(|p| p.0 == *lang).collect();
-            let r = &mut Rng::derive(&[a.seed, 0x6c61_6e67, lang.len() as u64, lang.as_bytes()[0] as u64]);
+            let r = &mut Rng::derive(&[
+                a.seed,
+                0x6c61_6e67,
+                lang.len() as u64,
+                lang.as_bytes()[0] as u64,
+            ]);
             let p = wording::positives(r, &sp.test, &only, Bank::Train, 1_000);
-            ev.held_out_language_tpr.insert(lang.to_string(), rate(&m, p.iter()));
+            ev.held_out_language_tpr
+                .insert(lang.to_string(), rate(&m, p.iter()));
         }
         ev.held_out_language_fpr = Some(rate(&m, real.iter()));
     }
@@ -305,8 +314,17 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             r.mean_probability
         )
     };
-    writeln!(o, "wrote {} (threshold {:.3})", a.out.display(), model.threshold)?;
-    writeln!(o, "false positives on held-out real prompts: {}", pct(&ev.test_fpr_real_prompts))?;
+    writeln!(
+        o,
+        "wrote {} (threshold {:.3})",
+        a.out.display(),
+        model.threshold
+    )?;
+    writeln!(
+        o,
+        "false positives on held-out real prompts: {}",
+        pct(&ev.test_fpr_real_prompts)
+    )?;
     for (k, r) in &ev.test_fpr_by_kind {
         writeln!(o, "  negatives, {k:<14}{}", pct(r))?;
     }
@@ -319,7 +337,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         writeln!(o, "  {k:<22}{}", pct(r))?;
     }
     if !a.no_held_out {
-        writeln!(o, "each style held out of training (TPR on it; FPR on real prompts):")?;
+        writeln!(
+            o,
+            "each style held out of training (TPR on it; FPR on real prompts):"
+        )?;
         for (k, r) in &ev.held_out_style_tpr {
             let f = &ev.held_out_style_fpr[k];
             writeln!(o, "  {k:<22}{}   FPR {:.2}%", pct(r), f.rate * 100.0)?;
@@ -332,7 +353,11 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             writeln!(o, "  (FPR on real prompts {:.2}%)", f.rate * 100.0)?;
         }
     }
-    writeln!(o, "held bank (phrasings never trained on): {}", pct(&ev.held_bank_tpr))?;
+    writeln!(
+        o,
+        "held bank (phrasings never trained on): {}",
+        pct(&ev.held_bank_tpr)
+    )?;
     for (k, r) in &ev.held_bank_tpr_by_language {
         writeln!(o, "  {k:<22}{}", pct(r))?;
     }

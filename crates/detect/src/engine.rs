@@ -127,7 +127,9 @@ pub fn stream_key(api_key: Option<&str>, user_agent: Option<&str>, system: Optio
     let h = |x: Option<&str>| x.map_or(0, |t| distillguard_sketches::hash_exact(t.as_bytes()));
     match api_key {
         Some(k) => distillguard_sketches::mix64(h(Some(k)) ^ 0x4b45_5900),
-        None => distillguard_sketches::mix64(h(user_agent).rotate_left(21) ^ h(system).rotate_left(42)),
+        None => {
+            distillguard_sketches::mix64(h(user_agent).rotate_left(21) ^ h(system).rotate_left(42))
+        }
     }
 }
 
@@ -169,7 +171,8 @@ pub fn time_order(pres: &[Pre]) -> Vec<u32> {
 /// scores are cached per thread.
 fn elicitation_of(e: &Event, user: &Text, system: Option<&Text>) -> (f32, bool) {
     let user_hit = elicitation::detect(user, None).is_some();
-    let system_hit = system.is_some_and(|s| elicitation::detect(&Text::default(), Some(s)).is_some());
+    let system_hit =
+        system.is_some_and(|s| elicitation::detect(&Text::default(), Some(s)).is_some());
     if user_hit && system_hit {
         return (1.0, true);
     }
@@ -317,7 +320,12 @@ impl Weights {
     /// Checks that the model reads this build's features and is monotone.
     pub fn check(&self) -> Result<(), String> {
         let ours: Vec<&str> = FEATURES.to_vec();
-        if self.features.iter().map(String::as_str).ne(ours.iter().copied()) {
+        if self
+            .features
+            .iter()
+            .map(String::as_str)
+            .ne(ours.iter().copied())
+        {
             return Err(format!(
                 "the model was fitted on features [{}]; this build scores [{}] (refit with `distillguard fit`)",
                 self.features.join(", "),
@@ -689,7 +697,13 @@ impl Engine {
         }
         st.profile.observe(&obs);
         let risk = score(
-            &features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system),
+            &features(
+                &st.profile,
+                &st.origin,
+                st.shared,
+                st.informative,
+                st.shared_system,
+            ),
             &mut st.score_cache,
         );
         st.risk = risk;
@@ -751,7 +765,13 @@ impl Engine {
                 s.shared += wide as u32;
                 s.profile.observe(&obs);
                 let r = score(
-                    &features(&s.profile, &st.origin, s.shared, s.informative, st.shared_system),
+                    &features(
+                        &s.profile,
+                        &st.origin,
+                        s.shared,
+                        s.informative,
+                        st.shared_system,
+                    ),
                     &mut s.score_cache,
                 );
                 s.last_risk = r;
@@ -807,7 +827,13 @@ impl Engine {
     /// The account's current base features ([`BASE_FEATURES`]).
     pub fn base_vector(&self, idx: u32) -> [f64; NB] {
         let st = &self.state[idx as usize];
-        base_features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system)
+        base_features(
+            &st.profile,
+            &st.origin,
+            st.shared,
+            st.informative,
+            st.shared_system,
+        )
     }
 
     /// The account's risk after its latest request (account or stream).
@@ -853,7 +879,9 @@ impl Engine {
     /// The verdict of the account's whole traffic alone (not raised by a
     /// key): what to enforce on the account when a key is acted on alone.
     pub fn own_verdict_of(&self, idx: u32) -> Verdict {
-        self.state[idx as usize].own_verdict.unwrap_or(Verdict::Allow)
+        self.state[idx as usize]
+            .own_verdict
+            .unwrap_or(Verdict::Allow)
     }
 
     /// The verdict and risk of the latest request's key (the account's own
@@ -891,7 +919,10 @@ impl Engine {
                     let v = st.own_verdict.unwrap_or(Verdict::Allow);
                     if all || v > Verdict::Allow {
                         keys.push(KeyReport {
-                            key_id: st.first_key.clone().unwrap_or_else(|| st.first_label.clone()),
+                            key_id: st
+                                .first_key
+                                .clone()
+                                .unwrap_or_else(|| st.first_label.clone()),
                             account_id: name.clone(),
                             risk: round4(st.max_risk_after_min),
                             verdict: v,
@@ -1042,22 +1073,49 @@ fn features(
 
 /// The reason lines of the origin features, from their values.
 fn origin_details(o: &[f32; 5]) -> [String; 5] {
-    let yes_no = |v: f32, yes: &str, no: &str| if v > 0.0 { yes.to_string() } else { no.to_string() };
+    let yes_no = |v: f32, yes: &str, no: &str| {
+        if v > 0.0 {
+            yes.to_string()
+        } else {
+            no.to_string()
+        }
+    };
     [
         if o[0] > 0.0 {
-            format!("account {:.0} days old at its first request", 30.0 * (1.0 - o[0]))
+            format!(
+                "account {:.0} days old at its first request",
+                30.0 * (1.0 - o[0])
+            )
         } else {
             "account older than 30 days, or no record".into()
         },
-        yes_no(o[1], "signed up through the education, startup or research programme", "standard signup, or no record"),
+        yes_no(
+            o[1],
+            "signed up through the education, startup or research programme",
+            "standard signup, or no record",
+        ),
         yes_no(o[2], "account not verified", "verified, or no record"),
-        yes_no(o[3], "first request from a datacenter (hosting provider's network)", "not from a datacenter"),
-        yes_no(o[4], "traffic from another country than the account's", "traffic from the account's country, or unknown"),
+        yes_no(
+            o[3],
+            "first request from a datacenter (hosting provider's network)",
+            "not from a datacenter",
+        ),
+        yes_no(
+            o[4],
+            "traffic from another country than the account's",
+            "traffic from the account's country, or unknown",
+        ),
     ]
 }
 
 fn account_features(st: &AccountState) -> [f64; NF] {
-    features(&st.profile, &st.origin, st.shared, st.informative, st.shared_system)
+    features(
+        &st.profile,
+        &st.origin,
+        st.shared,
+        st.informative,
+        st.shared_system,
+    )
 }
 
 #[cfg(test)]
@@ -1141,9 +1199,10 @@ mod tests {
         let report = engine.report(true);
         let a = &report.accounts[0];
         let whole = engine.base_vector(0);
-        // The account's averages dilute the script (a quarter of its traffic
-        // elicits reasoning), its stream does not (all of it does).
-        assert!(whole[0] < 0.3, "{}", whole[0]);
+        let at = FEATURES.iter().position(|f| *f == "elicitation").unwrap();
+        // The account's averages dilute the script (a fifth of its traffic
+        // elicits reasoning), its key does not (all of it does).
+        assert!(whole[at] < 0.3, "{}", whole[at]);
         let elicit = a
             .reasons
             .iter()
@@ -1191,10 +1250,15 @@ mod tests {
         ];
         let mut text = format!("{} ({k})", topics[k as usize % topics.len()]);
         // A person's day: requests spread irregularly over waking hours.
-        let mut ts = 1_771_200_000_000 + (k / 6) * 86_400_000 + (8 + (k * 7) % 11) * 3_600_000 + (k * 7919 % 3_000) * 1000;
+        let mut ts = 1_771_200_000_000
+            + (k / 6) * 86_400_000
+            + (8 + (k * 7) % 11) * 3_600_000
+            + (k * 7919 % 3_000) * 1000;
         let mut extra = String::new();
         let mut history = r#"{"role":"user","content":"hi"},{"role":"assistant","content":"Hello! How can I help?"},"#.to_string();
-        let mut client = r#""ip":"24.1.2.3","asn_org":"Comcast Cable Communications","country":"US""#.to_string();
+        let mut client =
+            r#""ip":"24.1.2.3","asn_org":"Comcast Cable Communications","country":"US""#
+                .to_string();
         let mut account = String::new();
         if more {
             match behaviour {
@@ -1203,11 +1267,22 @@ mod tests {
                 "uniform_params" => extra.push_str(r#","temperature":0.7,"max_tokens":2048"#),
                 "harvesting_params" => extra.push_str(r#","logprobs":true,"top_logprobs":5,"n":4"#),
                 "single_shot" => history.clear(),
-                "capability_concentration" => text = format!("Write a python function that parses CSV rows ({k}) and fix the bug in the code"),
+                "capability_concentration" => {
+                    text = format!(
+                        "Write a python function that parses CSV rows ({k}) and fix the bug in the code"
+                    )
+                }
                 "timing_regularity" | "round_the_clock" => ts = 1_771_200_000_000 + k * 1_800_000,
-                "datacenter" => client = r#""ip":"95.216.1.2","asn_org":"Hetzner Online GmbH","country":"US""#.to_string(),
-                "new_account" => account = r#","account":{"created_at":"2026-02-15T00:00:00Z"}"#.to_string(),
-                "entry_programme" => account = r#","account":{"signup_program":"education"}"#.to_string(),
+                "datacenter" => {
+                    client = r#""ip":"95.216.1.2","asn_org":"Hetzner Online GmbH","country":"US""#
+                        .to_string()
+                }
+                "new_account" => {
+                    account = r#","account":{"created_at":"2026-02-15T00:00:00Z"}"#.to_string()
+                }
+                "entry_programme" => {
+                    account = r#","account":{"signup_program":"education"}"#.to_string()
+                }
                 "unverified" => account = r#","account":{"verified":false}"#.to_string(),
                 "country_mismatch" => account = r#","account":{"country":"SG"}"#.to_string(),
                 _ => {}
@@ -1231,7 +1306,10 @@ mod tests {
             let e = parse_event_line(&request(k, behaviour, more)).unwrap();
             idx = engine.process(&pre(&e));
         }
-        (engine.risk_now(idx).max(engine.max_risk_of(idx)), engine.base_vector(idx)[base(behaviour)])
+        (
+            engine.risk_now(idx).max(engine.max_risk_of(idx)),
+            engine.base_vector(idx)[base(behaviour)],
+        )
     }
 
     /// Every feature's direction: an account that shows more of a
@@ -1259,13 +1337,24 @@ mod tests {
             let mut last = (0.0, 0.0);
             for share in [0.0, 0.25, 0.5, 0.75, 1.0] {
                 let (risk, x) = with_share(behaviour, share);
-                assert!(x >= last.1 - 1e-9, "{behaviour} at {share}: feature {x} < {}", last.1);
-                assert!(risk >= last.0 - 1e-9, "{behaviour} at {share}: risk {risk} < {}", last.0);
+                assert!(
+                    x >= last.1 - 1e-9,
+                    "{behaviour} at {share}: feature {x} < {}",
+                    last.1
+                );
+                assert!(
+                    risk >= last.0 - 1e-9,
+                    "{behaviour} at {share}: risk {risk} < {}",
+                    last.0
+                );
                 last = (risk, x);
             }
             let (_, all) = with_share(behaviour, 1.0);
             let (_, none) = with_share(behaviour, 0.0);
-            assert!(all > none, "{behaviour}: the feature does not see it ({none} → {all})");
+            assert!(
+                all > none,
+                "{behaviour}: the feature does not see it ({none} → {all})"
+            );
         }
     }
 

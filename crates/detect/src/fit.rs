@@ -63,7 +63,9 @@ impl TailFit {
         let tail = if self.shape.abs() < 1e-6 {
             (-y / self.scale).exp()
         } else {
-            (1.0 + self.shape * y / self.scale).max(0.0).powf(-1.0 / self.shape)
+            (1.0 + self.shape * y / self.scale)
+                .max(0.0)
+                .powf(-1.0 / self.shape)
         };
         (k * tail).min(n)
     }
@@ -88,7 +90,10 @@ pub fn fit_tail(honest_risks: &[f64]) -> TailFit {
     let mut z: Vec<f64> = honest_risks.iter().map(|r| logit(*r)).collect();
     z.sort_by(|a, b| b.total_cmp(a));
     let n = z.len();
-    let k = ((n as f64 * 0.05) as usize).clamp(50.min(n), 2000).min(n.saturating_sub(1)).max(1);
+    let k = ((n as f64 * 0.05) as usize)
+        .clamp(50.min(n), 2000)
+        .min(n.saturating_sub(1))
+        .max(1);
     let start = z.get(k).copied().unwrap_or(0.0);
     let mut y: Vec<f64> = z[..k.min(n)].iter().map(|v| (v - start).max(0.0)).collect();
     y.sort_by(|a, b| a.total_cmp(b));

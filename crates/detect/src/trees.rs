@@ -109,7 +109,11 @@ impl Forest {
                     break;
                 }
                 let v = x.get(n.feature as usize).copied().unwrap_or(0.0);
-                let next = if (v as f32) < n.threshold { n.left } else { n.right } as usize;
+                let next = if (v as f32) < n.threshold {
+                    n.left
+                } else {
+                    n.right
+                } as usize;
                 if next >= t.0.len() {
                     break;
                 }
@@ -130,7 +134,8 @@ impl Forest {
             t.0.iter().all(|n| {
                 n.feature == LEAF || {
                     let hi_left = extreme(t, n.left as usize, n.feature, n.threshold, true, true);
-                    let lo_right = extreme(t, n.right as usize, n.feature, n.threshold, false, false);
+                    let lo_right =
+                        extreme(t, n.right as usize, n.feature, n.threshold, false, false);
                     hi_left <= lo_right + 1e-6
                 }
             })
@@ -197,7 +202,11 @@ fn extreme(t: &Tree, i: usize, feature: u16, at: f32, left: bool, max: bool) -> 
             go_left = false;
         }
     }
-    let mut best = if max { f32::NEG_INFINITY } else { f32::INFINITY };
+    let mut best = if max {
+        f32::NEG_INFINITY
+    } else {
+        f32::INFINITY
+    };
     for (go, c) in [(go_left, n.left), (go_right, n.right)] {
         if go {
             let v = extreme(t, c as usize, feature, at, left, max);
@@ -288,7 +297,11 @@ pub fn train(examples: &[Example], nf: usize, opts: TrainOpts) -> Forest {
         })
         .collect();
     let pos: f64 = examples.iter().filter(|e| e.attack).map(|e| e.weight).sum();
-    let neg: f64 = examples.iter().filter(|e| !e.attack).map(|e| e.weight).sum();
+    let neg: f64 = examples
+        .iter()
+        .filter(|e| !e.attack)
+        .map(|e| e.weight)
+        .sum();
     let bias = (pos.max(1e-12) / neg.max(1e-12)).ln();
     let mut score = vec![bias; n];
     let mut forest = Forest {
@@ -352,10 +365,9 @@ fn grow(bins: &[Vec<u8>], cuts: &[Vec<f32>], g: &[f64], h: &[f64], opts: TrainOp
         if p.depth >= opts.depth || p.rows.len() < 2 {
             continue;
         }
-        let (gs, hs) = p
-            .rows
-            .iter()
-            .fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
+        let (gs, hs) = p.rows.iter().fold((0.0, 0.0), |(a, b), &r| {
+            (a + g[r as usize], b + h[r as usize])
+        });
         let w0 = leaf_value(gs, hs, opts.lambda, p.lo, p.hi);
         let base = objective(gs, hs, w0, opts.lambda);
         // Best split: (gain, feature, cut index, wl, wr).
@@ -385,13 +397,16 @@ fn grow(bins: &[Vec<u8>], cuts: &[Vec<f32>], g: &[f64], h: &[f64], opts: TrainOp
                     // Increasing in every feature: more of it, never less.
                     continue;
                 }
-                let gain = base - objective(gl, hl, wl, opts.lambda) - objective(gr, hr, wr, opts.lambda);
+                let gain =
+                    base - objective(gl, hl, wl, opts.lambda) - objective(gr, hr, wr, opts.lambda);
                 if gain > 1e-9 && best.is_none_or(|b| gain > b.0) {
                     best = Some((gain, f, c, wl, wr));
                 }
             }
         }
-        let Some((_, f, c, wl, wr)) = best else { continue };
+        let Some((_, f, c, wl, wr)) = best else {
+            continue;
+        };
         let threshold = cuts[f][c];
         let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = p
             .rows
@@ -465,18 +480,21 @@ mod tests {
         (xs, ys)
     }
 
-    #[test]
-    fn learns_an_interaction_and_stays_monotone() {
-        let (xs, ys) = data(3);
-        let ex: Vec<Example> = xs
-            .iter()
-            .zip(&ys)
+    fn examples<'a>(xs: &'a [[f64; 3]], ys: &[bool]) -> Vec<Example<'a>> {
+        xs.iter()
+            .zip(ys)
             .map(|(x, y)| Example {
                 x: x.as_slice(),
                 attack: *y,
                 weight: 1.0,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn learns_an_interaction_and_stays_monotone() {
+        let (xs, ys) = data(3);
+        let ex = examples(&xs, &ys);
         let f = train(&ex, 3, TrainOpts::default());
         assert!(f.is_monotone());
         let p = |x: [f64; 3]| sigmoid(f.logit(&x));
@@ -501,16 +519,15 @@ mod tests {
     #[test]
     fn contributions_add_up_to_the_logit() {
         let (xs, ys) = data(5);
-        let ex: Vec<Example> = xs
-            .iter()
-            .zip(&ys)
-            .map(|(x, y)| Example {
-                x: x.as_slice(),
-                attack: *y,
-                weight: 1.0,
-            })
-            .collect();
-        let f = train(&ex, 3, TrainOpts { trees: 40, ..TrainOpts::default() });
+        let ex = examples(&xs, &ys);
+        let f = train(
+            &ex,
+            3,
+            TrainOpts {
+                trees: 40,
+                ..TrainOpts::default()
+            },
+        );
         let mut c = [0.0; 3];
         for x in xs.iter().take(50) {
             let base = f.contributions(x, &mut c);
@@ -518,7 +535,10 @@ mod tests {
         }
         // An attack's two features carry its score.
         let base = f.contributions(&[0.95, 0.95, 0.5], &mut c);
-        assert!(c[0] > 0.5 && c[1] > 0.5 && c[2].abs() < c[0], "{c:?} {base}");
+        assert!(
+            c[0] > 0.5 && c[1] > 0.5 && c[2].abs() < c[0],
+            "{c:?} {base}"
+        );
     }
 
     #[test]
@@ -526,9 +546,27 @@ mod tests {
         let bad = Forest {
             bias: 0.0,
             trees: vec![Tree(vec![
-                Node { feature: 0, threshold: 0.5, left: 1, right: 2, value: 0.0 },
-                Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, value: 1.0 },
-                Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, value: -1.0 },
+                Node {
+                    feature: 0,
+                    threshold: 0.5,
+                    left: 1,
+                    right: 2,
+                    value: 0.0,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                    right: 0,
+                    value: 1.0,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                    right: 0,
+                    value: -1.0,
+                },
             ])],
         };
         assert!(!bad.is_monotone());

@@ -56,11 +56,17 @@ fn requests_in_every_language_and_place_are_found() {
     let mut s = Vec::new();
     let mut r = Rng::new(11);
     for lang in wording::LANGS {
-        let pairs: Vec<(&'static str, Style)> =
-            wording::train_pairs().into_iter().filter(|p| p.0 == *lang).collect();
+        let pairs: Vec<(&'static str, Style)> = wording::train_pairs()
+            .into_iter()
+            .filter(|p| p.0 == *lang)
+            .collect();
         let ex = wording::positives(&mut r, &qs, &pairs, Bank::Train, 200);
         let found = ex.iter().filter(|e| m.elicits(&e.text, &mut s)).count();
-        assert!(found * 100 >= 90 * ex.len(), "{lang}: {found} of {}", ex.len());
+        assert!(
+            found * 100 >= 90 * ex.len(),
+            "{lang}: {found} of {}",
+            ex.len()
+        );
     }
     // Other instructions in the same places are not requests for reasoning.
     let neg = wording::negatives(&mut r, &[], 400);
@@ -97,12 +103,20 @@ fn a_model_trained_without_a_language_or_a_style_still_finds_part_of_it() {
         m.threshold = 0.5;
         let test = wording::positives(r, test_q, &held, Bank::Train, 600);
         let mut s = Vec::new();
-        let tpr = test.iter().filter(|e| m.elicits(&e.text, &mut s)).count() as f64 / test.len() as f64;
-        let fpr = test_q.iter().filter(|q| m.elicits(q, &mut s)).count() as f64 / test_q.len() as f64;
+        let tpr =
+            test.iter().filter(|e| m.elicits(&e.text, &mut s)).count() as f64 / test.len() as f64;
+        let fpr =
+            test_q.iter().filter(|q| m.elicits(q, &mut s)).count() as f64 / test_q.len() as f64;
         (tpr, fpr)
     };
     let (tpr, fpr) = train_and_test(&|p| p.0 != "it");
-    assert!(tpr >= 0.2 && fpr <= 0.03, "Italian held out: TPR {tpr:.2}, FPR {fpr:.3}");
+    assert!(
+        tpr >= 0.2 && fpr <= 0.03,
+        "Italian held out: TPR {tpr:.2}, FPR {fpr:.3}"
+    );
     let (tpr, fpr) = train_and_test(&|p| p.1 != Style::WalkThrough);
-    assert!(tpr >= 0.3 && fpr <= 0.03, "walk-through held out: TPR {tpr:.2}, FPR {fpr:.3}");
+    assert!(
+        tpr >= 0.3 && fpr <= 0.03,
+        "walk-through held out: TPR {tpr:.2}, FPR {fpr:.3}"
+    );
 }

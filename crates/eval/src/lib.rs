@@ -254,7 +254,11 @@ pub struct KeyScores {
 
 /// Scores the report's keys against the truth's bad keys (None when the
 /// truth names none).
-pub fn score_keys(report: &Report, truth: &[TruthRecord], events: Option<&EventIndex>) -> Option<KeyScores> {
+pub fn score_keys(
+    report: &Report,
+    truth: &[TruthRecord],
+    events: Option<&EventIndex>,
+) -> Option<KeyScores> {
     let bad: std::collections::HashSet<&str> = truth
         .iter()
         .filter_map(|t| t.bad_keys.as_ref())
@@ -687,8 +691,8 @@ mod tests {
         for i in 0..4 {
             t.push(TruthRecord {
                 family: None,
-            kind: None,
-            bad_keys: None,
+                kind: None,
+                bad_keys: None,
                 account_id: format!("a{i}"),
                 label: Label::Attack,
                 campaign: Some("c1".into()),
@@ -705,8 +709,8 @@ mod tests {
         for i in 0..95 {
             t.push(TruthRecord {
                 family: None,
-            kind: None,
-            bad_keys: None,
+                kind: None,
+                bad_keys: None,
                 account_id: format!("b{i}"),
                 label: Label::Benign,
                 campaign: None,

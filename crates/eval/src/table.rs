@@ -105,10 +105,12 @@ pub fn render(sb: &Scoreboard) -> String {
             k.bad_keys,
             pct(k.recall),
             k.attack_account_honest_keys_flagged,
-            k.attack_account_honest_keys.map_or("?".to_string(), |n| n.to_string()),
+            k.attack_account_honest_keys
+                .map_or("?".to_string(), |n| n.to_string()),
             pct(k.attack_account_honest_key_fpr),
             k.honest_account_keys_flagged,
-            k.honest_account_keys.map_or("?".to_string(), |n| n.to_string()),
+            k.honest_account_keys
+                .map_or("?".to_string(), |n| n.to_string()),
         );
     }
     let l = &sb.linking;

@@ -236,10 +236,10 @@ async fn clear_override(
     }
     let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(&id));
     match removed {
-        Some(_) => Ok(
-            Json(json!({"account": id, "override": null, "verdict": gw.verdict(&id, None)}))
-                .into_response(),
-        ),
+        Some(_) => Ok(Json(
+            json!({"account": id, "override": null, "verdict": gw.verdict(&id, None)}),
+        )
+        .into_response()),
         None => fail(
             StatusCode::NOT_FOUND,
             format!("account {id} has no override"),

@@ -251,7 +251,12 @@ impl Detector {
 
     /// The verdict for a request of `account` on `key`: the account's own,
     /// its keys' where `scope` makes them account-wide, and the key's own.
-    pub fn verdict_for(&self, account: &str, key: Option<&str>, scope: &crate::config::Scope) -> Verdict {
+    pub fn verdict_for(
+        &self,
+        account: &str,
+        key: Option<&str>,
+        scope: &crate::config::Scope,
+    ) -> Verdict {
         let s = self.state(account);
         let own = s.map_or(Verdict::Allow, |s| s.verdict);
         let wide = s

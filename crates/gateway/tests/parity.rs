@@ -100,12 +100,21 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
 
     let mut flagged = 0;
     for a in &report.accounts {
-        let s = d.state(&a.account_id).unwrap_or_else(|| panic!("{} unseen", a.account_id));
+        let s = d
+            .state(&a.account_id)
+            .unwrap_or_else(|| panic!("{} unseen", a.account_id));
         let live = s.verdict.max(s.keys);
-        assert_eq!(live, a.verdict, "{}: gateway {live:?}, analyze {:?}", a.account_id, a.verdict);
+        assert_eq!(
+            live, a.verdict,
+            "{}: gateway {live:?}, analyze {:?}",
+            a.account_id, a.verdict
+        );
         assert_eq!(s.campaign, a.campaign_id.is_some(), "{}", a.account_id);
         flagged += a.verdict.is_flagged() as u32;
     }
-    assert!(flagged > 10, "too few flagged accounts to compare: {flagged}");
+    assert!(
+        flagged > 10,
+        "too few flagged accounts to compare: {flagged}"
+    );
     assert!(report.accounts.iter().any(|a| a.verdict == Verdict::Allow));
 }

@@ -291,7 +291,10 @@ pub fn account_keys(info: &AccountInfo) -> Vec<Key> {
         let d = d.to_ascii_lowercase();
         if let Some(c) = info.created_at {
             let w = c.0.div_euclid(SIGNUP_WINDOW_MS);
-            let label = format!("{d} @ {}", distillguard_core::Timestamp(w * SIGNUP_WINDOW_MS));
+            let label = format!(
+                "{d} @ {}",
+                distillguard_core::Timestamp(w * SIGNUP_WINDOW_MS)
+            );
             out.push(Key {
                 kind: Kind::SignupBatch,
                 key: Kind::SignupBatch.key(label.as_bytes()),

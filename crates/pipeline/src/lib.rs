@@ -51,7 +51,6 @@ impl Timed for Record {
     }
 }
 
-
 /// What the per-request step computes besides the engine's signals.
 pub struct PerRequest<'a> {
     pub intel: &'a Intel,
@@ -243,7 +242,9 @@ impl Pipeline {
     /// The one membership rule: when the account (by linker index) is
     /// blocked with a confirmed campaign, `max(joined, confirmed)`.
     pub fn campaign_at(&mut self, li: u32) -> Option<Timestamp> {
-        self.linker.campaign_flag_at(li).map(|(_, at)| Timestamp(at))
+        self.linker
+            .campaign_flag_at(li)
+            .map(|(_, at)| Timestamp(at))
     }
 
     /// Accounts in confirmed campaigns, when membership moved since the

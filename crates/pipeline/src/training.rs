@@ -314,7 +314,8 @@ pub fn judge(
             });
             if !t.attack && engine.requests_of(i as u32) >= thresholds.min_requests {
                 out.honest_max.push(engine.max_risk_of(i as u32));
-                out.honest_risks.push((i as u32, engine.max_risk_of(i as u32)));
+                out.honest_risks
+                    .push((i as u32, engine.max_risk_of(i as u32)));
             }
         }
     }
@@ -374,7 +375,12 @@ pub struct AccountDetail {
 }
 
 /// Every account of a world after a fold (for diagnostics and docs).
-pub fn details(w: &LabelledWorld, weights: &Weights, thresholds: Thresholds, leave: Leave) -> Vec<AccountDetail> {
+pub fn details(
+    w: &LabelledWorld,
+    weights: &Weights,
+    thresholds: Thresholds,
+    leave: Leave,
+) -> Vec<AccountDetail> {
     let mut engine = w.engine(weights, thresholds);
     for r in &w.records {
         if !w.skipped(leave, &r.pre.account_id) {
@@ -498,11 +504,21 @@ pub fn fit_worlds(
     let mut boost: HashMap<(u32, u32), f64> = HashMap::new();
     let (mut weights, mut n_samples) = draft(&boost);
     for _ in 0..opts.hard_negative_rounds {
-        let judged = judge_all(worlds, &weights, Thresholds::default(), detection_alone(), leave);
+        let judged = judge_all(
+            worlds,
+            &weights,
+            Thresholds::default(),
+            detection_alone(),
+            leave,
+        );
         let mut risks: Vec<(f64, (u32, u32))> = judged
             .iter()
             .enumerate()
-            .flat_map(|(wi, j)| j.honest_risks.iter().map(move |(a, r)| (*r, (wi as u32, *a))))
+            .flat_map(|(wi, j)| {
+                j.honest_risks
+                    .iter()
+                    .map(move |(a, r)| (*r, (wi as u32, *a)))
+            })
             .collect();
         risks.sort_by(|a, b| b.0.total_cmp(&a.0));
         let top = (risks.len() / 500).max(1);
@@ -512,8 +528,17 @@ pub fn fit_worlds(
         }
         (weights, n_samples) = draft(&boost);
     }
-    let judged = judge_all(worlds, &weights, Thresholds::default(), detection_alone(), leave);
-    let honest_max: Vec<f64> = judged.iter().flat_map(|j| j.honest_max.iter().copied()).collect();
+    let judged = judge_all(
+        worlds,
+        &weights,
+        Thresholds::default(),
+        detection_alone(),
+        leave,
+    );
+    let honest_max: Vec<f64> = judged
+        .iter()
+        .flat_map(|j| j.honest_max.iter().copied())
+        .collect();
     let tail = fit::fit_tail(&honest_max);
     // The tail's estimate, and never below the empirical quantile: a fit
     // that pushed its hardest negatives down can bend the tail's shape.
@@ -531,7 +556,10 @@ pub fn fit_worlds(
         block: round9(at(budget / 10.0).max(throttle)),
         min_requests: Thresholds::default().min_requests,
     };
-    let honest_flagged = honest_max.iter().filter(|r| **r >= thresholds.throttle).count() as u64;
+    let honest_flagged = honest_max
+        .iter()
+        .filter(|r| **r >= thresholds.throttle)
+        .count() as u64;
     weights.thresholds = thresholds;
     weights.calibration = Some(engine::Calibration {
         budget,

@@ -23,10 +23,10 @@ pub mod content;
 pub mod corpus;
 pub mod network;
 pub mod population;
+pub mod random;
 pub mod render;
 pub mod rng;
 pub mod scenario;
-pub mod random;
 pub mod schedule;
 pub mod world;
 
@@ -251,7 +251,10 @@ impl World<'_> {
 
     /// Events per chunk handed out (for progress).
     pub fn chunk_len(&self, i: usize) -> usize {
-        self.specs.chunks(CHUNK).nth(i).map_or(0, <[world::Spec]>::len)
+        self.specs
+            .chunks(CHUNK)
+            .nth(i)
+            .map_or(0, <[world::Spec]>::len)
     }
 
     /// The truth: every account's label, campaign and family.
@@ -341,7 +344,8 @@ pub fn simulate(
     let mut written = 0u64;
     let result: Result<(), std::io::Error> = world.map_chunks(
         |buf| {
-            distillguard_core::parallel::write_member(buf, 3).map(|packed| (packed, buf.len() as u64))
+            distillguard_core::parallel::write_member(buf, 3)
+                .map(|packed| (packed, buf.len() as u64))
         },
         |i, (packed, raw)| {
             raw_bytes += raw;

@@ -253,10 +253,26 @@ fn blank(name: String, family: &str) -> CampaignSpec {
 }
 
 /// One campaign of `family`, its behaviours drawn, at `scale`.
-fn campaign(r: &mut Rng, family: &str, i: usize, scale: f64, days: f64, new_model: Option<&str>) -> CampaignSpec {
+fn campaign(
+    r: &mut Rng,
+    family: &str,
+    i: usize,
+    scale: f64,
+    days: f64,
+    new_model: Option<&str>,
+) -> CampaignSpec {
     let mut c = blank(format!("{family}-{i}"), family);
     behaviour(r, &mut c);
-    let high = ["reasoning", "grading", "safety_rewrite", "agentic", "coding", "data_analysis", "computer_use", "vision"];
+    let high = [
+        "reasoning",
+        "grading",
+        "safety_rewrite",
+        "agentic",
+        "coding",
+        "data_analysis",
+        "computer_use",
+        "vision",
+    ];
     let per_account: f64;
     match family {
         "reasoning-harvest" => {
@@ -316,7 +332,9 @@ fn campaign(r: &mut Rng, family: &str, i: usize, scale: f64, days: f64, new_mode
             c.reasoning_elicitation = round2(r.range_f64(0.4, 1.0));
             c.identity.payment_fingerprints = (c.accounts / r.range_u64(3, 20) as u32).max(1);
             c.timing.mode = "human".into();
-            c.network.kind = r.pick_str(&["residential_proxy", "residential", "mixed"]).to_string();
+            c.network.kind = r
+                .pick_str(&["residential_proxy", "residential", "mixed"])
+                .to_string();
             c.network.ips = (c.accounts * 2).max(50);
         }
         "single-key" => {
@@ -340,13 +358,19 @@ fn campaign(r: &mut Rng, family: &str, i: usize, scale: f64, days: f64, new_mode
             };
             c.identity.age_days = round2(r.range_f64(120.0, 900.0));
             c.identity.verified = round2(r.range_f64(0.8, 1.0));
-            c.network.kind = r.pick_str(&["residential", "residential_proxy", "mixed"]).to_string();
+            c.network.kind = r
+                .pick_str(&["residential", "residential_proxy", "mixed"])
+                .to_string();
             c.timing.mode = r.pick_str(&["human", "bursty", "steady"]).to_string();
         }
         "tool-trajectory" => {
             c.accounts = r.range_u64(1, 3) as u32;
             per_account = r.range_f64(2000.0, 8000.0);
-            c.capabilities = mix(r, &["agentic", "coding", "computer_use", "data_analysis"], 0.6);
+            c.capabilities = mix(
+                r,
+                &["agentic", "coding", "computer_use", "data_analysis"],
+                0.6,
+            );
             c.reasoning_elicitation = round2(r.range_f64(0.0, 0.6));
             c.follow_up_rate = round2(r.range_f64(0.5, 0.95));
             c.identity.keys = r.range_u64(20, 150) as u32;
@@ -381,7 +405,8 @@ fn campaign(r: &mut Rng, family: &str, i: usize, scale: f64, days: f64, new_mode
             c.system_prompt_rate = 1.0;
         }
     }
-    c.requests = ((c.accounts as f64 * per_account * scale.max(0.25)).round() as u64).max(c.accounts as u64 * 3);
+    c.requests = ((c.accounts as f64 * per_account * scale.max(0.25)).round() as u64)
+        .max(c.accounts as u64 * 3);
     // Active for part or all of the world; some harvests run as one
     // intense stretch of hours (as fast as their limits allow).
     if r.chance(if family == "single-key" { 0.6 } else { 0.25 }) {
@@ -564,7 +589,9 @@ pub fn random_scenario(seed: u64, opts: &RandomOpts) -> Result<Scenario, RandomE
         .filter(|f| !opts.without.iter().any(|x| x == f))
         .collect();
     let mut chosen: Vec<String> = opts.include.clone();
-    let extra = opts.extra_campaigns.unwrap_or_else(|| r.range_u64(2, 5) as u32);
+    let extra = opts
+        .extra_campaigns
+        .unwrap_or_else(|| r.range_u64(2, 5) as u32);
     for _ in 0..extra {
         if allowed.is_empty() {
             break;
@@ -612,7 +639,8 @@ mod tests {
     fn random_worlds_validate_and_are_reproducible() {
         for seed in 0..40 {
             let s = random_scenario(seed, &RandomOpts::default()).unwrap();
-            s.validate("random").unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            s.validate("random")
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             let again = random_scenario(seed, &RandomOpts::default()).unwrap();
             assert_eq!(format!("{s:?}"), format!("{again:?}"));
         }
@@ -634,7 +662,12 @@ mod tests {
             include: vec!["nope".into()],
             ..RandomOpts::default()
         };
-        assert!(random_scenario(1, &bad).unwrap_err().to_string().contains("nope"));
+        assert!(
+            random_scenario(1, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
     }
 
     #[test]
@@ -645,7 +678,10 @@ mod tests {
         let mut varied = 0;
         let mut styles = std::collections::BTreeSet::new();
         for seed in 0..60 {
-            for c in random_scenario(seed, &RandomOpts::default()).unwrap().campaigns {
+            for c in random_scenario(seed, &RandomOpts::default())
+                .unwrap()
+                .campaigns
+            {
                 if c.params.vary == 0.0 {
                     fixed += 1;
                 } else {

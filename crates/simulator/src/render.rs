@@ -13,11 +13,11 @@ use std::io::Write;
 use crate::content::products;
 use crate::content::templates::{self, Fill};
 use crate::content::{self, AnswerKind, Block, Msg, Prompt, Tools};
+use crate::content::{tasks, wording};
 use crate::corpus::Corpus;
 use crate::network::{CLIENTS, NETWORKS};
 use crate::population::products::PRODUCT_PARAMS;
 use crate::rng::{Rng, label};
-use crate::content::{tasks, wording};
 use crate::scenario::{CampaignSpec, ELICITATION_STYLES, OutputKnobs};
 use crate::world::{
     CampaignRt, HumanParams, Kind, ModelRt, NO_CONV, Profile, REASONING_SYSTEM, SimAccount, Spec,
@@ -349,8 +349,10 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 (true, "paraphrase") => own,
                 _ => None,
             };
-            let sys_elicit: Option<&str> = (elicit && style == "system" && !c.system_wordings.is_empty())
-                .then(|| c.system_wordings[wording as usize % c.system_wordings.len()].as_str());
+            let sys_elicit: Option<&str> = (elicit
+                && style == "system"
+                && !c.system_wordings.is_empty())
+            .then(|| c.system_wordings[wording as usize % c.system_wordings.len()].as_str());
             let base_sys = (system > 0).then(|| c.systems[(system - 1) as usize].as_str());
             let joined;
             let sys = match (base_sys, sys_elicit) {
@@ -361,7 +363,16 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 (a, b) => a.or(b),
             };
             let prompt = if conv != NO_CONV {
-                real_question(w, conv, reuse, user_elicit, sys, elicit, follow_up, &mut rng)
+                real_question(
+                    w,
+                    conv,
+                    reuse,
+                    user_elicit,
+                    sys,
+                    elicit,
+                    follow_up,
+                    &mut rng,
+                )
             } else {
                 let fill = Fill {
                     lang: lang as usize,
@@ -390,10 +401,14 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             let mut top_p = None;
             if rng.chance(ps.vary) {
                 // A script that randomises its settings per request.
-                max_tokens = (*rng.pick(&[512u32, 1024, 1500, 2048, 3000, 4096, 6000, 8192, 16000]))
-                    .min(model.max_output);
-                temperature = (!rng.chance(0.15)).then(|| (rng.range_f64(0.0, 1.3) * 100.0).round() as f32 / 100.0);
-                top_p = rng.chance(0.3).then(|| (rng.range_f64(0.7, 1.0) * 100.0).round() as f32 / 100.0);
+                max_tokens = (*rng
+                    .pick(&[512u32, 1024, 1500, 2048, 3000, 4096, 6000, 8192, 16000]))
+                .min(model.max_output);
+                temperature = (!rng.chance(0.15))
+                    .then(|| (rng.range_f64(0.0, 1.3) * 100.0).round() as f32 / 100.0);
+                top_p = rng
+                    .chance(0.3)
+                    .then(|| (rng.range_f64(0.7, 1.0) * 100.0).round() as f32 / 100.0);
             }
             let p = Params {
                 max_tokens: Some(max_tokens),
@@ -413,7 +428,12 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
                 _ => PRODUCT_PARAMS,
             };
             let mut text = products::homework_problem(set, item);
-            let mut vr = Rng::derive(&[w.seed, label("homework-words"), s.account as u64, s.seq as u64]);
+            let mut vr = Rng::derive(&[
+                w.seed,
+                label("homework-words"),
+                s.account as u64,
+                s.seq as u64,
+            ]);
             if vr.chance(0.5) {
                 text = format!("{}{text}", vr.pick_str(products::HOMEWORK_OPENERS));
             }
@@ -435,7 +455,12 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         (Kind::Tutor { conv, turns, math }, Profile::Tutoring { brand, seed }) => {
             let first = if math {
                 // A student types the problem in their own words.
-                let mut mr = Rng::derive(&[w.seed, label("tutor-problem"), s.account as u64, conv as u64]);
+                let mut mr = Rng::derive(&[
+                    w.seed,
+                    label("tutor-problem"),
+                    s.account as u64,
+                    conv as u64,
+                ]);
                 let p = tasks::math_problem(&mut mr);
                 content::vary(&p, &mut mr)
             } else {
@@ -588,7 +613,12 @@ fn human_system(w: &World, account: u32, hp: &HumanParams) -> Option<String> {
     if hp.system == 0 {
         return None;
     }
-    let mut r = Rng::derive(&[w.seed, label("human-system"), account as u64, hp.system as u64]);
+    let mut r = Rng::derive(&[
+        w.seed,
+        label("human-system"),
+        account as u64,
+        hp.system as u64,
+    ]);
     Some(if hp.system & REASONING_SYSTEM != 0 {
         // A personal helper: its own framing around a request for steps.
         let style = *r.pick(&wording::Style::ALL[..6]);
@@ -640,7 +670,9 @@ fn real_question(
     };
     let mut messages = vec![Msg::user(text)];
     if follow_up {
-        messages.push(Msg::assistant("Step 1: restate the question. Step 2: work through it. Step 3: conclude."));
+        messages.push(Msg::assistant(
+            "Step 1: restate the question. Step 2: work through it. Step 3: conclude.",
+        ));
         messages.push(Msg::user(rng.pick_str(&[
             "Go deeper on the second step.",
             "Now check that answer a different way.",

@@ -890,8 +890,7 @@ impl Scenario {
             {
                 return bad(
                     format!("{at}.mix"),
-                    "benign_per_attack ≥ 0, end_users ≥ 1, keys ≥ 1, separate_key in [0, 1]"
-                        .into(),
+                    "benign_per_attack ≥ 0, end_users ≥ 1, keys ≥ 1, separate_key in [0, 1]".into(),
                 );
             }
         }

@@ -103,7 +103,9 @@ mod tests {
             assert!(!b.insert(i * 7919) || i > 0);
         }
         assert!((0..50_000u64).all(|i| b.contains(i * 7919)));
-        let false_hits = (1_000_000..1_100_000u64).filter(|i| b.contains(*i * 7919)).count();
+        let false_hits = (1_000_000..1_100_000u64)
+            .filter(|i| b.contains(*i * 7919))
+            .count();
         assert!(false_hits < 1_000, "{false_hits}");
     }
 

@@ -384,7 +384,11 @@ impl AccountProfile {
             detail: format!(
                 "{} of {n} requests ask for step-by-step reasoning{via}; mean elicitation score {:.2}",
                 self.elicit_hits,
-                if n == 0 { 0.0 } else { self.elicit_sum as f64 / n as f64 }
+                if n == 0 {
+                    0.0
+                } else {
+                    self.elicit_sum as f64 / n as f64
+                }
             ),
         }
     }
@@ -587,8 +591,7 @@ impl AccountProfile {
 
     fn single_shot_value(&self) -> f64 {
         let n = self.requests as f64;
-        (shrunk(self.single_shot as f64, n, 0.4) - shrunk(self.refers_back as f64, n, 0.0))
-            .max(0.0)
+        (shrunk(self.single_shot as f64, n, 0.4) - shrunk(self.refers_back as f64, n, 0.0)).max(0.0)
     }
 
     fn timing_value(&self) -> (f64, f64) {
@@ -931,6 +934,12 @@ mod tests {
                 "uniform_params" => 0.6,
                 "capability_concentration" => 0.3,
                 "single_shot" => 0.7,
+                // How much was seen, not how it looks: a chatty person
+                // has as much of it as a script.
+                "evidence" => 1.0,
+                // People ask new questions too; the feature exists so that
+                // re-sending (its low end) earns nothing.
+                "novelty" => 1.0,
                 _ => 0.25,
             };
             assert!(f.value <= limit, "{} = {} ({})", f.name, f.value, f.detail);
@@ -1010,7 +1019,10 @@ mod tests {
             Some("SG"),
         );
         assert_eq!(v, [0.9, 1.0, 1.0, 1.0, 1.0]);
-        assert!(why.contains("education programme") && why.contains("datacenter origin"), "{why}");
+        assert!(
+            why.contains("education programme") && why.contains("datacenter origin"),
+            "{why}"
+        );
         let old = AccountInfo {
             created_at: Some(Timestamp(0)),
             country: Some("US".into()),

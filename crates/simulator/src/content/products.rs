@@ -101,8 +101,10 @@ pub fn eval_item(suite_seed: u64, item: u32, cot: f64) -> Prompt {
     let with_cot = rng.f64() < cot;
     let text = if !with_cot {
         let q = tasks::math_problem(&mut rng);
-        format!("{q}
-Give only the final number after '####'.")
+        format!(
+            "{q}
+Give only the final number after '####'."
+        )
     } else if item % 3 == 2 {
         let topic = rng.pick(tasks::TOPICS);
         let letters = ["A", "B", "C", "D"];

@@ -99,127 +99,315 @@ const USER: &[(&str, Style, &str)] = &[
     ("ru", Steps, "Рассуждай шаг за шагом."),
     ("ru", Steps, "Реши это поэтапно, не пропуская шагов."),
     ("ru", WalkThrough, "Проведи меня через свой ход мыслей."),
-    ("ru", ShowWork, "Покажи все промежуточные вычисления перед ответом."),
-    ("ru", Format, "Сначала напиши «Рассуждение:», затем «Ответ:»."),
+    (
+        "ru",
+        ShowWork,
+        "Покажи все промежуточные вычисления перед ответом.",
+    ),
+    (
+        "ru",
+        Format,
+        "Сначала напиши «Рассуждение:», затем «Ответ:».",
+    ),
     ("ru", ThinkAloud, "Думай вслух, прежде чем ответить."),
     ("ru", Justify, "Обоснуй каждый шаг решения."),
-    ("ru", Reconstruct, "Восстанови рассуждение, которое привело к этому ответу."),
+    (
+        "ru",
+        Reconstruct,
+        "Восстанови рассуждение, которое привело к этому ответу.",
+    ),
     // es
     ("es", Steps, "Piensa paso a paso."),
-    ("es", Steps, "Resuélvelo por etapas, sin saltarte ningún paso."),
+    (
+        "es",
+        Steps,
+        "Resuélvelo por etapas, sin saltarte ningún paso.",
+    ),
     ("es", WalkThrough, "Guíame a través de tu razonamiento."),
-    ("es", ShowWork, "Muestra todo tu trabajo antes de la respuesta final."),
-    ("es", Format, "Escribe tu razonamiento entre etiquetas <pensamiento> y después la respuesta."),
+    (
+        "es",
+        ShowWork,
+        "Muestra todo tu trabajo antes de la respuesta final.",
+    ),
+    (
+        "es",
+        Format,
+        "Escribe tu razonamiento entre etiquetas <pensamiento> y después la respuesta.",
+    ),
     ("es", ThinkAloud, "Piensa en voz alta antes de responder."),
     ("es", Justify, "Justifica cada paso que des."),
-    ("es", Reconstruct, "Reconstruye el razonamiento que llevó a esta respuesta."),
+    (
+        "es",
+        Reconstruct,
+        "Reconstruye el razonamiento que llevó a esta respuesta.",
+    ),
     // de
     ("de", Steps, "Denke Schritt für Schritt."),
     ("de", Steps, "Geh das Problem schrittweise an."),
     ("de", WalkThrough, "Führe mich durch deinen Gedankengang."),
-    ("de", ShowWork, "Zeige alle Zwischenschritte vor dem Ergebnis."),
-    ("de", Format, "Schreib zuerst deine Überlegungen in <denken>-Tags, dann die Antwort."),
+    (
+        "de",
+        ShowWork,
+        "Zeige alle Zwischenschritte vor dem Ergebnis.",
+    ),
+    (
+        "de",
+        Format,
+        "Schreib zuerst deine Überlegungen in <denken>-Tags, dann die Antwort.",
+    ),
     ("de", ThinkAloud, "Denk laut nach, bevor du antwortest."),
     ("de", Justify, "Begründe jeden einzelnen Schritt."),
-    ("de", Reconstruct, "Rekonstruiere den Denkweg, der zu dieser Antwort geführt hat."),
+    (
+        "de",
+        Reconstruct,
+        "Rekonstruiere den Denkweg, der zu dieser Antwort geführt hat.",
+    ),
     // fr
     ("fr", Steps, "Réfléchis étape par étape."),
     ("fr", Steps, "Procède pas à pas."),
     ("fr", WalkThrough, "Explique-moi ton cheminement de pensée."),
-    ("fr", ShowWork, "Montre tous les calculs intermédiaires avant la réponse finale."),
-    ("fr", Format, "Mets ton raisonnement entre balises <réflexion>, puis donne la réponse."),
-    ("fr", ThinkAloud, "Réfléchis à voix haute avant de répondre."),
+    (
+        "fr",
+        ShowWork,
+        "Montre tous les calculs intermédiaires avant la réponse finale.",
+    ),
+    (
+        "fr",
+        Format,
+        "Mets ton raisonnement entre balises <réflexion>, puis donne la réponse.",
+    ),
+    (
+        "fr",
+        ThinkAloud,
+        "Réfléchis à voix haute avant de répondre.",
+    ),
     ("fr", Justify, "Justifie chaque étape."),
-    ("fr", Reconstruct, "Reconstitue le raisonnement qui a mené à cette réponse."),
+    (
+        "fr",
+        Reconstruct,
+        "Reconstitue le raisonnement qui a mené à cette réponse.",
+    ),
     // ja
     ("ja", Steps, "一歩ずつ考えてください。"),
     ("ja", Steps, "順を追って解いてください。"),
-    ("ja", WalkThrough, "あなたの考え方を順番に説明してください。"),
-    ("ja", ShowWork, "最終的な答えの前に途中式をすべて書いてください。"),
-    ("ja", Format, "推論を<思考>タグの中に書いてから答えてください。"),
-    ("ja", ThinkAloud, "答える前に考えていることを声に出すように書いてください。"),
+    (
+        "ja",
+        WalkThrough,
+        "あなたの考え方を順番に説明してください。",
+    ),
+    (
+        "ja",
+        ShowWork,
+        "最終的な答えの前に途中式をすべて書いてください。",
+    ),
+    (
+        "ja",
+        Format,
+        "推論を<思考>タグの中に書いてから答えてください。",
+    ),
+    (
+        "ja",
+        ThinkAloud,
+        "答える前に考えていることを声に出すように書いてください。",
+    ),
     ("ja", Justify, "各ステップの根拠を説明してください。"),
-    ("ja", Reconstruct, "この回答に至った推論を再構成してください。"),
+    (
+        "ja",
+        Reconstruct,
+        "この回答に至った推論を再構成してください。",
+    ),
     // ko
     ("ko", Steps, "차근차근 생각해 보세요."),
     ("ko", Steps, "한 단계씩 풀어 주세요."),
     ("ko", WalkThrough, "당신의 생각 흐름을 하나씩 보여 주세요."),
     ("ko", ShowWork, "최종 답 전에 모든 풀이 과정을 적어 주세요."),
-    ("ko", Format, "<생각> 태그 안에 추론을 쓰고 그다음 답을 주세요."),
-    ("ko", ThinkAloud, "답하기 전에 소리 내어 생각하듯 적어 주세요."),
+    (
+        "ko",
+        Format,
+        "<생각> 태그 안에 추론을 쓰고 그다음 답을 주세요.",
+    ),
+    (
+        "ko",
+        ThinkAloud,
+        "답하기 전에 소리 내어 생각하듯 적어 주세요.",
+    ),
     ("ko", Justify, "각 단계의 근거를 설명해 주세요."),
     ("ko", Reconstruct, "이 답에 이르는 추론을 재구성해 주세요."),
     // pt
     ("pt", Steps, "Pense passo a passo."),
     ("pt", Steps, "Resolva por etapas, sem pular nenhuma."),
     ("pt", WalkThrough, "Me guie pelo seu raciocínio."),
-    ("pt", ShowWork, "Mostre todo o desenvolvimento antes da resposta final."),
-    ("pt", Format, "Escreva o raciocínio entre tags <pensamento> e depois a resposta."),
+    (
+        "pt",
+        ShowWork,
+        "Mostre todo o desenvolvimento antes da resposta final.",
+    ),
+    (
+        "pt",
+        Format,
+        "Escreva o raciocínio entre tags <pensamento> e depois a resposta.",
+    ),
     ("pt", ThinkAloud, "Pense em voz alta antes de responder."),
     ("pt", Justify, "Justifique cada passo."),
-    ("pt", Reconstruct, "Reconstrua o raciocínio que levou a esta resposta."),
+    (
+        "pt",
+        Reconstruct,
+        "Reconstrua o raciocínio que levou a esta resposta.",
+    ),
     // it
     ("it", Steps, "Ragiona passo dopo passo."),
     ("it", Steps, "Procedi un passo alla volta."),
     ("it", WalkThrough, "Guidami attraverso il tuo ragionamento."),
-    ("it", ShowWork, "Mostra tutti i passaggi intermedi prima della risposta finale."),
-    ("it", Format, "Scrivi il ragionamento tra tag <pensiero> e poi la risposta."),
+    (
+        "it",
+        ShowWork,
+        "Mostra tutti i passaggi intermedi prima della risposta finale.",
+    ),
+    (
+        "it",
+        Format,
+        "Scrivi il ragionamento tra tag <pensiero> e poi la risposta.",
+    ),
     ("it", ThinkAloud, "Pensa ad alta voce prima di rispondere."),
     ("it", Justify, "Giustifica ogni passaggio."),
-    ("it", Reconstruct, "Ricostruisci il ragionamento che ha portato a questa risposta."),
+    (
+        "it",
+        Reconstruct,
+        "Ricostruisci il ragionamento che ha portato a questa risposta.",
+    ),
     // nl
     ("nl", Steps, "Denk stap voor stap na."),
     ("nl", Steps, "Los het stapsgewijs op."),
     ("nl", WalkThrough, "Neem me mee in je gedachtegang."),
-    ("nl", ShowWork, "Laat alle tussenstappen zien voor het eindantwoord."),
-    ("nl", Format, "Zet je redenering tussen <denken>-tags en geef dan het antwoord."),
+    (
+        "nl",
+        ShowWork,
+        "Laat alle tussenstappen zien voor het eindantwoord.",
+    ),
+    (
+        "nl",
+        Format,
+        "Zet je redenering tussen <denken>-tags en geef dan het antwoord.",
+    ),
     ("nl", ThinkAloud, "Denk hardop na voordat je antwoordt."),
     ("nl", Justify, "Onderbouw elke stap."),
-    ("nl", Reconstruct, "Reconstrueer de redenering achter dit antwoord."),
+    (
+        "nl",
+        Reconstruct,
+        "Reconstrueer de redenering achter dit antwoord.",
+    ),
     // pl
     ("pl", Steps, "Pomyśl krok po kroku."),
     ("pl", Steps, "Rozwiąż to etapami."),
-    ("pl", WalkThrough, "Przeprowadź mnie przez swój tok rozumowania."),
-    ("pl", ShowWork, "Pokaż wszystkie obliczenia pośrednie przed ostateczną odpowiedzią."),
-    ("pl", Format, "Zapisz rozumowanie w znacznikach <myślenie>, a potem odpowiedź."),
+    (
+        "pl",
+        WalkThrough,
+        "Przeprowadź mnie przez swój tok rozumowania.",
+    ),
+    (
+        "pl",
+        ShowWork,
+        "Pokaż wszystkie obliczenia pośrednie przed ostateczną odpowiedzią.",
+    ),
+    (
+        "pl",
+        Format,
+        "Zapisz rozumowanie w znacznikach <myślenie>, a potem odpowiedź.",
+    ),
     ("pl", ThinkAloud, "Myśl na głos, zanim odpowiesz."),
     ("pl", Justify, "Uzasadnij każdy krok."),
-    ("pl", Reconstruct, "Odtwórz rozumowanie, które doprowadziło do tej odpowiedzi."),
+    (
+        "pl",
+        Reconstruct,
+        "Odtwórz rozumowanie, które doprowadziło do tej odpowiedzi.",
+    ),
     // tr
     ("tr", Steps, "Adım adım düşün."),
     ("tr", Steps, "Bunu aşama aşama çöz."),
     ("tr", WalkThrough, "Düşünce sürecini bana adım adım anlat."),
     ("tr", ShowWork, "Son cevaptan önce tüm ara adımları göster."),
-    ("tr", Format, "Akıl yürütmeni <düşünce> etiketleri içine yaz, sonra cevabı ver."),
+    (
+        "tr",
+        Format,
+        "Akıl yürütmeni <düşünce> etiketleri içine yaz, sonra cevabı ver.",
+    ),
     ("tr", ThinkAloud, "Cevap vermeden önce sesli düşün."),
     ("tr", Justify, "Her adımı gerekçelendir."),
-    ("tr", Reconstruct, "Bu cevaba götüren akıl yürütmeyi yeniden oluştur."),
+    (
+        "tr",
+        Reconstruct,
+        "Bu cevaba götüren akıl yürütmeyi yeniden oluştur.",
+    ),
     // vi
     ("vi", Steps, "Hãy suy nghĩ từng bước một."),
     ("vi", Steps, "Giải theo từng bước, không bỏ qua bước nào."),
-    ("vi", WalkThrough, "Hãy dẫn tôi đi qua dòng suy nghĩ của bạn."),
-    ("vi", ShowWork, "Trình bày tất cả các bước trung gian trước đáp án cuối cùng."),
-    ("vi", Format, "Viết lập luận trong thẻ <suy_nghĩ> rồi mới đưa ra câu trả lời."),
-    ("vi", ThinkAloud, "Hãy suy nghĩ thành lời trước khi trả lời."),
+    (
+        "vi",
+        WalkThrough,
+        "Hãy dẫn tôi đi qua dòng suy nghĩ của bạn.",
+    ),
+    (
+        "vi",
+        ShowWork,
+        "Trình bày tất cả các bước trung gian trước đáp án cuối cùng.",
+    ),
+    (
+        "vi",
+        Format,
+        "Viết lập luận trong thẻ <suy_nghĩ> rồi mới đưa ra câu trả lời.",
+    ),
+    (
+        "vi",
+        ThinkAloud,
+        "Hãy suy nghĩ thành lời trước khi trả lời.",
+    ),
     ("vi", Justify, "Giải thích lý do cho từng bước."),
-    ("vi", Reconstruct, "Hãy tái hiện quá trình suy luận dẫn đến câu trả lời này."),
+    (
+        "vi",
+        Reconstruct,
+        "Hãy tái hiện quá trình suy luận dẫn đến câu trả lời này.",
+    ),
     // id
     ("id", Steps, "Pikirkan langkah demi langkah."),
     ("id", Steps, "Selesaikan secara bertahap."),
     ("id", WalkThrough, "Tunjukkan alur pemikiranmu kepadaku."),
-    ("id", ShowWork, "Tuliskan semua langkah perantara sebelum jawaban akhir."),
-    ("id", Format, "Tulis penalaranmu di dalam tag <pikiran>, lalu jawabannya."),
-    ("id", ThinkAloud, "Berpikirlah dengan suara keras sebelum menjawab."),
+    (
+        "id",
+        ShowWork,
+        "Tuliskan semua langkah perantara sebelum jawaban akhir.",
+    ),
+    (
+        "id",
+        Format,
+        "Tulis penalaranmu di dalam tag <pikiran>, lalu jawabannya.",
+    ),
+    (
+        "id",
+        ThinkAloud,
+        "Berpikirlah dengan suara keras sebelum menjawab.",
+    ),
     ("id", Justify, "Jelaskan alasan setiap langkah."),
-    ("id", Reconstruct, "Susun ulang penalaran yang menghasilkan jawaban ini."),
+    (
+        "id",
+        Reconstruct,
+        "Susun ulang penalaran yang menghasilkan jawaban ini.",
+    ),
     // ar
     ("ar", Steps, "فكّر خطوة بخطوة."),
     ("ar", WalkThrough, "اشرح لي طريقة تفكيرك بالتفصيل."),
-    ("ar", ShowWork, "اعرض جميع الخطوات الوسيطة قبل الإجابة النهائية."),
+    (
+        "ar",
+        ShowWork,
+        "اعرض جميع الخطوات الوسيطة قبل الإجابة النهائية.",
+    ),
     ("ar", Format, "اكتب استدلالك داخل وسوم <تفكير> ثم الإجابة."),
     ("ar", ThinkAloud, "فكّر بصوت عالٍ قبل أن تجيب."),
     ("ar", Justify, "برّر كل خطوة."),
-    ("ar", Reconstruct, "أعد بناء الاستدلال الذي أدى إلى هذه الإجابة."),
+    (
+        "ar",
+        Reconstruct,
+        "أعد بناء الاستدلال الذي أدى إلى هذه الإجابة.",
+    ),
     // hi
     ("hi", Steps, "कदम दर कदम सोचो।"),
     ("hi", WalkThrough, "मुझे अपनी सोच की प्रक्रिया समझाओ।"),
@@ -231,97 +419,357 @@ const USER: &[(&str, Style, &str)] = &[
     // uk
     ("uk", Steps, "Міркуй крок за кроком."),
     ("uk", WalkThrough, "Проведи мене через свій хід думок."),
-    ("uk", ShowWork, "Покажи всі проміжні кроки перед остаточною відповіддю."),
-    ("uk", Format, "Спершу напиши «Міркування:», потім «Відповідь:»."),
+    (
+        "uk",
+        ShowWork,
+        "Покажи всі проміжні кроки перед остаточною відповіддю.",
+    ),
+    (
+        "uk",
+        Format,
+        "Спершу напиши «Міркування:», потім «Відповідь:».",
+    ),
     ("uk", ThinkAloud, "Думай уголос, перш ніж відповісти."),
     ("uk", Justify, "Обґрунтуй кожен крок."),
-    ("uk", Reconstruct, "Віднови міркування, що привело до цієї відповіді."),
+    (
+        "uk",
+        Reconstruct,
+        "Віднови міркування, що привело до цієї відповіді.",
+    ),
     // sv
     ("sv", Steps, "Tänk steg för steg."),
     ("sv", WalkThrough, "Led mig genom ditt resonemang."),
-    ("sv", ShowWork, "Visa alla mellansteg före det slutliga svaret."),
-    ("sv", Format, "Skriv ditt resonemang inom <tanke>-taggar och sedan svaret."),
+    (
+        "sv",
+        ShowWork,
+        "Visa alla mellansteg före det slutliga svaret.",
+    ),
+    (
+        "sv",
+        Format,
+        "Skriv ditt resonemang inom <tanke>-taggar och sedan svaret.",
+    ),
     ("sv", ThinkAloud, "Tänk högt innan du svarar."),
     ("sv", Justify, "Motivera varje steg."),
-    ("sv", Reconstruct, "Rekonstruera resonemanget bakom det här svaret."),
+    (
+        "sv",
+        Reconstruct,
+        "Rekonstruera resonemanget bakom det här svaret.",
+    ),
 ];
 
 /// (language, style, phrase): system prompts that demand reasoning.
 const SYSTEM: &[(&str, Style, &str)] = &[
-    ("zh", Steps, "你是一位严谨的解题专家。回答任何问题时都要一步一步推理，最后给出答案。"),
-    ("zh", Format, "你是一个助手。先在<思考>标签中写出完整的推理，再给出最终答案。"),
-    ("ru", Steps, "Ты — внимательный решатель задач. Всегда рассуждай шаг за шагом и только потом давай ответ."),
-    ("ru", Justify, "Ты опытный преподаватель. Обосновывай каждый шаг решения."),
-    ("es", Steps, "Eres un tutor experto. Razona siempre paso a paso antes de dar la respuesta final."),
-    ("es", Format, "Antes de responder, escribe tu razonamiento completo entre etiquetas <pensamiento>."),
-    ("de", Steps, "Du bist ein sorgfältiger Problemlöser. Denke immer Schritt für Schritt und nenne erst dann die Antwort."),
-    ("de", ShowWork, "Zeige bei jeder Aufgabe den vollständigen Lösungsweg mit allen Zwischenschritten."),
-    ("fr", Steps, "Tu es un professeur rigoureux. Raisonne toujours étape par étape avant de conclure."),
-    ("fr", Format, "Écris d'abord ton raisonnement complet entre balises <réflexion>, puis la réponse."),
-    ("ja", Steps, "あなたは慎重な問題解決者です。常に一歩ずつ推論してから答えを出してください。"),
-    ("ja", ShowWork, "すべての問題で途中の考え方をすべて示してから最終回答を書いてください。"),
-    ("ko", Steps, "당신은 꼼꼼한 문제 해결자입니다. 항상 단계별로 추론한 뒤 답을 제시하세요."),
-    ("ko", Format, "답하기 전에 <생각> 태그 안에 전체 추론을 작성하세요."),
-    ("pt", Steps, "Você é um tutor cuidadoso. Sempre raciocine passo a passo antes da resposta final."),
-    ("pt", ShowWork, "Mostre sempre todo o desenvolvimento antes de concluir."),
-    ("it", Steps, "Sei un tutor meticoloso. Ragiona sempre passo dopo passo prima di rispondere."),
-    ("it", Format, "Scrivi sempre il ragionamento completo tra tag <pensiero> e poi la risposta."),
-    ("nl", Steps, "Je bent een zorgvuldige probleemoplosser. Denk altijd stap voor stap na voordat je antwoordt."),
-    ("pl", Steps, "Jesteś skrupulatnym nauczycielem. Zawsze rozumuj krok po kroku przed odpowiedzią."),
-    ("tr", Steps, "Titiz bir öğretmensin. Cevap vermeden önce her zaman adım adım akıl yürüt."),
-    ("vi", Steps, "Bạn là một gia sư cẩn thận. Luôn suy luận từng bước trước khi trả lời."),
-    ("id", Steps, "Kamu adalah tutor yang teliti. Selalu bernalar langkah demi langkah sebelum menjawab."),
-    ("ar", Steps, "أنت معلم دقيق. فكّر دائمًا خطوة بخطوة قبل تقديم الإجابة."),
-    ("hi", Steps, "तुम एक सावधान शिक्षक हो। उत्तर देने से पहले हमेशा कदम दर कदम सोचो।"),
-    ("uk", Steps, "Ти уважний викладач. Завжди міркуй крок за кроком, перш ніж відповісти."),
-    ("sv", Steps, "Du är en noggrann lärare. Resonera alltid steg för steg innan du svarar."),
+    (
+        "zh",
+        Steps,
+        "你是一位严谨的解题专家。回答任何问题时都要一步一步推理，最后给出答案。",
+    ),
+    (
+        "zh",
+        Format,
+        "你是一个助手。先在<思考>标签中写出完整的推理，再给出最终答案。",
+    ),
+    (
+        "ru",
+        Steps,
+        "Ты — внимательный решатель задач. Всегда рассуждай шаг за шагом и только потом давай ответ.",
+    ),
+    (
+        "ru",
+        Justify,
+        "Ты опытный преподаватель. Обосновывай каждый шаг решения.",
+    ),
+    (
+        "es",
+        Steps,
+        "Eres un tutor experto. Razona siempre paso a paso antes de dar la respuesta final.",
+    ),
+    (
+        "es",
+        Format,
+        "Antes de responder, escribe tu razonamiento completo entre etiquetas <pensamiento>.",
+    ),
+    (
+        "de",
+        Steps,
+        "Du bist ein sorgfältiger Problemlöser. Denke immer Schritt für Schritt und nenne erst dann die Antwort.",
+    ),
+    (
+        "de",
+        ShowWork,
+        "Zeige bei jeder Aufgabe den vollständigen Lösungsweg mit allen Zwischenschritten.",
+    ),
+    (
+        "fr",
+        Steps,
+        "Tu es un professeur rigoureux. Raisonne toujours étape par étape avant de conclure.",
+    ),
+    (
+        "fr",
+        Format,
+        "Écris d'abord ton raisonnement complet entre balises <réflexion>, puis la réponse.",
+    ),
+    (
+        "ja",
+        Steps,
+        "あなたは慎重な問題解決者です。常に一歩ずつ推論してから答えを出してください。",
+    ),
+    (
+        "ja",
+        ShowWork,
+        "すべての問題で途中の考え方をすべて示してから最終回答を書いてください。",
+    ),
+    (
+        "ko",
+        Steps,
+        "당신은 꼼꼼한 문제 해결자입니다. 항상 단계별로 추론한 뒤 답을 제시하세요.",
+    ),
+    (
+        "ko",
+        Format,
+        "답하기 전에 <생각> 태그 안에 전체 추론을 작성하세요.",
+    ),
+    (
+        "pt",
+        Steps,
+        "Você é um tutor cuidadoso. Sempre raciocine passo a passo antes da resposta final.",
+    ),
+    (
+        "pt",
+        ShowWork,
+        "Mostre sempre todo o desenvolvimento antes de concluir.",
+    ),
+    (
+        "it",
+        Steps,
+        "Sei un tutor meticoloso. Ragiona sempre passo dopo passo prima di rispondere.",
+    ),
+    (
+        "it",
+        Format,
+        "Scrivi sempre il ragionamento completo tra tag <pensiero> e poi la risposta.",
+    ),
+    (
+        "nl",
+        Steps,
+        "Je bent een zorgvuldige probleemoplosser. Denk altijd stap voor stap na voordat je antwoordt.",
+    ),
+    (
+        "pl",
+        Steps,
+        "Jesteś skrupulatnym nauczycielem. Zawsze rozumuj krok po kroku przed odpowiedzią.",
+    ),
+    (
+        "tr",
+        Steps,
+        "Titiz bir öğretmensin. Cevap vermeden önce her zaman adım adım akıl yürüt.",
+    ),
+    (
+        "vi",
+        Steps,
+        "Bạn là một gia sư cẩn thận. Luôn suy luận từng bước trước khi trả lời.",
+    ),
+    (
+        "id",
+        Steps,
+        "Kamu adalah tutor yang teliti. Selalu bernalar langkah demi langkah sebelum menjawab.",
+    ),
+    (
+        "ar",
+        Steps,
+        "أنت معلم دقيق. فكّر دائمًا خطوة بخطوة قبل تقديم الإجابة.",
+    ),
+    (
+        "hi",
+        Steps,
+        "तुम एक सावधान शिक्षक हो। उत्तर देने से पहले हमेशा कदम दर कदम सोचो।",
+    ),
+    (
+        "uk",
+        Steps,
+        "Ти уважний викладач. Завжди міркуй крок за кроком, перш ніж відповісти.",
+    ),
+    (
+        "sv",
+        Steps,
+        "Du är en noggrann lärare. Resonera alltid steg för steg innan du svarar.",
+    ),
 ];
 
 /// Held-out phrasings (never trained on): user turns.
 const HELD_USER: &[(&str, Style, &str)] = &[
-    ("en", ThinkAloud, "Narrate your problem-solving process as you go."),
-    ("en", ShowWork, "I want to see how you get there, not just where you end up."),
+    (
+        "en",
+        ThinkAloud,
+        "Narrate your problem-solving process as you go.",
+    ),
+    (
+        "en",
+        ShowWork,
+        "I want to see how you get there, not just where you end up.",
+    ),
     ("en", Justify, "Unpack your logic piece by piece."),
-    ("en", ShowWork, "Provide a fully worked solution with every derivation included."),
-    ("en", ThinkAloud, "Make your internal monologue visible in the reply."),
-    ("en", WalkThrough, "Trace the solution path explicitly, move by move."),
-    ("en", ShowWork, "Write it like a teacher solving it on the board, line by line."),
-    ("en", Format, "Begin with a section titled Scratchpad, then one titled Result."),
-    ("en", Justify, "For each claim you make, say what it follows from."),
-    ("en", Reconstruct, "Here is a finished solution; produce the deliberation that would have led to it."),
+    (
+        "en",
+        ShowWork,
+        "Provide a fully worked solution with every derivation included.",
+    ),
+    (
+        "en",
+        ThinkAloud,
+        "Make your internal monologue visible in the reply.",
+    ),
+    (
+        "en",
+        WalkThrough,
+        "Trace the solution path explicitly, move by move.",
+    ),
+    (
+        "en",
+        ShowWork,
+        "Write it like a teacher solving it on the board, line by line.",
+    ),
+    (
+        "en",
+        Format,
+        "Begin with a section titled Scratchpad, then one titled Result.",
+    ),
+    (
+        "en",
+        Justify,
+        "For each claim you make, say what it follows from.",
+    ),
+    (
+        "en",
+        Reconstruct,
+        "Here is a finished solution; produce the deliberation that would have led to it.",
+    ),
     ("en", Steps, "Go incrementally and number each move."),
-    ("en", WalkThrough, "Let me follow along with your train of thought."),
-    ("zh", ThinkAloud, "请把你的思考过程完整地写出来，不要只给结论。"),
+    (
+        "en",
+        WalkThrough,
+        "Let me follow along with your train of thought.",
+    ),
+    (
+        "zh",
+        ThinkAloud,
+        "请把你的思考过程完整地写出来，不要只给结论。",
+    ),
     ("zh", ShowWork, "像老师在黑板上解题那样，一行一行写出来。"),
-    ("ru", ShowWork, "Распиши решение подробно, со всеми выкладками."),
+    (
+        "ru",
+        ShowWork,
+        "Распиши решение подробно, со всеми выкладками.",
+    ),
     ("ru", ThinkAloud, "Изложи свои размышления по ходу решения."),
-    ("es", ShowWork, "Desarrolla la solución completa, con todas las cuentas."),
-    ("es", WalkThrough, "Quiero ver cómo llegas al resultado, no solo el resultado."),
-    ("de", ThinkAloud, "Lass mich an deinen Überlegungen teilhaben, während du es löst."),
+    (
+        "es",
+        ShowWork,
+        "Desarrolla la solución completa, con todas las cuentas.",
+    ),
+    (
+        "es",
+        WalkThrough,
+        "Quiero ver cómo llegas al resultado, no solo el resultado.",
+    ),
+    (
+        "de",
+        ThinkAloud,
+        "Lass mich an deinen Überlegungen teilhaben, während du es löst.",
+    ),
     ("de", ShowWork, "Rechne es ausführlich vor."),
-    ("fr", ShowWork, "Détaille la résolution complète, calcul par calcul."),
-    ("fr", WalkThrough, "Je veux voir comment tu arrives au résultat."),
-    ("ja", ShowWork, "黒板で解くように、一行ずつ解法を書いてください。"),
+    (
+        "fr",
+        ShowWork,
+        "Détaille la résolution complète, calcul par calcul.",
+    ),
+    (
+        "fr",
+        WalkThrough,
+        "Je veux voir comment tu arrives au résultat.",
+    ),
+    (
+        "ja",
+        ShowWork,
+        "黒板で解くように、一行ずつ解法を書いてください。",
+    ),
     ("ko", ShowWork, "칠판에 풀듯이 한 줄씩 풀이를 써 주세요."),
-    ("pt", ShowWork, "Desenvolva a solução completa, com todas as contas."),
-    ("it", ShowWork, "Sviluppa la soluzione completa, con tutti i calcoli."),
-    ("nl", ShowWork, "Werk de oplossing volledig uit, met alle berekeningen."),
-    ("pl", ShowWork, "Rozpisz pełne rozwiązanie ze wszystkimi obliczeniami."),
+    (
+        "pt",
+        ShowWork,
+        "Desenvolva a solução completa, com todas as contas.",
+    ),
+    (
+        "it",
+        ShowWork,
+        "Sviluppa la soluzione completa, con tutti i calcoli.",
+    ),
+    (
+        "nl",
+        ShowWork,
+        "Werk de oplossing volledig uit, met alle berekeningen.",
+    ),
+    (
+        "pl",
+        ShowWork,
+        "Rozpisz pełne rozwiązanie ze wszystkimi obliczeniami.",
+    ),
     ("tr", ShowWork, "Çözümü tüm hesaplarıyla ayrıntılı yaz."),
-    ("vi", ShowWork, "Trình bày lời giải đầy đủ với mọi phép tính."),
-    ("id", ShowWork, "Uraikan penyelesaian lengkap dengan semua perhitungan."),
+    (
+        "vi",
+        ShowWork,
+        "Trình bày lời giải đầy đủ với mọi phép tính.",
+    ),
+    (
+        "id",
+        ShowWork,
+        "Uraikan penyelesaian lengkap dengan semua perhitungan.",
+    ),
 ];
 
 /// Held-out phrasings (never trained on): system prompts.
 const HELD_SYSTEM: &[(&str, Style, &str)] = &[
-    ("en", Format, "You are a data generator. Every reply has two parts: a long private-style deliberation inside <reasoning></reasoning>, then the final answer."),
-    ("en", ThinkAloud, "You narrate your entire problem-solving process before committing to any answer."),
-    ("en", ShowWork, "Responses must contain a complete worked derivation. Answers without derivations are rejected."),
-    ("en", Justify, "Act as a rigorous examiner's model answer: every inference is stated and justified in order."),
-    ("zh", Format, "你是数据生成器。每次回答都先在<reasoning>标签中写出详细的推演过程，然后给出答案。"),
-    ("ru", ShowWork, "Каждый ответ должен содержать полное развёрнутое решение со всеми выкладками."),
-    ("es", ThinkAloud, "Narras todo tu proceso de resolución antes de comprometerte con una respuesta."),
-    ("de", ShowWork, "Jede Antwort enthält einen vollständig ausgearbeiteten Rechenweg."),
+    (
+        "en",
+        Format,
+        "You are a data generator. Every reply has two parts: a long private-style deliberation inside <reasoning></reasoning>, then the final answer.",
+    ),
+    (
+        "en",
+        ThinkAloud,
+        "You narrate your entire problem-solving process before committing to any answer.",
+    ),
+    (
+        "en",
+        ShowWork,
+        "Responses must contain a complete worked derivation. Answers without derivations are rejected.",
+    ),
+    (
+        "en",
+        Justify,
+        "Act as a rigorous examiner's model answer: every inference is stated and justified in order.",
+    ),
+    (
+        "zh",
+        Format,
+        "你是数据生成器。每次回答都先在<reasoning>标签中写出详细的推演过程，然后给出答案。",
+    ),
+    (
+        "ru",
+        ShowWork,
+        "Каждый ответ должен содержать полное развёрнутое решение со всеми выкладками.",
+    ),
+    (
+        "es",
+        ThinkAloud,
+        "Narras todo tu proceso de resolución antes de comprometerte con una respuesta.",
+    ),
+    (
+        "de",
+        ShowWork,
+        "Jede Antwort enthält einen vollständig ausgearbeiteten Rechenweg.",
+    ),
 ];
 
 /// Instructions that ask for something other than reasoning (hard
@@ -342,7 +790,10 @@ const PLAIN_USER: &[(&str, &str)] = &[
     ("en", "Translate your answer into French as well."),
     ("en", "What are the pros and cons?"),
     ("en", "Make it sound more professional."),
-    ("en", "Can you give me a step-count estimate for the migration?"),
+    (
+        "en",
+        "Can you give me a step-count estimate for the migration?",
+    ),
     ("en", "List the steps to install it on Ubuntu."),
     ("en", "What was your source for that?"),
     ("zh", "请简短回答。"),
@@ -424,7 +875,21 @@ fn english(rng: &mut Rng, style: Style) -> String {
             format!("{a}; {b}.")
         }
         Steps => {
-            let verb = p(rng, &["Think", "Reason", "Work", "Go", "Solve it", "Approach this", "Take it", "Proceed", "Work it out", "Break it down"]);
+            let verb = p(
+                rng,
+                &[
+                    "Think",
+                    "Reason",
+                    "Work",
+                    "Go",
+                    "Solve it",
+                    "Approach this",
+                    "Take it",
+                    "Proceed",
+                    "Work it out",
+                    "Break it down",
+                ],
+            );
             let how = p(
                 rng,
                 &[
@@ -485,11 +950,36 @@ fn english(rng: &mut Rng, style: Style) -> String {
                     "the way you reasoned about it",
                 ],
             );
-            let how = p(rng, &["", " one step at a time", " step by step", " in detail", " carefully", " as you go"]);
+            let how = p(
+                rng,
+                &[
+                    "",
+                    " one step at a time",
+                    " step by step",
+                    " in detail",
+                    " carefully",
+                    " as you go",
+                ],
+            );
             format!("{verb} {obj}{how}.")
         }
         ShowWork => {
-            let verb = p(rng, &["Show", "Write out", "Lay out", "Spell out", "Include", "Give", "Present", "Document", "Expose", "Detail", "Display"]);
+            let verb = p(
+                rng,
+                &[
+                    "Show",
+                    "Write out",
+                    "Lay out",
+                    "Spell out",
+                    "Include",
+                    "Give",
+                    "Present",
+                    "Document",
+                    "Expose",
+                    "Detail",
+                    "Display",
+                ],
+            );
             let obj = p(
                 rng,
                 &[
@@ -523,12 +1013,40 @@ fn english(rng: &mut Rng, style: Style) -> String {
         }
         Format => match rng.below(4) {
             0 => {
-                let tag = p(rng, &["reasoning", "thinking", "think", "scratchpad", "analysis", "thought"]);
-                let what = p(rng, &["your reasoning", "your thinking", "your analysis", "your thought process", "all intermediate steps"]);
+                let tag = p(
+                    rng,
+                    &[
+                        "reasoning",
+                        "thinking",
+                        "think",
+                        "scratchpad",
+                        "analysis",
+                        "thought",
+                    ],
+                );
+                let what = p(
+                    rng,
+                    &[
+                        "your reasoning",
+                        "your thinking",
+                        "your analysis",
+                        "your thought process",
+                        "all intermediate steps",
+                    ],
+                );
                 format!("Put {what} inside <{tag}> tags, then give the final answer.")
             }
             1 => {
-                let a = p(rng, &["Reasoning", "Thought process", "Analysis", "Rationale", "Working"]);
+                let a = p(
+                    rng,
+                    &[
+                        "Reasoning",
+                        "Thought process",
+                        "Analysis",
+                        "Rationale",
+                        "Working",
+                    ],
+                );
                 let b = p(rng, &["Answer", "Final answer", "Conclusion", "Result"]);
                 format!("Use the format: {a}: ... {b}: ...")
             }
@@ -537,7 +1055,14 @@ fn english(rng: &mut Rng, style: Style) -> String {
                 format!("Start your reply with <{tag}> and reason there before answering.")
             }
             _ => {
-                let a = p(rng, &["numbered steps", "a numbered list of reasoning steps", "an explicit derivation"]);
+                let a = p(
+                    rng,
+                    &[
+                        "numbered steps",
+                        "a numbered list of reasoning steps",
+                        "an explicit derivation",
+                    ],
+                );
                 format!("Structure the reply as {a} followed by the answer.")
             }
         },
@@ -558,7 +1083,16 @@ fn english(rng: &mut Rng, style: Style) -> String {
                     "Describe what you are thinking at each point",
                 ],
             );
-            let b = p(rng, &["", " before answering", " before you commit to an answer", " about each option", " first"]);
+            let b = p(
+                rng,
+                &[
+                    "",
+                    " before answering",
+                    " before you commit to an answer",
+                    " about each option",
+                    " first",
+                ],
+            );
             format!("{a}{b}.")
         }
         Justify => {
@@ -577,7 +1111,10 @@ fn english(rng: &mut Rng, style: Style) -> String {
                     "Argue for each step before moving on",
                 ],
             );
-            let b = p(rng, &["", " of your solution", " you take", " before the answer"]);
+            let b = p(
+                rng,
+                &["", " of your solution", " you take", " before the answer"],
+            );
             format!("{a}{b}.")
         }
         Reconstruct => {
@@ -675,7 +1212,12 @@ pub fn system(rng: &mut Rng, lang: &str, style: Style, bank: Bank) -> String {
     }
 }
 
-fn pick_from(rng: &mut Rng, list: &[(&str, Style, &str)], lang: &str, style: Style) -> Option<String> {
+fn pick_from(
+    rng: &mut Rng,
+    list: &[(&str, Style, &str)],
+    lang: &str,
+    style: Style,
+) -> Option<String> {
     let exact: Vec<&str> = list
         .iter()
         .filter(|(l, s, _)| *l == lang && *s == style)
@@ -684,13 +1226,21 @@ fn pick_from(rng: &mut Rng, list: &[(&str, Style, &str)], lang: &str, style: Sty
     if !exact.is_empty() {
         return Some(rng.pick(&exact).to_string());
     }
-    let any: Vec<&str> = list.iter().filter(|(l, _, _)| *l == lang).map(|x| x.2).collect();
+    let any: Vec<&str> = list
+        .iter()
+        .filter(|(l, _, _)| *l == lang)
+        .map(|x| x.2)
+        .collect();
     (!any.is_empty()).then(|| rng.pick(&any).to_string())
 }
 
 /// An instruction that asks for something other than reasoning.
 pub fn plain_user(rng: &mut Rng, lang: &str) -> String {
-    let own: Vec<&str> = PLAIN_USER.iter().filter(|(l, _)| *l == lang).map(|x| x.1).collect();
+    let own: Vec<&str> = PLAIN_USER
+        .iter()
+        .filter(|(l, _)| *l == lang)
+        .map(|x| x.1)
+        .collect();
     let from = if own.is_empty() {
         PLAIN_USER.iter().map(|x| x.1).collect()
     } else {
@@ -782,12 +1332,21 @@ pub struct Example {
 /// Requests for reasoning: attached to real questions or generated tasks,
 /// as system prompts, or alone. `pairs`: the (language, style) pairs to
 /// draw from (English three times as often as each other language).
-pub fn positives(rng: &mut Rng, questions: &[&str], pairs: &[(&'static str, Style)], bank: Bank, n: usize) -> Vec<Example> {
+pub fn positives(
+    rng: &mut Rng,
+    questions: &[&str],
+    pairs: &[(&'static str, Style)],
+    bank: Bank,
+    n: usize,
+) -> Vec<Example> {
     let mut out = Vec::with_capacity(n);
     if pairs.is_empty() {
         return out;
     }
-    let weights: Vec<f64> = pairs.iter().map(|(l, _)| if *l == "en" { 3.0 } else { 1.0 }).collect();
+    let weights: Vec<f64> = pairs
+        .iter()
+        .map(|(l, _)| if *l == "en" { 3.0 } else { 1.0 })
+        .collect();
     for _ in 0..n {
         let (lang, style) = pairs[rng.weighted(&weights)];
         let roll = rng.f64();

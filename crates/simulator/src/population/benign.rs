@@ -68,7 +68,8 @@ pub fn human_params(rng: &mut Rng, anthropic: bool, spec_reasoning: f64, step: f
 
 pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
     let seed = ctx.seed;
-    ctx.conversations = ((ctx.corpus.conversations.len() as f64 * spec.corpus_share).ceil() as usize)
+    ctx.conversations = ((ctx.corpus.conversations.len() as f64 * spec.corpus_share).ceil()
+        as usize)
         .clamp(1, ctx.corpus.conversations.len());
     let nat_rng = &mut Rng::derive(&[seed, label("benign-nats")]);
     let share = |k: &str| spec.network.get(k).copied().unwrap_or(0.0);
@@ -264,9 +265,15 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
         );
         let pool_len = ctx.accounts[account as usize].streams[0].ips.len() as u64;
         let sessions = match homework {
-            Some(set) => {
-                homework_sessions(ctx, &mut rng, account, set, &sessions, spec.think_seconds, &habit)
-            }
+            Some(set) => homework_sessions(
+                ctx,
+                &mut rng,
+                account,
+                set,
+                &sessions,
+                spec.think_seconds,
+                &habit,
+            ),
             None => sessions,
         };
         chat_sessions(

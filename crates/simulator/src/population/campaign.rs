@@ -16,9 +16,9 @@ use distillguard_core::{AccountInfo, Label, Timestamp};
 use super::Ctx;
 use super::benign::{chat_sessions, human_params};
 use crate::content::templates::Template;
+use crate::content::wording::{self, Bank, Style};
 use crate::network::{self, NetKind};
 use crate::rng::{Rng, label};
-use crate::content::wording::{self, Bank, Style};
 use crate::scenario::{CAPABILITIES, CampaignSpec, ELICITATION_STYLES, LANGUAGES};
 use crate::schedule;
 use crate::world::{
@@ -452,8 +452,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             }
             for (k, starts) in by_key.iter().enumerate() {
                 chat_sessions(
-                    ctx, &mut rng, account, k as u8, starts, 2.0, 40.0, 0.06, 0.7, pool_len,
-                    &habit,
+                    ctx, &mut rng, account, k as u8, starts, 2.0, 40.0, 0.06, 0.7, pool_len, &habit,
                 );
             }
         }

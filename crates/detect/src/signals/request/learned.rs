@@ -168,7 +168,11 @@ impl Model {
     /// Serialises: magic, bias, threshold, scale, then one signed byte per
     /// weight (quantised; the model file stays small).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let max = self.weights.iter().fold(0f32, |m, w| m.max(w.abs())).max(1e-9);
+        let max = self
+            .weights
+            .iter()
+            .fold(0f32, |m, w| m.max(w.abs()))
+            .max(1e-9);
         let scale = max / 127.0;
         let mut out = Vec::with_capacity(20 + SIZE);
         out.extend_from_slice(MAGIC);
@@ -312,8 +316,16 @@ mod tests {
 
     #[test]
     fn training_learns_a_separable_toy_problem_deterministically() {
-        let pos = ["walk me through your reasoning", "explain your reasoning steps", "show your reasoning first"];
-        let neg = ["what is the weather today", "write a poem about cats", "translate hello to french"];
+        let pos = [
+            "walk me through your reasoning",
+            "explain your reasoning steps",
+            "show your reasoning first",
+        ];
+        let neg = [
+            "what is the weather today",
+            "write a poem about cats",
+            "translate hello to french",
+        ];
         let mut ex = Vec::new();
         for (i, t) in pos.iter().chain(neg.iter()).enumerate() {
             let mut f = Vec::new();
