@@ -131,6 +131,13 @@ const MAX_GROUPS_PER_KEY: usize = 16;
 /// distinct dense keys they share.
 pub const JOIN_EVIDENCE: u8 = 3;
 
+/// Distinct exact system prompts two groups must share to join on content
+/// alone. An application has one system prompt, or a few; one public
+/// library entry, or two, is shared by unrelated actors; a set of four or
+/// more, each dense with suspicious accounts, is one operator's rotation.
+/// Templates do not count: a class sharing a worksheet shares many.
+pub const CONTENT_KEYS: u8 = 4;
+
 /// Evidence between two groups.
 #[derive(Debug, Default)]
 struct Pair {
@@ -141,6 +148,8 @@ struct Pair {
     identity: u16,
     /// Distinct synchronised windows shared.
     windows: u16,
+    /// Distinct exact system prompts shared.
+    content: u8,
     keys: Vec<u64>,
 }
 
@@ -205,6 +214,9 @@ pub struct Linker {
     /// Synchronised windows (template or prompt × ten minutes) each group
     /// acted in, counted per account.
     windows: Vec<u32>,
+    /// Whether a member of the group has an identity of its operator's
+    /// own: a payment method or a batch of sign-ups.
+    anchored: Vec<bool>,
     pub(crate) detected_at: Vec<Option<i64>>,
     pub(crate) members: Vec<Member>,
     /// Client stacks seen per group root, for the report (never links).
@@ -228,6 +240,7 @@ impl Linker {
             evidence: Vec::new(),
             identity: Vec::new(),
             windows: Vec::new(),
+            anchored: Vec::new(),
             detected_at: Vec::new(),
             members: Vec::new(),
             clients: HashMap::new(),
@@ -245,6 +258,7 @@ impl Linker {
             self.evidence.push(0.0);
             self.identity.push(0);
             self.windows.push(0);
+            self.anchored.push(false);
             self.detected_at.push(None);
             self.members.push(Member::default());
         }
@@ -303,6 +317,7 @@ impl Linker {
         self.evidence[root as usize] += self.evidence[child as usize];
         self.identity[root as usize] += self.identity[child as usize];
         self.windows[root as usize] += self.windows[child as usize];
+        self.anchored[root as usize] |= self.anchored[child as usize];
         self.detected_at[root as usize] = match (
             self.detected_at[root as usize],
             self.detected_at[child as usize],
@@ -399,6 +414,14 @@ impl Linker {
         }
         self.update_evidence(idx, ts);
         let statics = std::mem::take(&mut self.members[idx as usize].statics);
+        if statics
+            .iter()
+            .chain(keys.iter())
+            .any(|k| matches!(k.kind, Kind::Payment | Kind::SignupBatch))
+        {
+            let r = self.find(idx);
+            self.anchored[r as usize] = true;
+        }
         for k in statics.iter().chain(keys.iter()) {
             if !k.kind.links() {
                 if k.kind == Kind::Client {
@@ -487,6 +510,9 @@ impl Linker {
         if k.kind == Kind::Synchrony {
             e.windows = e.windows.saturating_add(1);
         }
+        if k.kind == Kind::SystemPrompt {
+            e.content = e.content.saturating_add(1);
+        }
         // Large groups must share a proportionate part of their exits:
         // two campaigns renting the same residential proxy service share a
         // few exits by chance, never a twentieth of them.
@@ -503,9 +529,16 @@ impl Linker {
         let (wa, wb) = (self.windows[a as usize], self.windows[b as usize]);
         let in_step = e.windows >= SYNC_WINDOWS
             && f64::from(e.windows) >= SYNC_SHARE * f64::from(wa.min(wb).max(1));
-        let strong = matches!(k.kind, Kind::Payment | Kind::SignupBatch)
-            || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need)
-            || in_step;
+        let anchoring = matches!(k.kind, Kind::Payment | Kind::SignupBatch)
+            || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need);
+        // A library of prompts shared with a group that has an identity of
+        // its operator's own (a card) is a library another actor may have
+        // drawn from too; shared only by accounts with no such identity
+        // (no records, rotating exits), it is the one thing that ties them.
+        let by_content = e.content >= CONTENT_KEYS
+            && !self.anchored[a as usize]
+            && !self.anchored[b as usize];
+        let strong = anchoring || in_step || by_content;
         if e.score >= JOIN_EVIDENCE && strong {
             let keys = std::mem::take(&mut e.keys);
             for k in keys {
@@ -759,6 +792,29 @@ mod tests {
         let roots = l.campaign_roots();
         assert_eq!(roots.len(), 2, "{roots:?}");
         assert!(roots.iter().all(|&r| l.size_of(r) == 5));
+    }
+
+    #[test]
+    fn a_library_of_prompts_links_accounts_with_no_identity_of_their_own() {
+        // Accounts without records, each on its own rotating exits, sharing
+        // five system prompts (Glasswally's shape): content is all that
+        // ties them. Two or three shared prompts would not be enough.
+        let run = |prompts: usize| {
+            let mut l = Linker::new(Config::default());
+            for round in 0..3i64 {
+                for i in 0..10u32 {
+                    let keys: Vec<Key> = (0..prompts)
+                        .map(|p| key(Kind::SystemPrompt, &format!("sp{p}")))
+                        .chain([key(Kind::Ip, &format!("198.51.{i}.{round}"))])
+                        .collect();
+                    l.observe(i, None, &keys, act(round * 100 + i as i64, 0.9, false));
+                }
+            }
+            l.campaign_roots().iter().map(|&r| l.size_of(r)).max()
+        };
+        // Ten members at risk 0.9 pool 10 × logit(0.9) ≈ 22 ≥ 20.
+        assert_eq!(run(5), Some(10));
+        assert_eq!(run(3), None);
     }
 
     #[test]
