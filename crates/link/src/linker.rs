@@ -489,10 +489,27 @@ impl Linker {
         }
     }
 
+    /// Whether the mail domain of a batch of sign-ups is dense with
+    /// suspicious accounts (an operator's own domain). On a webmail domain,
+    /// two rings registering in the same three hours are two rings: the
+    /// batch is evidence there, not enough alone.
+    fn own_domain(&self, batch: &Key) -> bool {
+        let label = batch.label.render();
+        let Some(domain) = label.split(" @ ").next() else {
+            return false;
+        };
+        let key = Kind::EmailDomain.key(domain.as_bytes());
+        self.keys.get(&key).is_some_and(|st| {
+            let total = self.count.estimate(key).max(st.suspicious);
+            f64::from(st.suspicious) / f64::from(total) >= self.cfg.min_fraction
+        })
+    }
+
     /// Adds a dense key shared by groups `a` and `b` to their evidence;
     /// joins them once the evidence reaches [`JOIN_EVIDENCE`].
     fn evidence(&mut self, a: u32, b: u32, k: &Key, ts: i64) {
         let pair = (a.min(b), a.max(b));
+        let own_batch = k.kind == Kind::SignupBatch && self.own_domain(k);
         let e = self.pairs.entry(pair).or_default();
         if e.keys.contains(&k.key) {
             return;
@@ -529,15 +546,15 @@ impl Linker {
         let (wa, wb) = (self.windows[a as usize], self.windows[b as usize]);
         let in_step = e.windows >= SYNC_WINDOWS
             && f64::from(e.windows) >= SYNC_SHARE * f64::from(wa.min(wb).max(1));
-        let anchoring = matches!(k.kind, Kind::Payment | Kind::SignupBatch)
+        let anchoring = k.kind == Kind::Payment
+            || own_batch
             || (e.kinds.count_ones() >= 2 && u32::from(e.identity) >= need);
         // A library of prompts shared with a group that has an identity of
         // its operator's own (a card) is a library another actor may have
         // drawn from too; shared only by accounts with no such identity
         // (no records, rotating exits), it is the one thing that ties them.
-        let by_content = e.content >= CONTENT_KEYS
-            && !self.anchored[a as usize]
-            && !self.anchored[b as usize];
+        let by_content =
+            e.content >= CONTENT_KEYS && !self.anchored[a as usize] && !self.anchored[b as usize];
         let strong = anchoring || in_step || by_content;
         if e.score >= JOIN_EVIDENCE && strong {
             let keys = std::mem::take(&mut e.keys);
