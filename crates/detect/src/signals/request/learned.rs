@@ -62,13 +62,19 @@ fn mix(h: u64) -> u64 {
 /// counts each once per occurrence, scaled by the feature count).
 pub fn features(text: &str, out: &mut Vec<u32>) {
     out.clear();
-    let total = text.chars().count();
-    if total <= 2 * WINDOW {
+    // Byte offsets of the two windows, found from each end without
+    // walking a long prompt's middle.
+    let head_end = text.char_indices().nth(WINDOW).map_or(text.len(), |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .rev()
+        .nth(WINDOW - 1)
+        .map_or(0, |(i, _)| i);
+    if tail_start <= head_end {
         window_features(text.chars(), out);
     } else {
-        window_features(text.chars().take(WINDOW), out);
-        let skip = total - WINDOW;
-        window_features(text.chars().skip(skip), out);
+        window_features(text[..head_end].chars(), out);
+        window_features(text[tail_start..].chars(), out);
     }
 }
 
