@@ -64,7 +64,10 @@ pub fn features(text: &str, out: &mut Vec<u32>) {
     out.clear();
     // Byte offsets of the two windows, found from each end without
     // walking a long prompt's middle.
-    let head_end = text.char_indices().nth(WINDOW).map_or(text.len(), |(i, _)| i);
+    let head_end = text
+        .char_indices()
+        .nth(WINDOW)
+        .map_or(text.len(), |(i, _)| i);
     let tail_start = text
         .char_indices()
         .rev()
