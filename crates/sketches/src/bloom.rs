@@ -5,55 +5,71 @@ Bloom filters: "has this been seen before?" in fixed memory.
 it fills. [`Rotating`] keeps two generations of `capacity` insertions each
 and forgets the older one when the newer fills, so a stream that never
 ends keeps a steady false-positive rate and remembers at least the last
-`capacity` items. Cost: three hashes and three bit operations per call.
+`capacity` items. Cost: two hashes and one cache line per call.
 */
 
 use crate::mix64;
 
 const PROBES: u32 = 3;
 
+/// One cache line of bits: every probe of an item falls in one line, so
+/// a call costs one cache miss, not three (a blocked Bloom filter; its
+/// false-positive rate is a little above the classic one's at the same
+/// size).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Line([u64; 8]);
+
 /// A Bloom filter of 2^`log2_bits` bits.
 #[derive(Debug, Clone)]
 pub struct Bloom {
-    bits: Vec<u64>,
+    lines: Vec<Line>,
     mask: u64,
 }
 
 impl Bloom {
     pub fn new(log2_bits: u32) -> Bloom {
-        let n = 1usize << log2_bits.clamp(6, 36);
+        let n = 1usize << log2_bits.clamp(9, 36);
         Bloom {
-            bits: vec![0; n / 64],
-            mask: n as u64 - 1,
+            lines: vec![Line::default(); n / 512],
+            mask: (n / 512) as u64 - 1,
         }
+    }
+
+    /// The line of `h` and its probes' (word, bit) positions in it.
+    fn probes(&self, h: u64) -> (usize, [(usize, u64); PROBES as usize]) {
+        let x = mix64(h);
+        let line = (x & self.mask) as usize;
+        let y = mix64(x ^ 0xB10C);
+        let mut p = [(0usize, 0u64); PROBES as usize];
+        for (i, slot) in p.iter_mut().enumerate() {
+            let b = (y >> (i * 9)) & 511;
+            *slot = ((b / 64) as usize, 1u64 << (b % 64));
+        }
+        (line, p)
     }
 
     /// Inserts `h`; returns whether it was (probably) there before.
     pub fn insert(&mut self, h: u64) -> bool {
+        let (line, probes) = self.probes(h);
+        let words = &mut self.lines[line].0;
         let mut present = true;
-        let mut x = h;
-        for _ in 0..PROBES {
-            x = mix64(x);
-            let b = x & self.mask;
-            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
-            present &= self.bits[w] & bit != 0;
-            self.bits[w] |= bit;
+        for (w, bit) in probes {
+            present &= words[w] & bit != 0;
+            words[w] |= bit;
         }
         present
     }
 
     /// Whether `h` was (probably) inserted.
     pub fn contains(&self, h: u64) -> bool {
-        let mut x = h;
-        (0..PROBES).all(|_| {
-            x = mix64(x);
-            let b = x & self.mask;
-            self.bits[(b / 64) as usize] & (1u64 << (b % 64)) != 0
-        })
+        let (line, probes) = self.probes(h);
+        let words = &self.lines[line].0;
+        probes.iter().all(|&(w, bit)| words[w] & bit != 0)
     }
 
     fn clear(&mut self) {
-        self.bits.iter_mut().for_each(|w| *w = 0);
+        self.lines.iter_mut().for_each(|l| *l = Line::default());
     }
 }
 

@@ -82,62 +82,97 @@ pub fn features(text: &str, out: &mut Vec<u32>) {
 }
 
 fn window_features(chars: impl Iterator<Item = char>, out: &mut Vec<u32>) {
-    const MASK: u64 = (SIZE as u64) - 1;
     // Character 4-grams over the lowercased text with runs of whitespace
     // collapsed, and words (letters and digits) as unigrams and bigrams.
-    let mut ring = [0u64; 4];
-    let mut n = 0usize;
-    let mut word: u64 = 0;
-    let mut word_len = 0u32;
-    let mut prev_word: u64 = 0;
-    let mut last_space = true;
-    let flush = |word: &mut u64, word_len: &mut u32, prev: &mut u64, out: &mut Vec<u32>| {
-        if *word_len > 0 {
-            let w = mix(*word ^ 0x5752_4400);
-            out.push((w & MASK) as u32);
-            if *prev != 0 {
-                out.push((mix(w ^ prev.rotate_left(17) ^ 0x4249_4752) & MASK) as u32);
-            }
-            *prev = w;
-            *word = 0;
-            *word_len = 0;
-        }
-    };
+    let mut st = Grams::default();
     for c in chars {
-        for c in c.to_lowercase() {
-            let space = c.is_whitespace();
-            if space && last_space {
-                continue;
-            }
-            last_space = space;
-            let c = if space { ' ' } else { c };
-            if c.is_alphanumeric() {
-                word = word.wrapping_mul(0x100_0000_01B3) ^ c as u64;
-                word_len += 1;
-                // Scripts without spaces (CJK): each character ends a word.
-                if (c as u32) >= 0x2E80 {
-                    flush(&mut word, &mut word_len, &mut prev_word, out);
-                }
-            } else {
-                flush(&mut word, &mut word_len, &mut prev_word, out);
-                if space {
-                    // Keep bigrams within a phrase, not across punctuation.
-                } else {
-                    prev_word = 0;
-                }
-            }
-            ring[n % 4] = c as u64;
-            n += 1;
-            if n >= 4 {
-                let h = ((ring[(n - 4) % 4] * 0x1_0000_0001)
-                    .wrapping_add(ring[(n - 3) % 4] << 21)
-                    .wrapping_add(ring[(n - 2) % 4] << 42))
-                    ^ ring[(n - 1) % 4].rotate_left(11);
-                out.push((mix(h ^ 0x4348_3400) & MASK) as u32);
+        // ASCII (most prompts) lowercases to one character without
+        // `to_lowercase`'s iterator.
+        if c.is_ascii() {
+            st.push(c.to_ascii_lowercase(), out);
+        } else {
+            for c in c.to_lowercase() {
+                st.push(c, out);
             }
         }
     }
-    flush(&mut word, &mut word_len, &mut prev_word, out);
+    st.flush(out);
+}
+
+const MASK: u64 = (SIZE as u64) - 1;
+
+/// The running state of [`window_features`].
+struct Grams {
+    ring: [u64; 4],
+    n: usize,
+    word: u64,
+    word_len: u32,
+    prev_word: u64,
+    last_space: bool,
+}
+
+impl Default for Grams {
+    fn default() -> Self {
+        Grams {
+            ring: [0; 4],
+            n: 0,
+            word: 0,
+            word_len: 0,
+            prev_word: 0,
+            last_space: true,
+        }
+    }
+}
+
+impl Grams {
+    fn flush(&mut self, out: &mut Vec<u32>) {
+        if self.word_len > 0 {
+            let w = mix(self.word ^ 0x5752_4400);
+            out.push((w & MASK) as u32);
+            if self.prev_word != 0 {
+                out.push((mix(w ^ self.prev_word.rotate_left(17) ^ 0x4249_4752) & MASK) as u32);
+            }
+            self.prev_word = w;
+            self.word = 0;
+            self.word_len = 0;
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, c: char, out: &mut Vec<u32>) {
+        let space = c.is_whitespace();
+        if space && self.last_space {
+            return;
+        }
+        self.last_space = space;
+        let c = if space { ' ' } else { c };
+        if c.is_alphanumeric() {
+            self.word = self.word.wrapping_mul(0x100_0000_01B3) ^ c as u64;
+            self.word_len += 1;
+            // Scripts without spaces (CJK): each character ends a word.
+            if (c as u32) >= 0x2E80 {
+                self.flush(out);
+            }
+        } else {
+            self.flush(out);
+            // Bigrams stay within a phrase: a space keeps the previous
+            // word, punctuation drops it.
+            if !space {
+                self.prev_word = 0;
+            }
+        }
+        let n = self.n;
+        self.ring[n % 4] = c as u64;
+        self.n += 1;
+        if self.n >= 4 {
+            let r = &self.ring;
+            let h = ((r[(n + 1) % 4] * 0x1_0000_0001)
+                .wrapping_add(r[(n + 2) % 4] << 21)
+                .wrapping_add(r[(n + 3) % 4] << 42))
+                ^ r[n % 4].rotate_left(11);
+            out.push((mix(h ^ 0x4348_3400) & MASK) as u32);
+        }
+    }
 }
 
 fn sigmoid(x: f32) -> f32 {
