@@ -735,14 +735,19 @@ impl Engine {
                 }
                 None => {
                     // A key heavier than the lightest unflagged tracked one
-                    // takes its slot (Space-Saving's rule, with the key's
-                    // requests counted across the whole stream).
+                    // takes its slot (Space-Saving's rule). Both weights are
+                    // the keys' whole counts, not requests since a key took
+                    // its slot: otherwise a key that just entered is the
+                    // lightest, the next key evicts it, and an account with
+                    // many keys of like weight churns its slots without any
+                    // key ever gathering a profile.
+                    let counts = &self.key_requests;
                     let lightest = slots
                         .iter()
                         .enumerate()
                         .filter(|(_, s)| !s.verdict.is_some_and(Verdict::is_flagged))
-                        .min_by_key(|(_, s)| s.profile.requests)
-                        .map(|(i, s)| (i, s.profile.requests));
+                        .map(|(i, s)| (i, counts.estimate(s.key)))
+                        .min_by_key(|&(_, n)| n);
                     match lightest {
                         Some((i, n)) if key_requests > n => {
                             slots[i] = Slot {
@@ -1216,6 +1221,39 @@ mod tests {
             "{}",
             elicit.detail
         );
+    }
+
+    #[test]
+    fn many_keys_of_like_weight_do_not_churn_the_slots() {
+        // A reseller: ten customer keys in turn, and one key twice as busy
+        // as any of them. The busy key keeps a slot and gathers its whole
+        // history; slots do not pass from key to key at every request.
+        let w = Weights::embedded();
+        let mut engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+        let mut t = 0;
+        for round in 0..30 {
+            for k in 0..10 {
+                t += 7;
+                let e = line(
+                    t,
+                    "reseller",
+                    &format!("key_c{k}"),
+                    "Go-http-client/1.1",
+                    "hello",
+                );
+                engine.process(&pre(&parse_event_line(&e).unwrap()));
+            }
+            for _ in 0..2 {
+                t += 7;
+                let q = format!("question {round}: why is the sky blue?");
+                let e = line(t, "reseller", "key_busy", "python-httpx/0.27", &q);
+                engine.process(&pre(&parse_event_line(&e).unwrap()));
+            }
+        }
+        let report = engine.report(true);
+        let busy = report.keys.iter().find(|k| k.key_id == "key_busy");
+        let busy = busy.expect("the busiest key holds a slot");
+        assert!(busy.requests >= 55, "{}", busy.requests);
     }
 
     #[test]
