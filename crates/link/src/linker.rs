@@ -48,7 +48,7 @@ use distillguard_core::{AccountInfo, Timestamp};
 use distillguard_sketches::countmin::CountMin;
 use distillguard_sketches::mix64;
 
-use crate::keys::{Key, Kind, account_keys};
+use crate::keys::{Key, Kind, Label, account_keys};
 
 /// Linking parameters (the `[link]` table of the analyze configuration).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -162,6 +162,17 @@ pub const SYNC_WINDOWS: u16 = 3;
 /// to join on synchrony.
 pub const SYNC_SHARE: f64 = 0.3;
 
+/// Share of ten-minute windows (since it first appeared among suspicious
+/// accounts) above which a template is always on: two groups meeting on
+/// it in a window is then what independent round-the-clock scripts do,
+/// not synchrony. SynchroTrap's point is acting together when the action
+/// is otherwise rare in time.
+pub const SYNC_QUIET: f64 = 0.5;
+
+/// Templates whose activity is remembered for [`SYNC_QUIET`] (beyond,
+/// the memory starts over).
+const MAX_SYNC_TEMPLATES: usize = 1 << 20;
+
 /// Per-account linking state.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Member {
@@ -204,6 +215,10 @@ pub struct Linker {
     /// filter, like `seen`: a rare false hit undercounts by one).
     counted_suspicious: distillguard_sketches::bloom::Bloom,
     pairs: HashMap<(u32, u32), Pair>,
+    /// Per template (or system prompt) of synchrony keys: the first and
+    /// last window it was used in by a suspicious account, and in how many
+    /// windows.
+    template_windows: HashMap<u64, (i64, i64, u32)>,
     parent: Vec<u32>,
     size: Vec<u32>,
     flagged: Vec<u32>,
@@ -234,6 +249,7 @@ impl Linker {
             keys: HashMap::new(),
             counted_suspicious: distillguard_sketches::bloom::Bloom::new(24),
             pairs: HashMap::new(),
+            template_windows: HashMap::new(),
             parent: Vec::new(),
             size: Vec::new(),
             flagged: Vec::new(),
@@ -441,6 +457,12 @@ impl Linker {
     }
 
     fn link_on(&mut self, k: &Key, idx: u32, ts: i64) {
+        // A synchrony key counts only on a template that is quiet in
+        // most windows.
+        let in_sync = match (k.kind, &k.label) {
+            (Kind::Synchrony, Label::Sync(t, w)) => Some(self.quiet_template(*t, *w)),
+            _ => None,
+        };
         let first = !self.counted_suspicious.insert(mix64(
             k.key ^ u64::from(idx).wrapping_mul(0x9FB2_1C65_1E98_DF25),
         ));
@@ -455,7 +477,7 @@ impl Linker {
         if first {
             st.suspicious += 1;
         }
-        let sync_first = first && k.kind == Kind::Synchrony;
+        let sync_first = first && in_sync == Some(true);
         let total = self.count.estimate(k.key).max(st.suspicious);
         // A batch of sign-ups is five or more: two accounts registering on
         // one domain in the same three hours is a coincidence on webmail.
@@ -479,7 +501,7 @@ impl Linker {
                 self.identity[ra as usize] += 1;
             }
         }
-        if dense && k.kind.weight() > 0 {
+        if dense && k.kind.weight() > 0 && in_sync != Some(false) {
             for &rb in groups.iter().filter(|&&g| g != ra) {
                 self.evidence(ra, rb, k, ts);
             }
@@ -487,6 +509,27 @@ impl Linker {
         if let Some(st) = self.keys.get_mut(&k.key) {
             st.groups = groups;
         }
+    }
+
+    /// Records that template `t` was used in window `w`; whether it has
+    /// been used in at most [`SYNC_QUIET`] of the windows since it first
+    /// appeared (a template seen in one window only is not yet known to
+    /// be quiet).
+    fn quiet_template(&mut self, t: u64, w: i64) -> bool {
+        if self.template_windows.len() >= MAX_SYNC_TEMPLATES
+            && !self.template_windows.contains_key(&t)
+        {
+            self.template_windows.clear();
+        }
+        let e = self.template_windows.entry(t).or_insert((w, w - 1, 0));
+        // Records come in time order (within the reorder window): a window
+        // older than the last is already counted or too late to matter.
+        if w > e.1 {
+            e.1 = w;
+            e.2 += 1;
+        }
+        let span = (e.1 - e.0 + 1).max(1) as f64;
+        span >= 2.0 && f64::from(e.2) / span <= SYNC_QUIET
     }
 
     /// Whether the mail domain of a batch of sign-ups is dense with
@@ -674,6 +717,38 @@ mod tests {
             risk,
             flagged,
         }
+    }
+
+    #[test]
+    fn synchrony_joins_bursts_not_round_the_clock_scripts() {
+        // Two rings (a card each) on one template. `every`: they fire in
+        // every `every`-th ten-minute window, at the same times.
+        let run = |every: i64| {
+            let mut l = Linker::new(Config::default());
+            for burst in 0..8i64 {
+                let w = burst * every;
+                let t = 0xC0FFEE_u64;
+                let sync = Key {
+                    kind: Kind::Synchrony,
+                    key: Kind::Synchrony.key_of_hash(mix64(t ^ w as u64)),
+                    label: crate::keys::Label::Sync(t, w),
+                };
+                for i in 0..6u32 {
+                    let card = key(Kind::Payment, if i < 3 { "pm_a" } else { "pm_b" });
+                    let ts = w * crate::keys::SYNC_WINDOW_MS + i64::from(i);
+                    l.observe(i, None, &[card, sync.clone()], act(ts, 0.9, true));
+                }
+            }
+            let mut sizes: Vec<u32> = l.campaign_roots().iter().map(|&r| l.size_of(r)).collect();
+            sizes.sort_unstable();
+            sizes
+        };
+        // Bursts an hour apart: acting together when the template is
+        // otherwise quiet is synchrony.
+        assert_eq!(run(6), vec![6]);
+        // The template in use in every window: two round-the-clock scripts
+        // drawing from one library, not one network.
+        assert_eq!(run(1), vec![3, 3]);
     }
 
     #[test]

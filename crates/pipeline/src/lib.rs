@@ -19,7 +19,8 @@ Data flows one way:
 Because the live path (the gateway asks for each account's verdict after
 each request) and the batch path (`analyze` reads the report at the end)
 call the same rule on the same linker state, a log replayed through both
-gives the same verdicts (tested in the CLI's end-to-end tests).
+gives the same verdicts (`crates/gateway/tests/parity.rs` replays a
+simulated world through the gateway's detector and through `analyze`).
 */
 
 pub mod training;
