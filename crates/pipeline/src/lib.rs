@@ -266,7 +266,10 @@ impl Pipeline {
     /// The report: accounts (with campaign membership applied) and campaigns.
     pub fn finish(mut self, all: bool) -> Report {
         if !self.linker.cfg.enabled {
-            let mut report = self.engine.report(all);
+            let intel = &self.intel_hits;
+            let mut report = self
+                .engine
+                .report_including(all, &|a| intel.contains_key(a));
             self.apply_intel(&mut report);
             return report;
         }
@@ -275,10 +278,19 @@ impl Pipeline {
                 self.linker.link_dormant(li);
             }
         }
-        let mut report = self.engine.report(true);
-        self.apply_intel(&mut report);
         let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
         let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
+        // Accounts whose verdict campaigns or partner indicators may raise
+        // are built into the report; the others only when flagged or `all`.
+        let members: std::collections::HashSet<&str> = camps
+            .iter()
+            .flat_map(|c| c.accounts.iter().map(String::as_str))
+            .collect();
+        let intel = &self.intel_hits;
+        let mut report = self
+            .engine
+            .report_including(all, &|a| members.contains(a) || intel.contains_key(a));
+        self.apply_intel(&mut report);
         campaign::apply(&mut report, &mut self.linker, &camps, &self.link_ids);
         if !all {
             report.accounts.retain(|a| a.verdict != Verdict::Allow);
@@ -345,5 +357,53 @@ impl Pipeline {
                 a.verdict = Verdict::Monitor;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use distillguard_detect::engine::Weights;
+
+    fn line(ts_s: i64, account: &str, key: &str) -> Event {
+        let text = format!(
+            r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","messages":[{{"role":"user","content":"what should I cook tonight, take {ts_s}"}}]}}}}"#,
+            Timestamp(1_771_200_000_000 + ts_s * 60_000)
+        );
+        distillguard_core::parse_event_line(&text).unwrap()
+    }
+
+    #[test]
+    fn the_report_lists_what_was_flagged_unless_asked_for_all() {
+        // Two quiet accounts with two keys each: nothing flagged, so the
+        // report lists no account and no key (at a million accounts the
+        // unflagged keys alone were gigabytes), and `all` lists them all.
+        let run = |all: bool| {
+            let w = Weights::embedded();
+            let engine = Engine::new(&w, w.thresholds, &[], HashMap::new());
+            let intel = Intel::default();
+            let mut p = Pipeline::new(engine, Default::default(), &HashMap::new(), &intel);
+            let per = PerRequest {
+                intel: &intel,
+                link_keys: true,
+            };
+            for t in 0..6 {
+                for a in ["ann", "bob"] {
+                    let e = line(t, a, &format!("{a}_key_{}", t % 2));
+                    p.process(&record(&e, &per));
+                }
+            }
+            p.finish(all)
+        };
+        let quiet = run(false);
+        assert!(
+            quiet.accounts.is_empty() && quiet.keys.is_empty(),
+            "{:?}",
+            quiet.keys
+        );
+        let every = run(true);
+        assert_eq!(every.accounts.len(), 2);
+        assert_eq!(every.keys.len(), 4);
     }
 }
