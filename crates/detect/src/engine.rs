@@ -167,22 +167,21 @@ pub fn time_order(pres: &[Pre]) -> Vec<u32> {
 /// Elicitation strength of a request: 1 when a phrase list matches (the
 /// fast path), else the learned classifier's probability of the user turn
 /// or the system prompt, whichever is higher; and whether the system
-/// prompt itself asks for reasoning. System prompts repeat, so their
-/// scores are cached per thread.
-fn elicitation_of(e: &Event, user: &Text, system: Option<&Text>) -> (f32, bool) {
-    let user_hit = elicitation::detect(user, None).is_some();
-    let system_hit =
-        system.is_some_and(|s| elicitation::detect(&Text::default(), Some(s)).is_some());
-    if user_hit && system_hit {
-        return (1.0, true);
-    }
+/// prompt itself asks for reasoning. System prompts repeat (a product
+/// sends one on every request), so their phrase scan and probability are
+/// cached per thread by the prompt's hash.
+fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, bool) {
     thread_local! {
-        static SCRATCH: std::cell::RefCell<(Vec<u32>, HashMap<u64, f32>)> =
+        static SCRATCH: std::cell::RefCell<(Vec<u32>, HashMap<u64, (bool, f32)>)> =
             std::cell::RefCell::new((Vec::new(), HashMap::new()));
     }
+    let user_hit = elicitation::detect(user, None).is_some();
     let model = learned::Model::embedded();
     SCRATCH.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else {
+            let system_hit = system.is_some_and(|(s, _)| {
+                elicitation::detect(&Text::default(), Some(&Text::new(s))).is_some()
+            });
             return (user_hit as u8 as f32, system_hit);
         };
         let (scratch, cache) = &mut *guard;
@@ -190,32 +189,34 @@ fn elicitation_of(e: &Event, user: &Text, system: Option<&Text>) -> (f32, bool) 
         // score (an account's mean sees a wording the model half-knows);
         // at or above it, it counts as a match.
         let norm = |p: f32| if p >= model.threshold { 1.0 } else { p };
-        let u = if user_hit {
+        let s = match system {
+            Some((sys, h)) => {
+                let (hit, p) = match cache.get(&h) {
+                    Some(v) => *v,
+                    None => {
+                        let hit =
+                            elicitation::detect(&Text::default(), Some(&Text::new(sys))).is_some();
+                        let p = if hit {
+                            1.0
+                        } else {
+                            model.probability(sys, scratch)
+                        };
+                        if cache.len() >= 4096 {
+                            cache.clear();
+                        }
+                        cache.insert(h, (hit, p));
+                        (hit, p)
+                    }
+                };
+                if hit { 1.0 } else { norm(p) }
+            }
+            None => 0.0,
+        };
+        // When either side matched, the answer is 1 whatever the other.
+        let u = if user_hit || s >= 1.0 {
             1.0
         } else {
             norm(model.probability(&e.request.last_user_text, scratch))
-        };
-        let s = if system_hit {
-            1.0
-        } else {
-            match e.request.system_prompt.as_deref() {
-                Some(sys) if !sys.is_empty() => {
-                    let h = distillguard_sketches::hash_exact(sys.as_bytes());
-                    let p = match cache.get(&h) {
-                        Some(p) => *p,
-                        None => {
-                            let p = model.probability(sys, scratch);
-                            if cache.len() >= 4096 {
-                                cache.clear();
-                            }
-                            cache.insert(h, p);
-                            p
-                        }
-                    };
-                    norm(p)
-                }
-                _ => 0.0,
-            }
         };
         (u.max(s), s >= 1.0)
     })
@@ -235,10 +236,15 @@ fn reasoning_param(e: &Event) -> bool {
 /// Per-request signals of one event (pure: safe to run on any thread).
 pub fn pre(e: &Event) -> Pre {
     let user = Text::new(&e.request.last_user_text);
-    let system = e.request.system_prompt.as_deref().map(Text::new);
+    let system = e
+        .request
+        .system_prompt
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| (s, distillguard_sketches::hash_exact(s.as_bytes())));
     let h = harvesting::measure(e, 0);
     let s = shape::measure(e, &user);
-    let (elicit, elicit_in_system) = elicitation_of(e, &user, system.as_ref());
+    let (elicit, elicit_in_system) = elicitation_of(e, &user, system);
     Pre {
         ts: e.ts,
         account_id: e.account_id.clone(),
@@ -261,12 +267,9 @@ pub fn pre(e: &Event) -> Pre {
         template: Fingerprint::edges(&e.request.last_user_text, &mut Vec::new())
             .filter(|k| k[0] != 0),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
-        system: e
-            .request
-            .system_prompt
-            .as_deref()
-            .filter(|s| s.chars().count() >= SYSTEM_MIN_CHARS)
-            .map_or(0, |s| distillguard_sketches::hash_exact(s.as_bytes())),
+        system: system
+            .filter(|(s, _)| s.chars().nth(SYSTEM_MIN_CHARS - 1).is_some())
+            .map_or(0, |(_, h)| h),
         account_key: distillguard_sketches::hash_exact(e.account_id.as_bytes()),
         hosting_org: e.client.asn_org.clone().filter(|o| account::is_hosting(o)),
         client_country: e.client.country.clone(),
