@@ -170,9 +170,13 @@ pub fn time_order(pres: &[Pre]) -> Vec<u32> {
 /// prompt itself asks for reasoning. System prompts repeat (a product
 /// sends one on every request), so their phrase scan and probability are
 /// cached per thread by the prompt's hash.
+/// Per-thread scratch of [`elicitation_of`]: the classifier's feature
+/// buffer, and system prompts' (phrase hit, probability) by hash.
+type ElicitScratch = (Vec<u32>, HashMap<u64, (bool, f32)>);
+
 fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, bool) {
     thread_local! {
-        static SCRATCH: std::cell::RefCell<(Vec<u32>, HashMap<u64, (bool, f32)>)> =
+        static SCRATCH: std::cell::RefCell<ElicitScratch> =
             std::cell::RefCell::new((Vec::new(), HashMap::new()));
     }
     let user_hit = elicitation::detect(user, None).is_some();
