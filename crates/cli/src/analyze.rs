@@ -549,7 +549,17 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         );
     }
     if let Some(dir) = &sim_dir {
-        let line = against_truth(&report, dir)?;
+        let mut line = against_truth(&report, dir)?;
+        // The simulated log is the bulk of the directory (436 MB for
+        // `default`); the truth and account records stay for `eval`.
+        let log = dir.join("events.jsonl.gz");
+        if std::fs::remove_file(&log).is_ok() {
+            line.push_str(&format!(
+                " (the simulated log was removed; `distillguard simulate --scenario {} --seed {} --out DIR` writes it again)",
+                o.scenario.as_deref().unwrap_or("default"),
+                o.seed
+            ));
+        }
         if o.format == Format::Table && o.out.is_none() {
             writeln!(io::stdout().lock(), "\n{line}")?;
         } else {
