@@ -1657,8 +1657,8 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
 /// official SDK is blocked within 100 requests, with the default weights
 /// and thresholds, both when it asks for reasoning in a system prompt at
 /// fixed settings and when it scrapes log-probabilities and samples.
-/// Issue 11's gateway target. Not met by the shipped model: both shapes
-/// reach risk 0.74–0.85 (monitor is 0.864, throttle 0.9936), because
+/// Issue 11's gateway target. Not met by the shipped model: the shapes
+/// reach risk 0.66–0.82 (monitor is 0.843, throttle 0.9919), because
 /// honest chain-of-thought benchmark harnesses and coding agents in the
 /// training worlds are as fast, as regular and as fixed in their settings
 /// (docs/detection.md, "What is not met"). Run it with `--ignored`.
