@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use distillguard_core::report::Report;
 use distillguard_core::{AccountInfo, AccountRecord, ReadError, RecordReader};
-use distillguard_detect::engine::{Engine, Weights};
+use distillguard_detect::engine::{Engine, Weights, time_order};
 use distillguard_stix::Intel;
 
 use crate::config::AnalyzeConfig;
@@ -567,17 +567,6 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The processing order of records (see `engine::time_order`).
-fn time_order(recs: &[Record]) -> Vec<u32> {
-    let mut keys: Vec<(i64, u64, u32)> = recs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.pre.ts.0, r.pre.account_key, i as u32))
-        .collect();
-    keys.sort_unstable();
-    keys.into_iter().map(|k| k.2).collect()
 }
 
 fn table(

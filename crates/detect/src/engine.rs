@@ -154,11 +154,14 @@ fn stream_label(api_key: Option<&str>, user_agent: Option<&str>) -> String {
 /// of lines in the files does not matter), then by position (an account's
 /// own same-millisecond requests keep their file order). Sorts small keys,
 /// not the records.
-pub fn time_order(pres: &[Pre]) -> Vec<u32> {
-    let mut keys: Vec<(i64, u64, u32)> = pres
+pub fn time_order<T: crate::reorder::Timed>(items: &[T]) -> Vec<u32> {
+    let mut keys: Vec<(i64, u64, u32)> = items
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.ts.0, p.account_key, i as u32))
+        .map(|(i, p)| {
+            let (ts, account) = p.order_key();
+            (ts, account, i as u32)
+        })
         .collect();
     keys.sort_unstable();
     keys.into_iter().map(|k| k.2).collect()
@@ -431,6 +434,21 @@ struct Slot {
     verdict: Option<Verdict>,
     flagged_at: Option<Timestamp>,
     score_cache: (u64, f64),
+}
+
+impl Slot {
+    /// A slot for the key of `p`, its profile empty but shaped like the
+    /// account's `like` (the same origin and tier).
+    fn fresh(p: &Pre, like: &AccountProfile) -> Slot {
+        Slot {
+            key: p.stream,
+            label: p.stream_label.clone(),
+            key_id: p.key_id.clone(),
+            profile: like.empty_like(),
+            score_cache: (0, f64::NAN),
+            ..Default::default()
+        }
+    }
 }
 
 /// An account's key slots (at most [`KEY_SLOTS`]).
@@ -730,14 +748,7 @@ impl Engine {
             let at = match slots.iter().position(|s| s.key == p.stream) {
                 Some(i) => Some(i),
                 None if slots.len() < KEY_SLOTS => {
-                    slots.push(Slot {
-                        key: p.stream,
-                        label: p.stream_label.clone(),
-                        key_id: p.key_id.clone(),
-                        profile: st.profile.empty_like(),
-                        score_cache: (0, f64::NAN),
-                        ..Default::default()
-                    });
+                    slots.push(Slot::fresh(p, &st.profile));
                     Some(slots.len() - 1)
                 }
                 None => {
@@ -757,14 +768,7 @@ impl Engine {
                         .min_by_key(|&(_, n)| n);
                     match lightest {
                         Some((i, n)) if key_requests > n => {
-                            slots[i] = Slot {
-                                key: p.stream,
-                                label: p.stream_label.clone(),
-                                key_id: p.key_id.clone(),
-                                profile: st.profile.empty_like(),
-                                score_cache: (0, f64::NAN),
-                                ..Default::default()
-                            };
+                            slots[i] = Slot::fresh(p, &st.profile);
                             Some(i)
                         }
                         _ => None,

@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 
 use crate::rng::{Rng, label};
 use crate::scenario::{
-    BenignSpec, CampaignSpec, IdentitySpec, MixSpec, ModelSpec, NetworkSpec, OutputKnobs,
-    ParamSpec, PivotSpec, ProductSpec, Scenario, TimingSpec, Weights,
+    BenignSpec, CAPABILITIES, CampaignSpec, IdentitySpec, MixSpec, ModelSpec, NetworkSpec,
+    OutputKnobs, ParamSpec, PivotSpec, ProductSpec, Scenario, TimingSpec, Weights,
 };
 
 /// Campaign families. Each is a structure; its behaviours are drawn.
@@ -263,16 +263,12 @@ fn campaign(
 ) -> CampaignSpec {
     let mut c = blank(format!("{family}-{i}"), family);
     behaviour(r, &mut c);
-    let high = [
-        "reasoning",
-        "grading",
-        "safety_rewrite",
-        "agentic",
-        "coding",
-        "data_analysis",
-        "computer_use",
-        "vision",
-    ];
+    // Every skill a campaign may target but plain chat.
+    let high: Vec<&str> = CAPABILITIES
+        .iter()
+        .copied()
+        .filter(|c| *c != "chat")
+        .collect();
     let per_account: f64;
     match family {
         "reasoning-harvest" => {

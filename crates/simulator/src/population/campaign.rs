@@ -263,20 +263,12 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                     ips: own_ip.clone(),
                 });
             }
-            if rng.chance(mix.separate_key) {
-                for _ in 0..id.keys {
-                    distill_streams.push(streams.len() as u8);
-                    streams.push(Stream {
-                        key: format!("key_{}", rng.hex(12)),
-                        client: client as u16,
-                        anthropic: network::CLIENTS[client].anthropic,
-                        ips: own_ip.clone(),
-                    });
-                }
-            } else {
+            // The harvest on keys of its own, or hidden in a customer's.
+            if !rng.chance(mix.separate_key) {
                 distill_streams.push(rng.below(u64::from(mix.keys)) as u8);
             }
-        } else {
+        }
+        if distill_streams.is_empty() {
             for _ in 0..id.keys {
                 distill_streams.push(streams.len() as u8);
                 streams.push(Stream {
