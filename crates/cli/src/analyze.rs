@@ -55,10 +55,23 @@ impl Malformed {
     }
 }
 
+/// What reading the logs found besides records.
+#[derive(Debug, Default)]
+pub(crate) struct ReadSummary {
+    /// Records earlier in time than one before them.
+    pub out_of_order: u64,
+    /// Lines read (blank ones included) and lines that did not parse.
+    pub lines: u64,
+    pub malformed: u64,
+    /// Files whose reading failed part-way (a truncated gzip, an I/O
+    /// error), as `file:line`: the lines before the failure were kept.
+    pub truncated: Vec<String>,
+}
+
 /// Reads event logs in parallel and hands each record to `each`, in file
 /// order, with a progress stage per file named `verb`. Malformed lines are
-/// reported (strict: the first stops the read). Returns how many records
-/// came earlier in time than one before them.
+/// reported (strict: the first stops the read). A file that fails part-way
+/// is reported with its place and reading goes on with the next.
 fn read_each(
     inputs: &[PathBuf],
     strict: bool,
@@ -66,10 +79,10 @@ fn read_each(
     per: &PerRequest,
     verb: &str,
     mut each: impl FnMut(Record) -> Result<(), ReadError>,
-) -> Result<u64, ReadError> {
+) -> Result<ReadSummary, ReadError> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut bad = Malformed::default();
-    let mut out_of_order = 0u64;
+    let mut sum = ReadSummary::default();
     let mut last = i64::MIN;
     for path in inputs {
         distillguard_core::progress::Progress::stage(
@@ -77,7 +90,7 @@ fn read_each(
             &format!("{verb} {}", path.display()),
             None,
         );
-        distillguard_core::parallel::par_read(
+        let read = distillguard_core::parallel::par_read(
             path,
             workers,
             |l| record(l, per),
@@ -85,17 +98,34 @@ fn read_each(
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
                     Ok(r) => {
-                        out_of_order += (r.pre.ts.0 < last) as u64;
+                        sum.out_of_order += (r.pre.ts.0 < last) as u64;
                         last = last.max(r.pre.ts.0);
                         each(r)
                     }
                     Err(e) => bad.line(e, strict),
                 }
             },
-        )?;
+        );
+        match read {
+            Ok(stats) => sum.lines += stats.lines,
+            Err(ReadError::Io {
+                source_name,
+                line,
+                cause,
+            }) if !strict => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "warning: {source_name}: read failed after line {line}: {cause}; the lines before it are kept, and reading goes on"
+                );
+                sum.lines += line;
+                sum.truncated.push(format!("{source_name}:{line}"));
+            }
+            Err(e) => return Err(e),
+        }
     }
     bad.finish();
-    Ok(out_of_order)
+    sum.malformed = bad.0;
+    Ok(sum)
 }
 
 /// Reads event logs into records (in parallel), in file order.
@@ -104,18 +134,18 @@ pub(crate) fn read_records(
     strict: bool,
     bar: &progress::Bar,
     per: &PerRequest,
-) -> Result<(Vec<Record>, u64)> {
+) -> Result<(Vec<Record>, ReadSummary)> {
     let mut recs = Vec::new();
-    let out_of_order = read_each(inputs, strict, bar, per, "reading", |r| {
+    let sum = read_each(inputs, strict, bar, per, "reading", |r| {
         recs.push(r);
         Ok(())
     })?;
-    Ok((recs, out_of_order))
+    Ok((recs, sum))
 }
 
 enum Streamed {
     Done {
-        out_of_order: u64,
+        read: ReadSummary,
         peak: usize,
     },
     /// Too disordered for the window (`None`: not streamable at all).
@@ -145,7 +175,7 @@ fn stream_fold(
                 ReadError::Stopped
             })
     });
-    let out_of_order = match (read, late) {
+    let read = match (read, late) {
         (_, Some(l)) => return Ok(Streamed::Late(Some(l))),
         (Err(e), None) => return Err(e.into()),
         (Ok(n), None) => n,
@@ -154,7 +184,7 @@ fn stream_fold(
     reorder.finish(|r| {
         fold.process(&r);
     });
-    Ok(Streamed::Done { out_of_order, peak })
+    Ok(Streamed::Done { read, peak })
 }
 
 pub(crate) fn read_accounts(
@@ -290,8 +320,19 @@ pub(crate) struct Options {
     /// Stop at the first malformed line (exit code 2).
     #[arg(long)]
     pub strict: bool,
+    /// Exit 2 (after writing the report) when more than this share of the
+    /// lines is malformed: a log of another format, or a broken export.
+    #[arg(long, default_value_t = 0.1, value_parser = share)]
+    pub max_malformed: f64,
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a share between 0 and 1")),
+    }
 }
 
 /// `--scenario`: simulates into a temporary directory, points the options
@@ -451,24 +492,21 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     // (which cannot be read a second time).
     let mut fold = new_fold();
     let mut read_secs = 0.0;
-    let out_of_order;
+    let read;
     let streamed = if o.inputs.iter().all(|p| p.as_os_str() != "-") {
         stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms, &per)?
     } else {
         Streamed::Late(None)
     };
     let order_note = match streamed {
-        Streamed::Done {
-            out_of_order: n,
-            peak,
-        } => {
-            out_of_order = n;
+        Streamed::Done { read: r, peak } => {
+            read = r;
             format!("streamed (reorder buffer peak: {peak} records)")
         }
         Streamed::Late(late) => {
             fold = new_fold();
-            let (recs, n) = read_records(&o.inputs, o.strict, &bar, &per)?;
-            out_of_order = n;
+            let (recs, r) = read_records(&o.inputs, o.strict, &bar, &per)?;
+            read = r;
             read_secs = started.elapsed().as_secs_f64();
             distillguard_core::progress::Progress::stage(&bar, "scoring", Some(recs.len() as u64));
             let order = time_order(&recs);
@@ -496,7 +534,12 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     }
     let st = &mut report.stats;
     st.insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());
-    st.insert("events_out_of_order".into(), out_of_order.into());
+    st.insert("events_out_of_order".into(), read.out_of_order.into());
+    st.insert("lines".into(), read.lines.into());
+    st.insert("malformed_lines".into(), read.malformed.into());
+    if !read.truncated.is_empty() {
+        st.insert("truncated_inputs".into(), read.truncated.clone().into());
+    }
     if read_secs > 0.0 {
         st.insert(
             "seconds_reading".into(),
@@ -566,7 +609,46 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
             let _ = writeln!(io::stderr(), "{line}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(input_verdict(events, &read, o.max_malformed))
+}
+
+/// Exit status for what was read (the report is written either way): 2
+/// when no event could be read, when a file failed part-way, or when the
+/// share of malformed lines is above `max_malformed`.
+fn input_verdict(events: u64, read: &ReadSummary, max_malformed: f64) -> ExitCode {
+    let mut err = io::stderr().lock();
+    let mut code = ExitCode::SUCCESS;
+    if events == 0 {
+        let _ = writeln!(
+            err,
+            "error: no valid event was read ({} lines, {} malformed)",
+            read.lines, read.malformed
+        );
+        code = ExitCode::from(2);
+    } else if read.lines > 0 {
+        let share = read.malformed as f64 / read.lines as f64;
+        if share > max_malformed {
+            let _ = writeln!(
+                err,
+                "error: {} of {} lines are malformed ({:.1}%), above --max-malformed {}",
+                read.malformed,
+                read.lines,
+                share * 100.0,
+                max_malformed
+            );
+            code = ExitCode::from(2);
+        }
+    }
+    if !read.truncated.is_empty() {
+        let _ = writeln!(
+            err,
+            "error: {} input(s) ended early: {}",
+            read.truncated.len(),
+            read.truncated.join(", ")
+        );
+        code = ExitCode::from(2);
+    }
+    code
 }
 
 fn table(

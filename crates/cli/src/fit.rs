@@ -409,8 +409,14 @@ struct Row {
     served_median: f64,
     served_max: f64,
     campaigns_under_1pct: u64,
+    /// The strongest pooled evidence of a linked group that is mostly
+    /// honest (how close honest groups come to `confirm_evidence`), and
+    /// that group's size.
+    honest_group_evidence: f64,
+    honest_group_accounts: u64,
     thresholds: distillguard_detect::engine::Thresholds,
     detail: Vec<CampaignJudged>,
+    groups: Vec<distillguard_pipeline::training::GroupJudged>,
 }
 
 fn row(
@@ -448,6 +454,12 @@ fn row(
         })
         .collect();
     served.sort_by(|a, b| a.total_cmp(b));
+    let mut mostly_honest: Vec<&distillguard_pipeline::training::GroupJudged> = judged
+        .iter()
+        .flat_map(|j| j.groups.iter())
+        .filter(|g| 2 * g.honest > g.accounts)
+        .collect();
+    mostly_honest.sort_by(|a, b| b.evidence.total_cmp(&a.evidence));
     Row {
         row: name.to_string(),
         seed,
@@ -463,8 +475,16 @@ fn row(
         served_median: served.get(served.len() / 2).copied().unwrap_or(0.0),
         served_max: served.last().copied().unwrap_or(0.0),
         campaigns_under_1pct: served.iter().filter(|s| **s < 0.01).count() as u64,
+        honest_group_evidence: mostly_honest.first().map_or(0.0, |g| g.evidence),
+        honest_group_accounts: mostly_honest.first().map_or(0, |g| g.accounts),
         thresholds: w.thresholds,
         detail: camps.into_iter().cloned().collect(),
+        groups: judged
+            .iter()
+            .flat_map(|j| j.groups.iter())
+            .filter(|g| g.honest > 0 && g.accounts >= 3)
+            .cloned()
+            .collect(),
     }
 }
 

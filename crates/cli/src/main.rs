@@ -484,6 +484,9 @@ struct CheckSummary {
     last_ts: Option<Timestamp>,
     /// Events whose timestamp is earlier than the one before (analyze sorts).
     out_of_order: u64,
+    /// The line after which reading failed (a truncated file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_at: Option<u64>,
 }
 
 fn check(
@@ -545,8 +548,26 @@ fn check(
                 }
                 Ok(())
             },
-        )?;
-        s.lines = stats.lines;
+        );
+        match stats {
+            Ok(stats) => s.lines = stats.lines,
+            // A file that fails part-way (a truncated gzip): what came
+            // before is counted, the place is reported, the other files
+            // are still checked.
+            Err(ReadError::Io {
+                source_name,
+                line,
+                cause,
+            }) if !strict => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "error: {source_name}: read failed after line {line}: {cause}"
+                );
+                s.lines = line;
+                s.truncated_at = Some(line);
+            }
+            Err(e) => return Err(e.into()),
+        }
         s.accounts = accounts.len() as u64;
         total_bad += s.malformed;
         summaries.push(s);
@@ -572,6 +593,9 @@ fn check(
                     "{}: {} events ({} OpenAI, {} Anthropic) from {} accounts; {} malformed of {} lines",
                     s.file, s.events, s.openai, s.anthropic, s.accounts, s.malformed, s.lines
                 )?;
+                if let Some(l) = s.truncated_at {
+                    writeln!(stdout, "  truncated: reading failed after line {l}")?;
+                }
                 if let (Some(a), Some(b)) = (s.first_ts, s.last_ts) {
                     writeln!(
                         stdout,
@@ -586,7 +610,15 @@ fn check(
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // Not a log to trust: a file ended early, or nothing in it was valid.
+    let broken = summaries
+        .iter()
+        .any(|s| s.truncated_at.is_some() || (s.events == 0 && s.lines > 0));
+    Ok(if broken {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn import_glasswally(
@@ -847,9 +879,19 @@ fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let store = distillguard_storage::KeyStore::open(db)?;
+    // Only `create` makes a store: listing or revoking in a mistyped path
+    // must not leave an empty database behind.
+    let store = match &cmd {
+        KeysCommand::Create { .. } => distillguard_storage::KeyStore::open(db)?,
+        _ => distillguard_storage::KeyStore::open_existing(db)?,
+    };
     match cmd {
         KeysCommand::Create { account, tier } => {
+            if account.trim().is_empty() || account.chars().any(char::is_control) {
+                bail!(
+                    "--account {account:?}: give the account's id (not empty, no control characters)"
+                );
+            }
             if tier.is_empty()
                 || !tier
                     .bytes()

@@ -518,6 +518,121 @@ fn malformed_lines_are_reported_with_place_and_strict_stops() {
 }
 
 #[test]
+fn damaged_inputs_keep_what_was_read_and_exit_2() {
+    let d = Dir::new("damaged");
+    let world = simulate_small(&d, "w", 3);
+    let full = std::fs::read(world.join("events.jsonl.gz")).unwrap();
+    // A gzip cut short (a copy that did not finish), in the simulator's
+    // multi-member form and as one member, as other tools write it.
+    let cut = d.path("cut.jsonl.gz");
+    std::fs::write(&cut, &full[..full.len() * 6 / 10]).unwrap();
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(&full[..])
+        .read_to_end(&mut text)
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&text).unwrap();
+    let one = gz.finish().unwrap();
+    let cut_one = d.path("cut-one.jsonl.gz");
+    std::fs::write(&cut_one, &one[..one.len() / 2]).unwrap();
+    let good = d.path("good.jsonl");
+    write(
+        &good,
+        concat!(
+            r#"{"ts":"2027-01-01T08:00:00Z","account_id":"zz_after","request":{"model":"m","messages":[{"role":"user","content":"hi"}]}}"#,
+            "\n"
+        ),
+    );
+    for damaged in [&cut, &cut_one] {
+        let out = dg(&[
+            "analyze",
+            damaged.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--all",
+            "--format",
+            "json",
+            "--quiet",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("read failed after line"), "{err}");
+        // The report is still written, with what came before the damage
+        // and the file after it.
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let lines = v["stats"]["lines"].as_u64().unwrap();
+        assert!(lines > 100, "{lines}");
+        let truncated = v["stats"]["truncated_inputs"][0].as_str().unwrap();
+        assert!(
+            truncated.starts_with(&damaged.display().to_string()),
+            "{truncated}"
+        );
+        let accounts = v["accounts"].as_array().unwrap();
+        assert!(accounts.iter().any(|a| a["account_id"] == "zz_after"));
+        assert!(accounts.len() > 10);
+        let check = dg(&[
+            "check",
+            damaged.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(check.status.code(), Some(2));
+        let out = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            out.contains("truncated: reading failed after line"),
+            "{out}"
+        );
+        assert!(out.contains("good.jsonl: 1 events"), "{out}");
+    }
+    // Nothing valid: exit 2, and the report counts the malformed lines.
+    let junk = d.path("junk.jsonl");
+    write(&junk, "not json\n{\"ts\": 1}\n[]\n");
+    let out = dg(&[
+        "analyze",
+        junk.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no valid event was read"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["malformed_lines"], 3);
+    // Mostly junk: above --max-malformed (10% by default), unless allowed.
+    let mixed = d.path("mixed.jsonl");
+    write(
+        &mixed,
+        &format!(
+            "{}not json\nnot json\n",
+            std::fs::read_to_string(&good).unwrap()
+        ),
+    );
+    let out = dg(&[
+        "analyze",
+        mixed.to_str().unwrap(),
+        "--quiet",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("above --max-malformed"));
+    let out = dg(&[
+        "analyze",
+        mixed.to_str().unwrap(),
+        "--quiet",
+        "--format",
+        "json",
+        "--max-malformed",
+        "0.7",
+    ]);
+    assert!(out.status.success());
+    // A missing file: its OS error once.
+    let out = dg(&["analyze", d.path("nope.jsonl").to_str().unwrap(), "--quiet"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+#[test]
 fn bad_scenarios_and_paths_fail_with_the_place_named() {
     let d = Dir::new("scen");
     let text = ok(&["scenarios", "small"]);
@@ -1506,6 +1621,16 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
     ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tier \"tier 9!\""));
+    // An empty account is refused; listing a store that does not exist is
+    // an error and creates nothing.
+    let empty = dg(&["keys", "create", "--account", "", "--db", db]);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("--account \"\""));
+    let missing = d.path("missing.db");
+    let out = dg(&["keys", "list", "--db", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    assert!(!missing.exists());
     // An admin token: printed once; the config line with its hash on stderr.
     let t = dg(&["keys", "admin-token"]);
     assert!(t.status.success());
@@ -1563,7 +1688,14 @@ fn gateway_config(
     dialects: &[&str],
     head: &str,
 ) -> std::path::PathBuf {
-    let mut text = format!("listen = \"127.0.0.1:0\"\n{head}\n");
+    // Without a key store, the tests say so (a gateway refuses to start
+    // unauthenticated by accident).
+    let auth = if head.contains("keys_db") {
+        ""
+    } else {
+        "auth = \"none\"\n"
+    };
+    let mut text = format!("listen = \"127.0.0.1:0\"\n{auth}{head}\n");
     for dl in dialects {
         text.push_str(&format!(
             "[[upstreams]]\nname = \"up-{dl}\"\nurl = \"{upstream}\"\ndialect = \"{dl}\"\nmodels = [\"atlas-3\"]\n"

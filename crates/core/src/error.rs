@@ -40,16 +40,18 @@ pub struct LineError {
 /// Failures that stop reading altogether.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot open {path}: {source}")]
+    // The OS error is in the message and not a `source`, so that a report
+    // of the error chain does not print it twice.
+    #[error("cannot open {path}: {cause}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{source_name}: read failed after line {line}: {source}")]
+    #[error("{source_name}: read failed after line {line}: {cause}")]
     Io {
         source_name: String,
         line: u64,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Strict mode: the first bad line ends the read.
     #[error("{0} (stopped: strict mode)")]

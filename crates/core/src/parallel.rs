@@ -110,13 +110,13 @@ impl Producer {
         if path.as_os_str() != "-" {
             let f = File::open(path).map_err(|source| ReadError::Open {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
             let mut br = BufReader::with_capacity(1 << 20, f);
             let head = br.fill_buf().map_err(|source| ReadError::Io {
                 source_name: path.display().to_string(),
                 line: 0,
-                source,
+                cause: source,
             })?;
             if member_size(head).is_some() {
                 return Ok((
@@ -407,7 +407,7 @@ where
                         outcome = Err(ReadError::Io {
                             source_name: name.clone(),
                             line,
-                            source,
+                            cause: source,
                         });
                         break 'recv;
                     }

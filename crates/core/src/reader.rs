@@ -52,7 +52,7 @@ pub fn open_source(path: &Path) -> Result<(String, Box<dyn BufRead + Send>), Rea
     } else {
         let f = File::open(path).map_err(|source| ReadError::Open {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         (path.display().to_string(), Box::new(f))
     };
@@ -60,7 +60,7 @@ pub fn open_source(path: &Path) -> Result<(String, Box<dyn BufRead + Send>), Rea
     let head = br.fill_buf().map_err(|source| ReadError::Io {
         source_name: name.clone(),
         line: 0,
-        source,
+        cause: source,
     })?;
     let gz = head.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn BufRead + Send> = if gz {
@@ -117,7 +117,7 @@ impl Lines {
                 let chunk = self.inner.fill_buf().map_err(|source| ReadError::Io {
                     source_name: self.name.clone(),
                     line: self.line_no,
-                    source,
+                    cause: source,
                 })?;
                 if chunk.is_empty() {
                     break;

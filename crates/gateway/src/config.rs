@@ -9,8 +9,13 @@ max_body_bytes = 1048576          # larger requests get 413
 max_connections = 10000           # open connections at most; beyond, clients wait
 upstream_timeout_secs = 120       # to the answer's head
 stream_idle_timeout_secs = 30     # between chunks of an answer (a stalled upstream is cut off)
-trust_forwarded_for = true        # client address from X-Forwarded-For (false: the TCP peer)
-keys_db = "distillguard.db"       # API keys (distillguard keys create); 401 without one
+header_timeout_secs = 10          # to send a request's head (slow clients are closed)
+body_timeout_secs = 30            # to send its body once the head is in (408)
+max_inflight_body_bytes = 268435456 # bodies held across all connections (503 beyond)
+drain_timeout_secs = 30           # on shutdown, the wait for requests in flight
+trusted_proxies = []              # CIDRs whose X-Forwarded-For is believed (default: none)
+keys_db = "distillguard.db"       # API keys (distillguard keys create; it must exist); 401 without one
+# auth = "none"                   # instead of keys_db: no authentication (local testing only)
 
 [limits]                          # per key and per account; defaults from the tier
 throttle_divisor = 10             # the throttle action divides both rates by this
@@ -29,6 +34,8 @@ models = ["atlas-3", "atlas-2-pro"]
 # api_key_env = "UPSTREAM_KEY"    # the upstream's own key, from the environment
 ```
 */
+
+use std::num::{NonZeroU64, NonZeroUsize};
 
 use serde::Deserialize;
 
@@ -84,17 +91,39 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     #[serde(default = "default_idle")]
     pub stream_idle_timeout_secs: u64,
-    /// Take the client's address from `X-Forwarded-For` (behind a load
-    /// balancer that sets it). Off: the connection's peer address, which a
-    /// client cannot forge.
-    #[serde(default = "default_true")]
-    pub trust_forwarded_for: bool,
+    /// Seconds a client has to send a request's head (and the longest a
+    /// keep-alive connection idles); the connection is closed after.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: NonZeroU64,
+    /// Seconds a client has to send a request's body once its head is in;
+    /// 408 after.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: NonZeroU64,
+    /// Request body bytes held across all connections at once; a request
+    /// that would exceed it gets 503 (stalled uploads cannot grow memory).
+    #[serde(default = "default_inflight_body")]
+    pub max_inflight_body_bytes: NonZeroUsize,
+    /// Seconds a shutdown waits for requests in flight before closing them.
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+    /// Replaced by `trusted_proxies` (kept to explain the change).
+    #[serde(default)]
+    pub trust_forwarded_for: Option<bool>,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed. The client's
+    /// address is the nearest hop not in these ranges; a request from any
+    /// other peer is known by its TCP address, which it cannot forge.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
     pub admin: Option<Admin>,
-    /// The API key store (`distillguard keys create` writes it). Without
-    /// it, requests are not authenticated (for local testing only).
+    /// How clients authenticate: `"keys"` (the default: API keys from
+    /// `keys_db`, which must exist) or `"none"` (local testing only: no
+    /// authentication, and each client address is its own account).
+    #[serde(default)]
+    pub auth: Auth,
+    /// The API key store (`distillguard keys create` writes it).
     #[serde(default)]
     pub keys_db: Option<String>,
     /// Inline detection.
@@ -110,6 +139,15 @@ pub struct Config {
     #[serde(default)]
     pub log: Option<crate::eventlog::LogConfig>,
     pub upstreams: Vec<Upstream>,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    #[default]
+    Keys,
+    None,
 }
 
 /// One tier's limits (both per key and per account).
@@ -298,8 +336,17 @@ fn default_timeout() -> u64 {
 fn default_max_connections() -> usize {
     10_000
 }
-fn default_true() -> bool {
-    true
+fn default_header_timeout() -> NonZeroU64 {
+    NonZeroU64::new(10).unwrap_or(NonZeroU64::MIN)
+}
+fn default_body_timeout() -> NonZeroU64 {
+    NonZeroU64::new(30).unwrap_or(NonZeroU64::MIN)
+}
+fn default_inflight_body() -> NonZeroUsize {
+    NonZeroUsize::new(256 << 20).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_drain() -> u64 {
+    30
 }
 fn default_idle() -> u64 {
     30
@@ -340,6 +387,24 @@ impl Config {
         };
         if self.upstreams.is_empty() {
             return bad("upstreams".into(), "at least one upstream is needed");
+        }
+        match (self.auth, &self.keys_db) {
+            (Auth::Keys, None) => {
+                return bad(
+                    "keys_db".into(),
+                    "needed to authenticate clients (distillguard keys create makes one); auth = \"none\" serves without authentication, for local testing only",
+                );
+            }
+            (Auth::None, Some(_)) => {
+                return bad("auth".into(), "\"none\" with a keys_db: remove one of them");
+            }
+            _ => {}
+        }
+        if self.trust_forwarded_for == Some(true) {
+            return bad(
+                "trust_forwarded_for".into(),
+                "replaced by trusted_proxies = [\"10.0.0.0/8\", …]: X-Forwarded-For is believed only from the proxies listed there",
+            );
         }
         if let Some(t) = &self.detect.thresholds {
             t.validate().map_err(|reason| ConfigError::Invalid {
@@ -431,17 +496,38 @@ mod tests {
 
     #[test]
     fn parses_defaults_and_rejects_bad_fields() {
-        let c = Config::from_toml(
-            "[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
-        )
-        .unwrap();
+        let up = "[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndialect = \"openai\"\nmodels = [\"m\"]\n";
+        // No key store, and no word that none is wanted: refused.
+        let e = Config::from_toml(up).unwrap_err();
+        assert!(e.to_string().starts_with("keys_db: needed"), "{e}");
+        let e =
+            Config::from_toml(&format!("auth = \"none\"\nkeys_db = \"k.db\"\n{up}")).unwrap_err();
+        assert!(e.to_string().starts_with("auth:"), "{e}");
+        let e = Config::from_toml(&format!(
+            "keys_db = \"k.db\"\ntrust_forwarded_for = true\n{up}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        let e = Config::from_toml(&format!(
+            "keys_db = \"k.db\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n{up}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("prefix length"), "{e}");
+        let e = Config::from_toml(&format!(
+            "keys_db = \"k.db\"\nheader_timeout_secs = 0\n{up}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("header_timeout_secs"), "{e}");
+        let c = Config::from_toml(&format!("auth = \"none\"\n{up}")).unwrap();
+        assert_eq!(c.header_timeout_secs.get(), 10);
+        assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert!(c.route(Dialect::Openai, "m").is_some());
         assert!(c.route(Dialect::Anthropic, "m").is_none());
         let e = Config::from_toml("listn = \"x\"\nupstreams = []\n").unwrap_err();
         assert!(e.to_string().contains("listn"), "{e}");
         let e = Config::from_toml(
-            "[[upstreams]]\nname = \"a\"\nurl = \"https://x\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
+            "auth = \"none\"\n[[upstreams]]\nname = \"a\"\nurl = \"https://x\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "upstreams[0].url: must start with http://");

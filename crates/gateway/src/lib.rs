@@ -16,6 +16,7 @@ Where things are:
 - [`admin`]: verdict overrides, the allowlist, config reload;
 - [`metrics`]: the `/metrics` endpoint;
 - [`listener`]: the connection cap and `TCP_NODELAY`;
+- [`server`]: the accept loop, header deadline, body budget and drain;
 - [`error`]: errors by side, in each API's format;
 - [`config`]: the TOML file.
 
@@ -26,6 +27,7 @@ gracefully on Ctrl-C or SIGTERM and lets in-flight streams finish.
 */
 
 pub mod admin;
+pub mod client_ip;
 pub mod config;
 pub mod detector;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod listener;
 pub mod metrics;
 pub mod observed;
 mod phases;
+pub mod server;
 pub mod tap;
 pub mod withhold;
 
@@ -87,6 +90,8 @@ pub(crate) struct Gateway {
     overrides: RwLock<HashMap<String, Decision>>,
     /// Open connections (when serving through the capped listener).
     connections: Option<listener::OpenConnections>,
+    /// Request body bytes held across connections.
+    body_budget: server::BodyBudget,
 }
 
 impl Gateway {
@@ -185,6 +190,35 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
+/// The API whose error format suits a path (Anthropic's under
+/// `/v1/messages`, else OpenAI's).
+fn dialect_of(path: &str) -> Dialect {
+    if path.starts_with("/v1/messages") {
+        Dialect::Anthropic
+    } else {
+        Dialect::Openai
+    }
+}
+
+/// Unknown paths: 404 in the API's error format (SDKs read it).
+async fn not_found(uri: axum::http::Uri) -> Response {
+    GatewayError::Downstream {
+        status: axum::http::StatusCode::NOT_FOUND,
+        kind: "not_found_error",
+        message: format!("{} is not served here", uri.path()),
+    }
+    .into_response(dialect_of(uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    GatewayError::Downstream {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        kind: "invalid_request_error",
+        message: format!("{method} is not allowed on {}", uri.path()),
+    }
+    .into_response(dialect_of(uri.path()))
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -218,9 +252,13 @@ fn router_with(
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector);
-    let keys = match &cfg.keys_db {
-        Some(p) => Some(KeyStore::open(p).map_err(ServeError::Keys)?),
-        None => None,
+    cfg.validate()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let keys = match (cfg.auth, &cfg.keys_db) {
+        (config::Auth::Keys, Some(p)) => {
+            Some(KeyStore::open_existing(p).map_err(ServeError::Keys)?)
+        }
+        _ => None,
     };
     let overrides = match &keys {
         Some(k) => admin::load_overrides(k).map_err(ServeError::Keys)?,
@@ -245,7 +283,9 @@ fn router_with(
         Some(l) => Some(eventlog::EventLog::start(l.clone()).map_err(ServeError::Serve)?),
         None => None,
     };
+    let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
     let gw = Arc::new(Gateway {
+        body_budget,
         log,
         cfg: RwLock::new(Arc::new(cfg)),
         config_path,
@@ -262,14 +302,16 @@ fn router_with(
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
-        .route("/healthz", get(healthz));
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     let internal = Router::new()
         .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
         .nest("/admin", admin::router());
     Ok(if split {
         (
             public.with_state(Arc::clone(&gw)),
-            Some(internal.route("/healthz", get(healthz)).with_state(gw)),
+            Some(internal.with_state(gw)),
         )
     } else {
         (public.merge(internal).with_state(gw), None)
@@ -324,15 +366,25 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
         })
 }
 
-/// Serves until Ctrl-C or SIGTERM; in-flight responses finish first.
-/// `ready` gets the public address and, with `internal_listen`, the
-/// internal one.
+/// Serves until Ctrl-C or SIGTERM (see [`serve_until`]).
 pub async fn serve(
     cfg: Config,
     config_path: Option<PathBuf>,
     ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> Result<(), ServeError> {
     let signalled = shutdown_signal()?;
+    serve_until(cfg, config_path, ready, signalled).await
+}
+
+/// Serves until `shutdown` resolves; then requests in flight get
+/// `drain_timeout_secs` to finish, and the rest are closed. `ready` gets
+/// the public address and, with `internal_listen`, the internal one.
+pub async fn serve_until(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let listener = bind(&cfg.listen).await?;
     let internal = match &cfg.internal_listen {
         Some(a) => Some(bind(a).await?),
@@ -345,30 +397,32 @@ pub async fn serve(
             None => None,
         },
     );
+    let deadlines = server::Deadlines {
+        header: Duration::from_secs(cfg.header_timeout_secs.get()),
+        drain: Duration::from_secs(cfg.drain_timeout_secs),
+    };
     let listener = listener::Capped::new(listener, cfg.max_connections);
     let gauge = listener.gauge();
     let (public, internal_app) = router_with(cfg, config_path, Some(gauge))?;
-    // One signal stops both servers (a watch channel, as mini-redis
+    // One shutdown stops both servers (a watch channel, as mini-redis
     // broadcasts its shutdown).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(async move {
-        signalled.await;
+        shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let main = axum::serve(
-        listener,
-        public.into_make_service_with_connect_info::<listener::Peer>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let main = server::run(listener, public, deadlines, stopped(stop_rx.clone()));
     match (internal, internal_app) {
         (Some(l), Some(app)) => {
-            let side = axum::serve(l, app).with_graceful_shutdown(stopped(stop_rx));
-            tokio::try_join!(main.into_future(), side.into_future()).map_err(ServeError::Serve)?;
-            Ok(())
+            let side = server::run(l, app, deadlines, stopped(stop_rx));
+            tokio::join!(main, side);
         }
-        _ => main.await.map_err(ServeError::Serve),
+        _ => {
+            main.await;
+        }
     }
+    Ok(())
 }

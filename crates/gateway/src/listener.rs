@@ -107,6 +107,13 @@ impl Connected<IncomingStream<'_, Capped>> for Peer {
     }
 }
 
+/// For embedding the router in a plain `axum::serve`.
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,

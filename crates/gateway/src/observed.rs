@@ -25,6 +25,8 @@ pub struct Observed {
     pub dialect: Dialect,
     /// The raw request body (JSON, checked on arrival).
     pub body: Bytes,
+    /// The body, normalised on arrival (`None`: normalise it from `body`).
+    pub request: Option<distillguard_core::Request>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// The metered answer (`None`: it never came).
@@ -39,13 +41,17 @@ impl Observed {
     /// The event the detectors consume (`None` if the body does not
     /// normalise, which the read phase mostly rules out).
     pub fn event(&self) -> Option<Event> {
-        let text = std::str::from_utf8(&self.body).ok()?;
         let d = match self.dialect {
             Dialect::Openai => distillguard_core::Dialect::OpenAi,
             Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
         };
-        let (dialect, request) =
-            distillguard_core::normalize::normalize_request(text, Some(d)).ok()?;
+        let (dialect, request) = match &self.request {
+            Some(r) => (d, r.clone()),
+            None => {
+                let text = std::str::from_utf8(&self.body).ok()?;
+                distillguard_core::normalize::normalize_request(text, Some(d)).ok()?
+            }
+        };
         Some(Event {
             id: None,
             ts: Timestamp(self.ts_ms),
@@ -142,6 +148,7 @@ mod tests {
             path: "/v1/chat/completions",
             dialect: d,
             body: Bytes::from(body.to_string()),
+            request: None,
             ip: Some("203.0.113.7".into()),
             user_agent: Some("python-httpx/0.27".into()),
             response: Some(Response {

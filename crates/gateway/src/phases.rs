@@ -40,6 +40,10 @@ struct Ctx {
     dialect: Dialect,
     path: &'static str,
     body: Bytes,
+    /// The body, normalised (handed to the detector).
+    request: Option<distillguard_core::Request>,
+    /// Room held in the body budget until the request is forwarded.
+    _budget: tokio::sync::OwnedSemaphorePermit,
     model: String,
     key: Option<KeyRecord>,
     account: String,
@@ -185,18 +189,17 @@ async fn read(
 ) -> Result<Ctx, GatewayError> {
     let key = authenticate(gw, &req)?;
     let h = req.headers();
-    // The client's address: the first `X-Forwarded-For` hop when the
-    // gateway sits behind a proxy that sets it (`trust_forwarded_for`),
-    // else the connection's peer.
-    let ip = cfg
-        .trust_forwarded_for
-        .then(|| header_str(h, "x-forwarded-for"))
-        .flatten()
-        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
-        .or_else(|| {
-            req.extensions()
-                .get::<axum::extract::ConnectInfo<crate::listener::Peer>>()
-                .map(|c| c.0.0.ip().to_string())
+    // The client's address (see `client_ip`): the TCP peer, or behind a
+    // trusted proxy the nearest hop it did not write.
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::listener::Peer>>()
+        .map(|c| {
+            let hops = h
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            crate::client_ip::client_ip(c.0.0.ip(), hops, &cfg.trusted_proxies).to_string()
         });
     // Without keys (local testing), each client address is its own account.
     let account = match (&key, &ip) {
@@ -220,14 +223,58 @@ async fn read(
         })
         .collect();
     let cap = cfg.max_body_bytes;
-    let body = axum::body::to_bytes(req.into_body(), cap)
-        .await
-        .map_err(|_| GatewayError::Downstream {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "invalid_request_error",
-            message: format!("request body larger than {cap} bytes"),
+    let too_large = || GatewayError::Downstream {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "invalid_request_error",
+        message: format!("request body larger than {cap} bytes"),
+    };
+    let declared = header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    // Room for the body in the budget of bytes held across connections,
+    // kept until the request is forwarded.
+    let budget = gw
+        .body_budget
+        .take(declared.unwrap_or(cap))
+        .ok_or_else(|| GatewayError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            upstream: "gateway".into(),
+            message: "too many request bodies in flight; retry shortly".into(),
         })?;
-    let model = model_of(&body)?;
+    let deadline = Duration::from_secs(cfg.body_timeout_secs.get());
+    let body =
+        match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), cap)).await {
+            Err(_) => {
+                return Err(GatewayError::Downstream {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    kind: "invalid_request_error",
+                    message: format!(
+                        "the request body did not arrive within {}s",
+                        deadline.as_secs()
+                    ),
+                });
+            }
+            Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
+            Ok(Err(e)) => {
+                return Err(GatewayError::Downstream {
+                    status: StatusCode::BAD_REQUEST,
+                    kind: "invalid_request_error",
+                    message: format!("malformed request body: {e}"),
+                });
+            }
+            Ok(Ok(b)) => b,
+        };
+    // The gateway forwards only what the detector can read: a body that
+    // does not normalise (a string for a number, a number for a message,
+    // a lone surrogate, nesting too deep) is refused here, in the API's
+    // format, instead of being answered unscored.
+    let request = normalized(&body, dialect)?;
+    let model = request.model.clone().ok_or(GatewayError::Downstream {
+        status: StatusCode::BAD_REQUEST,
+        kind: "invalid_request_error",
+        message: "missing \"model\"".into(),
+    })?;
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
     if let (Some(k), Some((_, tpm))) = (&key, rates) {
         admit(gw, k, Unit::Tokens, f64::from(estimate), tpm)?;
@@ -236,6 +283,8 @@ async fn read(
         dialect,
         path,
         body,
+        request: Some(request),
+        _budget: budget,
         model,
         key,
         account,
@@ -254,25 +303,34 @@ async fn read(
 /// Client headers passed to the upstream.
 const PASS: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
 
-/// The body's `"model"`, without parsing the rest into a tree.
-fn model_of(body: &[u8]) -> Result<String, GatewayError> {
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        model: Option<std::borrow::Cow<'a, str>>,
-    }
-    let head: Head = serde_json::from_slice(body).map_err(|e| GatewayError::Downstream {
+/// The body as the detector reads it, or 400 naming what is wrong.
+fn normalized(body: &[u8], dialect: Dialect) -> Result<distillguard_core::Request, GatewayError> {
+    let bad = |message: String| GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",
-        message: format!("the body is not a JSON object: {e}"),
-    })?;
-    head.model
-        .map(|m| m.into_owned())
-        .ok_or(GatewayError::Downstream {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            message: "missing \"model\"".into(),
-        })
+        message,
+    };
+    let text = std::str::from_utf8(body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
+    let d = match dialect {
+        Dialect::Openai => distillguard_core::Dialect::OpenAi,
+        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
+    };
+    distillguard_core::normalize::normalize_request(text, Some(d))
+        .map(|(_, r)| r)
+        .map_err(|e| bad(format!("the request cannot be read: {e}")))
+}
+
+/// Whether a body error is the body cap (413) rather than a malformed
+/// body (400).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Phase 4: the upstream for the model.
@@ -416,6 +474,7 @@ fn take(ctx: &mut Ctx) -> Done {
             path: ctx.path,
             dialect: ctx.dialect,
             body: ctx.body.clone(),
+            request: ctx.request.take(),
             ip: ctx.ip.take(),
             user_agent: ctx.user_agent.take(),
             response: None,

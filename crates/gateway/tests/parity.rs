@@ -47,6 +47,7 @@ fn observed() -> Vec<Observed> {
                         Dialect::Openai
                     },
                     body: serde_json::to_vec(&v["request"]).unwrap().into(),
+                    request: None,
                     ip: e.client.ip.clone(),
                     user_agent: e.client.user_agent.clone(),
                     response: e.response.clone(),

@@ -6,34 +6,17 @@ use std::time::Duration;
 
 use distillguard_gateway::{Config, router};
 use distillguard_mock::{Config as MockConfig, Source};
+mod common;
+use common::{mock_with, request_with, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn spawn(app: axum::Router) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    format!("127.0.0.1:{}", addr.port())
-}
 
 async fn mock(latency: Duration) -> String {
     mock_with(latency, None).await
 }
 
-async fn mock_with(latency: Duration, fault: Option<distillguard_mock::Fault>) -> String {
-    spawn(distillguard_mock::router(MockConfig {
-        models: vec!["atlas-3".into()],
-        first_token: latency,
-        between_chunks: Duration::ZERO,
-        reasoning: true,
-        source: Source::Canned,
-        fault,
-    }))
-    .await
-}
-
 fn config(upstream: &str, timeout: u64, cap: usize) -> Config {
     Config::from_toml(&format!(
-        "max_body_bytes = {cap}\nupstream_timeout_secs = {timeout}\n\
+        "auth = \"none\"\nmax_body_bytes = {cap}\nupstream_timeout_secs = {timeout}\n\
          [[upstreams]]\nname = \"mock-openai\"\nurl = \"http://{upstream}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
          [[upstreams]]\nname = \"mock-anthropic\"\nurl = \"http://{upstream}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
     ))
@@ -178,6 +161,7 @@ async fn keys_are_required_and_limits_answer_429_with_retry_after() {
     let up = mock(Duration::ZERO).await;
     let mut cfg = config(&up, 5, 1 << 20);
     cfg.keys_db = Some(db.to_str().unwrap().to_string());
+    cfg.auth = distillguard_gateway::config::Auth::Keys;
     let gw = spawn(router_ok(cfg)).await;
     // No key: 401 in OpenAI's format; a revoked key: 401 in Anthropic's.
     let (st, _, body) = post_with(&gw, "/v1/chat/completions", CHAT, "").await;
@@ -351,7 +335,9 @@ async fn the_event_log_replays_in_the_event_log_format() {
     assert!(dir.join("events.jsonl.1").exists());
     for l in &lines {
         let e = distillguard_core::parse_event_line(l).unwrap();
-        assert_eq!(e.account_id, "anonymous");
+        // Without keys, a client is known by its (canonical) address.
+        assert_eq!(e.account_id, "ip:127.0.0.1");
+        assert_eq!(e.client.ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(e.request.last_user_text, "Explain TCP");
         // The answer's accounting, as metered on its way back.
         let r = e.response.unwrap();
@@ -411,30 +397,6 @@ async fn blocked_as_campaign(gw: &str, auth: &str, ids: &[String]) -> bool {
         }
     }
     true
-}
-
-async fn request_with(
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: &str,
-    header: &str,
-) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head.to_string(),
-        payload.to_string(),
-    )
 }
 
 async fn get_with(addr: &str, path: &str, header: &str) -> (u16, String, String) {
@@ -748,7 +710,7 @@ async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
         &up,
         &db,
         &format!(
-            "[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+            "trusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
              [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n\
              [link]\nlink_risk = 0.0\n",
             distillguard_storage::sha256_hex(token)
@@ -920,7 +882,7 @@ async fn account_records_link_a_shared_card_in_the_gateway() {
         &up,
         &db,
         &format!(
-            "[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+            "trusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
              [detect]\naccounts = \"{}\"\n\
              [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n\
              [link]\nlink_risk = 0.0\n",

@@ -56,8 +56,19 @@ use crate::keys::{Key, Kind, Label, account_keys};
 pub struct Config {
     /// Link accounts into campaigns at all (off: detection alone).
     pub enabled: bool,
-    /// Risk from which an account may link.
+    /// Risk from which an account may link on every kind of key.
     pub link_risk: f64,
+    /// Risk from which an account is a *candidate*: it links on the
+    /// identifiers of its own account record alone (payment method, mail
+    /// domain, batch of sign-ups), never on traffic keys (exits, prompts,
+    /// windows), where honest crowds meet. A network of accounts each too
+    /// weak to stand out (tens of requests in human hours) still shares
+    /// cards and a sign-up batch with nobody but itself; the density rule
+    /// then counts candidates, and the group's pooled evidence decides.
+    /// Also the reference of that evidence: a member adds
+    /// `logit(risk) − logit(candidate_risk)`. Above `link_risk`, it is
+    /// `link_risk`.
+    pub candidate_risk: f64,
     /// Share of a key's accounts that must be suspicious for it to link.
     pub min_fraction: f64,
     /// Accounts a linked group needs to be a campaign.
@@ -67,7 +78,7 @@ pub struct Config {
     pub min_flagged: u32,
     /// Pooled evidence that confirms a group whose accounts are each too
     /// weak to be stopped alone (the other way): the sum over its members
-    /// of `logit(risk) − logit(link_risk)`, each capped at
+    /// of `logit(risk) − logit(candidate_risk)`, each capped at
     /// [`MEMBER_EVIDENCE_CAP`].
     pub confirm_evidence: f64,
 }
@@ -77,6 +88,7 @@ impl Default for Config {
         Config {
             enabled: true,
             link_risk: 0.5,
+            candidate_risk: 0.3,
             min_fraction: 0.5,
             min_accounts: 3,
             min_flagged: 2,
@@ -87,7 +99,7 @@ impl Default for Config {
 
 /// The most one account adds to its group's pooled evidence: a network is
 /// confirmed by many members' evidence, not by one account's certainty.
-pub const MEMBER_EVIDENCE_CAP: f64 = 3.0;
+pub const MEMBER_EVIDENCE_CAP: f64 = 1.5;
 
 fn logit(r: f64) -> f64 {
     let r = r.clamp(1e-9, 1.0 - 1e-9);
@@ -95,9 +107,17 @@ fn logit(r: f64) -> f64 {
 }
 
 impl Config {
+    /// The candidate level in force (never above `link_risk`).
+    pub fn candidate(&self) -> f64 {
+        self.candidate_risk.min(self.link_risk)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.link_risk) || !(0.0..=1.0).contains(&self.min_fraction) {
             return Err("link_risk and min_fraction must lie in [0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&self.candidate_risk) {
+            return Err("candidate_risk must lie in [0, 1]".into());
         }
         if self.min_accounts < 2 || self.min_flagged == 0 || self.min_flagged > self.min_accounts {
             return Err("need 2 ≤ min_accounts and 1 ≤ min_flagged ≤ min_accounts".into());
@@ -178,6 +198,8 @@ const MAX_SYNC_TEMPLATES: usize = 1 << 20;
 pub(crate) struct Member {
     pub statics: Vec<Key>,
     pub suspicious: bool,
+    /// At or above `candidate_risk`: links on its record's identifiers.
+    pub candidate: bool,
     pub flagged: bool,
     pub max_risk: f64,
     /// What the account adds to its group's pooled evidence now.
@@ -359,10 +381,10 @@ impl Linker {
     /// Updates an account's part of its group's pooled evidence.
     fn update_evidence(&mut self, idx: u32, ts: i64) {
         let m = &self.members[idx as usize];
-        if !m.suspicious {
+        if !m.candidate {
             return;
         }
-        let e = (logit(m.max_risk) - logit(self.cfg.link_risk)).clamp(0.0, MEMBER_EVIDENCE_CAP);
+        let e = (logit(m.max_risk) - logit(self.cfg.candidate())).clamp(0.0, MEMBER_EVIDENCE_CAP);
         let delta = e - m.evidence;
         if delta.abs() < 1e-9 {
             return;
@@ -381,6 +403,29 @@ impl Linker {
             .filter(|&i| self.parent[i as usize] == i && self.size[i as usize] >= 2)
             .map(|i| (i, self.size[i as usize], self.evidence[i as usize]))
             .collect()
+    }
+
+    /// Every group of two or more accounts: its members (linker indices),
+    /// pooled evidence and whether it is a confirmed campaign (for judging
+    /// how far honest groups get).
+    pub fn groups(&mut self) -> Vec<(Vec<u32>, f64, bool)> {
+        let n = self.members.len() as u32;
+        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
+        for i in 0..n {
+            let r = self.find(i);
+            if self.size[r as usize] >= 2 {
+                by_root.entry(r).or_default().push(i);
+            }
+        }
+        let mut out: Vec<(Vec<u32>, f64, bool)> = by_root
+            .into_iter()
+            .map(|(r, m)| {
+                let r = r as usize;
+                (m, self.evidence[r], self.detected_at[r].is_some())
+            })
+            .collect();
+        out.sort_by_key(|g| g.0[0]);
+        out
     }
 
     /// Folds one request of account `idx` (the engine's index) with the
@@ -425,7 +470,10 @@ impl Linker {
         if a.risk >= self.cfg.link_risk {
             self.members[idx as usize].suspicious = true;
         }
-        if !self.members[idx as usize].suspicious {
+        if a.risk >= self.cfg.candidate() {
+            self.members[idx as usize].candidate = true;
+        }
+        if !self.members[idx as usize].candidate {
             return;
         }
         self.update_evidence(idx, ts);
@@ -438,7 +486,13 @@ impl Linker {
             let r = self.find(idx);
             self.anchored[r as usize] = true;
         }
-        for k in statics.iter().chain(keys.iter()) {
+        // A candidate links on its record's identifiers only.
+        let traffic: &[Key] = if self.members[idx as usize].suspicious {
+            keys
+        } else {
+            &[]
+        };
+        for k in statics.iter().chain(traffic.iter()) {
             if !k.kind.links() {
                 if k.kind == Kind::Client {
                     let r = self.find(idx);
@@ -555,23 +609,30 @@ impl Linker {
         let own_batch = k.kind == Kind::SignupBatch && self.own_domain(k);
         let e = self.pairs.entry(pair).or_default();
         if e.keys.contains(&k.key) {
-            return;
-        }
-        e.keys.push(k.key);
-        e.score = e.score.saturating_add(k.kind.weight());
-        e.kinds |= 1 << (k.kind as u16);
-        // Without a payment method: two kinds, and at least two keys of the
-        // operator's own (IPs, e-mail domains). Content alone (templates,
-        // system prompts) can be copied from public prompt libraries by
-        // anyone, and one residential exit can be shared by chance.
-        if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
-            e.identity = e.identity.saturating_add(1);
-        }
-        if k.kind == Kind::Synchrony {
-            e.windows = e.windows.saturating_add(1);
-        }
-        if k.kind == Kind::SystemPrompt {
-            e.content = e.content.saturating_add(1);
+            // Counted already. A batch of sign-ups is looked at again: its
+            // mail domain may have become dense with suspicious accounts
+            // (the operator's own) since the batch was first shared.
+            if !own_batch {
+                return;
+            }
+        } else {
+            e.keys.push(k.key);
+            e.score = e.score.saturating_add(k.kind.weight());
+            e.kinds |= 1 << (k.kind as u16);
+            // Without a payment method: two kinds, and at least two keys of
+            // the operator's own (IPs, e-mail domains). Content alone
+            // (templates, system prompts) can be copied from public prompt
+            // libraries by anyone, and one residential exit can be shared
+            // by chance.
+            if matches!(k.kind, Kind::Ip | Kind::EmailDomain) {
+                e.identity = e.identity.saturating_add(1);
+            }
+            if k.kind == Kind::Synchrony {
+                e.windows = e.windows.saturating_add(1);
+            }
+            if k.kind == Kind::SystemPrompt {
+                e.content = e.content.saturating_add(1);
+            }
         }
         // Large groups must share a proportionate part of their exits:
         // two campaigns renting the same residential proxy service share a
@@ -827,6 +888,68 @@ mod tests {
         assert_eq!(roots.len(), 1);
         assert_eq!(l.size_of(roots[0]), 6);
         assert!(!l.keys[&gmail.key].linked);
+    }
+
+    #[test]
+    fn a_network_of_weak_accounts_is_confirmed_by_pooled_evidence() {
+        let cfg = Config::default();
+        let info = |pm: &str, domain: &str, created: i64| AccountInfo {
+            payment_fingerprint: Some(pm.into()),
+            email_domain: Some(domain.into()),
+            created_at: Some(Timestamp(created)),
+            ..Default::default()
+        };
+        let run = |risk: f64| {
+            let mut l = Linker::new(cfg);
+            // 60 accounts on 4 cards and their own domain, registered in
+            // one hour; each a few requests, each below `link_risk`.
+            for i in 0..60u32 {
+                l.register(
+                    i,
+                    &info(
+                        &format!("pm_{}", i % 4),
+                        "mailbox-x.net",
+                        i64::from(i) * 60_000,
+                    ),
+                );
+            }
+            // An honest family of four on one card, on webmail.
+            for i in 60..64u32 {
+                l.register(i, &info("pm_family", "gmail.com", i64::from(i) * 3_600_000));
+            }
+            // Ten accounts without records behind one exit, on one template.
+            let traffic = [key(Kind::Ip, "203.0.113.9"), key(Kind::Template, "t1")];
+            for round in 0..3i64 {
+                for i in 0..74u32 {
+                    let keys: &[Key] = if i >= 64 { &traffic } else { &[] };
+                    l.observe(
+                        i,
+                        None,
+                        keys,
+                        act(10_000_000 + round * 1000 + i64::from(i), risk, false),
+                    );
+                }
+            }
+            l
+        };
+        let mut l = run(0.4);
+        let roots = l.campaign_roots();
+        assert_eq!(roots.len(), 1, "the network, and nothing else");
+        assert_eq!(l.size_of(roots[0]), 60);
+        // Same shape, risk at the candidate level: no evidence, no campaign.
+        assert!(run(0.3).campaign_roots().is_empty());
+        // Below it, nobody links at all.
+        let mut low = run(0.2);
+        assert!(low.groups().is_empty());
+        // The family groups (one card, dense) but is far from confirmed;
+        // candidates never link on exits or templates.
+        let groups = l.groups();
+        assert!(
+            groups
+                .iter()
+                .any(|(m, e, c)| m.len() == 4 && !c && *e < 5.0)
+        );
+        assert!(groups.iter().all(|(m, _, _)| m.iter().all(|&i| i < 64)));
     }
 
     #[test]

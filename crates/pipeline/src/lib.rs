@@ -263,6 +263,23 @@ impl Pipeline {
         Some(members)
     }
 
+    /// Every linked group of two or more accounts: member ids, pooled
+    /// evidence, and whether it is a confirmed campaign.
+    pub fn groups(&mut self) -> Vec<(Vec<String>, f64, bool)> {
+        let names = &self.link_names;
+        self.linker
+            .groups()
+            .into_iter()
+            .map(|(m, e, c)| {
+                let ids = m
+                    .iter()
+                    .filter_map(|&li| names.get(li as usize).cloned())
+                    .collect();
+                (ids, e, c)
+            })
+            .collect()
+    }
+
     /// The report: accounts (with campaign membership applied) and campaigns.
     pub fn finish(mut self, all: bool) -> Report {
         if !self.linker.cfg.enabled {

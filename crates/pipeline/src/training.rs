@@ -251,6 +251,18 @@ pub struct Judged {
     /// Per campaign: (campaign, family, accounts, flagged accounts,
     /// requests, requests served up to and including the first flag).
     pub campaigns: Vec<CampaignJudged>,
+    /// Linked groups of two or more accounts.
+    pub groups: Vec<GroupJudged>,
+}
+
+/// One linked group at the end of a fold.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupJudged {
+    pub world: String,
+    pub accounts: u64,
+    pub honest: u64,
+    pub evidence: f64,
+    pub confirmed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -317,6 +329,21 @@ pub fn judge(
                 out.honest_risks
                     .push((i as u32, engine.max_risk_of(i as u32)));
             }
+        }
+    }
+    if pipe.linking() {
+        for (members, evidence, confirmed) in pipe.groups() {
+            let honest = members
+                .iter()
+                .filter(|m| !w.truth.get(*m).is_some_and(|t| t.attack))
+                .count() as u64;
+            out.groups.push(GroupJudged {
+                world: w.name.clone(),
+                accounts: members.len() as u64,
+                honest,
+                evidence,
+                confirmed,
+            });
         }
     }
     // Verdicts as the report gives them (campaign membership applied).

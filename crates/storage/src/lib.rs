@@ -29,6 +29,13 @@ pub enum StoreError {
     Random(std::io::Error),
     #[error("no key with id {0}")]
     NoSuchKey(String),
+    #[error("key store {0}: no such file (distillguard keys create makes one)")]
+    Missing(String),
+    #[error("key store {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// An operator's verdict for an account.
@@ -101,6 +108,20 @@ pub fn random_token() -> Result<String, StoreError> {
     Ok(hex(&b))
 }
 
+/// Creates `path` with mode 0600 if it does not exist (SQLite would create
+/// it with the process's umask, often world-readable).
+fn create_private(path: &str) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -110,13 +131,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl KeyStore {
-    /// Opens (creating if needed) the store at `path` (`:memory:` for tests).
+    /// Opens the store at `path`, which must exist: a typo in a path must
+    /// not serve with an empty store, or list one.
+    pub fn open_existing(path: &str) -> Result<KeyStore, StoreError> {
+        if path != ":memory:" && !std::path::Path::new(path).exists() {
+            return Err(StoreError::Missing(path.to_string()));
+        }
+        KeyStore::open(path)
+    }
+
+    /// Opens (creating if needed, readable by its owner only) the store at
+    /// `path` (`:memory:` for tests). The database runs in WAL mode.
     pub fn open(path: &str) -> Result<KeyStore, StoreError> {
         let db = |source| StoreError::Db {
             path: path.to_string(),
             source,
         };
+        if path != ":memory:" {
+            create_private(path).map_err(|source| StoreError::Io {
+                path: path.to_string(),
+                source,
+            })?;
+        }
         let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
         // The gateway's detector saves verdicts on its own connection.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
@@ -404,6 +443,36 @@ mod tests {
             .unwrap();
         s.save_verdicts(&[v("b", "block")]).unwrap();
         assert_eq!(s.verdicts().unwrap(), vec![v("b", "block")]);
+    }
+
+    #[test]
+    fn a_store_file_is_private_in_wal_mode_and_never_made_by_a_typo() {
+        let dir = std::env::temp_dir().join(format!("dg-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.db");
+        let p = path.to_str().unwrap();
+        assert!(matches!(
+            KeyStore::open_existing(p),
+            Err(StoreError::Missing(_))
+        ));
+        assert!(!path.exists(), "opening a missing store must not create it");
+        let s = KeyStore::open(p).unwrap();
+        s.create("acct_1", "tier1").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(s);
+        assert_eq!(KeyStore::open_existing(p).unwrap().list().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

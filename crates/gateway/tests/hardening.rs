@@ -1,0 +1,248 @@
+//! The gateway against slow and hostile clients, through its real server
+//! loop (`serve_until`): half-sent heads and bodies, a budget of body
+//! bytes, bodies the detector cannot read, and a shutdown with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use distillguard_gateway::{Config, serve_until};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+mod common;
+use common::{mock_with, request_with};
+
+const CHAT: &str =
+    r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}],"max_tokens":20}"#;
+
+/// A gateway on a free port in front of a mock, served by the real loop;
+/// returns its address, the shutdown trigger and the server's task.
+async fn gateway(
+    extra: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let up = mock_with(Duration::ZERO, None).await;
+    let cfg = Config::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nauth = \"none\"\n{extra}\n[detect]\nenabled = false\n\
+         [[upstreams]]\nname = \"o\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+         [[upstreams]]\nname = \"a\"\nurl = \"http://{up}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+    ))
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        serve_until(
+            cfg,
+            None,
+            move |a, _| {
+                let _ = tx.send(a);
+            },
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let addr = rx.await.unwrap();
+    (format!("127.0.0.1:{}", addr.port()), stop, task)
+}
+
+async fn post_within(secs: u64, addr: &str, path: &str, body: &str) -> (u16, String) {
+    let (st, _, b) = tokio::time::timeout(
+        Duration::from_secs(secs),
+        request_with("POST", addr, path, body, ""),
+    )
+    .await
+    .expect("the request was not answered in time");
+    (st, b)
+}
+
+/// Opens a connection and sends `bytes`, then nothing more.
+async fn half_sent(addr: &str, bytes: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes.as_bytes()).await.unwrap();
+    s
+}
+
+/// What the server answered on `s` (status), or `None` if it closed the
+/// connection without an answer; within `secs`.
+async fn outcome(mut s: TcpStream, secs: u64) -> Option<u16> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(secs), s.read_to_end(&mut buf))
+        .await
+        .expect("the connection was never closed")
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_heads_are_cut_and_normal_requests_keep_being_answered() {
+    let (gw, _stop, _task) = gateway("max_connections = 20\nheader_timeout_secs = 1").await;
+    // Fill every connection with half a head.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        slow.push(half_sent(&gw, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    // A normal request waits in the backlog only until the deadline frees
+    // a place (before: forever).
+    let (st, _) = post_within(10, &gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 200);
+    // Every half-sent head was closed.
+    for s in slow {
+        let _ = outcome(s, 5).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_declared_gets_408_at_the_body_deadline() {
+    let (gw, _stop, _task) = gateway("body_timeout_secs = 1").await;
+    let started = Instant::now();
+    let s = half_sent(
+        &gw,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":",
+    )
+    .await;
+    assert_eq!(outcome(s, 10).await, Some(408));
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_cannot_hold_more_than_the_body_budget() {
+    let (gw, _stop, _task) =
+        gateway("body_timeout_secs = 2\nmax_inflight_body_bytes = 65536").await;
+    // Two stalled uploads of 30 KB take 60 KiB of the 64 KiB budget.
+    let head = |n: usize| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n{{"
+        )
+    };
+    let a = half_sent(&gw, &head(30_000)).await;
+    let b = half_sent(&gw, &head(30_000)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A third that would pass the budget is refused at once.
+    let c = half_sent(&gw, &head(30_000)).await;
+    assert_eq!(outcome(c, 5).await, Some(503));
+    // The stalled ones time out and give their room back.
+    assert_eq!(outcome(a, 10).await, Some(408));
+    assert_eq!(outcome(b, 10).await, Some(408));
+    assert_eq!(
+        post_within(10, &gw, "/v1/chat/completions", CHAT).await.0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_the_detector_cannot_read_are_refused_in_the_apis_format() {
+    let (gw, _stop, _task) = gateway("").await;
+    let deep = format!(
+        r#"{{"model":"atlas-3","messages":[{{"role":"user","content":"hi"}}],"metadata":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let bad = [
+        r#"{"model":"atlas-3","max_tokens":"100","messages":[{"role":"user","content":"hi"}]}"#
+            .to_string(),
+        r#"{"model":"atlas-3","messages":[{"role":"user","content":7}]}"#.to_string(),
+        r#"{"model":"atlas-3","temperature":1e400,"messages":[{"role":"user","content":"hi"}]}"#
+            .to_string(),
+        r#"{"model":"atlas-3","messages":[{"role":"user","content":"\ud800"}]}"#.to_string(),
+        deep,
+        r#"{"messages":[{"role":"user","content":"hi"}]}"#.to_string(),
+    ];
+    for body in &bad {
+        let (st, payload) = post_within(10, &gw, "/v1/chat/completions", body).await;
+        assert_eq!(st, 400, "{body:.80}: {payload}");
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{payload}");
+    }
+    // In Anthropic's format on its path.
+    let (st, payload) = post_within(
+        10,
+        &gw,
+        "/v1/messages",
+        r#"{"model":"atlas-3","max_tokens":"5","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 400);
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    // Invalid UTF-8 inside a string.
+    let mut s = TcpStream::connect(&gw).await.unwrap();
+    let mut raw = br#"{"model":"atlas-3","messages":[{"role":"user","content":"a"#.to_vec();
+    raw.extend_from_slice(&[0xff, 0xfe]);
+    raw.extend_from_slice(br#""}]}"#);
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            raw.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&raw).await.unwrap();
+    assert_eq!(outcome(s, 10).await, Some(400));
+    // A malformed chunked body is 400, not 413.
+    let s = half_sent(
+        &gw,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(outcome(s, 10).await, Some(400));
+    // And a readable request still passes.
+    assert_eq!(
+        post_within(10, &gw, "/v1/chat/completions", CHAT).await.0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_what_is_left_at_the_drain_deadline() {
+    let (gw, stop, task) = gateway("drain_timeout_secs = 1\nbody_timeout_secs = 600").await;
+    // A request whose body never comes holds its connection.
+    let _held = half_sent(
+        &gw,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the gateway did not stop at its drain deadline")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Nothing listens any more.
+    assert!(TcpStream::connect(&gw).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_and_methods_answer_in_the_apis_format() {
+    let (gw, _stop, _task) = gateway("internal_listen = \"127.0.0.1:0\"").await;
+    for path in ["/v1/responses", "/v1/completions", "/v1/embeddings"] {
+        let (st, _, body) = request_with("POST", &gw, path, "{}", "").await;
+        assert_eq!(st, 404, "{path}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["type"], "not_found_error", "{body}");
+    }
+    let (st, _, body) = request_with("POST", &gw, "/v1/messages/batches", "{}", "").await;
+    assert_eq!(st, 404);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["type"], "error",
+        "Anthropic's format under /v1/messages: {body}"
+    );
+    let (st, _, body) = request_with("GET", &gw, "/v1/chat/completions", "", "").await;
+    assert_eq!(st, 405);
+    assert!(body.contains("\"error\""), "{body}");
+    // Health and metrics are on the internal listener only.
+    assert_eq!(request_with("GET", &gw, "/healthz", "", "").await.0, 404);
+    assert_eq!(request_with("GET", &gw, "/metrics", "", "").await.0, 404);
+}
