@@ -138,6 +138,14 @@ enum Command {
         /// Gateway configuration (TOML; see docs/gateway.md).
         #[arg(long)]
         config: PathBuf,
+        /// Operators' log on standard error: one access line per request,
+        /// warnings for faults; `json` for a log shipper.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// The least severe level logged (`warn`: faults only, no access
+        /// lines).
+        #[arg(long, default_value = "info")]
+        log_level: tracing::Level,
     },
     /// A deterministic OpenAI/Anthropic-compatible model server for tests,
     /// demos and benchmarks (optionally the watermarked reference teacher).
@@ -352,7 +360,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Watermark { cmd } => watermark::run(cmd),
         Command::Keys { cmd, db } => keys(cmd, &db),
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            log_format,
+            log_level,
+        } => {
+            let log = tracing_subscriber::fmt()
+                .with_writer(io::stderr)
+                .with_max_level(log_level)
+                .with_ansi(false);
+            match log_format {
+                LogFormat::Json => log.json().flatten_event(true).init(),
+                LogFormat::Text => log.init(),
+            }
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
             let cfg = distillguard_gateway::Config::from_toml(&text)
@@ -487,6 +507,13 @@ struct CheckSummary {
     /// The line after which reading failed (a truncated file).
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated_at: Option<u64>,
+}
+
+/// The operators' log format of `serve`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn check(

@@ -1459,6 +1459,17 @@ fn http_post(url: &str, path: &str, body: &str) -> (u16, String) {
 
 /// One HTTP/1.1 request; `headers`: extra lines, each ending in `\r\n`.
 fn http(method: &str, url: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
+    let (status, _, payload) = http_full(method, url, path, body, headers);
+    (status, payload)
+}
+/// Status, head and body.
+fn http_full(
+    method: &str,
+    url: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String, String) {
     let host = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
@@ -1471,7 +1482,7 @@ fn http(method: &str, url: &str, path: &str, body: &str, headers: &str) -> (u16,
     s.read_to_string(&mut resp).unwrap();
     let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, payload.to_string())
+    (status, head.to_string(), payload.to_string())
 }
 
 #[test]
@@ -1927,6 +1938,203 @@ fn wait_clean_exit(mut child: std::process::Child) {
 fn stop(child: std::process::Child) {
     terminate(&child);
     wait_clean_exit(child);
+}
+
+#[test]
+fn the_gateway_writes_an_access_line_per_request_without_secrets_or_prompts() {
+    let d = Dir::new("access");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let key = ok(&["keys", "create", "--account", "acct_log", "--db", db])
+        .trim()
+        .to_string();
+    let (mut mock, up) = start_mock(&[]);
+    let cfg = gateway_config(
+        &d,
+        "gw.toml",
+        &up,
+        &["openai"],
+        &format!("keys_db = \"{db}\""),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let prompt = "zebra-quartz-prompt-text";
+    let body = format!(
+        r#"{{"model":"atlas-3","max_tokens":5,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+    );
+    let (st, head, _) = http_full(
+        "POST",
+        &url,
+        "/v1/chat/completions",
+        &body,
+        &format!("Authorization: Bearer {key}\r\n"),
+    );
+    assert_eq!(st, 200);
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("no x-request-id header")
+        .trim()
+        .to_string();
+    let (st, head, _) = http_full("POST", &url, "/v1/chat/completions", &body, "");
+    assert_eq!(st, 401);
+    assert!(head.contains("x-request-id: req_"), "{head}");
+    terminate(&child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    mock.kill().unwrap();
+    let _ = mock.wait();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|v| v["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no access line for {id}: {err}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["account"], "acct_log");
+    assert_eq!(access["path"], "/v1/chat/completions");
+    assert_eq!(access["client"], "127.0.0.1");
+    assert!(access["key_id"].as_str().is_some_and(|k| key.contains(k)));
+    assert!(lines.iter().any(|v| v["status"] == 401));
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["message"] == "gateway stopped: every request in flight finished")
+    );
+    // Never the key's secret, never the prompt.
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!err.contains(secret), "{err}");
+    assert!(!err.contains(prompt), "{err}");
+}
+
+/// Requests answered in full (status 200 and the whole JSON body) while a
+/// gateway with an event log in `durability` mode is killed with SIGKILL
+/// under load, and the ids found in its log afterwards.
+fn kill9_under_load(d: &Dir, up: &str, durability: &str) -> (Vec<String>, Vec<String>) {
+    let log = d.path(&format!("events-{durability}.jsonl"));
+    let cfg = gateway_config(
+        d,
+        &format!("gw-{durability}.toml"),
+        up,
+        &["openai"],
+        &format!(
+            "[detect]\nenabled = false\n[log]\npath = \"{}\"\ndurability = \"{durability}\"",
+            log.display()
+        ),
+    );
+    let (mut gw, url) = start_gateway(&cfg);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, stop) = (url.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("req-{t}-{n}");
+                    let body = format!(
+                        r#"{{"model":"atlas-3","max_tokens":5,"messages":[{{"role":"user","content":"{id}"}}]}}"#
+                    );
+                    let host = url.trim_start_matches("http://");
+                    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+                        break;
+                    };
+                    let sent = write!(
+                        s,
+                        "POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let mut resp = String::new();
+                    if sent.is_err() || s.read_to_string(&mut resp).is_err() {
+                        break;
+                    }
+                    let whole = resp.starts_with("HTTP/1.1 200")
+                        && resp
+                            .split_once("\r\n\r\n")
+                            .is_some_and(|(_, b)| serde_json::from_str::<serde_json::Value>(b).is_ok());
+                    if !whole {
+                        break;
+                    }
+                    acked.push(id);
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    gw.kill().unwrap();
+    let _ = gw.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged: Vec<String> = text
+        .lines()
+        .filter_map(|l| distillguard_core::parse_event_line(l).ok())
+        .map(|e| e.request.last_user_text)
+        .collect();
+    (acked, logged)
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_request_in_sync_mode() {
+    let d = Dir::new("kill9");
+    let (mut mock, up) = start_mock(&[]);
+    let (acked, logged) = kill9_under_load(&d, &up, "sync");
+    let logged: std::collections::HashSet<&String> = logged.iter().collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !logged.contains(id)).collect();
+    assert!(
+        acked.len() > 50,
+        "too little load to judge: {}",
+        acked.len()
+    );
+    eprintln!("sync mode: 0 of {} answered requests lost", acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered requests are not in the log: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    // The interval mode, for the record (its loss is bounded by the
+    // writer's interval, not zero).
+    let (acked, logged) = kill9_under_load(&d, &up, "interval");
+    let logged: std::collections::HashSet<&String> = logged.iter().collect();
+    let lost = acked.iter().filter(|id| !logged.contains(id)).count();
+    eprintln!(
+        "interval mode: {lost} of {} answered requests lost",
+        acked.len()
+    );
+    mock.kill().unwrap();
+    let _ = mock.wait();
 }
 
 #[test]

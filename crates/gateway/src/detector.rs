@@ -231,11 +231,17 @@ impl Detector {
                 self.enqueued.fetch_add(1, Ordering::Relaxed);
             }
             Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "detection queue full: requests go unscored");
+                }
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.alive.store(false, Ordering::Relaxed);
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "detection is down: requests go unscored");
+                }
             }
         }
     }
@@ -318,7 +324,12 @@ impl Worker {
                         self.process(&o);
                     }));
                     if r.is_err() {
-                        faults.fetch_add(1, Ordering::Relaxed);
+                        let n = faults.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(
+                            faults = n,
+                            account = %o.account,
+                            "scoring a request failed; it was skipped and detection goes on"
+                        );
                     }
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -395,7 +406,8 @@ impl Worker {
             .collect();
         all.sort_by(|a, b| a.account.cmp(&b.account));
         // A failed save is retried at the next change.
-        if store.save_verdicts(&all).is_err() {
+        if let Err(e) = store.save_verdicts(&all) {
+            tracing::warn!(error = %e, "saving verdicts failed; retried at the next change");
             self.dirty = true;
         }
     }

@@ -9,6 +9,18 @@ bounded queue to a writer thread (a full queue drops and counts, never
 blocking); the writer thread formats them, off the request path. The
 file rotates at `max_bytes`: `path` becomes `path.1`, and
 older ones shift up to `keep`.
+
+Durability (`durability`):
+- `"interval"` (the default): the writer hands each batch to the OS as
+  soon as it is formed, and naps `flush_interval_ms` when the queue is
+  empty. A killed gateway (`kill -9`) loses only lines still in the
+  queue: requests answered within about one interval of the kill. A
+  machine crash also loses what the OS had not yet written to disk.
+- `"sync"`: a request's answer is not complete for the client (its last
+  bytes are held) until its line has been written and `fdatasync`ed;
+  batches share one sync (group commit). Nothing acknowledged is lost,
+  by a kill or a crash. A line that cannot be written, or a full queue,
+  fails the answer instead of dropping the line.
 */
 
 use std::io::Write;
@@ -30,6 +42,25 @@ pub struct LogConfig {
     pub max_bytes: u64,
     #[serde(default = "default_keep")]
     pub keep: u32,
+    #[serde(default)]
+    pub durability: Durability,
+    /// The writer's nap when its queue is empty (the loss window of
+    /// `interval`).
+    #[serde(default = "default_interval")]
+    pub flush_interval_ms: std::num::NonZeroU64,
+}
+
+/// What a request's answer waits for (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Interval,
+    Sync,
+}
+
+fn default_interval() -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(5).unwrap_or(std::num::NonZeroU64::MIN)
 }
 
 fn default_max() -> u64 {
@@ -39,8 +70,11 @@ fn default_keep() -> u32 {
     8
 }
 
+type Item = (Arc<Observed>, Option<tokio::sync::oneshot::Sender<()>>);
+
 pub struct EventLog {
-    tx: Option<SyncSender<Arc<Observed>>>,
+    tx: Option<SyncSender<Item>>,
+    sync: bool,
     writer: Option<std::thread::JoinHandle<()>>,
     pub dropped: AtomicU64,
 }
@@ -71,20 +105,23 @@ fn rotate(cfg: &LogConfig) -> std::io::Result<()> {
 }
 
 fn open(cfg: &LogConfig) -> std::io::Result<(std::io::BufWriter<std::fs::File>, u64)> {
+    // Raw prompts: readable by the owner only.
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg.path)?;
+    let f = o.create(true).append(true).open(&cfg.path)?;
     let len = f.metadata()?.len();
     Ok((std::io::BufWriter::new(f), len))
 }
 
 impl EventLog {
     pub fn start(cfg: LogConfig) -> std::io::Result<EventLog> {
-        let (tx, rx) = sync_channel::<Arc<Observed>>(65_536);
+        let (tx, rx) = sync_channel::<Item>(65_536);
+        let sync = cfg.durability == Durability::Sync;
+        let nap = std::time::Duration::from_millis(cfg.flush_interval_ms.get());
         let (mut w, mut size) = open(&cfg)?;
         let writer = std::thread::Builder::new()
             .name("distillguard-eventlog".into())
@@ -107,10 +144,13 @@ impl EventLog {
                         }
                     }
                     if batch.is_empty() {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        std::thread::sleep(nap);
                         continue;
                     }
-                    for o in batch {
+                    let mut acks = Vec::new();
+                    let mut failed = false;
+                    for (o, ack) in batch {
+                        acks.extend(ack);
                         let l = o.log_line();
                         if size > 0 && size + l.len() as u64 + 1 > cfg.max_bytes {
                             let _ = w.flush();
@@ -121,25 +161,55 @@ impl EventLog {
                                 size = ns;
                             }
                         }
-                        if writeln!(w, "{l}").is_ok() {
-                            size += l.len() as u64 + 1;
+                        match writeln!(w, "{l}") {
+                            Ok(()) => size += l.len() as u64 + 1,
+                            Err(e) => {
+                                failed = true;
+                                tracing::warn!(error = %e, "writing the event log failed");
+                            }
                         }
                     }
-                    let _ = w.flush();
+                    let mut done = w.flush();
+                    if sync && done.is_ok() {
+                        done = w.get_ref().sync_data();
+                    }
+                    if let Err(e) = &done {
+                        tracing::warn!(error = %e, "flushing the event log failed");
+                    }
+                    // Acknowledged only when on disk (a dropped sender
+                    // fails the answer).
+                    if done.is_ok() && !failed {
+                        for a in acks {
+                            let _ = a.send(());
+                        }
+                    }
                 }
             })?;
         Ok(EventLog {
             tx: Some(tx),
+            sync,
             writer: Some(writer),
             dropped: AtomicU64::new(0),
         })
     }
 
-    /// Queues a request; never blocks.
-    pub fn write(&self, o: Arc<Observed>) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(o) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Queues a request; never blocks. With `sync`, returns what the
+    /// answer must wait for.
+    pub fn write(&self, o: Arc<Observed>) -> Option<crate::tap::Ack> {
+        let tx = self.tx.as_ref()?;
+        let (ack, wait) = match self.sync {
+            true => {
+                let (a, w) = tokio::sync::oneshot::channel();
+                (Some(a), Some(w))
+            }
+            false => (None, None),
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send((o, ack)) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "event log queue full: lines dropped");
+            }
         }
+        wait
     }
 }

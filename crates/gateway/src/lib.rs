@@ -401,6 +401,18 @@ pub async fn serve_until(
         header: Duration::from_secs(cfg.header_timeout_secs.get()),
         drain: Duration::from_secs(cfg.drain_timeout_secs),
     };
+    if cfg.auth == config::Auth::None {
+        tracing::warn!(
+            "auth = \"none\": requests are not authenticated and each client address is an account; for local testing only"
+        );
+    }
+    tracing::info!(
+        upstreams = cfg.upstreams.len(),
+        trusted_proxies = cfg.trusted_proxies.len(),
+        detection = cfg.detect.enabled,
+        event_log = cfg.log.is_some(),
+        "gateway started"
+    );
     let listener = listener::Capped::new(listener, cfg.max_connections);
     let gauge = listener.gauge();
     let (public, internal_app) = router_with(cfg, config_path, Some(gauge))?;
@@ -412,17 +424,25 @@ pub async fn serve_until(
     };
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutdown asked: no new connections; draining");
         let _ = stop_tx.send(true);
     });
     let main = server::run(listener, public, deadlines, stopped(stop_rx.clone()));
-    match (internal, internal_app) {
+    let drained = match (internal, internal_app) {
         (Some(l), Some(app)) => {
             let side = server::run(l, app, deadlines, stopped(stop_rx));
-            tokio::join!(main, side);
+            let (a, b) = tokio::join!(main, side);
+            a && b
         }
-        _ => {
-            main.await;
-        }
+        _ => main.await,
+    };
+    if drained {
+        tracing::info!("gateway stopped: every request in flight finished");
+    } else {
+        tracing::warn!(
+            drain_timeout_secs = deadlines.drain.as_secs(),
+            "gateway stopped: requests still in flight at the drain deadline were closed"
+        );
     }
     Ok(())
 }

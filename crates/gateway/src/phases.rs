@@ -475,7 +475,7 @@ fn take(ctx: &mut Ctx) -> Done {
             dialect: ctx.dialect,
             body: ctx.body.clone(),
             request: ctx.request.take(),
-            ip: ctx.ip.take(),
+            ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.take(),
             response: None,
             status: 0,
@@ -496,7 +496,7 @@ fn complete(
     response: Option<distillguard_core::Response>,
     outcome: Option<Outcome>,
     status: u16,
-) {
+) -> Option<crate::tap::Ack> {
     if let Some(o) = outcome {
         gw.metrics.answer(o, response.as_ref());
     }
@@ -513,18 +513,17 @@ fn complete(
         }
     }
     if gw.log.is_none() && gw.detector.is_none() {
-        return;
+        return None;
     }
     d.observed.response = response;
     d.observed.status = status;
     d.observed.latency_ms = d.started.elapsed().as_secs_f64() * 1000.0;
     let o = Arc::new(d.observed);
-    if let Some(log) = &gw.log {
-        log.write(Arc::clone(&o));
-    }
+    let ack = gw.log.as_ref().and_then(|log| log.write(Arc::clone(&o)));
     if let Some(det) = &gw.detector {
         det.submit(o);
     }
+    ack
 }
 
 /// One API request through the phases.
@@ -552,15 +551,64 @@ pub(crate) async fn handle(
                 let outcome =
                     matches!(e, GatewayError::Upstream { .. }).then_some(Outcome::UpstreamError);
                 let done = take(c);
-                complete(&gw, done, None, outcome, e.status().as_u16());
+                // An answer that failed is not acknowledged: no wait.
+                let _ = complete(&gw, done, None, outcome, e.status().as_u16());
             }
             e.into_response(dialect)
         }
     };
+    let mut resp = resp;
+    let id = request_id();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The access line: who, what, how it ended. Never a secret or prompt
+    // text (the key's id, not the key; the path, not the body).
+    let c = ctx.as_ref();
+    tracing::info!(
+        target: "distillguard::access",
+        request_id = %id,
+        path,
+        status = resp.status().as_u16(),
+        account = c.map(|c| c.account.as_str()),
+        key_id = c.and_then(|c| c.key.as_ref()).map(|k| k.id.as_str()),
+        client = c.and_then(|c| c.ip.as_deref()),
+        model = c.map(|c| c.model.as_str()),
+        upstream = resp
+            .headers()
+            .get("x-distillguard-upstream")
+            .and_then(|v| v.to_str().ok()),
+        latency_ms = (elapsed * 1e4).round() / 10.0,
+        "request"
+    );
     gw.metrics.record(
         usize::from(dialect == Dialect::Anthropic),
         resp.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        elapsed,
     );
     resp
+}
+
+/// A request's id (echoed in `x-request-id` and the access log): unique in
+/// the process, and not repeated across restarts.
+fn request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: OnceLock<u64> = OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ u64::from(std::process::id()).rotate_left(32)
+    });
+    // SplitMix64 of seed + counter: distinct for distinct counters.
+    let mut z = seed.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("req_{:016x}", z ^ (z >> 31))
 }

@@ -218,12 +218,25 @@ fn anthropic_event(v: &Value, out: &mut Response, chars: &mut u64) {
 }
 
 /// Called once when the answer ends.
-pub type OnEnd = Box<dyn FnOnce(Response, Outcome) + Send>;
+/// Called once when the answer ends; may return an acknowledgement to
+/// wait for before the client gets the answer's last bytes (the event
+/// log's `sync` durability).
+pub type OnEnd = Box<dyn FnOnce(Response, Outcome) -> Option<Ack> + Send>;
+
+/// Resolves once the request's event-log line is on disk; an error means
+/// it could not be logged.
+pub type Ack = tokio::sync::oneshot::Receiver<()>;
 
 enum State {
     Open,
     /// Send this error event, then end.
     Failing(Option<Bytes>),
+    /// The answer is complete upstream; its last frame (if any) waits for
+    /// the log's acknowledgement.
+    Syncing {
+        last: Option<Frame<Bytes>>,
+        ack: Ack,
+    },
     Done,
 }
 
@@ -267,10 +280,26 @@ impl Tapped {
         }
     }
 
-    fn end(&mut self, outcome: Outcome) {
+    fn end(&mut self, outcome: Outcome) -> Option<Ack> {
         self.outcome = outcome;
-        if let (Some(f), Some(m)) = (self.on_end.take(), self.meter.take()) {
-            f(m.finish(), outcome);
+        match (self.on_end.take(), self.meter.take()) {
+            (Some(f), Some(m)) => f(m.finish(), outcome),
+            _ => None,
+        }
+    }
+
+    /// The answer is complete: hand `last` out now, or once the log has
+    /// acknowledged the request.
+    fn finish(&mut self, last: Option<Frame<Bytes>>) -> Option<Frame<Bytes>> {
+        match self.end(Outcome::Complete) {
+            Some(ack) => {
+                self.state = State::Syncing { last, ack };
+                None
+            }
+            None => {
+                self.state = State::Done;
+                last
+            }
         }
     }
 
@@ -313,11 +342,28 @@ impl HttpBody for Tapped {
         loop {
             match &mut this.state {
                 State::Done => return Poll::Ready(None),
+                State::Syncing { last, ack } => {
+                    let acked = match Pin::new(ack).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r.is_ok(),
+                    };
+                    let last = last.take();
+                    this.state = State::Done;
+                    if !acked {
+                        // Not on disk: the client must not take the answer
+                        // as complete.
+                        return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
+                            "the request could not be logged durably",
+                        )))));
+                    }
+                    return Poll::Ready(last.map(Ok));
+                }
                 State::Failing(ev) => {
                     let ev = ev.take();
                     this.state = State::Done;
                     let outcome = this.outcome;
-                    this.end(outcome);
+                    // A failed answer is not acknowledged: nothing to wait for.
+                    let _ = this.end(outcome);
                     return Poll::Ready(match ev {
                         Some(b) => Some(Ok(Frame::data(b))),
                         None => Some(Err(axum::Error::new(std::io::Error::other(
@@ -342,8 +388,10 @@ impl HttpBody for Tapped {
                         // A body of known length may be dropped as soon as
                         // its last byte is out, without a final poll.
                         if this.inner.is_end_stream() {
-                            this.state = State::Done;
-                            this.end(Outcome::Complete);
+                            match this.finish(Some(frame)) {
+                                Some(f) => return Poll::Ready(Some(Ok(f))),
+                                None => continue,
+                            }
                         }
                         return Poll::Ready(Some(Ok(frame)));
                     }
@@ -361,13 +409,16 @@ impl HttpBody for Tapped {
                     );
                 }
                 Poll::Ready(None) => {
-                    this.state = State::Done;
-                    this.end(Outcome::Complete);
-                    if !this.held.is_empty() {
-                        let tail = std::mem::take(&mut this.held);
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))));
+                    let tail = (!this.held.is_empty())
+                        .then(|| Frame::data(Bytes::from(std::mem::take(&mut this.held))));
+                    let waiting = tail.is_none();
+                    match this.finish(tail) {
+                        Some(f) => return Poll::Ready(Some(Ok(f))),
+                        None if waiting && matches!(this.state, State::Done) => {
+                            return Poll::Ready(None);
+                        }
+                        None => continue,
                     }
-                    return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     if this.timer.as_mut().poll(cx).is_pending() {
@@ -407,7 +458,7 @@ impl Drop for Tapped {
             } else {
                 Outcome::ClientGone
             };
-            self.end(o);
+            let _ = self.end(o);
         }
     }
 }

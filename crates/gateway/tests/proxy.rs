@@ -306,6 +306,8 @@ async fn the_event_log_replays_in_the_event_log_format() {
         path: dir.join("events.jsonl"),
         max_bytes: 600,
         keep: 3,
+        durability: Default::default(),
+        flush_interval_ms: std::num::NonZeroU64::MIN,
     });
     let gw = spawn(router_ok(cfg)).await;
     for _ in 0..4 {

@@ -81,6 +81,11 @@ pub struct Config {
     /// of `logit(risk) − logit(candidate_risk)`, each capped at
     /// [`MEMBER_EVIDENCE_CAP`].
     pub confirm_evidence: f64,
+    /// Accounts a group needs to be confirmed by pooled evidence alone (a
+    /// network is many accounts; smaller groups need `min_flagged`
+    /// members flagged on their own). Honest groups linked in the
+    /// randomised worlds had at most 8 accounts.
+    pub min_network: u32,
 }
 
 impl Default for Config {
@@ -93,13 +98,14 @@ impl Default for Config {
             min_accounts: 3,
             min_flagged: 2,
             confirm_evidence: 20.0,
+            min_network: 12,
         }
     }
 }
 
 /// The most one account adds to its group's pooled evidence: a network is
 /// confirmed by many members' evidence, not by one account's certainty.
-pub const MEMBER_EVIDENCE_CAP: f64 = 1.5;
+pub const MEMBER_EVIDENCE_CAP: f64 = 3.0;
 
 fn logit(r: f64) -> f64 {
     let r = r.clamp(1e-9, 1.0 - 1e-9);
@@ -124,6 +130,9 @@ impl Config {
         }
         if self.confirm_evidence.is_nan() || self.confirm_evidence <= 0.0 {
             return Err("confirm_evidence must be > 0".into());
+        }
+        if self.min_network < self.min_accounts {
+            return Err("min_network must be at least min_accounts".into());
         }
         Ok(())
     }
@@ -371,7 +380,8 @@ impl Linker {
         if self.detected_at[r].is_none()
             && self.size[r] >= self.cfg.min_accounts
             && (self.flagged[r] >= self.cfg.min_flagged
-                || self.evidence[r] >= self.cfg.confirm_evidence)
+                || (self.size[r] >= self.cfg.min_network
+                    && self.evidence[r] >= self.cfg.confirm_evidence))
         {
             self.detected_at[r] = Some(ts);
             self.generation += 1;
@@ -953,6 +963,29 @@ mod tests {
     }
 
     #[test]
+    fn pooled_evidence_alone_confirms_only_a_network_of_many_accounts() {
+        // Strong members (each at the cap), none flagged on its own: eight
+        // pool 24 ≥ 20 but are not a network; twelve are.
+        let run = |n: u32| {
+            let mut l = Linker::new(Config::default());
+            let pm = key(Kind::Payment, "pm_shared");
+            for round in 0..2i64 {
+                for i in 0..n {
+                    l.observe(
+                        i,
+                        None,
+                        std::slice::from_ref(&pm),
+                        act(round * 100 + i64::from(i), 0.97, false),
+                    );
+                }
+            }
+            l.campaign_roots().len()
+        };
+        assert_eq!(run(8), 0);
+        assert_eq!(run(12), 1);
+    }
+
+    #[test]
     fn dormant_accounts_join_through_a_dense_payment_method() {
         let mut l = Linker::new(Config::default());
         let info = AccountInfo {
@@ -1014,22 +1047,25 @@ mod tests {
         // Accounts without records, each on its own rotating exits, sharing
         // five system prompts (Glasswally's shape): content is all that
         // ties them. Two or three shared prompts would not be enough.
-        let run = |prompts: usize| {
+        let run = |prompts: usize, risk: f64| {
             let mut l = Linker::new(Config::default());
             for round in 0..3i64 {
-                for i in 0..10u32 {
+                for i in 0..12u32 {
                     let keys: Vec<Key> = (0..prompts)
                         .map(|p| key(Kind::SystemPrompt, &format!("sp{p}")))
                         .chain([key(Kind::Ip, &format!("198.51.{i}.{round}"))])
                         .collect();
-                    l.observe(i, None, &keys, act(round * 100 + i as i64, 0.9, false));
+                    l.observe(i, None, &keys, act(round * 100 + i as i64, risk, false));
                 }
             }
             l.campaign_roots().iter().map(|&r| l.size_of(r)).max()
         };
-        // Ten members at risk 0.9 pool 10 × logit(0.9) ≈ 22 ≥ 20.
-        assert_eq!(run(5), Some(10));
-        assert_eq!(run(3), None);
+        // Twelve members pool 12 × (logit(risk) − logit(0.3)): at 0.6,
+        // about 15 < 20; at 0.7, about 20.3. A network of weak accounts is
+        // confirmed by its members together.
+        assert_eq!(run(5, 0.6), None);
+        assert_eq!(run(5, 0.7), Some(12));
+        assert_eq!(run(3, 0.7), None);
     }
 
     #[test]

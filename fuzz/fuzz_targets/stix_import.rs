@@ -1,0 +1,9 @@
+//! Partners' STIX bundles: any text is intel or an error, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = distillguard_stix::Intel::from_json(text);
+    }
+});
