@@ -380,14 +380,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let scheme = if cfg.tls.cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             rt.block_on(distillguard_gateway::serve(
                 cfg,
                 Some(config.clone()),
                 |addr, internal| {
                     let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "distillguard gateway listening on http://{addr}");
+                    let _ = writeln!(out, "distillguard gateway listening on {scheme}://{addr}");
                     if let Some(i) = internal {
-                        let _ = writeln!(out, "internal endpoints (metrics, admin) on http://{i}");
+                        let _ =
+                            writeln!(out, "internal endpoints (metrics, admin) on {scheme}://{i}");
                     }
                     let _ = out.flush();
                 },

@@ -61,12 +61,18 @@ fn sha256_file(p: &Path) -> Result<String> {
         .collect())
 }
 
-/// Asks an OpenAI-compatible endpoint (`http://host:port[/prefix]`, plain
-/// HTTP/1.1) for an answer to `prompt`.
+/// Asks an OpenAI-compatible endpoint (`http://host:port[/prefix]` or
+/// `https://host[:port][/prefix]`, HTTP/1.1; TLS verified against the
+/// system's roots, plus the PEM file in `DISTILLGUARD_SUSPECT_CA` if set)
+/// for an answer to `prompt`. `DISTILLGUARD_SUSPECT_API_KEY`, if set, is
+/// sent as `Authorization: Bearer` (from the environment, so that it is
+/// never in a process listing).
 pub(crate) fn ask(url: &str, model: &str, prompt: &str, max_tokens: usize) -> Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .context("--suspect-url must be http://host:port (TLS endpoints: save their outputs and use --suspect-outputs)")?;
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        _ => bail!("--suspect-url must start with http:// or https://"),
+    };
     let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
     let body = json!({
         "model": model,
@@ -84,16 +90,57 @@ pub(crate) fn ask(url: &str, model: &str, prompt: &str, max_tokens: usize) -> Re
             "/"
         }
     );
-    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let auth = std::env::var("DISTILLGUARD_SUSPECT_API_KEY")
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    // A host without a port takes the scheme's.
+    let addr = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.to_string()
+    } else {
+        format!("{host}:{}", if tls { 443 } else { 80 })
+    };
+    let tcp = TcpStream::connect(&addr).with_context(|| format!("connecting to {addr}"))?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let resp = if tls {
+        let ca = std::env::var_os("DISTILLGUARD_SUSPECT_CA").map(std::path::PathBuf::from);
+        let cfg = distillguard_gateway::tls::client_config(ca.as_deref())?;
+        let name = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(name)
+            .with_context(|| format!("{host}: not a host name"))?;
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name)?;
+        exchange(rustls::StreamOwned::new(conn, tcp), &request)?
+    } else {
+        exchange(tcp, &request)?
+    };
+    answer_text(url, &resp)
+}
+
+/// Sends `request`, reads the whole answer (the server closes).
+fn exchange(mut s: impl Read + Write, request: &str) -> Result<Vec<u8>> {
+    s.write_all(request.as_bytes())?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let text = String::from_utf8_lossy(&resp);
+    match s.read_to_end(&mut resp) {
+        Ok(_) => {}
+        // A TLS server that closes without close_notify: what came is all.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(resp)
+}
+
+fn answer_text(url: &str, resp: &[u8]) -> Result<String> {
+    let text = String::from_utf8_lossy(resp);
     let (head, payload) = text.split_once("\r\n\r\n").context("no HTTP response")?;
     let status = head.split_whitespace().nth(1).unwrap_or("?");
     if status != "200" {

@@ -1486,6 +1486,96 @@ fn http_full(
 }
 
 #[test]
+fn radioactivity_asks_an_https_endpoint_behind_a_private_ca() {
+    let d = Dir::new("radio-tls");
+    // A CA and a certificate for 127.0.0.1, as an operator's PKI.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (ca_pem, cert, key_pem) = (d.path("ca.pem"), d.path("cert.pem"), d.path("key.pem"));
+    write(&ca_pem, &ca.pem());
+    write(&cert, &leaf.pem());
+    write(&key_pem, &leaf_key.serialize_pem());
+    // The suspect model behind a TLS gateway.
+    let (mut mock, up) = start_mock(&[]);
+    let cfg = gateway_config(
+        &d,
+        "gw.toml",
+        &up,
+        &["openai"],
+        &format!(
+            "[detect]\nenabled = false\n[tls]\ncert = \"{}\"\nkey = \"{}\"",
+            cert.display(),
+            key_pem.display()
+        ),
+    );
+    let (gw, url) = start_gateway(&cfg);
+    assert!(url.starts_with("https://"), "{url}");
+    let wm = d.path("k.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        wm.to_str().unwrap(),
+        "--seed",
+        "5",
+    ]);
+    let prompts = d.path("prompts.txt");
+    write(&prompts, "Tell me about tides.\nTell me about bread.\n");
+    let radio = |ca: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_distillguard"));
+        c.args([
+            "watermark",
+            "radioactivity",
+            "--key",
+            wm.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--suspect-url",
+            &url,
+            "--suspect-model",
+            "atlas-3",
+            "--out",
+            d.path("r").to_str().unwrap(),
+        ]);
+        match ca {
+            Some(p) => c.env("DISTILLGUARD_SUSPECT_CA", p),
+            None => c.env_remove("DISTILLGUARD_SUSPECT_CA"),
+        };
+        c.output().unwrap()
+    };
+    // Verified against the private CA: the answers come back.
+    let out = radio(Some(&ca_pem));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("r.json")).unwrap()).unwrap();
+    assert_eq!(r["answers"], 2);
+    // Without it, the certificate is refused.
+    let out = radio(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop(gw);
+    mock.kill().unwrap();
+    let _ = mock.wait();
+}
+
+#[test]
 fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
     let (mut child, url) = start_mock(&["--reasoning"]);
     let (st, body) = http_post(
@@ -1682,7 +1772,10 @@ fn start_gateway_urls(config: &Path, n: usize) -> (std::process::Child, Vec<Stri
             let mut line = String::new();
             out.read_line(&mut line).unwrap();
             let url = line.trim().rsplit(' ').next().unwrap().to_string();
-            assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+            assert!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+                "{line}"
+            );
             url
         })
         .collect();

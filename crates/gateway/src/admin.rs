@@ -296,6 +296,14 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if format!("{:?}", old.log) != format!("{:?}", new.log) {
         out.push("log");
     }
+    // Turning TLS on or off, and the upstreams' extra roots, need a
+    // restart; a new certificate for a TLS listener does not.
+    if old.tls.cert.is_some() != new.tls.cert.is_some() {
+        out.push("tls");
+    }
+    if old.tls.upstream_ca != new.tls.upstream_ca {
+        out.push("tls.upstream_ca");
+    }
     out
 }
 
@@ -326,6 +334,15 @@ async fn reload(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
             );
         }
     };
+    // A renewed certificate takes effect now; a broken one is refused.
+    if let Some(t) = &gw.tls
+        && let Err(e) = t.reload(&new.tls)
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; the old config and certificate stay in force"),
+        );
+    }
     let old = gw.config();
     let pending = restart_needed(&old, &new);
     if let Ok(mut c) = gw.cfg.write() {

@@ -28,7 +28,7 @@ token_sha256 = "…"                # distillguard keys admin-token prints a tok
 
 [[upstreams]]
 name = "local-vllm"
-url = "http://127.0.0.1:8000"     # plain HTTP to the model servers
+url = "http://127.0.0.1:8000"     # or https:// (verified: system roots, plus [tls] upstream_ca)
 dialect = "openai"                # or "anthropic"
 models = ["atlas-3", "atlas-2-pro"]
 # api_key_env = "UPSTREAM_KEY"    # the upstream's own key, from the environment
@@ -138,6 +138,9 @@ pub struct Config {
     /// The event log (opt-in: it holds raw request bodies).
     #[serde(default)]
     pub log: Option<crate::eventlog::LogConfig>,
+    /// TLS on the listener and extra roots for `https://` upstreams.
+    #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
     pub upstreams: Vec<Upstream>,
 }
 
@@ -388,6 +391,9 @@ impl Config {
         if self.upstreams.is_empty() {
             return bad("upstreams".into(), "at least one upstream is needed");
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls".into(), "cert and key go together");
+        }
         match (self.auth, &self.keys_db) {
             (Auth::Keys, None) => {
                 return bad(
@@ -449,8 +455,11 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
-            if !u.url.starts_with("http://") {
-                return bad(format!("upstreams[{i}].url"), "must start with http://");
+            if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
+                return bad(
+                    format!("upstreams[{i}].url"),
+                    "must start with http:// or https://",
+                );
             }
             if u.models.is_empty() {
                 return bad(
@@ -527,9 +536,12 @@ mod tests {
         let e = Config::from_toml("listn = \"x\"\nupstreams = []\n").unwrap_err();
         assert!(e.to_string().contains("listn"), "{e}");
         let e = Config::from_toml(
-            "auth = \"none\"\n[[upstreams]]\nname = \"a\"\nurl = \"https://x\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
+            "auth = \"none\"\n[[upstreams]]\nname = \"a\"\nurl = \"ftp://x\"\ndialect = \"openai\"\nmodels = [\"m\"]\n",
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "upstreams[0].url: must start with http://");
+        assert_eq!(
+            e.to_string(),
+            "upstreams[0].url: must start with http:// or https://"
+        );
     }
 }

@@ -39,6 +39,7 @@ pub mod observed;
 mod phases;
 pub mod server;
 pub mod tap;
+pub mod tls;
 pub mod withhold;
 
 use std::collections::HashMap;
@@ -79,7 +80,7 @@ pub(crate) struct Gateway {
     cfg: RwLock<Arc<Config>>,
     /// Where the config came from (for reload).
     config_path: Option<PathBuf>,
-    client: Client<HttpConnector, Body>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
     keys: Option<Mutex<KeyStore>>,
     /// SHA-256 of a presented key → its record, when verified.
     key_cache: Mutex<HashMap<String, (KeyRecord, Instant)>>,
@@ -92,6 +93,8 @@ pub(crate) struct Gateway {
     connections: Option<listener::OpenConnections>,
     /// Request body bytes held across connections.
     body_budget: server::BodyBudget,
+    /// The listener's certificate (reloadable), with `[tls] cert`.
+    tls: Option<Arc<tls::Listener>>,
 }
 
 impl Gateway {
@@ -230,7 +233,7 @@ pub fn router(cfg: Config) -> Result<Router, ServeError> {
 
 /// The router, with the file the config came from (for `/admin/reload`).
 pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, ServeError> {
-    let (public, internal) = router_with(cfg, config_path, None)?;
+    let (public, internal, _) = router_with(cfg, config_path, None)?;
     Ok(match internal {
         Some(i) => public.merge(i),
         None => public,
@@ -239,7 +242,7 @@ pub fn router_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Router, 
 
 /// The public router and, with `internal_listen`, the internal one
 /// (`/metrics`, `/healthz`, `/admin/…`); without it, one router has all.
-type Routers = (Router, Option<Router>);
+type Routers = (Router, Option<Router>, Option<Arc<tls::Listener>>);
 
 fn router_with(
     cfg: Config,
@@ -247,11 +250,12 @@ fn router_with(
     connections: Option<listener::OpenConnections>,
 ) -> Result<Routers, ServeError> {
     let split = cfg.internal_listen.is_some();
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+    let connector = tls::connector(&cfg.tls).map_err(|e| ServeError::Config(e.to_string()))?;
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector);
+    let tls_listener =
+        tls::Listener::from_config(&cfg.tls).map_err(|e| ServeError::Config(e.to_string()))?;
     cfg.validate()
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let keys = match (cfg.auth, &cfg.keys_db) {
@@ -285,6 +289,7 @@ fn router_with(
     };
     let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
     let gw = Arc::new(Gateway {
+        tls: tls_listener,
         body_budget,
         log,
         cfg: RwLock::new(Arc::new(cfg)),
@@ -308,13 +313,15 @@ fn router_with(
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .nest("/admin", admin::router());
+    let tls = gw.tls.clone();
     Ok(if split {
         (
             public.with_state(Arc::clone(&gw)),
             Some(internal.with_state(gw)),
+            tls,
         )
     } else {
-        (public.merge(internal).with_state(gw), None)
+        (public.merge(internal).with_state(gw), None, tls)
     })
 }
 
@@ -415,7 +422,7 @@ pub async fn serve_until(
     );
     let listener = listener::Capped::new(listener, cfg.max_connections);
     let gauge = listener.gauge();
-    let (public, internal_app) = router_with(cfg, config_path, Some(gauge))?;
+    let (public, internal_app, tls) = router_with(cfg, config_path, Some(gauge))?;
     // One shutdown stops both servers (a watch channel, as mini-redis
     // broadcasts its shutdown).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -427,10 +434,16 @@ pub async fn serve_until(
         tracing::info!("shutdown asked: no new connections; draining");
         let _ = stop_tx.send(true);
     });
-    let main = server::run(listener, public, deadlines, stopped(stop_rx.clone()));
+    let main = server::run(
+        listener,
+        public,
+        deadlines,
+        tls.clone(),
+        stopped(stop_rx.clone()),
+    );
     let drained = match (internal, internal_app) {
         (Some(l), Some(app)) => {
-            let side = server::run(l, app, deadlines, stopped(stop_rx));
+            let side = server::run(l, app, deadlines, tls, stopped(stop_rx));
             let (a, b) = tokio::join!(main, side);
             a && b
         }

@@ -46,6 +46,7 @@ pub async fn run<L>(
     mut listener: L,
     app: Router,
     deadlines: Deadlines,
+    tls: Option<Arc<crate::tls::Listener>>,
     shutdown: impl Future<Output = ()>,
 ) -> bool
 where
@@ -67,12 +68,28 @@ where
             req.extensions_mut().insert(ConnectInfo(Peer(addr)));
             app.clone().oneshot(req.map(Body::new))
         });
-        let conn = http.serve_connection(TokioIo::new(io), service);
-        let watched = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| t.current());
+        let http = http.clone();
+        let header = deadlines.header;
         tokio::spawn(async move {
-            // A client that goes away, or a head that times out, ends the
-            // connection; there is nothing to answer then.
-            let _ = watched.await;
+            // A client that goes away, a failed handshake or a head that
+            // times out ends the connection; there is nothing to answer.
+            match acceptor {
+                None => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(io), service))
+                        .await;
+                }
+                Some(a) => {
+                    // The handshake is part of the head's deadline.
+                    if let Ok(Ok(stream)) = tokio::time::timeout(header, a.accept(io)).await {
+                        let _ = watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await;
+                    }
+                }
+            }
         });
     }
     drop(listener);

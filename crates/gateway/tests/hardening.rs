@@ -25,10 +25,22 @@ async fn gateway(
     tokio::task::JoinHandle<()>,
 ) {
     let up = mock_with(Duration::ZERO, None).await;
+    gateway_to(&format!("http://{up}"), extra).await
+}
+
+/// The same, in front of `upstream` (a URL).
+async fn gateway_to(
+    upstream: &str,
+    extra: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let cfg = Config::from_toml(&format!(
         "listen = \"127.0.0.1:0\"\nauth = \"none\"\n{extra}\n[detect]\nenabled = false\n\
-         [[upstreams]]\nname = \"o\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
-         [[upstreams]]\nname = \"a\"\nurl = \"http://{up}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
+         [[upstreams]]\nname = \"o\"\nurl = \"{upstream}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
+         [[upstreams]]\nname = \"a\"\nurl = \"{upstream}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
     ))
     .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -245,4 +257,64 @@ async fn unknown_paths_and_methods_answer_in_the_apis_format() {
     // Health and metrics are on the internal listener only.
     assert_eq!(request_with("GET", &gw, "/healthz", "", "").await.0, 404);
     assert_eq!(request_with("GET", &gw, "/metrics", "", "").await.0, 404);
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 and localhost, written
+/// as PEM files into a fresh directory: (dir, ca, cert, key).
+fn test_pki(name: &str) -> (std::path::PathBuf, String, String, String) {
+    let dir = std::env::temp_dir().join(format!("dg-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "distillguard test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+    let write = |f: &str, text: String| {
+        let p = dir.join(f);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ca_pem = write("ca.pem", ca.pem());
+    let cert = write("cert.pem", leaf.pem());
+    let key = write("key.pem", key.serialize_pem());
+    (dir, ca_pem, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_the_listener_and_to_an_https_upstream_with_its_own_ca() {
+    let (_dir, ca, cert, key) = test_pki("both");
+    // Gateway A speaks TLS to its clients.
+    let (a, _stop_a, _task_a) =
+        gateway(&format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"")).await;
+    // Plain HTTP to a TLS listener gets no answer.
+    let mut s = TcpStream::connect(&a).await.unwrap();
+    s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    // Gateway B forwards to A over https, trusting the test CA.
+    let upstream = format!("https://{a}");
+    let (b, _stop_b, _task_b) =
+        gateway_to(&upstream, &format!("[tls]\nupstream_ca = \"{ca}\"")).await;
+    let (st, body) = post_within(10, &b, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["choices"][0]["message"]["content"].as_str().is_some(),
+        "{body}"
+    );
+    // Without the CA, the upstream's certificate is refused: 502.
+    let (c, _stop_c, _task_c) = gateway_to(&upstream, "").await;
+    let (st, body) = post_within(10, &c, "/v1/chat/completions", CHAT).await;
+    assert_eq!(st, 502, "{body}");
 }
