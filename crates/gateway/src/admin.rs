@@ -130,6 +130,12 @@ async fn account(State(gw): State<Arc<Gateway>>, h: HeaderMap, Path(id): Path<St
         "verdict": gw.verdict(&id, None),
         "detected": detected.map(|s| json!({"verdict": s.verdict, "risk": s.risk, "campaign": s.campaign, "keys": s.keys})),
         "override": over.as_ref().map(decision_json),
+        "rejected": gw
+            .rejections
+            .of(&id)
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response())
 }

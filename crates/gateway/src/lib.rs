@@ -17,6 +17,9 @@ Where things are:
 - [`metrics`]: the `/metrics` endpoint;
 - [`listener`]: the connection cap and `TCP_NODELAY`;
 - [`server`]: the accept loop, header deadline, body budget and drain;
+- [`tls`]: TLS on the listener and to `https://` upstreams;
+- [`client_ip`]: the client's address, and which proxies are believed;
+- [`rejections`]: requests refused before a model, per account;
 - [`error`]: errors by side, in each API's format;
 - [`config`]: the TOML file.
 
@@ -37,6 +40,7 @@ pub mod listener;
 pub mod metrics;
 pub mod observed;
 mod phases;
+pub mod rejections;
 pub mod server;
 pub mod tap;
 pub mod tls;
@@ -95,6 +99,8 @@ pub(crate) struct Gateway {
     body_budget: server::BodyBudget,
     /// The listener's certificate (reloadable), with `[tls] cert`.
     tls: Option<Arc<tls::Listener>>,
+    /// Requests refused before a model, per account.
+    rejections: rejections::Rejections,
 }
 
 impl Gateway {
@@ -289,6 +295,7 @@ fn router_with(
     };
     let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
     let gw = Arc::new(Gateway {
+        rejections: rejections::Rejections::default(),
         tls: tls_listener,
         body_budget,
         log,

@@ -125,6 +125,7 @@ fn admit(
     for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
         if let Err(wait) = lim.admit(&who, unit, cost, per_minute, now) {
             gw.metrics.limited(unit);
+            gw.rejections.count(&k.account, 429);
             return Err(GatewayError::Limited {
                 retry_after: wait,
                 who: who.to_string(),
@@ -222,6 +223,13 @@ async fn read(
                 .map(|v| (header::HeaderName::from_static(n), v.clone()))
         })
         .collect();
+    // Refusals of an authenticated account's body are counted for it.
+    let refuse = |e: GatewayError| {
+        if let Some(k) = &key {
+            gw.rejections.count(&k.account, e.status().as_u16());
+        }
+        e
+    };
     let cap = cfg.max_body_bytes;
     let too_large = || GatewayError::Downstream {
         status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -230,7 +238,7 @@ async fn read(
     };
     let declared = header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > cap) {
-        return Err(too_large());
+        return Err(refuse(too_large()));
     }
     // Room for the body in the budget of bytes held across connections,
     // kept until the request is forwarded.
@@ -269,7 +277,7 @@ async fn read(
     // does not normalise (a string for a number, a number for a message,
     // a lone surrogate, nesting too deep) is refused here, in the API's
     // format, instead of being answered unscored.
-    let request = normalized(&body, dialect)?;
+    let request = normalized(&body, dialect).map_err(refuse)?;
     let model = request.model.clone().ok_or(GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",

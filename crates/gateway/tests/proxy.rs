@@ -594,6 +594,16 @@ async fn the_admin_api_overrides_allowlists_and_reloads() {
             .0,
         200
     );
+    // A body the detector cannot read is refused, and counted for the
+    // account.
+    let bad = r#"{"model":"atlas-3","max_tokens":"5","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(
+        post_with(&gw, "/v1/chat/completions", bad, &bearer).await.0,
+        400
+    );
+    let (_, _, b) = get_with(&gw, "/admin/accounts/acct_a", &auth).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["rejected"], serde_json::json!({"400": 1}), "{b}");
     let (st, _, body) = request_with(
         "PUT",
         &gw,
@@ -818,11 +828,15 @@ async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
     drop(store);
     let up = mock(Duration::ZERO).await;
     // Throttled from the first request on; 50 requests a minute, so 5.
+    let token = "dgadmin_throttle";
     let cfg = keyed(
         &up,
         &db,
-        "[limits.tiers.fifty]\nrpm = 50\ntpm = 100000000\n\
-         [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n",
+        &format!(
+            "[admin]\ntoken_sha256 = \"{}\"\n[limits.tiers.fifty]\nrpm = 50\ntpm = 100000000\n\
+             [detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n",
+            distillguard_storage::sha256_hex(token)
+        ),
     );
     let gw = spawn(router_ok(cfg)).await;
     let bearer = format!("Authorization: Bearer {key}\r\n");
@@ -853,6 +867,13 @@ async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
     // full rate before the verdict (one fiftieth of a minute each).
     assert!((4..=6).contains(&served), "{served}");
     assert!(metric(&gw, "distillguard_actions_total{action=\"throttle\"}").await >= 3.0);
+    // Refusals are counted for the account.
+    let bad = r#"{"model":"atlas-3","max_tokens":"5","messages":[{"role":"user","content":"hi"}]}"#;
+    let _ = post_with(&gw, "/v1/chat/completions", bad, &bearer).await;
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let state = account_state(&gw, &auth, "acct_slow").await;
+    // (Over its limit, even an unreadable body is refused with 429 first.)
+    assert!(state["rejected"]["429"].as_u64().unwrap() >= 2, "{state}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
