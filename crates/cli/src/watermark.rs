@@ -325,10 +325,19 @@ fn keygen(out: &Path, seed: Option<u64>) -> Result<ExitCode> {
         }
     }
     let key = Key::from_bytes(b);
-    if out.exists() {
-        bail!("{} exists; not overwriting a key", out.display());
-    }
-    std::fs::write(out, key.to_file_text())
+    // Created new (never over a key) and readable by its owner only.
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = match o.open(out) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            bail!("{} exists; not overwriting a key", out.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", out.display())),
+    };
+    f.write_all(key.to_file_text().as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     writeln!(
         io::stdout().lock(),

@@ -1210,6 +1210,13 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     // An existing key is never overwritten.
     let again = dg(&["watermark", "keygen", "--out", key.to_str().unwrap()]);
     assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     let prompts = d.path("prompts.txt");
     write(
         &prompts,

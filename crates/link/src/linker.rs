@@ -77,14 +77,16 @@ pub struct Config {
     /// confirm a group).
     pub min_flagged: u32,
     /// Pooled evidence that confirms a group whose accounts are each too
-    /// weak to be stopped alone (the other way): the sum over its members
-    /// of `logit(risk) − logit(candidate_risk)`, each capped at
-    /// [`MEMBER_EVIDENCE_CAP`].
+    /// weak to be stopped alone (the other ways), on either of two scales,
+    /// each member's part capped at [`MEMBER_EVIDENCE_CAP`]:
+    /// - strong: the sum of `logit(risk) − logit(link_risk)`, any group of
+    ///   `min_accounts` (a few accounts each close to a threshold);
+    /// - network: the sum of `logit(risk) − logit(candidate_risk)`, for a
+    ///   group of `min_network` accounts or more (many weak accounts).
     pub confirm_evidence: f64,
-    /// Accounts a group needs to be confirmed by pooled evidence alone (a
-    /// network is many accounts; smaller groups need `min_flagged`
-    /// members flagged on their own). Honest groups linked in the
-    /// randomised worlds had at most 8 accounts.
+    /// Accounts a group needs to be confirmed on the network scale.
+    /// Honest groups linked in the randomised worlds had at most 8
+    /// accounts.
     pub min_network: u32,
 }
 
@@ -211,8 +213,9 @@ pub(crate) struct Member {
     pub candidate: bool,
     pub flagged: bool,
     pub max_risk: f64,
-    /// What the account adds to its group's pooled evidence now.
-    pub evidence: f64,
+    /// What the account adds to its group's pooled evidence now (strong,
+    /// network).
+    pub evidence: [f64; 2],
     pub joined_at: Option<i64>,
     pub requests: u32,
     pub output_tokens: u64,
@@ -253,8 +256,9 @@ pub struct Linker {
     parent: Vec<u32>,
     size: Vec<u32>,
     flagged: Vec<u32>,
-    /// Pooled evidence per group root (see [`Config::confirm_evidence`]).
-    evidence: Vec<f64>,
+    /// Pooled evidence per group root, strong and network (see
+    /// [`Config::confirm_evidence`]).
+    evidence: Vec<[f64; 2]>,
     /// Identity keys (IPs, e-mail domains) per group root.
     identity: Vec<u32>,
     /// Synchronised windows (template or prompt × ten minutes) each group
@@ -302,7 +306,7 @@ impl Linker {
             self.parent.push(i);
             self.size.push(1);
             self.flagged.push(0);
-            self.evidence.push(0.0);
+            self.evidence.push([0.0; 2]);
             self.identity.push(0);
             self.windows.push(0);
             self.anchored.push(false);
@@ -361,7 +365,9 @@ impl Linker {
         self.generation += 1;
         self.size[root as usize] += self.size[child as usize];
         self.flagged[root as usize] += self.flagged[child as usize];
-        self.evidence[root as usize] += self.evidence[child as usize];
+        for i in 0..2 {
+            self.evidence[root as usize][i] += self.evidence[child as usize][i];
+        }
         self.identity[root as usize] += self.identity[child as usize];
         self.windows[root as usize] += self.windows[child as usize];
         self.anchored[root as usize] |= self.anchored[child as usize];
@@ -380,8 +386,9 @@ impl Linker {
         if self.detected_at[r].is_none()
             && self.size[r] >= self.cfg.min_accounts
             && (self.flagged[r] >= self.cfg.min_flagged
+                || self.evidence[r][0] >= self.cfg.confirm_evidence
                 || (self.size[r] >= self.cfg.min_network
-                    && self.evidence[r] >= self.cfg.confirm_evidence))
+                    && self.evidence[r][1] >= self.cfg.confirm_evidence))
         {
             self.detected_at[r] = Some(ts);
             self.generation += 1;
@@ -394,30 +401,24 @@ impl Linker {
         if !m.candidate {
             return;
         }
-        let e = (logit(m.max_risk) - logit(self.cfg.candidate())).clamp(0.0, MEMBER_EVIDENCE_CAP);
-        let delta = e - m.evidence;
-        if delta.abs() < 1e-9 {
+        let part =
+            |reference: f64| (logit(m.max_risk) - logit(reference)).clamp(0.0, MEMBER_EVIDENCE_CAP);
+        let e = [part(self.cfg.link_risk), part(self.cfg.candidate())];
+        let delta = [e[0] - m.evidence[0], e[1] - m.evidence[1]];
+        if delta[0].abs() < 1e-9 && delta[1].abs() < 1e-9 {
             return;
         }
         self.members[idx as usize].evidence = e;
-        let r = self.find(idx);
-        self.evidence[r as usize] += delta;
-        self.confirm(r, ts);
-    }
-
-    /// Pooled evidence and size of each group of two or more accounts
-    /// (for calibrating `confirm_evidence` against honest groups).
-    pub fn group_evidence(&mut self) -> Vec<(u32, u32, f64)> {
-        let n = self.members.len() as u32;
-        (0..n)
-            .filter(|&i| self.parent[i as usize] == i && self.size[i as usize] >= 2)
-            .map(|i| (i, self.size[i as usize], self.evidence[i as usize]))
-            .collect()
+        let r = self.find(idx) as usize;
+        for i in 0..2 {
+            self.evidence[r][i] += delta[i];
+        }
+        self.confirm(r as u32, ts);
     }
 
     /// Every group of two or more accounts: its members (linker indices),
-    /// pooled evidence and whether it is a confirmed campaign (for judging
-    /// how far honest groups get).
+    /// pooled evidence on the network scale and whether it is a confirmed
+    /// campaign (for judging how far honest groups get).
     pub fn groups(&mut self) -> Vec<(Vec<u32>, f64, bool)> {
         let n = self.members.len() as u32;
         let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -431,7 +432,7 @@ impl Linker {
             .into_iter()
             .map(|(r, m)| {
                 let r = r as usize;
-                (m, self.evidence[r], self.detected_at[r].is_some())
+                (m, self.evidence[r][1], self.detected_at[r].is_some())
             })
             .collect();
         out.sort_by_key(|g| g.0[0]);
@@ -963,10 +964,12 @@ mod tests {
     }
 
     #[test]
-    fn pooled_evidence_alone_confirms_only_a_network_of_many_accounts() {
-        // Strong members (each at the cap), none flagged on its own: eight
-        // pool 24 ≥ 20 but are not a network; twelve are.
-        let run = |n: u32| {
+    fn pooled_evidence_confirms_a_network_of_many_or_a_few_strong_accounts() {
+        // Members at 0.85, none flagged on its own: eight pool 20.6 on the
+        // network scale (13.9 on the strong one) but are not a network;
+        // twelve are. Seven at 0.97 pool 21 on the strong scale: a few
+        // accounts each just under a threshold.
+        let run = |n: u32, risk: f64| {
             let mut l = Linker::new(Config::default());
             let pm = key(Kind::Payment, "pm_shared");
             for round in 0..2i64 {
@@ -975,14 +978,16 @@ mod tests {
                         i,
                         None,
                         std::slice::from_ref(&pm),
-                        act(round * 100 + i64::from(i), 0.97, false),
+                        act(round * 100 + i64::from(i), risk, false),
                     );
                 }
             }
             l.campaign_roots().len()
         };
-        assert_eq!(run(8), 0);
-        assert_eq!(run(12), 1);
+        assert_eq!(run(8, 0.85), 0);
+        assert_eq!(run(12, 0.85), 1);
+        assert_eq!(run(7, 0.97), 1);
+        assert_eq!(run(6, 0.97), 0);
     }
 
     #[test]
