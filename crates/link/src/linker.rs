@@ -365,8 +365,9 @@ impl Linker {
         self.generation += 1;
         self.size[root as usize] += self.size[child as usize];
         self.flagged[root as usize] += self.flagged[child as usize];
-        for i in 0..2 {
-            self.evidence[root as usize][i] += self.evidence[child as usize][i];
+        let child_evidence = self.evidence[child as usize];
+        for (g, c) in self.evidence[root as usize].iter_mut().zip(child_evidence) {
+            *g += c;
         }
         self.identity[root as usize] += self.identity[child as usize];
         self.windows[root as usize] += self.windows[child as usize];
@@ -410,8 +411,8 @@ impl Linker {
         }
         self.members[idx as usize].evidence = e;
         let r = self.find(idx) as usize;
-        for i in 0..2 {
-            self.evidence[r][i] += delta[i];
+        for (g, d) in self.evidence[r].iter_mut().zip(delta) {
+            *g += d;
         }
         self.confirm(r as u32, ts);
     }
