@@ -505,6 +505,8 @@ struct CheckSummary {
     malformed: u64,
     openai: u64,
     anthropic: u64,
+    /// OpenAI Responses API requests.
+    responses: u64,
     accounts: u64,
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
@@ -559,6 +561,7 @@ fn check(
                         match ev.dialect {
                             Dialect::OpenAi => s.openai += 1,
                             Dialect::Anthropic => s.anthropic += 1,
+                            Dialect::Responses => s.responses += 1,
                         }
                         if ev.ts.0 < last {
                             s.out_of_order += 1;
@@ -623,8 +626,15 @@ fn check(
             for s in &summaries {
                 writeln!(
                     stdout,
-                    "{}: {} events ({} OpenAI, {} Anthropic) from {} accounts; {} malformed of {} lines",
-                    s.file, s.events, s.openai, s.anthropic, s.accounts, s.malformed, s.lines
+                    "{}: {} events ({} OpenAI, {} Anthropic, {} OpenAI Responses) from {} accounts; {} malformed of {} lines",
+                    s.file,
+                    s.events,
+                    s.openai,
+                    s.anthropic,
+                    s.responses,
+                    s.accounts,
+                    s.malformed,
+                    s.lines
                 )?;
                 if let Some(l) = s.truncated_at {
                     writeln!(stdout, "  truncated: reading failed after line {l}")?;

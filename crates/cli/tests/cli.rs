@@ -632,6 +632,168 @@ fn damaged_inputs_keep_what_was_read_and_exit_2() {
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
+/// A Chat Completions line as the same exchange through the Responses
+/// API (the request's messages as input items, the answer as output
+/// items), or `None` for other dialects. Fields the Responses API lacks
+/// (`n`, `logprobs`, `top_logprobs`, `seed`) are removed from `line`.
+fn as_responses(line: &mut serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    if line["endpoint"] != "/v1/chat/completions" {
+        return None;
+    }
+    let req = line["request"].as_object_mut()?;
+    for k in ["n", "logprobs", "top_logprobs", "seed"] {
+        req.remove(k);
+    }
+    let mut body = serde_json::Map::new();
+    let mut input = Vec::new();
+    let mut instructions = Vec::new();
+    for m in req.get("messages")?.as_array()? {
+        match m["role"].as_str()? {
+            "system" | "developer" => instructions.push(m["content"].clone()),
+            "tool" => input.push(json!({"type": "function_call_output", "call_id": m["tool_call_id"], "output": m["content"]})),
+            _ => {
+                input.push(json!({"role": m["role"], "content": m["content"]}));
+                for c in m["tool_calls"].as_array().into_iter().flatten() {
+                    input.push(json!({"type": "function_call", "call_id": c["id"], "name": c["function"]["name"], "arguments": "{}"}));
+                }
+            }
+        }
+    }
+    if let Some(Value::String(t)) = instructions.first() {
+        body.insert("instructions".into(), json!(t));
+    }
+    body.insert("input".into(), Value::Array(input));
+    for (from, to) in [
+        ("model", "model"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("stream", "stream"),
+        ("tools", "tools"),
+        ("max_tokens", "max_output_tokens"),
+        ("max_completion_tokens", "max_output_tokens"),
+    ] {
+        if let Some(v) = req.get(from) {
+            body.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(e) = req.get("reasoning_effort") {
+        body.insert("reasoning".into(), json!({"effort": e}));
+    }
+    let mut twin = line.clone();
+    twin["endpoint"] = json!("/v1/responses");
+    twin["request"] = Value::Object(body);
+    if let Some(r) = line.get("response").filter(|r| !r.is_null()) {
+        let msg = &r["choices"][0]["message"];
+        let mut output = Vec::new();
+        if let Some(t) = msg["reasoning_content"].as_str() {
+            output.push(
+                json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": t}]}),
+            );
+        }
+        for _ in 0..msg["tool_calls"].as_array().map_or(0, Vec::len) {
+            output.push(json!({"type": "function_call", "name": "f", "arguments": "{}"}));
+        }
+        output.push(json!({"type": "message", "role": "assistant",
+            "content": [{"type": "output_text", "text": msg["content"].as_str().unwrap_or("")}]}));
+        let u = &r["usage"];
+        twin["response"] = json!({"object": "response", "status": "completed", "output": output,
+            "usage": {"input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
+                      "output_tokens_details": u["completion_tokens_details"]}});
+    }
+    Some(twin)
+}
+
+#[test]
+fn a_harvest_through_the_responses_api_is_scored_like_its_chat_completions_twin() {
+    let d = Dir::new("responses-twin");
+    let world = simulate_small(&d, "w", 4);
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(world.join("events.jsonl.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let (mut chat, mut resp) = (String::new(), String::new());
+    let mut converted = 0;
+    for l in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let twin = as_responses(&mut v);
+        chat.push_str(&v.to_string());
+        chat.push('\n');
+        match twin {
+            Some(t) => {
+                converted += 1;
+                resp.push_str(&t.to_string());
+            }
+            None => resp.push_str(&v.to_string()),
+        }
+        resp.push('\n');
+    }
+    assert!(converted > 1000, "{converted}");
+    let (chat_log, resp_log) = (d.path("chat.jsonl"), d.path("responses.jsonl"));
+    write(&chat_log, &chat);
+    write(&resp_log, &resp);
+    let check = ok(&[
+        "check",
+        resp_log.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let c: serde_json::Value = serde_json::from_str(&check).unwrap();
+    assert_eq!(c[0]["malformed"], 0);
+    assert_eq!(c[0]["responses"], converted);
+    let report = |log: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&[
+            "analyze",
+            log.to_str().unwrap(),
+            "--accounts",
+            world.join("accounts.jsonl").to_str().unwrap(),
+            "--all",
+            "--format",
+            "json",
+            "-q",
+        ]))
+        .unwrap()
+    };
+    let (a, b) = (report(&chat_log), report(&resp_log));
+    let by_id = |r: &serde_json::Value| -> std::collections::BTreeMap<String, (String, f64)> {
+        r["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["account_id"].as_str().unwrap().to_string(),
+                    (
+                        x["verdict"].as_str().unwrap().to_string(),
+                        x["risk"].as_f64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (by_id(&a), by_id(&b));
+    assert_eq!(a.len(), b.len());
+    let flagged = |m: &std::collections::BTreeMap<String, (String, f64)>| -> Vec<String> {
+        m.iter()
+            .filter(|(_, (v, _))| v == "throttle" || v == "block")
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    assert!(
+        flagged(&a).len() > 10,
+        "the small world's harvests are flagged"
+    );
+    // The same exchange through either API is the same evidence: every
+    // account gets the same verdict and risk.
+    assert_eq!(flagged(&a), flagged(&b));
+    for (id, (verdict, risk)) in &a {
+        let (v2, r2) = &b[id];
+        assert_eq!(verdict, v2, "{id}");
+        assert!((risk - r2).abs() < 1e-9, "{id}: {risk} vs {r2}");
+    }
+}
+
 #[test]
 fn bad_scenarios_and_paths_fail_with_the_place_named() {
     let d = Dir::new("scen");

@@ -20,6 +20,8 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
+    /// OpenAI Responses (`/v1/responses`).
+    Responses,
 }
 
 impl Dialect {
@@ -28,6 +30,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => "/v1/chat/completions",
             Dialect::Anthropic => "/v1/messages",
+            Dialect::Responses => "/v1/responses",
         }
     }
 
@@ -38,6 +41,8 @@ impl Dialect {
             Some(Dialect::OpenAi)
         } else if path.ends_with("/messages") {
             Some(Dialect::Anthropic)
+        } else if path.ends_with("/responses") {
+            Some(Dialect::Responses)
         } else {
             None
         }
@@ -157,8 +162,12 @@ pub struct Sampling {
     pub seed: Option<i64>,
     pub stream: bool,
     /// Extended reasoning requested: OpenAI `reasoning_effort`, Anthropic
-    /// `thinking.budget_tokens` (as text, e.g. `"high"` or `"16000"`).
+    /// `thinking.budget_tokens`, Responses `reasoning.effort` (as text,
+    /// e.g. `"high"` or `"16000"`).
     pub reasoning: Option<String>,
+    /// A summary of the reasoning asked for (Responses `reasoning.summary`).
+    #[serde(default)]
+    pub reasoning_summary: bool,
 }
 
 /// The request body, normalised.
@@ -184,6 +193,11 @@ pub struct Request {
     /// Characters of text in all messages and the system prompt.
     pub prompt_chars: u64,
     pub sampling: Sampling,
+    /// The request continues a stored conversation (Responses
+    /// `previous_response_id`): `depth` counts only what it carries, and
+    /// the conversation behind it is unknown to the log.
+    #[serde(default)]
+    pub continues: bool,
 }
 
 /// The response body, normalised (content is not kept, only its shape).

@@ -1,5 +1,11 @@
 /*!
-Normalisation of OpenAI Chat Completions and Anthropic Messages bodies.
+Normalisation of OpenAI Chat Completions, Anthropic Messages and OpenAI
+Responses bodies.
+
+Responses bodies carry `input` (a string, or a list of items: messages,
+`function_call`, `function_call_output`, `reasoning`) and `instructions`
+instead of `messages` and `system`; they are recognised by that, or by
+the `/v1/responses` endpoint.
 
 Both dialects are read in one pass into a union of their fields (each body
 is a subset of it), then the dialect is decided: by `endpoint` when the line
@@ -148,6 +154,26 @@ struct Body<'a> {
     frequency_penalty: Option<IgnoredAny>,
     #[serde(default)]
     presence_penalty: Option<IgnoredAny>,
+    /// Responses: a string, or a list of items.
+    #[serde(default, borrow)]
+    input: Option<Content<'a>>,
+    #[serde(default, borrow)]
+    instructions: Option<Content<'a>>,
+    #[serde(default)]
+    max_output_tokens: Option<u32>,
+    #[serde(default)]
+    reasoning: Option<ReasoningRequest>,
+    #[serde(default)]
+    previous_response_id: Option<IgnoredAny>,
+}
+
+/// Responses `reasoning`: `{effort, summary}`.
+#[derive(Deserialize)]
+struct ReasoningRequest {
+    #[serde(default)]
+    effort: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,9 +229,13 @@ struct Part<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     text: Option<Cow<'a, str>>,
-    /// Anthropic `tool_result` content (nested content).
+    /// Anthropic `tool_result` content, a Responses message item's
+    /// content (nested content).
     #[serde(default, borrow)]
     content: Option<Box<Content<'a>>>,
+    /// A Responses input item's role (messages only).
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
@@ -280,7 +310,7 @@ impl Content<'_> {
                 let mut out = out;
                 for p in parts {
                     match p.kind.as_deref() {
-                        Some("text") | Some("input_text") | None => {
+                        Some("text") | Some("input_text") | Some("output_text") | None => {
                             if let Some(t) = &p.text {
                                 w.chars += t.chars().count() as u64;
                                 if let Some(o) = out.as_deref_mut() {
@@ -314,7 +344,9 @@ impl Content<'_> {
                         Some("thinking") | Some("redacted_thinking") | Some("document") => {
                             w.anthropic_marks += 1;
                         }
-                        Some("input_audio") | Some("file") => w.openai_marks += 1,
+                        Some("input_audio") | Some("file") | Some("input_file") => {
+                            w.openai_marks += 1
+                        }
                         Some(_) => {}
                     }
                 }
@@ -337,8 +369,14 @@ pub fn normalize_request(
     request_from_body(typed(body, "request")?, hint)
 }
 
-fn request_from_body(b: Body, hint: Option<Dialect>) -> Result<(Dialect, Request), EventError> {
-    let messages = b.messages.ok_or(EventError::Missing("request.messages"))?;
+fn request_from_body(mut b: Body, hint: Option<Dialect>) -> Result<(Dialect, Request), EventError> {
+    if b.messages.is_none() && (b.input.is_some() || hint == Some(Dialect::Responses)) {
+        return responses_request(b);
+    }
+    let messages = b
+        .messages
+        .take()
+        .ok_or(EventError::Missing("request.messages"))?;
 
     let mut w = Walk::default();
     let mut req = Request {
@@ -460,6 +498,7 @@ fn request_from_body(b: Body, hint: Option<Dialect>) -> Result<(Dialect, Request
         seed: b.seed,
         stream: b.stream.unwrap_or(false),
         reasoning,
+        reasoning_summary: false,
     };
     let dialect = hint.unwrap_or(if w.anthropic_marks > w.openai_marks {
         Dialect::Anthropic
@@ -467,6 +506,113 @@ fn request_from_body(b: Body, hint: Option<Dialect>) -> Result<(Dialect, Request
         Dialect::OpenAi
     });
     Ok((dialect, req))
+}
+
+/// A Responses API body (`input` items, `instructions`).
+fn responses_request(b: Body) -> Result<(Dialect, Request), EventError> {
+    let input = b.input.ok_or(EventError::Missing("request.input"))?;
+    let mut w = Walk::default();
+    let mut req = Request {
+        model: b.model,
+        continues: b.previous_response_id.is_some(),
+        ..Request::default()
+    };
+    let mut system = String::new();
+    if let Some(i) = &b.instructions {
+        i.walk(Some(&mut system), &mut w);
+    }
+    let mut last_user: Option<&Content> = None;
+    let user_text = Content::Empty;
+    let items: &[Part] = match &input {
+        // A bare string is one user turn.
+        Content::Text(_) => {
+            req.user_turns = 1;
+            req.depth = 1;
+            input.walk(None, &mut w);
+            last_user = Some(&input);
+            &[]
+        }
+        Content::Parts(p) => p,
+        Content::Empty => &[],
+    };
+    for item in items {
+        match (item.kind.as_deref(), item.role.as_deref()) {
+            (Some("message") | None, Some(role)) => {
+                let content = item.content.as_deref().unwrap_or(&user_text);
+                match role {
+                    "system" | "developer" => {
+                        if !system.is_empty() {
+                            system.push_str("\n\n");
+                        }
+                        content.walk(Some(&mut system), &mut w);
+                        continue;
+                    }
+                    "user" => {
+                        req.user_turns += 1;
+                        last_user = Some(content);
+                    }
+                    "assistant" => req.assistant_turns += 1,
+                    _ => {}
+                }
+                req.depth += 1;
+                content.walk(None, &mut w);
+            }
+            (Some("function_call" | "custom_tool_call"), _) => {
+                req.depth += 1;
+                w.tool_uses += 1;
+            }
+            (Some("function_call_output" | "custom_tool_call_output"), _) => {
+                req.depth += 1;
+                w.tool_results += 1;
+            }
+            // Reasoning items handed back, item references, server-side
+            // tool calls: part of the conversation, not of its text.
+            _ => {}
+        }
+    }
+    if let Some(c) = last_user {
+        let mut text = String::new();
+        c.walk(Some(&mut text), &mut Walk::default());
+        req.last_user_text = text;
+    }
+    if !system.is_empty() {
+        req.system_prompt = Some(system);
+    }
+    if let Some(tools) = &b.tools {
+        // Responses tools are flat: `{type: "function", name}`, or a
+        // built-in tool by its type (`web_search`, `code_interpreter`, …).
+        req.tools = tools
+            .iter()
+            .filter_map(|t| match (&t.name, &t.kind) {
+                (Some(n), _) => Some(n.clone()),
+                (None, Some(k)) => Some(k.clone()),
+                _ => t.function.as_ref().and_then(|f| f.name.clone()),
+            })
+            .collect();
+    }
+    req.tool_calls = w.tool_uses;
+    req.tool_results = w.tool_results;
+    req.images = w.images;
+    req.prompt_chars = w.chars;
+    let (effort, summary) = match b.reasoning {
+        Some(r) => (r.effort, r.summary),
+        None => (None, None),
+    };
+    let summary = summary.filter(|s| !s.is_empty() && s != "none");
+    req.sampling = Sampling {
+        max_tokens: b.max_output_tokens.or(b.max_tokens),
+        temperature: b.temperature,
+        top_p: b.top_p,
+        top_k: None,
+        n: None,
+        logprobs: false,
+        top_logprobs: b.top_logprobs,
+        seed: None,
+        stream: b.stream.unwrap_or(false),
+        reasoning: effort.or_else(|| summary.as_ref().map(|_| "default".to_string())),
+        reasoning_summary: summary.is_some(),
+    };
+    Ok((Dialect::Responses, req))
 }
 
 // ---------------------------------------------------------------------------
@@ -484,6 +630,23 @@ struct ResponseBody<'a> {
     stop_reason: Option<String>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// Responses output items.
+    #[serde(default, borrow)]
+    output: Option<Vec<OutputItem<'a>>>,
+    /// Responses: `completed`, `incomplete`, `failed`, …
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Content<'a>>,
+    /// A reasoning item's summary parts (`summary_text`).
+    #[serde(default, borrow)]
+    summary: Option<Vec<Part<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -518,6 +681,9 @@ struct Usage {
     output_tokens: Option<u32>,
     #[serde(default)]
     completion_tokens_details: Option<TokenDetails>,
+    /// Responses.
+    #[serde(default)]
+    output_tokens_details: Option<TokenDetails>,
 }
 
 #[derive(Deserialize)]
@@ -571,11 +737,41 @@ fn response_from_body(r: ResponseBody) -> Response {
             out.finish_reason = r.stop_reason.clone();
         }
     }
+    if let Some(items) = &r.output {
+        out.choices = out.choices.max(1);
+        for item in items {
+            match item.kind.as_deref() {
+                // A summary the client can read; `encrypted_content` alone
+                // is opaque to it.
+                Some("reasoning") => {
+                    if item.summary.as_ref().is_some_and(|s| {
+                        s.iter()
+                            .any(|p| p.text.as_deref().is_some_and(|t| !t.is_empty()))
+                    }) {
+                        out.reasoning_returned = true;
+                    }
+                }
+                Some("message") => {
+                    if let Some(c) = &item.content {
+                        c.walk(None, &mut w);
+                    }
+                }
+                Some("function_call" | "custom_tool_call") => out.tool_calls += 1,
+                _ => {}
+            }
+        }
+        if out.finish_reason.is_none() {
+            out.finish_reason = r.status.clone();
+        }
+    }
     out.output_chars = w.chars;
     if let Some(u) = r.usage {
         out.input_tokens = u.prompt_tokens.or(u.input_tokens);
         out.output_tokens = u.completion_tokens.or(u.output_tokens);
-        out.reasoning_tokens = u.completion_tokens_details.and_then(|d| d.reasoning_tokens);
+        out.reasoning_tokens = u
+            .completion_tokens_details
+            .or(u.output_tokens_details)
+            .and_then(|d| d.reasoning_tokens);
     }
     out
 }
@@ -603,6 +799,96 @@ mod tests {
           {"role":"assistant","content":[{"type":"text","text":"Reading."},{"type":"tool_use","id":"t1","name":"read_file","input":{"path":"a.rs"}}]},
           {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"fn main(){}"}]},{"type":"text","text":"go on"},{"type":"image","source":{"type":"url","url":"https://x/s.png"}}]}]},
       "response":{"type":"message","content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"Done."}],"stop_reason":"end_turn","usage":{"input_tokens":900,"output_tokens":1200}}}"#;
+
+    const RESPONSES: &str = r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a3","endpoint":"/v1/responses",
+      "request":{"model":"atlas-3","instructions":"Think it through before answering.",
+        "input":[{"role":"developer","content":"Use metric units."},
+          {"role":"user","content":[{"type":"input_text","text":"How far is the moon?"}]},
+          {"type":"message","role":"assistant","content":[{"type":"output_text","text":"384,400 km."}]},
+          {"type":"function_call","call_id":"c1","name":"lookup","arguments":"{}"},
+          {"type":"function_call_output","call_id":"c1","output":"ok"},
+          {"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAA"},
+          {"role":"user","content":"And the sun? Explain step by step."}],
+        "tools":[{"type":"function","name":"lookup","parameters":{}},{"type":"web_search"}],
+        "reasoning":{"effort":"high","summary":"detailed"},"max_output_tokens":4096,
+        "previous_response_id":"resp_0","store":true,"temperature":0.2},
+      "response":{"id":"resp_1","object":"response","status":"completed",
+        "output":[{"type":"reasoning","id":"rs_2","summary":[{"type":"summary_text","text":"Distance first."}],"encrypted_content":"gAAAB"},
+          {"type":"function_call","call_id":"c2","name":"lookup","arguments":"{}"},
+          {"type":"message","role":"assistant","content":[{"type":"output_text","text":"About 150 million km."}]}],
+        "usage":{"input_tokens":120,"output_tokens":900,"output_tokens_details":{"reasoning_tokens":700}}}}"#;
+
+    #[test]
+    fn responses_api_bodies_normalise_into_the_same_vocabulary() {
+        let e = parse_event_line(RESPONSES).unwrap();
+        assert_eq!(e.dialect, Dialect::Responses);
+        let r = &e.request;
+        assert_eq!(
+            r.system_prompt.as_deref(),
+            Some("Think it through before answering.\n\nUse metric units.")
+        );
+        assert_eq!(r.last_user_text, "And the sun? Explain step by step.");
+        assert_eq!((r.depth, r.user_turns, r.assistant_turns), (5, 2, 1));
+        assert_eq!((r.tool_calls, r.tool_results), (1, 1));
+        assert_eq!(
+            r.tools,
+            vec!["lookup".to_string(), "web_search".to_string()]
+        );
+        assert!(r.continues);
+        let s = &r.sampling;
+        assert_eq!(s.max_tokens, Some(4096));
+        assert_eq!(s.reasoning.as_deref(), Some("high"));
+        assert!(s.reasoning_summary);
+        assert_eq!(s.temperature, Some(0.2));
+        let resp = e.response.unwrap();
+        assert!(resp.reasoning_returned);
+        assert_eq!(resp.tool_calls, 1);
+        assert_eq!(resp.reasoning_tokens, Some(700));
+        assert_eq!(
+            (resp.input_tokens, resp.output_tokens),
+            (Some(120), Some(900))
+        );
+        assert_eq!(resp.finish_reason.as_deref(), Some("completed"));
+        assert_eq!(
+            resp.output_chars,
+            "About 150 million km.".chars().count() as u64
+        );
+        // A bare string input, found by shape without an endpoint; only an
+        // opaque reasoning item back: no readable reasoning.
+        let (d, r) = normalize_request(
+            r#"{"model":"m","input":"Write a haiku","reasoning":{"summary":"auto"}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(d, Dialect::Responses);
+        assert_eq!(
+            (r.last_user_text.as_str(), r.depth, r.user_turns),
+            ("Write a haiku", 1, 1)
+        );
+        assert!(r.sampling.reasoning_summary && !r.continues);
+        let resp = normalize_response(
+            r#"{"status":"incomplete","output":[{"type":"reasoning","summary":[],"encrypted_content":"x"}]}"#,
+        )
+        .unwrap();
+        assert!(!resp.reasoning_returned);
+        assert_eq!(resp.finish_reason.as_deref(), Some("incomplete"));
+        // On its endpoint, a body with neither input nor messages names
+        // what is missing; a wrongly typed item names its path.
+        let line = r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","endpoint":"/v1/responses","request":{"model":"m"}}"#;
+        assert!(
+            parse_event_line(line)
+                .unwrap_err()
+                .to_string()
+                .contains("request.input")
+        );
+        let bad = r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a","request":{"model":"m","input":[{"role":"user","content":7}]}}"#;
+        assert!(
+            parse_event_line(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("request.input[0].content")
+        );
+    }
 
     #[test]
     fn openai_body_round_trips_into_the_event() {

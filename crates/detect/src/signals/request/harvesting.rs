@@ -68,7 +68,8 @@ pub fn measure(e: &Event, model_max: u32) -> Harvest {
         explicit: s.temperature.is_some()
             || s.top_p.is_some()
             || s.top_k.is_some()
-            || (s.max_tokens.is_some() && e.dialect == distillguard_core::Dialect::OpenAi),
+            // Anthropic requires `max_tokens`: there it is no choice.
+            || (s.max_tokens.is_some() && e.dialect != distillguard_core::Dialect::Anthropic),
     }
 }
 
