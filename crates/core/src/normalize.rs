@@ -743,13 +743,13 @@ fn response_from_body(r: ResponseBody) -> Response {
             match item.kind.as_deref() {
                 // A summary the client can read; `encrypted_content` alone
                 // is opaque to it.
-                Some("reasoning") => {
+                Some("reasoning")
                     if item.summary.as_ref().is_some_and(|s| {
                         s.iter()
                             .any(|p| p.text.as_deref().is_some_and(|t| !t.is_empty()))
-                    }) {
-                        out.reasoning_returned = true;
-                    }
+                    }) =>
+                {
+                    out.reasoning_returned = true;
                 }
                 Some("message") => {
                     if let Some(c) = &item.content {
