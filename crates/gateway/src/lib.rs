@@ -24,6 +24,7 @@ Where things are:
 - [`config`]: the TOML file.
 
 Endpoints: `POST /v1/chat/completions`, `POST /v1/messages`,
+`POST /v1/responses`,
 `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus), and
 `/admin/…` when an admin token is configured. The server shuts down
 gracefully on Ctrl-C or SIGTERM and lets in-flight streams finish.
@@ -179,6 +180,11 @@ async fn chat(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     phases::handle(gw, Dialect::Openai, "/v1/chat/completions", req).await
 }
 
+/// OpenAI Responses: routed to the OpenAI upstreams, in OpenAI's error format.
+async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    phases::handle(gw, Dialect::Openai, "/v1/responses", req).await
+}
+
 async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     phases::handle(gw, Dialect::Anthropic, "/v1/messages", req).await
 }
@@ -313,6 +319,7 @@ fn router_with(
     let public = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

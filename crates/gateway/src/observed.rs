@@ -41,10 +41,7 @@ impl Observed {
     /// The event the detectors consume (`None` if the body does not
     /// normalise, which the read phase mostly rules out).
     pub fn event(&self) -> Option<Event> {
-        let d = match self.dialect {
-            Dialect::Openai => distillguard_core::Dialect::OpenAi,
-            Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
-        };
+        let d = crate::phases::api_of(self.path, self.dialect);
         let (dialect, request) = match &self.request {
             Some(r) => (d, r.clone()),
             None => {

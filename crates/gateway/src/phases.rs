@@ -277,7 +277,7 @@ async fn read(
     // does not normalise (a string for a number, a number for a message,
     // a lone surrogate, nesting too deep) is refused here, in the API's
     // format, instead of being answered unscored.
-    let request = normalized(&body, dialect).map_err(refuse)?;
+    let request = normalized(&body, api_of(path, dialect)).map_err(refuse)?;
     let model = request.model.clone().ok_or(GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",
@@ -311,19 +311,26 @@ async fn read(
 /// Client headers passed to the upstream.
 const PASS: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
 
+/// The API a request speaks: its path's, else its upstream dialect's.
+pub(crate) fn api_of(path: &str, dialect: Dialect) -> distillguard_core::Dialect {
+    distillguard_core::Dialect::from_endpoint(path).unwrap_or(match dialect {
+        Dialect::Openai => distillguard_core::Dialect::OpenAi,
+        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
+    })
+}
+
 /// The body as the detector reads it, or 400 naming what is wrong.
-fn normalized(body: &[u8], dialect: Dialect) -> Result<distillguard_core::Request, GatewayError> {
+fn normalized(
+    body: &[u8],
+    api: distillguard_core::Dialect,
+) -> Result<distillguard_core::Request, GatewayError> {
     let bad = |message: String| GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",
         message,
     };
     let text = std::str::from_utf8(body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
-    let d = match dialect {
-        Dialect::Openai => distillguard_core::Dialect::OpenAi,
-        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
-    };
-    distillguard_core::normalize::normalize_request(text, Some(d))
+    distillguard_core::normalize::normalize_request(text, Some(api))
         .map(|(_, r)| r)
         .map_err(|e| bad(format!("the request cannot be read: {e}")))
 }

@@ -157,6 +157,12 @@ fn num(v: &Value) -> Option<u32> {
 }
 
 fn openai_chunk(v: &Value, out: &mut Response, tools: &mut Vec<(u64, u64)>, chars: &mut u64) {
+    if v["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("response."))
+    {
+        return responses_event(v, out, chars);
+    }
     if let Some(choices) = v["choices"].as_array() {
         for c in choices {
             let i = c["index"].as_u64().unwrap_or(0);
@@ -187,6 +193,43 @@ fn openai_chunk(v: &Value, out: &mut Response, tools: &mut Vec<(u64, u64)>, char
         out.output_tokens = num(&u["completion_tokens"]).or(out.output_tokens);
         out.reasoning_tokens =
             num(&u["completion_tokens_details"]["reasoning_tokens"]).or(out.reasoning_tokens);
+    }
+}
+
+/// One typed event of an OpenAI Responses stream.
+fn responses_event(v: &Value, out: &mut Response, chars: &mut u64) {
+    out.choices = 1;
+    match v["type"].as_str() {
+        Some("response.output_text.delta") => {
+            if let Some(t) = v["delta"].as_str() {
+                *chars += t.chars().count() as u64;
+            }
+        }
+        Some("response.reasoning_summary_text.delta" | "response.reasoning_text.delta") => {
+            if v["delta"].as_str().is_some_and(|d| !d.is_empty()) {
+                out.reasoning_returned = true;
+            }
+        }
+        Some("response.output_item.added") => {
+            if matches!(
+                v["item"]["type"].as_str(),
+                Some("function_call" | "custom_tool_call")
+            ) {
+                out.tool_calls += 1;
+            }
+        }
+        Some("response.completed" | "response.incomplete" | "response.failed") => {
+            let r = &v["response"];
+            if let Some(s) = r["status"].as_str() {
+                out.finish_reason = Some(s.to_string());
+            }
+            let u = &r["usage"];
+            out.input_tokens = num(&u["input_tokens"]).or(out.input_tokens);
+            out.output_tokens = num(&u["output_tokens"]).or(out.output_tokens);
+            out.reasoning_tokens =
+                num(&u["output_tokens_details"]["reasoning_tokens"]).or(out.reasoning_tokens);
+        }
+        _ => {}
     }
 }
 

@@ -8,6 +8,11 @@ but not the reasoning traces a distilled student learns most from.
   `content` and, when streaming, their `content_block_*` events are dropped.
   The indices of the blocks after them are renumbered, so that clients see
   a consistent stream.
+- OpenAI Responses: `reasoning` output items are removed (their summaries
+  and their `encrypted_content`, which could be handed back to continue
+  the reasoning); when streaming, the reasoning items' events and the
+  summary events are dropped, the `output_index` of later items is
+  renumbered, and the final `response` object loses its reasoning items.
 
 Streams are rewritten event by event, as they pass. An event is held only
 until its line is complete.
@@ -31,7 +36,15 @@ pub fn strip_json(body: &[u8]) -> Option<Vec<u8>> {
     if let Some(content) = v.get_mut("content").and_then(Value::as_array_mut) {
         content.retain(|b| !matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
     }
+    strip_output(&mut v);
     serde_json::to_vec(&v).ok()
+}
+
+/// Removes reasoning items from a Responses `output`.
+fn strip_output(v: &mut Value) {
+    if let Some(output) = v.get_mut("output").and_then(Value::as_array_mut) {
+        output.retain(|i| i["type"] != "reasoning");
+    }
 }
 
 /// Rewrites SSE events (one `data:` JSON per event), keeping state across
@@ -101,8 +114,12 @@ impl SseStripper {
             }
             return true;
         }
-        // Anthropic events.
         let kind = v["type"].as_str().unwrap_or("").to_string();
+        // Responses events.
+        if let Some(rest) = kind.strip_prefix("response.") {
+            return self.rewrite_responses(rest, v);
+        }
+        // Anthropic events.
         let index = v["index"].as_u64();
         match kind.as_str() {
             "content_block_start" => {
@@ -124,6 +141,38 @@ impl SseStripper {
         if let Some(i) = index {
             let shift = self.dropped.iter().filter(|&&d| d < i).count() as u64;
             v["index"] = Value::from(i - shift);
+        }
+        true
+    }
+}
+
+impl SseStripper {
+    /// A Responses event (`kind` without its `response.` prefix).
+    fn rewrite_responses(&mut self, kind: &str, v: &mut Value) -> bool {
+        if kind.starts_with("reasoning") {
+            // reasoning_summary_text.delta, reasoning_summary_part.added, …
+            return false;
+        }
+        let index = v["output_index"].as_u64();
+        if matches!(kind, "output_item.added" | "output_item.done")
+            && v["item"]["type"] == "reasoning"
+        {
+            if let Some(i) = index
+                && !self.dropped.contains(&i)
+            {
+                self.dropped.push(i);
+            }
+            return false;
+        }
+        if index.is_some_and(|i| self.dropped.contains(&i)) {
+            return false;
+        }
+        if let Some(i) = index {
+            let shift = self.dropped.iter().filter(|&&d| d < i).count() as u64;
+            v["output_index"] = Value::from(i - shift);
+        }
+        if let Some(r) = v.get_mut("response") {
+            strip_output(r);
         }
         true
     }

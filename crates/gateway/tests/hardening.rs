@@ -238,7 +238,7 @@ async fn shutdown_closes_what_is_left_at_the_drain_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_and_methods_answer_in_the_apis_format() {
     let (gw, _stop, _task) = gateway("internal_listen = \"127.0.0.1:0\"").await;
-    for path in ["/v1/responses", "/v1/completions", "/v1/embeddings"] {
+    for path in ["/v1/completions", "/v1/embeddings", "/v1/responses/resp_1"] {
         let (st, _, body) = request_with("POST", &gw, path, "{}", "").await;
         assert_eq!(st, 404, "{path}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -294,6 +294,99 @@ async fn a_throttled_account_gets_answers_without_reasoning() {
         "{sse}"
     );
     assert!(!sse.contains("\"index\":1"), "{sse}");
+    // Responses, JSON and streamed: no reasoning item, no summary, no
+    // encrypted reasoning to hand back; the message item renumbered to 0.
+    let ask = |stream: bool| {
+        format!(
+            r#"{{"model":"atlas-3","stream":{stream},"max_output_tokens":12,"reasoning":{{"effort":"high","summary":"auto"}},"input":"hi"}}"#
+        )
+    };
+    let (st, body) = post(&gw, "/v1/responses", &ask(false)).await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let output = v["output"].as_array().unwrap();
+    assert!(output.iter().all(|i| i["type"] != "reasoning"), "{body}");
+    assert!(
+        !body.contains("encrypted_content") && !body.contains("summary_text"),
+        "{body}"
+    );
+    assert_eq!(output[0]["type"], "message");
+    let (st, sse) = post(&gw, "/v1/responses", &ask(true)).await;
+    assert_eq!(st, 200);
+    // (`reasoning_tokens` stays in the usage: it is accounting, not text.)
+    assert!(
+        !sse.contains("\"type\":\"reasoning\"")
+            && !sse.contains("response.reasoning")
+            && !sse.contains("encrypted_content"),
+        "{sse}"
+    );
+    // (12 tokens: the mock ends it as `response.incomplete`.)
+    assert!(
+        sse.contains("response.output_text.delta")
+            && sse.contains("\"type\":\"response.incomplete\""),
+        "{sse}"
+    );
+    assert!(!sse.contains("\"output_index\":1"), "{sse}");
+}
+
+#[tokio::test]
+async fn the_responses_api_passes_through_and_is_metered_and_logged() {
+    let dir = temp_dir("responses");
+    let up = mock(Duration::ZERO).await;
+    let mut cfg = config(&up, 5, 1 << 20);
+    cfg.log = Some(distillguard_gateway::eventlog::LogConfig {
+        path: dir.join("events.jsonl"),
+        max_bytes: 1 << 20,
+        keep: 1,
+        durability: distillguard_gateway::eventlog::Durability::Sync,
+        flush_interval_ms: std::num::NonZeroU64::MIN,
+    });
+    let gw = spawn(router_ok(cfg)).await;
+    let body = r#"{"model":"atlas-3","instructions":"Think it through.","max_output_tokens":400,"reasoning":{"effort":"high","summary":"detailed"},"input":[{"role":"user","content":[{"type":"input_text","text":"Explain TCP step by step"}]}]}"#;
+    // The same answer directly and through the gateway.
+    let direct = post(&up, "/v1/responses", body).await;
+    let via = post(&gw, "/v1/responses", body).await;
+    assert_eq!(direct, via);
+    let v: serde_json::Value = serde_json::from_str(&via.1).unwrap();
+    assert_eq!(v["output"][0]["type"], "reasoning");
+    let streamed = body.replacen("{", r#"{"stream":true,"#, 1);
+    let (st, sse) = post(&gw, "/v1/responses", &streamed).await;
+    assert_eq!(st, 200);
+    assert!(
+        sse.contains("event: response.reasoning_summary_text.delta"),
+        "{sse}"
+    );
+    // A Responses body the detector cannot read is refused in OpenAI's
+    // format.
+    let (st, err) = post(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"atlas-3","input":[{"role":"user","content":7}]}"#,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(err.contains("request.input[0].content"), "{err}");
+    // Both answers are in the log (sync: written before the answers
+    // completed), as Responses events with their metered accounting.
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let events: Vec<_> = text
+        .lines()
+        .map(|l| distillguard_core::parse_event_line(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    for e in &events {
+        assert_eq!(e.dialect, distillguard_core::Dialect::Responses);
+        assert_eq!(e.request.last_user_text, "Explain TCP step by step");
+        assert!(e.request.sampling.reasoning_summary);
+        let r = e.response.as_ref().unwrap();
+        assert!(r.reasoning_returned, "{text}");
+        assert!(
+            r.reasoning_tokens.unwrap() > 0 && r.output_tokens.unwrap() > 0,
+            "{text}"
+        );
+        assert_eq!(r.finish_reason.as_deref(), Some("completed"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -244,6 +244,10 @@ async fn openai(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Respons
     with_fault(app.cfg.fault, false, openai_answer(&app, &body)).await
 }
 
+async fn responses(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    with_fault(app.cfg.fault, false, responses_answer(&app, &body)).await
+}
+
 async fn anthropic(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
     with_fault(app.cfg.fault, true, anthropic_answer(&app, &body)).await
 }
@@ -385,6 +389,146 @@ async fn openai_answer(app: &App, body: &[u8]) -> Response {
     )
 }
 
+/// The last user turn of a Responses `input` (a string, or items).
+fn responses_prompt(input: &Value) -> String {
+    match input {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let users: Vec<Value> = items
+                .iter()
+                .filter(|i| i["role"] == "user")
+                .cloned()
+                .collect();
+            last_user(&Value::Array(users))
+        }
+        _ => String::new(),
+    }
+}
+
+/// OpenAI Responses (`/v1/responses`): an answer as output items, and, when
+/// streaming, its typed events. With reasoning on, a reasoning item comes
+/// first: its summary when `reasoning.summary` asks for one, else only
+/// `encrypted_content`.
+async fn responses_answer(app: &App, body: &[u8]) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return bad_request("invalid_request_error", "the body is not JSON", false);
+    };
+    let Some(model) = req["model"].as_str().map(str::to_string) else {
+        return bad_request("invalid_request_error", "missing \"model\"", false);
+    };
+    if !(req["input"].is_string() || req["input"].is_array()) {
+        return bad_request("invalid_request_error", "missing \"input\"", false);
+    }
+    let prompt = responses_prompt(&req["input"]);
+    let max = req["max_output_tokens"].as_u64().unwrap_or(256) as usize;
+    let (text, reasoning, n) = answer(app, &prompt, max);
+    let id = format!(
+        "resp_{:016x}",
+        fnv(&format!("{model}\u{0}{prompt}\u{0}{max}"))
+    );
+    let summary_asked = req["reasoning"]["summary"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty() && s != "none");
+    let reasoning_tokens = reasoning
+        .as_ref()
+        .map_or(0, |r| r.split_whitespace().count());
+    let reasoning_item = reasoning.as_ref().map(|r| {
+        let summary = if summary_asked {
+            json!([{"type": "summary_text", "text": r}])
+        } else {
+            json!([])
+        };
+        json!({"id": format!("rs_{id}"), "type": "reasoning", "summary": summary,
+               "encrypted_content": "gAAAAA-opaque"})
+    });
+    let message = json!({"id": format!("msg_{id}"), "type": "message", "status": "completed",
+        "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let input_tokens = prompt.split_whitespace().count();
+    let usage = json!({"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": n + reasoning_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        "total_tokens": input_tokens + n + reasoning_tokens});
+    let status = if n >= max { "incomplete" } else { "completed" };
+    let output: Vec<Value> = reasoning_item
+        .iter()
+        .cloned()
+        .chain([message.clone()])
+        .collect();
+    let whole = |status: &str, output: Vec<Value>, usage: Value| {
+        json!({"id": id, "object": "response", "created_at": 1_771_200_000, "status": status,
+               "model": model, "output": output, "usage": usage, "parallel_tool_calls": true,
+               "tool_choice": "auto", "tools": [], "error": null, "incomplete_details": null})
+    };
+    tokio::time::sleep(app.cfg.first_token).await;
+    if req["stream"].as_bool() != Some(true) {
+        return Json(whole(status, output, usage)).into_response();
+    }
+    let mut events: Vec<(&'static str, Value)> = vec![(
+        "response.created",
+        json!({"response": whole("in_progress", vec![], Value::Null)}),
+    )];
+    let mut index = 0;
+    if let (Some(item), Some(r)) = (&reasoning_item, &reasoning) {
+        let mut empty = item.clone();
+        empty["summary"] = json!([]);
+        events.push((
+            "response.output_item.added",
+            json!({"output_index": index, "item": empty}),
+        ));
+        if summary_asked {
+            for c in chunks(r) {
+                events.push((
+                    "response.reasoning_summary_text.delta",
+                    json!({"item_id": item["id"], "output_index": index, "summary_index": 0, "delta": c}),
+                ));
+            }
+        }
+        events.push((
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        ));
+        index += 1;
+    }
+    let mut started = message.clone();
+    started["content"] = json!([]);
+    started["status"] = json!("in_progress");
+    events.push((
+        "response.output_item.added",
+        json!({"output_index": index, "item": started}),
+    ));
+    for c in chunks(&text) {
+        events.push((
+            "response.output_text.delta",
+            json!({"item_id": message["id"], "output_index": index, "content_index": 0, "delta": c}),
+        ));
+    }
+    events.push((
+        "response.output_text.done",
+        json!({"item_id": message["id"], "output_index": index, "content_index": 0, "text": text}),
+    ));
+    events.push((
+        "response.output_item.done",
+        json!({"output_index": index, "item": message}),
+    ));
+    events.push((
+        if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        },
+        json!({"response": whole(status, output, usage)}),
+    ));
+    let items = events
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (name, mut data))| {
+            data["type"] = json!(name);
+            data["sequence_number"] = json!(seq);
+            (Some(name), data.to_string())
+        })
+        .collect();
+    sse(app.cfg.between_chunks, items)
+}
+
 fn sse(gap: Duration, items: Vec<(Option<&'static str>, String)>) -> Response {
     let s = stream::unfold(
         (items.into_iter(), true),
@@ -498,6 +642,7 @@ pub fn router(cfg: Config) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai))
         .route("/v1/messages", post(anthropic))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .with_state(app)
 }

@@ -47,10 +47,23 @@ with an(gw, key).messages.stream(model="atlas-3", max_tokens=20, messages=msgs) 
     text = "".join(s.text_stream)
 expect(len(text) > 5, "anthropic streaming")
 
+# The Responses API, JSON and streaming.
+r = oa(gw, key).responses.create(model="atlas-3", input="Explain TCP in one paragraph.", max_output_tokens=200)
+expect(isinstance(r.output_text, str) and len(r.output_text) > 5, "openai responses")
+events = list(oa(gw, key).responses.create(model="atlas-3", input="Explain TCP.", max_output_tokens=200, stream=True))
+text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+expect(len(text) > 5, "openai responses streaming")
+expect(events[-1].type in ("response.completed", "response.incomplete"), "responses stream ends with its final event")
+
 # 401: the SDKs raise their authentication errors.
 try:
     oa(gw, revoked).chat.completions.create(model="atlas-3", messages=msgs, max_tokens=5)
     expect(False, "openai 401 not raised")
+except openai.AuthenticationError:
+    pass
+try:
+    oa(gw, revoked).responses.create(model="atlas-3", input="hi", max_output_tokens=5)
+    expect(False, "openai responses 401 not raised")
 except openai.AuthenticationError:
     pass
 try:
