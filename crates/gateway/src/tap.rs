@@ -205,18 +205,18 @@ fn responses_event(v: &Value, out: &mut Response, chars: &mut u64) {
                 *chars += t.chars().count() as u64;
             }
         }
-        Some("response.reasoning_summary_text.delta" | "response.reasoning_text.delta") => {
-            if v["delta"].as_str().is_some_and(|d| !d.is_empty()) {
-                out.reasoning_returned = true;
-            }
+        Some("response.reasoning_summary_text.delta" | "response.reasoning_text.delta")
+            if v["delta"].as_str().is_some_and(|d| !d.is_empty()) =>
+        {
+            out.reasoning_returned = true;
         }
-        Some("response.output_item.added") => {
+        Some("response.output_item.added")
             if matches!(
                 v["item"]["type"].as_str(),
                 Some("function_call" | "custom_tool_call")
-            ) {
-                out.tool_calls += 1;
-            }
+            ) =>
+        {
+            out.tool_calls += 1;
         }
         Some("response.completed" | "response.incomplete" | "response.failed") => {
             let r = &v["response"];
