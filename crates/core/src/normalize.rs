@@ -236,6 +236,9 @@ struct Part<'a> {
     /// A Responses input item's role (messages only).
     #[serde(default, borrow)]
     role: Option<Cow<'a, str>>,
+    /// A Responses `function_call_output` item's output.
+    #[serde(default, borrow)]
+    output: Option<Box<Content<'a>>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
@@ -535,8 +538,16 @@ fn responses_request(b: Body) -> Result<(Dialect, Request), EventError> {
         Content::Parts(p) => p,
         Content::Empty => &[],
     };
+    // An assistant turn is one step of depth, as in Chat Completions,
+    // whether it is a message, tool calls, or a message and its calls.
+    let mut in_assistant_turn = false;
     for item in items {
-        match (item.kind.as_deref(), item.role.as_deref()) {
+        let kind = item.kind.as_deref();
+        let calls = matches!(kind, Some("function_call" | "custom_tool_call"));
+        let assistant = calls || item.role.as_deref() == Some("assistant");
+        let continues_turn = in_assistant_turn && assistant;
+        in_assistant_turn = assistant;
+        match (kind, item.role.as_deref()) {
             (Some("message") | None, Some(role)) => {
                 let content = item.content.as_deref().unwrap_or(&user_text);
                 match role {
@@ -551,19 +562,29 @@ fn responses_request(b: Body) -> Result<(Dialect, Request), EventError> {
                         req.user_turns += 1;
                         last_user = Some(content);
                     }
+                    "assistant" if continues_turn => {}
                     "assistant" => req.assistant_turns += 1,
                     _ => {}
                 }
-                req.depth += 1;
+                if !continues_turn {
+                    req.depth += 1;
+                }
                 content.walk(None, &mut w);
             }
             (Some("function_call" | "custom_tool_call"), _) => {
-                req.depth += 1;
+                if !continues_turn {
+                    req.depth += 1;
+                    req.assistant_turns += 1;
+                }
                 w.tool_uses += 1;
             }
             (Some("function_call_output" | "custom_tool_call_output"), _) => {
                 req.depth += 1;
                 w.tool_results += 1;
+                // Counted, never taken as the user's words.
+                if let Some(o) = &item.output {
+                    o.walk(None, &mut w);
+                }
             }
             // Reasoning items handed back, item references, server-side
             // tool calls: part of the conversation, not of its text.
@@ -828,7 +849,7 @@ mod tests {
             Some("Think it through before answering.\n\nUse metric units.")
         );
         assert_eq!(r.last_user_text, "And the sun? Explain step by step.");
-        assert_eq!((r.depth, r.user_turns, r.assistant_turns), (5, 2, 1));
+        assert_eq!((r.depth, r.user_turns, r.assistant_turns), (4, 2, 1));
         assert_eq!((r.tool_calls, r.tool_results), (1, 1));
         assert_eq!(
             r.tools,
@@ -853,6 +874,8 @@ mod tests {
             resp.output_chars,
             "About 150 million km.".chars().count() as u64
         );
+        // (Depth 4: the assistant message and its call are one turn, as in
+        // Chat Completions.)
         // A bare string input, found by shape without an endpoint; only an
         // opaque reasoning item back: no readable reasoning.
         let (d, r) = normalize_request(
@@ -887,6 +910,40 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("request.input[0].content")
+        );
+    }
+
+    #[test]
+    fn a_conversation_reads_the_same_through_chat_completions_and_responses() {
+        let chat = r#"{"model":"m","messages":[{"role":"system","content":"Be brief."},
+          {"role":"user","content":"Weather in Paris?"},
+          {"role":"assistant","content":"Checking.","tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"time","arguments":"{}"}}]},
+          {"role":"tool","tool_call_id":"c1","content":"18C, clear"},
+          {"role":"tool","tool_call_id":"c2","content":"14:00"},
+          {"role":"assistant","content":null,"tool_calls":[{"id":"c3","type":"function","function":{"name":"weather","arguments":"{}"}}]},
+          {"role":"tool","tool_call_id":"c3","content":"19C"},
+          {"role":"user","content":"Thanks. And tomorrow?"}],
+          "tools":[{"type":"function","function":{"name":"weather"}},{"type":"function","function":{"name":"time"}}],
+          "max_tokens":300,"temperature":0.3,"reasoning_effort":"high"}"#;
+        let responses = r#"{"model":"m","instructions":"Be brief.","input":[
+          {"role":"user","content":"Weather in Paris?"},
+          {"role":"assistant","content":"Checking."},
+          {"type":"function_call","call_id":"c1","name":"weather","arguments":"{}"},
+          {"type":"function_call","call_id":"c2","name":"time","arguments":"{}"},
+          {"type":"function_call_output","call_id":"c1","output":"18C, clear"},
+          {"type":"function_call_output","call_id":"c2","output":"14:00"},
+          {"type":"function_call","call_id":"c3","name":"weather","arguments":"{}"},
+          {"type":"function_call_output","call_id":"c3","output":"19C"},
+          {"role":"user","content":"Thanks. And tomorrow?"}],
+          "tools":[{"type":"function","name":"weather"},{"type":"function","name":"time"}],
+          "max_output_tokens":300,"temperature":0.3,"reasoning":{"effort":"high"}}"#;
+        let (d1, a) = normalize_request(chat, None).unwrap();
+        let (d2, b) = normalize_request(responses, None).unwrap();
+        assert_eq!((d1, d2), (Dialect::OpenAi, Dialect::Responses));
+        assert_eq!(a, b);
+        assert_eq!(
+            (a.depth, a.assistant_turns, a.tool_calls, a.tool_results),
+            (7, 2, 3, 3)
         );
     }
 
