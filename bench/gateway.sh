@@ -10,6 +10,7 @@
 #   bench/gateway.sh                  # rates 50 (LiteLLM keeps up), 1000 and 5000 req/s, 20 s each
 #   RATES="1000" DURATION=10 bench/gateway.sh
 #   STREAM=1 RATES=1000 LITELLM=0 bench/gateway.sh   # streamed (SSE) answers
+#   API=responses RATES=1000 LITELLM=0 bench/gateway.sh  # the OpenAI Responses API (/v1/responses)
 #
 # Installs its tools on first use: oha (crates.io) into target/tools, and
 # LiteLLM (PyPI) into target/tmp/litellm-venv. Writes raw oha JSON and a
@@ -25,6 +26,12 @@ LITELLM="${LITELLM:-1}"
 # generator, the mock and the gateway make single runs noisy).
 REPEAT="${REPEAT:-3}"
 STREAM="${STREAM:-0}"
+API="${API:-chat}"
+case "$API" in
+  chat) API_PATH=/v1/chat/completions ;;
+  responses) API_PATH=/v1/responses ;;
+  *) echo "API must be chat or responses" >&2; exit 2 ;;
+esac
 OUT=target/bench-gateway
 mkdir -p "$OUT"
 OHA=target/tools/bin/oha
@@ -57,17 +64,21 @@ wait_port() {
 # line, so that detection sees varied traffic.
 SRC=../shared/data/sharegpt-dev.jsonl.gz
 [ -f "$SRC" ] || SRC=crates/simulator/data/sharegpt-sample.jsonl.gz
-python3 - "$OUT/bodies.jsonl" "$SRC" "$STREAM" <<'PY'
+python3 - "$OUT/bodies.jsonl" "$SRC" "$STREAM" "$API" <<'PY'
 import gzip, json, sys
 out = open(sys.argv[1], "w")
 stream = sys.argv[3] == "1"
+responses = sys.argv[4] == "responses"
 n = 0
 for line in gzip.open(sys.argv[2], "rt"):
     conv = json.loads(line)
     for t in conv["turns"]:
         if t["role"] == "user" and 20 < len(t["content"]) < 2000:
-            body = {"model": "atlas-3", "max_tokens": 64,
-                    "messages": [{"role": "user", "content": t["content"]}]}
+            if responses:
+                body = {"model": "atlas-3", "max_output_tokens": 64, "input": t["content"]}
+            else:
+                body = {"model": "atlas-3", "max_tokens": 64,
+                        "messages": [{"role": "user", "content": t["content"]}]}
             if stream:
                 body["stream"] = True
             out.write(json.dumps(body) + "\n")
@@ -101,7 +112,8 @@ url = "http://127.0.0.1:18081"
 dialect = "openai"
 models = ["atlas-3"]
 TOML
-$BIN serve --config "$OUT/gateway.toml" >/dev/null &
+# Access lines off (warn): the figures are the proxy's own cost.
+$BIN serve --config "$OUT/gateway.toml" --log-level warn >/dev/null &
 GW=$!
 pids+=($GW)
 wait_port 18081
@@ -133,7 +145,7 @@ fi
 run() { # name url rate [key]
   "$OHA" --no-tui --output-format json -z "${DURATION}s" -q "$3" -c "$CONNS" --latency-correction \
     -m POST -T application/json -H "Authorization: Bearer ${4:-$KEY}" -Z "$OUT/bodies.jsonl" \
-    "$2/v1/chat/completions" >"$OUT/$1-$3.json"
+    "$2$API_PATH" >"$OUT/$1-$3.json"
 }
 
 rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MiB  ", $1, $2/1024}' "/proc/$GW/status"; }
@@ -142,7 +154,7 @@ rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MiB  ", $1, $2/1024}' "/proc/$GW/statu
 for t in "direct http://127.0.0.1:18081" "gateway http://127.0.0.1:18080"; do
   set -- $t
   "$OHA" --no-tui -n 2000 -c 8 -m POST -T application/json -H "Authorization: Bearer $KEY" \
-    -Z "$OUT/bodies.jsonl" "$2/v1/chat/completions" >/dev/null
+    -Z "$OUT/bodies.jsonl" "$2$API_PATH" >/dev/null
 done
 echo "gateway memory after warm-up: $(rss)" | tee "$OUT/memory.txt"
 CPU0=$(awk '{print $14+$15}' "/proc/$GW/stat")
