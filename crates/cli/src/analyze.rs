@@ -108,19 +108,17 @@ fn read_each(
         );
         match read {
             Ok(stats) => sum.lines += stats.lines,
-            Err(ReadError::Io {
-                source_name,
-                line,
-                cause,
-            }) if !strict => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "warning: {source_name}: read failed after line {line}: {cause}; the lines before it are kept, and reading goes on"
-                );
-                sum.lines += line;
-                sum.truncated.push(format!("{source_name}:{line}"));
-            }
-            Err(e) => return Err(e),
+            Err(e) => match e.part_way().filter(|_| !strict) {
+                Some((name, line)) => {
+                    let _ = writeln!(
+                        io::stderr(),
+                        "warning: {e}; the lines before it are kept, and reading goes on"
+                    );
+                    sum.lines += line;
+                    sum.truncated.push(format!("{name}:{line}"));
+                }
+                None => return Err(e),
+            },
         }
     }
     bad.finish();

@@ -590,19 +590,14 @@ fn check(
             // A file that fails part-way (a truncated gzip): what came
             // before is counted, the place is reported, the other files
             // are still checked.
-            Err(ReadError::Io {
-                source_name,
-                line,
-                cause,
-            }) if !strict => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "error: {source_name}: read failed after line {line}: {cause}"
-                );
-                s.lines = line;
-                s.truncated_at = Some(line);
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => match e.part_way().filter(|_| !strict) {
+                Some((_, line)) => {
+                    let _ = writeln!(io::stderr(), "error: {e}");
+                    s.lines = line;
+                    s.truncated_at = Some(line);
+                }
+                None => return Err(e.into()),
+            },
         }
         s.accounts = accounts.len() as u64;
         total_bad += s.malformed;

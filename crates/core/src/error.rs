@@ -60,3 +60,17 @@ pub enum ReadError {
     #[error("read stopped by the caller")]
     Stopped,
 }
+
+impl ReadError {
+    /// For a read that failed part-way through a file (a truncated gzip,
+    /// an I/O error), the file and the last line read: the lines before it
+    /// were delivered, so a caller may report the place and go on.
+    pub fn part_way(&self) -> Option<(&str, u64)> {
+        match self {
+            ReadError::Io {
+                source_name, line, ..
+            } => Some((source_name, *line)),
+            _ => None,
+        }
+    }
+}
