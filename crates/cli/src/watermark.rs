@@ -326,11 +326,11 @@ fn keygen(out: &Path, seed: Option<u64>) -> Result<ExitCode> {
     }
     let key = Key::from_bytes(b);
     // Created new (never over a key) and readable by its owner only.
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = match o.open(out) {
+    let mut f = match distillguard_storage::owner_only()
+        .write(true)
+        .create_new(true)
+        .open(out)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             bail!("{} exists; not overwriting a key", out.display())

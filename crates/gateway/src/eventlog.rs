@@ -105,14 +105,14 @@ fn rotate(cfg: &LogConfig) -> std::io::Result<()> {
 }
 
 fn open(cfg: &LogConfig) -> std::io::Result<(std::io::BufWriter<std::fs::File>, u64)> {
-    // Raw prompts: readable by the owner only.
-    let mut o = std::fs::OpenOptions::new();
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let f = o.create(true).append(true).open(&cfg.path)?;
+    // Raw prompts: readable by the owner only.
+    let f = distillguard_storage::owner_only()
+        .create(true)
+        .append(true)
+        .open(&cfg.path)?;
     let len = f.metadata()?.len();
     Ok((std::io::BufWriter::new(f), len))
 }

@@ -20,7 +20,8 @@ request path).
 - `distillguard_detector_enqueued_total`, `…_dropped_total`,
   `…_processed_total`, `…_faults_total`, `distillguard_detector_up`: the detection queue and
   its health (a dead detector fails open, visibly here);
-- `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`;
+- `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`,
+  `distillguard_rejections_untracked_total`;
 - `distillguard_connections_open`, `distillguard_connections_max`.
 */
 
@@ -230,6 +231,11 @@ impl Metrics {
             "distillguard_detector_faults_total",
             "Requests whose scoring failed (skipped; detection goes on).",
             &[(String::new(), faults)],
+        );
+        counter(
+            "distillguard_rejections_untracked_total",
+            "Refusals (400, 413, 429) not counted per account: the table of accounts was full.",
+            &[(String::new(), get(&gw.rejections.untracked))],
         );
         counter(
             "distillguard_eventlog_dropped_total",

@@ -8,7 +8,8 @@ The score does not use them yet: a feature needs training worlds that
 produce them.
 
 Memory is bounded: at most [`MAX_ACCOUNTS`] accounts are tracked; beyond,
-refusals are only counted in total (`untracked`).
+refusals are only counted in total (`untracked`, in `/metrics` as
+`distillguard_rejections_untracked_total`).
 */
 
 use std::collections::HashMap;

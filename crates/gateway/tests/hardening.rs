@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{mock_with, request_with};
+use common::{mock_with, post_within, request_with};
 
 const CHAT: &str =
     r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}],"max_tokens":20}"#;
@@ -63,16 +63,6 @@ async fn gateway_to(
     (format!("127.0.0.1:{}", addr.port()), stop, task)
 }
 
-async fn post_within(secs: u64, addr: &str, path: &str, body: &str) -> (u16, String) {
-    let (st, _, b) = tokio::time::timeout(
-        Duration::from_secs(secs),
-        request_with("POST", addr, path, body, ""),
-    )
-    .await
-    .expect("the request was not answered in time");
-    (st, b)
-}
-
 /// Opens a connection and sends `bytes`, then nothing more.
 async fn half_sent(addr: &str, bytes: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -102,7 +92,7 @@ async fn half_sent_heads_are_cut_and_normal_requests_keep_being_answered() {
     }
     // A normal request waits in the backlog only until the deadline frees
     // a place (before: forever).
-    let (st, _) = post_within(10, &gw, "/v1/chat/completions", CHAT).await;
+    let (st, _, _) = post_within(10, &gw, "/v1/chat/completions", CHAT).await;
     assert_eq!(st, 200);
     // Every half-sent head was closed.
     for s in slow {
@@ -167,13 +157,13 @@ async fn bodies_the_detector_cannot_read_are_refused_in_the_apis_format() {
         r#"{"messages":[{"role":"user","content":"hi"}]}"#.to_string(),
     ];
     for body in &bad {
-        let (st, payload) = post_within(10, &gw, "/v1/chat/completions", body).await;
+        let (st, _, payload) = post_within(10, &gw, "/v1/chat/completions", body).await;
         assert_eq!(st, 400, "{body:.80}: {payload}");
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error", "{payload}");
     }
     // In Anthropic's format on its path.
-    let (st, payload) = post_within(
+    let (st, _, payload) = post_within(
         10,
         &gw,
         "/v1/messages",
@@ -306,7 +296,7 @@ async fn tls_on_the_listener_and_to_an_https_upstream_with_its_own_ca() {
     let upstream = format!("https://{a}");
     let (b, _stop_b, _task_b) =
         gateway_to(&upstream, &format!("[tls]\nupstream_ca = \"{ca}\"")).await;
-    let (st, body) = post_within(10, &b, "/v1/chat/completions", CHAT).await;
+    let (st, _, body) = post_within(10, &b, "/v1/chat/completions", CHAT).await;
     assert_eq!(st, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(
@@ -315,6 +305,6 @@ async fn tls_on_the_listener_and_to_an_https_upstream_with_its_own_ca() {
     );
     // Without the CA, the upstream's certificate is refused: 502.
     let (c, _stop_c, _task_c) = gateway_to(&upstream, "").await;
-    let (st, body) = post_within(10, &c, "/v1/chat/completions", CHAT).await;
+    let (st, _, body) = post_within(10, &c, "/v1/chat/completions", CHAT).await;
     assert_eq!(st, 502, "{body}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use distillguard_gateway::{Config, router};
 use distillguard_mock::{Config as MockConfig, Source};
 mod common;
-use common::{mock_with, request_with, spawn};
+use common::{mock_with, post_within, request_with, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn mock(latency: Duration) -> String {
@@ -445,12 +445,6 @@ async fn the_event_log_replays_in_the_event_log_format() {
 }
 
 /// A request that must finish (whatever it gets) within `secs`.
-async fn post_within(secs: u64, addr: &str, path: &str, body: &str) -> (u16, String, String) {
-    tokio::time::timeout(Duration::from_secs(secs), post_with(addr, path, body, ""))
-        .await
-        .expect("the client hung")
-}
-
 const STREAM_CHAT: &str = r#"{"model":"atlas-3","stream":true,"max_tokens":60,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
 const STREAM_MSG: &str = r#"{"model":"atlas-3","stream":true,"max_tokens":60,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
 

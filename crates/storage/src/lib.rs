@@ -108,14 +108,20 @@ pub fn random_token() -> Result<String, StoreError> {
     Ok(hex(&b))
 }
 
-/// Creates `path` with mode 0600 if it does not exist (SQLite would create
-/// it with the process's umask, often world-readable).
-fn create_private(path: &str) -> std::io::Result<()> {
+/// Options for files holding secrets or raw prompts (key stores, event
+/// logs, watermark keys): a file they create is readable by its owner only
+/// (mode 0600), whatever the process's umask.
+pub fn owner_only() -> std::fs::OpenOptions {
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    match o.open(path) {
+    o
+}
+
+/// Creates `path` owner-only if it does not exist (SQLite would create it
+/// with the process's umask, often world-readable).
+fn create_private(path: &str) -> std::io::Result<()> {
+    match owner_only().write(true).create_new(true).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),

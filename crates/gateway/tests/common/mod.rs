@@ -49,3 +49,13 @@ pub async fn request_with(
         payload.to_string(),
     )
 }
+
+/// A POST, answered within `secs` (else the test fails: the client hung).
+pub async fn post_within(secs: u64, addr: &str, path: &str, body: &str) -> (u16, String, String) {
+    tokio::time::timeout(
+        Duration::from_secs(secs),
+        request_with("POST", addr, path, body, ""),
+    )
+    .await
+    .expect("the client hung")
+}
