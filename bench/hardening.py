@@ -16,6 +16,13 @@ the default deadlines and limits) and runs, one after the other:
    before, while stalled, and after they are gone.
 3. address flood: requests with random X-Forwarded-For values (some 16 KB
    long). Reports RSS before and after.
+4. fresh addresses through a trusted proxy (each one a new account, as
+   IPv6 clients or a botnet would be): --fresh requests from distinct
+   addresses, against a gateway that trusts the proxy twice: with the
+   default forgetting (a day idle, 1M accounts) and with `max_accounts =
+   10000`. Reports accounts tracked and RSS for each.
+
+`--only fresh` runs the fourth alone.
 
 Prints one JSON object (the numbers in BENCHMARKS.md come from it).
 """
@@ -167,14 +174,77 @@ async def address_flood(addr, pid, n, long_n):
             "rss_before_mb": round(before, 1), "rss_after_mb": round(rss_mb(pid), 1)}
 
 
+def metric(internal, name):
+    import urllib.request
+    page = urllib.request.urlopen(f"http://{internal}/metrics").read().decode()
+    for line in page.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def fresh_addresses(bin, up, n, detect):
+    tmp = tempfile.mkdtemp()
+    cfg = os.path.join(tmp, "gw.toml")
+    internal = f"127.0.0.1:{free_port()}"
+    with open(cfg, "w") as f:
+        f.write(f'listen = "127.0.0.1:0"\nauth = "none"\ninternal_listen = "{internal}"\n'
+                f'trusted_proxies = ["127.0.0.1/32"]\n[detect]\n{detect}\n'
+                f'[[upstreams]]\nname = "m"\nurl = "http://{up}"\ndialect = "openai"\nmodels = ["atlas-3"]\n')
+    gw, addr = start([bin, "serve", "--config", cfg, "--log-level", "warn"])
+    try:
+        before = rss_mb(gw.pid)
+        sem = asyncio.Semaphore(64)
+        codes = {}
+
+        async def one(i):
+            async with sem:
+                xff = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+                try:
+                    st = await request(addr, extra=f"X-Forwarded-For: {xff}\r\n")
+                except OSError:
+                    st = 0
+                codes[str(st)] = codes.get(str(st), 0) + 1
+
+        t = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        secs = time.monotonic() - t
+        await asyncio.sleep(3)
+        return {"detect": detect, "requests": n, "statuses": codes, "seconds": round(secs, 1),
+                "rss_before_mb": round(before, 1), "rss_after_mb": round(rss_mb(gw.pid), 1),
+                "accounts_tracked": metric(internal, "distillguard_detector_accounts"),
+                "accounts_forgotten": metric(internal, "distillguard_detector_accounts_forgotten_total")}
+    finally:
+        gw.terminate()
+
+
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/distillguard")
     ap.add_argument("--half-sent", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--flood", type=int, default=50_000)
+    ap.add_argument("--fresh", type=int, default=100_000)
+    ap.add_argument("--only", choices=["fresh"])
     args = ap.parse_args()
     mock, up = start([args.bin, "upstream-mock", "--listen", "127.0.0.1:0"])
+    if args.only == "fresh":
+        try:
+            out = {"fresh_addresses": [
+                await fresh_addresses(args.bin, up, args.fresh, ""),
+                await fresh_addresses(args.bin, up, args.fresh, "max_accounts = 10000"),
+            ]}
+            print(json.dumps(out, indent=1))
+        finally:
+            mock.terminate()
+        return
     tmp = tempfile.mkdtemp()
     cfg = os.path.join(tmp, "gw.toml")
     with open(cfg, "w") as f:
@@ -186,6 +256,10 @@ async def main():
         out["slowloris"] = await slowloris(addr, args.half_sent, args.seconds)
         out["stalled_bodies"] = await stalled_bodies(addr, gw.pid)
         out["address_flood"] = await address_flood(addr, gw.pid, args.flood, 2_000)
+        out["fresh_addresses"] = [
+            await fresh_addresses(args.bin, up, args.fresh, ""),
+            await fresh_addresses(args.bin, up, args.fresh, "max_accounts = 10000"),
+        ]
         print(json.dumps(out, indent=1))
     finally:
         gw.terminate()

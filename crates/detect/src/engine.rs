@@ -559,6 +559,10 @@ pub struct Engine {
     key_requests: CountMin,
     /// Accounts holding key slots (capped at [`MAX_SLOT_ACCOUNTS`]).
     slot_accounts: usize,
+    /// Indices of forgotten accounts, reused by new ones ([`Engine::forget`]).
+    free: Vec<u32>,
+    /// Accounts forgotten so far.
+    pub forgotten: u64,
     pub events: u64,
 }
 
@@ -600,6 +604,8 @@ impl Engine {
             exacts: distillguard_sketches::bloom::Rotating::new(26, 4_000_000),
             key_requests: CountMin::new(18),
             slot_accounts: 0,
+            free: Vec::new(),
+            forgotten: 0,
             events: 0,
         }
     }
@@ -607,10 +613,9 @@ impl Engine {
     /// Folds one request; returns the account's index.
     pub fn process(&mut self, p: &Pre) -> u32 {
         self.events += 1;
-        let n = self.ids.len() as u32;
+        let n = self.free.last().copied().unwrap_or(self.names.len() as u32);
         let idx = *self.ids.entry(p.account_id.clone()).or_insert(n);
         if idx == n {
-            self.names.push(p.account_id.clone());
             let info = self.accounts_info.get(&p.account_id).or(p.account.as_ref());
             let (origin, _) = account::origin(
                 info,
@@ -618,11 +623,19 @@ impl Engine {
                 p.hosting_org.as_deref(),
                 p.client_country.as_deref(),
             );
-            self.state.push(AccountState {
+            let st = AccountState {
                 origin: origin.map(|v| v as f32),
                 profile: AccountProfile::for_tier(info.and_then(|i| i.tier.as_deref())),
                 ..Default::default()
-            });
+            };
+            if self.free.last() == Some(&n) {
+                self.free.pop();
+                self.names[n as usize] = p.account_id.clone();
+                self.state[n as usize] = st;
+            } else {
+                self.names.push(p.account_id.clone());
+                self.state.push(st);
+            }
         }
         let max = self.model_max.entry(p.model).or_insert(0);
         *max = (*max).max(p.max_tokens);
@@ -835,6 +848,55 @@ impl Engine {
         idx
     }
 
+    /// Accounts tracked now (forgotten ones excluded).
+    pub fn live_accounts(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// When the account last sent a request (ms since the epoch).
+    pub fn last_seen(&self, idx: u32) -> i64 {
+        self.state[idx as usize].profile.last_seen()
+    }
+
+    /// Whether the account may be forgotten: it is tracked, has no account
+    /// record (records are the operator's, and linking keys on them), and
+    /// nothing about it ever rose to `monitor`. What is forgotten is then
+    /// only an honest-looking history, which a returning client rebuilds.
+    pub fn forgettable(&self, idx: u32) -> bool {
+        let (Some(st), Some(name)) = (self.state.get(idx as usize), self.names.get(idx as usize))
+        else {
+            return false;
+        };
+        !name.is_empty()
+            && !self.accounts_info.contains_key(name)
+            && st.verdict.is_none_or(|v| v == Verdict::Allow)
+            && st.own_verdict.is_none_or(|v| v == Verdict::Allow)
+            && st.monitored_at.is_none()
+            && st.flagged_at.is_none()
+            && st.max_risk < self.thresholds.monitor
+            && st.last_key.0 == Verdict::Allow
+    }
+
+    /// Frees a [`Engine::forgettable`] account's state; its index is reused
+    /// by the next new account. Bounds memory where accounts are not
+    /// provisioned (one per client address without keys): without it, a
+    /// stream of fresh addresses grows the engine for ever. Returns whether
+    /// it was forgotten.
+    pub fn forget(&mut self, idx: u32) -> bool {
+        if !self.forgettable(idx) {
+            return false;
+        }
+        let name = std::mem::take(&mut self.names[idx as usize]);
+        self.ids.remove(&name);
+        let st = std::mem::take(&mut self.state[idx as usize]);
+        if st.slots.is_some() {
+            self.slot_accounts = self.slot_accounts.saturating_sub(1);
+        }
+        self.free.push(idx);
+        self.forgotten += 1;
+        true
+    }
+
     /// The account's current terms (what the weights multiply; for fitting).
     pub fn feature_vector(&self, idx: u32) -> [f64; NF] {
         account_features(&self.state[idx as usize])
@@ -889,6 +951,7 @@ impl Engine {
         self.names
             .iter()
             .zip(self.state.iter())
+            .filter(|(n, _)| !n.is_empty())
             .map(|(n, s)| (n.as_str(), s.max_risk_after_min, s.profile.requests))
     }
 
@@ -923,6 +986,9 @@ impl Engine {
         for (i, st) in self.state.iter().enumerate() {
             let verdict = st.verdict.unwrap_or(Verdict::Allow);
             let name = &self.names[i];
+            if name.is_empty() {
+                continue; // forgotten
+            }
             match st.slots.as_deref() {
                 Some(slots) => {
                     for s in slots.iter() {
@@ -984,7 +1050,10 @@ impl Engine {
         });
         let mut stats = serde_json::Map::new();
         stats.insert("events".into(), self.events.into());
-        stats.insert("accounts".into(), (self.state.len() as u64).into());
+        stats.insert("accounts".into(), (self.ids.len() as u64).into());
+        if self.forgotten > 0 {
+            stats.insert("accounts_forgotten".into(), self.forgotten.into());
+        }
         for v in [Verdict::Monitor, Verdict::Throttle, Verdict::Block] {
             let n = self.state.iter().filter(|s| s.verdict == Some(v)).count() as u64;
             stats.insert(format!("verdict_{}", v.as_str()), n.into());

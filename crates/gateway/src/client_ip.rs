@@ -76,6 +76,20 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// The account of a client known only by its address (no keys): the
+/// address itself for IPv4, its /64 for IPv6. One IPv6 subscriber holds a
+/// whole /64 (often more), so per-address accounts would let one client be
+/// 2^64 fresh accounts.
+pub fn account_of(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("ip:{}/64", std::net::Ipv6Addr::from(net))
+        }
+    }
+}
+
 /// One `X-Forwarded-For` hop as an address: `1.2.3.4`, `1.2.3.4:80`,
 /// `[2001:db8::1]:80`, `2001:db8::1`; anything else is `None`.
 pub fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -209,5 +223,18 @@ mod tests {
         for bad in ["10.0.0.0/33", "10.0.0/8", "x/8", "::/129"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_account_per_64() {
+        let (a, b, c) = (
+            ip("2001:db8:1:2::1"),
+            ip("2001:db8:1:2:ffff::9"),
+            ip("2001:db8:1:3::1"),
+        );
+        assert_eq!(account_of(a), "ip:2001:db8:1:2::/64");
+        assert_eq!(account_of(a), account_of(b));
+        assert_ne!(account_of(a), account_of(c));
+        assert_eq!(account_of(ip("::ffff:6.6.6.6")), "ip:6.6.6.6");
     }
 }

@@ -312,6 +312,15 @@ pub struct Detect {
     pub accounts: Option<std::path::PathBuf>,
     /// Model releases (JSONL, as `analyze --models`), for the pivot signal.
     pub models: Option<std::path::PathBuf>,
+    /// Accounts without a record (one per client address when there are no
+    /// keys) that stayed `allow` and unlinked are forgotten after this long
+    /// without a request.
+    pub forget_idle_secs: NonZeroU64,
+    /// Accounts tracked before the least recently seen of those are
+    /// forgotten early (down to 90%). Accounts at `monitor` or above, linked,
+    /// or with a record are never forgotten, so this bounds what anonymous
+    /// honest-looking clients can take, not evidence.
+    pub max_accounts: NonZeroUsize,
 }
 
 impl Default for Detect {
@@ -323,6 +332,8 @@ impl Default for Detect {
             thresholds: None,
             accounts: None,
             models: None,
+            forget_idle_secs: NonZeroU64::new(86_400).unwrap_or(NonZeroU64::MIN),
+            max_accounts: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }

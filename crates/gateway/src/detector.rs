@@ -85,6 +85,27 @@ pub struct State {
     pub keys: Verdict,
 }
 
+/// When the detector forgets harmless accounts ([`Pipeline::forget_idle`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Forgetting {
+    /// Forgotten after this long without a request.
+    pub idle: Duration,
+    /// Tracked accounts before the least recently seen are forgotten early.
+    pub max_accounts: usize,
+}
+
+impl Default for Forgetting {
+    fn default() -> Self {
+        Forgetting {
+            idle: Duration::from_secs(86_400),
+            max_accounts: 1_000_000,
+        }
+    }
+}
+
+/// How often idle accounts are looked for.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+
 /// The detector handle.
 pub struct Detector {
     tx: Option<SyncSender<Arc<Observed>>>,
@@ -100,6 +121,9 @@ pub struct Detector {
     pub faults: Arc<AtomicU64>,
     /// Verdict changes published, by verdict (allow … block).
     pub changes: Arc<[AtomicU64; 4]>,
+    /// Accounts tracked now, and forgotten so far.
+    pub tracked: Arc<AtomicU64>,
+    pub forgotten: Arc<AtomicU64>,
     alive: Arc<AtomicBool>,
 }
 
@@ -120,6 +144,10 @@ struct Worker {
     store: Option<KeyStore>,
     dirty: bool,
     last_save: Instant,
+    forgetting: Forgetting,
+    last_forget: Instant,
+    tracked: Arc<AtomicU64>,
+    forgotten: Arc<AtomicU64>,
 }
 
 /// How often changed verdicts are saved.
@@ -156,6 +184,7 @@ impl Detector {
         capacity: usize,
         store: Option<&str>,
         known: Known,
+        forgetting: Forgetting,
     ) -> Detector {
         let (tx, rx) = sync_channel::<Arc<Observed>>(capacity.max(1));
         let store = store.and_then(|p| KeyStore::open(p).ok());
@@ -176,6 +205,8 @@ impl Detector {
             &intel,
         );
         let keys: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
+        let tracked = Arc::new(AtomicU64::new(0));
+        let forgotten = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             pipeline,
             intel,
@@ -189,6 +220,10 @@ impl Detector {
             store,
             dirty: false,
             last_save: Instant::now(),
+            forgetting,
+            last_forget: Instant::now(),
+            tracked: Arc::clone(&tracked),
+            forgotten: Arc::clone(&forgotten),
         };
         let faults = Arc::new(AtomicU64::new(0));
         let (a, n, f) = (
@@ -219,6 +254,8 @@ impl Detector {
             processed,
             faults,
             changes,
+            tracked,
+            forgotten,
             alive,
         }
     }
@@ -336,6 +373,7 @@ impl Worker {
                 Err(TryRecvError::Empty) => {
                     // Idle: campaign membership is brought up to date now.
                     self.rescan(true);
+                    self.forget(true);
                     if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
                         self.save();
                     }
@@ -382,6 +420,56 @@ impl Worker {
         }
         self.publish(&e.account_id, state);
         self.rescan(false);
+        self.forget(false);
+    }
+
+    /// Forgets idle harmless accounts (every minute, or at once, at most
+    /// every second, while more than `max_accounts` are tracked), and their
+    /// published `allow` states with them.
+    fn forget(&mut self, idle: bool) {
+        let live = self.pipeline.engine().live_accounts();
+        self.tracked.store(live as u64, Ordering::Relaxed);
+        let since = self.last_forget.elapsed();
+        let every = FORGET_EVERY.min(self.forgetting.idle);
+        let due = since >= every
+            || (live > self.forgetting.max_accounts && since >= Duration::from_secs(1));
+        if !due || (idle && since < every) {
+            return;
+        }
+        self.last_forget = Instant::now();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let idle_ms = i64::try_from(self.forgetting.idle.as_millis()).unwrap_or(i64::MAX);
+        let (carried, published) = (&self.carried, &self.published);
+        // Saved verdicts and anything published above allow are kept.
+        let keep = |a: &str| {
+            carried.contains_key(a)
+                || published
+                    .get(a)
+                    .is_some_and(|s| s.verdict > Verdict::Allow || s.campaign)
+        };
+        let gone = self
+            .pipeline
+            .forget_idle(now, idle_ms, self.forgetting.max_accounts, &keep);
+        if gone.is_empty() {
+            return;
+        }
+        for a in &gone {
+            self.published.remove(a);
+        }
+        if let Ok(mut m) = self.states.write() {
+            for a in &gone {
+                m.remove(a);
+            }
+        }
+        self.forgotten
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        self.tracked.store(
+            self.pipeline.engine().live_accounts() as u64,
+            Ordering::Relaxed,
+        );
+        tracing::debug!(forgotten = gone.len(), "idle accounts forgotten");
     }
 
     /// Saves the verdicts above `allow`.

@@ -291,6 +291,10 @@ fn router_with(
                 cfg.detect.queue,
                 cfg.keys_db.as_deref(),
                 known,
+                detector::Forgetting {
+                    idle: Duration::from_secs(cfg.detect.forget_idle_secs.get()),
+                    max_accounts: cfg.detect.max_accounts.get(),
+                },
             ))
         }
         false => None,

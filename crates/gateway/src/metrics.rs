@@ -232,6 +232,15 @@ impl Metrics {
             "Requests whose scoring failed (skipped; detection goes on).",
             &[(String::new(), faults)],
         );
+        let (tracked, forgotten) = gw
+            .detector
+            .as_ref()
+            .map_or((0, 0), |d| (get(&d.tracked), get(&d.forgotten)));
+        counter(
+            "distillguard_detector_accounts_forgotten_total",
+            "Idle accounts without a record that stayed allow, forgotten to bound memory.",
+            &[(String::new(), forgotten)],
+        );
         counter(
             "distillguard_rejections_untracked_total",
             "Refusals (400, 413, 429) not counted per account: the table of accounts was full.",
@@ -281,7 +290,7 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP distillguard_campaign_accounts Accounts in confirmed campaigns.\n# TYPE distillguard_campaign_accounts gauge\ndistillguard_campaign_accounts {camp}\n# HELP distillguard_overrides Operators' verdict overrides in force.\n# TYPE distillguard_overrides gauge\ndistillguard_overrides {overrides}\n# HELP distillguard_detector_up Whether the detector thread runs.\n# TYPE distillguard_detector_up gauge\ndistillguard_detector_up {}",
+            "# HELP distillguard_campaign_accounts Accounts in confirmed campaigns.\n# TYPE distillguard_campaign_accounts gauge\ndistillguard_campaign_accounts {camp}\n# HELP distillguard_overrides Operators' verdict overrides in force.\n# TYPE distillguard_overrides gauge\ndistillguard_overrides {overrides}\n# HELP distillguard_detector_up Whether the detector thread runs.\n# TYPE distillguard_detector_up gauge\ndistillguard_detector_up {}\n# HELP distillguard_detector_accounts Accounts the detector tracks now.\n# TYPE distillguard_detector_accounts gauge\ndistillguard_detector_accounts {tracked}",
             u8::from(up)
         );
         s

@@ -200,14 +200,16 @@ async fn read(
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|v| v.to_str().ok());
-            crate::client_ip::client_ip(c.0.0.ip(), hops, &cfg.trusted_proxies).to_string()
+            crate::client_ip::client_ip(c.0.0.ip(), hops, &cfg.trusted_proxies)
         });
-    // Without keys (local testing), each client address is its own account.
-    let account = match (&key, &ip) {
+    // Without keys (local testing), each client address is its own account
+    // (an IPv6 client's /64).
+    let account = match (&key, ip) {
         (Some(k), _) => k.account.clone(),
-        (None, Some(ip)) => format!("ip:{ip}"),
+        (None, Some(ip)) => crate::client_ip::account_of(ip),
         (None, None) => "anonymous".to_string(),
     };
+    let ip = ip.map(|i| i.to_string());
     // The verdict in force, looked up once for the limits and the actions.
     let verdict = gw.verdict(&account, key.as_ref().map(|k| k.id.as_str()));
     let rates = key.as_ref().map(|k| rates(cfg, k, verdict));

@@ -37,8 +37,24 @@ async fn gateway_to(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    let (gw, _, stop, task) = gateway_full(upstream, extra, "enabled = false").await;
+    (gw, stop, task)
+}
+
+/// The same with `detect` as the `[detect]` table; also returns the
+/// internal listener's address when `extra` asks for one.
+async fn gateway_full(
+    upstream: &str,
+    extra: &str,
+    detect: &str,
+) -> (
+    String,
+    Option<String>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let cfg = Config::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nauth = \"none\"\n{extra}\n[detect]\nenabled = false\n\
+        "listen = \"127.0.0.1:0\"\nauth = \"none\"\n{extra}\n[detect]\n{detect}\n\
          [[upstreams]]\nname = \"o\"\nurl = \"{upstream}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n\
          [[upstreams]]\nname = \"a\"\nurl = \"{upstream}\"\ndialect = \"anthropic\"\nmodels = [\"atlas-3\"]\n"
     ))
@@ -49,8 +65,8 @@ async fn gateway_to(
         serve_until(
             cfg,
             None,
-            move |a, _| {
-                let _ = tx.send(a);
+            move |a, i| {
+                let _ = tx.send((a, i));
             },
             async {
                 let _ = stopped.await;
@@ -59,8 +75,13 @@ async fn gateway_to(
         .await
         .unwrap();
     });
-    let addr = rx.await.unwrap();
-    (format!("127.0.0.1:{}", addr.port()), stop, task)
+    let (addr, internal) = rx.await.unwrap();
+    (
+        format!("127.0.0.1:{}", addr.port()),
+        internal.map(|i| format!("127.0.0.1:{}", i.port())),
+        stop,
+        task,
+    )
 }
 
 /// Opens a connection and sends `bytes`, then nothing more.
@@ -307,4 +328,67 @@ async fn tls_on_the_listener_and_to_an_https_upstream_with_its_own_ca() {
     let (c, _stop_c, _task_c) = gateway_to(&upstream, "").await;
     let (st, _, body) = post_within(10, &c, "/v1/chat/completions", CHAT).await;
     assert_eq!(st, 502, "{body}");
+}
+
+/// A gauge or counter's value in a `/metrics` page.
+fn metric(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_fresh_addresses_is_forgotten_once_idle() {
+    // Without keys every client address is an account. 35 addresses
+    // (through a trusted proxy) that behave are forgotten once idle, so
+    // the detector's state goes back to nothing (before: kept for ever).
+    let up = mock_with(Duration::ZERO, None).await;
+    let (gw, internal, _stop, _task) = gateway_full(
+        &format!("http://{up}"),
+        "trusted_proxies = [\"127.0.0.1/32\"]\ninternal_listen = \"127.0.0.1:0\"",
+        "forget_idle_secs = 1",
+    )
+    .await;
+    let internal = internal.unwrap();
+    for i in 0..35 {
+        let hop = if i < 30 {
+            format!("198.51.100.{i}")
+        } else {
+            // One IPv6 client's /64: every address in it is one account.
+            format!("2001:db8:7::{i:x}")
+        };
+        let (st, _, _) = request_with(
+            "POST",
+            &gw,
+            "/v1/chat/completions",
+            CHAT,
+            &format!("X-Forwarded-For: {hop}\r\n"),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    let page = |_: ()| async { request_with("GET", &internal, "/metrics", "", "").await.2 };
+    // 30 IPv4 accounts and one /64, all tracked while they are fresh.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen_max = 0;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = page(()).await;
+        let tracked = metric(&last, "distillguard_detector_accounts").unwrap();
+        seen_max = seen_max.max(tracked);
+        if metric(&last, "distillguard_detector_accounts_forgotten_total") == Some(31) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen_max, 31, "{last}");
+    assert_eq!(
+        metric(&last, "distillguard_detector_accounts"),
+        Some(0),
+        "{last}"
+    );
+    assert_eq!(
+        metric(&last, "distillguard_detector_accounts_forgotten_total"),
+        Some(31),
+        "{last}"
+    );
 }

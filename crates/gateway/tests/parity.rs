@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use distillguard_core::Verdict;
 use distillguard_detect::engine::{Engine, Weights};
 use distillguard_gateway::Dialect;
-use distillguard_gateway::detector::{Detector, Known};
+use distillguard_gateway::detector::{Detector, Forgetting, Known};
 use distillguard_gateway::observed::Observed;
 use distillguard_pipeline::{PerRequest, Pipeline};
 
@@ -87,7 +87,14 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
     let report = pipe.finish(true);
 
     // The gateway's path: the detector thread, fed as requests end.
-    let d = Detector::start(None, link, obs.len() + 16, None, Known::default());
+    let d = Detector::start(
+        None,
+        link,
+        obs.len() + 16,
+        None,
+        Known::default(),
+        Forgetting::default(),
+    );
     for o in obs.iter().cloned() {
         d.submit(Arc::new(o));
     }

@@ -315,6 +315,34 @@ impl Linker {
         }
     }
 
+    /// Whether the account at `idx` left no trace beyond its own counts:
+    /// never a candidate for linking, alone in its group, no record keys.
+    pub fn forgettable(&self, idx: u32) -> bool {
+        let i = idx as usize;
+        self.members.get(i).is_some_and(|m| {
+            !m.candidate && !m.suspicious && !m.flagged && m.statics.is_empty() && !m.dormant
+        }) && self.parent.get(i) == Some(&idx)
+            && self.size.get(i) == Some(&1)
+            && self.detected_at.get(i).is_some_and(|d| d.is_none())
+    }
+
+    /// Resets a [`Linker::forgettable`] account's entry so that its index
+    /// can be given to another account. The sketches keep its counts (a new
+    /// account on the index may be undercounted by one on a shared key).
+    pub fn forget(&mut self, idx: u32) -> bool {
+        if !self.forgettable(idx) {
+            return false;
+        }
+        let i = idx as usize;
+        self.members[i] = Member::default();
+        self.flagged[i] = 0;
+        self.evidence[i] = [0.0; 2];
+        self.identity[i] = 0;
+        self.windows[i] = 0;
+        self.anchored[i] = false;
+        true
+    }
+
     fn count_on(&mut self, key: u64, idx: u32) {
         if !self.seen.insert(mix64(
             key ^ u64::from(idx).wrapping_mul(0xA24B_AED4_963E_E407),

@@ -116,7 +116,12 @@ pub struct Pipeline {
     intel_hits: HashMap<String, BTreeMap<u16, u64>>,
     intel_sources: Vec<distillguard_stix::import::Source>,
     seen_generation: u64,
+    /// Linker indices of forgotten accounts, for reuse.
+    link_free: Vec<u32>,
 }
+
+/// An engine index whose linker index is not assigned (forgotten).
+const NO_LINK: u32 = u32::MAX;
 
 impl Pipeline {
     /// `accounts`: the account records; all are registered with the linker
@@ -165,6 +170,7 @@ impl Pipeline {
             intel_hits,
             intel_sources: intel.sources.clone(),
             seen_generation: 0,
+            link_free: Vec::new(),
         }
     }
 
@@ -228,16 +234,95 @@ impl Pipeline {
     }
 
     fn link_index(&mut self, idx: u32, account: &str) -> u32 {
-        if let Some(&li) = self.link_of.get(idx as usize) {
+        if let Some(&li) = self.link_of.get(idx as usize)
+            && li != NO_LINK
+        {
             return li;
         }
-        let next = self.link_names.len() as u32;
+        let next = self
+            .link_free
+            .last()
+            .copied()
+            .unwrap_or(self.link_names.len() as u32);
         let li = *self.link_ids.entry(account.to_string()).or_insert(next);
         if li == next {
-            self.link_names.push(account.to_string());
+            if self.link_free.last() == Some(&next) {
+                self.link_free.pop();
+                self.link_names[next as usize] = account.to_string();
+            } else {
+                self.link_names.push(account.to_string());
+            }
         }
-        self.link_of.push(li);
+        let i = idx as usize;
+        if i >= self.link_of.len() {
+            self.link_of.resize(i + 1, NO_LINK);
+        }
+        self.link_of[i] = li;
         li
+    }
+
+    /// Forgets accounts that are idle and harmless, so that state stays
+    /// bounded where accounts are not provisioned (one per client address):
+    /// those that sent nothing since `now_ms - idle_ms`, and while more than
+    /// `max_live` accounts are tracked, the least recently seen down to 90%
+    /// of it. Only accounts without a record, never at `monitor` or above,
+    /// unlinked, without partner-indicator matches and not kept by `keep`
+    /// are forgotten (see [`Engine::forgettable`]); what they sent counts
+    /// again from zero if they return. Returns the ids forgotten.
+    ///
+    /// Costs a pass over the accounts: call it now and then, not per event.
+    pub fn forget_idle(
+        &mut self,
+        now_ms: i64,
+        idle_ms: i64,
+        max_live: usize,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let names = self.engine.names();
+        let mut cand: Vec<(i64, u32)> = (0..names.len() as u32)
+            .filter(|&i| self.engine.forgettable(i))
+            .filter(|&i| {
+                let name = &names[i as usize];
+                !keep(name)
+                    && !self.intel_hits.contains_key(name)
+                    && self
+                        .link_of
+                        .get(i as usize)
+                        .is_none_or(|&li| li == NO_LINK || self.linker.forgettable(li))
+            })
+            .map(|i| (self.engine.last_seen(i), i))
+            .collect();
+        cand.sort_unstable();
+        let live = self.engine.live_accounts();
+        let over = if live > max_live {
+            live - max_live * 9 / 10
+        } else {
+            0
+        };
+        let cutoff = now_ms.saturating_sub(idle_ms);
+        let mut out = Vec::new();
+        for (last, i) in cand {
+            if last >= cutoff && out.len() >= over {
+                break;
+            }
+            let name = self.engine.names()[i as usize].clone();
+            if let Some(li) = self.link_of.get_mut(i as usize)
+                && *li != NO_LINK
+            {
+                let l = std::mem::replace(li, NO_LINK);
+                if self.linker.forget(l) {
+                    self.link_ids.remove(&name);
+                    if let Some(n) = self.link_names.get_mut(l as usize) {
+                        n.clear();
+                    }
+                    self.link_free.push(l);
+                }
+            }
+            if self.engine.forget(i) {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// The one membership rule: when the account (by linker index) is
@@ -291,7 +376,7 @@ impl Pipeline {
             return report;
         }
         for li in 0..self.link_names.len() as u32 {
-            if self.linker.requests_of(li) == 0 {
+            if self.linker.requests_of(li) == 0 && !self.link_names[li as usize].is_empty() {
                 self.linker.link_dormant(li);
             }
         }
@@ -422,5 +507,87 @@ mod tests {
         let every = run(true);
         assert_eq!(every.accounts.len(), 2);
         assert_eq!(every.keys.len(), 4);
+    }
+
+    /// A pipeline over `accounts` records, with `monitor` as threshold.
+    fn pipeline(accounts: &HashMap<String, AccountInfo>, monitor: f64) -> Pipeline {
+        let w = Weights::embedded();
+        let mut t = w.thresholds;
+        t.monitor = monitor;
+        let engine = Engine::new(&w, t, &[], accounts.clone());
+        Pipeline::new(engine, Default::default(), accounts, &Intel::default())
+    }
+
+    fn feed(p: &mut Pipeline, account: &str, minutes: std::ops::Range<i64>) {
+        let intel = Intel::default();
+        let per = PerRequest {
+            intel: &intel,
+            link_keys: true,
+        };
+        for t in minutes {
+            p.process(&record(&line(t, account, &format!("{account}_key")), &per));
+        }
+    }
+
+    const T0: i64 = 1_771_200_000_000;
+    const MINUTE: i64 = 60_000;
+
+    #[test]
+    fn idle_harmless_accounts_are_forgotten_and_their_places_reused() {
+        let mut records = HashMap::new();
+        records.insert("rec".to_string(), AccountInfo::default());
+        let mut p = pipeline(&records, 0.5);
+        feed(&mut p, "ann", 0..4);
+        feed(&mut p, "rec", 0..4);
+        feed(&mut p, "kept", 0..4);
+        feed(&mut p, "bob", 100..104);
+        let gone = p.forget_idle(T0 + 104 * MINUTE, 30 * MINUTE, 1_000, &|a| a == "kept");
+        // Idle and harmless: ann. Not rec (it has a record), not kept (the
+        // caller keeps it), not bob (active).
+        assert_eq!(gone, vec!["ann".to_string()]);
+        assert_eq!(p.engine().live_accounts(), 3);
+        // A newcomer takes ann's place with a fresh history; ann returning
+        // starts from zero.
+        feed(&mut p, "cat", 104..106);
+        feed(&mut p, "ann", 106..107);
+        let ann = p.engine().names().iter().position(|n| n == "ann").unwrap();
+        assert_eq!(p.engine().requests_of(ann as u32), 1);
+        let cat = p.engine().names().iter().position(|n| n == "cat").unwrap();
+        assert_eq!(p.engine().requests_of(cat as u32), 2);
+        assert_eq!(p.engine().names().len(), 5, "cat reused ann's index");
+        let report = p.finish(true);
+        let mut ids: Vec<&str> = report
+            .accounts
+            .iter()
+            .map(|a| a.account_id.as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["ann", "bob", "cat", "kept", "rec"]);
+        assert_eq!(report.stats.get("accounts_forgotten"), Some(&1u64.into()));
+    }
+
+    #[test]
+    fn above_the_cap_the_least_recently_seen_go_first() {
+        let mut p = pipeline(&HashMap::new(), 0.5);
+        feed(&mut p, "a", 0..2);
+        feed(&mut p, "b", 10..12);
+        feed(&mut p, "c", 20..22);
+        feed(&mut p, "d", 30..32);
+        // Nothing is idle for a day, but 4 > 3 tracked: down to 90% of 3 (2).
+        let gone = p.forget_idle(T0 + 40 * MINUTE, 86_400_000, 3, &|_| false);
+        assert_eq!(gone, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(p.engine().live_accounts(), 2);
+    }
+
+    #[test]
+    fn accounts_at_monitor_are_never_forgotten() {
+        // With `monitor` at 0 every account is at it: nothing goes, even
+        // far above the cap.
+        let mut p = pipeline(&HashMap::new(), 0.0);
+        feed(&mut p, "a", 0..2);
+        feed(&mut p, "b", 0..2);
+        let gone = p.forget_idle(T0 + 10_000 * MINUTE, MINUTE, 1, &|_| false);
+        assert!(gone.is_empty(), "{gone:?}");
+        assert_eq!(p.engine().live_accounts(), 2);
     }
 }

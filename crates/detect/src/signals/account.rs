@@ -163,6 +163,11 @@ fn frac_f(a: f64, n: u32) -> f64 {
 }
 
 impl AccountProfile {
+    /// The time of the latest request (ms; 0 before any).
+    pub fn last_seen(&self) -> i64 {
+        self.last_ts
+    }
+
     pub fn observe(&mut self, o: &Observation) {
         let t = o.ts.0;
         if self.requests == 0 {
