@@ -324,6 +324,8 @@ pub(crate) struct Options {
     pub max_malformed: f64,
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub batch: crate::batch_input::BatchOptions,
 }
 
 fn share(s: &str) -> Result<f64, String> {
@@ -411,6 +413,28 @@ fn against_truth(report: &Report, dir: &Path) -> Result<String> {
 
 pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let sim_dir = simulated(&mut o)?;
+    // Batch files become a temporary event log (removed at the end).
+    let converted = match o.batch.input_format {
+        crate::batch_input::InputFormat::Events => None,
+        _ => {
+            let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
+            if !o.quiet {
+                let _ = writeln!(
+                    io::stderr(),
+                    "batch: {} requests, {} results joined by custom_id{}",
+                    c.requests,
+                    c.results,
+                    if c.malformed > 0 {
+                        format!(", {} malformed lines", c.malformed)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            o.inputs = vec![c.path.clone()];
+            Some(c)
+        }
+    };
     // The config file: parsed (unknown keys are errors), then validated.
     let (config, config_dir): (AnalyzeConfig, Option<PathBuf>) = match &o.config {
         Some(p) => {
@@ -525,6 +549,12 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     };
     let events = fold.events();
     let secs = started.elapsed().as_secs_f64();
+    let mut read = read;
+    if let Some(c) = &converted {
+        // Batch lines that did not parse never reached the event log.
+        read.lines += c.malformed;
+        read.malformed += c.malformed;
+    }
     let mut report = fold.finish(o.all);
     drop(bar);
     if o.samples > 0 {

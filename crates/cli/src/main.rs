@@ -13,6 +13,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage or bad input under `--strict`.
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod analyze;
+mod batch_input;
 mod config;
 mod fit;
 mod fit_elicitation;

@@ -2641,3 +2641,202 @@ fn fit_without_a_family_then_catch_it_in_a_world_that_has_it() {
     let honest = sb["benign_accounts"].as_u64().unwrap();
     assert!(fp <= 1, "{fp} false positives of {honest} honest accounts");
 }
+
+/// A simulated world's events, raw, grouped by account (file order).
+fn raw_by_account(world: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(world.join("events.jsonl.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut by: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        by.entry(v["account_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    by
+}
+
+/// `analyze` of batch files sent by `account`: its verdict.
+fn batch_verdict(world: &Path, format: &str, account: &str, at: &str, files: &[&Path]) -> String {
+    let mut args = vec![
+        "analyze",
+        "--input-format",
+        format,
+        "--batch-account",
+        account,
+        "--batch-time",
+        at,
+        "--accounts",
+        world.join("accounts.jsonl").to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+        "-q",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let a = &r["accounts"][0];
+    assert_eq!(a["account_id"], account);
+    a["verdict"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn harvests_sent_as_batches_are_flagged_and_honest_batches_are_not() {
+    // A simulated world's accounts replayed as batches: every request of
+    // the account submitted at once, with its answer in the results file.
+    let d = Dir::new("batches");
+    let world = simulate_small(&d, "w", 4);
+    let labels: HashMap<String, Label> = truth(&world)
+        .into_iter()
+        .map(|t| (t.account_id, t.label))
+        .collect();
+    let by = raw_by_account(&world);
+    let heaviest =
+        |label: Label, endpoint: &str, n: usize| -> Vec<(String, Vec<serde_json::Value>)> {
+            let mut v: Vec<(String, Vec<serde_json::Value>)> = by
+                .iter()
+                .filter(|(a, _)| labels[a.as_str()] == label)
+                .map(|(a, es)| {
+                    let es: Vec<serde_json::Value> = es
+                        .iter()
+                        .filter(|e| e["endpoint"] == endpoint)
+                        .cloned()
+                        .collect();
+                    (a.clone(), es)
+                })
+                .filter(|(_, es)| es.len() >= 50)
+                .collect();
+            v.sort_by_key(|(a, es)| (std::cmp::Reverse(es.len()), a.clone()));
+            v.truncate(n);
+            v
+        };
+    // OpenAI: the uploaded input file and the results file.
+    let openai = |a: &str, es: &[serde_json::Value]| -> String {
+        let (input, output) = (
+            d.path(&format!("{a}.in.jsonl")),
+            d.path(&format!("{a}.out.jsonl")),
+        );
+        let (mut i, mut o) = (String::new(), String::new());
+        for (n, e) in es.iter().enumerate() {
+            let id = format!("req-{n}");
+            i += &serde_json::json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": e["request"]}).to_string();
+            i.push('\n');
+            if !e["response"].is_null() {
+                o += &serde_json::json!({"id": format!("batch_req_{n}"), "custom_id": id, "response": {"status_code": 200, "request_id": "x", "body": e["response"]}, "error": null}).to_string();
+                o.push('\n');
+            }
+        }
+        write(&input, &i);
+        write(&output, &o);
+        batch_verdict(
+            &world,
+            "openai-batch",
+            a,
+            es[0]["ts"].as_str().unwrap(),
+            &[&input, &output],
+        )
+    };
+    // Anthropic: the create body on one line, and the results.
+    let anthropic = |a: &str, es: &[serde_json::Value]| -> String {
+        let (input, output) = (
+            d.path(&format!("{a}.abatch.json")),
+            d.path(&format!("{a}.aresults.jsonl")),
+        );
+        let requests: Vec<serde_json::Value> = es
+            .iter()
+            .enumerate()
+            .map(|(n, e)| serde_json::json!({"custom_id": format!("m{n}"), "params": e["request"]}))
+            .collect();
+        write(
+            &input,
+            &serde_json::json!({ "requests": requests }).to_string(),
+        );
+        let mut o = String::new();
+        for (n, e) in es
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e["response"].is_null())
+        {
+            o += &serde_json::json!({"custom_id": format!("m{n}"), "result": {"type": "succeeded", "message": e["response"]}}).to_string();
+            o.push('\n');
+        }
+        write(&output, &o);
+        batch_verdict(
+            &world,
+            "anthropic-batch",
+            a,
+            es[0]["ts"].as_str().unwrap(),
+            &[&input, &output],
+        )
+    };
+    let flagged = |v: &str| v == "throttle" || v == "block";
+    for (endpoint, send) in [
+        (
+            "/v1/chat/completions",
+            &openai as &dyn Fn(&str, &[serde_json::Value]) -> String,
+        ),
+        ("/v1/messages", &anthropic),
+    ] {
+        let attacks = heaviest(Label::Attack, endpoint, 3);
+        let honest = heaviest(Label::Benign, endpoint, 3);
+        assert!(!attacks.is_empty() && !honest.is_empty(), "{endpoint}");
+        for (a, es) in &attacks {
+            let v = send(a, es);
+            assert!(
+                flagged(&v),
+                "{endpoint}: attack {a} ({} requests) got {v}",
+                es.len()
+            );
+        }
+        for (a, es) in &honest {
+            let v = send(a, es);
+            assert!(
+                !flagged(&v),
+                "{endpoint}: honest {a} ({} requests) got {v}",
+                es.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_input_needs_its_account_and_names_bad_lines() {
+    let d = Dir::new("batch-bad");
+    let input = d.path("in.jsonl");
+    write(
+        &input,
+        "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}\n{\"custom_id\":\"b\",\"url\":\"/v1/embeddings\",\"body\":{}}\n",
+    );
+    let out = dg(&[
+        "analyze",
+        "--input-format",
+        "openai-batch",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-account"));
+    let out = dg(&[
+        "analyze",
+        "--input-format",
+        "openai-batch",
+        "--batch-account",
+        "acct_1",
+        input.to_str().unwrap(),
+        "--format",
+        "json",
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl:2") && err.contains("url"), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stats"]["events"], 1);
+    // One line of two is malformed: above --max-malformed 0.1, exit 2.
+    assert_eq!(r["stats"]["malformed_lines"], 1);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}

@@ -49,6 +49,14 @@ impl Dialect {
     }
 }
 
+/// The batch a request came in (OpenAI's Batch API, Anthropic's Message
+/// Batches): its id and the request's `custom_id` in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRef {
+    pub id: String,
+    pub custom_id: String,
+}
+
 /// Where the request came from on the network.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientInfo {
@@ -232,4 +240,6 @@ pub struct Event {
     pub latency_ms: Option<f64>,
     pub client: ClientInfo,
     pub account: Option<AccountInfo>,
+    /// Sent in a batch (see [`crate::import::batch`]).
+    pub batch: Option<BatchRef>,
 }

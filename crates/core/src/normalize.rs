@@ -56,6 +56,8 @@ struct Line<'a> {
     client: Option<ClientInfo>,
     #[serde(default)]
     account: Option<AccountInfo>,
+    #[serde(default)]
+    batch: Option<crate::event::BatchRef>,
 }
 
 /// Parses one event-log line into a normalised [`Event`].
@@ -98,6 +100,7 @@ pub fn parse_event_line(line: &str) -> Result<Event, EventError> {
         latency_ms: raw.latency_ms,
         client: raw.client.unwrap_or_default(),
         account: raw.account,
+        batch: raw.batch,
     })
 }
 

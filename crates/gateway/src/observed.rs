@@ -35,6 +35,8 @@ pub struct Observed {
     pub status: u16,
     /// To the answer's end.
     pub latency_ms: f64,
+    /// The batch it came in (its id and `custom_id`).
+    pub batch: Option<distillguard_core::event::BatchRef>,
 }
 
 impl Observed {
@@ -67,6 +69,7 @@ impl Observed {
                 ..Default::default()
             },
             account: None,
+            batch: self.batch.clone(),
         })
     }
 
@@ -77,7 +80,7 @@ impl Observed {
     pub fn log_line(&self) -> String {
         let request: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
         let response = self.response.as_ref().map(|r| summary(self.dialect, r));
-        json!({
+        let mut line = json!({
             "ts": Timestamp(self.ts_ms).to_string(),
             "account_id": self.account,
             "api_key_id": self.key_id,
@@ -87,8 +90,11 @@ impl Observed {
             "status": self.status,
             "latency_ms": (self.latency_ms * 1000.0).round() / 1000.0,
             "client": {"ip": self.ip, "user_agent": self.user_agent},
-        })
-        .to_string()
+        });
+        if let Some(b) = &self.batch {
+            line["batch"] = json!({"id": b.id, "custom_id": b.custom_id});
+        }
+        line.to_string()
     }
 }
 
@@ -160,6 +166,7 @@ mod tests {
             }),
             status: 200,
             latency_ms: 12.5,
+            batch: None,
         }
     }
 

@@ -497,6 +497,7 @@ fn take(ctx: &mut Ctx) -> Done {
             response: None,
             status: 0,
             latency_ms: 0.0,
+            batch: None,
         },
         key: ctx.key.as_ref().map(|k| (k.id.clone(), k.account.clone())),
         rates: ctx.rates,

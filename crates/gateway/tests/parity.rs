@@ -53,6 +53,7 @@ fn observed() -> Vec<Observed> {
                     response: e.response.clone(),
                     status: e.status.unwrap_or(200),
                     latency_ms: e.latency_ms.unwrap_or(0.0),
+                    batch: e.batch.clone(),
                 });
             }
             Ok(())

@@ -6,4 +6,5 @@ records where the source is labelled), so every command and the scoreboard
 work on them unchanged.
 */
 
+pub mod batch;
 pub mod glasswally;
