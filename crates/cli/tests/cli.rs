@@ -2002,6 +2002,7 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
     let key = key_for("acct_sdk", "tier2");
     let free = key_for("acct_free", "free");
     let revoked = key_for("acct_gone", "tier1");
+    let batchkey = key_for("acct_batch", "tier2");
     ok(&[
         "keys",
         "revoke",
@@ -2037,6 +2038,7 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
         .env("KEY", &key)
         .env("FREE", &free)
         .env("REVOKED", &revoked)
+        .env("BATCHKEY", &batchkey)
         .output()
         .unwrap();
     for c in [

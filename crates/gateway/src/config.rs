@@ -141,7 +141,34 @@ pub struct Config {
     /// TLS on the listener and extra roots for `https://` upstreams.
     #[serde(default)]
     pub tls: crate::tls::TlsConfig,
+    /// The Batch APIs (OpenAI files and batches, Anthropic message batches).
+    #[serde(default)]
+    pub batches: Batches,
     pub upstreams: Vec<Upstream>,
+}
+
+/// The `[batches]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batches {
+    /// Proxy the Batch APIs (off: they answer 404).
+    pub enabled: bool,
+    /// The body cap of a batch upload or submission (a batch is read whole
+    /// and scored before it is forwarded, so it is held up to this size).
+    pub max_body_bytes: NonZeroUsize,
+    /// How long a submission waits for its requests to be scored; past it,
+    /// the batch is forwarded (or refused with 503 under `fail_closed`).
+    pub score_timeout_secs: NonZeroU64,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches {
+            enabled: true,
+            max_body_bytes: NonZeroUsize::new(200 << 20).unwrap_or(NonZeroUsize::MIN),
+            score_timeout_secs: NonZeroU64::new(120).unwrap_or(NonZeroU64::MIN),
+        }
+    }
 }
 
 /// How clients authenticate.

@@ -85,6 +85,14 @@ pub struct State {
     pub keys: Verdict,
 }
 
+/// What the detector thread is handed.
+enum Job {
+    Observe(Arc<Observed>),
+    /// Answered once everything queued before it has been scored and
+    /// published (a batch waits for its verdict this way).
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
 /// When the detector forgets harmless accounts ([`Pipeline::forget_idle`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Forgetting {
@@ -108,7 +116,7 @@ const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The detector handle.
 pub struct Detector {
-    tx: Option<SyncSender<Arc<Observed>>>,
+    tx: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     states: Arc<RwLock<HashMap<String, State>>>,
     /// Keys above `allow`, by key id.
@@ -186,7 +194,7 @@ impl Detector {
         known: Known,
         forgetting: Forgetting,
     ) -> Detector {
-        let (tx, rx) = sync_channel::<Arc<Observed>>(capacity.max(1));
+        let (tx, rx) = sync_channel::<Job>(capacity.max(1));
         let store = store.and_then(|p| KeyStore::open(p).ok());
         let carried = store.as_ref().map(load).unwrap_or_default();
         let states: Arc<RwLock<HashMap<String, State>>> = Arc::new(RwLock::new(carried.clone()));
@@ -263,7 +271,7 @@ impl Detector {
     /// Queues a request; never blocks (a full queue drops and counts).
     pub fn submit(&self, o: Arc<Observed>) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(o) {
+        match tx.try_send(Job::Observe(o)) {
             Ok(()) => {
                 self.enqueued.fetch_add(1, Ordering::Relaxed);
             }
@@ -281,6 +289,51 @@ impl Detector {
                 }
             }
         }
+    }
+
+    /// Scores `items` (waiting for room in the queue instead of dropping)
+    /// and returns once they are scored and their verdicts published, or
+    /// `false` if that did not happen within `deadline` (or detection is
+    /// down). Blocks: call it off the async runtime.
+    pub fn score_and_wait(&self, items: Vec<Arc<Observed>>, deadline: Duration) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let until = Instant::now() + deadline;
+        for o in items {
+            let mut job = Job::Observe(o);
+            loop {
+                match tx.try_send(job) {
+                    Ok(()) => {
+                        self.enqueued.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(TrySendError::Full(j)) => {
+                        if Instant::now() >= until {
+                            return false;
+                        }
+                        job = j;
+                        std::thread::sleep(NAP);
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        self.alive.store(false, Ordering::Relaxed);
+                        return false;
+                    }
+                }
+            }
+        }
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        let mut job = Job::Barrier(done);
+        loop {
+            match tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(j)) if Instant::now() < until => {
+                    job = j;
+                    std::thread::sleep(NAP);
+                }
+                Err(_) => return false,
+            }
+        }
+        wait.recv_timeout(until.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -353,10 +406,14 @@ impl Worker {
     /// A request whose scoring panics is skipped and counted, and
     /// detection goes on: one malformed request must not switch detection
     /// off for everyone.
-    fn run(mut self, rx: Receiver<Arc<Observed>>, processed: &AtomicU64, faults: &AtomicU64) {
+    fn run(mut self, rx: Receiver<Job>, processed: &AtomicU64, faults: &AtomicU64) {
         loop {
             match rx.try_recv() {
-                Ok(o) => {
+                Ok(Job::Barrier(done)) => {
+                    self.rescan(true);
+                    let _ = done.try_send(());
+                }
+                Ok(Job::Observe(o)) => {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         self.process(&o);
                     }));

@@ -31,6 +31,7 @@ gracefully on Ctrl-C or SIGTERM and lets in-flight streams finish.
 */
 
 pub mod admin;
+mod batches;
 pub mod client_ip;
 pub mod config;
 pub mod detector;
@@ -102,6 +103,8 @@ pub(crate) struct Gateway {
     tls: Option<Arc<tls::Listener>>,
     /// Requests refused before a model, per account.
     rejections: rejections::Rejections,
+    /// Who created which batch file and batch.
+    batch_owners: batches::Owners,
 }
 
 impl Gateway {
@@ -262,6 +265,7 @@ fn router_with(
     connections: Option<listener::OpenConnections>,
 ) -> Result<Routers, ServeError> {
     let split = cfg.internal_listen.is_some();
+    let cfg_batches = cfg.batches.enabled;
     let connector = tls::connector(&cfg.tls).map_err(|e| ServeError::Config(e.to_string()))?;
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
@@ -306,6 +310,7 @@ fn router_with(
     let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
     let gw = Arc::new(Gateway {
         rejections: rejections::Rejections::default(),
+        batch_owners: batches::Owners::default(),
         tls: tls_listener,
         body_budget,
         log,
@@ -324,7 +329,23 @@ fn router_with(
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
         .route("/v1/responses", post(responses))
-        .route("/v1/models", get(models))
+        .route("/v1/models", get(models));
+    let public = if cfg_batches {
+        public
+            .route("/v1/files", post(batches::openai_file))
+            .route("/v1/files/{id}", get(batches::read_back))
+            .route("/v1/files/{id}/content", get(batches::read_back))
+            .route("/v1/batches", post(batches::openai_batch))
+            .route("/v1/batches/{id}", get(batches::read_back))
+            .route("/v1/batches/{id}/cancel", post(batches::read_back))
+            .route("/v1/messages/batches", post(batches::anthropic_batch))
+            .route("/v1/messages/batches/{id}", get(batches::read_back))
+            .route("/v1/messages/batches/{id}/results", get(batches::read_back))
+            .route("/v1/messages/batches/{id}/cancel", post(batches::read_back))
+    } else {
+        public
+    };
+    let public = public
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let internal = Router::new()

@@ -63,7 +63,7 @@ struct Ctx {
     open: bool,
 }
 
-fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -113,7 +113,7 @@ fn rates(cfg: &Config, rec: &KeyRecord, verdict: Verdict) -> (f64, f64) {
 
 /// Admits `cost` units against the key's limit and then the account's
 /// (shared by all its keys); over either, 429 naming it.
-fn admit(
+pub(crate) fn admit(
     gw: &Gateway,
     k: &KeyRecord,
     unit: Unit,
@@ -180,15 +180,22 @@ fn enforce(
 }
 
 /// Phase 3: the body (capped), its model, the token limits.
-async fn read(
-    gw: &Gateway,
-    cfg: &Config,
-    dialect: Dialect,
-    path: &'static str,
-    req: Request,
-    started: Instant,
-) -> Result<Ctx, GatewayError> {
-    let key = authenticate(gw, &req)?;
+/// Who sent a request, and what its verdict lets it do: the outcome of
+/// phases 1 and 2 (shared by every API handler, batches included).
+pub(crate) struct Caller {
+    pub key: Option<KeyRecord>,
+    pub account: String,
+    pub ip: Option<String>,
+    pub rates: Option<(f64, f64)>,
+    pub withhold: bool,
+    pub user_agent: Option<String>,
+    pub pass: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+/// Phases 1 and 2: the key, the client's address and account, the request
+/// limit (one request), the verdict.
+pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller, GatewayError> {
+    let key = authenticate(gw, req)?;
     let h = req.headers();
     // The client's address (see `client_ip`): the TCP peer, or behind a
     // trusted proxy the nearest hop it did not write.
@@ -225,25 +232,43 @@ async fn read(
                 .map(|v| (header::HeaderName::from_static(n), v.clone()))
         })
         .collect();
-    // Refusals of an authenticated account's body are counted for it.
+    Ok(Caller {
+        key,
+        account,
+        ip,
+        rates,
+        withhold,
+        user_agent,
+        pass,
+    })
+}
+
+/// The body, at most `cap` bytes, within the body deadline, with its room
+/// in the budget of bytes held across connections (kept until the request
+/// is forwarded). Refusals of an authenticated account are counted for it.
+pub(crate) async fn read_body(
+    gw: &Gateway,
+    cfg: &Config,
+    req: Request,
+    cap: usize,
+    key: Option<&KeyRecord>,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), GatewayError> {
     let refuse = |e: GatewayError| {
-        if let Some(k) = &key {
+        if let Some(k) = key {
             gw.rejections.count(&k.account, e.status().as_u16());
         }
         e
     };
-    let cap = cfg.max_body_bytes;
     let too_large = || GatewayError::Downstream {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         kind: "invalid_request_error",
         message: format!("request body larger than {cap} bytes"),
     };
-    let declared = header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > cap) {
         return Err(refuse(too_large()));
     }
-    // Room for the body in the budget of bytes held across connections,
-    // kept until the request is forwarded.
     let budget = gw
         .body_budget
         .take(declared.unwrap_or(cap))
@@ -265,7 +290,7 @@ async fn read(
                     ),
                 });
             }
-            Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
+            Ok(Err(e)) if is_length_limit(&e) => return Err(refuse(too_large())),
             Ok(Err(e)) => {
                 return Err(GatewayError::Downstream {
                     status: StatusCode::BAD_REQUEST,
@@ -275,6 +300,25 @@ async fn read(
             }
             Ok(Ok(b)) => b,
         };
+    Ok((body, budget))
+}
+
+async fn read(
+    gw: &Gateway,
+    cfg: &Config,
+    dialect: Dialect,
+    path: &'static str,
+    req: Request,
+    started: Instant,
+) -> Result<Ctx, GatewayError> {
+    let c = caller(gw, cfg, &req)?;
+    let (body, budget) = read_body(gw, cfg, req, cfg.max_body_bytes, c.key.as_ref()).await?;
+    let refuse = |e: GatewayError| {
+        if let Some(k) = &c.key {
+            gw.rejections.count(&k.account, e.status().as_u16());
+        }
+        e
+    };
     // The gateway forwards only what the detector can read: a body that
     // does not normalise (a string for a number, a number for a message,
     // a lone surrogate, nesting too deep) is refused here, in the API's
@@ -286,7 +330,7 @@ async fn read(
         message: "missing \"model\"".into(),
     })?;
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
-    if let (Some(k), Some((_, tpm))) = (&key, rates) {
+    if let (Some(k), Some((_, tpm))) = (&c.key, c.rates) {
         admit(gw, k, Unit::Tokens, f64::from(estimate), tpm)?;
     }
     Ok(Ctx {
@@ -296,14 +340,14 @@ async fn read(
         request: Some(request),
         _budget: budget,
         model,
-        key,
-        account,
-        withhold,
-        rates,
+        key: c.key,
+        account: c.account,
+        withhold: c.withhold,
+        rates: c.rates,
         estimate,
-        ip,
-        user_agent,
-        pass,
+        ip: c.ip,
+        user_agent: c.user_agent,
+        pass: c.pass,
         ts_ms: now_ms() as i64,
         started,
         open: true,
@@ -322,7 +366,7 @@ pub(crate) fn api_of(path: &str, dialect: Dialect) -> distillguard_core::Dialect
 }
 
 /// The body as the detector reads it, or 400 naming what is wrong.
-fn normalized(
+pub(crate) fn normalized(
     body: &[u8],
     api: distillguard_core::Dialect,
 ) -> Result<distillguard_core::Request, GatewayError> {
@@ -610,7 +654,7 @@ pub(crate) async fn handle(
 
 /// A request's id (echoed in `x-request-id` and the access log): unique in
 /// the process, and not repeated across restarts.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);

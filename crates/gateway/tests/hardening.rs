@@ -255,13 +255,19 @@ async fn unknown_paths_and_methods_answer_in_the_apis_format() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["type"], "not_found_error", "{body}");
     }
-    let (st, _, body) = request_with("POST", &gw, "/v1/messages/batches", "{}", "").await;
+    let (st, _, body) = request_with("POST", &gw, "/v1/messages/count_tokens", "{}", "").await;
     assert_eq!(st, 404);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v["type"], "error",
         "Anthropic's format under /v1/messages: {body}"
     );
+    // A batch without requests: 400, in Anthropic's format too.
+    let (st, _, body) = request_with("POST", &gw, "/v1/messages/batches", "{}", "").await;
+    assert_eq!(st, 400);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error", "{body}");
+    assert!(body.contains("requests"), "{body}");
     let (st, _, body) = request_with("GET", &gw, "/v1/chat/completions", "", "").await;
     assert_eq!(st, 405);
     assert!(body.contains("\"error\""), "{body}");

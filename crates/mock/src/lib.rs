@@ -8,7 +8,11 @@ Endpoints:
 - `POST /v1/messages` (Anthropic): JSON or the SSE event sequence
   (`message_start` … `message_stop`), with a `thinking` block when
   reasoning is on;
-- `GET /v1/models`.
+- `GET /v1/models`;
+- the Batch APIs (`batches.rs`): `POST /v1/files`, `GET /v1/files/{id}`
+  and `…/content`, `POST /v1/batches`, `GET /v1/batches/{id}`, and
+  `POST /v1/messages/batches`, `GET …/{id}` and `…/{id}/results`; a batch
+  completes at once, with the answers its requests get one by one.
 
 Answers are a pure function of the request (model, last user message,
 `max_tokens`). The same request gives the same bytes, except for the
@@ -27,6 +31,8 @@ Faults can be injected, for the gateway's fault tests and for demos
 ([`Fault`]): an error status, a connection reset part-way through the
 answer, a slow drip of bytes, or a server that never answers.
 */
+
+mod batches;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -110,6 +116,8 @@ pub struct Config {
 
 struct App {
     cfg: Config,
+    /// Files and batches (the Batch APIs).
+    store: std::sync::Mutex<batches::Store>,
 }
 
 fn fnv(s: &str) -> u64 {
@@ -638,12 +646,31 @@ async fn models(State(app): State<Arc<App>>) -> Response {
 
 /// The router (for embedding in tests or other servers).
 pub fn router(cfg: Config) -> Router {
-    let app = Arc::new(App { cfg });
+    let app = Arc::new(App {
+        cfg,
+        store: Default::default(),
+    });
     Router::new()
         .route("/v1/chat/completions", post(openai))
         .route("/v1/messages", post(anthropic))
         .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
+        .route("/v1/files", post(batches::file_create))
+        .route("/v1/files/{id}", get(batches::file_get))
+        .route("/v1/files/{id}/content", get(batches::file_content))
+        .route("/v1/batches", post(batches::batch_create))
+        .route("/v1/batches/{id}", get(batches::batch_get))
+        .route("/v1/batches/{id}/cancel", post(batches::batch_get))
+        .route("/v1/messages/batches", post(batches::messages_create))
+        .route("/v1/messages/batches/{id}", get(batches::messages_get))
+        .route(
+            "/v1/messages/batches/{id}/results",
+            get(batches::messages_results),
+        )
+        .route(
+            "/v1/messages/batches/{id}/cancel",
+            post(batches::messages_get),
+        )
         .with_state(app)
 }
 

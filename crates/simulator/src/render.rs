@@ -539,6 +539,14 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         ),
     };
     let anthropic = stream.anthropic || prompt.tools == Tools::Computer;
+    // A share of OpenAI clients speak the Responses API (current SDKs and
+    // agent frameworks), decided by the key, without a random draw, so
+    // that the rest of the world is the same bytes; it has no `n` and no
+    // `logprobs`, so requests that need them stay on Chat Completions.
+    let responses = !anthropic
+        && params.n <= 1
+        && params.logprobs.is_none()
+        && speaks_responses(&stream.key);
 
     let mut j = J::new(out);
     j.obj();
@@ -554,12 +562,18 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         "endpoint",
         if anthropic {
             "/v1/messages"
+        } else if responses {
+            "/v1/responses"
         } else {
             "/v1/chat/completions"
         },
     );
     j.key("request");
-    let prompt_chars = write_request(&mut j, &prompt, &params, &model.name, anthropic);
+    let prompt_chars = if responses {
+        write_responses_request(&mut j, &prompt, &params, &model.name)
+    } else {
+        write_request(&mut j, &prompt, &params, &model.name, anthropic)
+    };
 
     // Outcome.
     let roll = rng.f64();
@@ -579,7 +593,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             &prompt,
             &params,
             model,
-            anthropic,
+            if responses { Api::Responses } else if anthropic { Api::Anthropic } else { Api::Chat },
             prompt_chars,
             s,
             w,
@@ -697,6 +711,139 @@ fn write_text_block(j: &mut J, text: &str) {
     j.kstr("type", "text");
     j.kstr("text", text);
     j.end_obj();
+}
+
+/// The API a request is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Anthropic,
+    Responses,
+}
+
+/// Per mille of OpenAI clients (by key) that use the Responses API.
+const RESPONSES_PER_MILLE: u64 = 300;
+
+/// Whether the stream of `key` speaks the Responses API.
+fn speaks_responses(key: &str) -> bool {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % 1000 < RESPONSES_PER_MILLE
+}
+
+/// Writes a Responses API body (`instructions`, `input` items,
+/// `max_output_tokens`, `reasoning`, flat tools); returns its characters of
+/// text, counted as [`write_request`] counts them.
+fn write_responses_request(j: &mut J, p: &Prompt, params: &Params, model: &str) -> usize {
+    let mut chars = p.system.as_ref().map_or(0, |s| s.len());
+    j.obj();
+    j.kstr("model", model);
+    if let Some(s) = &p.system {
+        j.kstr("instructions", s);
+    }
+    j.key("input");
+    j.arr();
+    for m in &p.messages {
+        let mut texts: Vec<&str> = Vec::new();
+        let mut images: Vec<&str> = Vec::new();
+        for b in &m.blocks {
+            match b {
+                Block::Text(t) => {
+                    chars += t.len();
+                    texts.push(t);
+                }
+                Block::Image(u) => images.push(u),
+                _ => {}
+            }
+        }
+        // Tool outputs first (they answer the previous turn's calls).
+        for b in &m.blocks {
+            if let Block::ToolResult { id, text, image } = b {
+                chars += text.len();
+                j.obj();
+                j.kstr("type", "function_call_output");
+                j.kstr("call_id", &id.replace("toolu_", "call_"));
+                let body = if text.is_empty() {
+                    image.as_deref().unwrap_or("")
+                } else {
+                    text
+                };
+                j.kstr("output", body);
+                j.end_obj();
+            }
+        }
+        if !texts.is_empty() || !images.is_empty() {
+            j.obj();
+            j.kstr("role", if m.user { "user" } else { "assistant" });
+            j.key("content");
+            if images.is_empty() {
+                j.str(&texts.join("\n"));
+            } else {
+                j.arr();
+                for u in images {
+                    j.obj();
+                    j.kstr("type", "input_image");
+                    j.kstr("image_url", u);
+                    j.end_obj();
+                }
+                for t in texts {
+                    j.obj();
+                    j.kstr("type", "input_text");
+                    j.kstr("text", t);
+                    j.end_obj();
+                }
+                j.end_arr();
+            }
+            j.end_obj();
+        }
+        for b in &m.blocks {
+            if let Block::ToolUse { id, name, input } = b {
+                chars += input.len();
+                j.obj();
+                j.kstr("type", "function_call");
+                j.kstr("call_id", &id.replace("toolu_", "call_"));
+                j.kstr("name", name);
+                j.kstr("arguments", input);
+                j.end_obj();
+            }
+        }
+    }
+    j.end_arr();
+    if let Some(mt) = params.max_tokens {
+        j.knum("max_output_tokens", mt);
+    }
+    if let Some(t) = params.temperature {
+        j.knum("temperature", t);
+    }
+    if let Some(t) = params.top_p {
+        j.knum("top_p", t);
+    }
+    if params.stream {
+        j.key("stream");
+        j.bool(true);
+    }
+    if params.reasoning {
+        j.key("reasoning");
+        j.raw(r#"{"effort":"high","summary":"auto"}"#);
+    }
+    if p.tools != Tools::None {
+        j.key("tools");
+        j.arr();
+        for name in p.tools.names() {
+            j.obj();
+            j.kstr("type", "function");
+            j.kstr("name", name);
+            j.kstr("description", &format!("The {name} tool."));
+            j.key("parameters");
+            j.raw(r#"{"type":"object","properties":{"input":{"type":"string"}}}"#);
+            j.end_obj();
+        }
+        j.end_arr();
+    }
+    j.end_obj();
+    chars
 }
 
 /// Writes the request body; returns its characters of text (for usage).
@@ -958,7 +1105,7 @@ fn write_response(
     p: &Prompt,
     params: &Params,
     model: &ModelRt,
-    anthropic: bool,
+    api: Api,
     prompt_chars: usize,
     s: &Spec,
     w: &World,
@@ -989,7 +1136,63 @@ fn write_response(
     let tool_call = p.answer == AnswerKind::ToolCall && p.tools != Tools::None;
     let tool_name = p.tools.names().first().copied().unwrap_or("tool");
     j.obj();
-    if anthropic {
+    if api == Api::Responses {
+        j.kstr("id", &format!("resp_{}", rng.hex(24)));
+        j.kstr("object", "response");
+        j.knum("created_at", s.ts / 1000);
+        j.kstr("model", &model.name);
+        j.kstr("status", if truncated { "incomplete" } else { "completed" });
+        j.key("output");
+        j.arr();
+        if reasoning_tokens.is_some() {
+            j.obj();
+            j.kstr("type", "reasoning");
+            j.key("summary");
+            j.arr();
+            j.obj();
+            j.kstr("type", "summary_text");
+            j.kstr(
+                "text",
+                content::clip(REASONING_TEXT, w.knobs.response_chars),
+            );
+            j.end_obj();
+            j.end_arr();
+            j.end_obj();
+        }
+        j.obj();
+        j.kstr("type", "message");
+        j.kstr("role", "assistant");
+        j.key("content");
+        j.arr();
+        j.obj();
+        j.kstr("type", "output_text");
+        j.kstr("text", visible);
+        j.end_obj();
+        j.end_arr();
+        j.end_obj();
+        if tool_call {
+            j.obj();
+            j.kstr("type", "function_call");
+            j.kstr("call_id", &format!("call_{}", rng.hex(16)));
+            j.kstr("name", tool_name);
+            j.kstr("arguments", "{}");
+            j.end_obj();
+        }
+        j.end_arr();
+        j.key("usage");
+        j.obj();
+        let output = out_tokens + reasoning_tokens.unwrap_or(0);
+        j.knum("input_tokens", in_tokens);
+        j.knum("output_tokens", output);
+        j.knum("total_tokens", in_tokens + output);
+        if let Some(r) = reasoning_tokens {
+            j.key("output_tokens_details");
+            j.obj();
+            j.knum("reasoning_tokens", r);
+            j.end_obj();
+        }
+        j.end_obj();
+    } else if api == Api::Anthropic {
         j.kstr("id", &format!("msg_{}", rng.hex(24)));
         j.kstr("type", "message");
         j.kstr("role", "assistant");

@@ -5,6 +5,7 @@ Run by crates/cli/tests/cli.rs with:
   BLOCKING    a gateway whose detector blocks every account at once
   FAULTY      a gateway whose upstream resets every answer after 256 bytes
   KEY         a valid key (tier2); FREE a valid free-tier key; REVOKED a revoked key
+  BATCHKEY    a valid key of an account used for nothing else
 Exits non-zero with a message on the first failed expectation.
 """
 import os
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 gw, blocking, faulty = os.environ["GATEWAY"], os.environ["BLOCKING"], os.environ["FAULTY"]
 key, free, revoked = os.environ["KEY"], os.environ["FREE"], os.environ["REVOKED"]
+batchkey = os.environ["BATCHKEY"]
 
 
 def expect(cond, what):
@@ -85,6 +87,36 @@ try:
 except anthropic.APIStatusError as e:
     expect(e.status_code == 413, f"anthropic 413, got {e.status_code}")
 
+# Batches: OpenAI files and batches, Anthropic message batches, through the
+# gateway (each request scored), and read back by their owner only.
+import io
+import json
+lines = "".join(json.dumps({"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+                            "body": {"model": "atlas-3", "max_tokens": 20,
+                                     "messages": [{"role": "user", "content": f"Explain topic {i}."}]}}) + "\n"
+                for i in range(5))
+f = oa(gw, key).files.create(file=("batch.jsonl", io.BytesIO(lines.encode())), purpose="batch")
+expect(f.id.startswith("file-"), "openai batch file upload")
+b = oa(gw, key).batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+expect(b.id.startswith("batch_"), "openai batch create")
+b = oa(gw, key).batches.retrieve(b.id)
+expect(b.status == "completed" and b.output_file_id, "openai batch retrieve")
+out = [json.loads(l) for l in oa(gw, key).files.content(b.output_file_id).text.splitlines() if l.strip()]
+expect(len(out) == 5 and out[0]["response"]["status_code"] == 200, "openai batch results")
+try:
+    oa(gw, free).batches.retrieve(b.id)
+    expect(False, "another account read a batch back")
+except openai.NotFoundError:
+    pass
+mreqs = [{"custom_id": f"m{i}", "params": {"model": "atlas-3", "max_tokens": 20,
+                                          "messages": [{"role": "user", "content": f"Explain topic {i}."}]}}
+         for i in range(5)]
+mb = an(gw, key).messages.batches.create(requests=mreqs)
+expect(mb.id.startswith("msgbatch_"), "anthropic batch create")
+expect(mb.results_url.startswith(gw), f"results_url on the gateway: {mb.results_url}")
+res = list(an(gw, key).messages.batches.results(mb.id))
+expect(len(res) == 5 and res[0].result.type == "succeeded", "anthropic batch results")
+
 # 429: the free tier's burst is 20 requests a minute.
 try:
     for _ in range(40):
@@ -115,6 +147,19 @@ try:
     c.chat.completions.create(model="atlas-3", messages=msgs, max_tokens=5)
     expect(False, "openai 403 not raised")
 except openai.PermissionDeniedError:
+    pass
+# A batch that puts its account over block is refused before the upstream
+# (the blocking gateway blocks at the first scored request), and a blocked
+# key cannot submit one.
+try:
+    oa(blocking, batchkey).files.create(file=("b.jsonl", io.BytesIO(lines.encode())), purpose="batch")
+    expect(False, "a batch over block was not refused")
+except openai.PermissionDeniedError as e:
+    expect("batch refused" in str(e), f"the refusal names the batch: {e}")
+try:
+    an(blocking, key).messages.batches.create(requests=mreqs)
+    expect(False, "a blocked key submitted a batch")
+except anthropic.PermissionDeniedError:
     pass
 # A model server that fails mid-stream: the gateway ends the stream with
 # the API's error event, which the SDKs raise (never a hang: 10 s timeout).
