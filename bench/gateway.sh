@@ -11,6 +11,7 @@
 #   RATES="1000" DURATION=10 bench/gateway.sh
 #   STREAM=1 RATES=1000 LITELLM=0 bench/gateway.sh   # streamed (SSE) answers
 #   API=responses RATES=1000 LITELLM=0 bench/gateway.sh  # the OpenAI Responses API (/v1/responses)
+#   CLUSTER=redis://127.0.0.1:6379 RATES=1000 LITELLM=0 bench/gateway.sh  # limits shared in Redis
 #
 # Installs its tools on first use: oha (crates.io) into target/tools, and
 # LiteLLM (PyPI) into target/tmp/litellm-venv. Writes raw oha JSON and a
@@ -112,6 +113,9 @@ url = "http://127.0.0.1:18081"
 dialect = "openai"
 models = ["atlas-3"]
 TOML
+if [ -n "${CLUSTER:-}" ]; then
+  printf '\n[cluster]\nredis_url = "%s"\n' "$CLUSTER" >> "$OUT/gateway.toml"
+fi
 # Access lines off (warn): the figures are the proxy's own cost.
 $BIN serve --config "$OUT/gateway.toml" --log-level warn >/dev/null &
 GW=$!

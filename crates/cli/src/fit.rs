@@ -400,6 +400,15 @@ struct Row {
     recall: f64,
     /// Recall of the account score alone (no campaigns).
     recall_alone: f64,
+    /// Attack accounts speaking mostly the Responses API, and their recall.
+    responses_accounts: u64,
+    responses_recall: f64,
+    /// Attack accounts sending mostly in batches, and their recall; honest
+    /// ones, and how many were flagged.
+    batch_accounts: u64,
+    batch_recall: f64,
+    honest_batch: u64,
+    honest_batch_flagged: u64,
     honest: u64,
     honest_flagged: u64,
     honest_fpr: f64,
@@ -468,6 +477,18 @@ fn row(
         flagged,
         recall: flagged as f64 / accounts.max(1) as f64,
         recall_alone: alone_flagged as f64 / alone_accounts.max(1) as f64,
+        responses_accounts: camps.iter().map(|c| c.responses_accounts).sum(),
+        responses_recall: camps.iter().map(|c| c.responses_flagged).sum::<u64>() as f64
+            / camps
+                .iter()
+                .map(|c| c.responses_accounts)
+                .sum::<u64>()
+                .max(1) as f64,
+        batch_accounts: camps.iter().map(|c| c.batch_accounts).sum(),
+        batch_recall: camps.iter().map(|c| c.batch_flagged).sum::<u64>() as f64
+            / camps.iter().map(|c| c.batch_accounts).sum::<u64>().max(1) as f64,
+        honest_batch: judged.iter().map(|j| j.honest_batch).sum(),
+        honest_batch_flagged: judged.iter().map(|j| j.honest_batch_flagged).sum(),
         honest,
         honest_flagged,
         honest_fpr: honest_flagged as f64 / honest.max(1) as f64,
@@ -689,9 +710,9 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
     };
     writeln!(
         o,
-        "| family left out | campaigns | accounts | recall | recall, score alone | honest FPR (flagged/honest) | honest in campaigns | served before first flag: median, max | campaigns flagged before 1% |"
+        "| family left out | campaigns | accounts | recall | recall, score alone | recall, Responses-API accounts | recall, batch accounts | honest FPR (flagged/honest) | honest batch accounts flagged | honest in campaigns | served before first flag: median, max | campaigns flagged before 1% |"
     )?;
-    writeln!(o, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     for (_, (name, rs)) in by {
         let camps: u64 = rs.iter().map(|r| r.campaigns).sum();
         let accts: u64 = rs.iter().map(|r| r.accounts).sum();
@@ -699,9 +720,29 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
         let h: u64 = rs.iter().map(|r| r.honest).sum();
         let under: u64 = rs.iter().map(|r| r.campaigns_under_1pct).sum();
         let hc: u64 = rs.iter().map(|r| r.honest_in_campaigns).sum();
+        let ra: u64 = rs.iter().map(|r| r.responses_accounts).sum();
+        let resp = if ra == 0 {
+            "—".to_string()
+        } else {
+            format!(
+                "{} (of {ra})",
+                span(rs.iter().map(|r| r.responses_recall).collect(), true)
+            )
+        };
+        let ba: u64 = rs.iter().map(|r| r.batch_accounts).sum();
+        let batch = if ba == 0 {
+            "—".to_string()
+        } else {
+            format!(
+                "{} (of {ba})",
+                span(rs.iter().map(|r| r.batch_recall).collect(), true)
+            )
+        };
+        let hb: u64 = rs.iter().map(|r| r.honest_batch).sum();
+        let hbf: u64 = rs.iter().map(|r| r.honest_batch_flagged).sum();
         writeln!(
             o,
-            "| {name} | {camps} | {accts} | {} | {} | {} ({hf}/{h}) | {hc} | {}, {} | {under}/{camps} |",
+            "| {name} | {camps} | {accts} | {} | {} | {resp} | {batch} | {} ({hf}/{h}) | {hbf}/{hb} | {hc} | {}, {} | {under}/{camps} |",
             span(rs.iter().map(|r| r.recall).collect(), true),
             span(rs.iter().map(|r| r.recall_alone).collect(), true),
             span(rs.iter().map(|r| r.honest_fpr).collect(), false),

@@ -42,9 +42,9 @@ use distillguard_core::import::batch::{BatchKind, BatchLine, parse_line};
 
 use crate::config::{Action, Config, Upstream};
 use crate::error::GatewayError;
-use crate::limits::{Unit, Who};
+use crate::limits::Unit;
 use crate::observed::Observed;
-use crate::phases::{Caller, api_of, caller, normalized, now_ms, read_body};
+use crate::phases::{Caller, admit_one, api_of, caller, normalized, now_ms, read_body};
 use crate::{Dialect, Gateway};
 
 /// Files and batches remembered per owner at most.
@@ -321,13 +321,9 @@ async fn count_and_score(
     let n = items.len();
     if let (Some(k), Some((rpm, tpm))) = (&c.key, c.rates) {
         let tokens: usize = items.iter().map(|i| i.body.len() / 4).sum();
-        if let Ok(mut lim) = gw.limiter() {
-            let now = now_ms();
-            for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
-                lim.charge(&who, Unit::Requests, n.saturating_sub(1) as f64, rpm, now);
-                lim.charge(&who, Unit::Tokens, tokens as f64, tpm, now);
-            }
-        }
+        let extra = n.saturating_sub(1) as f64;
+        crate::phases::charge(gw, &k.id, &k.account, Unit::Requests, extra, rpm);
+        crate::phases::charge(gw, &k.id, &k.account, Unit::Tokens, tokens as f64, tpm);
     }
     let ts = now_ms() as i64;
     let observed: Vec<Observed> = items
@@ -413,6 +409,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
     run(Dialect::Openai, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
+        admit_one(&gw, &c).await?;
         let ct = header_value(&req, header::CONTENT_TYPE);
         let ct_text = ct
             .as_ref()
@@ -487,6 +484,7 @@ pub(crate) async fn openai_batch(State(gw): State<Arc<Gateway>>, req: Request) -
     run(Dialect::Openai, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
+        admit_one(&gw, &c).await?;
         let ct = header_value(&req, header::CONTENT_TYPE);
         let (body, _budget) = read_body(&gw, &cfg, req, cfg.max_body_bytes, c.key.as_ref()).await?;
         let v: serde_json::Value =
@@ -558,6 +556,7 @@ pub(crate) async fn anthropic_batch(State(gw): State<Arc<Gateway>>, req: Request
     run(Dialect::Anthropic, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
+        admit_one(&gw, &c).await?;
         let base = public_base(&gw, &req);
         let (body, _budget) = read_body(
             &gw,
@@ -630,6 +629,7 @@ pub(crate) async fn read_back(State(gw): State<Arc<Gateway>>, req: Request) -> R
     run(dialect, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
+        admit_one(&gw, &c).await?;
         // The id: the segment after the collection.
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let id = match segs.as_slice() {

@@ -144,7 +144,38 @@ pub struct Config {
     /// The Batch APIs (OpenAI files and batches, Anthropic message batches).
     #[serde(default)]
     pub batches: Batches,
+    /// Running as one of several replicas (limits shared in Redis).
+    #[serde(default)]
+    pub cluster: Cluster,
     pub upstreams: Vec<Upstream>,
+}
+
+/// The `[cluster]` table: what replicas share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// Per-key and per-account limits in Redis (`redis://host:port`), so
+    /// that every replica enforces one limit; without it, each gateway
+    /// keeps its own.
+    pub redis_url: Option<String>,
+    /// When Redis cannot answer: refuse with 503 (true) or fall back to
+    /// the gateway's own limits (false, the default).
+    pub redis_fail_closed: bool,
+    /// The wait for Redis per admission, after which it counts as down.
+    pub redis_timeout_ms: NonZeroU64,
+    /// Connections to Redis (each carries one admission at a time).
+    pub redis_connections: NonZeroUsize,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            redis_url: None,
+            redis_fail_closed: false,
+            redis_timeout_ms: NonZeroU64::new(50).unwrap_or(NonZeroU64::MIN),
+            redis_connections: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
 }
 
 /// The `[batches]` table.

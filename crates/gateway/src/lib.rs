@@ -44,6 +44,7 @@ pub mod observed;
 mod phases;
 pub mod rejections;
 pub mod server;
+pub mod shared_limits;
 pub mod tap;
 pub mod tls;
 pub mod withhold;
@@ -105,6 +106,8 @@ pub(crate) struct Gateway {
     rejections: rejections::Rejections,
     /// Who created which batch file and batch.
     batch_owners: batches::Owners,
+    /// Limits shared with the other replicas (`[cluster] redis_url`).
+    shared: Option<Arc<shared_limits::Shared>>,
 }
 
 impl Gateway {
@@ -266,6 +269,17 @@ fn router_with(
 ) -> Result<Routers, ServeError> {
     let split = cfg.internal_listen.is_some();
     let cfg_batches = cfg.batches.enabled;
+    let shared = match &cfg.cluster.redis_url {
+        Some(url) => Some(Arc::new(
+            shared_limits::Shared::new(
+                url,
+                Duration::from_millis(cfg.cluster.redis_timeout_ms.get()),
+                cfg.cluster.redis_connections.get(),
+            )
+            .map_err(|e| ServeError::Config(format!("cluster.redis_url: {e}")))?,
+        )),
+        None => None,
+    };
     let connector = tls::connector(&cfg.tls).map_err(|e| ServeError::Config(e.to_string()))?;
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
@@ -311,6 +325,7 @@ fn router_with(
     let gw = Arc::new(Gateway {
         rejections: rejections::Rejections::default(),
         batch_owners: batches::Owners::default(),
+        shared,
         tls: tls_listener,
         body_budget,
         log,

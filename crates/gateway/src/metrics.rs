@@ -242,6 +242,14 @@ impl Metrics {
             &[(String::new(), forgotten)],
         );
         counter(
+            "distillguard_limits_shared_errors_total",
+            "Admissions the shared limits (Redis) could not decide: fallen back to local limits, or refused when failing closed.",
+            &[(
+                String::new(),
+                gw.shared.as_ref().map_or(0, |s| get(&s.errors)),
+            )],
+        );
+        counter(
             "distillguard_rejections_untracked_total",
             "Refusals (400, 413, 429) not counted per account: the table of accounts was full.",
             &[(String::new(), get(&gw.rejections.untracked))],

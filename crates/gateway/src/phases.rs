@@ -113,7 +113,7 @@ fn rates(cfg: &Config, rec: &KeyRecord, verdict: Verdict) -> (f64, f64) {
 
 /// Admits `cost` units against the key's limit and then the account's
 /// (shared by all its keys); over either, 429 naming it.
-pub(crate) fn admit(
+pub(crate) async fn admit(
     gw: &Gateway,
     k: &KeyRecord,
     unit: Unit,
@@ -121,22 +121,93 @@ pub(crate) fn admit(
     per_minute: f64,
 ) -> Result<(), GatewayError> {
     let now = now_ms();
+    let refuse = |who: Who, wait: u64| {
+        gw.metrics.limited(unit);
+        gw.rejections.count(&k.account, 429);
+        GatewayError::Limited {
+            retry_after: wait,
+            who: who.to_string(),
+            what: match unit {
+                Unit::Requests => "request",
+                Unit::Tokens => "token",
+            },
+        }
+    };
+    // Shared limits first; the gateway's own when Redis cannot answer
+    // (unless the cluster fails closed).
+    if let Some(sh) = &gw.shared {
+        match sh
+            .admit(&k.id, &k.account, unit, cost, per_minute, now)
+            .await
+        {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err((account, wait))) => {
+                let who = if account {
+                    Who::Account(k.account.clone())
+                } else {
+                    Who::Key(k.id.clone())
+                };
+                return Err(refuse(who, wait));
+            }
+            Err(e) => {
+                let n = sh.errors.load(std::sync::atomic::Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(error = %e, errors = n, "shared limits unavailable");
+                }
+                if gw.config().cluster.redis_fail_closed {
+                    return Err(GatewayError::Upstream {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        upstream: "limits".into(),
+                        message: "shared limits are unavailable and the gateway fails closed"
+                            .into(),
+                    });
+                }
+            }
+        }
+    }
     let mut lim = gw.limiter()?;
     for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
         if let Err(wait) = lim.admit(&who, unit, cost, per_minute, now) {
-            gw.metrics.limited(unit);
-            gw.rejections.count(&k.account, 429);
-            return Err(GatewayError::Limited {
-                retry_after: wait,
-                who: who.to_string(),
-                what: match unit {
-                    Unit::Requests => "request",
-                    Unit::Tokens => "token",
-                },
-            });
+            return Err(refuse(who, wait));
         }
     }
     Ok(())
+}
+
+/// Charges `cost` units to a key and its account without a check (the
+/// answer's tokens, a batch's requests): in Redis when limits are shared
+/// (off the request's path), and in the gateway's own limits (its
+/// fallback) either way.
+pub(crate) fn charge(
+    gw: &Gateway,
+    key: &str,
+    account: &str,
+    unit: Unit,
+    cost: f64,
+    per_minute: f64,
+) {
+    if cost <= 0.0 {
+        return;
+    }
+    let now = now_ms();
+    if let Some(sh) = &gw.shared
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        let (sh, key, account) = (Arc::clone(sh), key.to_string(), account.to_string());
+        rt.spawn(async move {
+            let _ = sh.charge(&key, &account, unit, cost, per_minute, now).await;
+        });
+    }
+    if let Ok(mut lim) = gw.limiter() {
+        lim.charge(&Who::Key(key.to_string()), unit, cost, per_minute, now);
+        lim.charge(
+            &Who::Account(account.to_string()),
+            unit,
+            cost,
+            per_minute,
+            now,
+        );
+    }
 }
 
 /// Phase 2: the account's `verdict`. With `fail_closed`, a dead detector
@@ -192,8 +263,9 @@ pub(crate) struct Caller {
     pub pass: Vec<(header::HeaderName, HeaderValue)>,
 }
 
-/// Phases 1 and 2: the key, the client's address and account, the request
-/// limit (one request), the verdict.
+/// Phases 1 and 2: the key, the client's address and account, the
+/// verdict. The request limit is [`admit_one`]'s (it may ask Redis, so it
+/// runs once the request's head is no longer borrowed).
 pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller, GatewayError> {
     let key = authenticate(gw, req)?;
     let h = req.headers();
@@ -220,9 +292,6 @@ pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller
     // The verdict in force, looked up once for the limits and the actions.
     let verdict = gw.verdict(&account, key.as_ref().map(|k| k.id.as_str()));
     let rates = key.as_ref().map(|k| rates(cfg, k, verdict));
-    if let (Some(k), Some((rpm, _))) = (&key, rates) {
-        admit(gw, k, Unit::Requests, 1.0, rpm)?;
-    }
     let withhold = enforce(gw, cfg, &account, verdict)?;
     let user_agent = header_str(h, header::USER_AGENT).map(str::to_string);
     let pass = PASS
@@ -241,6 +310,14 @@ pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller
         user_agent,
         pass,
     })
+}
+
+/// One request against the key's and the account's request limits.
+pub(crate) async fn admit_one(gw: &Gateway, c: &Caller) -> Result<(), GatewayError> {
+    match (&c.key, c.rates) {
+        (Some(k), Some((rpm, _))) => admit(gw, k, Unit::Requests, 1.0, rpm).await,
+        _ => Ok(()),
+    }
 }
 
 /// The body, at most `cap` bytes, within the body deadline, with its room
@@ -312,6 +389,7 @@ async fn read(
     started: Instant,
 ) -> Result<Ctx, GatewayError> {
     let c = caller(gw, cfg, &req)?;
+    admit_one(gw, &c).await?;
     let (body, budget) = read_body(gw, cfg, req, cfg.max_body_bytes, c.key.as_ref()).await?;
     let refuse = |e: GatewayError| {
         if let Some(k) = &c.key {
@@ -331,7 +409,7 @@ async fn read(
     })?;
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
     if let (Some(k), Some((_, tpm))) = (&c.key, c.rates) {
-        admit(gw, k, Unit::Tokens, f64::from(estimate), tpm)?;
+        admit(gw, k, Unit::Tokens, f64::from(estimate), tpm).await?;
     }
     Ok(Ctx {
         dialect,
@@ -566,13 +644,7 @@ fn complete(
         // The answer, and the prompt beyond its estimate.
         let extra = r.input_tokens.map_or(0, |i| i.saturating_sub(d.estimate));
         let cost = f64::from(r.output_tokens.unwrap_or(0)) + f64::from(extra);
-        if cost > 0.0
-            && let Ok(mut lim) = gw.limiter()
-        {
-            let now = now_ms();
-            lim.charge(&Who::Key(key.clone()), Unit::Tokens, cost, tpm, now);
-            lim.charge(&Who::Account(account.clone()), Unit::Tokens, cost, tpm, now);
-        }
+        charge(gw, key, account, Unit::Tokens, cost, tpm);
     }
     if gw.log.is_none() && gw.detector.is_none() {
         return None;

@@ -44,6 +44,10 @@ pub struct Record {
     pub keys: Vec<Key>,
     /// Partner indicators matched (indices into the intel's sources).
     pub intel: Vec<u16>,
+    /// The API it came through (for reports split by API; never scored).
+    pub dialect: distillguard_core::Dialect,
+    /// Sent in a batch (for reports; never scored).
+    pub batch: bool,
 }
 
 impl Timed for Record {
@@ -81,6 +85,8 @@ pub fn record(e: &Event, per: &PerRequest) -> Record {
         pre: p,
         keys: if per.link_keys { keys } else { Vec::new() },
         intel: hits,
+        dialect: e.dialect,
+        batch: e.batch.is_some(),
     }
 }
 

@@ -248,6 +248,10 @@ pub struct Judged {
     pub honest: u64,
     /// Honest accounts placed in a campaign.
     pub honest_in_campaigns: u64,
+    /// Honest accounts that sent most of their requests in batches, and of
+    /// those, flagged.
+    pub honest_batch: u64,
+    pub honest_batch_flagged: u64,
     /// Per campaign: (campaign, family, accounts, flagged accounts,
     /// requests, requests served up to and including the first flag).
     pub campaigns: Vec<CampaignJudged>,
@@ -277,6 +281,15 @@ pub struct CampaignJudged {
     /// them when never flagged).
     pub served_before_flag: u64,
     pub first_flagged: bool,
+    /// Accounts that sent most of their requests through the Responses
+    /// API, and of those, flagged (the same harvest through another API
+    /// should be caught alike).
+    pub responses_accounts: u64,
+    pub responses_flagged: u64,
+    /// Accounts that sent most of their requests in batches, and of those,
+    /// flagged.
+    pub batch_accounts: u64,
+    pub batch_flagged: u64,
 }
 
 /// Folds a world through the pipeline with `weights` and `thresholds`
@@ -299,10 +312,16 @@ pub fn judge(
     let mut requests = vec![0u64; n];
     let mut served = vec![0u64; n];
     let mut first = vec![false; n];
+    // Requests per account: (through the Responses API, in batches, all).
+    let mut apis: HashMap<&str, (u32, u32, u32)> = HashMap::new();
     for r in &w.records {
         if w.skipped(leave, &r.pre.account_id) {
             continue;
         }
+        let a = apis.entry(r.pre.account_id.as_str()).or_default();
+        a.0 += u32::from(r.dialect == distillguard_core::Dialect::Responses);
+        a.1 += u32::from(r.batch);
+        a.2 += 1;
         let out = pipe.process(r);
         if let Some(c) = w.truth.get(&r.pre.account_id).and_then(|t| t.campaign) {
             let c = c as usize;
@@ -350,19 +369,34 @@ pub fn judge(
     let report = pipe.finish(true);
     let mut accounts = vec![0u64; n];
     let mut flagged = vec![0u64; n];
+    let mut resp = vec![(0u64, 0u64); n];
+    let mut batch = vec![(0u64, 0u64); n];
     for a in &report.accounts {
         let Some(t) = w.truth.get(&a.account_id) else {
             continue;
         };
         let f = a.verdict.is_flagged();
+        let (r, b, all) = apis.get(a.account_id.as_str()).copied().unwrap_or_default();
         match t.campaign {
             Some(c) if t.attack => {
                 accounts[c as usize] += 1;
                 flagged[c as usize] += f as u64;
+                if 2 * r > all {
+                    resp[c as usize].0 += 1;
+                    resp[c as usize].1 += f as u64;
+                }
+                if 2 * b > all {
+                    batch[c as usize].0 += 1;
+                    batch[c as usize].1 += f as u64;
+                }
             }
             _ if !t.attack => {
                 out.honest += 1;
                 out.honest_flagged += f as u64;
+                if 2 * b > all {
+                    out.honest_batch += 1;
+                    out.honest_batch_flagged += f as u64;
+                }
                 out.honest_in_campaigns += a.campaign_id.is_some() as u64;
             }
             _ => {}
@@ -381,6 +415,10 @@ pub fn judge(
             requests: requests[c],
             served_before_flag: served[c],
             first_flagged: first[c],
+            responses_accounts: resp[c].0,
+            responses_flagged: resp[c].1,
+            batch_accounts: batch[c].0,
+            batch_flagged: batch[c].1,
         });
     }
     out

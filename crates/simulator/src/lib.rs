@@ -19,6 +19,7 @@ on every core and readers can inflate them on every core; any gzip reader
 reads the file as one stream.
 */
 
+pub mod batches;
 pub mod content;
 pub mod corpus;
 pub mod network;
@@ -133,6 +134,7 @@ pub fn build<'c>(scenario: &Scenario, seed: u64, corpus: &'c Corpus) -> World<'c
         population::campaign::generate(&mut ctx, c);
     }
     let mut specs = std::mem::take(&mut ctx.specs);
+    batches::deliver(&mut specs, &ctx.accounts);
     specs.sort_unstable_by_key(|s| (s.ts, s.account, s.seq));
 
     let mut summary = Summary {

@@ -539,14 +539,18 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         ),
     };
     let anthropic = stream.anthropic || prompt.tools == Tools::Computer;
+    // Batches do not stream (`crate::batches`).
+    let in_batch = crate::batches::batched(acct, &s.kind);
+    let mut params = params;
+    if in_batch {
+        params.stream = false;
+    }
     // A share of OpenAI clients speak the Responses API (current SDKs and
     // agent frameworks), decided by the key, without a random draw, so
     // that the rest of the world is the same bytes; it has no `n` and no
     // `logprobs`, so requests that need them stay on Chat Completions.
-    let responses = !anthropic
-        && params.n <= 1
-        && params.logprobs.is_none()
-        && speaks_responses(&stream.key);
+    let responses =
+        !anthropic && params.n <= 1 && params.logprobs.is_none() && speaks_responses(&stream.key);
 
     let mut j = J::new(out);
     j.obj();
@@ -568,6 +572,13 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             "/v1/chat/completions"
         },
     );
+    if in_batch {
+        j.key("batch");
+        j.obj();
+        j.kstr("id", &crate::batches::batch_id(acct, s.ts));
+        j.kstr("custom_id", &format!("req-{}", s.seq));
+        j.end_obj();
+    }
     j.key("request");
     let prompt_chars = if responses {
         write_responses_request(&mut j, &prompt, &params, &model.name)
@@ -593,7 +604,13 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
             &prompt,
             &params,
             model,
-            if responses { Api::Responses } else if anthropic { Api::Anthropic } else { Api::Chat },
+            if responses {
+                Api::Responses
+            } else if anthropic {
+                Api::Anthropic
+            } else {
+                Api::Chat
+            },
             prompt_chars,
             s,
             w,

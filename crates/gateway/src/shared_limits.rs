@@ -1,0 +1,394 @@
+/*!
+Limits shared across gateway replicas, in Redis (`[cluster] redis_url`).
+
+Each admission is one atomic Lua script (GCRA, the same arithmetic as
+[`crate::limits::Limiter`]): it checks the key's limit and the account's
+and charges both only if both admit, so two replicas never admit more than
+the limit between them. The script's keys share one hash slot (the account
+in braces, as a hash of its id), so it runs on Redis Cluster too; no
+module (redis-cell) is needed. Keys expire once their allowance is whole
+again.
+
+If Redis cannot be reached within `redis_timeout_ms`, the gateway falls
+back to its own local limits (fail open, the default) or answers 503
+(`redis_fail_closed`), and counts it in `/metrics`.
+
+The client is a small RESP2 client over one of a few pooled connections:
+a command per admission, no pipelining. It sends `EVALSHA` and loads the
+script on `NOSCRIPT`.
+*/
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::limits::Unit;
+
+/// GCRA over two keys: `KEYS[1]` the key's, `KEYS[2]` the account's.
+/// ARGV: now (ms), cost, per minute, check ("1": admit or refuse; "0":
+/// charge without a check). Returns `{0, 0}` when admitted, else `{i,
+/// wait_ms}` with `i` the refusing limit (1 key, 2 account).
+const SCRIPT: &str = r#"
+local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local per_minute = tonumber(ARGV[3])
+local check = ARGV[4] == '1'
+local minute = 60000
+local interval = minute / math.max(per_minute, 1e-9)
+local step = math.max(cost, 0) * interval
+if check then step = math.min(step, minute) end
+local tats = {}
+for i = 1, 2 do
+  local t = tonumber(redis.call('GET', KEYS[i]) or now)
+  if t < now then t = now end
+  if check then
+    local over = t + step - now - minute
+    if over > 0 then return {i, math.ceil(over)} end
+  end
+  tats[i] = t
+end
+for i = 1, 2 do
+  local new = tats[i] + step
+  redis.call('SET', KEYS[i], string.format('%.3f', new), 'PX', math.ceil(new - now + minute))
+end
+return {0, 0}
+"#;
+
+/// What Redis answered.
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+/// Why a shared admission could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("redis: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("redis: no answer within {0} ms")]
+    Timeout(u64),
+    #[error("redis answered: {0}")]
+    Redis(String),
+    #[error("redis: unexpected answer {0}")]
+    Protocol(String),
+}
+
+struct Conn {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn, SharedError> {
+        let s = TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        let (r, w) = s.into_split();
+        Ok(Conn {
+            r: BufReader::new(r),
+            w,
+        })
+    }
+
+    async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, SharedError> {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.w.write_all(&buf).await?;
+        read_reply(&mut self.r).await
+    }
+}
+
+/// Reads one RESP2 reply (arrays nest at most a few levels here).
+fn read_reply<'a>(
+    r: &'a mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, SharedError>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Err(SharedError::Protocol("connection closed".into()));
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        let (kind, rest) = line.split_at(line.len().min(1));
+        let num = || {
+            rest.parse::<i64>()
+                .map_err(|_| SharedError::Protocol(line.to_string()))
+        };
+        Ok(match kind {
+            "+" => Reply::Simple(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
+            ":" => Reply::Int(num()?),
+            "$" => {
+                let n = num()?;
+                if n < 0 {
+                    Reply::Bulk(None)
+                } else {
+                    let mut b = vec![0u8; n as usize + 2];
+                    r.read_exact(&mut b).await?;
+                    b.truncate(n as usize);
+                    Reply::Bulk(Some(b))
+                }
+            }
+            "*" => {
+                let n = num()?;
+                let mut v = Vec::with_capacity(n.max(0) as usize);
+                for _ in 0..n.max(0) {
+                    v.push(read_reply(r).await?);
+                }
+                Reply::Array(v)
+            }
+            _ => return Err(SharedError::Protocol(line.to_string())),
+        })
+    })
+}
+
+/// The SHA-1 of the script, as Redis names it (computed by Redis on the
+/// first `SCRIPT LOAD`).
+/// Shared limits over a small pool of connections.
+pub struct Shared {
+    addr: String,
+    pool: Vec<tokio::sync::Mutex<Option<Conn>>>,
+    next: AtomicUsize,
+    sha: tokio::sync::Mutex<Option<String>>,
+    timeout: Duration,
+    /// Admissions Redis could not decide (fallen back, or refused closed).
+    pub errors: AtomicU64,
+}
+
+/// The outcome of an admission: admitted, or refused by the key's (false)
+/// or the account's (true) limit with the seconds to wait.
+pub type Decision = Result<(), (bool, u64)>;
+
+fn slot(account: &str) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in account.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The Redis keys of a key's and its account's limit on `unit`, in one
+/// hash slot (`{…}`: the account's hash).
+pub fn keys_of(key_id: &str, account: &str, unit: Unit) -> (String, String) {
+    let u = match unit {
+        Unit::Requests => "r",
+        Unit::Tokens => "t",
+    };
+    let s = slot(account);
+    // The key id is hashed too: nothing a client chose goes into a key.
+    (
+        format!("dg:{{{s}}}:k:{}:{u}", slot(key_id)),
+        format!("dg:{{{s}}}:a:{u}"),
+    )
+}
+
+impl Shared {
+    /// `url`: `redis://host:port` (no auth, database 0).
+    pub fn new(url: &str, timeout: Duration, connections: usize) -> Result<Shared, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("{url:?}: expected redis://host:port"))?;
+        let addr = rest.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('@') || addr.contains('/') {
+            return Err(format!(
+                "{url:?}: expected redis://host:port (no user, password or database)"
+            ));
+        }
+        let addr = if addr.contains(':') {
+            addr.to_string()
+        } else {
+            format!("{addr}:6379")
+        };
+        Ok(Shared {
+            addr,
+            pool: (0..connections.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+            sha: tokio::sync::Mutex::new(None),
+            timeout,
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    async fn call(&self, args: &[&[u8]]) -> Result<Reply, SharedError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let mut slot = self.pool[i].lock().await;
+        if slot.is_none() {
+            *slot = Some(Conn::open(&self.addr).await?);
+        }
+        let Some(c) = slot.as_mut() else {
+            return Err(SharedError::Protocol("no connection".into()));
+        };
+        match c.call(args).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // A broken connection is reopened on the next call.
+                *slot = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn sha(&self) -> Result<String, SharedError> {
+        let mut s = self.sha.lock().await;
+        if let Some(sha) = s.as_ref() {
+            return Ok(sha.clone());
+        }
+        match self.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]).await? {
+            Reply::Bulk(Some(b)) => {
+                let sha = String::from_utf8_lossy(&b).into_owned();
+                *s = Some(sha.clone());
+                Ok(sha)
+            }
+            other => Err(SharedError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    async fn run(
+        &self,
+        keys: &(String, String),
+        now_ms: f64,
+        cost: f64,
+        per_minute: f64,
+        check: bool,
+    ) -> Result<Decision, SharedError> {
+        let (now, cost, rate) = (
+            format!("{now_ms:.3}"),
+            format!("{cost}"),
+            format!("{per_minute}"),
+        );
+        let check = if check { "1" } else { "0" };
+        for _ in 0..2 {
+            let sha = self.sha().await?;
+            let reply = self
+                .call(&[
+                    b"EVALSHA",
+                    sha.as_bytes(),
+                    b"2",
+                    keys.0.as_bytes(),
+                    keys.1.as_bytes(),
+                    now.as_bytes(),
+                    cost.as_bytes(),
+                    rate.as_bytes(),
+                    check.as_bytes(),
+                ])
+                .await?;
+            match reply {
+                Reply::Array(v) => {
+                    return match v.as_slice() {
+                        [Reply::Int(0), _] => Ok(Ok(())),
+                        [Reply::Int(i), Reply::Int(wait)] => Ok(Err((
+                            *i == 2,
+                            ((*wait as f64) / 1000.0).ceil().max(1.0) as u64,
+                        ))),
+                        _ => Err(SharedError::Protocol(format!("{v:?}"))),
+                    };
+                }
+                Reply::Error(e) if e.starts_with("NOSCRIPT") => {
+                    // Redis restarted or flushed its scripts: load again.
+                    *self.sha.lock().await = None;
+                }
+                Reply::Error(e) => return Err(SharedError::Redis(e)),
+                other => return Err(SharedError::Protocol(format!("{other:?}"))),
+            }
+        }
+        Err(SharedError::Redis("NOSCRIPT twice".into()))
+    }
+
+    /// Admits `cost` units on the key's and the account's limits at once.
+    pub async fn admit(
+        &self,
+        key_id: &str,
+        account: &str,
+        unit: Unit,
+        cost: f64,
+        per_minute: f64,
+        now_ms: f64,
+    ) -> Result<Decision, SharedError> {
+        let keys = keys_of(key_id, account, unit);
+        let ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(
+            self.timeout,
+            self.run(&keys, now_ms, cost, per_minute, true),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SharedError::Timeout(ms)),
+        }
+        .inspect_err(|_| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    /// Charges `cost` units to both limits without a check.
+    pub async fn charge(
+        &self,
+        key_id: &str,
+        account: &str,
+        unit: Unit,
+        cost: f64,
+        per_minute: f64,
+        now_ms: f64,
+    ) -> Result<(), SharedError> {
+        let keys = keys_of(key_id, account, unit);
+        let ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(
+            self.timeout,
+            self.run(&keys, now_ms, cost, per_minute, false),
+        )
+        .await
+        {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(SharedError::Timeout(ms)),
+        }
+        .inspect_err(|_| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_and_its_account_share_one_hash_slot() {
+        let (k, a) = keys_of("key_1", "acct_{x}", Unit::Requests);
+        let tag = |s: &str| {
+            s.split('{')
+                .nth(1)
+                .and_then(|t| t.split('}').next())
+                .map(str::to_string)
+        };
+        assert_eq!(tag(&k), tag(&a));
+        assert!(!k.contains("acct_") && !k.contains("key_1"), "{k}");
+        assert_ne!(keys_of("key_1", "acct_y", Unit::Requests).1, a);
+        assert_ne!(keys_of("key_1", "acct_{x}", Unit::Tokens).1, a);
+    }
+
+    #[test]
+    fn urls_are_host_and_port_only() {
+        let t = Duration::from_millis(20);
+        assert_eq!(
+            Shared::new("redis://127.0.0.1:6379", t, 2).map(|s| s.addr),
+            Ok("127.0.0.1:6379".to_string())
+        );
+        assert_eq!(
+            Shared::new("redis://cache", t, 2).map(|s| s.addr),
+            Ok("cache:6379".to_string())
+        );
+        assert!(Shared::new("http://x", t, 2).is_err());
+        assert!(Shared::new("redis://u:p@x:1", t, 2).is_err());
+    }
+}
