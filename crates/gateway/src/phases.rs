@@ -120,8 +120,21 @@ pub(crate) async fn admit(
     cost: f64,
     per_minute: f64,
 ) -> Result<(), GatewayError> {
+    admit_all(gw, k, &[(unit, cost, per_minute)]).await
+}
+
+/// Admits every `(unit, cost, rate per minute)` of `limits` on the key's
+/// limit and then the account's (shared by all its keys); over any, 429
+/// naming it. With shared limits, all of them in one round trip to Redis,
+/// all or nothing; the gateway's own limits when Redis cannot answer
+/// (unless the cluster fails closed).
+async fn admit_all(
+    gw: &Gateway,
+    k: &KeyRecord,
+    limits: &[(Unit, f64, f64)],
+) -> Result<(), GatewayError> {
     let now = now_ms();
-    let refuse = |who: Who, wait: u64| {
+    let refuse = |unit: Unit, who: Who, wait: u64| {
         gw.metrics.limited(unit);
         gw.rejections.count(&k.account, 429);
         GatewayError::Limited {
@@ -133,21 +146,16 @@ pub(crate) async fn admit(
             },
         }
     };
-    // Shared limits first; the gateway's own when Redis cannot answer
-    // (unless the cluster fails closed).
     if let Some(sh) = &gw.shared {
-        match sh
-            .admit(&k.id, &k.account, unit, cost, per_minute, now)
-            .await
-        {
+        match sh.admit_all(&k.id, &k.account, limits, now).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err((account, wait))) => {
+            Ok(Err((unit, account, wait))) => {
                 let who = if account {
                     Who::Account(k.account.clone())
                 } else {
                     Who::Key(k.id.clone())
                 };
-                return Err(refuse(who, wait));
+                return Err(refuse(unit, who, wait));
             }
             Err(e) => {
                 let n = sh.errors.load(std::sync::atomic::Ordering::Relaxed);
@@ -166,9 +174,11 @@ pub(crate) async fn admit(
         }
     }
     let mut lim = gw.limiter()?;
-    for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
-        if let Err(wait) = lim.admit(&who, unit, cost, per_minute, now) {
-            return Err(refuse(who, wait));
+    for &(unit, cost, rate) in limits {
+        for who in [Who::Key(k.id.clone()), Who::Account(k.account.clone())] {
+            if let Err(wait) = lim.admit(&who, unit, cost, rate, now) {
+                return Err(refuse(unit, who, wait));
+            }
         }
     }
     Ok(())
@@ -389,7 +399,11 @@ async fn read(
     started: Instant,
 ) -> Result<Ctx, GatewayError> {
     let c = caller(gw, cfg, &req)?;
-    admit_one(gw, &c).await?;
+    // With shared limits, the request and its tokens are admitted together
+    // once the body is read (one round trip to Redis instead of two).
+    if gw.shared.is_none() {
+        admit_one(gw, &c).await?;
+    }
     let (body, budget) = read_body(gw, cfg, req, cfg.max_body_bytes, c.key.as_ref()).await?;
     let refuse = |e: GatewayError| {
         if let Some(k) = &c.key {
@@ -408,8 +422,16 @@ async fn read(
         message: "missing \"model\"".into(),
     })?;
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
-    if let (Some(k), Some((_, tpm))) = (&c.key, c.rates) {
-        admit(gw, k, Unit::Tokens, f64::from(estimate), tpm).await?;
+    if let (Some(k), Some((rpm, tpm))) = (&c.key, c.rates) {
+        if gw.shared.is_some() {
+            let limits = [
+                (Unit::Requests, 1.0, rpm),
+                (Unit::Tokens, f64::from(estimate), tpm),
+            ];
+            admit_all(gw, k, &limits).await?;
+        } else {
+            admit(gw, k, Unit::Tokens, f64::from(estimate), tpm).await?;
+        }
     }
     Ok(Ctx {
         dialect,

@@ -26,32 +26,34 @@ use tokio::net::TcpStream;
 
 use crate::limits::Unit;
 
-/// GCRA over two keys: `KEYS[1]` the key's, `KEYS[2]` the account's.
-/// ARGV: now (ms), cost, per minute, check ("1": admit or refuse; "0":
-/// charge without a check). Returns `{0, 0}` when admitted, else `{i,
-/// wait_ms}` with `i` the refusing limit (1 key, 2 account).
+/// GCRA over pairs of keys (a key's limit and its account's, per unit):
+/// `KEYS[2i-1]`, `KEYS[2i]` for limit pair `i`. ARGV: now (ms), check ("1":
+/// admit or refuse; "0": charge without a check), then per pair its cost
+/// and its rate per minute. Every limit is checked before any is charged,
+/// so an admission is all or nothing. Returns `{0, 0}` when admitted,
+/// else `{j, wait_ms}` with `j` the refusing key's index.
 const SCRIPT: &str = r#"
 local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local per_minute = tonumber(ARGV[3])
-local check = ARGV[4] == '1'
+local check = ARGV[2] == '1'
 local minute = 60000
-local interval = minute / math.max(per_minute, 1e-9)
-local step = math.max(cost, 0) * interval
-if check then step = math.min(step, minute) end
-local tats = {}
-for i = 1, 2 do
-  local t = tonumber(redis.call('GET', KEYS[i]) or now)
+local tats, steps = {}, {}
+for j = 1, #KEYS do
+  local p = math.floor((j + 1) / 2)
+  local cost = tonumber(ARGV[1 + 2 * p])
+  local per_minute = tonumber(ARGV[2 + 2 * p])
+  local step = math.max(cost, 0) * (minute / math.max(per_minute, 1e-9))
+  if check then step = math.min(step, minute) end
+  local t = tonumber(redis.call('GET', KEYS[j]) or now)
   if t < now then t = now end
   if check then
     local over = t + step - now - minute
-    if over > 0 then return {i, math.ceil(over)} end
+    if over > 0 then return {j, math.ceil(over)} end
   end
-  tats[i] = t
+  tats[j], steps[j] = t, step
 end
-for i = 1, 2 do
-  local new = tats[i] + step
-  redis.call('SET', KEYS[i], string.format('%.3f', new), 'PX', math.ceil(new - now + minute))
+for j = 1, #KEYS do
+  local new = tats[j] + steps[j]
+  redis.call('SET', KEYS[j], string.format('%.3f', new), 'PX', math.ceil(new - now + minute))
 end
 return {0, 0}
 "#;
@@ -256,41 +258,43 @@ impl Shared {
 
     async fn run(
         &self,
-        keys: &(String, String),
+        key_id: &str,
+        account: &str,
+        limits: &[(Unit, f64, f64)],
         now_ms: f64,
-        cost: f64,
-        per_minute: f64,
         check: bool,
-    ) -> Result<Decision, SharedError> {
-        let (now, cost, rate) = (
+    ) -> Result<Result<(), (Unit, bool, u64)>, SharedError> {
+        let mut keys = Vec::with_capacity(limits.len() * 2);
+        let mut args: Vec<String> = vec![
             format!("{now_ms:.3}"),
-            format!("{cost}"),
-            format!("{per_minute}"),
-        );
-        let check = if check { "1" } else { "0" };
+            if check { "1" } else { "0" }.to_string(),
+        ];
+        for (unit, cost, rate) in limits {
+            let (k, a) = keys_of(key_id, account, *unit);
+            keys.push(k);
+            keys.push(a);
+            args.push(format!("{cost}"));
+            args.push(format!("{rate}"));
+        }
+        let n = keys.len().to_string();
         for _ in 0..2 {
             let sha = self.sha().await?;
-            let reply = self
-                .call(&[
-                    b"EVALSHA",
-                    sha.as_bytes(),
-                    b"2",
-                    keys.0.as_bytes(),
-                    keys.1.as_bytes(),
-                    now.as_bytes(),
-                    cost.as_bytes(),
-                    rate.as_bytes(),
-                    check.as_bytes(),
-                ])
-                .await?;
-            match reply {
+            let mut call: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), n.as_bytes()];
+            call.extend(keys.iter().map(|k| k.as_bytes()));
+            call.extend(args.iter().map(|a| a.as_bytes()));
+            match self.call(&call).await? {
                 Reply::Array(v) => {
                     return match v.as_slice() {
                         [Reply::Int(0), _] => Ok(Ok(())),
-                        [Reply::Int(i), Reply::Int(wait)] => Ok(Err((
-                            *i == 2,
-                            ((*wait as f64) / 1000.0).ceil().max(1.0) as u64,
-                        ))),
+                        [Reply::Int(j), Reply::Int(wait)] if *j >= 1 => {
+                            let j = (*j - 1) as usize;
+                            let unit = limits.get(j / 2).map_or(Unit::Requests, |l| l.0);
+                            Ok(Err((
+                                unit,
+                                j % 2 == 1,
+                                ((*wait as f64) / 1000.0).ceil().max(1.0) as u64,
+                            )))
+                        }
                         _ => Err(SharedError::Protocol(format!("{v:?}"))),
                     };
                 }
@@ -305,6 +309,32 @@ impl Shared {
         Err(SharedError::Redis("NOSCRIPT twice".into()))
     }
 
+    /// Admits every limit of `limits` (unit, cost, rate per minute) on the
+    /// key and its account at once, in one round trip: all or nothing.
+    /// Refused: the unit, whether the account's limit (else the key's),
+    /// and the seconds to wait.
+    pub async fn admit_all(
+        &self,
+        key_id: &str,
+        account: &str,
+        limits: &[(Unit, f64, f64)],
+        now_ms: f64,
+    ) -> Result<Result<(), (Unit, bool, u64)>, SharedError> {
+        let ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(
+            self.timeout,
+            self.run(key_id, account, limits, now_ms, true),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SharedError::Timeout(ms)),
+        }
+        .inspect_err(|_| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
     /// Admits `cost` units on the key's and the account's limits at once.
     pub async fn admit(
         &self,
@@ -315,20 +345,9 @@ impl Shared {
         per_minute: f64,
         now_ms: f64,
     ) -> Result<Decision, SharedError> {
-        let keys = keys_of(key_id, account, unit);
-        let ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(
-            self.timeout,
-            self.run(&keys, now_ms, cost, per_minute, true),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SharedError::Timeout(ms)),
-        }
-        .inspect_err(|_| {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        })
+        self.admit_all(key_id, account, &[(unit, cost, per_minute)], now_ms)
+            .await
+            .map(|r| r.map_err(|(_, account, wait)| (account, wait)))
     }
 
     /// Charges `cost` units to both limits without a check.
@@ -341,11 +360,11 @@ impl Shared {
         per_minute: f64,
         now_ms: f64,
     ) -> Result<(), SharedError> {
-        let keys = keys_of(key_id, account, unit);
         let ms = self.timeout.as_millis() as u64;
+        let limits = [(unit, cost, per_minute)];
         match tokio::time::timeout(
             self.timeout,
-            self.run(&keys, now_ms, cost, per_minute, false),
+            self.run(key_id, account, &limits, now_ms, false),
         )
         .await
         {

@@ -671,6 +671,8 @@ pub fn router(cfg: Config) -> Router {
             "/v1/messages/batches/{id}/cancel",
             post(batches::messages_get),
         )
+        // Batch files and submissions are large (OpenAI's files up to 200 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .with_state(app)
 }
 

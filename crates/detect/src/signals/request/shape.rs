@@ -63,7 +63,10 @@ pub(crate) const BACK: &[&str] = &[
 /// `user` is the scanned last user turn.
 pub fn measure(e: &Event, user: &Text) -> Shape {
     let r = &e.request;
-    let single_shot = r.assistant_turns == 0 && r.tool_results == 0;
+    // A Responses request that continues a stored conversation
+    // (`previous_response_id`) carries only its new turn: it is not a
+    // single shot, whatever the body holds.
+    let single_shot = !r.continues && r.assistant_turns == 0 && r.tool_results == 0;
     let refers_back = !single_shot && r.tool_results == 0 && user.any(List::Back);
     Shape {
         depth: r.depth,
@@ -90,6 +93,21 @@ mod tests {
         );
         assert!(!s.single_shot && s.refers_back);
         assert_eq!(s.depth, 3);
+    }
+
+    #[test]
+    fn a_continued_responses_conversation_is_not_a_single_shot() {
+        let line = |prev: &str| {
+            format!(
+                r#"{{"ts":"2026-02-24T08:00:00Z","account_id":"a","endpoint":"/v1/responses","request":{{"model":"m","input":"and why does it still fail?"{prev}}}}}"#
+            )
+        };
+        let fresh = parse_event_line(&line("")).unwrap();
+        let cont = parse_event_line(&line(r#","previous_response_id":"resp_1""#)).unwrap();
+        let m = |e: &Event| measure(e, &Text::new(&e.request.last_user_text));
+        assert!(m(&fresh).single_shot);
+        let c = m(&cont);
+        assert!(!c.single_shot && c.refers_back);
     }
 
     #[test]
