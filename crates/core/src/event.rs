@@ -206,6 +206,9 @@ pub struct Request {
     /// the conversation behind it is unknown to the log.
     #[serde(default)]
     pub continues: bool,
+    /// Responses: the stored response it continues (`previous_response_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_response_id: Option<String>,
 }
 
 /// The response body, normalised (content is not kept, only its shape).
@@ -221,6 +224,10 @@ pub struct Response {
     pub tool_calls: u32,
     /// Characters of visible answer text.
     pub output_chars: u64,
+    /// Responses: the answer's id (what a later `previous_response_id`
+    /// names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// One API request, normalised: what detectors consume.

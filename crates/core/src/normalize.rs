@@ -167,7 +167,7 @@ struct Body<'a> {
     #[serde(default)]
     reasoning: Option<ReasoningRequest>,
     #[serde(default)]
-    previous_response_id: Option<IgnoredAny>,
+    previous_response_id: Option<String>,
 }
 
 /// Responses `reasoning`: `{effort, summary}`.
@@ -521,6 +521,7 @@ fn responses_request(b: Body) -> Result<(Dialect, Request), EventError> {
     let mut req = Request {
         model: b.model,
         continues: b.previous_response_id.is_some(),
+        previous_response_id: b.previous_response_id.clone(),
         ..Request::default()
     };
     let mut system = String::new();
@@ -660,6 +661,9 @@ struct ResponseBody<'a> {
     /// Responses: `completed`, `incomplete`, `failed`, …
     #[serde(default)]
     status: Option<String>,
+    /// Responses: the answer's id (kept for Responses answers only).
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -723,6 +727,9 @@ pub fn normalize_response(body: &str) -> Result<Response, EventError> {
 
 fn response_from_body(r: ResponseBody) -> Response {
     let mut out = Response::default();
+    if r.output.is_some() {
+        out.id = r.id.clone();
+    }
     let mut w = Walk::default();
     if let Some(choices) = &r.choices {
         out.choices = choices.len() as u32;

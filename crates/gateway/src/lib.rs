@@ -32,6 +32,7 @@ gracefully on Ctrl-C or SIGTERM and lets in-flight streams finish.
 
 pub mod admin;
 mod batches;
+pub mod chains;
 pub mod client_ip;
 pub mod config;
 pub mod detector;
@@ -108,6 +109,8 @@ pub(crate) struct Gateway {
     batch_owners: batches::Owners,
     /// Limits shared with the other replicas (`[cluster] redis_url`).
     shared: Option<Arc<shared_limits::Shared>>,
+    /// Responses conversations served (their depth behind an answer id).
+    chains: chains::Chains,
 }
 
 impl Gateway {
@@ -326,6 +329,7 @@ fn router_with(
         rejections: rejections::Rejections::default(),
         batch_owners: batches::Owners::default(),
         shared,
+        chains: chains::Chains::default(),
         tls: tls_listener,
         body_budget,
         log,

@@ -55,6 +55,8 @@ pub struct Metrics {
     /// block, withhold_reasoning, throttle
     actions: [AtomicU64; 3],
     reloads: AtomicU64,
+    /// Responses continuations: of an answer the gateway served, unknown.
+    continued: [AtomicU64; 2],
 }
 
 fn add(a: &AtomicU64, n: u64) {
@@ -106,6 +108,12 @@ impl Metrics {
 
     pub fn reloaded(&self) {
         add(&self.reloads, 1);
+    }
+
+    /// A Responses request continuing a stored conversation, whose depth
+    /// was `known` (an answer this gateway served) or not.
+    pub fn continued(&self, known: bool) {
+        add(&self.continued[usize::from(!known)], 1);
     }
 
     pub(crate) fn render(&self, gw: &Gateway) -> String {
@@ -180,6 +188,14 @@ impl Metrics {
                     get(&self.actions[1]),
                 ),
                 ("{action=\"throttle\"}".into(), get(&self.actions[2])),
+            ],
+        );
+        counter(
+            "distillguard_responses_continued_total",
+            "Responses requests continuing a stored conversation, by whether the gateway knew its depth.",
+            &[
+                ("{known=\"true\"}".into(), get(&self.continued[0])),
+                ("{known=\"false\"}".into(), get(&self.continued[1])),
             ],
         );
         counter(

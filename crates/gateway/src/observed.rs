@@ -163,6 +163,7 @@ mod tests {
                 choices: 1,
                 tool_calls: 2,
                 output_chars: 0,
+                id: None,
             }),
             status: 200,
             latency_ms: 12.5,

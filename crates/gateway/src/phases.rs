@@ -415,7 +415,12 @@ async fn read(
     // does not normalise (a string for a number, a number for a message,
     // a lone surrogate, nesting too deep) is refused here, in the API's
     // format, instead of being answered unscored.
-    let request = normalized(&body, api_of(path, dialect)).map_err(refuse)?;
+    let mut request = normalized(&body, api_of(path, dialect)).map_err(refuse)?;
+    // A continued Responses conversation counts the depth behind it.
+    if request.previous_response_id.is_some() {
+        let known = gw.chains.extend(&c.account, &mut request);
+        gw.metrics.continued(known);
+    }
     let model = request.model.clone().ok_or(GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",
@@ -667,6 +672,15 @@ fn complete(
         let extra = r.input_tokens.map_or(0, |i| i.saturating_sub(d.estimate));
         let cost = f64::from(r.output_tokens.unwrap_or(0)) + f64::from(extra);
         charge(gw, key, account, Unit::Tokens, cost, tpm);
+    }
+    // A Responses answer: remembered, for the turns that continue it.
+    if status == 200
+        && let (Some(id), Some(req)) = (
+            response.as_ref().and_then(|r| r.id.as_deref()),
+            d.observed.request.as_ref(),
+        )
+    {
+        gw.chains.remember(id, &d.observed.account, req);
     }
     if gw.log.is_none() && gw.detector.is_none() {
         return None;

@@ -218,8 +218,14 @@ fn responses_event(v: &Value, out: &mut Response, chars: &mut u64) {
         {
             out.tool_calls += 1;
         }
+        Some("response.created") => {
+            out.id = v["response"]["id"].as_str().map(str::to_string);
+        }
         Some("response.completed" | "response.incomplete" | "response.failed") => {
             let r = &v["response"];
+            if let Some(id) = r["id"].as_str() {
+                out.id = Some(id.to_string());
+            }
             if let Some(s) = r["status"].as_str() {
                 out.finish_reason = Some(s.to_string());
             }

@@ -1054,3 +1054,41 @@ async fn account_records_link_a_shared_card_in_the_gateway() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_continued_responses_conversation_is_known_by_the_answers_the_gateway_served() {
+    // The client sends only its new turn with `previous_response_id`; the
+    // gateway adds the depth of the answers it served (crates/gateway/src/
+    // chains.rs), streamed or not, and counts what it could not resolve.
+    let up = mock(Duration::ZERO).await;
+    let gw = spawn(router_ok(config(&up, 10, 1 << 20))).await;
+    let first = r#"{"model":"atlas-3","input":"Explain TCP","max_output_tokens":20}"#;
+    let (st, body) = post(&gw, "/v1/responses", first).await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    // A streamed continuation of it, then a continuation of an id the
+    // gateway never served.
+    let next = format!(
+        r#"{{"model":"atlas-3","input":"and UDP?","max_output_tokens":20,"stream":true,"previous_response_id":"{id}"}}"#
+    );
+    assert_eq!(post(&gw, "/v1/responses", &next).await.0, 200);
+    let stray = r#"{"model":"atlas-3","input":"more","max_output_tokens":20,"previous_response_id":"resp_elsewhere"}"#;
+    assert_eq!(post(&gw, "/v1/responses", stray).await.0, 200);
+    assert_eq!(
+        metric(
+            &gw,
+            "distillguard_responses_continued_total{known=\"true\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "distillguard_responses_continued_total{known=\"false\"}"
+        )
+        .await,
+        1.0
+    );
+}
