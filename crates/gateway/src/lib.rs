@@ -224,6 +224,41 @@ fn dialect_of(path: &str) -> Dialect {
     }
 }
 
+/// The longest request URI and the most header bytes a request may carry
+/// before it is refused (414, 431) in the API's error format. The HTTP
+/// parser's own limits are higher (64 KiB of URI, 400 KiB of head) and
+/// answer with an empty body; these catch what real clients send first.
+pub const MAX_URI_BYTES: usize = 8 << 10;
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// 414 and 431 in the API's format, before any route runs.
+async fn head_limits(req: Request, next: axum::middleware::Next) -> Response {
+    let dialect = dialect_of(req.uri().path());
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return GatewayError::Downstream {
+            status: axum::http::StatusCode::URI_TOO_LONG,
+            kind: "invalid_request_error",
+            message: format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+        }
+        .into_response(dialect);
+    }
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head > MAX_HEADER_BYTES {
+        return GatewayError::Downstream {
+            status: axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            kind: "invalid_request_error",
+            message: format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        }
+        .into_response(dialect);
+    }
+    next.run(req).await
+}
+
 /// Unknown paths: 404 in the API's error format (SDKs read it).
 async fn not_found(uri: axum::http::Uri) -> Response {
     GatewayError::Downstream {
@@ -366,7 +401,8 @@ fn router_with(
     };
     let public = public
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(head_limits));
     let internal = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))

@@ -398,3 +398,26 @@ async fn a_flood_of_fresh_addresses_is_forgotten_once_idle() {
         "{last}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uris_and_large_heads_are_refused_in_the_apis_format() {
+    let (gw, _stop, _task) = gateway("").await;
+    // 10 KB of query: 414 with an OpenAI error body (before: hyper's own
+    // answer, with an empty body, and only past 64 KB).
+    let path = format!("/v1/chat/completions?{}", "a".repeat(10_000));
+    let (st, _, body) = request_with("POST", &gw, &path, CHAT, "").await;
+    assert_eq!(st, 414);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
+    // 100 KB of headers under /v1/messages: 431 in Anthropic's format.
+    let big = format!("X-Filler: {}\r\n", "b".repeat(100_000));
+    let (st, _, body) = request_with("POST", &gw, "/v1/messages", "{}", &big).await;
+    assert_eq!(st, 431);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error", "{body}");
+    // Normal requests are untouched.
+    assert_eq!(
+        post_within(10, &gw, "/v1/chat/completions", CHAT).await.0,
+        200
+    );
+}
