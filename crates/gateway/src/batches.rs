@@ -241,25 +241,7 @@ async fn forward(
     if let Some(ct) = content_type {
         hs.insert(header::CONTENT_TYPE, ct);
     }
-    for (n, v) in pass {
-        hs.insert(n.clone(), v.clone());
-    }
-    if up.dialect == Dialect::Anthropic && !hs.contains_key("anthropic-version") {
-        hs.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-    }
-    if let Some(secret) = &up.credential {
-        let (name, value) = match up.dialect {
-            Dialect::Openai => (header::AUTHORIZATION, format!("Bearer {}", secret.0)),
-            Dialect::Anthropic => (
-                header::HeaderName::from_static("x-api-key"),
-                secret.0.clone(),
-            ),
-        };
-        if let Ok(mut v) = HeaderValue::from_str(&value) {
-            v.set_sensitive(true);
-            hs.insert(name, v);
-        }
-    }
+    crate::phases::upstream_headers(up, hs, pass);
     let err = |status, message: String| GatewayError::Upstream {
         status,
         upstream: up.name.clone(),
@@ -387,6 +369,47 @@ async fn count_and_score(
     Ok(observed)
 }
 
+/// Steps 3–5 of a submission: counted and scored (refused over block),
+/// forwarded to `upstream` at `path`, its answer's id owned by the account,
+/// its requests logged under that id. Returns the upstream's answer (the
+/// JSON parsed too).
+#[allow(clippy::too_many_arguments)]
+async fn submit(
+    gw: &Arc<Gateway>,
+    cfg: &Config,
+    c: &Caller,
+    items: Vec<Item>,
+    upstream: &str,
+    path: &str,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::http::HeaderMap, Bytes, serde_json::Value), GatewayError> {
+    let provisional = crate::phases::request_id();
+    let observed = count_and_score(gw, cfg, c, items, &provisional).await?;
+    let up = cfg
+        .upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .ok_or_else(|| not_found("upstream", upstream))?;
+    let (st, h, b) = forward(
+        gw,
+        up,
+        Method::POST,
+        path,
+        content_type,
+        &c.pass,
+        Body::from(body),
+    )
+    .await?;
+    let (bytes, v) = json_of(b).await?;
+    let id = v["id"].as_str().unwrap_or(&provisional).to_string();
+    if st.is_success() {
+        gw.batch_owners.insert(&id, &c.account, &up.name);
+    }
+    log(gw, &observed, &id, st.as_u16());
+    Ok((st, h, bytes, v))
+}
+
 /// Step 5: the batch's requests to the event log, under the batch's id.
 fn log(gw: &Gateway, observed: &[Observed], id: &str, status: u16) {
     let Some(l) = &gw.log else { return };
@@ -451,29 +474,8 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
         let text = std::str::from_utf8(&file)
             .map_err(|e| bad(format!("the batch file is not UTF-8: {e}")))?;
         let (items, upstream) = items(BatchKind::OpenAi, &file, text, &cfg, Dialect::Openai)?;
-        let provisional = crate::phases::request_id();
-        let observed = count_and_score(&gw, &cfg, &c, items, &provisional).await?;
-        let up = cfg
-            .upstreams
-            .iter()
-            .find(|u| u.name == upstream)
-            .ok_or_else(|| not_found("upstream", &upstream))?;
-        let (st, h, b) = forward(
-            &gw,
-            up,
-            Method::POST,
-            "/v1/files",
-            ct,
-            &c.pass,
-            Body::from(body.clone()),
-        )
-        .await?;
-        let (bytes, v) = json_of(b).await?;
-        let id = v["id"].as_str().unwrap_or(&provisional).to_string();
-        if st.is_success() {
-            gw.batch_owners.insert(&id, &c.account, &up.name);
-        }
-        log(&gw, &observed, &id, st.as_u16());
+        let (st, h, bytes, _) =
+            submit(&gw, &cfg, &c, items, &upstream, "/v1/files", ct, body).await?;
         Ok(respond(st, &h, Body::from(bytes)))
     })
     .await
@@ -588,29 +590,18 @@ pub(crate) async fn anthropic_batch(State(gw): State<Arc<Gateway>>, req: Request
             &cfg,
             Dialect::Anthropic,
         )?;
-        let provisional = crate::phases::request_id();
-        let observed = count_and_score(&gw, &cfg, &c, items, &provisional).await?;
-        let up = cfg
-            .upstreams
-            .iter()
-            .find(|u| u.name == upstream)
-            .ok_or_else(|| not_found("upstream", &upstream))?;
-        let (st, h, b) = forward(
+        let json = Some(HeaderValue::from_static("application/json"));
+        let (st, h, bytes, mut v) = submit(
             &gw,
-            up,
-            Method::POST,
+            &cfg,
+            &c,
+            items,
+            &upstream,
             "/v1/messages/batches",
-            Some(HeaderValue::from_static("application/json")),
-            &c.pass,
-            Body::from(body.clone()),
+            json,
+            body,
         )
         .await?;
-        let (bytes, mut v) = json_of(b).await?;
-        let id = v["id"].as_str().unwrap_or(&provisional).to_string();
-        if st.is_success() {
-            gw.batch_owners.insert(&id, &c.account, &up.name);
-        }
-        log(&gw, &observed, &id, st.as_u16());
         let bytes = via_gateway(bytes, &mut v, &base);
         Ok(respond(st, &h, Body::from(bytes)))
     })

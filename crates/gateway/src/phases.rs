@@ -509,23 +509,18 @@ fn route<'a>(cfg: &'a Config, ctx: &Ctx) -> Result<&'a Upstream, GatewayError> {
         })
 }
 
-/// Phase 5: forward, and stream the answer back as it comes.
-async fn forward(
-    gw: &Arc<Gateway>,
-    cfg: &Config,
+/// The headers every request to an upstream carries: the client's API
+/// headers that are passed on, `anthropic-version` when the client sent
+/// none, and the upstream's own key (marked sensitive: never logged).
+pub(crate) fn upstream_headers(
     up: &Upstream,
-    ctx: &mut Ctx,
-) -> Result<Response, GatewayError> {
-    let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
-    let mut req = axum::http::Request::post(&uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(ctx.body.clone()))
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let hs = req.headers_mut();
-    for (n, v) in &ctx.pass {
+    hs: &mut axum::http::HeaderMap,
+    pass: &[(header::HeaderName, HeaderValue)],
+) {
+    for (n, v) in pass {
         hs.insert(n.clone(), v.clone());
     }
-    if ctx.dialect == Dialect::Anthropic && !hs.contains_key("anthropic-version") {
+    if up.dialect == Dialect::Anthropic && !hs.contains_key("anthropic-version") {
         hs.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
     }
     if let Some(secret) = &up.credential {
@@ -541,6 +536,21 @@ async fn forward(
             hs.insert(name, v);
         }
     }
+}
+
+/// Phase 5: forward, and stream the answer back as it comes.
+async fn forward(
+    gw: &Arc<Gateway>,
+    cfg: &Config,
+    up: &Upstream,
+    ctx: &mut Ctx,
+) -> Result<Response, GatewayError> {
+    let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
+    let mut req = axum::http::Request::post(&uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(ctx.body.clone()))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    upstream_headers(up, req.headers_mut(), &ctx.pass);
     let upstream_err = |status: StatusCode, message: String| GatewayError::Upstream {
         status,
         upstream: up.name.clone(),
