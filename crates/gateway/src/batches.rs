@@ -71,6 +71,30 @@ impl Owners {
     }
 }
 
+/// The configured upstream of that name.
+fn upstream_named<'a>(cfg: &'a Config, name: &str) -> Result<&'a Upstream, GatewayError> {
+    cfg.upstreams
+        .iter()
+        .find(|u| u.name == name)
+        .ok_or_else(|| not_found("upstream", name))
+}
+
+/// The upstream holding `id` when `account` owns it (404 otherwise, as
+/// for an id that does not exist).
+fn owned_upstream<'a>(
+    gw: &Gateway,
+    cfg: &'a Config,
+    id: &str,
+    account: &str,
+    what: &str,
+) -> Result<&'a Upstream, GatewayError> {
+    let name = gw
+        .batch_owners
+        .upstream_of(id, account)
+        .ok_or_else(|| not_found(what, id))?;
+    upstream_named(cfg, &name)
+}
+
 fn bad(message: String) -> GatewayError {
     GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
@@ -386,11 +410,7 @@ async fn submit(
 ) -> Result<(StatusCode, axum::http::HeaderMap, Bytes, serde_json::Value), GatewayError> {
     let provisional = crate::phases::request_id();
     let observed = count_and_score(gw, cfg, c, items, &provisional).await?;
-    let up = cfg
-        .upstreams
-        .iter()
-        .find(|u| u.name == upstream)
-        .ok_or_else(|| not_found("upstream", upstream))?;
+    let up = upstream_named(cfg, upstream)?;
     let (st, h, b) = forward(
         gw,
         up,
@@ -494,15 +514,7 @@ pub(crate) async fn openai_batch(State(gw): State<Arc<Gateway>>, req: Request) -
         let file = v["input_file_id"]
             .as_str()
             .ok_or_else(|| bad("missing \"input_file_id\"".into()))?;
-        let up_name = gw
-            .batch_owners
-            .upstream_of(file, &c.account)
-            .ok_or_else(|| not_found("file", file))?;
-        let up = cfg
-            .upstreams
-            .iter()
-            .find(|u| u.name == up_name)
-            .ok_or_else(|| not_found("upstream", &up_name))?;
+        let up = owned_upstream(&gw, &cfg, file, &c.account, "file")?;
         let (st, h, b) = forward(
             &gw,
             up,
@@ -628,15 +640,7 @@ pub(crate) async fn read_back(State(gw): State<Arc<Gateway>>, req: Request) -> R
             ["v1", "messages", "batches", id, ..] => *id,
             _ => return Err(not_found("resource", &path)),
         };
-        let up_name = gw
-            .batch_owners
-            .upstream_of(id, &c.account)
-            .ok_or_else(|| not_found("file or batch", id))?;
-        let up = cfg
-            .upstreams
-            .iter()
-            .find(|u| u.name == up_name)
-            .ok_or_else(|| not_found("upstream", &up_name))?;
+        let up = owned_upstream(&gw, &cfg, id, &c.account, "file or batch")?;
         let base = public_base(&gw, &req);
         let method = req.method().clone();
         let pq = req

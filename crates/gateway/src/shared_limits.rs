@@ -166,10 +166,6 @@ pub struct Shared {
     pub errors: AtomicU64,
 }
 
-/// The outcome of an admission: admitted, or refused by the key's (false)
-/// or the account's (true) limit with the seconds to wait.
-pub type Decision = Result<(), (bool, u64)>;
-
 fn slot(account: &str) -> String {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for b in account.bytes() {
@@ -256,7 +252,7 @@ impl Shared {
         }
     }
 
-    async fn run(
+    async fn eval(
         &self,
         key_id: &str,
         account: &str,
@@ -309,21 +305,19 @@ impl Shared {
         Err(SharedError::Redis("NOSCRIPT twice".into()))
     }
 
-    /// Admits every limit of `limits` (unit, cost, rate per minute) on the
-    /// key and its account at once, in one round trip: all or nothing.
-    /// Refused: the unit, whether the account's limit (else the key's),
-    /// and the seconds to wait.
-    pub async fn admit_all(
+    /// [`Shared::eval`] within the timeout; a failure is counted.
+    async fn run(
         &self,
         key_id: &str,
         account: &str,
         limits: &[(Unit, f64, f64)],
         now_ms: f64,
+        check: bool,
     ) -> Result<Result<(), (Unit, bool, u64)>, SharedError> {
         let ms = self.timeout.as_millis() as u64;
         match tokio::time::timeout(
             self.timeout,
-            self.run(key_id, account, limits, now_ms, true),
+            self.eval(key_id, account, limits, now_ms, check),
         )
         .await
         {
@@ -335,19 +329,18 @@ impl Shared {
         })
     }
 
-    /// Admits `cost` units on the key's and the account's limits at once.
-    pub async fn admit(
+    /// Admits every limit of `limits` (unit, cost, rate per minute) on the
+    /// key and its account at once, in one round trip: all or nothing.
+    /// Refused: the unit, whether the account's limit (else the key's),
+    /// and the seconds to wait.
+    pub async fn admit_all(
         &self,
         key_id: &str,
         account: &str,
-        unit: Unit,
-        cost: f64,
-        per_minute: f64,
+        limits: &[(Unit, f64, f64)],
         now_ms: f64,
-    ) -> Result<Decision, SharedError> {
-        self.admit_all(key_id, account, &[(unit, cost, per_minute)], now_ms)
-            .await
-            .map(|r| r.map_err(|(_, account, wait)| (account, wait)))
+    ) -> Result<Result<(), (Unit, bool, u64)>, SharedError> {
+        self.run(key_id, account, limits, now_ms, true).await
     }
 
     /// Charges `cost` units to both limits without a check.
@@ -360,20 +353,9 @@ impl Shared {
         per_minute: f64,
         now_ms: f64,
     ) -> Result<(), SharedError> {
-        let ms = self.timeout.as_millis() as u64;
-        let limits = [(unit, cost, per_minute)];
-        match tokio::time::timeout(
-            self.timeout,
-            self.run(key_id, account, &limits, now_ms, false),
-        )
-        .await
-        {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(SharedError::Timeout(ms)),
-        }
-        .inspect_err(|_| {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        })
+        self.run(key_id, account, &[(unit, cost, per_minute)], now_ms, false)
+            .await
+            .map(|_| ())
     }
 }
 
