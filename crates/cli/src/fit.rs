@@ -720,24 +720,20 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
         let h: u64 = rs.iter().map(|r| r.honest).sum();
         let under: u64 = rs.iter().map(|r| r.campaigns_under_1pct).sum();
         let hc: u64 = rs.iter().map(|r| r.honest_in_campaigns).sum();
-        let ra: u64 = rs.iter().map(|r| r.responses_accounts).sum();
-        let resp = if ra == 0 {
-            "—".to_string()
-        } else {
-            format!(
-                "{} (of {ra})",
-                span(rs.iter().map(|r| r.responses_recall).collect(), true)
-            )
+        // Recall of a subset of attack accounts, "—" when there are none.
+        let subset = |accounts: fn(&Row) -> u64, recall: fn(&Row) -> f64| {
+            let n: u64 = rs.iter().map(|r| accounts(r)).sum();
+            if n == 0 {
+                "—".to_string()
+            } else {
+                format!(
+                    "{} (of {n})",
+                    span(rs.iter().map(|r| recall(r)).collect(), true)
+                )
+            }
         };
-        let ba: u64 = rs.iter().map(|r| r.batch_accounts).sum();
-        let batch = if ba == 0 {
-            "—".to_string()
-        } else {
-            format!(
-                "{} (of {ba})",
-                span(rs.iter().map(|r| r.batch_recall).collect(), true)
-            )
-        };
+        let resp = subset(|r| r.responses_accounts, |r| r.responses_recall);
+        let batch = subset(|r| r.batch_accounts, |r| r.batch_recall);
         let hb: u64 = rs.iter().map(|r| r.honest_batch).sum();
         let hbf: u64 = rs.iter().map(|r| r.honest_batch_flagged).sum();
         writeln!(
