@@ -14,9 +14,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod analyze;
 mod batch_input;
+mod bus;
 mod config;
+mod detect;
 mod fit;
 mod fit_elicitation;
+mod keys;
 mod progress;
 mod radioactivity;
 mod simulate;
@@ -55,29 +58,6 @@ pub(crate) enum Format {
     Json,
     /// One account per line (analyze only).
     Jsonl,
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key for an account; the key is printed once, never stored.
-    Create {
-        #[arg(long)]
-        account: String,
-        /// The account's tier (its request limits: see docs/scoreboard.md).
-        #[arg(long, default_value = "tier1")]
-        tier: String,
-    },
-    /// List keys (ids, accounts, tiers; never secrets).
-    List {
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// Revoke a key by its id.
-    Revoke { id: String },
-    /// A new admin token for the gateway's admin API: the token is
-    /// printed once on standard output, the config line with its hash on
-    /// standard error. Nothing is stored.
-    AdminToken,
 }
 
 #[derive(Subcommand)]
@@ -124,14 +104,14 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Detect distillation: score every account of event logs, in time order.
     Analyze(analyze::Options),
-    /// API keys of the gateway (stored hashed in an embedded SQLite file).
-    Keys {
-        #[command(subcommand)]
-        cmd: KeysCommand,
-        /// The key store.
-        #[arg(long, default_value = "distillguard.db", global = true)]
-        db: String,
-    },
+    /// API keys of the gateway (stored hashed), and the audit log of
+    /// operator actions, in a SQLite file or PostgreSQL.
+    Keys(keys::KeysArgs),
+    /// The event bus of a cluster (NATS JetStream): replay a spill file.
+    Bus(bus::BusArgs),
+    /// A detector worker of a cluster: folds its partitions' events from
+    /// NATS JetStream and posts verdicts to the board the gateways enforce.
+    Detect(detect::DetectArgs),
     /// The gateway: an OpenAI/Anthropic-compatible proxy in front of model
     /// servers that records every request, detects distillation inline
     /// and enforces verdicts (block, throttle, withhold reasoning).
@@ -360,20 +340,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => export_stix(&report, out.as_deref(), producer, salt),
         Command::Watermark { cmd } => watermark::run(cmd),
-        Command::Keys { cmd, db } => keys(cmd, &db),
+        Command::Keys(args) => keys::run(args),
+        Command::Bus(args) => bus::run(args),
+        Command::Detect(args) => {
+            init_logs(LogFormat::Text, tracing::Level::INFO);
+            detect::run(args)
+        }
         Command::Serve {
             config,
             log_format,
             log_level,
         } => {
-            let log = tracing_subscriber::fmt()
-                .with_writer(io::stderr)
-                .with_max_level(log_level)
-                .with_ansi(false);
-            match log_format {
-                LogFormat::Json => log.json().flatten_event(true).init(),
-                LogFormat::Text => log.init(),
-            }
+            init_logs(log_format, log_level);
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
             let cfg = distillguard_gateway::Config::from_toml(&text)
@@ -519,6 +497,18 @@ struct CheckSummary {
 }
 
 /// The operators' log format of `serve`.
+/// Operators' logs on standard error.
+fn init_logs(format: LogFormat, level: tracing::Level) {
+    let log = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(level)
+        .with_ansi(false);
+    match format {
+        LogFormat::Json => log.json().flatten_event(true).init(),
+        LogFormat::Text => log.init(),
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -902,98 +892,6 @@ fn bench_sketches(
         for (h, n) in ex.iter().take(8) {
             writeln!(out, "  {n:>7}  {h:?}")?;
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn keys(cmd: KeysCommand, db: &str) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
-    if let KeysCommand::AdminToken = cmd {
-        let token = format!("dgadmin_{}", distillguard_storage::random_token()?);
-        writeln!(out, "{token}")?;
-        let _ = writeln!(
-            io::stderr(),
-            "put this in the gateway config (the token is shown once and not stored):\n[admin]\ntoken_sha256 = \"{}\"",
-            distillguard_storage::sha256_hex(&token)
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Only `create` makes a store: listing or revoking in a mistyped path
-    // must not leave an empty database behind.
-    let store = match &cmd {
-        KeysCommand::Create { .. } => distillguard_storage::KeyStore::open(db)?,
-        _ => distillguard_storage::KeyStore::open_existing(db)?,
-    };
-    match cmd {
-        KeysCommand::Create { account, tier } => {
-            if account.trim().is_empty() || account.chars().any(char::is_control) {
-                bail!(
-                    "--account {account:?}: give the account's id (not empty, no control characters)"
-                );
-            }
-            if tier.is_empty()
-                || !tier
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                bail!("tier {tier:?}: use letters, digits, '_' and '-'");
-            }
-            if !distillguard_core::tier::TIER_LIMITS
-                .iter()
-                .any(|(t, _)| *t == tier)
-            {
-                let _ = writeln!(
-                    io::stderr(),
-                    "note: {tier:?} is not a built-in tier ({}); give it limits in the gateway's [limits.tiers.{tier}], else it gets tier1's",
-                    distillguard_core::tier::TIER_LIMITS
-                        .iter()
-                        .map(|t| t.0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let (rec, key) = store.create(&account, &tier)?;
-            writeln!(out, "{key}")?;
-            let _ = writeln!(
-                io::stderr(),
-                "key {} for account {} ({}): shown once, stored only as a hash",
-                rec.id,
-                rec.account,
-                rec.tier
-            );
-        }
-        KeysCommand::List { format } => {
-            let rows = store.list()?;
-            match format {
-                Format::Table => {
-                    writeln!(
-                        out,
-                        "{:<14}{:<28}{:<12}{:<12}revoked",
-                        "id", "account", "tier", "created"
-                    )?;
-                    for r in rows {
-                        writeln!(
-                            out,
-                            "{:<14}{:<28}{:<12}{:<12}{}",
-                            r.id, r.account, r.tier, r.created, r.revoked
-                        )?;
-                    }
-                }
-                Format::Json | Format::Jsonl => {
-                    let v: Vec<serde_json::Value> = rows
-                        .iter()
-                        .map(|r| serde_json::json!({"id": r.id, "account": r.account, "tier": r.tier, "created": r.created, "revoked": r.revoked}))
-                        .collect();
-                    serde_json::to_writer_pretty(&mut out, &v)?;
-                    writeln!(out)?;
-                }
-            }
-        }
-        KeysCommand::Revoke { id } => {
-            store.revoke(&id)?;
-            writeln!(out, "revoked {id}")?;
-        }
-        KeysCommand::AdminToken => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,18 @@ impl Verdict {
         self >= Verdict::Throttle
     }
 
+    /// The verdict a name (`allow` … `block`) stands for.
+    pub fn parse(name: &str) -> Option<Verdict> {
+        [
+            Verdict::Allow,
+            Verdict::Monitor,
+            Verdict::Throttle,
+            Verdict::Block,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Allow => "allow",

@@ -121,6 +121,26 @@ impl<T: Timed> Reorder<T> {
         Ok(())
     }
 
+    /// Releases everything still held, in time order, and goes on: a
+    /// record older than those released then comes back as [`Late`]. (A
+    /// live consumer flushes when its input goes quiet, so that the last
+    /// records are not held until newer ones arrive.)
+    pub fn flush(&mut self, mut emit: impl FnMut(T)) {
+        while let Some(Reverse(e)) = self.heap.pop() {
+            self.last_out = Some(e.key);
+            emit(e.item);
+        }
+    }
+
+    /// Records held now.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// Releases everything still held, in time order.
     pub fn finish(mut self, mut emit: impl FnMut(T)) {
         while let Some(Reverse(e)) = self.heap.pop() {

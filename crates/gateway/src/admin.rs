@@ -13,6 +13,8 @@ answers 404.
 - `PUT /admin/allowlist/{id}` `{"reason": "…"}` and `DELETE`: an override
   to `allow` (the account is never acted on; it is still scored);
 - `GET /admin/overrides`: all of them;
+- `GET /admin/audit?limit=N`: the newest operator actions (who, when,
+  what, why), newest first;
 - `POST /admin/reload`: re-reads the config file. Upstreams, limits,
   actions, timeouts, the body cap, `fail_closed` and the admin token take
   effect at once for new requests; the listen address, the key store,
@@ -20,6 +22,10 @@ answers 404.
   those that changed.
 
 Overrides are kept in the key store's database, so they outlive a restart.
+Every change (an override set or removed, a reload) is written to the
+store's audit log in the same transaction. The actor is the token's id
+(the first 8 hex digits of its hash) and, when the caller names one in
+`X-Distillguard-Operator`, that name: `admin:1a2b3c4d (carol)`.
 */
 
 use std::collections::HashMap;
@@ -32,7 +38,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use distillguard_core::Verdict;
-use distillguard_storage::{KeyStore, Override, StoreError};
+use distillguard_storage::{AuditEntry, Override, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -47,11 +53,12 @@ pub(crate) fn router() -> Router<Arc<Gateway>> {
         )
         .route("/allowlist/{id}", put(allowlist).delete(clear_override))
         .route("/overrides", get(overrides))
+        .route("/audit", get(audit_log))
         .route("/reload", post(reload))
 }
 
 /// Overrides saved in the store.
-pub(crate) fn load_overrides(k: &KeyStore) -> Result<HashMap<String, Decision>, StoreError> {
+pub(crate) fn load_overrides(k: &dyn Store) -> Result<HashMap<String, Decision>, StoreError> {
     Ok(k.overrides()?
         .into_iter()
         .filter_map(|o| {
@@ -88,8 +95,9 @@ fn fail<T>(status: StatusCode, message: impl Into<String>) -> Result<T, AdminErr
 
 type Answer = Result<Response, AdminError>;
 
-/// The admin token check (404 when the admin API is off).
-fn authorize(gw: &Gateway, h: &HeaderMap) -> Result<(), AdminError> {
+/// The admin token check (404 when the admin API is off); the caller's
+/// name for the audit log.
+fn authorize(gw: &Gateway, h: &HeaderMap) -> Result<String, AdminError> {
     let cfg = gw.config();
     let Some(admin) = &cfg.admin else {
         return Err(err(
@@ -114,7 +122,22 @@ fn authorize(gw: &Gateway, h: &HeaderMap) -> Result<(), AdminError> {
     ) {
         return Err(err(StatusCode::UNAUTHORIZED, "wrong admin token"));
     }
-    Ok(())
+    Ok(actor(&digest, h))
+}
+
+/// `admin:<token id>`, with the operator's own name when the call gives
+/// one (printable, at most 64 characters; anything else is dropped).
+fn actor(digest: &str, h: &HeaderMap) -> String {
+    let id = digest.get(..8).unwrap_or(digest);
+    let name = h
+        .get("x-distillguard-operator")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| !c.is_control()));
+    match name {
+        Some(n) => format!("admin:{id} ({n})"),
+        None => format!("admin:{id}"),
+    }
 }
 
 fn decision_json(d: &Decision) -> serde_json::Value {
@@ -164,7 +187,13 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     })
 }
 
-fn put_decision(gw: &Gateway, account: String, verdict: Verdict, reason: String) -> Answer {
+fn put_decision(
+    gw: &Gateway,
+    actor: &str,
+    account: String,
+    verdict: Verdict,
+    reason: String,
+) -> Answer {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -175,13 +204,16 @@ fn put_decision(gw: &Gateway, account: String, verdict: Verdict, reason: String)
     };
     if let Some(store) = &gw.keys {
         let saved = store.lock().map_err(|_| ()).and_then(|s| {
-            s.set_override(&Override {
-                account: account.clone(),
-                verdict: verdict.as_str().into(),
-                reason: d.reason.clone(),
-                created,
-            })
-            .map_err(|_| ())
+            s.set_override(
+                &Override {
+                    account: account.clone(),
+                    verdict: verdict.as_str().into(),
+                    reason: d.reason.clone(),
+                    created,
+                },
+                actor,
+            )
+            .map_err(|e| tracing::warn!(error = %e, "saving an override failed"))
         });
         if saved.is_err() {
             return fail(
@@ -189,6 +221,21 @@ fn put_decision(gw: &Gateway, account: String, verdict: Verdict, reason: String)
                 "saving the override failed",
             );
         }
+    }
+    if let Some(b) = &gw.board {
+        b.post(
+            distillguard_bus::board::Scope::Override,
+            &account,
+            Some(distillguard_bus::board::Posted {
+                verdict: verdict.as_str().into(),
+                risk: 0.0,
+                campaign: false,
+                keys: None,
+                at_ms: created.saturating_mul(1000),
+                by: actor.into(),
+                reason: d.reason.clone(),
+            }),
+        );
     }
     let body = json!({"account": account, "override": decision_json(&d)});
     if let Ok(mut m) = gw.overrides.write() {
@@ -203,9 +250,9 @@ async fn set_override(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Answer {
-    authorize(&gw, &h)?;
+    let actor = authorize(&gw, &h)?;
     let o = parse::<SetOverride>(&body)?;
-    put_decision(&gw, id, o.verdict, o.reason)
+    put_decision(&gw, &actor, id, o.verdict, o.reason)
 }
 
 async fn allowlist(
@@ -214,25 +261,35 @@ async fn allowlist(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Answer {
-    authorize(&gw, &h)?;
-    let r = match body.is_empty() {
-        true => Reason::default(),
-        false => parse::<Reason>(&body)?,
-    };
-    put_decision(&gw, id, Verdict::Allow, r.reason)
+    let actor = authorize(&gw, &h)?;
+    let r = reason(&body)?;
+    put_decision(&gw, &actor, id, Verdict::Allow, r.reason)
+}
+
+/// An optional `{"reason": …}` body.
+fn reason(body: &[u8]) -> Result<Reason, AdminError> {
+    match body.is_empty() {
+        true => Ok(Reason::default()),
+        false => parse::<Reason>(body),
+    }
 }
 
 async fn clear_override(
     State(gw): State<Arc<Gateway>>,
     h: HeaderMap,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Answer {
-    authorize(&gw, &h)?;
+    let actor = authorize(&gw, &h)?;
+    let why = reason(&body)?.reason;
     if let Some(store) = &gw.keys
         && store
             .lock()
             .map_err(|_| ())
-            .and_then(|s| s.clear_override(&id).map_err(|_| ()))
+            .and_then(|s| {
+                s.clear_override(&id, &actor, &why)
+                    .map_err(|e| tracing::warn!(error = %e, "removing an override failed"))
+            })
             .is_err()
     {
         return fail(
@@ -241,12 +298,20 @@ async fn clear_override(
         );
     }
     let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(&id));
-    match removed {
-        Some(_) => Ok(Json(
+    // One set on another replica is lifted on the board.
+    let on_board = gw.board.as_ref().is_some_and(|b| {
+        let was = b
+            .get(distillguard_bus::board::Scope::Override, &id)
+            .is_some();
+        b.post(distillguard_bus::board::Scope::Override, &id, None);
+        was
+    });
+    match removed.is_some() || on_board {
+        true => Ok(Json(
             json!({"account": id, "override": null, "verdict": gw.verdict(&id, None)}),
         )
         .into_response()),
-        None => fail(
+        false => fail(
             StatusCode::NOT_FOUND,
             format!("account {id} has no override"),
         ),
@@ -313,8 +378,62 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     out
 }
 
-async fn reload(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
+/// `limit=N` of a query string (100 without one; at most 10,000).
+fn audit_limit(query: Option<&str>) -> Result<usize, AdminError> {
+    let mut limit = 100;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("limit", n)) => {
+                limit = n.parse().map_err(|_| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit={n}: give a whole number"),
+                    )
+                })?;
+            }
+            _ => {
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("the query {pair:?}: only limit=N is known"),
+                );
+            }
+        }
+    }
+    Ok(limit.min(10_000))
+}
+
+/// The newest operator actions from the store's audit log.
+async fn audit_log(State(gw): State<Arc<Gateway>>, h: HeaderMap, uri: axum::http::Uri) -> Answer {
     authorize(&gw, &h)?;
+    let limit = audit_limit(uri.query())?;
+    let Some(store) = &gw.keys else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            "no key store (keys_db), so no audit log",
+        );
+    };
+    let log = store
+        .lock()
+        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "key store lock poisoned"))?
+        .audit_log(limit)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the audit log failed");
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the audit log failed",
+            )
+        })?;
+    let entries: Vec<serde_json::Value> = log
+        .iter()
+        .map(|e: &AuditEntry| {
+            json!({"at": e.at, "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail})
+        })
+        .collect();
+    Ok(Json(json!({"audit": entries})).into_response())
+}
+
+async fn reload(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
+    let actor = authorize(&gw, &h)?;
     let Some(path) = &gw.config_path else {
         return fail(
             StatusCode::CONFLICT,
@@ -355,5 +474,20 @@ async fn reload(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Answer {
         *c = Arc::new(new);
     }
     gw.metrics.reloaded();
+    if let Some(store) = &gw.keys
+        && let Ok(s) = store.lock()
+        && let Err(e) = s.record(&AuditEntry {
+            at: distillguard_storage::now_secs(),
+            actor,
+            action: "config.reload".into(),
+            target: path.display().to_string(),
+            detail: match pending.is_empty() {
+                true => String::new(),
+                false => format!("restart needed for {}", pending.join(", ")),
+            },
+        })
+    {
+        tracing::warn!(error = %e, "writing the audit log failed");
+    }
     Ok(Json(json!({"reloaded": true, "restart_needed": pending})).into_response())
 }

@@ -335,6 +335,7 @@ async fn count_and_score(
     let observed: Vec<Observed> = items
         .into_iter()
         .map(|i| Observed {
+            id: gw.ids.next(),
             ts_ms: ts,
             account: c.account.clone(),
             key_id: c.key.as_ref().map(|k| k.id.clone()),
@@ -430,16 +431,25 @@ async fn submit(
     Ok((st, h, bytes, v))
 }
 
-/// Step 5: the batch's requests to the event log, under the batch's id.
+/// Step 5: the batch's requests to the event log and the bus, under the
+/// batch's id.
 fn log(gw: &Gateway, observed: &[Observed], id: &str, status: u16) {
-    let Some(l) = &gw.log else { return };
+    if gw.log.is_none() && gw.bus.is_none() {
+        return;
+    }
     for o in observed {
         let mut o = o.clone();
         o.status = status;
         if let Some(b) = &mut o.batch {
             b.id = id.to_string();
         }
-        let _ = l.write(Arc::new(o));
+        let o = Arc::new(o);
+        if let Some(bus) = &gw.bus {
+            bus.publish(Arc::clone(&o));
+        }
+        if let Some(l) = &gw.log {
+            let _ = l.write(o);
+        }
     }
 }
 

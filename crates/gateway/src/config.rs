@@ -154,6 +154,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
+    /// This replica's name, under which its detector saves verdicts in a
+    /// shared store (default: `<hostname>/<listen>`).
+    pub node: Option<String>,
     /// Per-key and per-account limits in Redis (`redis://host:port`), so
     /// that every replica enforces one limit; without it, each gateway
     /// keeps its own.
@@ -165,16 +168,34 @@ pub struct Cluster {
     pub redis_timeout_ms: NonZeroU64,
     /// Connections to Redis (each carries one admission at a time).
     pub redis_connections: NonZeroUsize,
+    /// `[cluster.nats]`: every request's event is published to NATS
+    /// JetStream for detector workers (`distillguard detect`), partitioned
+    /// by account; what the bus cannot take spills to a local file.
+    pub nats: Option<distillguard_bus::BusConfig>,
 }
 
 impl Default for Cluster {
     fn default() -> Self {
         Cluster {
+            node: None,
             redis_url: None,
             redis_fail_closed: false,
             redis_timeout_ms: NonZeroU64::new(50).unwrap_or(NonZeroU64::MIN),
             redis_connections: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            nats: None,
         }
+    }
+}
+
+impl Config {
+    /// This replica's name: `[cluster] node`, else `<hostname>/<listen>`.
+    pub fn node_name(&self) -> String {
+        self.cluster.node.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}/{}", self.listen)
+        })
     }
 }
 
@@ -480,6 +501,12 @@ impl Config {
                 "trust_forwarded_for".into(),
                 "replaced by trusted_proxies = [\"10.0.0.0/8\", …]: X-Forwarded-For is believed only from the proxies listed there",
             );
+        }
+        if let Some(n) = &self.cluster.nats {
+            n.validate().map_err(|reason| ConfigError::Invalid {
+                field: "cluster.nats".into(),
+                reason,
+            })?;
         }
         if let Some(t) = &self.detect.thresholds {
             t.validate().map_err(|reason| ConfigError::Invalid {

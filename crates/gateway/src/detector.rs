@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use distillguard_core::Verdict;
 use distillguard_detect::engine::{Engine, Thresholds, Weights};
 use distillguard_pipeline::{PerRequest, Pipeline};
-use distillguard_storage::{KeyStore, SavedVerdict};
+use distillguard_storage::{SavedVerdict, Store};
 
 use crate::observed::Observed;
 
@@ -85,9 +85,19 @@ pub struct State {
     pub keys: Verdict,
 }
 
+/// A verdict the detector published: what a feed receives (a scale-out
+/// worker posts them to the verdict board).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Account(String, State),
+    Key(String, Verdict),
+}
+
 /// What the detector thread is handed.
 enum Job {
     Observe(Arc<Observed>),
+    /// An event read from elsewhere (the bus).
+    Event(Box<distillguard_core::Event>),
     /// Answered once everything queued before it has been scored and
     /// published (a batch waits for its verdict this way).
     Barrier(std::sync::mpsc::SyncSender<()>),
@@ -149,7 +159,11 @@ struct Worker {
     last_scan: Instant,
     /// Saved verdicts from before a restart: a floor under the engine's.
     carried: HashMap<String, State>,
-    store: Option<KeyStore>,
+    store: Option<Box<dyn Store>>,
+    /// Where published changes go, if anywhere.
+    feed: Option<std::sync::mpsc::Sender<Change>>,
+    /// This replica's name for its saved verdicts.
+    source: String,
     dirty: bool,
     last_save: Instant,
     forgetting: Forgetting,
@@ -162,41 +176,59 @@ struct Worker {
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// Loads saved verdicts (a store that cannot be read carries nothing).
-fn load(store: &KeyStore) -> HashMap<String, State> {
-    store
-        .verdicts()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| {
-            let verdict: Verdict = serde_json::from_value(serde_json::json!(v.verdict)).ok()?;
-            Some((
-                v.account,
-                State {
-                    verdict,
-                    risk: v.risk,
-                    campaign: v.campaign,
-                    keys: Verdict::Allow,
-                },
-            ))
-        })
-        .collect()
+/// Replicas sharing a store each saved their own: an account carries the
+/// strictest of them.
+fn load(store: &dyn Store) -> HashMap<String, State> {
+    let mut out: HashMap<String, State> = HashMap::new();
+    for v in store.verdicts().unwrap_or_default() {
+        let Ok(verdict) = serde_json::from_value::<Verdict>(serde_json::json!(v.verdict)) else {
+            continue;
+        };
+        let s = out.entry(v.account).or_insert(State {
+            verdict,
+            risk: v.risk,
+            campaign: v.campaign,
+            keys: Verdict::Allow,
+        });
+        s.verdict = s.verdict.max(verdict);
+        s.risk = s.risk.max(v.risk);
+        s.campaign |= v.campaign;
+    }
+    out
 }
 
 impl Detector {
     /// Starts the detector thread with the embedded weights.
-    /// `store`: where verdicts are saved and loaded from (the key store);
+    /// `store`: where verdicts are saved and loaded from (the key store),
+    /// with this replica's name for its rows;
     /// `known`: account records and model releases.
     pub fn start(
         thresholds: Option<Thresholds>,
         link: distillguard_link::Config,
         capacity: usize,
-        store: Option<&str>,
+        store: Option<(&str, String)>,
         known: Known,
         forgetting: Forgetting,
     ) -> Detector {
+        Detector::start_feeding(thresholds, link, capacity, store, known, forgetting, None)
+    }
+
+    /// [`Detector::start`], with every published change sent to `feed`.
+    pub fn start_feeding(
+        thresholds: Option<Thresholds>,
+        link: distillguard_link::Config,
+        capacity: usize,
+        store: Option<(&str, String)>,
+        known: Known,
+        forgetting: Forgetting,
+        feed: Option<std::sync::mpsc::Sender<Change>>,
+    ) -> Detector {
         let (tx, rx) = sync_channel::<Job>(capacity.max(1));
-        let store = store.and_then(|p| KeyStore::open(p).ok());
-        let carried = store.as_ref().map(load).unwrap_or_default();
+        let (store, source) = match store {
+            Some((p, source)) => (distillguard_storage::open(p).ok(), source),
+            None => (None, String::new()),
+        };
+        let carried = store.as_deref().map(load).unwrap_or_default();
         let states: Arc<RwLock<HashMap<String, State>>> = Arc::new(RwLock::new(carried.clone()));
         let alive = Arc::new(AtomicBool::new(true));
         let processed = Arc::new(AtomicU64::new(0));
@@ -226,6 +258,8 @@ impl Detector {
             last_scan: Instant::now(),
             carried,
             store,
+            feed,
+            source,
             dirty: false,
             last_save: Instant::now(),
             forgetting,
@@ -265,6 +299,23 @@ impl Detector {
             tracked,
             forgotten,
             alive,
+        }
+    }
+
+    /// Queues an event read from elsewhere (the bus), waiting while the
+    /// queue is full: a worker must fold every event it acknowledges, so
+    /// it is held back instead of dropping. False if detection is down.
+    pub fn submit_event(&self, e: distillguard_core::Event) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.send(Job::Event(Box::new(e))) {
+            Ok(()) => {
+                self.enqueued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.alive.store(false, Ordering::Relaxed);
+                false
+            }
         }
     }
 
@@ -413,15 +464,26 @@ impl Worker {
                     self.rescan(true);
                     let _ = done.try_send(());
                 }
-                Ok(Job::Observe(o)) => {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.process(&o);
+                Ok(job @ (Job::Observe(_) | Job::Event(_))) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
+                        Job::Observe(o) => {
+                            if let Some(e) = o.event() {
+                                self.process(&e);
+                            }
+                        }
+                        Job::Event(e) => self.process(e),
+                        Job::Barrier(_) => {}
                     }));
                     if r.is_err() {
                         let n = faults.fetch_add(1, Ordering::Relaxed) + 1;
+                        let account = match &job {
+                            Job::Observe(o) => o.account.as_str(),
+                            Job::Event(e) => e.account_id.as_str(),
+                            Job::Barrier(_) => "",
+                        };
                         tracing::warn!(
                             faults = n,
-                            account = %o.account,
+                            account = %account,
                             "scoring a request failed; it was skipped and detection goes on"
                         );
                     }
@@ -447,13 +509,12 @@ impl Worker {
         }
     }
 
-    fn process(&mut self, o: &Observed) {
-        let Some(e) = o.event() else { return };
+    fn process(&mut self, e: &distillguard_core::Event) {
         let per = PerRequest {
             intel: &self.intel,
             link_keys: self.pipeline.linking(),
         };
-        let r = distillguard_pipeline::record(&e, &per);
+        let r = distillguard_pipeline::record(e, &per);
         let out = self.pipeline.process(&r);
         let keys = self
             .published
@@ -473,6 +534,9 @@ impl Worker {
             self.published_keys.insert(k.clone(), out.key);
             if let Ok(mut m) = self.keys.write() {
                 m.insert(k.clone(), out.key);
+            }
+            if let Some(f) = &self.feed {
+                let _ = f.send(Change::Key(k.clone(), out.key));
             }
         }
         self.publish(&e.account_id, state);
@@ -533,7 +597,7 @@ impl Worker {
     fn save(&mut self) {
         self.dirty = false;
         self.last_save = Instant::now();
-        let Some(store) = &mut self.store else { return };
+        let Some(store) = &self.store else { return };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -542,6 +606,7 @@ impl Worker {
             .iter()
             .filter(|(_, s)| s.verdict > Verdict::Allow || s.campaign)
             .map(|(a, s)| SavedVerdict {
+                source: self.source.clone(),
                 account: a.clone(),
                 verdict: s.verdict.as_str().into(),
                 risk: s.risk,
@@ -551,7 +616,7 @@ impl Worker {
             .collect();
         all.sort_by(|a, b| a.account.cmp(&b.account));
         // A failed save is retried at the next change.
-        if let Err(e) = store.save_verdicts(&all) {
+        if let Err(e) = store.save_verdicts(&self.source, &all) {
             tracing::warn!(error = %e, "saving verdicts failed; retried at the next change");
             self.dirty = true;
         }
@@ -591,6 +656,9 @@ impl Worker {
         if changed {
             self.changes[state.verdict as usize].fetch_add(1, Ordering::Relaxed);
             self.dirty = true;
+            if let Some(f) = &self.feed {
+                let _ = f.send(Change::Account(account.to_string(), state));
+            }
         }
         if let Ok(mut m) = self.states.write() {
             m.insert(account.to_string(), state);
@@ -623,6 +691,9 @@ impl Worker {
                 self.changes[Verdict::Block as usize].fetch_add(1, Ordering::Relaxed);
                 self.published.insert(name.clone(), *s);
                 self.dirty = true;
+                if let Some(f) = &self.feed {
+                    let _ = f.send(Change::Account(name.clone(), *s));
+                }
             }
         }
     }

@@ -62,7 +62,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use distillguard_core::Verdict;
-use distillguard_storage::{KeyRecord, KeyStore};
+use distillguard_storage::{KeyRecord, Store};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -89,7 +89,8 @@ pub(crate) struct Gateway {
     /// Where the config came from (for reload).
     config_path: Option<PathBuf>,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
-    keys: Option<Mutex<KeyStore>>,
+    /// Keys, overrides and the audit log (SQLite or PostgreSQL).
+    keys: Option<Mutex<Box<dyn Store>>>,
     /// SHA-256 of a presented key → its record, when verified.
     key_cache: Mutex<HashMap<String, (KeyRecord, Instant)>>,
     limits: Mutex<limits::Limiter>,
@@ -111,6 +112,36 @@ pub(crate) struct Gateway {
     shared: Option<Arc<shared_limits::Shared>>,
     /// Responses conversations served (their depth behind an answer id).
     chains: chains::Chains,
+    /// Ids of the events this process observes.
+    ids: EventIds,
+    /// The event bus (`[cluster.nats]`).
+    bus: Option<distillguard_bus::Publisher<observed::Observed>>,
+    /// The verdict board the cluster's workers post to (`[cluster.nats]`).
+    board: Option<distillguard_bus::board::Watcher>,
+}
+
+/// Event ids: a random prefix drawn at start and a counter, so that ids
+/// are unique across replicas and restarts without coordination.
+pub(crate) struct EventIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl EventIds {
+    fn new() -> EventIds {
+        let prefix = distillguard_storage::random_token()
+            .map(|t| t[..12].to_string())
+            .unwrap_or_else(|_| format!("{:012x}", std::process::id()));
+        EventIds {
+            prefix,
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("ev_{}_{n}", self.prefix)
+    }
 }
 
 impl Gateway {
@@ -153,21 +184,43 @@ impl Gateway {
         Ok(rec)
     }
 
-    /// An operator's override for the account, if any.
+    /// An operator's override for the account, if any: this gateway's,
+    /// else one another replica posted to the board.
     fn override_of(&self, account: &str) -> Option<Verdict> {
         self.overrides
             .read()
             .ok()
             .and_then(|m| m.get(account).map(|d| d.verdict))
+            .or_else(|| {
+                let b = self.board.as_ref()?;
+                let p = b.get(distillguard_bus::board::Scope::Override, account)?;
+                Verdict::parse(&p.verdict)
+            })
     }
 
-    /// The detector's verdict for a request of `account` on `key` (allow
-    /// without a detector).
+    /// The detectors' verdict for a request of `account` on `key`: this
+    /// gateway's own and the cluster's workers' (on the board), the
+    /// stricter (allow without either).
     fn detected(&self, account: &str, key: Option<&str>) -> Verdict {
         let scope = self.config().actions.scope;
-        self.detector
+        let local = self
+            .detector
             .as_ref()
-            .map_or(Verdict::Allow, |d| d.verdict_for(account, key, &scope))
+            .map_or(Verdict::Allow, |d| d.verdict_for(account, key, &scope));
+        let Some(b) = &self.board else {
+            return local;
+        };
+        use distillguard_bus::board::Scope as On;
+        let parse = |v: Option<&str>| v.and_then(Verdict::parse).unwrap_or(Verdict::Allow);
+        let acct = b.get(On::Account, account);
+        let own = parse(acct.as_ref().map(|p| p.verdict.as_str()));
+        let wide = Some(parse(acct.as_ref().and_then(|p| p.keys.as_deref())))
+            .filter(|k| scope.account_wide(*k))
+            .unwrap_or(Verdict::Allow);
+        let of_key = key.map_or(Verdict::Allow, |k| {
+            parse(b.get(On::Key, k).as_ref().map(|p| p.verdict.as_str()))
+        });
+        local.max(own).max(wide).max(of_key)
     }
 
     /// The verdict in force: an operator's override, else the detector's.
@@ -328,12 +381,12 @@ fn router_with(
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let keys = match (cfg.auth, &cfg.keys_db) {
         (config::Auth::Keys, Some(p)) => {
-            Some(KeyStore::open_existing(p).map_err(ServeError::Keys)?)
+            Some(distillguard_storage::open_existing(p).map_err(ServeError::Keys)?)
         }
         _ => None,
     };
     let overrides = match &keys {
-        Some(k) => admin::load_overrides(k).map_err(ServeError::Keys)?,
+        Some(k) => admin::load_overrides(k.as_ref()).map_err(ServeError::Keys)?,
         None => HashMap::new(),
     };
     let detector = match cfg.detect.enabled {
@@ -345,7 +398,7 @@ fn router_with(
                 cfg.detect.thresholds,
                 cfg.link,
                 cfg.detect.queue,
-                cfg.keys_db.as_deref(),
+                cfg.keys_db.as_deref().map(|p| (p, cfg.node_name())),
                 known,
                 detector::Forgetting {
                     idle: Duration::from_secs(cfg.detect.forget_idle_secs.get()),
@@ -359,12 +412,29 @@ fn router_with(
         Some(l) => Some(eventlog::EventLog::start(l.clone()).map_err(ServeError::Serve)?),
         None => None,
     };
+    let bus = match &cfg.cluster.nats {
+        Some(b) => Some(
+            distillguard_bus::Publisher::start(b.clone())
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let board = match &cfg.cluster.nats {
+        Some(b) => Some(
+            distillguard_bus::board::Watcher::start(&b.url, &b.bucket)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
     let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
     let gw = Arc::new(Gateway {
         rejections: rejections::Rejections::default(),
         batch_owners: batches::Owners::default(),
         shared,
         chains: chains::Chains::default(),
+        ids: EventIds::new(),
+        bus,
+        board,
         tls: tls_listener,
         body_budget,
         log,
@@ -437,7 +507,7 @@ pub enum ServeError {
 /// A future that resolves on Ctrl-C or SIGTERM. The handlers are
 /// installed here, before it is first polled, so that a signal sent as soon
 /// as the address is printed already stops the server gracefully.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -270,6 +270,29 @@ impl Metrics {
             "Refusals (400, 413, 429) not counted per account: the table of accounts was full.",
             &[(String::new(), get(&gw.rejections.untracked))],
         );
+        let bus = |f: fn(&distillguard_bus::Stats) -> u64| {
+            vec![(String::new(), gw.bus.as_ref().map_or(0, |b| f(b.stats())))]
+        };
+        counter(
+            "distillguard_bus_published_total",
+            "Events acknowledged by NATS JetStream.",
+            &bus(|s| get(&s.published)),
+        );
+        counter(
+            "distillguard_bus_spilled_total",
+            "Events the bus could not take (queue full, NATS down, no acknowledgement), appended to the spill file.",
+            &bus(|s| get(&s.spilled)),
+        );
+        counter(
+            "distillguard_bus_errors_total",
+            "Publishes that failed or were not acknowledged in time (each then spilled).",
+            &bus(|s| get(&s.errors)),
+        );
+        counter(
+            "distillguard_bus_dropped_total",
+            "Events lost: the spill queue was full too, or the spill file could not be written.",
+            &bus(|s| get(&s.dropped)),
+        );
         counter(
             "distillguard_eventlog_dropped_total",
             "Event-log lines dropped (queue full).",
@@ -304,6 +327,15 @@ impl Metrics {
             let _ = writeln!(s, "distillguard_accounts{{verdict=\"{v}\"}} {n}");
         }
         let overrides = gw.overrides.read().map_or(0, |m| m.len());
+        if let Some(b) = &gw.board {
+            let entries = b.view.read().map_or(0, |m| m.len());
+            let _ = writeln!(
+                s,
+                "# HELP distillguard_board_changes_total Verdict board changes applied (workers' verdicts, replicas' overrides).\n# TYPE distillguard_board_changes_total counter\ndistillguard_board_changes_total {}\n# HELP distillguard_board_entries Entries on the verdict board.\n# TYPE distillguard_board_entries gauge\ndistillguard_board_entries {entries}\n# HELP distillguard_board_delay_seconds From posting to arrival here, of the latest change.\n# TYPE distillguard_board_delay_seconds gauge\ndistillguard_board_delay_seconds {}",
+                get(&b.applied),
+                b.last_delay_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+        }
         if let Some(c) = &gw.connections {
             let _ = writeln!(
                 s,

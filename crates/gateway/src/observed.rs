@@ -17,6 +17,9 @@ use crate::Dialect;
 /// A finished request.
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// The event's id: unique across replicas and restarts (see
+    /// [`crate::EventIds`]); the bus deduplicates by it.
+    pub id: String,
     /// Milliseconds since the epoch, when the request arrived.
     pub ts_ms: i64,
     pub account: String,
@@ -52,7 +55,7 @@ impl Observed {
             }
         };
         Some(Event {
-            id: None,
+            id: Some(self.id.clone()),
             ts: Timestamp(self.ts_ms),
             account_id: self.account.clone(),
             api_key_id: self.key_id.clone(),
@@ -81,6 +84,7 @@ impl Observed {
         let request: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
         let response = self.response.as_ref().map(|r| summary(self.dialect, r));
         let mut line = json!({
+            "id": self.id,
             "ts": Timestamp(self.ts_ms).to_string(),
             "account_id": self.account,
             "api_key_id": self.key_id,
@@ -138,6 +142,19 @@ fn summary(d: Dialect, r: &Response) -> Value {
     }
 }
 
+/// What the event bus carries of a request.
+impl distillguard_bus::publish::Item for Observed {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn account(&self) -> &str {
+        &self.account
+    }
+    fn line(&self) -> String {
+        self.log_line()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -145,6 +162,7 @@ mod tests {
 
     fn observed(d: Dialect, body: &str) -> Observed {
         Observed {
+            id: "ev_test_1".into(),
             ts_ms: 1_771_200_000_000,
             account: "acct_1".into(),
             key_id: Some("0123456789ab".into()),

@@ -609,7 +609,7 @@ async fn forward(
         }
     };
     let status = parts.status.as_u16();
-    let done = take(ctx);
+    let done = take(gw, ctx);
     let g = Arc::clone(gw);
     let tapped = Tapped::new(
         body,
@@ -640,10 +640,11 @@ pub(crate) struct Done {
     started: Instant,
 }
 
-fn take(ctx: &mut Ctx) -> Done {
+fn take(gw: &Gateway, ctx: &mut Ctx) -> Done {
     ctx.open = false;
     Done {
         observed: Observed {
+            id: gw.ids.next(),
             ts_ms: ctx.ts_ms,
             account: ctx.account.clone(),
             key_id: ctx.key.as_ref().map(|k| k.id.clone()),
@@ -692,7 +693,7 @@ fn complete(
     {
         gw.chains.remember(id, &d.observed.account, req);
     }
-    if gw.log.is_none() && gw.detector.is_none() {
+    if gw.log.is_none() && gw.detector.is_none() && gw.bus.is_none() {
         return None;
     }
     d.observed.response = response;
@@ -700,6 +701,9 @@ fn complete(
     d.observed.latency_ms = d.started.elapsed().as_secs_f64() * 1000.0;
     let o = Arc::new(d.observed);
     let ack = gw.log.as_ref().and_then(|log| log.write(Arc::clone(&o)));
+    if let Some(bus) = &gw.bus {
+        bus.publish(Arc::clone(&o));
+    }
     if let Some(det) = &gw.detector {
         det.submit(o);
     }
@@ -730,7 +734,7 @@ pub(crate) async fn handle(
             if let Some(c) = ctx.as_mut().filter(|c| c.open) {
                 let outcome =
                     matches!(e, GatewayError::Upstream { .. }).then_some(Outcome::UpstreamError);
-                let done = take(c);
+                let done = take(&gw, c);
                 // An answer that failed is not acknowledged: no wait.
                 let _ = complete(&gw, done, None, outcome, e.status().as_u16());
             }

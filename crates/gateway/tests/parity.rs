@@ -33,6 +33,7 @@ fn observed() -> Vec<Observed> {
                     .unwrap();
                 let anthropic = e.dialect == distillguard_core::Dialect::Anthropic;
                 out.push(Observed {
+                    id: format!("ev_{}", out.len()),
                     ts_ms: e.ts.0,
                     account: e.account_id.clone(),
                     key_id: e.api_key_id.clone(),

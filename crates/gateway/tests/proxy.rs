@@ -153,10 +153,10 @@ async fn keys_are_required_and_limits_answer_429_with_retry_after() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("keys.db");
     let _ = std::fs::remove_file(&db);
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
-    let (_, key) = store.create("acct_free", "free").unwrap();
-    let (rec2, key2) = store.create("acct_other", "tier1").unwrap();
-    store.revoke(&rec2.id).unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create_key("acct_free", "free", "test").unwrap();
+    let (rec2, key2) = store.create_key("acct_other", "tier1", "test").unwrap();
+    store.revoke_key(&rec2.id, "test", "").unwrap();
     drop(store);
     let up = mock(Duration::ZERO).await;
     let mut cfg = config(&up, 5, 1 << 20);
@@ -593,8 +593,8 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 async fn token_limits_count_prompts_and_metered_answers() {
     let dir = temp_dir("tokens");
     let db = dir.join("keys.db");
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
-    let (_, key) = store.create("acct_t", "tiny").unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create_key("acct_t", "tiny", "test").unwrap();
     drop(store);
     let up = mock(Duration::ZERO).await;
     // Plenty of requests, 400 tokens a minute.
@@ -644,8 +644,8 @@ async fn token_limits_count_prompts_and_metered_answers() {
 async fn the_admin_api_overrides_allowlists_and_reloads() {
     let dir = temp_dir("admin");
     let db = dir.join("keys.db");
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
-    let (_, key) = store.create("acct_a", "tier4").unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create_key("acct_a", "tier4", "test").unwrap();
     drop(store);
     let up = mock(Duration::ZERO).await;
     let token = "dgadmin_test-token";
@@ -745,11 +745,18 @@ async fn the_admin_api_overrides_allowlists_and_reloads() {
     let gw2 = spawn(router_ok(cfg)).await;
     let (_, _, body) = get_with(&gw2, "/admin/accounts/acct_a", &auth).await;
     assert!(body.contains("partner"), "{body}");
-    // Removed: twice is 404.
+    // Removed (by a named operator, with a reason): twice is 404.
+    let carol = format!("{auth}X-Distillguard-Operator: carol\r\n");
     assert_eq!(
-        request_with("DELETE", &gw, "/admin/allowlist/acct_a", "", &auth)
-            .await
-            .0,
+        request_with(
+            "DELETE",
+            &gw,
+            "/admin/allowlist/acct_a",
+            r#"{"reason":"contract ended"}"#,
+            &carol
+        )
+        .await
+        .0,
         200
     );
     assert_eq!(
@@ -788,6 +795,38 @@ async fn the_admin_api_overrides_allowlists_and_reloads() {
         200
     );
     assert_eq!(metric(&gw, "distillguard_config_reloads_total").await, 1.0);
+    // Every change is in the audit log, newest first, with who and why.
+    let token_id = &distillguard_storage::sha256_hex(token)[..8];
+    let (st, _, body) = get_with(&gw, "/admin/audit?limit=4", &auth).await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let seen: Vec<String> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["actor"], e["action"], e["target"], e["detail"]
+            )
+        })
+        .collect();
+    let me = format!("admin:{token_id}");
+    assert_eq!(
+        seen,
+        vec![
+            format!("\"{me}\" \"config.reload\" \"{}\" \"\"", path.display()),
+            format!("\"{me} (carol)\" \"override.clear\" \"acct_a\" \"contract ended\""),
+            format!("\"{me}\" \"override.set\" \"acct_a\" \"allow: partner\""),
+            format!("\"{me}\" \"override.set\" \"acct_a\" \"block: ticket 7\""),
+        ]
+    );
+    // A failed reload changed nothing and is not logged; a bad query is
+    // refused.
+    assert_eq!(get_with(&gw, "/admin/audit?limit=x", &auth).await.0, 400);
+    assert_eq!(get_with(&gw, "/admin/audit?since=3", &auth).await.0, 400);
+    let (_, _, body) = get_with(&gw, "/admin/audit", &auth).await;
+    assert!(body.contains("key.create"), "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -795,11 +834,16 @@ async fn the_admin_api_overrides_allowlists_and_reloads() {
 async fn a_campaign_linked_in_the_gateway_is_blocked_as_a_whole() {
     let dir = temp_dir("campaign");
     let db = dir.join("keys.db");
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
     let keys: Vec<String> = (0..4)
-        .map(|i| store.create(&format!("hydra_{i}"), "bulk").unwrap().1)
+        .map(|i| {
+            store
+                .create_key(&format!("hydra_{i}"), "bulk", "test")
+                .unwrap()
+                .1
+        })
         .collect();
-    let (_, honest) = store.create("honest", "bulk").unwrap();
+    let (_, honest) = store.create_key("honest", "bulk", "test").unwrap();
     drop(store);
     let up = mock(Duration::ZERO).await;
     let token = "dgadmin_t";
@@ -910,8 +954,8 @@ async fn a_client_that_leaves_mid_stream_is_counted_and_its_request_still_observ
 async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
     let dir = temp_dir("throttle");
     let db = dir.join("keys.db");
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
-    let (_, key) = store.create("acct_slow", "fifty").unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
+    let (_, key) = store.create_key("acct_slow", "fifty", "test").unwrap();
     drop(store);
     let up = mock(Duration::ZERO).await;
     // Throttled from the first request on; 50 requests a minute, so 5.
@@ -968,11 +1012,16 @@ async fn a_throttled_account_gets_a_tenth_of_its_request_rate() {
 async fn account_records_link_a_shared_card_in_the_gateway() {
     let dir = temp_dir("card");
     let db = dir.join("keys.db");
-    let store = distillguard_storage::KeyStore::open(db.to_str().unwrap()).unwrap();
+    let store = distillguard_storage::open(db.to_str().unwrap()).unwrap();
     let keys: Vec<String> = (0..3)
-        .map(|i| store.create(&format!("card_{i}"), "bulk").unwrap().1)
+        .map(|i| {
+            store
+                .create_key(&format!("card_{i}"), "bulk", "test")
+                .unwrap()
+                .1
+        })
         .collect();
-    let (_, other) = store.create("own_card", "bulk").unwrap();
+    let (_, other) = store.create_key("own_card", "bulk", "test").unwrap();
     drop(store);
     // Three accounts pay with one card; a fourth with its own.
     let accounts = dir.join("accounts.jsonl");

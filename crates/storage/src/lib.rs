@@ -1,6 +1,15 @@
 /*!
-Storage: API keys and operators' verdict overrides in an embedded SQLite
-database.
+Storage: API keys, operators' verdict overrides, the detector's saved
+verdicts and the audit log of operator actions, behind one [`Store`] trait
+with two backends:
+
+- [`Sqlite`], an embedded file (the default: one process, nothing to run);
+- [`Postgres`], shared by every gateway replica (`postgres://…`).
+
+[`open`] picks the backend from the locator: a `postgres://` or
+`postgresql://` URL, else a file path. Both run the same versioned
+migrations (`schema_migrations`), and one test suite
+(`tests/backends.rs`) runs against both.
 
 A key looks like `dg_<id>_<secret>`. The id is 12 hex digits and public,
 so that an operator can list and revoke keys. The secret is 32 hex digits
@@ -12,10 +21,18 @@ stored or logged.
 
 Overrides are an operator's decisions about an account (`block`,
 `allow` for an allowlisted account, …), kept with who-knows-why text and
-a time, so that they outlive a gateway restart.
+a time, so that they outlive a gateway restart. Every operator action
+(a key created or revoked, an override set or removed) writes an audit
+row (who, when, what, why) in the same transaction as the change, so the
+log cannot miss a change that happened.
 */
 
-use rusqlite::{Connection, OptionalExtension, params};
+mod postgres;
+mod sqlite;
+
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
+
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +42,24 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("key store {at}: {source}")]
+    Postgres {
+        /// The server and database, without credentials.
+        at: String,
+        source: ::postgres::Error,
+    },
+    #[error("key store {at}: its connection thread is gone")]
+    Gone { at: String },
+    #[error("key store {at}: {url}: {reason}")]
+    Locator {
+        at: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "key store {at}: schema version {found} is newer than this build knows ({known}); upgrade distillguard"
+    )]
+    Schema { at: String, found: i64, known: i64 },
     #[error("reading system randomness: {0}")]
     Random(std::io::Error),
     #[error("no key with id {0}")]
@@ -53,6 +88,9 @@ pub struct Override {
 /// gateway keeps enforcing it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedVerdict {
+    /// The detector that saved it (a replica's name): replicas sharing a
+    /// store each keep their own rows, and a reader takes the strictest.
+    pub source: String,
     pub account: String,
     /// `monitor`, `throttle` or `block`.
     pub verdict: String,
@@ -73,9 +111,99 @@ pub struct KeyRecord {
     pub revoked: bool,
 }
 
-pub struct KeyStore {
-    conn: Connection,
-    path: String,
+/// One operator action, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// Who: `cli:<user>@<host>`, or `admin:<token id>` with the operator
+    /// name the admin call gave.
+    pub actor: String,
+    /// What: `key.create`, `key.revoke`, `override.set`, `override.clear`.
+    pub action: String,
+    /// On what: a key id or an account.
+    pub target: String,
+    /// Why, and the detail of the change (a verdict, a tier).
+    pub detail: String,
+}
+
+/// How far a detector worker has folded one partition of the event
+/// stream: every event of the partition up to stream sequence `seq` is
+/// folded (and then acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub partition: u16,
+    pub seq: u64,
+    /// Events of the partition folded, in all (distinct ids).
+    pub events: u64,
+}
+
+/// Where keys, overrides, saved verdicts and the audit log live.
+///
+/// Calls block (the PostgreSQL backend waits for its server); the gateway
+/// makes them rarely (key checks are cached, overrides are held in memory)
+/// and the detector from its own thread.
+pub trait Store: Send {
+    /// Creates a key for `account`; returns its record and the key (shown
+    /// once). Audited as `key.create` by `actor`.
+    fn create_key(
+        &self,
+        account: &str,
+        tier: &str,
+        actor: &str,
+    ) -> Result<(KeyRecord, String), StoreError>;
+    /// Every key, oldest first.
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes a key by id. Audited as `key.revoke`.
+    fn revoke_key(&self, id: &str, actor: &str, why: &str) -> Result<(), StoreError>;
+    /// The record of a presented key, if it is valid and not revoked.
+    fn verify(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Sets (replaces) an account's override. Audited as `override.set`.
+    fn set_override(&self, o: &Override, actor: &str) -> Result<(), StoreError>;
+    /// Removes an account's override; whether there was one. Audited as
+    /// `override.clear` when there was.
+    fn clear_override(&self, account: &str, actor: &str, why: &str) -> Result<bool, StoreError>;
+    /// Every override, by account.
+    fn overrides(&self) -> Result<Vec<Override>, StoreError>;
+    /// Replaces the verdicts saved by `source` with `all` (whose own
+    /// `source` is ignored), in one transaction; other sources' rows stay.
+    fn save_verdicts(&self, source: &str, all: &[SavedVerdict]) -> Result<(), StoreError>;
+    /// Every saved verdict, of every source, by account then source.
+    fn verdicts(&self) -> Result<Vec<SavedVerdict>, StoreError>;
+    /// Writes an audit entry for an action outside the store (a config
+    /// reload).
+    fn record(&self, e: &AuditEntry) -> Result<(), StoreError>;
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Saves workers' checkpoints of `stream`, in one transaction.
+    fn save_checkpoints(&self, stream: &str, all: &[Checkpoint]) -> Result<(), StoreError>;
+    /// The checkpoints of `stream`, by partition.
+    fn checkpoints(&self, stream: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The schema version the store is at.
+    fn schema_version(&self) -> Result<i64, StoreError>;
+}
+
+/// Whether `locator` names a PostgreSQL server rather than a file.
+pub fn is_url(locator: &str) -> bool {
+    locator.starts_with("postgres://") || locator.starts_with("postgresql://")
+}
+
+/// Opens the store at `locator`, creating a file if needed (a PostgreSQL
+/// database must exist; its tables are created).
+pub fn open(locator: &str) -> Result<Box<dyn Store>, StoreError> {
+    match is_url(locator) {
+        true => Ok(Box::new(Postgres::connect(locator)?)),
+        false => Ok(Box::new(Sqlite::open(locator)?)),
+    }
+}
+
+/// Opens the store at `locator`, which must exist: a typo in a path must
+/// not serve with an empty store, or list one.
+pub fn open_existing(locator: &str) -> Result<Box<dyn Store>, StoreError> {
+    match is_url(locator) {
+        true => Ok(Box::new(Postgres::connect(locator)?)),
+        false => Ok(Box::new(Sqlite::open_existing(locator)?)),
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -97,15 +225,55 @@ pub fn sha256_hex(secret: &str) -> String {
     hex(&digest(secret))
 }
 
-/// A new random token (32 hex digits) from the system's randomness.
-pub fn random_token() -> Result<String, StoreError> {
-    let mut b = [0u8; 16];
+fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut b = [0u8; N];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").map_err(StoreError::Random)?,
         &mut b,
     )
     .map_err(StoreError::Random)?;
-    Ok(hex(&b))
+    Ok(b)
+}
+
+/// A new random token (32 hex digits) from the system's randomness.
+pub fn random_token() -> Result<String, StoreError> {
+    Ok(hex(&random_bytes::<16>()?))
+}
+
+/// A new key: its id, its secret, and the secret's hash.
+struct NewKey {
+    id: String,
+    secret: String,
+    hash: Vec<u8>,
+}
+
+fn new_key() -> Result<NewKey, StoreError> {
+    let b = random_bytes::<22>()?;
+    let secret = hex(&b[6..]);
+    Ok(NewKey {
+        id: hex(&b[..6]),
+        hash: digest(&secret),
+        secret,
+    })
+}
+
+/// Splits a presented key into id and secret.
+fn split_key(presented: &str) -> Option<(&str, &str)> {
+    presented
+        .strip_prefix("dg_")
+        .and_then(|r| r.split_once('_'))
+}
+
+/// Whether a stored hash matches the presented secret (constant time).
+fn secret_matches(stored: &[u8], secret: &str) -> bool {
+    constant_time_eq(stored, &digest(secret))
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Options for files holding secrets or raw prompts (key stores, event
@@ -118,16 +286,6 @@ pub fn owner_only() -> std::fs::OpenOptions {
     o
 }
 
-/// Creates `path` owner-only if it does not exist (SQLite would create it
-/// with the process's umask, often world-readable).
-fn create_private(path: &str) -> std::io::Result<()> {
-    match owner_only().write(true).create_new(true).open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -136,355 +294,98 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl KeyStore {
-    /// Opens the store at `path`, which must exist: a typo in a path must
-    /// not serve with an empty store, or list one.
-    pub fn open_existing(path: &str) -> Result<KeyStore, StoreError> {
-        if path != ":memory:" && !std::path::Path::new(path).exists() {
-            return Err(StoreError::Missing(path.to_string()));
-        }
-        KeyStore::open(path)
-    }
-
-    /// Opens (creating if needed, readable by its owner only) the store at
-    /// `path` (`:memory:` for tests). The database runs in WAL mode.
-    pub fn open(path: &str) -> Result<KeyStore, StoreError> {
-        let db = |source| StoreError::Db {
-            path: path.to_string(),
-            source,
-        };
-        if path != ":memory:" {
-            create_private(path).map_err(|source| StoreError::Io {
-                path: path.to_string(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        // The gateway's detector saves verdicts on its own connection.
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS api_keys (
-                id TEXT PRIMARY KEY,
-                secret_sha256 BLOB NOT NULL,
-                account TEXT NOT NULL,
-                tier TEXT NOT NULL,
-                created INTEGER NOT NULL,
-                revoked INTEGER NOT NULL DEFAULT 0
-            );
-            CREATE TABLE IF NOT EXISTS verdicts (
-                account TEXT PRIMARY KEY,
-                verdict TEXT NOT NULL,
-                risk REAL NOT NULL,
-                campaign INTEGER NOT NULL,
-                updated INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS overrides (
-                account TEXT PRIMARY KEY,
-                verdict TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                created INTEGER NOT NULL
-            );",
-        )
-        .map_err(db)?;
-        Ok(KeyStore {
-            conn,
-            path: path.to_string(),
-        })
-    }
-
-    fn db(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Db {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Creates a key; returns its record and the key (shown once).
-    pub fn create(&self, account: &str, tier: &str) -> Result<(KeyRecord, String), StoreError> {
-        let mut b = [0u8; 22];
-        std::io::Read::read_exact(
-            &mut std::fs::File::open("/dev/urandom").map_err(StoreError::Random)?,
-            &mut b,
-        )
-        .map_err(StoreError::Random)?;
-        let id = hex(&b[..6]);
-        let secret = hex(&b[6..]);
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.conn
-            .execute(
-                "INSERT INTO api_keys (id, secret_sha256, account, tier, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, digest(&secret), account, tier, created],
-            )
-            .map_err(self.db())?;
-        Ok((
-            KeyRecord {
-                id: id.clone(),
-                account: account.into(),
-                tier: tier.into(),
-                created,
-                revoked: false,
-            },
-            format!("dg_{id}_{secret}"),
-        ))
-    }
-
-    pub fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, account, tier, created, revoked FROM api_keys ORDER BY created, id",
-            )
-            .map_err(self.db())?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(KeyRecord {
-                    id: r.get(0)?,
-                    account: r.get(1)?,
-                    tier: r.get(2)?,
-                    created: r.get(3)?,
-                    revoked: r.get::<_, i64>(4)? != 0,
-                })
-            })
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
-    }
-
-    pub fn revoke(&self, id: &str) -> Result<(), StoreError> {
-        let n = self
-            .conn
-            .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])
-            .map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::NoSuchKey(id.into()));
-        }
-        Ok(())
-    }
-
-    /// Sets (replaces) an account's override.
-    pub fn set_override(&self, o: &Override) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO overrides (account, verdict, reason, created) VALUES (?1, ?2, ?3, ?4)",
-                params![o.account, o.verdict, o.reason, o.created],
-            )
-            .map_err(self.db())?;
-        Ok(())
-    }
-
-    /// Removes an account's override; whether there was one.
-    pub fn clear_override(&self, account: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute("DELETE FROM overrides WHERE account = ?1", params![account])
-            .map_err(self.db())?;
-        Ok(n > 0)
-    }
-
-    /// Every override, by account.
-    pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT account, verdict, reason, created FROM overrides ORDER BY account")
-            .map_err(self.db())?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(Override {
-                    account: r.get(0)?,
-                    verdict: r.get(1)?,
-                    reason: r.get(2)?,
-                    created: r.get(3)?,
-                })
-            })
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
-    }
-
-    /// Replaces the saved verdicts with `all`, in one transaction.
-    pub fn save_verdicts(&mut self, all: &[SavedVerdict]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let db = |source| StoreError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
-        tx.execute("DELETE FROM verdicts", []).map_err(db)?;
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO verdicts (account, verdict, risk, campaign, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(db)?;
-            for v in all {
-                st.execute(params![v.account, v.verdict, v.risk, v.campaign, v.updated])
-                    .map_err(db)?;
-            }
-        }
-        tx.commit().map_err(db)
-    }
-
-    pub fn verdicts(&self) -> Result<Vec<SavedVerdict>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT account, verdict, risk, campaign, updated FROM verdicts ORDER BY account",
-            )
-            .map_err(self.db())?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(SavedVerdict {
-                    account: r.get(0)?,
-                    verdict: r.get(1)?,
-                    risk: r.get(2)?,
-                    campaign: r.get(3)?,
-                    updated: r.get(4)?,
-                })
-            })
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
-    }
-
-    /// The record of a presented key, if it is valid and not revoked.
-    pub fn verify(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let Some((id, secret)) = presented
-            .strip_prefix("dg_")
-            .and_then(|r| r.split_once('_'))
-        else {
-            return Ok(None);
-        };
-        let row: Option<(Vec<u8>, KeyRecord)> = self
-            .conn
-            .query_row(
-                "SELECT secret_sha256, id, account, tier, created, revoked FROM api_keys WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        KeyRecord {
-                            id: r.get(1)?,
-                            account: r.get(2)?,
-                            tier: r.get(3)?,
-                            created: r.get(4)?,
-                            revoked: r.get::<_, i64>(5)? != 0,
-                        },
-                    ))
-                },
-            )
-            .optional()
-            .map_err(self.db())?;
-        Ok(row.and_then(|(h, rec)| {
-            (constant_time_eq(&h, &digest(secret)) && !rec.revoked).then_some(rec)
-        }))
+/// The audit entry of an action, now.
+fn entry(actor: &str, action: &str, target: &str, detail: String) -> AuditEntry {
+    AuditEntry {
+        at: now_secs(),
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        detail,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn keys_are_created_verified_listed_and_revoked() {
-        let s = KeyStore::open(":memory:").unwrap();
-        let (rec, key) = s.create("acct_1", "tier2").unwrap();
-        assert!(key.starts_with(&format!("dg_{}_", rec.id)));
-        assert_eq!(s.verify(&key).unwrap().unwrap().account, "acct_1");
-        // A wrong secret, a malformed key, an unknown id: no.
-        let wrong = format!("{}0", &key[..key.len() - 1]);
-        let wrong = if wrong == key {
-            format!("{}1", &key[..key.len() - 1])
-        } else {
-            wrong
-        };
-        assert!(s.verify(&wrong).unwrap().is_none());
-        assert!(s.verify("sk-nothing").unwrap().is_none());
-        assert!(s.verify("dg_000000000000_00").unwrap().is_none());
-        // The secret is not stored: only its hash.
-        let secret = key.rsplit('_').next().unwrap();
-        let stored: Vec<u8> = s
-            .conn
-            .query_row("SELECT secret_sha256 FROM api_keys", [], |r| r.get(0))
-            .unwrap();
-        assert_ne!(stored, secret.as_bytes());
-        assert_eq!(stored.len(), 32);
-        assert_eq!(s.list().unwrap().len(), 1);
-        s.revoke(&rec.id).unwrap();
-        assert!(s.verify(&key).unwrap().is_none());
-        assert!(s.list().unwrap()[0].revoked);
-        assert!(matches!(s.revoke("nope"), Err(StoreError::NoSuchKey(_))));
-    }
-
-    #[test]
-    fn overrides_are_set_replaced_listed_and_cleared() {
-        let s = KeyStore::open(":memory:").unwrap();
-        let o = |v: &str| Override {
-            account: "acct_9".into(),
-            verdict: v.into(),
-            reason: "ticket 12".into(),
-            created: 5,
-        };
-        s.set_override(&o("block")).unwrap();
-        s.set_override(&o("allow")).unwrap();
-        assert_eq!(s.overrides().unwrap(), vec![o("allow")]);
-        assert!(s.clear_override("acct_9").unwrap());
-        assert!(!s.clear_override("acct_9").unwrap());
-        assert!(s.overrides().unwrap().is_empty());
-    }
-
-    #[test]
-    fn verdicts_are_replaced_as_a_whole() {
-        let mut s = KeyStore::open(":memory:").unwrap();
-        let v = |a: &str, verdict: &str| SavedVerdict {
-            account: a.into(),
-            verdict: verdict.into(),
-            risk: 0.9,
-            campaign: a == "b",
-            updated: 7,
-        };
-        s.save_verdicts(&[v("a", "block"), v("b", "throttle")])
-            .unwrap();
-        s.save_verdicts(&[v("b", "block")]).unwrap();
-        assert_eq!(s.verdicts().unwrap(), vec![v("b", "block")]);
-    }
-
-    #[test]
-    fn a_store_file_is_private_in_wal_mode_and_never_made_by_a_typo() {
-        let dir = std::env::temp_dir().join(format!("dg-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("keys.db");
-        let p = path.to_str().unwrap();
-        assert!(matches!(
-            KeyStore::open_existing(p),
-            Err(StoreError::Missing(_))
-        ));
-        assert!(!path.exists(), "opening a missing store must not create it");
-        let s = KeyStore::open(p).unwrap();
-        s.create("acct_1", "tier1").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-        }
-        let mode: String = s
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        drop(s);
-        assert_eq!(KeyStore::open_existing(p).unwrap().list().unwrap().len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn constant_time_equality() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn locators_pick_the_backend() {
+        assert!(is_url("postgres://u@h/db"));
+        assert!(is_url("postgresql://h/db"));
+        assert!(!is_url("keys.db"));
+        assert!(!is_url("/var/lib/postgres/keys.db"));
+    }
+
+    #[test]
+    fn keys_split_into_id_and_secret() {
+        assert_eq!(split_key("dg_abc_def"), Some(("abc", "def")));
+        assert_eq!(split_key("sk-abc"), None);
+        assert_eq!(split_key("dg_abc"), None);
+    }
+}
+
+/// A PostgreSQL schema of its own for one test (its tables are dropped
+/// with it), so that tests share a server without seeing each other.
+#[doc(hidden)]
+pub mod testing {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The test server: `DATABASE_URL`, else the local default.
+    pub fn database_url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    pub struct Schema {
+        pub name: String,
+    }
+
+    /// Runs `sql` on the test server, from a thread of its own (a test may
+    /// be inside an async runtime, which the blocking client must not
+    /// enter).
+    fn run(sql: &str) -> Result<(), ::postgres::Error> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ::postgres::Client::connect(&database_url(), ::postgres::NoTls)?.batch_execute(sql)
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    impl Schema {
+        /// Creates `dg_test_<pid>_<n>` on the test server.
+        pub fn new() -> Result<Schema, ::postgres::Error> {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "dg_test_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}");
+            run(&sql)?;
+            Ok(Schema { name })
+        }
+
+        /// The URL of a connection whose tables live in this schema.
+        pub fn url(&self) -> String {
+            let base = database_url();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-csearch_path%3D{}", self.name)
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let _ = run(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
     }
 }

@@ -1,0 +1,167 @@
+//! `distillguard detect`: a detector worker of a cluster. It folds the
+//! events of its partitions from NATS JetStream through the verdict
+//! pipeline and posts verdicts to the board every gateway enforces (see
+//! `docs/scale.md`).
+
+use std::io::{self, Write};
+use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+#[derive(Args)]
+pub(crate) struct DetectArgs {
+    /// The cluster's gateway config: its `[cluster.nats]` (server,
+    /// partitions, stream, subjects, board), `keys_db` (where checkpoints
+    /// go), `[detect]` (thresholds, account records, model releases) and
+    /// `[link]` apply, so that workers judge as the gateways would. Flags
+    /// given here win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The NATS server.
+    #[arg(long)]
+    nats: Option<String>,
+    /// The partitions this worker owns: FIRST-LAST (as 0-3) or one
+    /// (default: all of them).
+    #[arg(long)]
+    partitions: Option<String>,
+    /// Partitions of the event subjects in all (default 8).
+    #[arg(long)]
+    of: Option<NonZeroU16>,
+    /// The events stream (default DISTILLGUARD_EVENTS).
+    #[arg(long)]
+    stream: Option<String>,
+    /// The subjects' prefix (default distillguard.events).
+    #[arg(long)]
+    subject_prefix: Option<String>,
+    /// Where checkpoints are kept: `postgres://…` or a SQLite file
+    /// (default: the config's keys_db, else distillguard.db).
+    #[arg(long)]
+    store: Option<String>,
+    /// The verdict board's bucket (default distillguard_verdicts).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// This worker's name (on the board and in logs; default: the host
+    /// and the partitions).
+    #[arg(long)]
+    name: Option<String>,
+    /// Event time held back to put events from several gateways in order.
+    #[arg(long, default_value_t = 2000)]
+    reorder_ms: u64,
+    /// Quiet input for this long releases everything held.
+    #[arg(long, default_value_t = 1000)]
+    idle_flush_ms: u64,
+    /// How often progress is checkpointed and acknowledged.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_ms: u64,
+    /// Account records (JSONL), as `[detect] accounts` of the gateway.
+    #[arg(long)]
+    accounts: Option<PathBuf>,
+    /// Model releases (JSONL), as `[detect] models`.
+    #[arg(long)]
+    models: Option<PathBuf>,
+}
+
+pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
+    let gw = match &a.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                distillguard_gateway::Config::from_toml(&text)
+                    .with_context(|| format!("config {}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let from_config = gw.as_ref().and_then(|c| c.cluster.nats.clone());
+    let mut bus =
+        from_config.unwrap_or_else(|| distillguard_bus::BusConfig::new("nats://127.0.0.1:4222"));
+    if let Some(u) = a.nats {
+        bus.url = u;
+    }
+    if let Some(n) = a.of {
+        bus.partitions = n;
+    }
+    if let Some(s) = a.stream {
+        bus.stream = s;
+    }
+    if let Some(s) = a.subject_prefix {
+        bus.subject_prefix = s;
+    }
+    if let Some(b) = a.bucket {
+        bus.bucket = b;
+    }
+    bus.validate().map_err(anyhow::Error::msg)?;
+    let partitions = match &a.partitions {
+        Some(r) => distillguard_worker::parse_range(r).map_err(anyhow::Error::msg)?,
+        None => 0..=bus.partitions.get() - 1,
+    };
+    let detect = gw.as_ref().map(|c| c.detect.clone()).unwrap_or_default();
+    let accounts = a.accounts.or(detect.accounts.clone());
+    let models = a.models.or(detect.models.clone());
+    let known = distillguard_gateway::detector::Known::load(accounts.as_deref(), models.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let store = a
+        .store
+        .or_else(|| gw.as_ref().and_then(|c| c.keys_db.clone()))
+        .unwrap_or_else(|| "distillguard.db".into());
+    let name = a.name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}/p{}-{}", partitions.start(), partitions.end())
+    });
+    let cfg = distillguard_worker::WorkerConfig {
+        bus,
+        partitions,
+        store,
+        name,
+        reorder_ms: i64::try_from(a.reorder_ms).unwrap_or(i64::MAX),
+        idle_flush: Duration::from_millis(a.idle_flush_ms),
+        checkpoint_every: Duration::from_millis(a.checkpoint_ms.max(1)),
+        thresholds: detect.thresholds,
+        link: gw.as_ref().map(|c| c.link).unwrap_or_default(),
+        known,
+        forgetting: distillguard_gateway::detector::Forgetting {
+            idle: Duration::from_secs(detect.forget_idle_secs.get()),
+            max_accounts: detect.max_accounts.get(),
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let progress = Arc::new(distillguard_worker::Progress::default());
+    let summary = rt.block_on(async {
+        let shutdown = distillguard_gateway::shutdown_signal()?;
+        // Progress on standard error every ten seconds.
+        let p = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let _ = writeln!(
+                    io::stderr(),
+                    "{}",
+                    serde_json::json!({
+                        "folded": p.folded.load(Ordering::Relaxed),
+                        "duplicates": p.duplicates.load(Ordering::Relaxed),
+                        "posted": p.posted.load(Ordering::Relaxed),
+                        "checkpoints": p.checkpoints.load(Ordering::Relaxed),
+                    })
+                );
+            }
+        });
+        distillguard_worker::run(cfg, shutdown, Arc::clone(&progress))
+            .await
+            .context("detector worker")
+    })?;
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, &summary)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
+}

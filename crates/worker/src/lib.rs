@@ -1,0 +1,590 @@
+/*!
+Detector workers (`distillguard detect --nats …`): the gateways' events,
+read from NATS JetStream by partition, folded through the same detector
+and verdict pipeline as a gateway's own, and the verdicts posted to the
+verdict board that every gateway enforces.
+
+One worker owns a range of partitions (`--partitions 0-7`). For each, it
+is the durable pull consumer `dg-<stream>-p<n>`, re-made at start to read
+the partition from the beginning of what the stream keeps: **the state is
+rebuilt by folding the retained events again**. The accounts of a
+partition are only ever folded by the worker that owns it, so moving a
+partition is stopping one worker and starting another on its range.
+
+Delivery is at least once and folding is idempotent:
+- events come through a reorder buffer (`reorder_ms` of event time; it
+  also releases everything when the input has been quiet for
+  `idle_flush_ms`), so that the fold sees the order `analyze` sees;
+- an event id already folded is skipped (ids are remembered for the last
+  4–8 million events), and so is a stream sequence already seen;
+- every `checkpoint_ms`, the worker waits until the detector has folded
+  everything handed to it, then saves per partition the highest stream
+  sequence below which everything received is folded, with the count of
+  events folded, in the store (PostgreSQL or SQLite), and only then
+  acknowledges (ack-all) up to it. A restarted worker reads the
+  checkpoints, rebuilds, and reports whether it folded at least as many
+  events as they cover.
+*/
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU16;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use distillguard_bus::board::{Board, Posted, Scope};
+use distillguard_bus::{BusConfig, BusError};
+use distillguard_core::Event;
+use distillguard_detect::reorder::{Reorder, Timed};
+use distillguard_gateway::detector::{Change, Detector, Forgetting, Known};
+use distillguard_storage::{Checkpoint, Store, StoreError};
+use futures_util::StreamExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("partition {partition}: {reason}")]
+    Partition { partition: u16, reason: String },
+    #[error("partitions {0:?}: beyond the {1} partitions of the stream")]
+    Range(RangeInclusive<u16>, u16),
+    #[error("the detector stopped")]
+    DetectorDown,
+}
+
+/// What a worker needs.
+pub struct WorkerConfig {
+    /// The bus (URL, partition count, stream, subjects).
+    pub bus: BusConfig,
+    /// The partitions this worker owns.
+    pub partitions: RangeInclusive<u16>,
+    /// Where checkpoints are kept: `postgres://…` or a SQLite file.
+    pub store: String,
+    /// The worker's name (on the board, in logs).
+    pub name: String,
+    pub reorder_ms: i64,
+    pub idle_flush: Duration,
+    pub checkpoint_every: Duration,
+    /// Detection settings (as the gateway's `[detect]` and `[link]`).
+    pub thresholds: Option<distillguard_detect::engine::Thresholds>,
+    pub link: distillguard_link::Config,
+    pub known: Known,
+    pub forgetting: Forgetting,
+}
+
+/// Counters, readable while the worker runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events handed to the detector (distinct ids).
+    pub folded: AtomicU64,
+    /// Deliveries skipped: an id or a sequence already folded.
+    pub duplicates: AtomicU64,
+    /// Messages that are not event lines (acknowledged and skipped).
+    pub malformed: AtomicU64,
+    /// Events that came later than the reorder window (folded late).
+    pub late: AtomicU64,
+    /// Verdicts posted to the board.
+    pub posted: AtomicU64,
+    /// Checkpoints saved.
+    pub checkpoints: AtomicU64,
+    /// Events the checkpoints found at start covered (what a rebuild must
+    /// reach).
+    pub covered_at_start: AtomicU64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub folded: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+    pub late: u64,
+    pub posted: u64,
+    pub checkpoints: u64,
+    pub covered_at_start: u64,
+    /// Accounts per verdict at the end (allow, monitor, throttle, block).
+    pub accounts: [u64; 4],
+    pub campaign_members: u64,
+}
+
+/// The longest wait for one fetch's answer.
+const FETCH_WAIT: Duration = Duration::from_secs(2);
+
+/// An event waiting in the reorder buffer.
+struct Pending {
+    key: (i64, u64),
+    partition: u16,
+    seq: u64,
+    event: Event,
+}
+
+impl Timed for Pending {
+    fn order_key(&self) -> (i64, u64) {
+        self.key
+    }
+}
+
+/// Ids already folded: two generations of at most `GENERATION` each.
+struct Seen {
+    now: HashSet<u64>,
+    old: HashSet<u64>,
+}
+
+const GENERATION: usize = 4_000_000;
+
+impl Seen {
+    /// Whether `id` is new (and remembers it).
+    fn insert(&mut self, id: &str) -> bool {
+        let h = distillguard_sketches::hash_exact(id.as_bytes());
+        if self.old.contains(&h) || !self.now.insert(h) {
+            return false;
+        }
+        if self.now.len() >= GENERATION {
+            self.old = std::mem::take(&mut self.now);
+        }
+        true
+    }
+}
+
+/// One partition's delivery state.
+struct Part {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Received and not yet folded (in the reorder buffer).
+    pending: BTreeSet<u64>,
+    /// The highest sequence received.
+    max_seen: u64,
+    /// The highest sequence acknowledged.
+    acked: u64,
+    /// Messages received and not acknowledged, oldest first (ack-all
+    /// acknowledges a message and every one before it).
+    unacked: std::collections::VecDeque<(u64, jetstream::Message)>,
+    events: u64,
+}
+
+impl Part {
+    /// Everything received up to this sequence is folded.
+    fn covered(&self) -> u64 {
+        match self.pending.first() {
+            Some(&s) => s.saturating_sub(1),
+            None => self.max_seen,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A consumer name of the stream and partition (durable names take no
+/// dots).
+fn consumer_name(stream: &str, p: u16) -> String {
+    format!("dg-{stream}-p{p}")
+}
+
+/// Parses `a-b` or `a` into a partition range.
+pub fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: give FIRST-LAST, as 0-7"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: give FIRST-LAST, as 0-7"))?;
+    if a > b {
+        return Err(format!("{s:?}: the first partition is after the last"));
+    }
+    Ok(a..=b)
+}
+
+/// Runs a worker until `shutdown` completes; then folds and checkpoints
+/// what it has, and returns.
+pub async fn run(
+    cfg: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    progress: Arc<Progress>,
+) -> Result<Summary, WorkerError> {
+    let parts_n: NonZeroU16 = cfg.bus.partitions;
+    if *cfg.partitions.end() >= parts_n.get() {
+        return Err(WorkerError::Range(cfg.partitions.clone(), parts_n.get()));
+    }
+    let store = distillguard_storage::open(&cfg.store)?;
+    let at_start: HashMap<u16, Checkpoint> = store
+        .checkpoints(&cfg.bus.stream)?
+        .into_iter()
+        .filter(|c| cfg.partitions.contains(&c.partition))
+        .map(|c| (c.partition, c))
+        .collect();
+    let covered_at_start: u64 = at_start.values().map(|c| c.events).sum();
+    progress
+        .covered_at_start
+        .store(covered_at_start, Ordering::Relaxed);
+    // NATS may be away when a worker starts (a restart by a supervisor
+    // during an outage): it waits for it, until told to stop.
+    tokio::pin!(shutdown);
+    let (client, board, mut parts) = loop {
+        match connect_partitions(&cfg).await {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
+                tokio::select! {
+                    () = &mut shutdown => return Err(e),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let (feed, changes) = std::sync::mpsc::channel::<Change>();
+    let detector = Detector::start_feeding(
+        cfg.thresholds,
+        cfg.link,
+        65_536,
+        None,
+        cfg.known,
+        cfg.forgetting,
+        Some(feed),
+    );
+    tracing::info!(
+        worker = %cfg.name,
+        partitions = ?cfg.partitions,
+        covered_at_start,
+        "worker started: rebuilding from the stream"
+    );
+    let mut reorder: Reorder<Pending> = Reorder::new(cfg.reorder_ms);
+    let mut seen = Seen {
+        now: HashSet::new(),
+        old: HashSet::new(),
+    };
+    let detector = Arc::new(detector);
+    // Verdicts not yet on the board (NATS away), newest per id.
+    let mut backlog: HashMap<(Scope, String), Posted> = HashMap::new();
+    // The newest order key released: an event older than it is late.
+    let mut last_out: Option<(i64, u64)> = None;
+    let mut last_input = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    loop {
+        let mut got = 0usize;
+        let mut released: Vec<Pending> = Vec::new();
+        for (p, part) in parts.iter_mut() {
+            // NATS away: the fetch fails, and is tried again next round
+            // (the client reconnects by itself).
+            // A fetch in flight when the connection drops is never
+            // answered: each is bounded.
+            let fetch = async {
+                match part.consumer.fetch().max_messages(512).messages().await {
+                    Ok(batch) => Ok(batch.collect::<Vec<_>>().await),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let msgs = match tokio::time::timeout(FETCH_WAIT, fetch).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    tracing::warn!(partition = *p, error = %e, "fetching failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(partition = *p, "a fetch was not answered; retrying");
+                    continue;
+                }
+            };
+            for m in msgs {
+                let Ok(m) = m else { continue };
+                let Ok(info) = m.info() else { continue };
+                let seq = info.stream_sequence;
+                got += 1;
+                if seq <= part.max_seen {
+                    // Delivered again (an acknowledgement lost): folded.
+                    progress.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                part.max_seen = seq;
+                let event = std::str::from_utf8(&m.payload)
+                    .ok()
+                    .and_then(|t| distillguard_core::parse_event_line(t).ok());
+                part.unacked.push_back((seq, m));
+                let Some(event) = event else {
+                    progress.malformed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if let Some(id) = &event.id
+                    && !seen.insert(id)
+                {
+                    progress.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                part.pending.insert(seq);
+                let key = (
+                    event.ts.0,
+                    distillguard_sketches::hash_exact(event.account_id.as_bytes()),
+                );
+                let item = Pending {
+                    key,
+                    partition: *p,
+                    seq,
+                    event,
+                };
+                if last_out.is_some_and(|l| key < l) {
+                    // Later than the window: folded at once, out of order.
+                    progress.late.fetch_add(1, Ordering::Relaxed);
+                    released.push(item);
+                } else if reorder
+                    .push(item, |x| {
+                        last_out = last_out.max(Some(x.key));
+                        released.push(x);
+                    })
+                    .is_err()
+                {
+                    // Not reached: lateness is checked above.
+                    progress.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if got > 0 {
+            last_input = Instant::now();
+        }
+        if stopping || last_input.elapsed() >= cfg.idle_flush {
+            reorder.flush(|x| {
+                last_out = last_out.max(Some(x.key));
+                released.push(x);
+            });
+        }
+        for x in &released {
+            if let Some((_, part)) = parts.iter_mut().find(|(q, _)| *q == x.partition) {
+                part.pending.remove(&x.seq);
+                part.events += 1;
+            }
+        }
+        for x in released {
+            if !detector.submit_event(x.event) {
+                return Err(WorkerError::DetectorDown);
+            }
+            progress.folded.fetch_add(1, Ordering::Relaxed);
+        }
+        post_changes(&changes, &mut backlog, &board, &cfg.name, &progress).await;
+        if stopping || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            checkpoint(
+                &detector,
+                store.as_ref(),
+                &cfg.bus.stream,
+                &mut parts,
+                &progress,
+            )
+            .await?;
+            post_changes(&changes, &mut backlog, &board, &cfg.name, &progress).await;
+            last_checkpoint = Instant::now();
+        }
+        if stopping {
+            break;
+        }
+        if got == 0 {
+            tokio::select! {
+                () = &mut shutdown => stopping = true,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        } else if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+            stopping = true;
+        }
+    }
+    let (accounts, campaign_members) = detector.counts();
+    drop(detector);
+    tracing::info!(worker = %cfg.name, folded = progress.folded.load(Ordering::Relaxed), "worker stopped");
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    Ok(Summary {
+        folded: progress.folded.load(Ordering::Relaxed),
+        duplicates: progress.duplicates.load(Ordering::Relaxed),
+        malformed: progress.malformed.load(Ordering::Relaxed),
+        late: progress.late.load(Ordering::Relaxed),
+        posted: progress.posted.load(Ordering::Relaxed),
+        checkpoints: progress.checkpoints.load(Ordering::Relaxed),
+        covered_at_start,
+        accounts,
+        campaign_members,
+    })
+}
+
+type Connected = (async_nats::Client, Board, Vec<(u16, Part)>);
+
+/// Connects, makes sure of the stream and the board, and (re)makes the
+/// partitions' consumers so that they deliver from the start.
+async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError> {
+    let client = distillguard_bus::connect(&cfg.bus.url).await?;
+    let js = jetstream::new(client.clone());
+    let stream = distillguard_bus::ensure_stream(&js, &cfg.bus).await?;
+    let board = Board::open(&js, &cfg.bus.bucket).await?;
+    let mut parts: Vec<(u16, Part)> = Vec::new();
+    for p in cfg.partitions.clone() {
+        let name = consumer_name(&cfg.bus.stream, p);
+        let _ = stream.delete_consumer(&name).await;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name),
+                filter_subject: cfg.bus.subject(p),
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_wait: Duration::from_secs(600),
+                max_ack_pending: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| WorkerError::Partition {
+                partition: p,
+                reason: e.to_string(),
+            })?;
+        parts.push((
+            p,
+            Part {
+                consumer,
+                pending: BTreeSet::new(),
+                max_seen: 0,
+                acked: 0,
+                unacked: Default::default(),
+                events: 0,
+            },
+        ));
+    }
+    Ok((client, board, parts))
+}
+
+/// Posts the detector's published changes to the board; what cannot be
+/// posted now (NATS away) waits in `backlog`, latest per id, and is tried
+/// again next round.
+async fn post_changes(
+    changes: &std::sync::mpsc::Receiver<Change>,
+    backlog: &mut HashMap<(Scope, String), Posted>,
+    board: &Board,
+    name: &str,
+    progress: &Progress,
+) {
+    while let Ok(c) = changes.try_recv() {
+        let (scope, id, posted) = match c {
+            Change::Account(a, s) => (
+                Scope::Account,
+                a,
+                Posted {
+                    verdict: s.verdict.as_str().into(),
+                    risk: s.risk,
+                    campaign: s.campaign,
+                    keys: Some(s.keys.as_str().into()),
+                    at_ms: now_ms(),
+                    by: name.into(),
+                    reason: String::new(),
+                },
+            ),
+            Change::Key(k, v) => (
+                Scope::Key,
+                k,
+                Posted {
+                    verdict: v.as_str().into(),
+                    risk: 0.0,
+                    campaign: false,
+                    keys: None,
+                    at_ms: now_ms(),
+                    by: name.into(),
+                    reason: String::new(),
+                },
+            ),
+        };
+        backlog.insert((scope, id), posted);
+    }
+    let mut failed = 0usize;
+    let ids: Vec<(Scope, String)> = backlog.keys().cloned().collect();
+    for k in ids {
+        let Some(p) = backlog.get(&k) else { continue };
+        match board.post(k.0, &k.1, p).await {
+            Ok(()) => {
+                backlog.remove(&k);
+                progress.posted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed += 1;
+                if failed == 1 {
+                    tracing::warn!(error = %e, waiting = backlog.len(), "posting verdicts failed; retrying");
+                }
+                // The board is away: the rest waits too.
+                break;
+            }
+        }
+    }
+}
+
+/// Waits until the detector folded everything handed to it, saves the
+/// partitions' checkpoints, then acknowledges up to them.
+async fn checkpoint(
+    detector: &Arc<Detector>,
+    store: &dyn Store,
+    stream: &str,
+    parts: &mut [(u16, Part)],
+    progress: &Progress,
+) -> Result<(), WorkerError> {
+    let d = Arc::clone(detector);
+    let folded =
+        tokio::task::spawn_blocking(move || d.score_and_wait(Vec::new(), Duration::from_secs(300)))
+            .await
+            .unwrap_or(false);
+    if !folded {
+        return Err(WorkerError::DetectorDown);
+    }
+    let all: Vec<Checkpoint> = parts
+        .iter()
+        .map(|(p, part)| Checkpoint {
+            partition: *p,
+            seq: part.covered(),
+            events: part.events,
+        })
+        .collect();
+    store.save_checkpoints(stream, &all)?;
+    progress.checkpoints.fetch_add(1, Ordering::Relaxed);
+    for (p, part) in parts.iter_mut() {
+        let covered = part.covered();
+        let mut last = None;
+        while part.unacked.front().is_some_and(|(s, _)| *s <= covered) {
+            last = part.unacked.pop_front();
+        }
+        if let Some((seq, m)) = last {
+            // A lost acknowledgement is harmless: the checkpoint covers the
+            // event, and the next acknowledgement (ack-all) covers it too.
+            match tokio::time::timeout(FETCH_WAIT, m.ack())
+                .await
+                .unwrap_or_else(|_| Err("no answer".into()))
+            {
+                Ok(()) => part.acked = seq,
+                Err(e) => tracing::warn!(partition = *p, seq, error = %e, "acknowledging failed"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_ranges_parse_or_say_why() {
+        assert_eq!(parse_range("0-7"), Ok(0..=7));
+        assert_eq!(parse_range("3"), Ok(3..=3));
+        assert!(parse_range("7-0").is_err());
+        assert!(parse_range("a-b").is_err());
+    }
+
+    #[test]
+    fn ids_are_folded_once() {
+        let mut seen = Seen {
+            now: HashSet::new(),
+            old: HashSet::new(),
+        };
+        assert!(seen.insert("ev_1"));
+        assert!(!seen.insert("ev_1"));
+        assert!(seen.insert("ev_2"));
+    }
+}
