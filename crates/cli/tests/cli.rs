@@ -1868,10 +1868,36 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
         !list.contains(key.rsplit('_').next().unwrap()),
         "the secret was listed"
     );
-    ok(&["keys", "revoke", &id, "--db", db]);
+    ok(&[
+        "keys",
+        "revoke",
+        &id,
+        "--db",
+        db,
+        "--reason",
+        "left the company",
+    ]);
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["keys", "list", "--format", "json", "--db", db])).unwrap();
     assert_eq!(v[0]["revoked"], true);
+    // Both actions are in the audit log, newest first, with who and why;
+    // no secret is.
+    let audit = ok(&["keys", "audit", "--format", "json", "--db", db]);
+    let v: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(v[0]["action"], "key.revoke", "{audit}");
+    assert_eq!(v[0]["target"], id.as_str());
+    assert_eq!(v[0]["detail"], "left the company");
+    assert_eq!(v[1]["action"], "key.create");
+    assert!(
+        v[1]["actor"].as_str().unwrap().starts_with("cli:"),
+        "{audit}"
+    );
+    assert!(!audit.contains(key.rsplit('_').next().unwrap()));
+    let table = ok(&["keys", "audit", "--db", db]);
+    assert!(
+        table.lines().count() >= 3 && table.contains("key.revoke"),
+        "{table}"
+    );
     // A tier that is not built in is accepted with a note (the gateway's
     // [limits.tiers] may define it); a malformed name is refused.
     let custom = dg(&[
@@ -1925,6 +1951,22 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
         "{err}"
     );
     assert!(!err.contains(&token));
+}
+
+/// A new key of `account` in the store `db` (a file or a PostgreSQL URL).
+fn create_key(db: &str, account: &str, tier: &str) -> String {
+    ok(&[
+        "keys",
+        "create",
+        "--account",
+        account,
+        "--tier",
+        tier,
+        "--db",
+        db,
+    ])
+    .trim()
+    .to_string()
 }
 
 /// Starts `distillguard serve` with `config`; returns the child and its URL.
@@ -1992,20 +2034,7 @@ fn the_official_sdks_work_through_the_gateway_and_get_the_right_errors() {
     let d = Dir::new("sdk");
     let db = d.path("keys.db");
     let db = db.to_str().unwrap();
-    let key_for = |account: &str, tier: &str| {
-        ok(&[
-            "keys",
-            "create",
-            "--account",
-            account,
-            "--tier",
-            tier,
-            "--db",
-            db,
-        ])
-        .trim()
-        .to_string()
-    };
+    let key_for = |account: &str, tier: &str| create_key(db, account, tier);
     let key = key_for("acct_sdk", "tier2");
     let free = key_for("acct_free", "free");
     let revoked = key_for("acct_gone", "tier1");
@@ -2976,20 +3005,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     let nats_dir = d.path("nats");
     let mut nats = Some(nats_server(nats_port, &nats_dir));
     let mut redis = Some(redis_server(redis_port));
-    let key = |account: &str, tier: &str| {
-        ok(&[
-            "keys",
-            "create",
-            "--account",
-            account,
-            "--tier",
-            tier,
-            "--db",
-            &pg,
-        ])
-        .trim()
-        .to_string()
-    };
+    let key = |account: &str, tier: &str| create_key(&pg, account, tier);
     let hydra: Vec<String> = (0..4).map(|i| key(&format!("hydra_{i}"), "bulk")).collect();
     let honest = key("honest", "bulk");
     let limited = key("limited", "ten");

@@ -305,6 +305,38 @@ fn entry(actor: &str, action: &str, target: &str, detail: String) -> AuditEntry 
     }
 }
 
+/// The audit entries of the store's own actions: one wording for both
+/// backends.
+mod audited {
+    use super::{AuditEntry, Override, entry};
+
+    pub(crate) fn key_created(actor: &str, id: &str, account: &str, tier: &str) -> AuditEntry {
+        entry(
+            actor,
+            "key.create",
+            id,
+            format!("account {account}, tier {tier}"),
+        )
+    }
+
+    pub(crate) fn key_revoked(actor: &str, id: &str, why: &str) -> AuditEntry {
+        entry(actor, "key.revoke", id, why.into())
+    }
+
+    pub(crate) fn override_set(actor: &str, o: &Override) -> AuditEntry {
+        entry(
+            actor,
+            "override.set",
+            &o.account,
+            format!("{}: {}", o.verdict, o.reason),
+        )
+    }
+
+    pub(crate) fn override_cleared(actor: &str, account: &str, why: &str) -> AuditEntry {
+        entry(actor, "override.clear", account, why.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 //! next call.
 
 use crate::{
-    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, entry, new_key,
+    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, audited, new_key,
     secret_matches, split_key,
 };
 use ::postgres::{Client, Config, GenericClient, NoTls, Row};
@@ -277,12 +277,7 @@ impl Store for Postgres {
         actor: &str,
     ) -> Result<(KeyRecord, String), StoreError> {
         let k = new_key()?;
-        let e = entry(
-            actor,
-            "key.create",
-            &k.id,
-            format!("account {account}, tier {tier}"),
-        );
+        let e = audited::key_created(actor, &k.id, account, tier);
         let rec = KeyRecord {
             id: k.id.clone(),
             account: account.into(),
@@ -317,7 +312,7 @@ impl Store for Postgres {
     }
 
     fn revoke_key(&self, id: &str, actor: &str, why: &str) -> Result<(), StoreError> {
-        let e = entry(actor, "key.revoke", id, why.into());
+        let e = audited::key_revoked(actor, id, why);
         let n = self.call(move |c| {
             let mut tx = c.transaction()?;
             let n = tx.execute(
@@ -353,12 +348,7 @@ impl Store for Postgres {
     }
 
     fn set_override(&self, o: &Override, actor: &str) -> Result<(), StoreError> {
-        let e = entry(
-            actor,
-            "override.set",
-            &o.account,
-            format!("{}: {}", o.verdict, o.reason),
-        );
+        let e = audited::override_set(actor, o);
         let o = o.clone();
         self.call(move |c| {
             let mut tx = c.transaction()?;
@@ -373,7 +363,7 @@ impl Store for Postgres {
     }
 
     fn clear_override(&self, account: &str, actor: &str, why: &str) -> Result<bool, StoreError> {
-        let e = entry(actor, "override.clear", account, why.into());
+        let e = audited::override_cleared(actor, account, why);
         self.call(move |c| {
             let mut tx = c.transaction()?;
             let n = tx.execute("DELETE FROM overrides WHERE account = $1", &[&e.target])?;

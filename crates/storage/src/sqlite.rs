@@ -1,7 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode, owner-only.
 
 use crate::{
-    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, entry, new_key,
+    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, audited, new_key,
     secret_matches, split_key,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -196,12 +196,7 @@ impl Store for Sqlite {
         actor: &str,
     ) -> Result<(KeyRecord, String), StoreError> {
         let k = new_key()?;
-        let e = entry(
-            actor,
-            "key.create",
-            &k.id,
-            format!("account {account}, tier {tier}"),
-        );
+        let e = audited::key_created(actor, &k.id, account, tier);
         let tx = self.conn.unchecked_transaction().map_err(self.db())?;
         tx.execute(
             "INSERT INTO api_keys (id, secret_sha256, account, tier, created) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -242,7 +237,7 @@ impl Store for Sqlite {
         if n == 0 {
             return Err(StoreError::NoSuchKey(id.into()));
         }
-        audit(&tx, &entry(actor, "key.revoke", id, why.into())).map_err(self.db())?;
+        audit(&tx, &audited::key_revoked(actor, id, why)).map_err(self.db())?;
         tx.commit().map_err(self.db())
     }
 
@@ -269,12 +264,7 @@ impl Store for Sqlite {
             params![o.account, o.verdict, o.reason, o.created],
         )
         .map_err(self.db())?;
-        let e = entry(
-            actor,
-            "override.set",
-            &o.account,
-            format!("{}: {}", o.verdict, o.reason),
-        );
+        let e = audited::override_set(actor, o);
         audit(&tx, &e).map_err(self.db())?;
         tx.commit().map_err(self.db())
     }
@@ -285,7 +275,7 @@ impl Store for Sqlite {
             .execute("DELETE FROM overrides WHERE account = ?1", params![account])
             .map_err(self.db())?;
         if n > 0 {
-            audit(&tx, &entry(actor, "override.clear", account, why.into())).map_err(self.db())?;
+            audit(&tx, &audited::override_cleared(actor, account, why)).map_err(self.db())?;
         }
         tx.commit().map_err(self.db())?;
         Ok(n > 0)

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Scale-out benchmarks (docs/scale.md, BENCHMARKS.md).
+
+  python3 bench/cluster.py [--scenario default] [--seed 1] [--only fold|propagation|accounts]
+
+- fold: a simulated world is published into a private NATS JetStream
+  (`distillguard bus replay`, ids added), then folded by one worker owning
+  all 8 partitions, and by two workers owning 0-3 and 4-7 at once. Each
+  run is timed from the worker's start until its checkpoints cover every
+  event; the peak RSS of each worker is read from /proc.
+- propagation: a gateway publishing to that NATS and one worker; fresh
+  accounts (one per client address) each send one request that the
+  worker's thresholds (all 0) flag at once; the time from the request's
+  answer until the gateway's admin API shows the verdict is the verdict
+  propagation (event -> bus -> worker -> board -> gateway).
+- accounts: one worker's peak memory with 1M accounts (one event each).
+
+Uses the release binary (cargo build --release first). Prints JSON.
+"""
+import argparse
+import gzip
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DG = os.path.join(ROOT, "target", "release", "distillguard")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, secs=10):
+    until = time.time() + secs
+    while time.time() < until:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def nats_server(port, store):
+    exe = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
+    p = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p
+
+
+def peak_rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def folded(store, stream):
+    try:
+        c = sqlite3.connect(store)
+        n = c.execute("SELECT COALESCE(SUM(events), 0) FROM checkpoints WHERE stream = ?",
+                      (stream,)).fetchone()[0]
+        c.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def fold(args, tmp, nats_url):
+    world = os.path.join(tmp, "world")
+    subprocess.run([DG, "simulate", "--scenario", args.scenario, "--seed", str(args.seed),
+                    "--out", world, "--format", "json"], check=True, stdout=subprocess.DEVNULL)
+    log = os.path.join(world, "events.jsonl.gz")
+    spill = os.path.join(tmp, "events-with-ids.jsonl")
+    accounts = set()
+    n = 0
+    with gzip.open(log, "rt") as f, open(spill, "w") as out:
+        for i, line in enumerate(f):
+            e = json.loads(line)
+            e["id"] = f"ev_bench_{i}"
+            accounts.add(e["account_id"])
+            out.write(json.dumps(e, separators=(",", ":")) + "\n")
+            n += 1
+    t = time.time()
+    r = subprocess.run([DG, "bus", "replay", spill, "--nats", nats_url], check=True,
+                       capture_output=True, text=True)
+    publish_s = time.time() - t
+    published = json.loads(r.stdout)["published"]
+    results = {"events": n, "accounts": len(accounts), "published": published,
+               "publish_events_per_s": round(published / publish_s)}
+    for label, ranges in (("1 worker", ["0-7"]), ("2 workers", ["0-3", "4-7"])):
+        store = os.path.join(tmp, f"ck-{len(ranges)}.db")
+        procs = []
+        t = time.time()
+        for r_ in ranges:
+            procs.append(subprocess.Popen(
+                [DG, "detect", "--nats", nats_url, "--partitions", r_, "--store", store,
+                 "--name", f"bench-{r_}", "--idle-flush-ms", "200", "--checkpoint-ms", "200"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        while folded(store, "DISTILLGUARD_EVENTS") < n:
+            time.sleep(0.05)
+            if time.time() - t > 1800:
+                sys.exit("fold timed out")
+        secs = time.time() - t
+        rss = [peak_rss_mb(p.pid) for p in procs]
+        for p in procs:
+            p.terminate()
+            p.wait()
+        results[label] = {"seconds": round(secs, 2), "events_per_s": round(n / secs),
+                          "peak_rss_mb": [round(x or 0, 1) for x in rss]}
+    return results
+
+
+def many_accounts(args, tmp, nats_url):
+    """One worker's peak memory with `args.accounts_n` accounts, one event
+    each (timestamps over the last ten minutes, so that none is idle)."""
+    n = args.accounts_n
+    spill = os.path.join(tmp, "accounts.jsonl")
+    start = time.time() - 600
+    with open(spill, "w") as out:
+        for i in range(n):
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start + i * 600 / n))
+            ms = int((start + i * 600 / n) * 1000) % 1000
+            out.write(json.dumps({
+                "id": f"ev_acct_{i}", "ts": f"{ts}.{ms:03d}Z", "account_id": f"acct_{i}",
+                "api_key_id": f"key_{i}", "endpoint": "/v1/chat/completions",
+                "request": {"model": "atlas-3", "max_tokens": 200, "messages": [
+                    {"role": "user", "content": f"Question {i % 977}: explain how a hash map works"}]},
+                "status": 200, "client": {"ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"},
+            }, separators=(",", ":")) + "\n")
+    subprocess.run([DG, "bus", "replay", spill, "--nats", nats_url, "--stream", "DG_ACCTS",
+                    "--subject-prefix", "dgaccts"], check=True, capture_output=True)
+    store = os.path.join(tmp, "ck-accts.db")
+    t = time.time()
+    p = subprocess.Popen([DG, "detect", "--nats", nats_url, "--stream", "DG_ACCTS",
+                          "--subject-prefix", "dgaccts", "--bucket", "dgaccts", "--store", store,
+                          "--idle-flush-ms", "200", "--checkpoint-ms", "500"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while folded(store, "DG_ACCTS") < n:
+        time.sleep(0.2)
+        if time.time() - t > 1800:
+            sys.exit("timed out")
+    secs = time.time() - t
+    rss = peak_rss_mb(p.pid)
+    p.terminate()
+    p.wait()
+    return {"accounts": n, "seconds": round(secs, 1), "peak_rss_mb": round(rss or 0, 1),
+            "bytes_per_account": round((rss or 0) * 1048576 / n)}
+
+
+def get(url, headers):
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def propagation(args, tmp, nats_url):
+    token = "dgadmin_bench"
+    import hashlib
+    sha = hashlib.sha256(token.encode()).hexdigest()
+    mock = subprocess.Popen([DG, "upstream-mock", "--listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, text=True)
+    up = mock.stdout.readline().strip().split()[-1]
+    cfg = os.path.join(tmp, "gw.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""listen = "127.0.0.1:0"
+auth = "none"
+trusted_proxies = ["127.0.0.1"]
+[admin]
+token_sha256 = "{sha}"
+[detect]
+enabled = false
+[detect.thresholds]
+monitor = 0.0
+throttle = 0.0
+block = 1.0
+min_requests = 1
+[cluster.nats]
+url = "{nats_url}"
+stream = "DG_PROP"
+subject_prefix = "dgprop"
+bucket = "dgprop"
+spill = "{tmp}/prop-spill.jsonl"
+[[upstreams]]
+name = "m"
+url = "{up}"
+dialect = "openai"
+models = ["atlas-3"]
+""")
+    gw = subprocess.Popen([DG, "serve", "--config", cfg], stdout=subprocess.PIPE, text=True,
+                          stderr=subprocess.DEVNULL)
+    url = gw.stdout.readline().strip().split()[-1]
+    worker = subprocess.Popen([DG, "detect", "--config", cfg, "--store", f"{tmp}/prop.db",
+                               "--idle-flush-ms", str(args.idle_flush_ms)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    body = json.dumps({"model": "atlas-3", "max_tokens": 5,
+                       "messages": [{"role": "user", "content": "Explain TCP step by step"}]}).encode()
+    delays = []
+    for i in range(args.accounts):
+        ip = f"10.{i // 250}.{i % 250}.7"
+        req = urllib.request.Request(url + "/v1/chat/completions", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "X-Forwarded-For": ip})
+        urllib.request.urlopen(req, timeout=5).read()
+        t = time.time()
+        while True:
+            v = get(f"{url}/admin/accounts/ip:{ip}", {"Authorization": f"Bearer {token}"})
+            if v["verdict"] != "allow":
+                break
+            if time.time() - t > 30:
+                sys.exit(f"no verdict for {ip}")
+            time.sleep(0.005)
+        delays.append((time.time() - t) * 1000)
+    for p in (worker, gw, mock):
+        p.terminate()
+        p.wait()
+    delays.sort()
+    q = lambda x: round(delays[min(len(delays) - 1, int(x * len(delays)))], 1)
+    return {"accounts": len(delays), "idle_flush_ms": args.idle_flush_ms,
+            "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": round(delays[-1], 1),
+            "mean_ms": round(statistics.mean(delays), 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", default="default")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", choices=["fold", "propagation", "accounts"])
+    ap.add_argument("--accounts-n", type=int, default=1_000_000)
+    ap.add_argument("--accounts", type=int, default=100)
+    ap.add_argument("--idle-flush-ms", type=int, default=200)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        nats = nats_server(port, os.path.join(tmp, "nats"))
+        url = f"nats://127.0.0.1:{port}"
+        out = {}
+        try:
+            if args.only in (None, "fold"):
+                out["fold"] = fold(args, tmp, url)
+            if args.only in (None, "propagation"):
+                out["propagation"] = propagation(args, tmp, url)
+            if args.only in (None, "accounts"):
+                out["accounts"] = many_accounts(args, tmp, url)
+        finally:
+            nats.terminate()
+            nats.wait()
+        print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
