@@ -105,27 +105,70 @@ def fold(args, tmp, nats_url):
     published = json.loads(r.stdout)["published"]
     results = {"events": n, "accounts": len(accounts), "published": published,
                "publish_events_per_s": round(published / publish_s)}
+    runs = {}
     for label, ranges in (("1 worker", ["0-7"]), ("2 workers", ["0-3", "4-7"])):
         store = os.path.join(tmp, f"ck-{len(ranges)}.db")
         procs = []
         t = time.time()
-        for r_ in ranges:
+        outs = [os.path.join(tmp, f"verdicts-{len(ranges)}-{r_}.jsonl") for r_ in ranges]
+        for r_, o in zip(ranges, outs):
             procs.append(subprocess.Popen(
                 [DG, "detect", "--nats", nats_url, "--partitions", r_, "--store", store,
-                 "--name", f"bench-{r_}", "--idle-flush-ms", "200", "--checkpoint-ms", "200"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--name", f"bench-{r_}", "--idle-flush-ms", "200", "--checkpoint-ms", "200",
+                 "--verdicts-out", o],
+                stdout=subprocess.DEVNULL, stderr=open(o + ".log", "w")))
         while folded(store, "DISTILLGUARD_EVENTS") < n:
             time.sleep(0.05)
-            if time.time() - t > 1800:
-                sys.exit("fold timed out")
+            if time.time() - t > 600 or any(p.poll() is not None for p in procs):
+                logs = "".join(open(o + ".log").read()[-2000:] for o in outs)
+                sys.exit(f"{label}: {folded(store, 'DISTILLGUARD_EVENTS')} of {n} folded\n{logs}")
         secs = time.time() - t
         rss = [peak_rss_mb(p.pid) for p in procs]
         for p in procs:
             p.terminate()
             p.wait()
+        verdicts = {}
+        for o in outs:
+            with open(o) as f:
+                for line in f:
+                    v = json.loads(line)
+                    verdicts[v["account_id"]] = v["verdict"]
         results[label] = {"seconds": round(secs, 2), "events_per_s": round(n / secs),
-                          "peak_rss_mb": [round(x or 0, 1) for x in rss]}
+                          "peak_rss_mb": [round(x or 0, 1) for x in rss],
+                          "quality": quality(verdicts, world)}
+        runs[label] = verdicts
+    # The same events through one `analyze` (no account records either).
+    r = subprocess.run([DG, "analyze", log, "--format", "json", "-q"], check=True,
+                       capture_output=True, text=True)
+    report = json.loads(r.stdout)
+    analyzed = {a["account_id"]: a["verdict"] for a in report["accounts"]}
+    results["analyze"] = {"quality": quality(analyzed, world)}
+    for label, verdicts in runs.items():
+        ids = set(analyzed) | set(verdicts)
+        same = sum(analyzed.get(a, "allow") == verdicts.get(a, "allow") for a in ids)
+        results[label]["same_verdict_as_analyze"] = f"{same} of {len(ids)}"
     return results
+
+
+FLAGGED = {"throttle", "block"}
+
+
+def quality(verdicts, world):
+    """Recall over attack accounts, honest accounts flagged."""
+    attack = honest = caught = false = 0
+    with open(os.path.join(world, "truth.jsonl")) as f:
+        for line in f:
+            t = json.loads(line)
+            v = verdicts.get(t["account_id"], "allow")
+            if t["label"] != "attack":
+                honest += 1
+                false += v in FLAGGED
+            else:
+                attack += 1
+                caught += v in FLAGGED
+    return {"attack_accounts": attack, "caught": caught,
+            "recall": round(caught / max(attack, 1), 4),
+            "honest_accounts": honest, "honest_flagged": false}
 
 
 def many_accounts(args, tmp, nats_url):

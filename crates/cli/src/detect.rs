@@ -65,6 +65,10 @@ pub(crate) struct DetectArgs {
     /// Model releases (JSONL), as `[detect] models`.
     #[arg(long)]
     models: Option<PathBuf>,
+    /// On shutdown, write every account's verdict here (JSONL: account_id,
+    /// verdict, risk, campaign), e.g. to compare with `analyze`.
+    #[arg(long)]
+    verdicts_out: Option<PathBuf>,
 }
 
 pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
@@ -132,6 +136,7 @@ pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
             idle: Duration::from_secs(detect.forget_idle_secs.get()),
             max_accounts: detect.max_accounts.get(),
         },
+        verdicts_out: a.verdicts_out,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

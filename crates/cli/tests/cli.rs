@@ -3100,6 +3100,8 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
             sent_later += 1;
         }
     }
+    // Some progress is checkpointed (and acknowledged) before the kill.
+    assert!(within(10, || checkpointed(&pg, "DISTILLGUARD_EVENTS") > 0));
     Command::new("kill")
         .args(["-9", &worker.0.id().to_string()])
         .status()
@@ -3134,7 +3136,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
             .sum::<usize>() as f64
     };
     assert!(
-        within(20, || published(&gws) == lines() && lines() > 100.0),
+        within(20, || published(&gws) == lines() && lines() > 60.0),
         "{} published, {} logged",
         published(&gws),
         lines()
@@ -3198,7 +3200,8 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
         summary["covered_at_start"].as_u64().unwrap() > 0,
-        "{summary}"
+        "{summary}\n{}",
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
     );
 
     // The verdicts on the board are those of one `analyze` over the same

@@ -132,6 +132,17 @@ impl<T: Timed> Reorder<T> {
         }
     }
 
+    /// Releases, in time order, every record older than `horizon` (for a
+    /// consumer that knows, from several inputs, what can still arrive).
+    pub fn release_before(&mut self, horizon: i64, mut emit: impl FnMut(T)) {
+        while self.heap.peek().is_some_and(|Reverse(e)| e.key.0 < horizon) {
+            if let Some(Reverse(e)) = self.heap.pop() {
+                self.last_out = Some(e.key);
+                emit(e.item);
+            }
+        }
+    }
+
     /// Records held now.
     pub fn len(&self) -> usize {
         self.heap.len()

@@ -423,6 +423,17 @@ impl Detector {
             .and_then(|m| m.get(account).copied())
     }
 
+    /// Every account's published state, by account id.
+    pub fn states(&self) -> Vec<(String, State)> {
+        let mut v: Vec<(String, State)> = self
+            .states
+            .read()
+            .map(|m| m.iter().map(|(a, s)| (a.clone(), *s)).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Accounts per verdict (allow … block) and in campaigns.
     pub fn counts(&self) -> ([u64; 4], u64) {
         let mut c = [0u64; 4];

@@ -107,10 +107,12 @@ impl Sqlite {
             })?;
         }
         let mut conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        // The gateway's detector saves verdicts on its own connection.
+        // Other connections (the gateway's detector, a second process
+        // opening the file at the same moment) wait rather than fail; set
+        // first, since switching to WAL takes a lock too.
         conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         migrate(&mut conn, path)?;
         Ok(Sqlite {
@@ -124,6 +126,15 @@ impl Sqlite {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// A write transaction that takes the write lock at its start
+    /// (`IMMEDIATE`), waiting for another process's: a deferred one that
+    /// read first (a statement's schema lookup) would fail at once when
+    /// another process wrote meanwhile.
+    fn write_tx(&self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.db())
     }
 
     /// The connection, for this crate's tests of the file itself.
@@ -197,7 +208,7 @@ impl Store for Sqlite {
     ) -> Result<(KeyRecord, String), StoreError> {
         let k = new_key()?;
         let e = audited::key_created(actor, &k.id, account, tier);
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO api_keys (id, secret_sha256, account, tier, created) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![k.id, k.hash, account, tier, e.at],
@@ -230,7 +241,7 @@ impl Store for Sqlite {
     }
 
     fn revoke_key(&self, id: &str, actor: &str, why: &str) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         let n = tx
             .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])
             .map_err(self.db())?;
@@ -258,7 +269,7 @@ impl Store for Sqlite {
     }
 
     fn set_override(&self, o: &Override, actor: &str) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT OR REPLACE INTO overrides (account, verdict, reason, created) VALUES (?1, ?2, ?3, ?4)",
             params![o.account, o.verdict, o.reason, o.created],
@@ -270,7 +281,7 @@ impl Store for Sqlite {
     }
 
     fn clear_override(&self, account: &str, actor: &str, why: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         let n = tx
             .execute("DELETE FROM overrides WHERE account = ?1", params![account])
             .map_err(self.db())?;
@@ -300,7 +311,7 @@ impl Store for Sqlite {
     }
 
     fn save_verdicts(&self, source: &str, all: &[SavedVerdict]) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         tx.execute("DELETE FROM verdicts WHERE source = ?1", params![source])
             .map_err(self.db())?;
         {
@@ -367,7 +378,7 @@ impl Store for Sqlite {
     }
 
     fn save_checkpoints(&self, stream: &str, all: &[Checkpoint]) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        let tx = self.write_tx()?;
         {
             let mut st = tx
                 .prepare(
@@ -464,6 +475,49 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(s);
         assert_eq!(Sqlite::open_existing(p).unwrap().keys().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("dg-store-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.db");
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || {
+                    Sqlite::open(p.to_str().unwrap()).and_then(|s| s.schema_version())
+                })
+            })
+            .collect();
+        for t in opened {
+            assert_eq!(t.join().unwrap().unwrap(), MIGRATIONS.len() as i64);
+        }
+        // Writers on their own connections, at once: each waits its turn.
+        let writers: Vec<_> = (0..4u16)
+            .map(|w| {
+                let p = path.clone();
+                std::thread::spawn(move || {
+                    let s = Sqlite::open(p.to_str().unwrap()).unwrap();
+                    for i in 0..50u64 {
+                        let c = Checkpoint {
+                            partition: w,
+                            seq: i,
+                            events: i,
+                        };
+                        s.save_checkpoints("S", &[c]).unwrap();
+                        s.checkpoints("S").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in writers {
+            t.join().unwrap();
+        }
+        let s = Sqlite::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(s.checkpoints("S").unwrap().len(), 4);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -54,6 +54,11 @@ pub enum WorkerError {
     Range(RangeInclusive<u16>, u16),
     #[error("the detector stopped")]
     DetectorDown,
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What a worker needs.
@@ -74,6 +79,9 @@ pub struct WorkerConfig {
     pub link: distillguard_link::Config,
     pub known: Known,
     pub forgetting: Forgetting,
+    /// Where to write every account's final verdict at the end (JSONL:
+    /// `account_id`, `verdict`, `risk`, `campaign`), if anywhere.
+    pub verdicts_out: Option<std::path::PathBuf>,
 }
 
 /// Counters, readable while the worker runs.
@@ -155,6 +163,10 @@ struct Part {
     consumer: jetstream::consumer::Consumer<pull::Config>,
     /// Received and not yet folded (in the reorder buffer).
     pending: BTreeSet<u64>,
+    /// The newest event time received, and whether the last fetch found
+    /// nothing (then the partition holds nothing back).
+    newest_ts: i64,
+    drained: bool,
     /// The highest sequence received.
     max_seen: u64,
     /// The highest sequence acknowledged.
@@ -257,7 +269,10 @@ pub async fn run(
         covered_at_start,
         "worker started: rebuilding from the stream"
     );
-    let mut reorder: Reorder<Pending> = Reorder::new(cfg.reorder_ms);
+    // The buffer never releases by itself: the worker releases up to the
+    // oldest of its partitions' newest event times (less the window), so
+    // that partitions read at different speeds still fold in time order.
+    let mut reorder: Reorder<Pending> = Reorder::new(i64::MAX / 4);
     let mut seen = Seen {
         now: HashSet::new(),
         old: HashSet::new(),
@@ -274,7 +289,20 @@ pub async fn run(
     loop {
         let mut got = 0usize;
         let mut released: Vec<Pending> = Vec::new();
+        // Partitions are read in step by event time: one more than a
+        // window ahead of the slowest busy one waits, so that the reorder
+        // buffer holds a window of events, not the partitions' skew.
+        let slowest = parts
+            .iter()
+            .filter(|(_, p)| !p.drained && p.newest_ts > i64::MIN)
+            .map(|(_, p)| p.newest_ts)
+            .min();
         for (p, part) in parts.iter_mut() {
+            if let Some(s) = slowest
+                && part.newest_ts > s.saturating_add(cfg.reorder_ms.max(1000))
+            {
+                continue;
+            }
             // NATS away: the fetch fails, and is tried again next round
             // (the client reconnects by itself).
             // A fetch in flight when the connection drops is never
@@ -286,7 +314,10 @@ pub async fn run(
                 }
             };
             let msgs = match tokio::time::timeout(FETCH_WAIT, fetch).await {
-                Ok(Ok(m)) => m,
+                Ok(Ok(m)) => {
+                    part.drained = m.is_empty();
+                    m
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(partition = *p, error = %e, "fetching failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -323,6 +354,7 @@ pub async fn run(
                     continue;
                 }
                 part.pending.insert(seq);
+                part.newest_ts = part.newest_ts.max(event.ts.0);
                 let key = (
                     event.ts.0,
                     distillguard_sketches::hash_exact(event.account_id.as_bytes()),
@@ -352,7 +384,21 @@ pub async fn run(
         if got > 0 {
             last_input = Instant::now();
         }
-        if stopping || last_input.elapsed() >= cfg.idle_flush {
+        // What can still arrive: nothing older than the slowest busy
+        // partition's newest event, less the window.
+        let horizon = parts
+            .iter()
+            .filter(|(_, p)| !p.drained)
+            .map(|(_, p)| p.newest_ts)
+            .min()
+            .map(|t| t.saturating_sub(cfg.reorder_ms));
+        if let Some(h) = horizon {
+            reorder.release_before(h, |x| {
+                last_out = last_out.max(Some(x.key));
+                released.push(x);
+            });
+        }
+        if stopping || horizon.is_none() || last_input.elapsed() >= cfg.idle_flush {
             reorder.flush(|x| {
                 last_out = last_out.max(Some(x.key));
                 released.push(x);
@@ -396,6 +442,12 @@ pub async fn run(
         }
     }
     let (accounts, campaign_members) = detector.counts();
+    if let Some(path) = &cfg.verdicts_out {
+        write_verdicts(path, &detector.states()).map_err(|source| WorkerError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     drop(detector);
     tracing::info!(worker = %cfg.name, folded = progress.folded.load(Ordering::Relaxed), "worker stopped");
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
@@ -410,6 +462,25 @@ pub async fn run(
         accounts,
         campaign_members,
     })
+}
+
+/// Every account's final verdict, one JSON object per line.
+fn write_verdicts(
+    path: &std::path::Path,
+    states: &[(String, distillguard_gateway::detector::State)],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (a, s) in states {
+        let line = serde_json::json!({
+            "account_id": a,
+            "verdict": s.verdict,
+            "risk": s.risk,
+            "campaign": s.campaign,
+        });
+        writeln!(w, "{line}")?;
+    }
+    w.flush()
 }
 
 type Connected = (async_nats::Client, Board, Vec<(u16, Part)>);
@@ -445,6 +516,8 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
             Part {
                 consumer,
                 pending: BTreeSet::new(),
+                newest_ts: i64::MIN,
+                drained: false,
                 max_seen: 0,
                 acked: 0,
                 unacked: Default::default(),
