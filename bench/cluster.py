@@ -254,6 +254,29 @@ models = ["atlas-3"]
                                "--idle-flush-ms", str(args.idle_flush_ms)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)
+    stop_load = [False]
+
+    def load():
+        # Background traffic from 50 other accounts, about args.load req/s.
+        b = json.dumps({"model": "atlas-3", "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "hello"}]}).encode()
+        i = 0
+        while not stop_load[0]:
+            r = urllib.request.Request(url + "/v1/chat/completions", data=b, method="POST",
+                                       headers={"Content-Type": "application/json",
+                                                "X-Forwarded-For": f"172.16.0.{i % 50}"})
+            try:
+                urllib.request.urlopen(r, timeout=5).read()
+            except OSError:
+                pass
+            i += 1
+            time.sleep(1 / args.load)
+
+    import threading
+    loader = threading.Thread(target=load, daemon=True)
+    if args.load > 0:
+        loader.start()
+        time.sleep(3)
     body = json.dumps({"model": "atlas-3", "max_tokens": 5,
                        "messages": [{"role": "user", "content": "Explain TCP step by step"}]}).encode()
     delays = []
@@ -272,12 +295,14 @@ models = ["atlas-3"]
                 sys.exit(f"no verdict for {ip}")
             time.sleep(0.005)
         delays.append((time.time() - t) * 1000)
+    stop_load[0] = True
     for p in (worker, gw, mock):
         p.terminate()
         p.wait()
     delays.sort()
     q = lambda x: round(delays[min(len(delays) - 1, int(x * len(delays)))], 1)
     return {"accounts": len(delays), "idle_flush_ms": args.idle_flush_ms,
+            "background_req_per_s": args.load,
             "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": round(delays[-1], 1),
             "mean_ms": round(statistics.mean(delays), 1)}
 
@@ -290,6 +315,8 @@ def main():
     ap.add_argument("--accounts-n", type=int, default=1_000_000)
     ap.add_argument("--accounts", type=int, default=100)
     ap.add_argument("--idle-flush-ms", type=int, default=200)
+    ap.add_argument("--load", type=float, default=0,
+                    help="propagation: background requests per second from other accounts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
