@@ -121,6 +121,8 @@ def fold(args, tmp, nats_url):
             time.sleep(0.05)
             if time.time() - t > 600 or any(p.poll() is not None for p in procs):
                 logs = "".join(open(o + ".log").read()[-2000:] for o in outs)
+                for p in procs:
+                    p.kill()
                 sys.exit(f"{label}: {folded(store, 'DISTILLGUARD_EVENTS')} of {n} folded\n{logs}")
         secs = time.time() - t
         rss = [peak_rss_mb(p.pid) for p in procs]
