@@ -29,6 +29,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Its slot in a [`View`].
+    fn index(self) -> usize {
+        match self {
+            Scope::Account => 0,
+            Scope::Key => 1,
+            Scope::Override => 2,
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Scope::Account => "account",
@@ -196,10 +205,14 @@ impl Board {
     }
 }
 
+/// The board's entries, one map per scope (looked up by `&str`, without
+/// allocating: a gateway reads it on every request).
+pub type View = [std::collections::HashMap<String, Posted>; 3];
+
 /// A gateway's view of the board: kept up to date by a thread of its own
 /// (reconnecting when NATS is away), and read on every request.
 pub struct Watcher {
-    pub view: Arc<std::sync::RwLock<std::collections::HashMap<(Scope, String), Posted>>>,
+    pub view: Arc<std::sync::RwLock<View>>,
     /// Changes applied (for `/metrics`).
     pub applied: Arc<std::sync::atomic::AtomicU64>,
     /// Milliseconds from posting to arrival of the latest change.
@@ -252,12 +265,23 @@ impl Watcher {
         })
     }
 
-    /// The entry of an id, if any.
-    pub fn get(&self, scope: Scope, id: &str) -> Option<Posted> {
+    /// `f` of the entry of an id, if there is one (read in place).
+    pub fn lookup<R>(&self, scope: Scope, id: &str, f: impl FnOnce(&Posted) -> R) -> Option<R> {
         self.view
             .read()
             .ok()
-            .and_then(|m| m.get(&(scope, id.to_string())).cloned())
+            .and_then(|m| m[scope.index()].get(id).map(f))
+    }
+
+    /// Entries on the board.
+    pub fn len(&self) -> usize {
+        self.view
+            .read()
+            .map_or(0, |m| m.iter().map(|s| s.len()).sum())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Posts (or with `None` removes) an entry, in the background.
@@ -277,7 +301,7 @@ fn now_ms() -> i64 {
 async fn follow_once(
     url: &str,
     bucket: &str,
-    view: &Arc<std::sync::RwLock<std::collections::HashMap<(Scope, String), Posted>>>,
+    view: &Arc<std::sync::RwLock<View>>,
     applied: &Arc<std::sync::atomic::AtomicU64>,
     delay: &Arc<std::sync::atomic::AtomicI64>,
     posts: &mut tokio::sync::mpsc::UnboundedReceiver<(Scope, String, Option<Posted>)>,
@@ -290,10 +314,10 @@ async fn follow_once(
             match value {
                 Some(p) => {
                     delay.store(now_ms() - p.at_ms, std::sync::atomic::Ordering::Relaxed);
-                    m.insert((scope, id), p);
+                    m[scope.index()].insert(id, p);
                 }
                 None => {
-                    m.remove(&(scope, id));
+                    m[scope.index()].remove(&id);
                 }
             }
         }

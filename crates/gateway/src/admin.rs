@@ -62,7 +62,7 @@ pub(crate) fn load_overrides(k: &dyn Store) -> Result<HashMap<String, Decision>,
     Ok(k.overrides()?
         .into_iter()
         .filter_map(|o| {
-            let v: Verdict = serde_json::from_value(json!(o.verdict)).ok()?;
+            let v = Verdict::parse(&o.verdict)?;
             Some((
                 o.account,
                 Decision {
@@ -301,7 +301,7 @@ async fn clear_override(
     // One set on another replica is lifted on the board.
     let on_board = gw.board.as_ref().is_some_and(|b| {
         let was = b
-            .get(distillguard_bus::board::Scope::Override, &id)
+            .lookup(distillguard_bus::board::Scope::Override, &id, |_| ())
             .is_some();
         b.post(distillguard_bus::board::Scope::Override, &id, None);
         was

@@ -350,6 +350,22 @@ impl Scope {
             V::Block => self.block == ScopeKind::Account,
         }
     }
+
+    /// The verdict a request of an account on a key gets from one
+    /// detector's view: the account's own, its keys' highest where that
+    /// acts on the whole account, and the key's own.
+    pub fn combine(
+        &self,
+        own: distillguard_core::Verdict,
+        keys: distillguard_core::Verdict,
+        of_key: distillguard_core::Verdict,
+    ) -> distillguard_core::Verdict {
+        let wide = match self.account_wide(keys) {
+            true => keys,
+            false => distillguard_core::Verdict::Allow,
+        };
+        own.max(wide).max(of_key)
+    }
 }
 
 impl Default for Actions {

@@ -181,7 +181,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(10);
 fn load(store: &dyn Store) -> HashMap<String, State> {
     let mut out: HashMap<String, State> = HashMap::new();
     for v in store.verdicts().unwrap_or_default() {
-        let Ok(verdict) = serde_json::from_value::<Verdict>(serde_json::json!(v.verdict)) else {
+        let Some(verdict) = Verdict::parse(&v.verdict) else {
             continue;
         };
         let s = out.entry(v.account).or_insert(State {
@@ -405,15 +405,14 @@ impl Detector {
         scope: &crate::config::Scope,
     ) -> Verdict {
         let s = self.state(account);
-        let own = s.map_or(Verdict::Allow, |s| s.verdict);
-        let wide = s
-            .map(|s| s.keys)
-            .filter(|k| scope.account_wide(*k))
-            .unwrap_or(Verdict::Allow);
         let of_key = key
             .and_then(|k| self.keys.read().ok().and_then(|m| m.get(k).copied()))
             .unwrap_or(Verdict::Allow);
-        own.max(wide).max(of_key)
+        scope.combine(
+            s.map_or(Verdict::Allow, |s| s.verdict),
+            s.map_or(Verdict::Allow, |s| s.keys),
+            of_key,
+        )
     }
 
     pub fn state(&self, account: &str) -> Option<State> {
@@ -475,29 +474,13 @@ impl Worker {
                     self.rescan(true);
                     let _ = done.try_send(());
                 }
-                Ok(job @ (Job::Observe(_) | Job::Event(_))) => {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
-                        Job::Observe(o) => {
-                            if let Some(e) = o.event() {
-                                self.process(&e);
-                            }
-                        }
-                        Job::Event(e) => self.process(e),
-                        Job::Barrier(_) => {}
-                    }));
-                    if r.is_err() {
-                        let n = faults.fetch_add(1, Ordering::Relaxed) + 1;
-                        let account = match &job {
-                            Job::Observe(o) => o.account.as_str(),
-                            Job::Event(e) => e.account_id.as_str(),
-                            Job::Barrier(_) => "",
-                        };
-                        tracing::warn!(
-                            faults = n,
-                            account = %account,
-                            "scoring a request failed; it was skipped and detection goes on"
-                        );
-                    }
+                Ok(Job::Observe(o)) => {
+                    self.score(&o.account, || o.event(), faults);
+                    processed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Job::Event(e)) => {
+                    let account = e.account_id.clone();
+                    self.score(&account, || Some(*e), faults);
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(TryRecvError::Empty) => {
@@ -517,6 +500,29 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Scores one request; one whose scoring panics is skipped and
+    /// counted, and detection goes on.
+    fn score(
+        &mut self,
+        account: &str,
+        event: impl FnOnce() -> Option<distillguard_core::Event>,
+        faults: &AtomicU64,
+    ) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(e) = event() {
+                self.process(&e);
+            }
+        }));
+        if r.is_err() {
+            let n = faults.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                faults = n,
+                account = %account,
+                "scoring a request failed; it was skipped and detection goes on"
+            );
         }
     }
 

@@ -192,9 +192,11 @@ impl Gateway {
             .ok()
             .and_then(|m| m.get(account).map(|d| d.verdict))
             .or_else(|| {
-                let b = self.board.as_ref()?;
-                let p = b.get(distillguard_bus::board::Scope::Override, account)?;
-                Verdict::parse(&p.verdict)
+                self.board.as_ref()?.lookup(
+                    distillguard_bus::board::Scope::Override,
+                    account,
+                    |p| Verdict::parse(&p.verdict),
+                )?
             })
     }
 
@@ -212,15 +214,15 @@ impl Gateway {
         };
         use distillguard_bus::board::Scope as On;
         let parse = |v: Option<&str>| v.and_then(Verdict::parse).unwrap_or(Verdict::Allow);
-        let acct = b.get(On::Account, account);
-        let own = parse(acct.as_ref().map(|p| p.verdict.as_str()));
-        let wide = Some(parse(acct.as_ref().and_then(|p| p.keys.as_deref())))
-            .filter(|k| scope.account_wide(*k))
-            .unwrap_or(Verdict::Allow);
-        let of_key = key.map_or(Verdict::Allow, |k| {
-            parse(b.get(On::Key, k).as_ref().map(|p| p.verdict.as_str()))
-        });
-        local.max(own).max(wide).max(of_key)
+        let (own, keys) = b
+            .lookup(On::Account, account, |p| {
+                (parse(Some(&p.verdict)), parse(p.keys.as_deref()))
+            })
+            .unwrap_or_default();
+        let of_key = key
+            .and_then(|k| b.lookup(On::Key, k, |p| parse(Some(&p.verdict))))
+            .unwrap_or_default();
+        local.max(scope.combine(own, keys, of_key))
     }
 
     /// The verdict in force: an operator's override, else the detector's.

@@ -328,7 +328,7 @@ impl Metrics {
         }
         let overrides = gw.overrides.read().map_or(0, |m| m.len());
         if let Some(b) = &gw.board {
-            let entries = b.view.read().map_or(0, |m| m.len());
+            let entries = b.len();
             let _ = writeln!(
                 s,
                 "# HELP distillguard_board_changes_total Verdict board changes applied (workers' verdicts, replicas' overrides).\n# TYPE distillguard_board_changes_total counter\ndistillguard_board_changes_total {}\n# HELP distillguard_board_entries Entries on the verdict board.\n# TYPE distillguard_board_entries gauge\ndistillguard_board_entries {entries}\n# HELP distillguard_board_delay_seconds From posting to arrival here, of the latest change.\n# TYPE distillguard_board_delay_seconds gauge\ndistillguard_board_delay_seconds {}",

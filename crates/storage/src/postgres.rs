@@ -237,11 +237,13 @@ impl Postgres {
     }
 }
 
-/// Whether an error means the connection is gone: closed under us, or
-/// ended by the server (`FATAL`, such as 57P01 when an administrator or a
+/// Whether an error means the connection is gone: closed under us, a
+/// socket error, or ended by the server (`FATAL`, such as 57P01 when an administrator or a
 /// restart terminates it, or a connection exception, class 08).
 fn broken(e: &::postgres::Error) -> bool {
     e.is_closed()
+        // A socket the server already closed (reset, broken pipe).
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
         || e.as_db_error()
             .is_some_and(|d| d.severity() == "FATAL" || d.code().code().starts_with("08"))
 }

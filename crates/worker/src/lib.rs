@@ -169,8 +169,6 @@ struct Part {
     drained: bool,
     /// The highest sequence received.
     max_seen: u64,
-    /// The highest sequence acknowledged.
-    acked: u64,
     /// Messages received and not acknowledged, oldest first (ack-all
     /// acknowledges a message and every one before it).
     unacked: std::collections::VecDeque<(u64, jetstream::Message)>,
@@ -254,7 +252,7 @@ pub async fn run(
         }
     };
     let (feed, changes) = std::sync::mpsc::channel::<Change>();
-    let detector = Detector::start_feeding(
+    let detector = Arc::new(Detector::start_feeding(
         cfg.thresholds,
         cfg.link,
         65_536,
@@ -262,7 +260,7 @@ pub async fn run(
         cfg.known,
         cfg.forgetting,
         Some(feed),
-    );
+    ));
     tracing::info!(
         worker = %cfg.name,
         partitions = ?cfg.partitions,
@@ -277,14 +275,12 @@ pub async fn run(
         now: HashSet::new(),
         old: HashSet::new(),
     };
-    let detector = Arc::new(detector);
     // Verdicts not yet on the board (NATS away), newest per id.
     let mut backlog: HashMap<(Scope, String), Posted> = HashMap::new();
     // The newest order key released: an event older than it is late.
     let mut last_out: Option<(i64, u64)> = None;
     let mut last_input = Instant::now();
     let mut last_checkpoint = Instant::now();
-    tokio::pin!(shutdown);
     let mut stopping = false;
     loop {
         let mut got = 0usize;
@@ -292,11 +288,7 @@ pub async fn run(
         // Partitions are read in step by event time: one more than a
         // window ahead of the slowest busy one waits, so that the reorder
         // buffer holds a window of events, not the partitions' skew.
-        let slowest = parts
-            .iter()
-            .filter(|(_, p)| !p.drained && p.newest_ts > i64::MIN)
-            .map(|(_, p)| p.newest_ts)
-            .min();
+        let slowest = slowest_busy(&parts);
         for (p, part) in parts.iter_mut() {
             if let Some(s) = slowest
                 && part.newest_ts > s.saturating_add(cfg.reorder_ms.max(1000))
@@ -366,18 +358,13 @@ pub async fn run(
                     event,
                 };
                 if last_out.is_some_and(|l| key < l) {
-                    // Later than the window: folded at once, out of order.
+                    // Older than what was folded: folded at once, late.
                     progress.late.fetch_add(1, Ordering::Relaxed);
                     released.push(item);
-                } else if reorder
-                    .push(item, |x| {
-                        last_out = last_out.max(Some(x.key));
-                        released.push(x);
-                    })
-                    .is_err()
-                {
-                    // Not reached: lateness is checked above.
-                    progress.late.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Never released here (the window is unbounded), and
+                    // never late (checked above).
+                    let _ = reorder.push(item, |_| {});
                 }
             }
         }
@@ -386,24 +373,15 @@ pub async fn run(
         }
         // What can still arrive: nothing older than the slowest busy
         // partition's newest event, less the window.
-        let horizon = parts
-            .iter()
-            .filter(|(_, p)| !p.drained)
-            .map(|(_, p)| p.newest_ts)
-            .min()
-            .map(|t| t.saturating_sub(cfg.reorder_ms));
+        let horizon = slowest_busy(&parts).map(|t| t.saturating_sub(cfg.reorder_ms));
         if let Some(h) = horizon {
-            reorder.release_before(h, |x| {
-                last_out = last_out.max(Some(x.key));
-                released.push(x);
-            });
+            reorder.release_before(h, |x| released.push(x));
         }
         if stopping || horizon.is_none() || last_input.elapsed() >= cfg.idle_flush {
-            reorder.flush(|x| {
-                last_out = last_out.max(Some(x.key));
-                released.push(x);
-            });
+            reorder.flush(|x| released.push(x));
         }
+        // Late ones are older than `last_out`, so the newest is a release.
+        last_out = last_out.max(released.iter().map(|x| x.key).max());
         for x in &released {
             if let Some((_, part)) = parts.iter_mut().find(|(q, _)| *q == x.partition) {
                 part.pending.remove(&x.seq);
@@ -483,6 +461,17 @@ fn write_verdicts(
     w.flush()
 }
 
+/// The oldest newest-event time among partitions that may still deliver
+/// (not drained): nothing older than it, less the window, can arrive. One
+/// that has received nothing yet holds everything back.
+fn slowest_busy(parts: &[(u16, Part)]) -> Option<i64> {
+    parts
+        .iter()
+        .filter(|(_, p)| !p.drained)
+        .map(|(_, p)| p.newest_ts)
+        .min()
+}
+
 type Connected = (async_nats::Client, Board, Vec<(u16, Part)>);
 
 /// Connects, makes sure of the stream and the board, and (re)makes the
@@ -519,7 +508,6 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
                 newest_ts: i64::MIN,
                 drained: false,
                 max_seen: 0,
-                acked: 0,
                 unacked: Default::default(),
                 events: 0,
             },
@@ -626,12 +614,11 @@ async fn checkpoint(
         if let Some((seq, m)) = last {
             // A lost acknowledgement is harmless: the checkpoint covers the
             // event, and the next acknowledgement (ack-all) covers it too.
-            match tokio::time::timeout(FETCH_WAIT, m.ack())
+            if let Err(e) = tokio::time::timeout(FETCH_WAIT, m.ack())
                 .await
                 .unwrap_or_else(|_| Err("no answer".into()))
             {
-                Ok(()) => part.acked = seq,
-                Err(e) => tracing::warn!(partition = *p, seq, error = %e, "acknowledging failed"),
+                tracing::warn!(partition = *p, seq, error = %e, "acknowledging failed");
             }
         }
     }
