@@ -118,7 +118,12 @@ pub struct Board {
 }
 
 impl Board {
-    pub async fn open(js: &jetstream::Context, bucket: &str) -> Result<Board, BusError> {
+    /// `replicas`: the copies JetStream keeps, when it makes the bucket.
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        replicas: u8,
+    ) -> Result<Board, BusError> {
         let err = |e: &dyn std::fmt::Display| BusError::Stream {
             stream: format!("KV_{bucket}"),
             reason: e.to_string(),
@@ -137,6 +142,7 @@ impl Board {
                 deny_delete: true,
                 allow_direct: true,
                 discard: jetstream::stream::DiscardPolicy::New,
+                num_replicas: usize::from(replicas.max(1)),
                 ..Default::default()
             })
             .await
@@ -221,8 +227,9 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts following the board `bucket` at `url`.
-    pub fn start(url: &str, bucket: &str) -> Result<Watcher, BusError> {
+    /// Starts following the board `bucket` at `url` (made with `replicas`
+    /// copies if missing).
+    pub fn start(url: &str, bucket: &str, replicas: u8) -> Result<Watcher, BusError> {
         let view: Arc<std::sync::RwLock<_>> = Arc::default();
         let applied: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let last_delay_ms: Arc<std::sync::atomic::AtomicI64> = Arc::default();
@@ -245,7 +252,7 @@ impl Watcher {
                 };
                 rt.block_on(async move {
                     loop {
-                        match follow_once(&url, &bucket, &v, &a, &d, &mut rx).await {
+                        match follow_once(&url, &bucket, replicas, &v, &a, &d, &mut rx).await {
                             Ok(true) => return,
                             Ok(false) => {}
                             Err(e) => {
@@ -301,13 +308,14 @@ fn now_ms() -> i64 {
 async fn follow_once(
     url: &str,
     bucket: &str,
+    replicas: u8,
     view: &Arc<std::sync::RwLock<View>>,
     applied: &Arc<std::sync::atomic::AtomicU64>,
     delay: &Arc<std::sync::atomic::AtomicI64>,
     posts: &mut tokio::sync::mpsc::UnboundedReceiver<(Scope, String, Option<Posted>)>,
 ) -> Result<bool, BusError> {
     let client = crate::connect(url).await?;
-    let board = Board::open(&jetstream::new(client), bucket).await?;
+    let board = Board::open(&jetstream::new(client), bucket, replicas).await?;
     let b2 = board.clone();
     let follow = board.follow(|scope, id, value| {
         if let Ok(mut m) = view.write() {

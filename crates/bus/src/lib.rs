@@ -25,7 +25,7 @@ mod replay;
 pub use publish::{Item, Publisher, Stats};
 pub use replay::{ReplayStats, replay};
 
-use std::num::{NonZeroU16, NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU64, NonZeroU8, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,6 +83,16 @@ pub struct BusConfig {
     /// The wait for a publish's acknowledgement, after which it spills.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout_ms: NonZeroU64,
+    /// Copies JetStream keeps of the events and the board (1 to 5; needs a
+    /// JetStream cluster of as many nodes). One node acknowledges a
+    /// message up to 8 ms before writing it, so a hard kill of a lone
+    /// node can lose the last acknowledged events; 3 replicas do not.
+    #[serde(default = "default_replicas")]
+    pub replicas: NonZeroU8,
+}
+
+fn default_replicas() -> NonZeroU8 {
+    NonZeroU8::MIN
 }
 
 fn default_partitions() -> NonZeroU16 {
@@ -123,6 +133,7 @@ impl BusConfig {
             buffer: default_buffer(),
             spill: default_spill(),
             ack_timeout_ms: default_ack_timeout(),
+            replicas: default_replicas(),
         }
     }
 }
@@ -158,6 +169,12 @@ impl BusConfig {
             return Err(format!(
                 "subject_prefix {:?}: dot-separated tokens of letters, digits, '_' and '-'",
                 self.subject_prefix
+            ));
+        }
+        if self.replicas.get() > 5 {
+            return Err(format!(
+                "replicas {}: JetStream keeps 1 to 5 copies",
+                self.replicas
             ));
         }
         if !ok(&self.stream) {
@@ -202,6 +219,7 @@ pub async fn ensure_stream(
         max_age: Duration::from_secs(cfg.max_age_secs.get()),
         duplicate_window: Duration::from_secs(120),
         storage: jetstream::stream::StorageType::File,
+        num_replicas: usize::from(cfg.replicas.get()),
         ..Default::default()
     })
     .await

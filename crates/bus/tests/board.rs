@@ -13,7 +13,7 @@ async fn verdicts_posted_are_followed_and_removals_seen() {
     let client = distillguard_bus::connect(&nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let bucket = format!("dgtest_board_{}", std::process::id());
-    let board = Board::open(&js, &bucket).await.unwrap();
+    let board = Board::open(&js, &bucket, 1).await.unwrap();
     let p = |v: &str| Posted {
         verdict: v.into(),
         risk: 0.9,

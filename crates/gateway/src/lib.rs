@@ -423,7 +423,7 @@ fn router_with(
     };
     let board = match &cfg.cluster.nats {
         Some(b) => Some(
-            distillguard_bus::board::Watcher::start(&b.url, &b.bucket)
+            distillguard_bus::board::Watcher::start(&b.url, &b.bucket, b.replicas.get())
                 .map_err(|e| ServeError::Config(e.to_string()))?,
         ),
         None => None,

@@ -480,7 +480,7 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
     let client = distillguard_bus::connect(&cfg.bus.url).await?;
     let js = jetstream::new(client.clone());
     let stream = distillguard_bus::ensure_stream(&js, &cfg.bus).await?;
-    let board = Board::open(&js, &cfg.bus.bucket).await?;
+    let board = Board::open(&js, &cfg.bus.bucket, cfg.bus.replicas.get()).await?;
     let mut parts: Vec<(u16, Part)> = Vec::new();
     for p in cfg.partitions.clone() {
         let name = consumer_name(&cfg.bus.stream, p);
