@@ -155,7 +155,7 @@ pub(crate) fn run(
                 let ids =
                     teacher.generate(p, 400, None, |ctx, cand| pick(Some(s), ctx, cand, &mut rng));
                 // Round-trip through text, as a copied answer would be.
-                tok.decode(&ids).map(|t| tok.encode(&t)).unwrap_or(ids)
+                tok.encode(&tok.decode(&ids))
             })
             .collect();
         let rate = |f: &dyn Fn(&[u32], &mut Rng) -> Vec<u32>| {

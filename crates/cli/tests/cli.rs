@@ -1389,7 +1389,8 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     let prompts = d.path("prompts.txt");
     write(
         &prompts,
-        "Explain how vaccines train the immune system.\nWrite a haiku about the sea.\n",
+        "Explain how vaccines train the immune system.\nWrite a haiku about the sea.\n\
+         蒸留とは何ですか？段階的に説明してください。\nОбъясни шаг за шагом, как работает дистилляция.\n",
     );
     let answers = d.path("answers.jsonl");
     ok(&[
@@ -1411,7 +1412,10 @@ fn watermarked_answers_are_detected_and_others_are_not() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    // Non-Latin prompts get answers too (a token may end inside a
+    // character; the decoder never aborts).
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2]["prompt"], "蒸留とは何ですか？段階的に説明してください。");
     let a = d.path("a.txt");
     write(&a, lines[0]["text"].as_str().unwrap());
     let human = d.path("human.txt");

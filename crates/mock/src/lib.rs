@@ -210,7 +210,7 @@ fn answer(app: &App, prompt: &str, max_tokens: usize) -> (String, Option<String>
             let ids = teacher.generate(&p, max_tokens.clamp(1, 2048), None, |ctx, cand| {
                 distillguard_watermark::scheme::sample_sparse(Some(scheme), ctx, cand, &mut next)
             });
-            let text = tokenizer.decode(&ids).unwrap_or_default();
+            let text = tokenizer.decode(&ids);
             (text, reasoning, ids.len())
         }
     }
