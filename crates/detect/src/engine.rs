@@ -240,6 +240,12 @@ fn reasoning_param(e: &Event) -> bool {
     })
 }
 
+thread_local! {
+    /// Masked tokens of the prompt being fingerprinted: one buffer a thread
+    /// instead of a growing allocation a request.
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Per-request signals of one event (pure: safe to run on any thread).
 pub fn pre(e: &Event) -> Pre {
     let user = Text::new(&e.request.last_user_text);
@@ -271,7 +277,8 @@ pub fn pre(e: &Event) -> Pre {
         settings_key: h.explicit.then_some(h.settings_key),
         single_shot: s.single_shot,
         refers_back: s.refers_back,
-        template: Fingerprint::edges(&e.request.last_user_text, &mut Vec::new())
+        template: SCRATCH
+            .with_borrow_mut(|t| Fingerprint::edges(&e.request.last_user_text, t))
             .filter(|k| k[0] != 0),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
         system: system

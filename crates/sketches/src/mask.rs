@@ -39,8 +39,17 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
     let start_len = out.len();
     while i < b.len() && out.len() - start_len < max {
         let c = b[i];
+        // Spaces and punctuation (most bytes between words) first: none of
+        // the cases below starts with them.
+        if c < 0x80 && !c.is_ascii_alphanumeric() && !matches!(c, b'`' | b'"' | b'_') {
+            if matches!(c, b'.' | b'!' | b'?' | b'\n' | b':') {
+                sentence_start = true;
+            }
+            i += 1;
+            continue;
+        }
         // Fenced code block.
-        if b[i..].starts_with(b"```") {
+        if c == b'`' && b[i..].starts_with(b"```") {
             let end = find(b, i + 3, b"```").map_or(b.len(), |e| e + 3);
             out.push(CODE);
             i = end;
@@ -71,7 +80,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
             i += 1;
             continue;
         }
-        if b[i..].starts_with(b"http://") || b[i..].starts_with(b"https://") {
+        if c == b'h' && (b[i..].starts_with(b"http://") || b[i..].starts_with(b"https://")) {
             let end = b[i..]
                 .iter()
                 .position(|x| x.is_ascii_whitespace())
