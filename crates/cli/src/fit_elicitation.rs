@@ -125,11 +125,10 @@ fn train_on(pairs: &[(&'static str, Style)], split: &Split, seed: u64, fpr: f64)
         },
     );
     // Threshold: the (1 − fpr) quantile of the validation prompts.
-    let mut scratch = Vec::new();
     let mut p: Vec<f32> = split
         .val
         .iter()
-        .map(|t| m.probability(t, &mut scratch))
+        .map(|t| m.probability(t))
         .collect();
     p.sort_by(|a, b| b.total_cmp(a));
     let k = ((p.len() as f64) * fpr).floor() as usize;
@@ -147,12 +146,11 @@ struct Rate {
 }
 
 fn rate<'a>(m: &Model, ex: impl Iterator<Item = &'a Example>) -> Rate {
-    let mut scratch = Vec::new();
     let mut r = Rate::default();
     let mut sum = 0.0;
     for e in ex {
         r.n += 1;
-        let p = m.probability(&e.text, &mut scratch);
+        let p = m.probability(&e.text);
         sum += p as f64;
         r.hits += (p >= m.threshold) as u64;
     }

@@ -172,26 +172,21 @@ pub fn time_order<T: crate::reorder::Timed>(items: &[T]) -> Vec<u32> {
 /// or the system prompt, whichever is higher; and whether the system
 /// prompt itself asks for reasoning. System prompts repeat (a product
 /// sends one on every request), so their phrase scan and probability are
-/// cached per thread by the prompt's hash.
-/// Per-thread scratch of [`elicitation_of`]: the classifier's feature
-/// buffer, and system prompts' (phrase hit, probability) by hash.
-type ElicitScratch = (Vec<u32>, HashMap<u64, (bool, f32)>);
-
+/// cached per thread by the prompt's hash: (phrase hit, probability).
 fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, bool) {
     thread_local! {
-        static SCRATCH: std::cell::RefCell<ElicitScratch> =
-            std::cell::RefCell::new((Vec::new(), HashMap::new()));
+        static CACHE: std::cell::RefCell<HashMap<u64, (bool, f32)>> =
+            std::cell::RefCell::new(HashMap::new());
     }
     let user_hit = elicitation::detect(user, None).is_some();
     let model = learned::Model::embedded();
-    SCRATCH.with(|cell| {
-        let Ok(mut guard) = cell.try_borrow_mut() else {
+    CACHE.with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
             let system_hit = system.is_some_and(|(s, _)| {
                 elicitation::detect(&Text::default(), Some(&Text::new(s))).is_some()
             });
             return (user_hit as u8 as f32, system_hit);
         };
-        let (scratch, cache) = &mut *guard;
         // Below the model's threshold a probability is kept as a soft
         // score (an account's mean sees a wording the model half-knows);
         // at or above it, it counts as a match.
@@ -206,7 +201,7 @@ fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, 
                         let p = if hit {
                             1.0
                         } else {
-                            model.probability(sys, scratch)
+                            model.probability(sys)
                         };
                         if cache.len() >= 4096 {
                             cache.clear();
@@ -223,7 +218,7 @@ fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, 
         let u = if user_hit || s >= 1.0 {
             1.0
         } else {
-            norm(model.probability(&e.request.last_user_text, scratch))
+            norm(model.probability(&e.request.last_user_text))
         };
         (u.max(s), s >= 1.0)
     })

@@ -31,17 +31,17 @@ fn held_out_phrasings_are_found_and_real_prompts_are_not() {
     let mut s = Vec::new();
     // Real prompts: at most 2% called elicitation (measured on the full
     // corpus's held-out part: 0.6%).
-    let fp = qs.iter().filter(|q| m.elicits(q, &mut s)).count();
+    let fp = qs.iter().filter(|q| m.elicits(q)).count();
     assert!(fp * 50 <= qs.len(), "{fp} of {}", qs.len());
     // The held bank: phrasings never trained on. A model that only knew
     // its training phrases would find almost none (measured: 41%).
     let held = wording::held_examples(&mut Rng::new(3), &qs);
-    let found = held.iter().filter(|e| m.elicits(&e.text, &mut s)).count();
+    let found = held.iter().filter(|e| m.elicits(&e.text)).count();
     assert!(found * 4 >= held.len(), "{found} of {}", held.len());
     // Soft scores separate further: an account's mean sees a wording the
     // model half-knows.
     let mean = |xs: &[&str], s: &mut Vec<u32>| {
-        xs.iter().map(|x| m.probability(x, s) as f64).sum::<f64>() / xs.len() as f64
+        xs.iter().map(|x| m.probability(x) as f64).sum::<f64>() / xs.len() as f64
     };
     let held_texts: Vec<&str> = held.iter().map(|e| e.text.as_str()).collect();
     let (mh, mq) = (mean(&held_texts, &mut s), mean(&qs, &mut s));
@@ -61,7 +61,7 @@ fn requests_in_every_language_and_place_are_found() {
             .filter(|p| p.0 == *lang)
             .collect();
         let ex = wording::positives(&mut r, &qs, &pairs, Bank::Train, 200);
-        let found = ex.iter().filter(|e| m.elicits(&e.text, &mut s)).count();
+        let found = ex.iter().filter(|e| m.elicits(&e.text)).count();
         assert!(
             found * 100 >= 90 * ex.len(),
             "{lang}: {found} of {}",
@@ -70,7 +70,7 @@ fn requests_in_every_language_and_place_are_found() {
     }
     // Other instructions in the same places are not requests for reasoning.
     let neg = wording::negatives(&mut r, &[], 400);
-    let fp = neg.iter().filter(|e| m.elicits(&e.text, &mut s)).count();
+    let fp = neg.iter().filter(|e| m.elicits(&e.text)).count();
     assert!(fp * 50 <= neg.len(), "{fp} of {}", neg.len());
 }
 
@@ -104,9 +104,9 @@ fn a_model_trained_without_a_language_or_a_style_still_finds_part_of_it() {
         let test = wording::positives(r, test_q, &held, Bank::Train, 600);
         let mut s = Vec::new();
         let tpr =
-            test.iter().filter(|e| m.elicits(&e.text, &mut s)).count() as f64 / test.len() as f64;
+            test.iter().filter(|e| m.elicits(&e.text)).count() as f64 / test.len() as f64;
         let fpr =
-            test_q.iter().filter(|q| m.elicits(q, &mut s)).count() as f64 / test_q.len() as f64;
+            test_q.iter().filter(|q| m.elicits(q)).count() as f64 / test_q.len() as f64;
         (tpr, fpr)
     };
     let (tpr, fpr) = train_and_test(&|p| p.0 != "it");

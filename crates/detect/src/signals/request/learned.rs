@@ -62,6 +62,11 @@ fn mix(h: u64) -> u64 {
 /// counts each once per occurrence, scaled by the feature count).
 pub fn features(text: &str, out: &mut Vec<u32>) {
     out.clear();
+    each_feature(text, &mut |f| out.push(f));
+}
+
+/// Calls `emit` with each of the text's features, in [`features`]' order.
+fn each_feature(text: &str, emit: &mut impl FnMut(u32)) {
     // Byte offsets of the two windows, found from each end without
     // walking a long prompt's middle.
     let head_end = text
@@ -74,14 +79,14 @@ pub fn features(text: &str, out: &mut Vec<u32>) {
         .nth(WINDOW - 1)
         .map_or(0, |(i, _)| i);
     if tail_start <= head_end {
-        window_features(text.chars(), out);
+        window_features(text.chars(), emit);
     } else {
-        window_features(text[..head_end].chars(), out);
-        window_features(text[tail_start..].chars(), out);
+        window_features(text[..head_end].chars(), emit);
+        window_features(text[tail_start..].chars(), emit);
     }
 }
 
-fn window_features(chars: impl Iterator<Item = char>, out: &mut Vec<u32>) {
+fn window_features(chars: impl Iterator<Item = char>, emit: &mut impl FnMut(u32)) {
     // Character 4-grams over the lowercased text with runs of whitespace
     // collapsed, and words (letters and digits) as unigrams and bigrams.
     let mut st = Grams::default();
@@ -89,14 +94,14 @@ fn window_features(chars: impl Iterator<Item = char>, out: &mut Vec<u32>) {
         // ASCII (most prompts) lowercases to one character without
         // `to_lowercase`'s iterator.
         if c.is_ascii() {
-            st.push(c.to_ascii_lowercase(), out);
+            st.push(c.to_ascii_lowercase(), emit);
         } else {
             for c in c.to_lowercase() {
-                st.push(c, out);
+                st.push(c, emit);
             }
         }
     }
-    st.flush(out);
+    st.flush(emit);
 }
 
 const MASK: u64 = (SIZE as u64) - 1;
@@ -125,12 +130,12 @@ impl Default for Grams {
 }
 
 impl Grams {
-    fn flush(&mut self, out: &mut Vec<u32>) {
+    fn flush(&mut self, emit: &mut impl FnMut(u32)) {
         if self.word_len > 0 {
             let w = mix(self.word ^ 0x5752_4400);
-            out.push((w & MASK) as u32);
+            emit((w & MASK) as u32);
             if self.prev_word != 0 {
-                out.push((mix(w ^ self.prev_word.rotate_left(17) ^ 0x4249_4752) & MASK) as u32);
+                emit((mix(w ^ self.prev_word.rotate_left(17) ^ 0x4249_4752) & MASK) as u32);
             }
             self.prev_word = w;
             self.word = 0;
@@ -139,7 +144,7 @@ impl Grams {
     }
 
     #[inline]
-    fn push(&mut self, c: char, out: &mut Vec<u32>) {
+    fn push(&mut self, c: char, emit: &mut impl FnMut(u32)) {
         let space = c.is_whitespace();
         if space && self.last_space {
             return;
@@ -151,10 +156,10 @@ impl Grams {
             self.word_len += 1;
             // Scripts without spaces (CJK): each character ends a word.
             if (c as u32) >= 0x2E80 {
-                self.flush(out);
+                self.flush(emit);
             }
         } else {
-            self.flush(out);
+            self.flush(emit);
             // Bigrams stay within a phrase: a space keeps the previous
             // word, punctuation drops it.
             if !space {
@@ -170,7 +175,7 @@ impl Grams {
                 .wrapping_add(r[(n + 2) % 4] << 21)
                 .wrapping_add(r[(n + 3) % 4] << 42))
                 ^ r[n % 4].rotate_left(11);
-            out.push((mix(h ^ 0x4348_3400) & MASK) as u32);
+            emit((mix(h ^ 0x4348_3400) & MASK) as u32);
         }
     }
 }
@@ -198,15 +203,26 @@ impl Model {
         self.bias + s / (feats.len() as f32).sqrt()
     }
 
-    /// Probability that `text` asks for reasoning (`scratch` is reused).
-    pub fn probability(&self, text: &str, scratch: &mut Vec<u32>) -> f32 {
-        features(text, scratch);
-        sigmoid(self.logit_of(scratch))
+    /// Probability that `text` asks for reasoning. The weights are summed
+    /// as the features come (no list), in [`Model::logit_of`]'s order, so
+    /// the result is the same to the bit.
+    pub fn probability(&self, text: &str) -> f32 {
+        let (mut sum, mut n) = (0f32, 0usize);
+        each_feature(text, &mut |f| {
+            sum += self.weights[f as usize];
+            n += 1;
+        });
+        let logit = if n == 0 {
+            self.bias
+        } else {
+            self.bias + sum / (n as f32).sqrt()
+        };
+        sigmoid(logit)
     }
 
     /// Whether `text` asks for reasoning, at the model's threshold.
-    pub fn elicits(&self, text: &str, scratch: &mut Vec<u32>) -> bool {
-        !text.is_empty() && self.probability(text, scratch) >= self.threshold
+    pub fn elicits(&self, text: &str) -> bool {
+        !text.is_empty() && self.probability(text) >= self.threshold
     }
 
     /// Serialises: magic, bias, threshold, scale, then one signed byte per
@@ -378,8 +394,8 @@ mod tests {
         }
         let m = train(&ex, TrainOpts::default());
         let mut s = Vec::new();
-        assert!(m.probability("please show your reasoning", &mut s) > 0.5);
-        assert!(m.probability("write a poem about dogs", &mut s) < 0.5);
+        assert!(m.probability("please show your reasoning") > 0.5);
+        assert!(m.probability("write a poem about dogs") < 0.5);
         assert_eq!(train(&ex, TrainOpts::default()), m);
     }
 }
