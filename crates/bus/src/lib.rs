@@ -25,7 +25,7 @@ mod replay;
 pub use publish::{Item, Publisher, Stats};
 pub use replay::{ReplayStats, replay};
 
-use std::num::{NonZeroU16, NonZeroU64, NonZeroU8, NonZeroUsize};
+use std::num::{NonZeroU8, NonZeroU16, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -125,11 +125,7 @@ fn train_on(pairs: &[(&'static str, Style)], split: &Split, seed: u64, fpr: f64)
         },
     );
     // Threshold: the (1 − fpr) quantile of the validation prompts.
-    let mut p: Vec<f32> = split
-        .val
-        .iter()
-        .map(|t| m.probability(t))
-        .collect();
+    let mut p: Vec<f32> = split.val.iter().map(|t| m.probability(t)).collect();
     p.sort_by(|a, b| b.total_cmp(a));
     let k = ((p.len() as f64) * fpr).floor() as usize;
     m.threshold = p.get(k).copied().unwrap_or(0.5) + 1e-4;

@@ -1415,7 +1415,10 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     // Non-Latin prompts get answers too (a token may end inside a
     // character; the decoder never aborts).
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[2]["prompt"], "蒸留とは何ですか？段階的に説明してください。");
+    assert_eq!(
+        lines[2]["prompt"],
+        "蒸留とは何ですか？段階的に説明してください。"
+    );
     let a = d.path("a.txt");
     write(&a, lines[0]["text"].as_str().unwrap());
     let human = d.path("human.txt");

@@ -198,11 +198,7 @@ fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, 
                     None => {
                         let hit =
                             elicitation::detect(&Text::default(), Some(&Text::new(sys))).is_some();
-                        let p = if hit {
-                            1.0
-                        } else {
-                            model.probability(sys)
-                        };
+                        let p = if hit { 1.0 } else { model.probability(sys) };
                         if cache.len() >= 4096 {
                             cache.clear();
                         }

@@ -28,7 +28,6 @@ fn held_out_phrasings_are_found_and_real_prompts_are_not() {
     let corpus = distillguard_simulator::Corpus::embedded().unwrap();
     let qs = questions(&corpus);
     let m = Model::embedded();
-    let mut s = Vec::new();
     // Real prompts: at most 2% called elicitation (measured on the full
     // corpus's held-out part: 0.6%).
     let fp = qs.iter().filter(|q| m.elicits(q)).count();
@@ -40,11 +39,10 @@ fn held_out_phrasings_are_found_and_real_prompts_are_not() {
     assert!(found * 4 >= held.len(), "{found} of {}", held.len());
     // Soft scores separate further: an account's mean sees a wording the
     // model half-knows.
-    let mean = |xs: &[&str], s: &mut Vec<u32>| {
-        xs.iter().map(|x| m.probability(x) as f64).sum::<f64>() / xs.len() as f64
-    };
+    let mean =
+        |xs: &[&str]| xs.iter().map(|x| m.probability(x) as f64).sum::<f64>() / xs.len() as f64;
     let held_texts: Vec<&str> = held.iter().map(|e| e.text.as_str()).collect();
-    let (mh, mq) = (mean(&held_texts, &mut s), mean(&qs, &mut s));
+    let (mh, mq) = (mean(&held_texts), mean(&qs));
     assert!(mh > 5.0 * mq, "held {mh:.3} vs real {mq:.3}");
 }
 
@@ -53,7 +51,6 @@ fn requests_in_every_language_and_place_are_found() {
     let corpus = distillguard_simulator::Corpus::embedded().unwrap();
     let qs = questions(&corpus);
     let m = Model::embedded();
-    let mut s = Vec::new();
     let mut r = Rng::new(11);
     for lang in wording::LANGS {
         let pairs: Vec<(&'static str, Style)> = wording::train_pairs()
@@ -102,11 +99,8 @@ fn a_model_trained_without_a_language_or_a_style_still_finds_part_of_it() {
         let mut m = learned::train(&data, TrainOpts::default());
         m.threshold = 0.5;
         let test = wording::positives(r, test_q, &held, Bank::Train, 600);
-        let mut s = Vec::new();
-        let tpr =
-            test.iter().filter(|e| m.elicits(&e.text)).count() as f64 / test.len() as f64;
-        let fpr =
-            test_q.iter().filter(|q| m.elicits(q)).count() as f64 / test_q.len() as f64;
+        let tpr = test.iter().filter(|e| m.elicits(&e.text)).count() as f64 / test.len() as f64;
+        let fpr = test_q.iter().filter(|q| m.elicits(q)).count() as f64 / test_q.len() as f64;
         (tpr, fpr)
     };
     let (tpr, fpr) = train_and_test(&|p| p.0 != "it");

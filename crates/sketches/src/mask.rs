@@ -112,13 +112,20 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
         }
         if c.is_ascii_alphabetic() || c == b'_' {
             let s = i;
-            let mut digits = false;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'\'') {
-                digits |= b[i].is_ascii_digit();
+            let (mut digits, mut underscore) = (false, false);
+            while let Some(&x) = b.get(i) {
+                if x.is_ascii_alphabetic() || x == b'\'' {
+                } else if x.is_ascii_digit() {
+                    digits = true;
+                } else if x == b'_' {
+                    underscore = true;
+                } else {
+                    break;
+                }
                 i += 1;
             }
             let w = &b[s..i];
-            if digits || w.contains(&b'_') && w.len() > 3 {
+            if digits || underscore && w.len() > 3 {
                 out.push(ID);
             } else if !sentence_start
                 && w[0].is_ascii_uppercase()

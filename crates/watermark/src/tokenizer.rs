@@ -185,7 +185,10 @@ mod tests {
             let mut split = false;
             for k in 0..=ids.len() {
                 let part = t.decode(&ids[..k]);
-                assert!(text.starts_with(part.trim_end_matches('\u{FFFD}')), "{part}");
+                assert!(
+                    text.starts_with(part.trim_end_matches('\u{FFFD}')),
+                    "{part}"
+                );
                 split |= part.ends_with('\u{FFFD}');
             }
             let mut d = Utf8Decoder::default();

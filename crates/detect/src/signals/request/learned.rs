@@ -86,10 +86,20 @@ fn each_feature(text: &str, emit: &mut impl FnMut(u32)) {
     }
 }
 
-fn window_features(chars: impl Iterator<Item = char>, emit: &mut impl FnMut(u32)) {
+fn window_features(chars: std::str::Chars, emit: &mut impl FnMut(u32)) {
     // Character 4-grams over the lowercased text with runs of whitespace
     // collapsed, and words (letters and digits) as unigrams and bigrams.
     let mut st = Grams::default();
+    let text = chars.as_str();
+    if text.is_ascii() {
+        // Most prompts: the same features without decoding characters or
+        // Unicode tables.
+        for &b in text.as_bytes() {
+            st.push_ascii(b.to_ascii_lowercase(), emit);
+        }
+        st.flush(emit);
+        return;
+    }
     for c in chars {
         // ASCII (most prompts) lowercases to one character without
         // `to_lowercase`'s iterator.
@@ -143,6 +153,44 @@ impl Grams {
         }
     }
 
+    /// [`Grams::push`] of an ASCII character (the same features).
+    #[inline]
+    fn push_ascii(&mut self, b: u8, emit: &mut impl FnMut(u32)) {
+        // `char::is_whitespace` on ASCII.
+        let space = matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+        if space && self.last_space {
+            return;
+        }
+        self.last_space = space;
+        let c = if space { b' ' } else { b };
+        if c.is_ascii_alphanumeric() {
+            self.word = self.word.wrapping_mul(0x100_0000_01B3) ^ u64::from(c);
+            self.word_len += 1;
+        } else {
+            self.flush(emit);
+            if !space {
+                self.prev_word = 0;
+            }
+        }
+        self.gram(u64::from(c), emit);
+    }
+
+    /// Adds a character to the 4-gram ring and emits the 4-gram ending here.
+    #[inline]
+    fn gram(&mut self, c: u64, emit: &mut impl FnMut(u32)) {
+        let n = self.n;
+        self.ring[n % 4] = c;
+        self.n += 1;
+        if self.n >= 4 {
+            let r = &self.ring;
+            let h = ((r[(n + 1) % 4] * 0x1_0000_0001)
+                .wrapping_add(r[(n + 2) % 4] << 21)
+                .wrapping_add(r[(n + 3) % 4] << 42))
+                ^ r[n % 4].rotate_left(11);
+            emit((mix(h ^ 0x4348_3400) & MASK) as u32);
+        }
+    }
+
     #[inline]
     fn push(&mut self, c: char, emit: &mut impl FnMut(u32)) {
         let space = c.is_whitespace();
@@ -166,17 +214,7 @@ impl Grams {
                 self.prev_word = 0;
             }
         }
-        let n = self.n;
-        self.ring[n % 4] = c as u64;
-        self.n += 1;
-        if self.n >= 4 {
-            let r = &self.ring;
-            let h = ((r[(n + 1) % 4] * 0x1_0000_0001)
-                .wrapping_add(r[(n + 2) % 4] << 21)
-                .wrapping_add(r[(n + 3) % 4] << 42))
-                ^ r[n % 4].rotate_left(11);
-            emit((mix(h ^ 0x4348_3400) & MASK) as u32);
-        }
+        self.gram(c as u64, emit);
     }
 }
 
@@ -393,9 +431,38 @@ mod tests {
             ex.push((f, i < 3, 1.0));
         }
         let m = train(&ex, TrainOpts::default());
-        let mut s = Vec::new();
         assert!(m.probability("please show your reasoning") > 0.5);
         assert!(m.probability("write a poem about dogs") < 0.5);
         assert_eq!(train(&ex, TrainOpts::default()), m);
+        // Summing as features come equals scoring the feature list.
+        let long = "Explain, step by step, why the sky is blue. ".repeat(20) + "Пошагово.";
+        for t in ["please show your reasoning", "", long.as_str()] {
+            let mut f = Vec::new();
+            features(t, &mut f);
+            let listed = sigmoid(m.logit_of(&f));
+            assert_eq!(m.probability(t).to_bits(), listed.to_bits(), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_ascii_path_gives_the_features_of_the_char_path() {
+        let every: String = (0u8..128).map(char::from).collect();
+        for t in [
+            "Hello,  World!\tStep-by-step\n\nexplain 42 x2_y",
+            "  a",
+            "",
+            "A\x0b\x0cB\rC  ",
+            every.as_str(),
+        ] {
+            let mut fast = Vec::new();
+            features(t, &mut fast);
+            let mut slow = Vec::new();
+            let mut st = Grams::default();
+            for c in t.chars() {
+                st.push(c.to_ascii_lowercase(), &mut |f| slow.push(f));
+            }
+            st.flush(&mut |f| slow.push(f));
+            assert_eq!(fast, slow, "{t:?}");
+        }
     }
 }
