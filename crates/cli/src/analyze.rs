@@ -19,12 +19,16 @@ use crate::{Format, progress, report_bad_lines};
 
 pub(crate) use distillguard_pipeline::{PerRequest, Record};
 
+/// How a line of the input becomes an event (`--input-format`).
+pub(crate) type Parse = fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError>;
+
 /// Per-request work, on the parsing threads.
 pub(crate) fn record(
     line: &str,
+    parse: Parse,
     per: &PerRequest,
 ) -> Result<Record, distillguard_core::EventError> {
-    let e = distillguard_core::parse_event_line(line)?;
+    let e = parse(line)?;
     Ok(distillguard_pipeline::record(&e, per))
 }
 
@@ -74,6 +78,7 @@ pub(crate) struct ReadSummary {
 /// is reported with its place and reading goes on with the next.
 fn read_each(
     inputs: &[PathBuf],
+    parse: Parse,
     strict: bool,
     bar: &progress::Bar,
     per: &PerRequest,
@@ -93,7 +98,7 @@ fn read_each(
         let read = distillguard_core::parallel::par_read(
             path,
             workers,
-            |l| record(l, per),
+            |l| record(l, parse, per),
             |item| {
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
@@ -129,12 +134,13 @@ fn read_each(
 /// Reads event logs into records (in parallel), in file order.
 pub(crate) fn read_records(
     inputs: &[PathBuf],
+    parse: Parse,
     strict: bool,
     bar: &progress::Bar,
     per: &PerRequest,
 ) -> Result<(Vec<Record>, ReadSummary)> {
     let mut recs = Vec::new();
-    let sum = read_each(inputs, strict, bar, per, "reading", |r| {
+    let sum = read_each(inputs, parse, strict, bar, per, "reading", |r| {
         recs.push(r);
         Ok(())
     })?;
@@ -155,6 +161,7 @@ enum Streamed {
 /// window is held. Stops early when a record is later than the window.
 fn stream_fold(
     inputs: &[PathBuf],
+    parse: Parse,
     strict: bool,
     bar: &progress::Bar,
     fold: &mut Fold,
@@ -163,7 +170,7 @@ fn stream_fold(
 ) -> Result<Streamed> {
     let mut reorder = distillguard_detect::reorder::Reorder::<Record>::new(window_ms);
     let mut late = None;
-    let read = read_each(inputs, strict, bar, per, "scoring", |rec| {
+    let read = read_each(inputs, parse, strict, bar, per, "scoring", |rec| {
         reorder
             .push(rec, |r| {
                 fold.process(&r);
@@ -210,7 +217,7 @@ pub(crate) fn read_models(
 /// A second pass over the logs: up to `n` redacted prompts for each flagged
 /// account, in file order. Redaction happens on the worker threads, and only
 /// for flagged accounts: no other prompt text is ever kept.
-fn add_samples(report: &mut Report, inputs: &[PathBuf], n: usize) -> Result<()> {
+fn add_samples(report: &mut Report, inputs: &[PathBuf], parse: Parse, n: usize) -> Result<()> {
     let flagged: std::collections::HashSet<String> = report
         .accounts
         .iter()
@@ -224,7 +231,7 @@ fn add_samples(report: &mut Report, inputs: &[PathBuf], n: usize) -> Result<()> 
             path,
             workers,
             |line| {
-                let e = distillguard_core::parse_event_line(line)?;
+                let e = parse(line)?;
                 Ok(flagged.contains(&e.account_id).then(|| {
                     (
                         e.account_id,
@@ -414,8 +421,12 @@ fn against_truth(report: &Report, dir: &Path) -> Result<String> {
 pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let sim_dir = simulated(&mut o)?;
     // Batch files become a temporary event log (removed at the end).
+    let parse: Parse = match o.batch.input_format {
+        crate::batch_input::InputFormat::Litellm => distillguard_core::import::litellm::parse_line,
+        _ => distillguard_core::parse_event_line,
+    };
     let converted = match o.batch.input_format {
-        crate::batch_input::InputFormat::Events => None,
+        crate::batch_input::InputFormat::Events | crate::batch_input::InputFormat::Litellm => None,
         _ => {
             let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
             if !o.quiet {
@@ -516,7 +527,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let mut read_secs = 0.0;
     let read;
     let streamed = if o.inputs.iter().all(|p| p.as_os_str() != "-") {
-        stream_fold(&o.inputs, o.strict, &bar, &mut fold, window_ms, &per)?
+        stream_fold(&o.inputs, parse, o.strict, &bar, &mut fold, window_ms, &per)?
     } else {
         Streamed::Late(None)
     };
@@ -527,7 +538,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         }
         Streamed::Late(late) => {
             fold = new_fold();
-            let (recs, r) = read_records(&o.inputs, o.strict, &bar, &per)?;
+            let (recs, r) = read_records(&o.inputs, parse, o.strict, &bar, &per)?;
             read = r;
             read_secs = started.elapsed().as_secs_f64();
             distillguard_core::progress::Progress::stage(&bar, "scoring", Some(recs.len() as u64));
@@ -558,7 +569,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let mut report = fold.finish(o.all);
     drop(bar);
     if o.samples > 0 {
-        add_samples(&mut report, &o.inputs, o.samples)?;
+        add_samples(&mut report, &o.inputs, parse, o.samples)?;
     }
     let st = &mut report.stats;
     st.insert("seconds".into(), ((secs * 100.0).round() / 100.0).into());

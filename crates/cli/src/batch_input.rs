@@ -28,6 +28,9 @@ pub(crate) enum InputFormat {
     /// Anthropic Message Batches: the create body (or one request per line)
     /// and the results JSONL.
     AnthropicBatch,
+    /// LiteLLM: its callbacks' `StandardLoggingPayload` or rows of its
+    /// `LiteLLM_SpendLogs` table, one JSON object per line.
+    Litellm,
 }
 
 /// The options of batch input.
@@ -149,7 +152,7 @@ fn each_line(
 /// Converts batch files into a temporary event log.
 pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Result<Converted> {
     let kind = match o.input_format {
-        InputFormat::Events => bail!("not a batch format"),
+        InputFormat::Events | InputFormat::Litellm => bail!("not a batch format"),
         InputFormat::OpenaiBatch => BatchKind::OpenAi,
         InputFormat::AnthropicBatch => BatchKind::Anthropic,
     };

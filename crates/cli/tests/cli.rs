@@ -3250,3 +3250,75 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     }
     drop((gw_a, gw_b));
 }
+
+/// A log written by the real LiteLLM (`examples/litellm/make_sample.py`:
+/// LiteLLM 1.110.2's `standard_logging_object` for each call through
+/// `litellm.completion` to `upstream-mock`): 40 honest users and a planted
+/// harvest of 8 accounts on one step-by-step system prompt. `analyze`
+/// reads it directly (gzip, standard input, bad lines named with their
+/// place), finds the 8 and nobody else.
+#[test]
+fn analyze_reads_a_litellm_log_and_finds_the_planted_harvest() {
+    use std::io::Write;
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/litellm/sample.jsonl.gz");
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "--input-format",
+        "litellm",
+        sample.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(v["stats"]["events"], 336, "{}", v["stats"]);
+    assert_eq!(v["stats"]["accounts"], 48);
+    let flagged: BTreeSet<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] != "allow")
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let planted: BTreeSet<String> = (0..8).map(|i| format!("harvest-{i}")).collect();
+    assert_eq!(
+        flagged,
+        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+
+    // From standard input, with a bad line: named with its place, the
+    // rest kept.
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&sample).unwrap())
+        .read_to_end(&mut text)
+        .unwrap();
+    let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    lines.insert(2, br#"{"startTime": "soon", "user": "x"}"#);
+    let input = lines.join(&b'\n');
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args([
+            "analyze",
+            "--input-format",
+            "litellm",
+            "-",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("<stdin>:3:") && stderr.contains("startTime"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], 336);
+    assert_eq!(v["stats"]["malformed_lines"], 1);
+}

@@ -8,3 +8,4 @@ work on them unchanged.
 
 pub mod batch;
 pub mod glasswally;
+pub mod litellm;
