@@ -118,6 +118,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// Endpoints for other gateways (`POST /v1/events`, `/v1/verdicts`,
+    /// `/v1/auth`).
+    #[serde(default)]
+    pub integrations: Option<Integrations>,
     /// How clients authenticate: `"keys"` (the default: API keys from
     /// `keys_db`, which must exist) or `"none"` (local testing only: no
     /// authentication, and each client address is its own account).
@@ -279,6 +283,46 @@ impl LimitsConfig {
 pub struct Admin {
     /// SHA-256 (hex) of the admin token; the token itself is not stored.
     pub token_sha256: String,
+}
+
+/// The `[integrations]` table: endpoints for other gateways (ingest,
+/// verdicts, forward-auth), on only with a token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Integrations {
+    /// SHA-256 (hex) of the integration token (`distillguard keys
+    /// admin-token` prints a token and its hash); not the admin token.
+    pub token_sha256: String,
+    /// Forward-auth: the header naming the account, set by the calling
+    /// gateway (else a distillguard key on the request identifies it).
+    #[serde(default = "default_account_header")]
+    pub account_header: String,
+    /// Forward-auth: the header naming the key (optional).
+    #[serde(default = "default_key_header")]
+    pub key_header: String,
+    /// Forward-auth without an account, or with detection down: refuse
+    /// (true) or allow (false, the default).
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// Forward-auth: requests a minute a throttled account is let through.
+    #[serde(default = "default_throttle_rpm")]
+    pub throttle_rpm: std::num::NonZeroU32,
+    /// The largest `POST /v1/events` body, after gzip.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: std::num::NonZeroUsize,
+}
+
+fn default_account_header() -> String {
+    "x-account-id".into()
+}
+fn default_key_header() -> String {
+    "x-api-key-id".into()
+}
+fn default_throttle_rpm() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(6).unwrap_or(std::num::NonZeroU32::MIN)
+}
+fn default_max_batch_bytes() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(32 << 20).unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 /// One action on an account's requests.
@@ -564,6 +608,34 @@ impl Config {
                 "admin.token_sha256".into(),
                 "must be 64 hex digits (distillguard keys admin-token prints one)",
             );
+        }
+        if let Some(i) = &self.integrations {
+            if i.token_sha256.len() != 64 || !i.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return bad(
+                    "integrations.token_sha256".into(),
+                    "must be 64 hex digits (distillguard keys admin-token prints one)",
+                );
+            }
+            if let Some(a) = &self.admin
+                && a.token_sha256.eq_ignore_ascii_case(&i.token_sha256)
+            {
+                return bad(
+                    "integrations.token_sha256".into(),
+                    "must differ from the admin token's (the integrations' token is handed to other gateways)",
+                );
+            }
+            for (field, h) in [
+                ("account_header", &i.account_header),
+                ("key_header", &i.key_header),
+            ] {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return bad(
+                        format!("integrations.{field}"),
+                        "must be a valid HTTP header name",
+                    );
+                }
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

@@ -38,6 +38,7 @@ pub mod config;
 pub mod detector;
 pub mod error;
 pub mod eventlog;
+mod integrations;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
@@ -362,6 +363,10 @@ fn router_with(
 ) -> Result<Routers, ServeError> {
     let split = cfg.internal_listen.is_some();
     let cfg_batches = cfg.batches.enabled;
+    let max_batch_bytes = cfg
+        .integrations
+        .as_ref()
+        .map_or(1 << 20, |i| i.max_batch_bytes.get());
     let shared = match &cfg.cluster.redis_url {
         Some(url) => Some(Arc::new(
             shared_limits::Shared::new(
@@ -478,7 +483,8 @@ fn router_with(
     let internal = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
-        .nest("/admin", admin::router());
+        .nest("/admin", admin::router())
+        .merge(integrations::router(max_batch_bytes));
     let tls = gw.tls.clone();
     Ok(if split {
         (

@@ -22,7 +22,10 @@ request path).
   its health (a dead detector fails open, visibly here);
 - `distillguard_eventlog_dropped_total`, `distillguard_config_reloads_total`,
   `distillguard_rejections_untracked_total`;
-- `distillguard_connections_open`, `distillguard_connections_max`.
+- `distillguard_connections_open`, `distillguard_connections_max`;
+- `distillguard_ingested_total{line}` (accepted, malformed) and
+  `distillguard_forward_auth_total{outcome}` (allow, deny, throttle,
+  unknown, unavailable): the integration endpoints.
 */
 
 use std::fmt::Write;
@@ -57,7 +60,14 @@ pub struct Metrics {
     reloads: AtomicU64,
     /// Responses continuations: of an answer the gateway served, unknown.
     continued: [AtomicU64; 2],
+    /// `POST /v1/events` lines: accepted, malformed.
+    ingested: [AtomicU64; 2],
+    /// Forward-auth answers, by [`FORWARD_AUTH`] outcome.
+    forward_auth: [AtomicU64; FORWARD_AUTH.len()],
 }
+
+/// Forward-auth outcomes, in the counters' order.
+const FORWARD_AUTH: [&str; 5] = ["allow", "deny", "throttle", "unknown", "unavailable"];
 
 fn add(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
@@ -104,6 +114,17 @@ impl Metrics {
             Action::Record => return,
         };
         add(&self.actions[i], 1);
+    }
+
+    pub fn ingested(&self, accepted: u64, malformed: u64) {
+        add(&self.ingested[0], accepted);
+        add(&self.ingested[1], malformed);
+    }
+
+    pub fn forward_auth(&self, outcome: &str) {
+        if let Some(i) = FORWARD_AUTH.iter().position(|o| *o == outcome) {
+            add(&self.forward_auth[i], 1);
+        }
     }
 
     pub fn reloaded(&self) {
@@ -189,6 +210,24 @@ impl Metrics {
                 ),
                 ("{action=\"throttle\"}".into(), get(&self.actions[2])),
             ],
+        );
+        counter(
+            "distillguard_ingested_total",
+            "Lines posted to /v1/events, by whether they were accepted.",
+            &[
+                ("{line=\"accepted\"}".into(), get(&self.ingested[0])),
+                ("{line=\"malformed\"}".into(), get(&self.ingested[1])),
+            ],
+        );
+        let rows: Vec<(String, u64)> = FORWARD_AUTH
+            .iter()
+            .zip(&self.forward_auth)
+            .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), get(n)))
+            .collect();
+        counter(
+            "distillguard_forward_auth_total",
+            "Forward-auth answers, by outcome.",
+            &rows,
         );
         counter(
             "distillguard_responses_continued_total",

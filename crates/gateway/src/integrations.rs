@@ -1,0 +1,425 @@
+/*!
+Endpoints for the gateways a provider already runs (`[integrations]`), on
+the internal listener:
+
+- `POST /v1/events[?format=events|litellm]`: batched log lines (the event
+  log, or LiteLLM's payloads; gzip with `Content-Encoding: gzip`) into the
+  same detector as this gateway's own traffic. The answer names every
+  malformed line; the good ones are kept.
+- `GET /v1/verdicts/{account}[?key=ID]`: the verdict in force, as JSON, for
+  a custom gateway.
+- `/v1/auth` (any method, any path below it): forward-auth for nginx
+  `auth_request`, Envoy's `ext_authz` HTTP service and Traefik/Caddy
+  `forward_auth`. 2xx allows; 403 denies with the API's error body; 429
+  with `Retry-After` throttles. The account comes from a header the
+  caller's gateway sets (`account_header`), else from a distillguard key
+  on the request. The answer reads verdicts already published; it never
+  waits for the detector.
+
+Every call carries the integration token (`token_sha256`), in
+`X-Distillguard-Token` or, for the first two, `Authorization: Bearer`.
+Without `[integrations]` the endpoints answer 404.
+*/
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use distillguard_core::report::Verdict;
+use serde_json::json;
+
+use crate::config::{Action, Dialect, Integrations};
+use crate::error::GatewayError;
+use crate::limits::{Unit, Who};
+use crate::{Gateway, dialect_of};
+
+/// The routes (merged into the internal router).
+pub(crate) fn router(max_batch_bytes: usize) -> Router<Arc<Gateway>> {
+    Router::new()
+        .route(
+            "/v1/events",
+            post(ingest).layer(axum::extract::DefaultBodyLimit::max(max_batch_bytes)),
+        )
+        .route("/v1/verdicts/{account}", get(verdict_of))
+        .route("/v1/auth", any(forward_auth))
+        .route("/v1/auth/{*rest}", any(forward_auth))
+}
+
+/// A refusal: a status and a message, answered as `{"error": message}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn plain(status: StatusCode, message: &str) -> Refusal {
+    Refusal(status, message.to_string())
+}
+
+/// The integration settings and a checked token, or the answer to give.
+fn authorize(gw: &Gateway, h: &HeaderMap, bearer: bool) -> Result<Integrations, Refusal> {
+    let cfg = gw.config();
+    let Some(i) = cfg.integrations.clone() else {
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "integrations are off (no [integrations] in the config)",
+        ));
+    };
+    let text = |v: &HeaderValue| v.to_str().ok().map(str::trim).map(str::to_string);
+    let presented = h.get("x-distillguard-token").and_then(text).or_else(|| {
+        bearer
+            .then(|| h.get(header::AUTHORIZATION).and_then(text))
+            .flatten()
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
+    });
+    let Some(presented) = presented else {
+        return Err(plain(
+            StatusCode::UNAUTHORIZED,
+            "integration token required (X-Distillguard-Token)",
+        ));
+    };
+    let digest = distillguard_storage::sha256_hex(presented.trim());
+    if !distillguard_storage::constant_time_eq(
+        digest.as_bytes(),
+        i.token_sha256.to_ascii_lowercase().as_bytes(),
+    ) {
+        return Err(plain(StatusCode::UNAUTHORIZED, "wrong integration token"));
+    }
+    Ok(i)
+}
+
+/// The value of `name` in a query string whose only parameter it may be
+/// (percent-escapes decoded); anything else is a 400.
+fn param(uri: &Uri, name: &str) -> Result<Option<String>, Refusal> {
+    let mut value = None;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((k, v)) if k == name => value = Some(unescape(v)),
+            _ => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the query {pair:?}: only {name}=… is known"),
+                ));
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lines shown with their errors in one answer (the rest are counted).
+const SHOWN: usize = 100;
+
+async fn ingest(
+    State(gw): State<Arc<Gateway>>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let limit = authorize(&gw, &h, true)?.max_batch_bytes.get();
+    let format = param(&uri, "format")?;
+    let parse: fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError> =
+        match format.as_deref().unwrap_or("events") {
+            "events" => distillguard_core::parse_event_line,
+            "litellm" => distillguard_core::import::litellm::parse_line,
+            other => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("format {other:?}: expected events or litellm"),
+                ));
+            }
+        };
+    if gw.detector.is_none() {
+        return Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "detection is off on this gateway ([detect] enabled = false)",
+        ));
+    };
+    let gzip = h
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let text = if gzip {
+        let mut out = Vec::new();
+        let read = flate2::read::MultiGzDecoder::new(&body[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out);
+        match read {
+            Ok(_) if out.len() > limit => {
+                return Err(plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the batch inflates to over {limit} bytes (max_batch_bytes)"),
+                ));
+            }
+            Ok(_) => out,
+            Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &format!("gzip: {e}"))),
+        }
+    } else {
+        body.to_vec()
+    };
+    let g = Arc::clone(&gw);
+    let job = tokio::task::spawn_blocking(move || {
+        let Some(detector) = g.detector.as_ref() else {
+            return (0, 0, Vec::new(), true);
+        };
+        let (mut accepted, mut malformed, mut shown) = (0u64, 0u64, Vec::new());
+        let mut down = false;
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed = std::str::from_utf8(raw)
+                .map_err(|_| distillguard_core::EventError::Utf8)
+                .and_then(parse);
+            match parsed {
+                Ok(e) => {
+                    // Blocks while the detector's queue is full: a batch
+                    // is slowed, never dropped.
+                    if detector.submit_event(e) {
+                        accepted += 1;
+                    } else {
+                        down = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    malformed += 1;
+                    if shown.len() < SHOWN {
+                        shown.push(json!({"line": i + 1, "error": e.to_string()}));
+                    }
+                }
+            }
+        }
+        (accepted, malformed, shown, down)
+    });
+    let Ok((accepted, malformed, shown, down)) = job.await else {
+        return Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the ingest task failed",
+        ));
+    };
+    gw.metrics.ingested(accepted, malformed);
+    if down {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "detection is down", "accepted": accepted})),
+        )
+            .into_response());
+    }
+    let status = if accepted == 0 && malformed > 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({"accepted": accepted, "malformed": malformed, "errors": shown})),
+    )
+        .into_response())
+}
+
+/// Where a verdict came from.
+fn source_of(gw: &Gateway, account: &str) -> &'static str {
+    if gw.override_of(account).is_some() {
+        "override"
+    } else {
+        "detector"
+    }
+}
+
+async fn verdict_of(
+    State(gw): State<Arc<Gateway>>,
+    Path(account): Path<String>,
+    uri: Uri,
+    h: HeaderMap,
+) -> Result<Response, Refusal> {
+    authorize(&gw, &h, true)?;
+    let key = param(&uri, "key")?;
+    let verdict = gw.verdict(&account, key.as_deref());
+    let cfg = gw.config();
+    let actions: Vec<String> = cfg
+        .actions
+        .for_verdict(verdict)
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    Ok(axum::Json(json!({
+        "account": account,
+        "key": key,
+        "verdict": verdict,
+        "source": source_of(&gw, &account),
+        "actions": actions,
+        "detection_alive": gw.detector.as_ref().is_none_or(|d| d.is_alive()),
+    }))
+    .into_response())
+}
+
+/// The original request's path, as the calling proxy passes it.
+fn original_path(h: &HeaderMap) -> String {
+    ["x-original-uri", "x-forwarded-uri", "x-envoy-original-path"]
+        .iter()
+        .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()))
+        .unwrap_or("/")
+        .to_string()
+}
+
+async fn forward_auth(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Response {
+    let i = match authorize(&gw, &h, false) {
+        Ok(i) => i,
+        Err(r) => return r.into_response(),
+    };
+    let dialect = if h.contains_key("anthropic-version") {
+        Dialect::Anthropic
+    } else {
+        dialect_of(&original_path(&h))
+    };
+    // Who: the caller gateway's own header, else a distillguard key.
+    let named = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let mut account = named(&i.account_header);
+    let mut key = named(&i.key_header);
+    if account.is_none() {
+        let presented = named("x-api-key").or_else(|| {
+            named(header::AUTHORIZATION.as_str())
+                .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
+        });
+        if let Some(p) = presented
+            && let Ok(Some(rec)) = gw.verify_key(p.trim())
+        {
+            account = Some(rec.account);
+            key = Some(rec.id);
+        }
+    }
+    let Some(account) = account else {
+        gw.metrics.forward_auth("unknown");
+        return if i.fail_closed {
+            GatewayError::Downstream {
+                status: StatusCode::UNAUTHORIZED,
+                kind: "authentication_error",
+                message: format!("no account: set {} on the request", i.account_header),
+            }
+            .into_response(dialect)
+        } else {
+            with_verdict(StatusCode::OK.into_response(), "unknown")
+        };
+    };
+    if i.fail_closed
+        && gw.override_of(&account).is_none()
+        && gw.detector.as_ref().is_some_and(|d| !d.is_alive())
+    {
+        gw.metrics.forward_auth("unavailable");
+        return GatewayError::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            upstream: "detector".into(),
+            message: "detection is down and forward-auth fails closed".into(),
+        }
+        .into_response(dialect);
+    }
+    let verdict = gw.verdict(&account, key.as_deref());
+    let label = verdict_label(verdict);
+    let actions = gw.config().actions.for_verdict(verdict).to_vec();
+    if actions.contains(&Action::Block) {
+        gw.metrics.forward_auth("deny");
+        gw.metrics.action(Action::Block);
+        let r = GatewayError::Downstream {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: format!(
+                "account {account} is blocked: its traffic matches a distillation pattern; contact support"
+            ),
+        }
+        .into_response(dialect);
+        return with_verdict(r, label);
+    }
+    if actions.contains(&Action::Throttle) {
+        gw.metrics.action(Action::Throttle);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let who = Who::Account(account.clone());
+        let admitted = gw.limits.lock().map_or(Ok(()), |mut l| {
+            l.admit(
+                &who,
+                Unit::Requests,
+                1.0,
+                f64::from(i.throttle_rpm.get()),
+                now,
+            )
+        });
+        if let Err(retry_after) = admitted {
+            gw.metrics.forward_auth("throttle");
+            let r = GatewayError::Limited {
+                retry_after,
+                who: who.to_string(),
+                what: "throttled request",
+            }
+            .into_response(dialect);
+            return with_verdict(r, label);
+        }
+    }
+    gw.metrics.forward_auth("allow");
+    with_verdict(StatusCode::OK.into_response(), label)
+}
+
+fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allow",
+        Verdict::Monitor => "monitor",
+        Verdict::Throttle => "throttle",
+        Verdict::Block => "block",
+    }
+}
+
+/// `X-Distillguard-Verdict` on every forward-auth answer (a proxy can pass
+/// it on, or log it).
+fn with_verdict(mut r: Response, label: &'static str) -> Response {
+    r.headers_mut()
+        .insert("x-distillguard-verdict", HeaderValue::from_static(label));
+    r
+}
