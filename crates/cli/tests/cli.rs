@@ -3322,3 +3322,108 @@ fn analyze_reads_a_litellm_log_and_finds_the_planted_harvest() {
     assert_eq!(v["stats"]["events"], 336);
     assert_eq!(v["stats"]["malformed_lines"], 1);
 }
+
+/// nginx (Debian's, with `auth_request`) in front of `upstream-mock`,
+/// asking distillguard's forward-auth endpoint before each request, as
+/// `examples/nginx/distillguard.conf` shows; the client is the official
+/// OpenAI SDK. An allowed account is answered by the model; an account an
+/// operator blocked gets 403 (PermissionDeniedError); a throttled one gets
+/// 429 with Retry-After (RateLimitError) past its rate.
+#[test]
+fn nginx_enforces_distillguard_verdicts_with_auth_request() {
+    let bin = py_venv();
+    let d = Dir::new("nginx");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let allowed = create_key(db, "acct_ok", "tier4");
+    let blocked = create_key(db, "acct_bad", "tier4");
+    let throttled = create_key(db, "acct_slow", "tier4");
+    let tokens: Vec<String> = (0..2)
+        .map(|_| {
+            let out = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+            out.trim().to_string()
+        })
+        .collect();
+    let (admin, integration) = (&tokens[0], &tokens[1]);
+    let (mock, up) = start_mock(&[]);
+    let _mock = Server(mock);
+    let head = format!(
+        "keys_db = \"{db}\"\ninternal_listen = \"127.0.0.1:0\"\n\
+         [admin]\ntoken_sha256 = \"{}\"\n\
+         [integrations]\ntoken_sha256 = \"{}\"\nthrottle_rpm = 2\n",
+        distillguard_storage::sha256_hex(admin),
+        distillguard_storage::sha256_hex(integration),
+    );
+    let cfg = gateway_config(&d, "gw.toml", &up, &["openai"], &head);
+    let (gw, urls) = start_gateway_urls(&cfg, 2);
+    let _gw = Server(gw);
+    let internal = &urls[1];
+    let auth = format!("Authorization: Bearer {admin}\r\n");
+    for (account, verdict) in [("acct_bad", "block"), ("acct_slow", "throttle")] {
+        let (st, body) = http(
+            "PUT",
+            internal,
+            &format!("/admin/accounts/{account}/override"),
+            &format!(r#"{{"verdict":"{verdict}","reason":"test"}}"#),
+            &auth,
+        );
+        assert_eq!(st, 200, "{body}");
+    }
+    // nginx from the shipped recipe, its placeholders filled.
+    let port = free_port();
+    let recipe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nginx/distillguard.conf"),
+    )
+    .unwrap();
+    let dir = d.path("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = recipe
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{upstream}", &format!("{up}/v1/"))
+        .replace("{verdicts}", internal)
+        .replace("{token}", integration)
+        .replace("{dir}", dir.to_str().unwrap());
+    let conf_path = dir.join("nginx.conf");
+    write(&conf_path, &conf);
+    let which = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nginx");
+    let nginx = Command::new(which)
+        .args(["-e", dir.join("error.log").to_str().unwrap()])
+        .args([
+            "-p",
+            dir.to_str().unwrap(),
+            "-c",
+            conf_path.to_str().unwrap(),
+        ])
+        // One process (no workers), so that killing it leaves nothing
+        // behind holding the test's output.
+        .args(["-g", "daemon off; master_process off;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (.ci/run installs nginx-light)");
+    let _nginx = Server(nginx);
+    listening(port);
+    let out = Command::new(bin.join("python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/nginx.py"))
+        .env("NGINX", format!("http://127.0.0.1:{port}"))
+        .env("ALLOWED", &allowed)
+        .env("BLOCKED", &blocked)
+        .env("THROTTLED", &throttled)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "{}\n{}\nnginx: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    );
+    let (_, metrics) = http("GET", internal, "/metrics", "", "");
+    assert!(
+        metrics.contains("distillguard_forward_auth_total{outcome=\"deny\"} 1"),
+        "{metrics}"
+    );
+}
