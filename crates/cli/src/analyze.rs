@@ -422,7 +422,9 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let sim_dir = simulated(&mut o)?;
     // Batch files become a temporary event log (removed at the end).
     let parse: Parse = match o.batch.input_format {
-        crate::batch_input::InputFormat::Litellm => distillguard_core::import::litellm::parse_line,
+        crate::batch_input::InputFormat::Litellm => {
+            distillguard_core::import::litellm::AccountFrom::from(o.batch.litellm_account).parser()
+        }
         _ => distillguard_core::parse_event_line,
     };
     let converted = match o.batch.input_format {

@@ -33,12 +33,34 @@ pub(crate) enum InputFormat {
     Litellm,
 }
 
+/// `--litellm-account`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LitellmAccount {
+    #[default]
+    Key,
+    EndUser,
+}
+
+impl From<LitellmAccount> for distillguard_core::import::litellm::AccountFrom {
+    fn from(a: LitellmAccount) -> Self {
+        match a {
+            LitellmAccount::Key => Self::Key,
+            LitellmAccount::EndUser => Self::EndUser,
+        }
+    }
+}
+
 /// The options of batch input.
 #[derive(clap::Args, Debug, Default)]
 pub(crate) struct BatchOptions {
     /// The input format.
     #[arg(long, value_enum, default_value = "events")]
     pub input_format: InputFormat,
+    /// LiteLLM input: where the account comes from: `key` (the key's user,
+    /// else its team, else the key) or `end-user` (the `user` a client
+    /// sends, for a proxy without virtual keys; else as `key`).
+    #[arg(long, value_enum, default_value = "key")]
+    pub litellm_account: LitellmAccount,
     /// Batch input: the account that sent the batch.
     #[arg(long)]
     pub batch_account: Option<String>,

@@ -3427,3 +3427,78 @@ fn nginx_enforces_distillguard_verdicts_with_auth_request() {
         "{metrics}"
     );
 }
+
+/// The LiteLLM plugin (`integrations/litellm/distillguard_callback.py`)
+/// with the real LiteLLM library (PyPI, pinned): its logging callback sends
+/// every `litellm.completion` call to `POST /v1/events?format=litellm`, the
+/// gateway's detector finds the planted harvest (6 accounts on one
+/// step-by-step system prompt), and the plugin's pre-call hook, given
+/// LiteLLM's own `UserAPIKeyAuth`, rejects those accounts with 403 and lets
+/// the honest one through. (The LiteLLM proxy server itself is not run:
+/// its `[proxy]` extra needs packages this machine's mirror lacks.)
+#[test]
+fn the_litellm_plugin_feeds_the_detector_and_rejects_flagged_accounts() {
+    let venv = litellm_venv();
+    let d = Dir::new("litellm-plugin");
+    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+    let token = token.trim();
+    let (mock, up) = start_mock(&[]);
+    let _mock = Server(mock);
+    let head = format!(
+        "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n",
+        distillguard_storage::sha256_hex(token)
+    );
+    let cfg = gateway_config(&d, "gw.toml", &up, &["openai"], &head);
+    let (gw, urls) = start_gateway_urls(&cfg, 2);
+    let _gw = Server(gw);
+    let out = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/litellm_plugin.py"))
+        .env("MOCK", format!("{up}/v1"))
+        .env("DISTILLGUARD_URL", &urls[1])
+        .env("DISTILLGUARD_TOKEN", token)
+        .env(
+            "PLUGIN_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/litellm"),
+        )
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim().ends_with("ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// LiteLLM (and FastAPI, which its proxy hooks raise errors with) in a
+/// venv of their own; `.ci/run` fills it.
+fn litellm_venv() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("litellm-plugin-venv");
+    let ready = Command::new(venv.join("bin/python"))
+        .args(["-c", "import litellm, fastapi"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        if !venv.join("bin/pip").exists() {
+            let st = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let st = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(LITELLM_PACKAGES)
+            .status()
+            .unwrap();
+        assert!(st.success(), "pip install {LITELLM_PACKAGES:?} failed");
+    }
+    venv
+}
+
+/// Pinned, as `.ci/run` installs them.
+const LITELLM_PACKAGES: [&str; 2] = ["litellm==1.110.2", "fastapi==0.165.0"];

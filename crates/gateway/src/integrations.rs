@@ -2,8 +2,9 @@
 Endpoints for the gateways a provider already runs (`[integrations]`), on
 the internal listener:
 
-- `POST /v1/events[?format=events|litellm]`: batched log lines (the event
-  log, or LiteLLM's payloads; gzip with `Content-Encoding: gzip`) into the
+- `POST /v1/events[?format=events|litellm[&account=key|end-user]]`:
+  batched log lines (the event log, or LiteLLM's payloads; gzip with
+  `Content-Encoding: gzip`) into the
   same detector as this gateway's own traffic. The answer names every
   malformed line; the good ones are kept.
 - `GET /v1/verdicts/{account}[?key=ID]`: the verdict in force, as JSON, for
@@ -96,27 +97,30 @@ fn authorize(gw: &Gateway, h: &HeaderMap, bearer: bool) -> Result<Integrations, 
     Ok(i)
 }
 
-/// The value of `name` in a query string whose only parameter it may be
-/// (percent-escapes decoded); anything else is a 400.
-fn param(uri: &Uri, name: &str) -> Result<Option<String>, Refusal> {
-    let mut value = None;
+/// The values of `names` in a query string (percent-escapes decoded), in
+/// their order; any other parameter is a 400.
+fn params<const N: usize>(uri: &Uri, names: [&str; N]) -> Result<[Option<String>; N], Refusal> {
+    let mut values = [const { None }; N];
     for pair in uri
         .query()
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
     {
-        match pair.split_once('=') {
-            Some((k, v)) if k == name => value = Some(unescape(v)),
-            _ => {
+        let slot = pair
+            .split_once('=')
+            .and_then(|(k, v)| names.iter().position(|n| *n == k).map(|i| (i, v)));
+        match slot {
+            Some((i, v)) => values[i] = Some(unescape(v)),
+            None => {
                 return Err(plain(
                     StatusCode::BAD_REQUEST,
-                    &format!("the query {pair:?}: only {name}=… is known"),
+                    &format!("the query {pair:?}: only {} are known", names.join(", ")),
                 ));
             }
         }
     }
-    Ok(value)
+    Ok(values)
 }
 
 fn unescape(v: &str) -> String {
@@ -157,15 +161,27 @@ async fn ingest(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let limit = authorize(&gw, &h, true)?.max_batch_bytes.get();
-    let format = param(&uri, "format")?;
+    let [format, account] = params(&uri, ["format", "account"])?;
+    use distillguard_core::import::litellm::AccountFrom;
+    let from = match account.as_deref() {
+        None => AccountFrom::Key,
+        Some(a) => AccountFrom::parse(a).ok_or_else(|| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                &format!("account {a:?}: expected key or end-user"),
+            )
+        })?,
+    };
     let parse: fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError> =
         match format.as_deref().unwrap_or("events") {
-            "events" => distillguard_core::parse_event_line,
-            "litellm" => distillguard_core::import::litellm::parse_line,
+            "events" if account.is_none() => distillguard_core::parse_event_line,
+            "litellm" => from.parser(),
             other => {
                 return Err(plain(
                     StatusCode::BAD_REQUEST,
-                    &format!("format {other:?}: expected events or litellm"),
+                    &format!(
+                        "format {other:?}: expected events or litellm (account= is for litellm)"
+                    ),
                 ));
             }
         };
@@ -275,7 +291,7 @@ async fn verdict_of(
     h: HeaderMap,
 ) -> Result<Response, Refusal> {
     authorize(&gw, &h, true)?;
-    let key = param(&uri, "key")?;
+    let [key] = params(&uri, ["key"])?;
     let verdict = gw.verdict(&account, key.as_deref());
     let cfg = gw.config();
     let actions: Vec<String> = cfg

@@ -14,7 +14,9 @@ Mapping (what a line lacks stays empty, never invented):
   (`key:` and the first 16 hex digits of its hash). LiteLLM's `end_user`
   (the `user` field the client sent: the caller's own customer) is not the
   account; it is kept as the key id's suffix so that a reseller's
-  customers show as separate streams of its account.
+  customers show as separate streams of its account. With
+  [`AccountFrom::EndUser`] the end user is the account where there is one
+  (a proxy without virtual keys).
 - **key id**: the hashed key (`user_api_key_hash`, the row's `api_key`),
   first 16 hex digits.
 - **request**: the raw body the proxy received (`proxy_server_request`)
@@ -156,8 +158,49 @@ fn time_of(raw: &RawValue, field: &str) -> Result<Timestamp, EventError> {
     Timestamp::parse(&t).map_err(|e| bad(format!("{text:?}: {e}")))
 }
 
-/// Parses one LiteLLM line (payload or spend-log row) into an [`Event`].
+/// Where the account comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountFrom {
+    /// The key's user, else its team, else the key (the default).
+    #[default]
+    Key,
+    /// The end user (`end_user`: the `user` field a client sends) when
+    /// there is one, else as [`AccountFrom::Key`]. For a LiteLLM proxy
+    /// without virtual keys (no database), where every call carries the
+    /// master key and the end user is the only identity of a customer.
+    EndUser,
+}
+
+impl AccountFrom {
+    /// The line parser for this choice.
+    pub fn parser(self) -> fn(&str) -> Result<Event, EventError> {
+        match self {
+            AccountFrom::Key => parse_line,
+            AccountFrom::EndUser => parse_line_by_end_user,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AccountFrom> {
+        match name {
+            "key" => Some(AccountFrom::Key),
+            "end-user" => Some(AccountFrom::EndUser),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one LiteLLM line (payload or spend-log row) into an [`Event`],
+/// the account from the key's user, team or key.
 pub fn parse_line(line: &str) -> Result<Event, EventError> {
+    parse_with(line, AccountFrom::Key)
+}
+
+/// As [`parse_line`], the account from the end user first.
+pub fn parse_line_by_end_user(line: &str) -> Result<Event, EventError> {
+    parse_with(line, AccountFrom::EndUser)
+}
+
+fn parse_with(line: &str, from: AccountFrom) -> Result<Event, EventError> {
     let l: Line = crate::json::parse_at(line, None)?;
     let start = l.start.ok_or(EventError::Missing("startTime"))?;
     let ts = time_of(start, "startTime")?;
@@ -175,7 +218,12 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
         .end_user
         .filter(|u| !u.is_empty())
         .or_else(|| non_empty(meta.get("user_api_key_end_user_id")));
-    let account_id = user
+    let by_end_user = match from {
+        AccountFrom::EndUser => end_user.clone(),
+        AccountFrom::Key => None,
+    };
+    let account_id = by_end_user
+        .or(user)
         .or(team)
         .or_else(|| {
             key_hash
@@ -186,6 +234,8 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
             path: "metadata".into(),
             reason: "no user, team or key to take the account from".into(),
         })?;
+    // An end user that is the account is not also a stream of it.
+    let end_user = end_user.filter(|_| from == AccountFrom::Key);
     let api_key_id = match (key_hash.as_deref().map(short_hash), end_user) {
         (Some(k), Some(u)) => Some(format!("{k}/{u}")),
         (Some(k), None) => Some(k),
@@ -372,6 +422,26 @@ mod tests {
         );
         assert_eq!(e.request.system_prompt.as_deref(), Some("be brief"));
         assert_eq!(e.response.unwrap().input_tokens, Some(3));
+    }
+
+    #[test]
+    fn the_end_user_can_be_the_account() {
+        let l = r#"{"startTime":5.0,"metadata":{"user_api_key_hash":"0123456789abcdef99","user_api_key_user_id":"default_user_id"},"end_user":"cust-1"}"#;
+        let e = AccountFrom::Key.parser()(l).unwrap();
+        assert_eq!(
+            (e.account_id.as_str(), e.api_key_id.as_deref()),
+            ("default_user_id", Some("0123456789abcdef/cust-1"))
+        );
+        let e = AccountFrom::EndUser.parser()(l).unwrap();
+        assert_eq!(
+            (e.account_id.as_str(), e.api_key_id.as_deref()),
+            ("cust-1", Some("0123456789abcdef"))
+        );
+        // Without an end user, the key's user as before.
+        let e = parse_line_by_end_user(r#"{"startTime":5.0,"user":"u"}"#).unwrap();
+        assert_eq!(e.account_id, "u");
+        assert_eq!(AccountFrom::parse("end-user"), Some(AccountFrom::EndUser));
+        assert_eq!(AccountFrom::parse("team"), None);
     }
 
     #[test]
