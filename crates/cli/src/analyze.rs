@@ -708,7 +708,7 @@ fn table(
         writeln!(sink, "\n{} campaigns", report.campaigns.len())?;
         writeln!(
             sink,
-            "{:<18}{:>9}{:>10}  {:<26}why",
+            "{:<18} {:>9} {:>10}  {:<26}why",
             "campaign", "accounts", "requests", "detected at"
         )?;
         for c in report.campaigns.iter().take(20) {
@@ -719,12 +719,19 @@ fn table(
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("");
             let at = c.detected_at.map_or("–".to_string(), |t| t.to_string());
+            // A number, not a JSON value: a value's Display ignores the
+            // column's width, and the columns ran together.
+            let requests = c
+                .extra
+                .get("requests")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
             writeln!(
                 sink,
-                "{:<18}{:>9}{:>10}  {:<26}{}",
+                "{:<18} {:>9} {:>10}  {:<26}{}",
                 c.campaign_id,
                 c.accounts.len(),
-                c.extra.get("requests").cloned().unwrap_or_default(),
+                requests,
                 at,
                 why
             )?;
@@ -733,7 +740,7 @@ fn table(
     }
     writeln!(
         sink,
-        "{:<24}{:>9}{:>7}  {:<26}top reason",
+        "{:<24} {:>9} {:>7}  {:<26}top reason",
         "account", "verdict", "risk", "flagged at"
     )?;
     for a in report.accounts.iter().take(50) {
@@ -744,7 +751,7 @@ fn table(
         let at = a.flagged_at.map_or("–".to_string(), |t| t.to_string());
         writeln!(
             sink,
-            "{:<24}{:>9}{:>7.3}  {:<26}{}",
+            "{:<24} {:>9} {:>7.3}  {:<26}{}",
             a.account_id,
             a.verdict.as_str(),
             a.risk,

@@ -109,21 +109,29 @@ pub(crate) fn run(args: KeysArgs) -> Result<ExitCode> {
                 Format::Table => {
                     writeln!(
                         out,
-                        "{:<14}{:<28}{:<12}{:<12}revoked",
+                        "{:<14} {:<28} {:<12} {:<25}revoked",
                         "id", "account", "tier", "created"
                     )?;
                     for r in rows {
+                        // RFC 3339, not epoch seconds.
+                        let created = distillguard_core::Timestamp::from_millis(
+                            r.created.saturating_mul(1000),
+                        );
                         writeln!(
                             out,
-                            "{:<14}{:<28}{:<12}{:<12}{}",
-                            r.id, r.account, r.tier, r.created, r.revoked
+                            "{:<14} {:<28} {:<12} {:<25}{}",
+                            r.id,
+                            r.account,
+                            r.tier,
+                            created.to_string(),
+                            r.revoked
                         )?;
                     }
                 }
                 Format::Json | Format::Jsonl => {
                     let v: Vec<serde_json::Value> = rows
                         .iter()
-                        .map(|r| serde_json::json!({"id": r.id, "account": r.account, "tier": r.tier, "created": r.created, "revoked": r.revoked}))
+                        .map(|r| serde_json::json!({"id": r.id, "account": r.account, "tier": r.tier, "created": r.created, "created_at": distillguard_core::Timestamp::from_millis(r.created.saturating_mul(1000)).to_string(), "revoked": r.revoked}))
                         .collect();
                     serde_json::to_writer_pretty(&mut out, &v)?;
                     writeln!(out)?;

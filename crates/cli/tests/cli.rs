@@ -1887,6 +1887,17 @@ fn keys_are_shown_once_listed_without_secrets_and_revoked() {
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["keys", "list", "--format", "json", "--db", db])).unwrap();
     assert_eq!(v[0]["revoked"], true);
+    // The table shows when, in RFC 3339 (not epoch seconds), and the JSON
+    // keeps both.
+    let created = v[0]["created_at"].as_str().unwrap().to_string();
+    assert!(
+        created.starts_with("20") && created.ends_with('Z'),
+        "{created}"
+    );
+    let table = ok(&["keys", "list", "--db", db]);
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains(&created), "{table}");
+    assert!(!row.contains(&v[0]["created"].to_string()), "{table}");
     // Both actions are in the audit log, newest first, with who and why;
     // no secret is.
     let audit = ok(&["keys", "audit", "--format", "json", "--db", db]);
@@ -3502,3 +3513,70 @@ fn litellm_venv() -> PathBuf {
 
 /// Pinned, as `.ci/run` installs them.
 const LITELLM_PACKAGES: [&str; 2] = ["litellm==1.110.2", "fastapi==0.165.0"];
+
+/// The table's columns stay apart: a campaign's accounts and requests are
+/// two numbers (they once ran together, `300043463` for 3,000 and 43,463).
+#[test]
+fn the_analyze_table_keeps_its_columns_apart() {
+    let d = Dir::new("table");
+    let sim = d.path("sim");
+    ok(&[
+        "simulate",
+        "--scenario",
+        "small",
+        "--seed",
+        "3",
+        "--out",
+        sim.to_str().unwrap(),
+    ]);
+    let log = sim.join("events.jsonl.gz");
+    let accounts = sim.join("accounts.jsonl");
+    let args = |json: bool| {
+        let mut a = vec![
+            "analyze".to_string(),
+            log.to_str().unwrap().to_string(),
+            "--accounts".into(),
+            accounts.to_str().unwrap().to_string(),
+            "--quiet".into(),
+        ];
+        if json {
+            a.extend(["--format".into(), "json".into()]);
+        }
+        a
+    };
+    let run = |json: bool| {
+        let a = args(json);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let v: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let table = run(false);
+    let campaigns = v["campaigns"].as_array().unwrap();
+    assert!(!campaigns.is_empty(), "{table}");
+    for c in campaigns.iter().take(20) {
+        let id = c["campaign_id"].as_str().unwrap();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in\n{table}"));
+        let f: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            f[1],
+            c["accounts"].as_array().unwrap().len().to_string(),
+            "{row}"
+        );
+        assert_eq!(f[2], c["requests"].to_string(), "{row}");
+    }
+    // Account rows: the id and the verdict never touch.
+    for a in v["accounts"].as_array().unwrap().iter().take(50) {
+        let id = a["account_id"].as_str().unwrap();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("{id} not in\n{table}"));
+        assert_eq!(
+            row.split_whitespace().nth(1),
+            a["verdict"].as_str(),
+            "{row}"
+        );
+    }
+}
