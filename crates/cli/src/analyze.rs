@@ -19,17 +19,56 @@ use crate::{Format, progress, report_bad_lines};
 
 pub(crate) use distillguard_pipeline::{PerRequest, Record};
 
-/// How a line of the input becomes an event (`--input-format`).
-pub(crate) type Parse = fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError>;
+use distillguard_core::{Event, EventError};
+
+/// How a line of the input becomes events (`--input-format`): one a line,
+/// or several (an OpenTelemetry export request holds many spans).
+#[derive(Clone, Copy)]
+pub(crate) enum Parse {
+    One(fn(&str) -> Result<Event, EventError>),
+    Many(fn(&str) -> Result<Vec<Event>, EventError>),
+}
+
+/// What one line gives: a value, or several (no allocation for one).
+pub(crate) enum Each<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Each<T> {
+    fn map<U>(self, mut f: impl FnMut(T) -> U) -> Each<U> {
+        match self {
+            Each::One(t) => Each::One(f(t)),
+            Each::Many(v) => Each::Many(v.into_iter().map(f).collect()),
+        }
+    }
+
+    fn for_each<E>(self, mut f: impl FnMut(T) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            Each::One(t) => f(t),
+            Each::Many(v) => v.into_iter().try_for_each(f),
+        }
+    }
+}
+
+impl Parse {
+    pub(crate) fn events(self, line: &str) -> Result<Each<Event>, EventError> {
+        Ok(match self {
+            Parse::One(p) => Each::One(p(line)?),
+            Parse::Many(p) => Each::Many(p(line)?),
+        })
+    }
+}
 
 /// Per-request work, on the parsing threads.
 pub(crate) fn record(
     line: &str,
     parse: Parse,
     per: &PerRequest,
-) -> Result<Record, distillguard_core::EventError> {
-    let e = parse(line)?;
-    Ok(distillguard_pipeline::record(&e, per))
+) -> Result<Each<Record>, EventError> {
+    Ok(parse
+        .events(line)?
+        .map(|e| distillguard_pipeline::record(&e, per)))
 }
 
 /// The verdict pipeline (`distillguard-pipeline`), as `analyze` folds it.
@@ -102,11 +141,11 @@ fn read_each(
             |item| {
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
-                    Ok(r) => {
+                    Ok(rs) => rs.for_each(|r| {
                         sum.out_of_order += (r.pre.ts.0 < last) as u64;
                         last = last.max(r.pre.ts.0);
                         each(r)
-                    }
+                    }),
                     Err(e) => bad.line(e, strict),
                 }
             },
@@ -231,20 +270,26 @@ fn add_samples(report: &mut Report, inputs: &[PathBuf], parse: Parse, n: usize) 
             path,
             workers,
             |line| {
-                let e = parse(line)?;
-                Ok(flagged.contains(&e.account_id).then(|| {
-                    (
-                        e.account_id,
-                        distillguard_detect::redact::redact(&e.request.last_user_text),
-                    )
+                Ok(parse.events(line)?.map(|e| {
+                    flagged.contains(&e.account_id).then(|| {
+                        (
+                            e.account_id,
+                            distillguard_detect::redact::redact(&e.request.last_user_text),
+                        )
+                    })
                 }))
             },
             |item| {
-                if let Ok(Some((account, text))) = item {
-                    let v = got.entry(account).or_default();
-                    if v.len() < n && !text.is_empty() {
-                        v.push(text);
-                    }
+                if let Ok(found) = item {
+                    let _ = found.for_each(|f| {
+                        if let Some((account, text)) = f {
+                            let v = got.entry(account).or_default();
+                            if v.len() < n && !text.is_empty() {
+                                v.push(text);
+                            }
+                        }
+                        Ok::<(), ()>(())
+                    });
                 }
                 Ok(())
             },
@@ -421,14 +466,16 @@ fn against_truth(report: &Report, dir: &Path) -> Result<String> {
 pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let sim_dir = simulated(&mut o)?;
     // Batch files become a temporary event log (removed at the end).
-    let parse: Parse = match o.batch.input_format {
-        crate::batch_input::InputFormat::Litellm => {
-            distillguard_core::import::litellm::AccountFrom::from(o.batch.litellm_account).parser()
-        }
-        _ => distillguard_core::parse_event_line,
+    use crate::batch_input::InputFormat;
+    let parse = match o.batch.input_format {
+        InputFormat::Litellm => Parse::One(
+            distillguard_core::import::litellm::AccountFrom::from(o.batch.litellm_account).parser(),
+        ),
+        InputFormat::Otlp => Parse::Many(distillguard_core::import::otel::parse_line),
+        _ => Parse::One(distillguard_core::parse_event_line),
     };
     let converted = match o.batch.input_format {
-        crate::batch_input::InputFormat::Events | crate::batch_input::InputFormat::Litellm => None,
+        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp => None,
         _ => {
             let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
             if !o.quiet {

@@ -31,6 +31,9 @@ pub(crate) enum InputFormat {
     /// LiteLLM: its callbacks' `StandardLoggingPayload` or rows of its
     /// `LiteLLM_SpendLogs` table, one JSON object per line.
     Litellm,
+    /// OpenTelemetry GenAI spans: OTLP/HTTP JSON export requests, one per
+    /// line (the Collector's file exporter).
+    Otlp,
 }
 
 /// `--litellm-account`.
@@ -174,7 +177,9 @@ fn each_line(
 /// Converts batch files into a temporary event log.
 pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Result<Converted> {
     let kind = match o.input_format {
-        InputFormat::Events | InputFormat::Litellm => bail!("not a batch format"),
+        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp => {
+            bail!("not a batch format")
+        }
         InputFormat::OpenaiBatch => BatchKind::OpenAi,
         InputFormat::AnthropicBatch => BatchKind::Anthropic,
     };

@@ -116,7 +116,7 @@ pub(crate) fn dir_world(dir: &Path) -> Result<LabelledWorld> {
     let bar = crate::progress::Bar::new(false);
     let (recs, _) = analyze::read_records(
         &[events],
-        distillguard_core::parse_event_line,
+        analyze::Parse::One(distillguard_core::parse_event_line),
         true,
         &bar,
         &analyze::PerRequest {

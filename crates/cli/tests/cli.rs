@@ -3580,3 +3580,140 @@ fn the_analyze_table_keeps_its_columns_apart() {
         );
     }
 }
+
+/// One OTLP/HTTP JSON export request (as the OpenTelemetry Collector's file
+/// exporter writes a line) holding `spans`.
+fn otlp_line(spans: Vec<serde_json::Value>) -> String {
+    serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "tutor-app"}}]},
+        "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "spans": spans}]
+    }]})
+    .to_string()
+}
+
+/// A GenAI chat span in the current semantic conventions.
+fn genai_span(i: usize, user: &str, system: Option<&str>, question: &str) -> serde_json::Value {
+    let s = |k: &str, v: &str| serde_json::json!({"key": k, "value": {"stringValue": v}});
+    let n = |k: &str, v: i64| serde_json::json!({"key": k, "value": {"intValue": v.to_string()}});
+    let start = 1_764_590_400_000_000_000i64 + i as i64 * 2_000_000_000;
+    let mut attrs = vec![
+        s("gen_ai.operation.name", "chat"),
+        s("gen_ai.provider.name", "openai"),
+        s("gen_ai.request.model", "atlas-3"),
+        n("gen_ai.request.max_tokens", 1024),
+        s("user.id", user),
+        s(
+            "gen_ai.input.messages",
+            &serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": question}]}])
+                .to_string(),
+        ),
+        n("gen_ai.usage.input_tokens", 40),
+        n("gen_ai.usage.output_tokens", 300),
+    ];
+    if let Some(sys) = system {
+        attrs.push(s(
+            "gen_ai.system_instructions",
+            &serde_json::json!([{"type": "text", "content": sys}]).to_string(),
+        ));
+    }
+    serde_json::json!({
+        "traceId": format!("{i:032x}"), "spanId": format!("{i:016x}"), "name": "chat atlas-3",
+        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 900_000_000).to_string(),
+        "attributes": attrs, "status": {}
+    })
+}
+
+/// `analyze --input-format otlp` reads OpenTelemetry GenAI spans (OTLP/HTTP
+/// JSON, several spans a line, other spans skipped) and finds a harvest
+/// planted among them; a span without an account is named with its place.
+#[test]
+fn analyze_reads_opentelemetry_genai_spans() {
+    let d = Dir::new("otlp");
+    let system =
+        "You are a meticulous tutor. Always reason step by step and show every intermediate step.";
+    let honest = [
+        "What's a good name for a bakery?",
+        "How do I center a div in CSS?",
+        "Write a haiku about autumn rain.",
+        "Translate good morning into Spanish.",
+    ];
+    let mut lines = Vec::new();
+    let mut i = 0;
+    for round in 0..30 {
+        let mut spans = Vec::new();
+        for a in 0..8 {
+            let q = format!(
+                "Problem {round}: a train covers {} km in {} minutes. Average speed in km/h? Explain step by step.",
+                37 * round + a,
+                13 + a
+            );
+            spans.push(genai_span(i, &format!("harvest-{a}"), Some(system), &q));
+            i += 1;
+        }
+        for u in 0..10 {
+            if (round + u) % 7 == 0 {
+                spans.push(genai_span(
+                    i,
+                    &format!("user-{u}"),
+                    None,
+                    honest[(round + u) % 4],
+                ));
+                i += 1;
+            }
+        }
+        // A span that is not a GenAI call.
+        spans.push(serde_json::json!({"spanId": "ff", "name": "GET /", "startTimeUnixNano": "1"}));
+        lines.push(otlp_line(spans));
+    }
+    let file = d.path("spans.jsonl");
+    write(&file, &(lines.join("\n") + "\n"));
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "--input-format",
+        "otlp",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(v["stats"]["events"], i, "{}", v["stats"]);
+    assert_eq!(v["stats"]["lines"], 30);
+    let flagged: BTreeSet<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] != "allow")
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let planted: BTreeSet<String> = (0..8).map(|a| format!("harvest-{a}")).collect();
+    assert_eq!(
+        flagged,
+        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+    // A GenAI span without user.id: the line is named, the rest kept.
+    let mut bad = genai_span(999, "x", None, "hi");
+    bad["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["key"] != "user.id");
+    lines.insert(1, otlp_line(vec![bad]));
+    write(&file, &(lines.join("\n") + "\n"));
+    let out = dg(&[
+        "analyze",
+        "--input-format",
+        "otlp",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spans.jsonl:2:") && stderr.contains("user.id"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], i);
+    assert_eq!(v["stats"]["malformed_lines"], 1);
+}

@@ -2,9 +2,10 @@
 Endpoints for the gateways a provider already runs (`[integrations]`), on
 the internal listener:
 
-- `POST /v1/events[?format=events|litellm[&account=key|end-user]]`:
-  batched log lines (the event log, or LiteLLM's payloads; gzip with
-  `Content-Encoding: gzip`) into the
+- `POST /v1/events[?format=events|litellm|otlp[&account=key|end-user]]`:
+  batched log lines (the event log, LiteLLM's payloads, or OTLP/HTTP JSON
+  export requests of GenAI spans; gzip with `Content-Encoding: gzip`) into
+  the
   same detector as this gateway's own traffic. The answer names every
   malformed line; the good ones are kept.
 - `GET /v1/verdicts/{account}[?key=ID]`: the verdict in force, as JSON, for
@@ -39,6 +40,9 @@ use crate::config::{Action, Dialect, Integrations};
 use crate::error::GatewayError;
 use crate::limits::{Unit, Who};
 use crate::{Gateway, dialect_of};
+
+/// A parser of one line into one event.
+type Parse = fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError>;
 
 /// The routes (merged into the internal router).
 pub(crate) fn router(max_batch_bytes: usize) -> Router<Arc<Gateway>> {
@@ -172,19 +176,20 @@ async fn ingest(
             )
         })?,
     };
-    let parse: fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError> =
-        match format.as_deref().unwrap_or("events") {
-            "events" if account.is_none() => distillguard_core::parse_event_line,
-            "litellm" => from.parser(),
-            other => {
-                return Err(plain(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "format {other:?}: expected events or litellm (account= is for litellm)"
-                    ),
-                ));
-            }
-        };
+    type Many = fn(&str) -> Result<Vec<distillguard_core::Event>, distillguard_core::EventError>;
+    let (one, many): (Option<Parse>, Option<Many>) = match format.as_deref().unwrap_or("events") {
+        "events" if account.is_none() => (Some(distillguard_core::parse_event_line), None),
+        "litellm" => (Some(from.parser()), None),
+        "otlp" if account.is_none() => (None, Some(distillguard_core::import::otel::parse_line)),
+        other => {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "format {other:?}: expected events, litellm or otlp (account= is for litellm)"
+                ),
+            ));
+        }
+    };
     if gw.detector.is_none() {
         return Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -227,15 +232,24 @@ async fn ingest(
             }
             let parsed = std::str::from_utf8(raw)
                 .map_err(|_| distillguard_core::EventError::Utf8)
-                .and_then(parse);
+                .and_then(|l| match (one, many) {
+                    (Some(p), _) => p(l).map(|e| vec![e]),
+                    (None, Some(p)) => p(l),
+                    (None, None) => Ok(Vec::new()),
+                });
             match parsed {
-                Ok(e) => {
-                    // Blocks while the detector's queue is full: a batch
-                    // is slowed, never dropped.
-                    if detector.submit_event(e) {
-                        accepted += 1;
-                    } else {
-                        down = true;
+                Ok(events) => {
+                    for e in events {
+                        // Blocks while the detector's queue is full: a
+                        // batch is slowed, never dropped.
+                        if detector.submit_event(e) {
+                            accepted += 1;
+                        } else {
+                            down = true;
+                            break;
+                        }
+                    }
+                    if down {
                         break;
                     }
                 }

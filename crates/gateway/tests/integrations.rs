@@ -127,8 +127,22 @@ async fn posted_events_reach_the_detector_and_bad_lines_are_named() {
         request_with("POST", &gw, "/v1/events?format=litellm", litellm, &token()).await;
     assert_eq!(st, 200, "{b}");
     assert!(b.contains(r#""accepted":1"#), "{b}");
+    // OpenTelemetry GenAI spans: two in one export request.
+    let span = |id: &str| {
+        format!(
+            r#"{{"spanId":"{id}","startTimeUnixNano":"1764590400000000000","attributes":[{{"key":"gen_ai.request.model","value":{{"stringValue":"atlas-3"}}}},{{"key":"user.id","value":{{"stringValue":"acct_w"}}}}]}}"#
+        )
+    };
+    let otlp = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{},{}]}}]}}]}}"#,
+        span("a1"),
+        span("a2")
+    );
+    let (st, _, b) = request_with("POST", &gw, "/v1/events?format=otlp", &otlp, &token()).await;
+    assert_eq!(st, 200, "{b}");
+    assert!(b.contains(r#""accepted":2"#), "{b}");
     // The detector scored them: each account is blocked (thresholds 0).
-    for account in ["acct_x", "acct_y", "acct_z"] {
+    for account in ["acct_x", "acct_y", "acct_z", "acct_w"] {
         let mut seen = serde_json::Value::Null;
         for _ in 0..100 {
             seen = verdict(&gw, account).await;
@@ -143,7 +157,7 @@ async fn posted_events_reach_the_detector_and_bad_lines_are_named() {
     assert_eq!(verdict(&gw, "acct_never_seen").await["verdict"], "allow");
     let (_, _, m) = request_with("GET", &gw, "/metrics", "", "").await;
     assert!(
-        m.contains("distillguard_ingested_total{line=\"accepted\"} 4"),
+        m.contains("distillguard_ingested_total{line=\"accepted\"} 6"),
         "{m}"
     );
     assert!(

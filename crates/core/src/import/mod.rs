@@ -9,3 +9,4 @@ work on them unchanged.
 pub mod batch;
 pub mod glasswally;
 pub mod litellm;
+pub mod otel;
