@@ -472,10 +472,11 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
             distillguard_core::import::litellm::AccountFrom::from(o.batch.litellm_account).parser(),
         ),
         InputFormat::Otlp => Parse::Many(distillguard_core::import::otel::parse_line),
+        InputFormat::Kong => Parse::One(distillguard_core::import::kong::parse_line),
         _ => Parse::One(distillguard_core::parse_event_line),
     };
     let converted = match o.batch.input_format {
-        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp => None,
+        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp | InputFormat::Kong => None,
         _ => {
             let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
             if !o.quiet {

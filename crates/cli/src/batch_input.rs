@@ -34,6 +34,8 @@ pub(crate) enum InputFormat {
     /// OpenTelemetry GenAI spans: OTLP/HTTP JSON export requests, one per
     /// line (the Collector's file exporter).
     Otlp,
+    /// Kong AI Gateway: its logging plugins' lines with the `ai` object.
+    Kong,
 }
 
 /// `--litellm-account`.
@@ -177,7 +179,7 @@ fn each_line(
 /// Converts batch files into a temporary event log.
 pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Result<Converted> {
     let kind = match o.input_format {
-        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp => {
+        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp | InputFormat::Kong => {
             bail!("not a batch format")
         }
         InputFormat::OpenaiBatch => BatchKind::OpenAi,

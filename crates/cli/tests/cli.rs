@@ -3717,3 +3717,109 @@ fn analyze_reads_opentelemetry_genai_spans() {
     assert_eq!(v["stats"]["events"], i);
     assert_eq!(v["stats"]["malformed_lines"], 1);
 }
+
+/// A Kong AI Gateway log line (file-log, AI Proxy with payload logging),
+/// in the shape of Kong's documented sample.
+fn kong_line(i: usize, consumer: &str, system: Option<&str>, question: &str) -> String {
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(serde_json::json!({"role": "system", "content": s}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": question}));
+    let request = serde_json::json!({"model": "atlas-3", "max_tokens": 1024, "messages": messages});
+    serde_json::json!({
+        "started_at": 1_787_113_201_719i64 + i as i64 * 2000,
+        "client_ip": "198.51.100.20",
+        "request": {"id": format!("{i:032x}"), "method": "POST", "uri": "/v1/chat/completions",
+                    "headers": {"user-agent": "OpenAI/Python 1.54.0"}},
+        "response": {"status": 200},
+        "latencies": {"request": 900, "kong": 2, "proxy": 897},
+        "consumer": {"id": format!("id-{consumer}"), "username": consumer},
+        "authenticated_entity": {"id": format!("cred-{consumer}")},
+        "ai": {
+            "payload": {"request": request.to_string()},
+            "proxy": {
+                "usage": {"prompt_tokens": 40, "completion_tokens": 300, "total_tokens": 340},
+                "meta": {"request_model": "atlas-3", "provider_name": "openai", "llm_latency": 880}
+            }
+        }
+    })
+    .to_string()
+}
+
+/// `analyze --input-format kong` reads Kong AI Gateway logs and finds a
+/// harvest planted among honest consumers; a line without a consumer is
+/// named with its place.
+#[test]
+fn analyze_reads_kong_ai_gateway_logs() {
+    let d = Dir::new("kong");
+    let system =
+        "You are a meticulous tutor. Always reason step by step and show every intermediate step.";
+    let honest = [
+        "What's a good name for a bakery?",
+        "How do I center a div in CSS?",
+        "Write a haiku about autumn rain.",
+    ];
+    let mut lines = Vec::new();
+    for round in 0..30 {
+        for a in 0..8 {
+            let q = format!(
+                "Problem {round}: a train covers {} km in {} minutes. Average speed in km/h? Explain step by step.",
+                41 * round + a,
+                11 + a
+            );
+            lines.push(kong_line(
+                lines.len(),
+                &format!("harvest-{a}"),
+                Some(system),
+                &q,
+            ));
+        }
+        for u in 0..10 {
+            if (round + u) % 6 == 0 {
+                lines.push(kong_line(
+                    lines.len(),
+                    &format!("user-{u}"),
+                    None,
+                    honest[(round + u) % 3],
+                ));
+            }
+        }
+    }
+    let n = lines.len();
+    lines.insert(
+        3,
+        r#"{"started_at": 1787113201719, "ai": {"proxy": {"meta": {}}}}"#.to_string(),
+    );
+    let file = d.path("kong.jsonl");
+    write(&file, &(lines.join("\n") + "\n"));
+    let out = dg(&[
+        "analyze",
+        "--input-format",
+        "kong",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kong.jsonl:4:") && stderr.contains("consumer"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], n, "{}", v["stats"]);
+    assert_eq!(v["stats"]["malformed_lines"], 1);
+    let flagged: BTreeSet<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] != "allow")
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let planted: BTreeSet<String> = (0..8).map(|a| format!("harvest-{a}")).collect();
+    assert_eq!(
+        flagged,
+        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+}

@@ -2,7 +2,7 @@
 Endpoints for the gateways a provider already runs (`[integrations]`), on
 the internal listener:
 
-- `POST /v1/events[?format=events|litellm|otlp[&account=key|end-user]]`:
+- `POST /v1/events[?format=events|litellm|otlp|kong[&account=key|end-user]]`:
   batched log lines (the event log, LiteLLM's payloads, or OTLP/HTTP JSON
   export requests of GenAI spans; gzip with `Content-Encoding: gzip`) into
   the
@@ -180,12 +180,13 @@ async fn ingest(
     let (one, many): (Option<Parse>, Option<Many>) = match format.as_deref().unwrap_or("events") {
         "events" if account.is_none() => (Some(distillguard_core::parse_event_line), None),
         "litellm" => (Some(from.parser()), None),
+        "kong" if account.is_none() => (Some(distillguard_core::import::kong::parse_line), None),
         "otlp" if account.is_none() => (None, Some(distillguard_core::import::otel::parse_line)),
         other => {
             return Err(plain(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "format {other:?}: expected events, litellm or otlp (account= is for litellm)"
+                    "format {other:?}: expected events, litellm, otlp or kong (account= is for litellm)"
                 ),
             ));
         }

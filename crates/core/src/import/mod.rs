@@ -8,5 +8,6 @@ work on them unchanged.
 
 pub mod batch;
 pub mod glasswally;
+pub mod kong;
 pub mod litellm;
 pub mod otel;
