@@ -148,9 +148,10 @@ fn time_of(raw: &RawValue, field: &str) -> Result<Timestamp, EventError> {
         Some(i) => {
             // `+00` → `+00:00`, `+0530` → `+05:30`.
             let zone = t[i..].to_string();
-            if zone.len() == 3 {
+            let digits = zone.len() > 1 && zone[1..].bytes().all(|b| b.is_ascii_digit());
+            if digits && zone.len() == 3 {
                 t.push_str(":00");
-            } else if zone.len() == 5 && !zone.contains(':') {
+            } else if digits && zone.len() == 5 {
                 t.insert(i + 3, ':');
             }
         }
@@ -450,6 +451,8 @@ mod tests {
         assert!(err("{}").contains("startTime"));
         assert!(err(r#"{"startTime":1.0}"#).contains("no user, team or key"));
         assert!(err(r#"{"startTime":"yesterday","user":"u"}"#).contains("startTime"));
+        // A zone that is not digits is refused, never sliced mid-character.
+        assert!(err(r#"{"startTime":"2026-12-01 10:00:00+aéb","user":"u"}"#).contains("startTime"));
         assert!(err("not json").contains("invalid JSON"));
         // No prompt stored (LiteLLM's default): an empty request, no invented text.
         let e = parse_line(r#"{"startTime":5.0,"user":"u","messages":"{}","status":"failure"}"#)

@@ -1,0 +1,15 @@
+//! Other gateways' log lines (LiteLLM, OpenTelemetry GenAI spans, Kong):
+//! any bytes give events or a typed error, never a panic.
+#![no_main]
+use distillguard_core::import::{kong, litellm, otel};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = litellm::parse_line(line);
+    let _ = litellm::parse_line_by_end_user(line);
+    let _ = otel::parse_line(line);
+    let _ = kong::parse_line(line);
+});
