@@ -21,7 +21,6 @@ import argparse
 import gzip
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -29,28 +28,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from benchutil import free_port, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DG = os.path.join(ROOT, "target", "release", "distillguard")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=10):
-    until = time.time() + secs
-    while time.time() < until:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def nats_server(port, store):

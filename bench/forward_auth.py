@@ -14,34 +14,15 @@ import argparse
 import hashlib
 import http.client
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchutil import free_port, wait_port
 
 
 def run(bin_, args):
     return subprocess.run([bin_] + args, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def wait_port(port, secs=10):
-    end = time.time() + secs
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def measure(port, path, headers, n):

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchutil import free_port
 
 CHAT = json.dumps({"model": "atlas-3", "max_tokens": 5,
                    "messages": [{"role": "user", "content": "hi"}]})
@@ -181,13 +182,6 @@ def metric(internal, name):
         if line.startswith(name + " "):
             return int(line.split()[1])
     return None
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def fresh_addresses(bin, up, n, detect):

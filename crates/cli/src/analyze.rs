@@ -19,46 +19,8 @@ use crate::{Format, progress, report_bad_lines};
 
 pub(crate) use distillguard_pipeline::{PerRequest, Record};
 
-use distillguard_core::{Event, EventError};
-
-/// How a line of the input becomes events (`--input-format`): one a line,
-/// or several (an OpenTelemetry export request holds many spans).
-#[derive(Clone, Copy)]
-pub(crate) enum Parse {
-    One(fn(&str) -> Result<Event, EventError>),
-    Many(fn(&str) -> Result<Vec<Event>, EventError>),
-}
-
-/// What one line gives: a value, or several (no allocation for one).
-pub(crate) enum Each<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T> Each<T> {
-    fn map<U>(self, mut f: impl FnMut(T) -> U) -> Each<U> {
-        match self {
-            Each::One(t) => Each::One(f(t)),
-            Each::Many(v) => Each::Many(v.into_iter().map(f).collect()),
-        }
-    }
-
-    fn for_each<E>(self, mut f: impl FnMut(T) -> Result<(), E>) -> Result<(), E> {
-        match self {
-            Each::One(t) => f(t),
-            Each::Many(v) => v.into_iter().try_for_each(f),
-        }
-    }
-}
-
-impl Parse {
-    pub(crate) fn events(self, line: &str) -> Result<Each<Event>, EventError> {
-        Ok(match self {
-            Parse::One(p) => Each::One(p(line)?),
-            Parse::Many(p) => Each::Many(p(line)?),
-        })
-    }
-}
+use distillguard_core::EventError;
+pub(crate) use distillguard_core::import::{Each, Parse};
 
 /// Per-request work, on the parsing threads.
 pub(crate) fn record(
@@ -141,7 +103,7 @@ fn read_each(
             |item| {
                 distillguard_core::progress::Progress::advance(bar, 1);
                 match item {
-                    Ok(rs) => rs.for_each(|r| {
+                    Ok(rs) => rs.try_for_each(|r| {
                         sum.out_of_order += (r.pre.ts.0 < last) as u64;
                         last = last.max(r.pre.ts.0);
                         each(r)
@@ -281,7 +243,7 @@ fn add_samples(report: &mut Report, inputs: &[PathBuf], parse: Parse, n: usize) 
             },
             |item| {
                 if let Ok(found) = item {
-                    let _ = found.for_each(|f| {
+                    let _ = found.try_for_each(|f| {
                         if let Some((account, text)) = f {
                             let v = got.entry(account).or_default();
                             if v.len() < n && !text.is_empty() {
@@ -473,7 +435,9 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         ),
         InputFormat::Otlp => Parse::Many(distillguard_core::import::otel::parse_line),
         InputFormat::Kong => Parse::One(distillguard_core::import::kong::parse_line),
-        _ => Parse::One(distillguard_core::parse_event_line),
+        InputFormat::Events | InputFormat::OpenaiBatch | InputFormat::AnthropicBatch => {
+            Parse::One(distillguard_core::parse_event_line)
+        }
     };
     let converted = match o.batch.input_format {
         InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp | InputFormat::Kong => None,

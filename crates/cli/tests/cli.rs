@@ -3285,18 +3285,7 @@ fn analyze_reads_a_litellm_log_and_finds_the_planted_harvest() {
     .unwrap();
     assert_eq!(v["stats"]["events"], 336, "{}", v["stats"]);
     assert_eq!(v["stats"]["accounts"], 48);
-    let flagged: BTreeSet<&str> = v["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["verdict"] != "allow")
-        .map(|a| a["account_id"].as_str().unwrap())
-        .collect();
-    let planted: BTreeSet<String> = (0..8).map(|i| format!("harvest-{i}")).collect();
-    assert_eq!(
-        flagged,
-        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
-    );
+    assert_flags_the_planted_harvest(&v);
 
     // From standard input, with a bad line: named with its place, the
     // rest kept.
@@ -3629,37 +3618,13 @@ fn genai_span(i: usize, user: &str, system: Option<&str>, question: &str) -> ser
 #[test]
 fn analyze_reads_opentelemetry_genai_spans() {
     let d = Dir::new("otlp");
-    let system =
-        "You are a meticulous tutor. Always reason step by step and show every intermediate step.";
-    let honest = [
-        "What's a good name for a bakery?",
-        "How do I center a div in CSS?",
-        "Write a haiku about autumn rain.",
-        "Translate good morning into Spanish.",
-    ];
     let mut lines = Vec::new();
     let mut i = 0;
-    for round in 0..30 {
+    for calls in planted_rounds() {
         let mut spans = Vec::new();
-        for a in 0..8 {
-            let q = format!(
-                "Problem {round}: a train covers {} km in {} minutes. Average speed in km/h? Explain step by step.",
-                37 * round + a,
-                13 + a
-            );
-            spans.push(genai_span(i, &format!("harvest-{a}"), Some(system), &q));
+        for (account, system, q) in &calls {
+            spans.push(genai_span(i, account, *system, q));
             i += 1;
-        }
-        for u in 0..10 {
-            if (round + u) % 7 == 0 {
-                spans.push(genai_span(
-                    i,
-                    &format!("user-{u}"),
-                    None,
-                    honest[(round + u) % 4],
-                ));
-                i += 1;
-            }
         }
         // A span that is not a GenAI call.
         spans.push(serde_json::json!({"spanId": "ff", "name": "GET /", "startTimeUnixNano": "1"}));
@@ -3679,18 +3644,7 @@ fn analyze_reads_opentelemetry_genai_spans() {
     .unwrap();
     assert_eq!(v["stats"]["events"], i, "{}", v["stats"]);
     assert_eq!(v["stats"]["lines"], 30);
-    let flagged: BTreeSet<&str> = v["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["verdict"] != "allow")
-        .map(|a| a["account_id"].as_str().unwrap())
-        .collect();
-    let planted: BTreeSet<String> = (0..8).map(|a| format!("harvest-{a}")).collect();
-    assert_eq!(
-        flagged,
-        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
-    );
+    assert_flags_the_planted_harvest(&v);
     // A GenAI span without user.id: the line is named, the rest kept.
     let mut bad = genai_span(999, "x", None, "hi");
     bad["attributes"]
@@ -3753,38 +3707,9 @@ fn kong_line(i: usize, consumer: &str, system: Option<&str>, question: &str) -> 
 #[test]
 fn analyze_reads_kong_ai_gateway_logs() {
     let d = Dir::new("kong");
-    let system =
-        "You are a meticulous tutor. Always reason step by step and show every intermediate step.";
-    let honest = [
-        "What's a good name for a bakery?",
-        "How do I center a div in CSS?",
-        "Write a haiku about autumn rain.",
-    ];
     let mut lines = Vec::new();
-    for round in 0..30 {
-        for a in 0..8 {
-            let q = format!(
-                "Problem {round}: a train covers {} km in {} minutes. Average speed in km/h? Explain step by step.",
-                41 * round + a,
-                11 + a
-            );
-            lines.push(kong_line(
-                lines.len(),
-                &format!("harvest-{a}"),
-                Some(system),
-                &q,
-            ));
-        }
-        for u in 0..10 {
-            if (round + u) % 6 == 0 {
-                lines.push(kong_line(
-                    lines.len(),
-                    &format!("user-{u}"),
-                    None,
-                    honest[(round + u) % 3],
-                ));
-            }
-        }
+    for (account, system, q) in planted_rounds().into_iter().flatten() {
+        lines.push(kong_line(lines.len(), &account, system, &q));
     }
     let n = lines.len();
     lines.insert(
@@ -3810,6 +3735,47 @@ fn analyze_reads_kong_ai_gateway_logs() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["stats"]["events"], n, "{}", v["stats"]);
     assert_eq!(v["stats"]["malformed_lines"], 1);
+    assert_flags_the_planted_harvest(&v);
+}
+
+/// The traffic planted in other gateways' logs, round by round: 8 accounts
+/// harvesting on one step-by-step system prompt (`harvest-0`…`7`), and
+/// honest users now and then. Each item: (account, system prompt, question).
+type Call = (String, Option<&'static str>, String);
+
+fn planted_rounds() -> Vec<Vec<Call>> {
+    let system =
+        "You are a meticulous tutor. Always reason step by step and show every intermediate step.";
+    let honest = [
+        "What's a good name for a bakery?",
+        "How do I center a div in CSS?",
+        "Write a haiku about autumn rain.",
+        "Translate good morning into Spanish.",
+    ];
+    (0..30)
+        .map(|round| {
+            let mut calls: Vec<Call> = (0..8)
+                .map(|a| {
+                    let q = format!(
+                        "Problem {round}: a train covers {} km in {} minutes. Average speed in km/h? Explain step by step.",
+                        37 * round + a,
+                        13 + a
+                    );
+                    (format!("harvest-{a}"), Some(system), q)
+                })
+                .collect();
+            for u in 0..10 {
+                if (round + u) % 7 == 0 {
+                    calls.push((format!("user-{u}"), None, honest[(round + u) % 4].to_string()));
+                }
+            }
+            calls
+        })
+        .collect()
+}
+
+/// Asserts that a JSON report flags exactly the planted `harvest-0`…`7`.
+fn assert_flags_the_planted_harvest(v: &serde_json::Value) {
     let flagged: BTreeSet<&str> = v["accounts"]
         .as_array()
         .unwrap()
@@ -3817,7 +3783,7 @@ fn analyze_reads_kong_ai_gateway_logs() {
         .filter(|a| a["verdict"] != "allow")
         .map(|a| a["account_id"].as_str().unwrap())
         .collect();
-    let planted: BTreeSet<String> = (0..8).map(|a| format!("harvest-{a}")).collect();
+    let planted: BTreeSet<String> = (0..8).map(|i| format!("harvest-{i}")).collect();
     assert_eq!(
         flagged,
         planted.iter().map(String::as_str).collect::<BTreeSet<_>>()

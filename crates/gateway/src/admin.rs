@@ -116,13 +116,19 @@ fn authorize(gw: &Gateway, h: &HeaderMap) -> Result<String, AdminError> {
             )
         })?;
     let digest = distillguard_storage::sha256_hex(presented.trim());
-    if !distillguard_storage::constant_time_eq(
-        digest.as_bytes(),
-        admin.token_sha256.to_ascii_lowercase().as_bytes(),
-    ) {
+    if !hash_matches(&digest, &admin.token_sha256) {
         return Err(err(StatusCode::UNAUTHORIZED, "wrong admin token"));
     }
     Ok(actor(&digest, h))
+}
+
+/// Whether a presented token's SHA-256 (hex) is the configured one, in
+/// constant time (the admin and the integration tokens).
+pub(crate) fn hash_matches(digest: &str, configured_sha256: &str) -> bool {
+    distillguard_storage::constant_time_eq(
+        digest.as_bytes(),
+        configured_sha256.to_ascii_lowercase().as_bytes(),
+    )
 }
 
 /// `admin:<token id>`, with the operator's own name when the call gives

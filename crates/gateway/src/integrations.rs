@@ -38,11 +38,10 @@ use serde_json::json;
 
 use crate::config::{Action, Dialect, Integrations};
 use crate::error::GatewayError;
-use crate::limits::{Unit, Who};
+use crate::limits::Unit;
 use crate::{Gateway, dialect_of};
 
-/// A parser of one line into one event.
-type Parse = fn(&str) -> Result<distillguard_core::Event, distillguard_core::EventError>;
+use distillguard_core::import::Parse;
 
 /// The routes (merged into the internal router).
 pub(crate) fn router(max_batch_bytes: usize) -> Router<Arc<Gateway>> {
@@ -92,10 +91,7 @@ fn authorize(gw: &Gateway, h: &HeaderMap, bearer: bool) -> Result<Integrations, 
         ));
     };
     let digest = distillguard_storage::sha256_hex(presented.trim());
-    if !distillguard_storage::constant_time_eq(
-        digest.as_bytes(),
-        i.token_sha256.to_ascii_lowercase().as_bytes(),
-    ) {
+    if !crate::admin::hash_matches(&digest, &i.token_sha256) {
         return Err(plain(StatusCode::UNAUTHORIZED, "wrong integration token"));
     }
     Ok(i)
@@ -176,21 +172,17 @@ async fn ingest(
             )
         })?,
     };
-    type Many = fn(&str) -> Result<Vec<distillguard_core::Event>, distillguard_core::EventError>;
-    let (one, many): (Option<Parse>, Option<Many>) = match format.as_deref().unwrap_or("events") {
-        "events" if account.is_none() => (Some(distillguard_core::parse_event_line), None),
-        "litellm" => (Some(from.parser()), None),
-        "kong" if account.is_none() => (Some(distillguard_core::import::kong::parse_line), None),
-        "otlp" if account.is_none() => (None, Some(distillguard_core::import::otel::parse_line)),
-        other => {
-            return Err(plain(
+    let format = format.as_deref().unwrap_or("events");
+    let parse = Parse::by_name(format, from)
+        .filter(|_| account.is_none() || format == "litellm")
+        .ok_or_else(|| {
+            plain(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "format {other:?}: expected events, litellm, otlp or kong (account= is for litellm)"
+                    "format {format:?}: expected events, litellm, otlp or kong (account= is for litellm)"
                 ),
-            ));
-        }
-    };
+            )
+        })?;
     if gw.detector.is_none() {
         return Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -233,24 +225,20 @@ async fn ingest(
             }
             let parsed = std::str::from_utf8(raw)
                 .map_err(|_| distillguard_core::EventError::Utf8)
-                .and_then(|l| match (one, many) {
-                    (Some(p), _) => p(l).map(|e| vec![e]),
-                    (None, Some(p)) => p(l),
-                    (None, None) => Ok(Vec::new()),
-                });
+                .and_then(|l| parse.events(l));
             match parsed {
                 Ok(events) => {
-                    for e in events {
-                        // Blocks while the detector's queue is full: a
-                        // batch is slowed, never dropped.
-                        if detector.submit_event(e) {
+                    // Blocks while the detector's queue is full: a batch is
+                    // slowed, never dropped.
+                    let sent = events.try_for_each(|e| match detector.submit_event(e) {
+                        true => {
                             accepted += 1;
-                        } else {
-                            down = true;
-                            break;
+                            Ok(())
                         }
-                    }
-                    if down {
+                        false => Err(()),
+                    });
+                    if sent.is_err() {
+                        down = true;
                         break;
                     }
                 }
@@ -410,28 +398,24 @@ async fn forward_auth(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Response 
     }
     if actions.contains(&Action::Throttle) {
         gw.metrics.action(Action::Throttle);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-        let who = Who::Account(account.clone());
-        let admitted = gw.limits.lock().map_or(Ok(()), |mut l| {
-            l.admit(
-                &who,
-                Unit::Requests,
-                1.0,
-                f64::from(i.throttle_rpm.get()),
-                now,
-            )
-        });
-        if let Err(retry_after) = admitted {
-            gw.metrics.forward_auth("throttle");
-            let r = GatewayError::Limited {
-                retry_after,
-                who: who.to_string(),
-                what: "throttled request",
-            }
-            .into_response(dialect);
-            return with_verdict(r, label);
+        // The gateway's own admission: its key and account limits, shared
+        // in Redis across replicas when they are, at the throttled rate.
+        // A request named only by account is limited under that account.
+        let rec = distillguard_storage::KeyRecord {
+            id: key.unwrap_or_else(|| format!("account:{account}")),
+            account: account.clone(),
+            tier: String::new(),
+            created: 0,
+            revoked: false,
+        };
+        let limit = [(Unit::Requests, 1.0, f64::from(i.throttle_rpm.get()))];
+        if let Err(e) = crate::phases::admit_all(&gw, &rec, &limit).await {
+            let outcome = match e {
+                GatewayError::Limited { .. } => "throttle",
+                _ => "unavailable",
+            };
+            gw.metrics.forward_auth(outcome);
+            return with_verdict(e.into_response(dialect), label);
         }
     }
     gw.metrics.forward_auth("allow");

@@ -128,7 +128,7 @@ pub(crate) async fn admit(
 /// naming it. With shared limits, all of them in one round trip to Redis,
 /// all or nothing; the gateway's own limits when Redis cannot answer
 /// (unless the cluster fails closed).
-async fn admit_all(
+pub(crate) async fn admit_all(
     gw: &Gateway,
     k: &KeyRecord,
     limits: &[(Unit, f64, f64)],

@@ -26,8 +26,7 @@ Mapping (what a line lacks stays empty, never invented):
 use serde_json::{Map, Value};
 
 use crate::error::EventError;
-use crate::event::{ClientInfo, Dialect, Event, Response};
-use crate::normalize::{normalize_request, normalize_response};
+use crate::event::{ClientInfo, Dialect, Event};
 use crate::time::Timestamp;
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -101,39 +100,23 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
     {
         body.insert("model".into(), Value::String(m.clone()));
     }
-    let text = serde_json::to_string(&Value::Object(body))
-        .map_err(|e| EventError::Invalid(e.to_string()))?;
     let hint = anthropic.then_some(Dialect::Anthropic);
-    let (dialect, request) = normalize_request(&text, hint).map_err(|e| match e {
-        EventError::Field { path, reason } => EventError::Field {
-            path: format!("ai.payload.request ({path})"),
-            reason,
-        },
-        other => other,
-    })?;
+    let (dialect, request) =
+        super::request_from_value(&Value::Object(body), hint, "ai.payload.request")?;
     let mut response = match payload(entry.get("payload").and_then(|p| p.get("response"))) {
-        Some(r @ Value::Object(_)) => {
-            let t = serde_json::to_string(&r).map_err(|e| EventError::Invalid(e.to_string()))?;
-            Some(normalize_response(&t).map_err(|e| match e {
-                EventError::Field { path, reason } => EventError::Field {
-                    path: format!("ai.{name}.payload.response ({path})"),
-                    reason,
-                },
-                other => other,
-            })?)
-        }
+        Some(r @ Value::Object(_)) => Some(super::response_from_value(
+            &r,
+            &format!("ai.{name}.payload.response"),
+        )?),
         _ => None,
     };
     if let Some(usage) = entry.get("usage") {
-        let input =
-            u64_at(usage, &["prompt_tokens", "prompt_token"]).and_then(|n| u32::try_from(n).ok());
-        let output = u64_at(usage, &["completion_tokens", "completion_token"])
-            .and_then(|n| u32::try_from(n).ok());
-        if input.is_some() || output.is_some() {
-            let r = response.get_or_insert_with(Response::default);
-            r.input_tokens = r.input_tokens.or(input);
-            r.output_tokens = r.output_tokens.or(output);
-        }
+        let count = |keys: &[&str]| u64_at(usage, keys).and_then(|n| u32::try_from(n).ok());
+        super::fill_usage(
+            &mut response,
+            count(&["prompt_tokens", "prompt_token"]),
+            count(&["completion_tokens", "completion_token"]),
+        );
     }
     let headers = v.get("request").and_then(|r| r.get("headers"));
     let user_agent = headers

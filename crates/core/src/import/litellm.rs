@@ -44,8 +44,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::EventError;
-use crate::event::{ClientInfo, Dialect, Event, Response};
-use crate::normalize::{normalize_request, normalize_response};
+use crate::event::{ClientInfo, Dialect, Event};
 use crate::time::Timestamp;
 
 /// The fields read from either shape (both use these names).
@@ -302,35 +301,17 @@ fn parse_with(line: &str, from: AccountFrom) -> Result<Event, EventError> {
             Value::Object(o)
         }
     };
-    let body_text = serde_json::to_string(&body).map_err(|e| EventError::Invalid(e.to_string()))?;
-    let (dialect, mut request) = normalize_request(&body_text, hint).map_err(|e| match e {
-        EventError::Field { path, reason } => EventError::Field {
-            path: format!("messages ({path})"),
-            reason,
-        },
-        other => other,
-    })?;
+    let (dialect, mut request) = super::request_from_value(&body, hint, "messages")?;
     if request.model.is_none() {
         request.model = model.clone();
     }
     let mut response = match unwrap_text(l.response) {
         Some(r @ Value::Object(_)) if r.as_object().is_some_and(|o| !o.is_empty()) => {
-            let text = serde_json::to_string(&r).map_err(|e| EventError::Invalid(e.to_string()))?;
-            Some(normalize_response(&text).map_err(|e| match e {
-                EventError::Field { path, reason } => EventError::Field {
-                    path: format!("response ({path})"),
-                    reason,
-                },
-                other => other,
-            })?)
+            Some(super::response_from_value(&r, "response")?)
         }
         _ => None,
     };
-    if l.prompt_tokens.is_some() || l.completion_tokens.is_some() {
-        let r = response.get_or_insert_with(Response::default);
-        r.input_tokens = r.input_tokens.or(l.prompt_tokens);
-        r.output_tokens = r.output_tokens.or(l.completion_tokens);
-    }
+    super::fill_usage(&mut response, l.prompt_tokens, l.completion_tokens);
     let status = match l.status.as_deref() {
         Some("success") => Some(200),
         Some(_) => l

@@ -33,7 +33,6 @@ use serde_json::{Map, Value, json};
 
 use crate::error::EventError;
 use crate::event::{Dialect, Event};
-use crate::normalize::normalize_request;
 use crate::time::Timestamp;
 
 /// An attribute list (`[{key, value: {stringValue|intValue|…}}]`) as a map
@@ -331,9 +330,7 @@ fn span_event(
     } else {
         Dialect::OpenAi
     });
-    let text = serde_json::to_string(&Value::Object(body))
-        .map_err(|e| EventError::Invalid(e.to_string()))?;
-    let (dialect, request) = normalize_request(&text, hint)?;
+    let (dialect, request) = super::request_from_value(&Value::Object(body), hint, "messages")?;
     let input = a.get("gen_ai.usage.input_tokens").and_then(Value::as_u64);
     let output = a.get("gen_ai.usage.output_tokens").and_then(Value::as_u64);
     let finish = match a.get("gen_ai.response.finish_reasons") {
