@@ -20,6 +20,7 @@ mod check;
 mod config;
 mod detect;
 mod eval;
+mod exfil;
 mod export;
 mod fit;
 mod fit_elicitation;
@@ -252,6 +253,10 @@ enum Command {
     },
     /// List the built-in scenarios, or print one as TOML to start your own.
     Scenarios(simulate::ScenariosArgs),
+    /// Exfiltration of weights and training data from cloud storage:
+    /// analyze audit logs (CloudTrail, GCP, generic), simulate an
+    /// organisation, evaluate.
+    Exfil(exfil::ExfilArgs),
 }
 
 fn main() -> ExitCode {
@@ -325,6 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => bench::watermark(),
         Command::Scenarios(a) => simulate::scenarios(a),
+        Command::Exfil(a) => exfil::run(a),
         Command::Analyze(opts) => analyze::run(opts),
         Command::Export {
             what:

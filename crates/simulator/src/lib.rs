@@ -23,6 +23,7 @@ pub mod batches;
 pub mod content;
 pub mod corpus;
 pub mod network;
+pub mod org;
 pub mod population;
 pub mod random;
 pub mod render;

@@ -1,0 +1,320 @@
+//! `distillguard exfil`: exfiltration of weights and training data from
+//! cloud storage (audit logs → per-principal baselines → alerts).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use distillguard_core::{LineError, ReadError};
+use distillguard_exfil::eval::{Summary, Truth};
+use distillguard_exfil::{ExfilConfig, Report, SourceFormat};
+
+use crate::Format;
+
+#[derive(Args)]
+pub(crate) struct ExfilArgs {
+    #[command(subcommand)]
+    cmd: ExfilCommand,
+}
+
+#[derive(Subcommand)]
+enum ExfilCommand {
+    /// Find exfiltration in storage audit logs: per-principal baselines,
+    /// alerts with reasons, `flagged_at`.
+    Analyze(AnalyzeArgs),
+    /// Write a simulated organisation's CloudTrail log with labelled
+    /// incidents, its asset map and truth.
+    Simulate(SimulateArgs),
+    /// Score an exfiltration report against the truth.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// Audit logs (`.json`, `.jsonl`, gzip detected, `-` for standard input).
+    #[arg(required = true)]
+    input: Vec<PathBuf>,
+    /// The asset map and detector settings (TOML; docs/exfiltration.md).
+    #[arg(long)]
+    assets: PathBuf,
+    /// auto (decided per line), cloudtrail, gcp or generic.
+    #[arg(long, default_value = "auto", value_parser = parse_source)]
+    source: SourceFormat,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Stop at the first malformed line (exit code 2).
+    #[arg(long)]
+    strict: bool,
+    /// Parsing threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_source(s: &str) -> Result<SourceFormat, String> {
+    SourceFormat::by_name(s).ok_or_else(|| {
+        format!(
+            "unknown source {s:?}; one of: {}",
+            SourceFormat::NAMES.join(", ")
+        )
+    })
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Days of audit log.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(21..=400))]
+    days: u32,
+    /// Multiplies the organisation's people and jobs (1 ≈ 75 principals).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Output directory: cloudtrail.jsonl.gz, assets.toml, truth.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// `distillguard exfil analyze --format json` output.
+    #[arg(long)]
+    report: PathBuf,
+    /// truth.jsonl of the simulated organisation.
+    #[arg(long)]
+    truth: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+pub(crate) fn run(args: ExfilArgs) -> Result<ExitCode> {
+    match args.cmd {
+        ExfilCommand::Analyze(a) => analyze(a),
+        ExfilCommand::Simulate(a) => simulate(a),
+        ExfilCommand::Eval(a) => eval(a),
+    }
+}
+
+fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.assets)
+        .with_context(|| format!("reading {}", a.assets.display()))?;
+    let (map, cfg) = ExfilConfig::from_toml(&text)
+        .with_context(|| format!("asset map {}", a.assets.display()))?;
+    let inputs: Vec<&Path> = a.input.iter().map(PathBuf::as_path).collect();
+    let workers = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut bad: Vec<LineError> = Vec::new();
+    let strict = a.strict;
+    let started = std::time::Instant::now();
+    let (report, stats) = distillguard_exfil::analyze(&inputs, a.source, map, cfg, workers, |e| {
+        if strict {
+            return Err(ReadError::Strict(e));
+        }
+        if bad.len() < 1000 {
+            bad.push(e);
+        }
+        Ok(())
+    })?;
+    crate::report_bad_lines(&bad, "skipped");
+    let secs = started.elapsed().as_secs_f64();
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "read {} lines ({} rejected), {} accesses of {} principals in {:.1} s ({:.0} accesses/s); state {:.0} bytes per principal (largest {})",
+        stats.lines,
+        stats.rejected,
+        report.stats.accesses,
+        report.stats.principals,
+        secs,
+        report.stats.accesses as f64 / secs.max(1e-9),
+        report.stats.state_bytes_mean,
+        report.stats.state_bytes_max
+    );
+    drop(err);
+    let mut out: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    match a.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Jsonl => {
+            for p in &report.principals {
+                serde_json::to_writer(&mut out, p)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Table => write_table(&mut out, &report)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.1}", b as f64 / (1u64 << 30) as f64)
+}
+
+fn write_table(out: &mut dyn Write, r: &Report) -> Result<()> {
+    let flagged: Vec<_> = r
+        .principals
+        .iter()
+        .filter(|p| p.flagged_at.is_some())
+        .collect();
+    writeln!(
+        out,
+        "{} accesses, {} principals, {} principal-days; {} principals flagged, {} more with signals below the flag",
+        r.stats.accesses,
+        r.stats.principals,
+        r.stats.principal_days,
+        flagged.len(),
+        r.principals.len() - flagged.len()
+    )?;
+    if flagged.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<24}  {:>5}  {:>10}  {:>10}  principal / reasons",
+        "flagged at", "score", "sens. GiB", "before flag"
+    )?;
+    for p in flagged {
+        let at = p
+            .flagged_at
+            .map(|t| distillguard_core::Timestamp(t).to_string())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{at:<24}  {:>5.2}  {:>10}  {:>10}  {}",
+            p.score,
+            gib(p.sensitive_bytes),
+            gib(p.sensitive_bytes_before_flag),
+            p.principal
+        )?;
+        let until = p.flagged_at.unwrap_or(i64::MAX);
+        let upto: Vec<_> = p.alerts.iter().filter(|a| a.ts <= until).collect();
+        for a in &upto[upto.len().saturating_sub(4)..] {
+            writeln!(
+                out,
+                "{:<57}  - {:?} ({:.1}): {}",
+                "", a.signal, a.weight, a.reason
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn simulate(a: SimulateArgs) -> Result<ExitCode> {
+    use distillguard_simulator::org;
+    if !(a.scale.is_finite() && a.scale > 0.0 && a.scale <= 100.0) {
+        bail!("--scale must be in (0, 100] (got {})", a.scale);
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let world = org::generate(org::OrgSpec {
+        seed: a.seed,
+        days: a.days,
+        scale: a.scale,
+    });
+    let path = a.out.join("cloudtrail.jsonl.gz");
+    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
+    let lines = org::delivery_lines(&world.records);
+    for l in &lines {
+        gz.write_all(l.as_bytes())?;
+        gz.write_all(b"\n")?;
+    }
+    gz.finish()?.flush()?;
+    std::fs::write(a.out.join("assets.toml"), &world.assets_toml)?;
+    let mut truth = BufWriter::new(File::create(a.out.join("truth.jsonl"))?);
+    for t in &world.truth {
+        serde_json::to_writer(&mut truth, t)?;
+        writeln!(truth)?;
+    }
+    truth.flush()?;
+    let incidents = world.truth.iter().filter(|t| t.label == "incident").count();
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "wrote {} CloudTrail records ({} delivery lines), {} principals ({incidents} incidents) to {}",
+        world.records.len(),
+        lines.len(),
+        world.truth.len(),
+        a.out.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.report)
+        .with_context(|| format!("reading {}", a.report.display()))?;
+    let report: Report = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not an exfil analyze --format json report",
+            a.report.display()
+        )
+    })?;
+    let (truth, bad) = distillguard_core::RecordReader::<Truth>::open(&a.truth)?.read_all(false)?;
+    crate::report_bad_lines(&bad, "truth");
+    let s = distillguard_exfil::eval::evaluate(&report, &truth);
+    let mut out = io::stdout().lock();
+    match a.format {
+        Format::Table => write_summary(&mut out, &s)?,
+        _ => {
+            serde_json::to_writer_pretty(&mut out, &s)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_summary(out: &mut dyn Write, s: &Summary) -> Result<()> {
+    writeln!(
+        out,
+        "{:<14}  {:>7}  {:>10}  {:>12}  {:>9}  principal",
+        "incident", "flagged", "GiB out", "out by flag", "min to flag"
+    )?;
+    for i in &s.incidents {
+        writeln!(
+            out,
+            "{:<14}  {:>7}  {:>10}  {:>11.1}%  {:>9}  {}",
+            i.incident,
+            if i.flagged { "yes" } else { "NO" },
+            gib(i.bytes),
+            i.share_before_flag * 100.0,
+            i.minutes_to_flag
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "—".into()),
+            i.principal
+        )?;
+    }
+    writeln!(
+        out,
+        "\n{} of {} incidents flagged before 10% of their bytes left; {} false alerts in {} principal-days ({:.2} per 1,000)",
+        s.under_10pct,
+        s.incidents.len(),
+        s.false_alerts,
+        s.principal_days,
+        s.false_alerts_per_1000_principal_days
+    )?;
+    for f in &s.false_alert_principals {
+        writeln!(
+            out,
+            "  false alert ×{}: {} ({})",
+            f.alerts, f.principal, f.role
+        )?;
+        for r in &f.reasons {
+            writeln!(out, "      {r}")?;
+        }
+    }
+    Ok(())
+}

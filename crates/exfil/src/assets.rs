@@ -1,0 +1,507 @@
+/*!
+The asset map: what is sensitive, and what is the organisation's own.
+
+Read from TOML (`docs/exfiltration.md`), parsed then validated: unknown
+keys are refused, CIDRs and dates are checked when the file is read, and
+an asset's sensitivity is one of four named levels.
+
+```toml
+[org]
+accounts = ["111122223333"]              # cloud accounts / projects of the organisation
+buckets = ["acme-*"]                     # its buckets ("*" at the end: a name prefix)
+networks = ["10.0.0.0/8", "198.51.100.0/24"]  # corporate egress and private ranges
+vpc_endpoints = ["vpce-0a1b2c3d"]
+
+[[asset]]
+bucket = "acme-models"
+prefix = "checkpoints/"                  # "" or absent: the whole bucket
+kind = "checkpoints"
+sensitivity = "critical"                 # low | medium | high | critical
+
+[[network]]                              # what is known of other networks
+cidr = "203.0.113.0/24"
+kind = "vpn"                             # cloud | residential | vpn | tor | corporate
+
+[[departure]]                            # an HR feed
+principal = "arn:aws:iam::111122223333:user/bob"
+date = "2026-03-14"
+```
+*/
+
+use std::net::IpAddr;
+
+use distillguard_core::time::{MS_PER_DAY, days_from_civil};
+use serde::{Deserialize, Serialize};
+
+/// How much an asset matters; ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Sensitivity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sensitivity::Low => "low",
+            Sensitivity::Medium => "medium",
+            Sensitivity::High => "high",
+            Sensitivity::Critical => "critical",
+        }
+    }
+}
+
+/// What an asset holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssetKind {
+    Weights,
+    Checkpoints,
+    TrainingData,
+    EvalSets,
+    ProductionLogs,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub kind: AssetKind,
+    pub sensitivity: Sensitivity,
+}
+
+/// What is known of a network that is not the organisation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetKind {
+    Corporate,
+    Cloud,
+    Residential,
+    Vpn,
+    Tor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub cidr: String,
+    pub kind: NetKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Departure {
+    pub principal: String,
+    /// The last working day (`YYYY-MM-DD`).
+    pub date: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Org {
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub vpc_endpoints: Vec<String>,
+}
+
+/// The asset map as written.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetFile {
+    #[serde(default)]
+    pub org: Org,
+    #[serde(default, rename = "asset")]
+    pub assets: Vec<Asset>,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<Network>,
+    #[serde(default, rename = "departure")]
+    pub departures: Vec<Departure>,
+}
+
+/// Why an asset map was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+/// An IPv4 or IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    base: u128,
+    bits: u8,
+    v4: bool,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let ip: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR"))?;
+        let (value, max, v4) = ip_bits(ip);
+        let bits = match bits {
+            Some(b) => b
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{text:?}: prefix length must be 0–{max}"))?,
+            None => max,
+        };
+        Ok(Cidr {
+            base: value & mask(bits, max),
+            bits,
+            v4,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (value, max, v4) = ip_bits(ip);
+        v4 == self.v4 && value & mask(self.bits, max) == self.base
+    }
+}
+
+fn ip_bits(ip: IpAddr) -> (u128, u8, bool) {
+    match ip {
+        IpAddr::V4(a) => (u32::from(a) as u128, 32, true),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => (u32::from(v4) as u128, 32, true),
+            None => (u128::from(a), 128, false),
+        },
+    }
+}
+
+fn mask(bits: u8, max: u8) -> u128 {
+    if bits == 0 {
+        0
+    } else {
+        let all = if max == 32 {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
+        all & !((1u128 << (max - bits)).wrapping_sub(1) & all)
+    }
+}
+
+/// The prefix an address is judged by: its /24 (IPv4) or /48 (IPv6).
+pub fn net_prefix(ip: IpAddr) -> u128 {
+    let (value, max, v4) = ip_bits(ip);
+    let keep = if v4 { 24 } else { 48 };
+    (value & mask(keep, max)) | ((v4 as u128) << 127)
+}
+
+/// Where an access came from, as far as the organisation is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Place {
+    /// Through one of the organisation's VPC endpoints.
+    Vpc,
+    /// A VPC endpoint that is not the organisation's.
+    ForeignVpc,
+    /// The organisation's networks (or a private range).
+    Corporate,
+    /// The cloud provider itself, on the principal's behalf
+    /// (`s3.amazonaws.com`, `AWS Internal`).
+    Service,
+    Cloud,
+    Residential,
+    Vpn,
+    Tor,
+    /// A public address the map says nothing of.
+    External,
+}
+
+impl Place {
+    /// Whether data that reaches this place has left the organisation.
+    pub fn outside(self) -> bool {
+        !matches!(self, Place::Vpc | Place::Corporate | Place::Service)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Vpc => "the organisation's VPC endpoint",
+            Place::ForeignVpc => "a VPC endpoint outside the organisation",
+            Place::Corporate => "a corporate network",
+            Place::Service => "the cloud provider's service",
+            Place::Cloud => "a cloud provider's address",
+            Place::Residential => "a residential address",
+            Place::Vpn => "a VPN exit",
+            Place::Tor => "a Tor exit",
+            Place::External => "an external address",
+        }
+    }
+}
+
+/// The asset map, validated and ready to look up.
+#[derive(Debug, Clone, Default)]
+pub struct AssetMap {
+    /// Sorted by bucket, then longest prefix first.
+    assets: Vec<Asset>,
+    org_accounts: Vec<String>,
+    org_buckets: Vec<String>,
+    org_networks: Vec<Cidr>,
+    vpc_endpoints: Vec<String>,
+    networks: Vec<(Cidr, NetKind)>,
+    /// (principal, last day's start in ms).
+    departures: Vec<(String, i64)>,
+}
+
+const PRIVATE: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "127.0.0.0/8",
+];
+
+impl AssetMap {
+    pub fn from_toml(text: &str) -> Result<AssetMap, AssetError> {
+        let file: AssetFile = toml::from_str(text).map_err(|e| AssetError::Toml(e.to_string()))?;
+        AssetMap::new(file)
+    }
+
+    pub fn new(file: AssetFile) -> Result<AssetMap, AssetError> {
+        let bad = |field: String, reason: String| AssetError::Invalid { field, reason };
+        let mut org_networks = Vec::new();
+        for (i, n) in file.org.networks.iter().enumerate() {
+            org_networks.push(Cidr::parse(n).map_err(|r| bad(format!("org.networks[{i}]"), r))?);
+        }
+        for n in PRIVATE {
+            org_networks.push(Cidr::parse(n).map_err(|r| bad("built-in".into(), r))?);
+        }
+        let mut networks = Vec::new();
+        for (i, n) in file.networks.iter().enumerate() {
+            let c = Cidr::parse(&n.cidr).map_err(|r| bad(format!("network[{i}].cidr"), r))?;
+            networks.push((c, n.kind));
+        }
+        for (i, a) in file.assets.iter().enumerate() {
+            if a.bucket.is_empty() {
+                return Err(bad(
+                    format!("asset[{i}].bucket"),
+                    "must not be empty".into(),
+                ));
+            }
+        }
+        let mut departures = Vec::new();
+        for (i, d) in file.departures.iter().enumerate() {
+            let day = parse_date(&d.date).ok_or_else(|| {
+                bad(
+                    format!("departure[{i}].date"),
+                    format!("{:?} is not a YYYY-MM-DD date", d.date),
+                )
+            })?;
+            departures.push((d.principal.clone(), day));
+        }
+        let mut assets = file.assets;
+        assets.sort_by(|a, b| {
+            a.bucket
+                .cmp(&b.bucket)
+                .then(b.prefix.len().cmp(&a.prefix.len()))
+        });
+        Ok(AssetMap {
+            assets,
+            org_accounts: file.org.accounts,
+            org_buckets: file.org.buckets,
+            org_networks,
+            vpc_endpoints: file.org.vpc_endpoints,
+            networks,
+            departures,
+        })
+    }
+
+    /// The most specific asset holding `bucket/object`.
+    pub fn asset(&self, bucket: &str, object: &str) -> Option<&Asset> {
+        let start = self.assets.partition_point(|a| a.bucket.as_str() < bucket);
+        self.assets[start..]
+            .iter()
+            .take_while(|a| a.bucket == bucket)
+            .find(|a| object.starts_with(&a.prefix))
+    }
+
+    /// Whether a bucket (and its owning account, when known) belongs to
+    /// the organisation: a mapped asset's bucket, a name in `org.buckets`,
+    /// or a bucket owned by one of `org.accounts`.
+    pub fn org_bucket(&self, bucket: &str, owner: &str) -> bool {
+        if !owner.is_empty() {
+            return self.org_accounts.iter().any(|a| a == owner);
+        }
+        let start = self.assets.partition_point(|a| a.bucket.as_str() < bucket);
+        if self.assets.get(start).is_some_and(|a| a.bucket == bucket) {
+            return true;
+        }
+        self.org_buckets.iter().any(|b| match b.strip_suffix('*') {
+            Some(p) => bucket.starts_with(p),
+            None => b == bucket,
+        })
+    }
+
+    /// Where an access came from.
+    pub fn place(&self, source_ip: &str, vpc_endpoint: &str) -> Place {
+        if !vpc_endpoint.is_empty() {
+            return if self.vpc_endpoints.iter().any(|v| v == vpc_endpoint) {
+                Place::Vpc
+            } else {
+                Place::ForeignVpc
+            };
+        }
+        let Ok(ip) = source_ip.parse::<IpAddr>() else {
+            // A service name (`s3.amazonaws.com`, `AWS Internal`) or nothing.
+            return if source_ip.is_empty() {
+                Place::External
+            } else {
+                Place::Service
+            };
+        };
+        if self.org_networks.iter().any(|c| c.contains(ip)) {
+            return Place::Corporate;
+        }
+        match self.networks.iter().find(|(c, _)| c.contains(ip)) {
+            Some((_, NetKind::Corporate)) => Place::Corporate,
+            Some((_, NetKind::Cloud)) => Place::Cloud,
+            Some((_, NetKind::Residential)) => Place::Residential,
+            Some((_, NetKind::Vpn)) => Place::Vpn,
+            Some((_, NetKind::Tor)) => Place::Tor,
+            None => Place::External,
+        }
+    }
+
+    /// The principal's last working day (start, ms), from the HR feed.
+    pub fn departure(&self, principal: &str) -> Option<i64> {
+        self.departures
+            .iter()
+            .find(|(p, _)| p == principal)
+            .map(|(_, d)| *d)
+    }
+
+    pub fn assets(&self) -> &[Asset] {
+        &self.assets
+    }
+}
+
+fn parse_date(s: &str) -> Option<i64> {
+    let mut it = s.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * MS_PER_DAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAP: &str = r#"
+[org]
+accounts = ["111122223333"]
+buckets = ["acme-*"]
+networks = ["198.51.100.0/24"]
+vpc_endpoints = ["vpce-1"]
+
+[[asset]]
+bucket = "models"
+kind = "weights"
+sensitivity = "high"
+
+[[asset]]
+bucket = "models"
+prefix = "release/"
+kind = "weights"
+sensitivity = "critical"
+
+[[network]]
+cidr = "203.0.113.0/24"
+kind = "tor"
+
+[[departure]]
+principal = "bob"
+date = "2026-03-14"
+"#;
+
+    #[test]
+    fn the_most_specific_asset_wins() {
+        let m = AssetMap::from_toml(MAP).unwrap();
+        assert_eq!(
+            m.asset("models", "release/v1.bin").unwrap().sensitivity,
+            Sensitivity::Critical
+        );
+        assert_eq!(
+            m.asset("models", "scratch/x").unwrap().sensitivity,
+            Sensitivity::High
+        );
+        assert!(m.asset("other", "release/v1.bin").is_none());
+    }
+
+    #[test]
+    fn places_and_org_buckets() {
+        let m = AssetMap::from_toml(MAP).unwrap();
+        assert_eq!(m.place("198.51.100.7", ""), Place::Corporate);
+        assert_eq!(m.place("10.1.2.3", ""), Place::Corporate);
+        assert_eq!(m.place("203.0.113.9", ""), Place::Tor);
+        assert_eq!(m.place("8.8.8.8", ""), Place::External);
+        assert_eq!(m.place("s3.amazonaws.com", ""), Place::Service);
+        assert_eq!(m.place("8.8.8.8", "vpce-1"), Place::Vpc);
+        assert_eq!(m.place("8.8.8.8", "vpce-9"), Place::ForeignVpc);
+        assert_eq!(m.place("::ffff:198.51.100.7", ""), Place::Corporate);
+        assert!(m.org_bucket("acme-backup", ""));
+        assert!(m.org_bucket("models", ""));
+        assert!(!m.org_bucket("bobs-bucket", ""));
+        assert!(!m.org_bucket("acme-lookalike", "999999999999"));
+        assert!(m.departure("bob").is_some());
+    }
+
+    #[test]
+    fn bad_maps_name_their_field() {
+        let e = AssetMap::from_toml("[org]\nnetworks = [\"10.0.0.0/33\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org.networks[0]"), "{e}");
+        let e = AssetMap::from_toml("[[departure]]\nprincipal = \"a\"\ndate = \"14/03/2026\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("departure[0].date"), "{e}");
+        let e = AssetMap::from_toml(
+            "[[asset]]\nbucket = \"b\"\nkind = \"weights\"\nsensitivity = \"extreme\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("extreme"), "{e}");
+        assert!(AssetMap::from_toml("[org]\ncolour = 1").is_err());
+    }
+
+    #[test]
+    fn cidrs_cover_their_range_only() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.255.1".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        let c6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(c6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!c6.contains("10.1.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+    }
+}
