@@ -1,0 +1,156 @@
+//! `distillguard exfil`: simulate an organisation → analyze its CloudTrail
+//! log → eval, through the binary, as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_distillguard")
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A held-out seed (the detectors were written against seeds 1 and 2):
+/// the copy out, the stolen key and the CI token are flagged before 10% of
+/// their bytes left, the leaver before a third, and no benign principal
+/// is flagged. The insider who downloads over their own home line at a
+/// few times their usual day is the documented miss; it must at least
+/// raise a signal.
+#[test]
+fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
+    let d = dir("exfil-org");
+    let s = d.to_str().unwrap();
+    run(&[
+        "exfil", "simulate", "--seed", "8", "--days", "45", "--scale", "0.4", "--out", s,
+    ]);
+    for f in ["cloudtrail.jsonl.gz", "assets.toml", "truth.jsonl"] {
+        assert!(d.join(f).exists(), "{f}");
+    }
+    let report = d.join("report.json");
+    run(&[
+        "exfil",
+        "analyze",
+        &format!("{s}/cloudtrail.jsonl.gz"),
+        "--assets",
+        &format!("{s}/assets.toml"),
+        "--format",
+        "json",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let out = run(&[
+        "exfil",
+        "eval",
+        "--report",
+        report.to_str().unwrap(),
+        "--truth",
+        &format!("{s}/truth.jsonl"),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["false_alerts"], 0, "{out}");
+    let incidents = v["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 4, "{out}");
+    for i in incidents {
+        let kind = i["incident"].as_str().unwrap();
+        let share = i["share_before_flag"].as_f64().unwrap();
+        match kind {
+            "insider-copy" | "stolen-key" | "ci-token" => {
+                assert!(
+                    i["flagged"].as_bool().unwrap() && share <= 0.10,
+                    "{kind}: {i}"
+                )
+            }
+            "departure" => assert!(i["flagged"].as_bool().unwrap() && share <= 0.34, "{i}"),
+            _ => {
+                // The miss: still in the report, with signals below the flag.
+                let r: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+                let p = r["principals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["principal"] == i["principal"]);
+                assert!(
+                    p.is_some_and(|p| p["alerts_total"].as_u64().unwrap() > 0),
+                    "{i}"
+                );
+            }
+        }
+        if i["flagged"].as_bool().unwrap() {
+            assert!(!i["reasons"].as_array().unwrap().is_empty(), "{i}");
+        }
+    }
+    // The table a person reads names the flagged principals with reasons.
+    let table = run(&[
+        "exfil",
+        "analyze",
+        &format!("{s}/cloudtrail.jsonl.gz"),
+        "--assets",
+        &format!("{s}/assets.toml"),
+    ]);
+    assert!(table.contains("principals flagged"), "{table}");
+    for i in incidents.iter().filter(|i| i["flagged"].as_bool().unwrap()) {
+        assert!(table.contains(i["principal"].as_str().unwrap()), "{table}");
+    }
+}
+
+#[test]
+fn a_bad_asset_map_is_refused_with_its_field() {
+    let d = dir("exfil-badmap");
+    let map = d.join("assets.toml");
+    std::fs::write(&map, "[org]\nnetworks = [\"10.0.0.0/40\"]\n").unwrap();
+    let out = Command::new(bin())
+        .args(["exfil", "analyze", "-", "--assets", map.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("assets.toml") && err.contains("org.networks[0]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn strict_mode_stops_at_the_first_bad_line_with_exit_code_2() {
+    let d = dir("exfil-strict");
+    let map = d.join("assets.toml");
+    std::fs::write(&map, "").unwrap();
+    let log = d.join("log.jsonl");
+    std::fs::write(&log, "{\"eventName\":\"GetObject\"}\n").unwrap();
+    let out = Command::new(bin())
+        .args([
+            "exfil",
+            "analyze",
+            log.to_str().unwrap(),
+            "--assets",
+            map.to_str().unwrap(),
+            "--strict",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.jsonl:1") && err.contains("eventTime"),
+        "{err}"
+    );
+}
