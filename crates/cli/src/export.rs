@@ -1,4 +1,5 @@
-//! `distillguard export stix`: a report's campaigns as STIX 2.1.
+//! `distillguard export stix`: a report's campaigns as STIX 2.1, or an
+//! exfiltration report's flagged principals as sightings.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -12,6 +13,18 @@ pub(crate) fn stix(
     producer: String,
     salt: Option<String>,
 ) -> Result<ExitCode> {
+    // An exfiltration report (`exfil analyze`) exports as sightings.
+    let text =
+        std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
+    if text.contains("\"kind\": \"exfiltration\"") || text.contains("\"kind\":\"exfiltration\"") {
+        let r: distillguard_exfil::Report = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid exfiltration report", report.display()))?;
+        let b = distillguard_stix::exfil::bundle(
+            &r,
+            &distillguard_stix::ExportOptions { producer, salt },
+        );
+        return write_bundle(&b, out);
+    }
     let r = distillguard_eval::load_report(report)?;
     if r.campaigns.is_empty() {
         let _ = writeln!(
@@ -21,7 +34,11 @@ pub(crate) fn stix(
         );
     }
     let b = distillguard_stix::bundle(&r, &distillguard_stix::ExportOptions { producer, salt });
-    let mut text = serde_json::to_string_pretty(&b)?;
+    write_bundle(&b, out)
+}
+
+fn write_bundle(b: &serde_json::Value, out: Option<&Path>) -> Result<ExitCode> {
+    let mut text = serde_json::to_string_pretty(b)?;
     text.push('\n');
     match out {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,

@@ -148,6 +148,13 @@ pub struct Alert {
     pub source_ip: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bucket: String,
+    /// Where the data went, when it was copied (the destination bucket).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub destination: String,
+    /// The access came from outside the organisation's networks (its
+    /// address may be shared as an indicator).
+    #[serde(default)]
+    pub outside: bool,
 }
 
 mod ts_text {
@@ -536,6 +543,12 @@ impl Detector {
                 credential: a.credential.clone(),
                 source_ip: a.source_ip.clone(),
                 bucket: a.read_target().0.to_string(),
+                destination: if signal == Signal::ExternalCopy {
+                    a.bucket.clone()
+                } else {
+                    String::new()
+                },
+                outside: place.outside(),
             };
             if st.flagged_at.is_none() {
                 if st.alerts.len() == ALERTS_TO_FLAG {
@@ -578,6 +591,7 @@ impl Detector {
                 + a.credential.capacity()
                 + a.source_ip.capacity()
                 + a.bucket.capacity()
+                + a.destination.capacity()
         };
         let each = |(k, s): (&String, &State)| {
             std::mem::size_of::<State>()

@@ -47,6 +47,10 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 }
 
 /// A content-derived identifier of UUIDv4 shape.
+pub(crate) fn content_id(kind: &str, seed: &str) -> String {
+    id(kind, seed)
+}
+
 fn id(kind: &str, seed: &str) -> String {
     let h = sha256_hex(&[kind.as_bytes(), b"\0", seed.as_bytes()]);
     let mut b: Vec<char> = h[..32].chars().collect();
@@ -75,7 +79,7 @@ pub fn salted(salt: &str, kind: &str, value: &str) -> String {
     ])
 }
 
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\'', "\\'")
 }
 

@@ -8,6 +8,7 @@ Sharing with other providers: STIX 2.1.
   against (`--intel`).
 */
 
+pub mod exfil;
 pub mod export;
 pub mod import;
 
