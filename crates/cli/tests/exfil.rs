@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
 //! `distillguard exfil`: simulate an organisation → analyze its CloudTrail
 //! log → eval, through the binary, as a user runs it.
 

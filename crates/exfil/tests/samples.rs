@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
 //! The sources on hand-written samples in the clouds' documented formats
 //! (`tests/data/README.md` says what each follows), and the detector on
 //! them: a copy of checkpoints into another account's bucket is flagged

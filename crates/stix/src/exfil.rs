@@ -18,12 +18,14 @@ use serde_json::{Value, json};
 
 use crate::export::{ExportOptions, content_id, quote};
 
+/// (first, last, count, what happened) of one (pattern, name).
+type Seen = (i64, i64, u32, Vec<String>);
+
 /// Builds the bundle.
 pub fn bundle(report: &Report, o: &ExportOptions) -> Value {
     let identity = content_id("identity", &o.producer);
     let ts = |ms: i64| distillguard_core::Timestamp(ms).to_string();
-    // (pattern, name) → (first, last, count, reasons)
-    let mut seen: BTreeMap<(String, String), (i64, i64, u32, Vec<String>)> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), Seen> = BTreeMap::new();
     for p in report.principals.iter().filter(|p| p.flagged_at.is_some()) {
         for a in &p.alerts {
             let mut keys = Vec::new();
