@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
-targets=(event_line answer_tap stix_import config client_addr gateway_logs)
+targets=(event_line answer_tap stix_import config client_addr gateway_logs exfil_sources)
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do
   # New inputs found go to a scratch copy: the kept corpus stays small.

@@ -173,11 +173,11 @@ mod ts_text {
 }
 
 /// Alerts kept per principal up to its first flag (the latest ones).
-pub const ALERTS_TO_FLAG: usize = 12;
+pub const ALERTS_TO_FLAG: usize = 6;
 /// Alerts kept per principal after its first flag (the latest ones).
-pub const ALERTS_AFTER: usize = 4;
+pub const ALERTS_AFTER: usize = 2;
 /// Flag days kept per principal (the first ones; the rest are counted).
-pub const MAX_FLAGS: usize = 32;
+pub const MAX_FLAGS: usize = 16;
 
 mod ts_list {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1544,6 +1544,40 @@ date = "2026-03-02"
             vec![Signal::NewNetwork, Signal::OffHours]
         );
         assert!(!flagged(&d, "ivy"));
+    }
+
+    #[test]
+    fn a_principal_with_every_alert_it_can_keep_stays_under_4_kib() {
+        let mut d = det();
+        let mut t = history(
+            &mut d,
+            "arn:aws:iam::111122223333:user/a-rather-long-user-name",
+        );
+        let p = "arn:aws:iam::111122223333:user/a-rather-long-user-name";
+        // A fortnight of daily alerts from ever new Tor exits, with long
+        // user agents, enumeration and copies out: every cap is reached.
+        for day in 0..14 {
+            for i in 0..30 {
+                let mut a = get(
+                    p,
+                    t + 3 * MS_PER_HOUR + i * 1000,
+                    "data",
+                    &format!("web/{day}/{i}"),
+                    GB,
+                    &format!("203.0.113.{}", (day * 30 + i) % 250),
+                );
+                a.user_agent = format!(
+                    "Boto3/1.34.{day} md/Botocore#1.34.131 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.3 {i}"
+                );
+                a.credential = format!("AKIAEXAMPLEKEY{day:06}");
+                d.observe(&a);
+            }
+            t += MS_PER_DAY;
+        }
+        let (_, max) = d.state_bytes();
+        assert!(max <= 4096, "{max}");
+        let r = d.report();
+        assert!(r.principals[0].alerts_total as usize > ALERTS_TO_FLAG + ALERTS_AFTER);
     }
 
     #[test]
