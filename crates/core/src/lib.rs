@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod import;
 pub mod json;
+pub mod net;
 pub mod normalize;
 pub mod parallel;
 pub mod progress;
