@@ -155,3 +155,50 @@ fn strict_mode_stops_at_the_first_bad_line_with_exit_code_2() {
         "{err}"
     );
 }
+
+/// GCP audit entries, gzipped, on standard input, with `--source gcp`:
+/// the reader guarantees hold for every source.
+#[test]
+fn gcp_entries_are_read_gzipped_from_standard_input() {
+    use std::io::Write;
+    let d = dir("exfil-gcp");
+    let map = d.join("assets.toml");
+    std::fs::write(
+        &map,
+        "[[asset]]\nbucket = \"acme-weights\"\nkind = \"weights\"\nsensitivity = \"critical\"\n",
+    )
+    .unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../exfil/tests/data/gcp-audit.jsonl");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(sample).unwrap()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "exfil",
+            "analyze",
+            "-",
+            "--source",
+            "gcp",
+            "--assets",
+            map.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "exfiltration");
+    assert_eq!(v["stats"]["accesses"], 2);
+    assert_eq!(v["stats"]["sensitive_accesses"], 1);
+    assert_eq!(v["stats"]["errors"], 1);
+}
