@@ -29,13 +29,32 @@ pub(crate) struct CheckSummary {
     truncated_at: Option<u64>,
 }
 
-pub(crate) fn run(
-    inputs: &[PathBuf],
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
+    #[arg(required = true)]
+    input: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Stop at the first malformed line (exit code 2).
+    #[arg(long)]
     strict: bool,
+    /// Malformed lines listed on standard error (the rest are counted).
+    #[arg(long, default_value_t = 20)]
     max_errors: usize,
+    #[arg(long, short)]
     quiet: bool,
-) -> Result<ExitCode> {
+}
+
+pub(crate) fn run(a: CheckArgs) -> Result<ExitCode> {
+    let CheckArgs {
+        input,
+        format,
+        strict,
+        max_errors,
+        quiet,
+    } = a;
+    let inputs = input.as_slice();
     let bar = progress::Bar::new(!quiet);
     let mut summaries = Vec::new();
     let mut listed = 0usize;

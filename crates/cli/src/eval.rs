@@ -10,14 +10,39 @@ use distillguard_eval::{EventIndex, Inputs};
 
 use crate::{Format, beside, report_bad_lines};
 
-pub(crate) fn run(
-    report: &Path,
-    truth: &Path,
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    /// `distillguard analyze --format json` output.
+    #[arg(long)]
+    report: PathBuf,
+    /// truth.jsonl (`{account_id, label, campaign}` per line).
+    #[arg(long)]
+    truth: PathBuf,
+    /// Event logs, for time to detect and the rate-limit baseline
+    /// (default: events.jsonl.gz beside the truth file, if present).
+    #[arg(long)]
     events: Vec<PathBuf>,
+    /// Account records, for the baseline's tier limits (default:
+    /// accounts.jsonl beside the truth file, if present).
+    #[arg(long)]
     accounts: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Stop at the first malformed line (exit code 2).
+    #[arg(long)]
     strict: bool,
-) -> Result<ExitCode> {
+}
+
+pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
+    let EvalArgs {
+        report,
+        truth,
+        events,
+        accounts,
+        format,
+        strict,
+    } = a;
+    let (report, truth) = (report.as_path(), truth.as_path());
     let rep = distillguard_eval::load_report(report)?;
     let (truth_rows, bad) = RecordReader::<TruthRecord>::open(truth)?.read_all(strict)?;
     report_bad_lines(&bad, "truth");

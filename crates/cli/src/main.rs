@@ -175,43 +175,9 @@ enum Command {
     /// languages and phrasings held out of its training.
     FitElicitation(fit_elicitation::Args),
     /// Score an analysis report against the ground truth.
-    Eval {
-        /// `distillguard analyze --format json` output.
-        #[arg(long)]
-        report: PathBuf,
-        /// truth.jsonl (`{account_id, label, campaign}` per line).
-        #[arg(long)]
-        truth: PathBuf,
-        /// Event logs, for time to detect and the rate-limit baseline
-        /// (default: events.jsonl.gz beside the truth file, if present).
-        #[arg(long)]
-        events: Vec<PathBuf>,
-        /// Account records, for the baseline's tier limits (default:
-        /// accounts.jsonl beside the truth file, if present).
-        #[arg(long)]
-        accounts: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Stop at the first malformed line (exit code 2).
-        #[arg(long)]
-        strict: bool,
-    },
+    Eval(eval::EvalArgs),
     /// Validate event logs: count events, report malformed lines.
-    Check {
-        /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
-        #[arg(required = true)]
-        input: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Stop at the first malformed line (exit code 2).
-        #[arg(long)]
-        strict: bool,
-        /// Malformed lines listed on standard error (the rest are counted).
-        #[arg(long, default_value_t = 20)]
-        max_errors: usize,
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Check(check::CheckArgs),
     /// Convert a log in a foreign format into the event log (and truth).
     Import {
         #[arg(value_enum)]
@@ -285,21 +251,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Simulate(a) => simulate::run(a),
-        Command::Eval {
-            report,
-            truth,
-            events,
-            accounts,
-            format,
-            strict,
-        } => eval::run(&report, &truth, events, accounts, format, strict),
-        Command::Check {
-            input,
-            format,
-            strict,
-            max_errors,
-            quiet,
-        } => check::run(&input, format, strict, max_errors, quiet),
+        Command::Eval(a) => eval::run(a),
+        Command::Check(a) => check::run(a),
         Command::Import {
             format: ImportFormat::Glasswally,
             input,
