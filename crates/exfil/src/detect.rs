@@ -871,8 +871,10 @@ fn new_prefix(base: &Baseline, j: &Judged<'_>, out: &mut Vec<(Signal, f64, Strin
 /// of the principal's history. Exfiltration is timed for when nobody
 /// watches; a service that runs around the clock has no such hour.
 /// Direction: rarer hour, more suspicion; weight 0.3. Only after learning.
+/// A read or copy is enough, whatever its size (GCP logs no bytes, and a
+/// copy carries none).
 fn off_hours(base: &Baseline, j: &Judged<'_>, out: &mut Vec<(Signal, f64, String)>) {
-    if j.sensitive_bytes == 0 {
+    if j.sensitivity.is_none() || !j.a.action.moves_data() {
         return;
     }
     let h = (j.a.ts.rem_euclid(MS_PER_DAY) / MS_PER_HOUR) as usize;
@@ -1365,6 +1367,36 @@ date = "2026-03-02"
             "10.0.0.1",
         ));
         assert!(signals(&d, "job").is_empty());
+    }
+
+    #[test]
+    fn off_hours_needs_no_byte_count() {
+        // GCP logs no bytes: a sensitive read at an odd hour still counts.
+        let mut d = det();
+        let t = history(&mut d, "gcp-user");
+        d.observe(&get(
+            "gcp-user",
+            t + 3 * MS_PER_HOUR,
+            "ckpt",
+            "llm/run-1/a",
+            0,
+            "198.51.100.7",
+        ));
+        assert_eq!(signals(&d, "gcp-user"), vec![Signal::OffHours]);
+        // A listing at that hour reads nothing.
+        let mut d = det();
+        let t = history(&mut d, "gcp-user");
+        let mut l = get(
+            "gcp-user",
+            t + 3 * MS_PER_HOUR,
+            "ckpt",
+            "llm/",
+            0,
+            "198.51.100.7",
+        );
+        l.action = Action::List;
+        d.observe(&l);
+        assert!(signals(&d, "gcp-user").is_empty());
     }
 
     #[test]
