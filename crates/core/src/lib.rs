@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod parallel;
 pub mod progress;
 pub mod reader;
+pub mod reorder;
 pub mod report;
 pub mod tier;
 pub mod time;

@@ -220,6 +220,10 @@ struct State {
     alerts: Vec<Alert>,
     later: std::collections::VecDeque<Alert>,
     alerts_total: u32,
+    /// The highest 24-hour weight sum reached.
+    best_score: f64,
+    /// The principal's last working day, from the HR feed (looked up once).
+    departure: Option<i64>,
     sensitive_total: u64,
     sensitive_before_flag: u64,
     outside_total: u64,
@@ -347,7 +351,7 @@ impl Fx {
 
 type FxBuild = std::hash::BuildHasherDefault<Fx>;
 
-fn hash_of<T: Hash + ?Sized>(x: &T) -> u64 {
+pub(crate) fn hash_of<T: Hash + ?Sized>(x: &T) -> u64 {
     let mut h = Fx::default();
     x.hash(&mut h);
     h.finish()
@@ -411,6 +415,12 @@ struct Judged<'a> {
     sensitivity: Option<Sensitivity>,
     sensitive_bytes: u64,
     prefix_key: u64,
+    /// Keys of its network, travel place, user agent and credential,
+    /// hashed once for the signals and the baseline.
+    net: u64,
+    place_key: u64,
+    agent: u64,
+    credential: u64,
 }
 
 impl Detector {
@@ -461,6 +471,10 @@ impl Detector {
             sensitivity,
             sensitive_bytes,
             prefix_key,
+            net: network_key(a),
+            place_key: travel_key(a),
+            agent: hash_of(&a.user_agent),
+            credential: hash_of(&a.credential),
         };
         let st = match self.principals.get_mut(&a.principal) {
             Some(s) => s,
@@ -468,6 +482,7 @@ impl Detector {
                 self.stats.principals += 1;
                 self.principals.entry(a.principal.clone()).or_insert(State {
                     base: Baseline::new(a.ts),
+                    departure: self.map.departure(&a.principal),
                     today_day: a.ts.div_euclid(MS_PER_DAY),
                     ..State::default()
                 })
@@ -487,14 +502,21 @@ impl Detector {
             self.stats.errors += 1;
             // A refused call moved nothing; only an exposure attempt counts.
         } else {
-            judge(&self.map, &self.cfg, &st.base, &j, &mut raised);
+            judge(
+                &self.map,
+                &self.cfg,
+                &st.base,
+                st.departure,
+                &j,
+                &mut raised,
+            );
         }
         // Fold the access into the baseline after judging it.
         if a.error.is_empty() {
             let base = &mut st.base;
-            base.networks.observe(network_key(a));
+            base.networks.observe(j.net);
             if !a.user_agent.is_empty() {
-                base.agents.observe(hash_of(&a.user_agent));
+                base.agents.observe(j.agent);
             }
             if j.sensitivity.is_some() {
                 base.touch_prefix(j.prefix_key);
@@ -505,8 +527,7 @@ impl Detector {
                 }
             }
             if !a.credential.is_empty() {
-                let c = hash_of(&a.credential);
-                let p = travel_key(a);
+                let (c, p) = (j.credential, j.place_key);
                 let slot = base
                     .last_place
                     .iter()
@@ -564,6 +585,7 @@ impl Detector {
             st.recent.retain(|(t, _, _)| a.ts - *t < MS_PER_DAY);
             st.recent.push((a.ts, signal, weight));
             let score = score_of(&st.recent);
+            st.best_score = st.best_score.max(score);
             // (A small tolerance: 0.5 + 0.2 + 0.3 must reach 1.)
             if score >= self.cfg.flag_score - 1e-9 {
                 // The access that tipped it counts as served before the flag.
@@ -618,7 +640,7 @@ impl Detector {
                 principal: p.clone(),
                 flagged_at: s.flagged_at,
                 flags: s.flags.clone(),
-                score: max_score(&s.alerts),
+                score: s.best_score,
                 sensitive_bytes: s.sensitive_total,
                 sensitive_bytes_before_flag: s.sensitive_before_flag,
                 sensitive_bytes_outside: s.outside_total,
@@ -663,25 +685,12 @@ fn score_of(recent: &[(i64, Signal, f64)]) -> f64 {
     sum
 }
 
-/// The highest 24-hour score over an alert list.
-fn max_score(alerts: &[Alert]) -> f64 {
-    let mut best = 0.0f64;
-    for (i, a) in alerts.iter().enumerate() {
-        let window: Vec<(i64, Signal, f64)> = alerts[..=i]
-            .iter()
-            .filter(|b| a.ts - b.ts < MS_PER_DAY)
-            .map(|b| (b.ts, b.signal, b.weight))
-            .collect();
-        best = best.max(score_of(&window));
-    }
-    best
-}
-
 /// Runs every signal on one access against the baseline before it.
 fn judge(
     map: &AssetMap,
     cfg: &DetectConfig,
     base: &Baseline,
+    last_day: Option<i64>,
     j: &Judged<'_>,
     out: &mut Vec<(Signal, f64, String)>,
 ) {
@@ -698,7 +707,7 @@ fn judge(
     enumeration(cfg, base, j, out);
     volume_spike(cfg, base, j, out);
     slow_drip(cfg, base, j, out);
-    departure(map, cfg, base, j, out);
+    departure(last_day, cfg, base, j, out);
 }
 
 /// **external_copy**: a server-side copy of sensitive data into a bucket
@@ -771,8 +780,7 @@ fn impossible_travel(
     if a.credential.is_empty() || matches!(j.place, Place::Service) {
         return;
     }
-    let c = hash_of(&a.credential);
-    let p = travel_key(a);
+    let (c, p) = (j.credential, j.place_key);
     let window = i64::from(cfg.travel_minutes.get()) * MS_PER_MINUTE;
     if let Some(&(_, last, t)) = base.last_place.iter().find(|s| s.0 == c)
         && last != p
@@ -803,7 +811,7 @@ fn new_network(base: &Baseline, j: &Judged<'_>, out: &mut Vec<(Signal, f64, Stri
     if j.sensitivity.is_none() || !j.a.action.moves_data() || !j.place.outside() {
         return;
     }
-    if base.networks.contains(network_key(j.a)) {
+    if base.networks.contains(j.net) {
         return;
     }
     let weight = match j.place {
@@ -832,7 +840,7 @@ fn new_user_agent(base: &Baseline, j: &Judged<'_>, out: &mut Vec<(Signal, f64, S
     if j.sensitivity.is_none() || !j.a.action.moves_data() || j.a.user_agent.is_empty() {
         return;
     }
-    if base.agents.is_empty() || base.agents.contains(hash_of(&j.a.user_agent)) {
+    if base.agents.is_empty() || base.agents.contains(j.agent) {
         return;
     }
     let ua: String = j.a.user_agent.chars().take(60).collect();
@@ -1010,7 +1018,7 @@ fn slow_drip(
 /// suspicion; weight 1 (the HR date is the context that makes such a day
 /// enough).
 fn departure(
-    map: &AssetMap,
+    last_day: Option<i64>,
     cfg: &DetectConfig,
     base: &Baseline,
     j: &Judged<'_>,
@@ -1019,7 +1027,7 @@ fn departure(
     if j.sensitive_bytes == 0 || base.active_days < cfg.learning_days.get() {
         return;
     }
-    let Some(last_day) = map.departure(&j.a.principal) else {
+    let Some(last_day) = last_day else {
         return;
     };
     let window = i64::from(cfg.departure_days) * MS_PER_DAY;

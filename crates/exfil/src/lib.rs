@@ -17,10 +17,9 @@ pub mod eval;
 pub mod event;
 pub mod source;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::Path;
 
+use distillguard_core::reorder::{Reorder, Timed};
 use distillguard_core::{LineError, ReadError, ReadStats};
 
 pub use assets::{AssetError, AssetFile, AssetMap};
@@ -62,76 +61,11 @@ impl ExfilConfig {
     }
 }
 
-/// A bounded reorder buffer: accesses come out in time order as long as
-/// none is later than `window_ms` behind the latest seen; a later one
-/// comes out at once and is counted.
-pub struct Reorder {
-    window_ms: i64,
-    heap: BinaryHeap<Reverse<(i64, u64, usize)>>,
-    slots: Vec<Option<Access>>,
-    free: Vec<usize>,
-    seq: u64,
-    latest: i64,
-    emitted: i64,
-    pub late: u64,
-}
-
-impl Reorder {
-    pub fn new(window_ms: i64) -> Reorder {
-        Reorder {
-            window_ms,
-            heap: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            seq: 0,
-            latest: i64::MIN,
-            emitted: i64::MIN,
-            late: 0,
-        }
-    }
-
-    /// Adds an access; calls `out` with every access now due.
-    pub fn push(&mut self, a: Access, out: &mut impl FnMut(Access)) {
-        if a.ts < self.emitted {
-            self.late += 1;
-            out(a);
-            return;
-        }
-        self.latest = self.latest.max(a.ts);
-        let ts = a.ts;
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(a);
-                i
-            }
-            None => {
-                self.slots.push(Some(a));
-                self.slots.len() - 1
-            }
-        };
-        self.heap.push(Reverse((ts, self.seq, slot)));
-        self.seq += 1;
-        let due = self.latest.saturating_sub(self.window_ms);
-        self.drain(due, out);
-    }
-
-    fn drain(&mut self, due: i64, out: &mut impl FnMut(Access)) {
-        while let Some(Reverse((ts, _, slot))) = self.heap.peek().copied() {
-            if ts > due {
-                break;
-            }
-            self.heap.pop();
-            self.emitted = ts;
-            self.free.push(slot);
-            if let Some(a) = self.slots[slot].take() {
-                out(a);
-            }
-        }
-    }
-
-    /// Emits everything left.
-    pub fn finish(&mut self, out: &mut impl FnMut(Access)) {
-        self.drain(i64::MAX, out);
+/// Accesses are put in time order by the shared bounded buffer, keyed by
+/// time and principal.
+impl Timed for Access {
+    fn order_key(&self) -> (i64, u64) {
+        (self.ts, detect::hash_of(&self.principal))
     }
 }
 
@@ -150,6 +84,9 @@ pub fn analyze(
     let window = i64::from(cfg.reorder_secs) * 1000;
     let mut det = Detector::new(map, cfg);
     let mut reorder = Reorder::new(window);
+    // A record later than the window is judged at once, out of order, and
+    // counted.
+    let mut late = 0u64;
     let mut total = ReadStats::default();
     for path in inputs {
         let stats = distillguard_core::parallel::par_read(
@@ -160,7 +97,12 @@ pub fn analyze(
                 match item {
                     Ok(accesses) => {
                         for a in accesses {
-                            reorder.push(a, &mut |a| det.observe(&a));
+                            if reorder.check(&a).is_err() {
+                                late += 1;
+                                det.observe(&a);
+                            } else {
+                                let _ = reorder.push(a, |a| det.observe(&a));
+                            }
                         }
                     }
                     Err(e) => bad(e)?,
@@ -174,36 +116,15 @@ pub fn analyze(
         total.rejected += stats.rejected;
         total.bytes += stats.bytes;
     }
-    reorder.finish(&mut |a| det.observe(&a));
+    reorder.finish(|a| det.observe(&a));
     let mut report = det.report();
-    report.stats.late = reorder.late;
+    report.stats.late = late;
     Ok((report, total))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(ts: i64) -> Access {
-        Access {
-            ts,
-            principal: "p".into(),
-            ..Access::default()
-        }
-    }
-
-    #[test]
-    fn reorder_sorts_within_its_window_and_counts_the_late() {
-        let mut r = Reorder::new(10);
-        let mut got = Vec::new();
-        for ts in [5, 3, 9, 20, 1, 40] {
-            r.push(at(ts), &mut |a| got.push(a.ts));
-        }
-        r.finish(&mut |a| got.push(a.ts));
-        // 1 arrived after 9 had been emitted (window 10 behind 20).
-        assert_eq!(got, vec![3, 5, 9, 1, 20, 40]);
-        assert_eq!(r.late, 1);
-    }
 
     #[test]
     fn the_config_file_holds_the_map_and_the_detector_settings() {
