@@ -325,6 +325,11 @@ pub(crate) struct Options {
     /// the logs; 0 = no prompt text in the report at all).
     #[arg(long, default_value_t = 0)]
     pub samples: usize,
+    /// Keep each reported account's history in the report: its
+    /// escalations with the reasons of that moment, its risk over time,
+    /// requests per day and per hour of the day (what `console` draws).
+    #[arg(long)]
+    pub timeline: bool,
     /// Partners' STIX 2.1 bundles: matching accounts gain a reason
     /// naming the indicator (and at least "monitor").
     #[arg(long)]
@@ -527,8 +532,10 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let bar = progress::Bar::new(!o.quiet);
     let window_ms = i64::from(config.reorder_window_secs.unwrap_or(300)) * 1000;
     let new_fold = || {
+        let mut engine = Engine::new(&weights, thresholds, &models, accounts.clone());
+        engine.keep_timelines(o.timeline);
         Fold::new(
-            Engine::new(&weights, thresholds, &models, accounts.clone()),
+            engine,
             link,
             &accounts,
             &intel,

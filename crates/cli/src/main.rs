@@ -18,6 +18,7 @@ mod bench;
 mod bus;
 mod check;
 mod config;
+mod console;
 mod detect;
 mod eval;
 mod exfil;
@@ -223,6 +224,9 @@ enum Command {
     /// analyze audit logs (CloudTrail, GCP, generic), simulate an
     /// organisation, evaluate.
     Exfil(exfil::ExfilArgs),
+    /// The analyst's web console over a report (offline, read-only; the
+    /// live console is the gateway's `/ui`).
+    Console(console::ConsoleArgs),
 }
 
 fn main() -> ExitCode {
@@ -284,6 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => bench::watermark(),
         Command::Scenarios(a) => simulate::scenarios(a),
         Command::Exfil(a) => exfil::run(a),
+        Command::Console(a) => console::run(a),
         Command::Analyze(opts) => analyze::run(opts),
         Command::Export {
             what:

@@ -29,5 +29,7 @@ pub use event::{
 };
 pub use normalize::parse_event_line;
 pub use reader::{EventReader, Lines, ReadStats, RecordReader};
-pub use report::{AccountReport, CampaignReport, Label, Reason, Report, TruthRecord, Verdict};
+pub use report::{
+    AccountReport, CampaignReport, Escalation, Label, Reason, Report, Timeline, TruthRecord, Verdict,
+};
 pub use time::Timestamp;

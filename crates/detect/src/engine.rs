@@ -17,7 +17,9 @@ its weights come from `distillguard fit` on a labelled simulation (see
 
 use std::collections::HashMap;
 
-use distillguard_core::report::{AccountReport, KeyReport, Reason, Report, Verdict};
+use distillguard_core::report::{
+    AccountReport, Escalation, KeyReport, Reason, Report, Timeline, Verdict,
+};
 use distillguard_core::time::MS_PER_DAY;
 use distillguard_core::{AccountInfo, Event, ModelRelease, Timestamp};
 use distillguard_sketches::Fingerprint;
@@ -534,6 +536,8 @@ struct AccountState {
     own_flagged_at: Option<Timestamp>,
     /// The verdict and risk of the latest request's key.
     last_key: (Verdict, f64),
+    /// The account's history, when the engine keeps timelines.
+    timeline: Option<Box<Timeline>>,
 }
 
 /// The engine: feed [`Pre`] records in time order.
@@ -562,7 +566,14 @@ pub struct Engine {
     /// Accounts forgotten so far.
     pub forgotten: u64,
     pub events: u64,
+    /// Whether each account's history is kept ([`Engine::keep_timelines`]).
+    timelines: bool,
 }
+
+/// Width of a risk histogram bin on the −log10(1 − risk) scale.
+pub const HISTOGRAM_STEP: f64 = 0.1;
+/// Bins of the risk histogram (the last holds risk ≥ 1 − 10⁻⁵).
+pub const HISTOGRAM_BINS: usize = 50;
 
 fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
@@ -605,7 +616,16 @@ impl Engine {
             free: Vec::new(),
             forgotten: 0,
             events: 0,
+            timelines: false,
         }
+    }
+
+    /// Keeps each account's history from now on: its escalations with the
+    /// reasons of the moment, its risk over time and its requests per hour
+    /// and day (a [`Timeline`], at most about 1.5 KiB an account). Off by
+    /// default: analyses of millions of accounts do not pay for it.
+    pub fn keep_timelines(&mut self, on: bool) {
+        self.timelines = on;
     }
 
     /// Folds one request; returns the account's index.
@@ -842,8 +862,47 @@ impl Engine {
         if v >= Verdict::Monitor && st.monitored_at.is_none() {
             st.monitored_at = Some(p.ts);
         }
+        let before = st.verdict.unwrap_or(Verdict::Allow);
         st.verdict = Some(v);
+        if self.timelines {
+            let requests = st.profile.requests;
+            let by = if v > st.own_verdict.unwrap_or(Verdict::Allow) {
+                format!("key {}", p.key_id.as_deref().unwrap_or(&p.stream_label))
+            } else {
+                "score".to_string()
+            };
+            let t = st.timeline.get_or_insert_with(Box::default);
+            t.count(p.ts);
+            t.record_risk(p.ts, risk, requests);
+            if v != before {
+                let mut reasons = self.reasons(&self.state[idx as usize]);
+                reasons.truncate(Timeline::REASONS);
+                if let Some(t) = self.state[idx as usize].timeline.as_mut() {
+                    t.escalate(Escalation {
+                        ts: p.ts,
+                        verdict: v,
+                        risk: round4(risk),
+                        requests,
+                        by,
+                        reasons,
+                    });
+                }
+            }
+        }
         idx
+    }
+
+    /// Records an escalation the engine did not make (a campaign's block,
+    /// an operator's decision) in the account's timeline, if it keeps one.
+    pub fn note_escalation(&mut self, account: &str, e: Escalation) {
+        if let Some(t) = self
+            .ids
+            .get(account)
+            .and_then(|&i| self.state.get_mut(i as usize))
+            .and_then(|st| st.timeline.as_mut())
+        {
+            t.escalate(e);
+        }
     }
 
     /// Accounts tracked now (forgotten ones excluded).
@@ -1033,6 +1092,7 @@ impl Engine {
                 reasons: self.reasons(st),
                 campaign_id: None,
                 samples: Vec::new(),
+                timeline: st.timeline.as_deref().cloned(),
             });
         }
         accounts.sort_by(|a, b| {
@@ -1060,6 +1120,13 @@ impl Engine {
             "keys_flagged".into(),
             (keys.iter().filter(|k| k.verdict.is_flagged()).count() as u64).into(),
         );
+        let t = self.thresholds;
+        stats.insert(
+            "thresholds".into(),
+            serde_json::json!({"monitor": t.monitor, "throttle": t.throttle, "block": t.block,
+                               "min_requests": t.min_requests}),
+        );
+        stats.insert("risk_histogram".into(), self.risk_histogram());
         Report {
             version: 1,
             stats,
@@ -1067,6 +1134,28 @@ impl Engine {
             campaigns: Vec::new(),
             keys,
         }
+    }
+
+    /// Every tracked account's highest risk (once it had `min_requests`;
+    /// its latest before), binned on −log10(1 − risk) in steps of
+    /// [`HISTOGRAM_STEP`]: the thresholds sit at 0.99 and above, where a
+    /// linear scale puts everything in one bar.
+    fn risk_histogram(&self) -> serde_json::Value {
+        let mut counts = vec![0u64; HISTOGRAM_BINS];
+        for (n, st) in self.names.iter().zip(&self.state) {
+            if n.is_empty() {
+                continue;
+            }
+            let r = if st.profile.requests >= self.thresholds.min_requests {
+                st.max_risk_after_min
+            } else {
+                st.last_risk
+            };
+            let x = -(1.0 - r.clamp(0.0, 1.0)).max(1e-12).log10();
+            let b = ((x / HISTOGRAM_STEP) as usize).min(HISTOGRAM_BINS - 1);
+            counts[b] += 1;
+        }
+        serde_json::json!({"scale": "-log10(1-risk)", "step": HISTOGRAM_STEP, "counts": counts})
     }
 
     /// The key whose risk went above the account's own, if any.

@@ -728,6 +728,7 @@ mod tests {
             reasons: vec![],
             campaign_id: None,
             samples: Vec::new(),
+            timeline: None,
         }
     }
 

@@ -49,7 +49,7 @@ fn groups(l: &mut Linker) -> Vec<Group> {
 pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec<CampaignReport> {
     let gs = groups(l);
     // Dense keys by group: a campaign's shared infrastructure and templates.
-    let mut keys_of: HashMap<u32, Vec<(Kind, String, u32, u32)>> = HashMap::new();
+    let mut keys_of: HashMap<u32, Vec<(Kind, String, u32, u32, u64)>> = HashMap::new();
     let dense: Vec<(u64, Kind, String, u32, Vec<u32>)> = l
         .keys
         .iter()
@@ -68,7 +68,7 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
             keys_of
                 .entry(r)
                 .or_default()
-                .push((kind, label.clone(), suspicious, all));
+                .push((kind, label.clone(), suspicious, all, key));
         }
     }
     let mut clients_of: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
@@ -137,18 +137,31 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
         let mut keys = keys_of.remove(&g.root).unwrap_or_default();
         keys.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         let count_kind = |k: Kind| keys.iter().filter(|x| x.0 == k).count();
+        // Which members carry each key (positions in the sorted `accounts`).
+        let mut sorted: Vec<(String, u32)> = g.members.iter().map(|&i| (name_of(i), i)).collect();
+        sorted.sort();
+        let mut carriers: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (pos, (_, i)) in sorted.iter().enumerate() {
+            for k in &l.members[*i as usize].shared {
+                carriers.entry(*k).or_default().push(pos as u32);
+            }
+        }
         let templates: Vec<Value> = keys
             .iter()
             .filter(|x| x.0 == Kind::Template)
             .take(10)
-            .map(|(_, label, s, all)| json!({"fingerprint": label, "campaign_accounts": s, "all_accounts": all}))
+            .map(|(_, label, s, all, k)| {
+                json!({"fingerprint": label, "campaign_accounts": s, "all_accounts": all,
+                       "members": carriers.get(k).map_or(&[][..], Vec::as_slice)})
+            })
             .collect();
         let indicators: Vec<Value> = keys
             .iter()
             .filter(|x| !matches!(x.0, Kind::Template | Kind::Synchrony))
             .take(200)
-            .map(|(kind, label, s, all)| {
-                json!({"kind": kind.name(), "value": label, "campaign_accounts": s, "all_accounts": all})
+            .map(|(kind, label, s, all, k)| {
+                json!({"kind": kind.name(), "value": label, "campaign_accounts": s, "all_accounts": all,
+                       "members": carriers.get(k).map_or(&[][..], Vec::as_slice)})
             })
             .collect();
         let mut client_list = clients_of.remove(&g.root).unwrap_or_default();
@@ -206,8 +219,7 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
             json!({"windows": sync_windows, "window_minutes": crate::keys::SYNC_WINDOW_MS / 60_000}),
         );
         extra.insert("reasons".into(), json!(reasons));
-        let mut accounts: Vec<String> = g.members.iter().map(|&i| name_of(i)).collect();
-        accounts.sort();
+        let accounts: Vec<String> = sorted.into_iter().map(|(n, _)| n).collect();
         out.push(CampaignReport {
             campaign_id: id,
             accounts,
@@ -296,6 +308,7 @@ pub fn apply(
                 reasons: Vec::new(),
                 campaign_id: None,
                 samples: Vec::new(),
+                timeline: None,
             };
             join(&mut a, c, at);
             report.accounts.push(a);
@@ -338,4 +351,24 @@ fn join(a: &mut AccountReport, c: &CampaignReport, at: i64) {
             ),
         },
     );
+    // The campaign's block goes into the history, where the engine kept one.
+    if let Some(t) = a.timeline.as_mut()
+        && before < Verdict::Block
+    {
+        t.escalate(distillguard_core::Escalation {
+            ts: at,
+            verdict: Verdict::Block,
+            risk: a.risk,
+            // As of the nearest risk point before (the series is thinned).
+            requests: t
+                .risk
+                .iter()
+                .take_while(|p| p.ts <= at)
+                .last()
+                .map_or(0, |p| p.requests),
+            by: format!("campaign {}", c.campaign_id),
+            reasons: a.reasons.iter().take(1).cloned().collect(),
+        });
+        t.escalations.sort_by_key(|e| e.ts);
+    }
 }

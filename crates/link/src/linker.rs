@@ -224,7 +224,14 @@ pub(crate) struct Member {
     pub caps: [u32; 9],
     /// Dormant: from the account records, never sent a request.
     pub dormant: bool,
+    /// Keys it was counted on as a suspicious account (at most
+    /// [`MEMBER_KEYS`]; not synchrony windows): which of its campaign's
+    /// indicators are its own, for the campaign's graph.
+    pub shared: Vec<u64>,
 }
+
+/// Keys remembered per member for the campaign graph.
+pub const MEMBER_KEYS: usize = 32;
 
 /// What the linker needs of one request besides its keys.
 #[derive(Debug, Clone, Copy)]
@@ -570,6 +577,21 @@ impl Linker {
         });
         if first {
             st.suspicious += 1;
+            let m = &mut self.members[idx as usize];
+            if k.kind != Kind::Synchrony {
+                if m.shared.len() < MEMBER_KEYS {
+                    m.shared.push(k.key);
+                } else if matches!(
+                    k.kind,
+                    Kind::Payment | Kind::EmailDomain | Kind::SignupBatch | Kind::SystemPrompt
+                ) {
+                    // An operator's own identifiers matter more to the
+                    // graph than one more rotating exit.
+                    if let Some(last) = m.shared.last_mut() {
+                        *last = k.key;
+                    }
+                }
+            }
         }
         let sync_first = first && in_sync == Some(true);
         let total = self.count.estimate(k.key).max(st.suspicious);
