@@ -534,12 +534,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
     let new_fold = || {
         let mut engine = Engine::new(&weights, thresholds, &models, accounts.clone());
         engine.keep_timelines(o.timeline);
-        Fold::new(
-            engine,
-            link,
-            &accounts,
-            &intel,
-        )
+        Fold::new(engine, link, &accounts, &intel)
     };
     // Stream through the reorder buffer. Sort the whole log instead when it
     // is more out of order than the window, or comes from standard input

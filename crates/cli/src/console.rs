@@ -26,13 +26,12 @@ pub(crate) struct ConsoleArgs {
 
 pub(crate) fn run(a: ConsoleArgs) -> Result<ExitCode> {
     let report = distillguard_eval::load_report(&a.report)?;
-    let name = a
-        .report
-        .file_name()
-        .map_or_else(|| a.report.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let console = Arc::new(
-        distillguard_console::Console::offline(report, name).with_producer(a.producer),
+    let name = a.report.file_name().map_or_else(
+        || a.report.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
     );
+    let console =
+        Arc::new(distillguard_console::Console::offline(report, name).with_producer(a.producer));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3854,3 +3854,400 @@ fn an_exfiltration_report_exports_as_valid_stix_sightings() {
         "{text}"
     );
 }
+
+/// Playwright's Python package, for the console's browser tests (it drives
+/// Debian's chromium; no browser is downloaded). CI fills the venv first.
+const PLAYWRIGHT: &str = "playwright==1.65.2";
+
+/// A venv with [`PLAYWRIGHT`]; returns its `bin` folder.
+fn console_venv() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-venv");
+    let bin = venv.join("bin");
+    let ready = Command::new(bin.join("python"))
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        if !bin.join("pip").exists() {
+            let st = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let st = Command::new(bin.join("pip"))
+            .args(["install", "-q", PLAYWRIGHT])
+            .status()
+            .unwrap();
+        assert!(st.success(), "pip install {PLAYWRIGHT} failed");
+    }
+    bin
+}
+
+/// Where the browser tests leave their screenshots (docs/console.md shows
+/// copies: `DG_UPDATE_SCREENSHOTS=1` writes them into docs/console).
+fn screenshot_dir() -> PathBuf {
+    let p = if std::env::var_os("DG_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-shots")
+    };
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Runs the browser script; panics with its output unless it says "ok".
+fn run_browser(envs: &[(&str, String)]) {
+    let bin = console_venv();
+    let out = Command::new(bin.join("python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py"))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("SHOTS", screenshot_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `distillguard console` on a report; returns it and its URL.
+fn start_console(report: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args([
+            "console",
+            report.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
+}
+
+fn get_json(url: &str, path: &str) -> serde_json::Value {
+    let (status, body) = http("GET", url.trim_end_matches('/'), path, "", "");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
+    let d = Dir::new("console-api");
+    let out = simulate_small(&d, "s", 31);
+    let report = d.path("report.json");
+    ok(&[
+        "analyze",
+        out.join("events.jsonl.gz").to_str().unwrap(),
+        "--accounts",
+        out.join("accounts.jsonl").to_str().unwrap(),
+        "--models",
+        out.join("models.jsonl").to_str().unwrap(),
+        "--timeline",
+        "--format",
+        "json",
+        "--quiet",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let (mut c, url) = start_console(&report);
+    let u = url.trim_end_matches('/');
+    // The page and its assets, from the binary, with a strict policy.
+    let (status, head, page) = http_full("GET", u, "/", "", "");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("app.js") && !page.contains("http"),
+        "no CDN: {page}"
+    );
+    assert!(head.contains("default-src 'self'"), "{head}");
+    for asset in ["/app.js", "/app.css"] {
+        assert_eq!(http("GET", u, asset, "", "").0, 200, "{asset}");
+    }
+    // The overview counts what the report holds.
+    let o = get_json(u, "/api/overview");
+    let blocked = r["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] == "block")
+        .count() as u64;
+    assert_eq!(o["verdicts"]["block"], blocked);
+    assert_eq!(
+        o["campaign_count"],
+        r["campaigns"].as_array().unwrap().len()
+    );
+    assert_eq!(o["histogram"]["counts"].as_array().unwrap().len(), 50);
+    let hist: u64 = o["histogram"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        hist,
+        r["stats"]["accounts"].as_u64().unwrap(),
+        "every account"
+    );
+    assert!(o["thresholds"]["throttle"].as_f64().unwrap() > 0.5);
+    // Lists page on the server, sort and filter.
+    let page1 = get_json(u, "/api/accounts?limit=7&sort=risk");
+    assert_eq!(page1["items"].as_array().unwrap().len(), 7);
+    assert_eq!(page1["total"], r["accounts"].as_array().unwrap().len());
+    let risks: Vec<f64> = page1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["risk"].as_f64().unwrap())
+        .collect();
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    let page2 = get_json(u, "/api/accounts?limit=7&offset=7&sort=risk");
+    assert_ne!(page1["items"][0], page2["items"][0]);
+    let camp = r["campaigns"][0]["campaign_id"].as_str().unwrap();
+    let members = get_json(u, &format!("/api/accounts?campaign={camp}&limit=500"));
+    let in_report = r["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["campaign_id"] == camp)
+        .count();
+    assert_eq!(members["total"], in_report);
+    // An indicator finds the accounts that carry it.
+    let ind = r["campaigns"][0]["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| !i["members"].as_array().unwrap().is_empty())
+        .unwrap();
+    let value = ind["value"].as_str().unwrap();
+    let found = get_json(
+        u,
+        &format!(
+            "/api/accounts?limit=500&q={}",
+            value.replace('/', "%2F").replace(' ', "%20")
+        ),
+    );
+    let ids: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let accounts = r["campaigns"][0]["accounts"].as_array().unwrap();
+    for m in ind["members"].as_array().unwrap() {
+        let id = accounts[m.as_u64().unwrap() as usize].as_str().unwrap();
+        assert!(ids.contains(&id), "{id} carries {value}");
+    }
+    // The campaign page: a graph whose links point at real nodes.
+    let cp = get_json(u, &format!("/api/campaigns/{camp}"));
+    let nodes: BTreeSet<&str> = cp["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let edges = cp["graph"]["edges"].as_array().unwrap();
+    assert!(!edges.is_empty());
+    for e in edges {
+        assert!(nodes.contains(e[0].as_str().unwrap()) && nodes.contains(e[1].as_str().unwrap()));
+    }
+    assert!(cp["activity"]["members_with_timeline"].as_u64().unwrap() > 0);
+    // An account's page has its timeline: escalations in time order, the
+    // last one the verdict in force.
+    let aid = r["accounts"][0]["account_id"].as_str().unwrap();
+    let ap = get_json(u, &format!("/api/accounts/{aid}"));
+    let esc = ap["account"]["timeline"]["escalations"].as_array().unwrap();
+    assert!(!esc.is_empty());
+    assert_eq!(esc.last().unwrap()["verdict"], ap["account"]["verdict"]);
+    // STIX of one campaign.
+    let (status, head, stix) = http_full("GET", u, &format!("/api/campaigns/{camp}/stix"), "", "");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_lowercase()
+            .contains("content-disposition: attachment")
+    );
+    assert!(
+        stix.contains("\"type\":\"campaign\""),
+        "{}",
+        &stix[..stix.len().min(300)]
+    );
+    // Bad input is named; unknown ids are 404; an offline console refuses actions.
+    let (status, body) = http("GET", u, "/api/accounts?verdict=bogus", "", "");
+    assert_eq!(status, 400);
+    assert!(body.contains("verdict"), "{body}");
+    let (status, body) = http("GET", u, "/api/accounts?limit=ten", "", "");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http("GET", u, "/api/campaigns?sort=colour", "", "");
+    assert_eq!(status, 400);
+    assert!(body.contains("sort"), "{body}");
+    assert_eq!(http("GET", u, "/api/accounts/nobody", "", "").0, 404);
+    let (status, body) = http_post(
+        u,
+        "/api/actions",
+        r#"{"target":"account","id":"x","decision":"block","reason":"r"}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+#[test]
+fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
+    let d = Dir::new("console-browser");
+    let out = simulate_small(&d, "s", 31);
+    let report = d.path("report.json");
+    ok(&[
+        "analyze",
+        out.join("events.jsonl.gz").to_str().unwrap(),
+        "--accounts",
+        out.join("accounts.jsonl").to_str().unwrap(),
+        "--models",
+        out.join("models.jsonl").to_str().unwrap(),
+        "--timeline",
+        "--format",
+        "json",
+        "--quiet",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let (mut c, url) = start_console(&report);
+    let u = url.trim_end_matches('/');
+    let camps = get_json(u, "/api/campaigns?limit=1");
+    let camp = camps["items"][0]["campaign_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cp = get_json(u, &format!("/api/campaigns/{camp}"));
+    let nodes = cp["graph"]["nodes"].as_array().unwrap().len();
+    let accts = get_json(u, "/api/accounts?limit=1&verdict=block");
+    let account = accts["items"][0]["account_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ap = get_json(u, &format!("/api/accounts/{account}"));
+    let escalations = ap["account"]["timeline"]["escalations"]
+        .as_array()
+        .unwrap()
+        .len();
+    run_browser(&[
+        ("MODE", "offline".into()),
+        ("URL", url.clone()),
+        ("CAMPAIGN", camp),
+        ("NODES", nodes.to_string()),
+        ("ACCOUNT", account),
+        ("ESCALATIONS", escalations.to_string()),
+    ]);
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+#[test]
+fn blocking_in_the_live_console_stops_the_account_and_lifting_it_serves_it_again() {
+    let d = Dir::new("console-live");
+    let db = d.path("keys.db");
+    let db = db.to_str().unwrap();
+    let key = create_key(db, "acct_console", "tier2");
+    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+    let token = token.trim().to_string();
+    let (mut mock, up) = start_mock(&[]);
+    let cfg = gateway_config(
+        &d,
+        "gw.toml",
+        &up,
+        &["openai"],
+        &format!(
+            "keys_db = \"{db}\"\ninternal_listen = \"127.0.0.1:0\"\n[admin]\ntoken_sha256 = \"{}\"\n",
+            distillguard_storage::sha256_hex(&token)
+        ),
+    );
+    let (mut gw, urls) = start_gateway_urls(&cfg, 2);
+    let (public, internal) = (urls[0].clone(), urls[1].clone());
+    // Without a session, the data is refused; `/ui` leads to `/ui/`.
+    let (status, _) = http("GET", &internal, "/ui/api/overview", "", "");
+    assert_eq!(status, 401);
+    let (status, head, _) = http_full("GET", &internal, "/ui", "", "");
+    assert_eq!(status, 308, "{head}");
+    assert!(head.contains("/ui/"), "{head}");
+    // The console is only on the internal listener.
+    assert_eq!(http("GET", &public, "/ui/", "", "").0, 404);
+    run_browser(&[
+        ("MODE", "live".into()),
+        ("URL", format!("{internal}/ui/")),
+        ("TOKEN", token.clone()),
+        ("ACCOUNT", "acct_console".into()),
+        ("GATEWAY", public.clone()),
+        ("KEY", key.clone()),
+    ]);
+    // A decision on one key stops that key, not the account's other keys.
+    let other = create_key(db, "acct_console", "tier2");
+    let (status, head, body) = http_full(
+        "POST",
+        &internal,
+        "/ui/api/login",
+        &format!(r#"{{"token":"{token}"}}"#),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    assert!(head.to_lowercase().contains("httponly"), "{head}");
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_id = key.split('_').nth(1).unwrap();
+    let act = |decision: &str, csrf: &str| {
+        http(
+            "POST",
+            &internal,
+            "/ui/api/actions",
+            &format!(
+                r#"{{"target":"key","id":"{key_id}","decision":"{decision}","reason":"one key harvests"}}"#
+            ),
+            &format!("Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n"),
+        )
+    };
+    assert_eq!(
+        act("block", "wrong").0,
+        403,
+        "a wrong CSRF token is refused"
+    );
+    let (status, body) = act("block", &csrf);
+    assert_eq!(status, 200, "{body}");
+    let chat = |k: &str| {
+        http(
+            "POST",
+            &public,
+            "/v1/chat/completions",
+            r#"{"model":"atlas-3","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+            &format!("Authorization: Bearer {k}\r\n"),
+        )
+        .0
+    };
+    assert_eq!(chat(&key), 403);
+    assert_eq!(chat(&other), 200);
+    assert_eq!(act("clear", &csrf).0, 200);
+    assert_eq!(chat(&key), 200);
+    for c in [&mut gw, &mut mock] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

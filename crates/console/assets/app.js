@@ -413,7 +413,7 @@ async function campaignView(id) {
     <section class="card" aria-labelledby="h-graph"><h3 id="h-graph">Members and what they share</h3>
       <div class="legend"><span><i class="v-block"></i>account (colour: verdict)</span>${Object.entries(KIND_COLORS).map(([k, v]) => `<span><i data-color="${v}"></i>${esc(k.replace(/_/g, " "))}</span>`).join("")}
       <span>indicator size: campaign accounts on it; paler: shared with more accounts outside</span></div>
-      <div id="graph"></div><p class="muted" id="graph-note">${fmtNum(d.members.length)} members and the ${fmtNum(d.graph.indicators_shown)} most shared of ${fmtNum(d.graph.indicators_total)} indicators; click an account to open it.</p></section>
+      <div id="graph"></div><p class="muted" id="graph-note">${fmtNum(d.graph.members_shown)} of ${fmtNum(d.members.length)} members (those sharing the most first) and the ${fmtNum(d.graph.indicators_shown)} most shared of ${fmtNum(d.graph.indicators_total)} indicators; click an account to open it.</p></section>
     <div class="grid">
       <section class="card" aria-labelledby="h-days"><h3 id="h-days">Members' requests per day</h3><div id="c-days"></div></section>
       <section class="card" aria-labelledby="h-hours"><h3 id="h-hours">Members' requests by hour of day (UTC)</h3><div id="c-hours"></div></section>
@@ -454,7 +454,7 @@ function actionForm(target, id) {
   if (!(session.mode === "live" && session.actor)) return "";
   return `<section class="card" aria-labelledby="h-act"><h3 id="h-act">Act on this ${target}</h3>
     <form class="actions" id="act">
-      <label>Decision<select name="decision" aria-label="Decision"><option value="block">block</option><option value="allow">allow</option><option value="allowlist">allowlist</option><option value="lift">lift (clear decision and detector block)</option></select></label>
+      <label>Decision<select name="decision" aria-label="Decision"><option value="block">block</option><option value="allow">allow (allowlist; lifts a detector block)</option><option value="clear">clear (back to the detector's verdict)</option></select></label>
       <label>Reason (required)<input type="text" name="reason" required aria-label="Reason" aria-required="true"></label>
       <button type="submit" class="primary" id="act-submit">Apply</button>
     </form><div id="act-result" role="status"></div></section>`;
@@ -541,7 +541,7 @@ async function auditView() {
   const d = await api("audit?limit=200");
   const rows = d.entries || d;
   setMain(`<h2>Audit log</h2><table aria-label="Audit log"><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Why</th></tr></thead><tbody>
-    ${(Array.isArray(rows) ? rows : []).map((e) => `<tr class="audit-row"><td>${esc(fmtTime(e.at || e.ts))}</td><td>${esc(e.actor || e.by)}</td><td>${esc(e.action || "")} ${esc(e.target || "")} ${esc(e.id || e.account || "")}</td><td>${esc(e.reason || "")}</td></tr>`).join("")}
+    ${(Array.isArray(rows) ? rows : []).map((e) => `<tr class="audit-row"><td>${esc(fmtTime(e.at || e.ts))}</td><td>${esc(e.actor || e.by)}</td><td>${esc(e.action || "")} ${esc(e.target || "")}</td><td>${esc(e.reason || "")}</td></tr>`).join("")}
     </tbody></table>`);
 }
 

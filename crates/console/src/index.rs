@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 /// Indicators drawn in a campaign's graph at most.
 pub const GRAPH_INDICATORS: usize = 40;
+/// Members drawn in a campaign's graph at most.
+pub const GRAPH_MEMBERS: usize = 300;
 
 /// Rows a list answers at most.
 pub const MAX_PAGE: usize = 500;
@@ -189,7 +191,10 @@ fn shared_of(c: &CampaignReport) -> Vec<(String, String, Vec<usize>, u64, u64)> 
                 .map(|m| m as usize)
                 .filter(|&m| m < c.accounts.len())
                 .collect();
-            let ca = v.get("campaign_accounts").and_then(Value::as_u64).unwrap_or(0);
+            let ca = v
+                .get("campaign_accounts")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             let all = v.get("all_accounts").and_then(Value::as_u64).unwrap_or(ca);
             out.push((kind, value, members, ca, all));
         }
@@ -386,11 +391,14 @@ impl Index {
                     .is_none_or(|c| a.campaign_id.as_deref() == Some(c))
             })
             .filter(|(_, a)| {
-                q.signal.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| {
-                    a.reasons
-                        .iter()
-                        .any(|r| r.signal == s && (r.contribution > 0.0 || s == "campaign"))
-                })
+                q.signal
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .is_none_or(|s| {
+                        a.reasons
+                            .iter()
+                            .any(|r| r.signal == s && (r.contribution > 0.0 || s == "campaign"))
+                    })
             })
             .filter(|(i, a)| match &text {
                 None => true,
@@ -402,7 +410,10 @@ impl Index {
                             .is_some_and(|c| c.to_lowercase().contains(t.as_str()))
                         || self.keys_of.get(&a.account_id).is_some_and(|ks| {
                             ks.iter().any(|&k| {
-                                self.report.keys[k].key_id.to_lowercase().contains(t.as_str())
+                                self.report.keys[k]
+                                    .key_id
+                                    .to_lowercase()
+                                    .contains(t.as_str())
                             })
                         })
                 }
@@ -450,7 +461,9 @@ impl Index {
                 None => true,
                 Some(t) => {
                     c.campaign_id.to_lowercase().contains(t.as_str())
-                        || c.accounts.iter().any(|a| a.to_lowercase().contains(t.as_str()))
+                        || c.accounts
+                            .iter()
+                            .any(|a| a.to_lowercase().contains(t.as_str()))
                         || shared_of(c)
                             .iter()
                             .any(|s| s.1.to_lowercase().contains(t.as_str()))
@@ -523,16 +536,12 @@ impl Index {
             })
             .collect();
         match q.sort.as_deref().unwrap_or("risk") {
-            "risk" | "" => rows.sort_by(|a, b| {
-                a.risk
-                    .total_cmp(&b.risk)
-                    .then(b.key_id.cmp(&a.key_id))
-            }),
-            "requests" => rows.sort_by(|a, b| {
-                a.requests
-                    .cmp(&b.requests)
-                    .then(b.key_id.cmp(&a.key_id))
-            }),
+            "risk" | "" => {
+                rows.sort_by(|a, b| a.risk.total_cmp(&b.risk).then(b.key_id.cmp(&a.key_id)))
+            }
+            "requests" => {
+                rows.sort_by(|a, b| a.requests.cmp(&b.requests).then(b.key_id.cmp(&a.key_id)))
+            }
             "id" => rows.sort_by(|a, b| a.key_id.cmp(&b.key_id)),
             s => return Err(QueryError::Sort(s.to_string(), "risk, requests, id")),
         }
@@ -541,7 +550,12 @@ impl Index {
         }
         let (offset, limit) = q.page();
         let total = rows.len();
-        let items = rows.into_iter().skip(offset).take(limit).map(key_row).collect();
+        let items = rows
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(key_row)
+            .collect();
         Ok(page(total, offset, limit, items))
     }
 
@@ -605,9 +619,22 @@ impl Index {
         shared.retain(|s| !s.2.is_empty());
         shared.sort_by(|a, b| b.3.cmp(&a.3).then(b.2.len().cmp(&a.2.len())));
         shared.truncate(GRAPH_INDICATORS);
-        let mut nodes = Vec::with_capacity(c.accounts.len() + shared.len());
+        // Members drawn: those that carry the most drawn indicators first
+        // (a graph of thousands of dots shows nothing and lays out slowly).
+        let mut degree = vec![0u32; c.accounts.len()];
+        for (_, _, carriers, _, _) in &shared {
+            for &m in carriers {
+                degree[m] += 1;
+            }
+        }
+        let mut drawn: Vec<usize> = (0..c.accounts.len()).collect();
+        drawn.sort_by(|&a, &b| degree[b].cmp(&degree[a]).then(a.cmp(&b)));
+        drawn.truncate(GRAPH_MEMBERS);
+        drawn.sort_unstable();
+        let mut nodes = Vec::with_capacity(drawn.len() + shared.len());
         let mut edges = Vec::new();
-        for (pos, m) in c.accounts.iter().enumerate() {
+        for &pos in &drawn {
+            let m = &c.accounts[pos];
             let a = self.accounts.get(m).map(|&i| &self.report.accounts[i]);
             nodes.push(json!({"id": format!("a{pos}"), "kind": "account", "label": m,
                               "verdict": a.map(|a| a.verdict), "risk": a.map(|a| a.risk)}));
@@ -617,7 +644,9 @@ impl Index {
                               "campaign_accounts": ca, "all_accounts": all,
                               "rarity": if *all > 0 { *ca as f64 / *all as f64 } else { 1.0 }}));
             for &m in carriers {
-                edges.push(json!([format!("a{m}"), format!("i{j}")]));
+                if drawn.binary_search(&m).is_ok() {
+                    edges.push(json!([format!("a{m}"), format!("i{j}")]));
+                }
             }
         }
         let indicators: Vec<Value> = shared_of(c)
@@ -655,7 +684,7 @@ impl Index {
             "summary": campaign_row(c),
             "members": members,
             "graph": {"nodes": nodes, "edges": edges, "indicators_shown": shared.len(),
-                      "indicators_total": total_shared},
+                      "indicators_total": total_shared, "members_shown": drawn.len()},
             "indicators": indicators,
             "activity": {"days": days, "hours": hours, "members_with_timeline": with_timeline},
             "reasons": c.extra.get("reasons"),
@@ -708,8 +737,10 @@ impl Index {
             for c in &self.report.campaigns {
                 for (kind, value, _, ca, all) in shared_of(c) {
                     if indicators.len() < 10 && value.to_lowercase().contains(&t) {
-                        indicators.push(json!({"kind": kind, "value": value, "campaign_id": c.campaign_id,
-                                               "campaign_accounts": ca, "all_accounts": all}));
+                        indicators.push(
+                            json!({"kind": kind, "value": value, "campaign_id": c.campaign_id,
+                                               "campaign_accounts": ca, "all_accounts": all}),
+                        );
                     }
                 }
             }
@@ -726,5 +757,184 @@ impl Index {
     pub fn has_account(&self, id: &str) -> bool {
         self.accounts.contains_key(id)
     }
+}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use distillguard_core::Timestamp;
+    use distillguard_core::report::Reason;
+
+    fn acct(id: &str, risk: f64, verdict: Verdict, campaign: Option<&str>) -> AccountReport {
+        AccountReport {
+            account_id: id.into(),
+            risk,
+            verdict,
+            flagged_at: verdict
+                .is_flagged()
+                .then_some(Timestamp(1_771_200_000_000 + (risk * 1e6) as i64)),
+            reasons: vec![Reason {
+                signal: "elicitation".into(),
+                value: 0.9,
+                contribution: 1.2,
+                detail: "asks for steps".into(),
+            }],
+            campaign_id: campaign.map(String::from),
+            samples: Vec::new(),
+            timeline: None,
+        }
+    }
+
+    fn report() -> Report {
+        let mut extra = serde_json::Map::new();
+        extra.insert("requests".into(), 40.into());
+        extra.insert(
+            "indicators".into(),
+            json!([{"kind": "payment", "value": "pm_ring", "campaign_accounts": 2, "all_accounts": 2, "members": [0, 1]},
+                   {"kind": "ip_prefix", "value": "10.9.8.0/24", "campaign_accounts": 1, "all_accounts": 9, "members": [1, 7]}]),
+        );
+        Report {
+            version: 1,
+            stats: serde_json::Map::new(),
+            accounts: vec![
+                acct("a1", 0.999, Verdict::Block, Some("camp_x")),
+                acct("a2", 0.995, Verdict::Block, Some("camp_x")),
+                acct("b", 0.97, Verdict::Throttle, None),
+                acct("c", 0.9, Verdict::Monitor, None),
+            ],
+            campaigns: vec![CampaignReport {
+                campaign_id: "camp_x".into(),
+                accounts: vec!["a1".into(), "a2".into()],
+                detected_at: Some(Timestamp(1_771_200_000_000)),
+                score: Some(0.99),
+                extra,
+            }],
+            keys: vec![KeyReport {
+                key_id: "key_hot".into(),
+                account_id: "b".into(),
+                risk: 0.97,
+                verdict: Verdict::Throttle,
+                flagged_at: None,
+                requests: 12,
+                reasons: Vec::new(),
+            }],
+        }
+    }
+
+    fn ids(v: &Value) -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["account_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn lists_filter_sort_and_page_on_the_server() {
+        let ix = Index::new(report(), "test");
+        let all = ix.accounts(&ListQuery::default()).unwrap();
+        assert_eq!(ids(&all), ["a1", "a2", "b", "c"]);
+        let asc = ix
+            .accounts(&ListQuery {
+                order: Some("asc".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&asc), ["c", "b", "a2", "a1"]);
+        let page = ix
+            .accounts(&ListQuery {
+                offset: Some(1),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&page), ["a2", "b"]);
+        assert_eq!(page["total"], 4);
+        let blocked = ix
+            .accounts(&ListQuery {
+                verdict: Some("block".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&blocked), ["a1", "a2"]);
+        // By a key id, by an indicator's value, by a campaign.
+        let by_key = ix
+            .accounts(&ListQuery {
+                q: Some("KEY_HOT".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&by_key), ["b"]);
+        let by_card = ix
+            .accounts(&ListQuery {
+                q: Some("pm_ring".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&by_card), ["a1", "a2"]);
+        // A member position out of range is ignored, not a panic.
+        let by_prefix = ix
+            .accounts(&ListQuery {
+                q: Some("10.9.8".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&by_prefix), ["a2"]);
+        let limit = ix
+            .accounts(&ListQuery {
+                limit: Some(1_000_000),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(limit["limit"], MAX_PAGE);
+    }
+
+    #[test]
+    fn bad_filters_are_named() {
+        let ix = Index::new(report(), "test");
+        let e = ix
+            .accounts(&ListQuery {
+                verdict: Some("evil".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("verdict:"), "{e}");
+        let e = ix
+            .campaigns(&ListQuery {
+                sort: Some("colour".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("sort:"), "{e}");
+        let e = ix
+            .keys(&ListQuery {
+                order: Some("up".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("order:"), "{e}");
+    }
+
+    #[test]
+    fn the_overview_and_campaign_pages_count_what_the_report_holds() {
+        let ix = Index::new(report(), "test");
+        let o = ix.overview();
+        assert_eq!(o["verdicts"]["block"], 2);
+        assert_eq!(o["verdicts"]["throttle"], 1);
+        assert_eq!(o["verdicts"]["monitor"], 1);
+        assert_eq!(o["top_reasons"][0]["signal"], "elicitation");
+        assert_eq!(o["top_reasons"][0]["accounts"], 3);
+        let c = ix.campaign("camp_x").unwrap();
+        // Two members and the two indicators that link members.
+        assert_eq!(c["graph"]["nodes"].as_array().unwrap().len(), 4);
+        assert_eq!(c["graph"]["edges"].as_array().unwrap().len(), 3);
+        assert!(ix.campaign("nope").is_none());
+        let stix = ix.campaign_stix("camp_x", "t").unwrap();
+        assert_eq!(stix["type"], "bundle");
+        let k = ix.key("key_hot").unwrap();
+        assert_eq!(k["account"]["account_id"], "b");
+        let s = ix.search("pm_ring");
+        assert_eq!(s["indicators"][0]["campaign_id"], "camp_x");
+    }
 }

@@ -54,8 +54,9 @@ pub struct Action {
     /// `account` or `key`.
     pub target: String,
     pub id: String,
-    /// `block`, `allow`, `allowlist` (never blocked by the detector) or
-    /// `lift` (clears an operator's decision and a saved detector block).
+    /// `block`; `allow` (the allowlist: the detector's block is lifted and
+    /// does not come back until the decision is cleared); or `clear` (the
+    /// operator's decision is removed, the detector's verdict applies).
     pub decision: String,
     /// Why (required: it goes into the audit log).
     pub reason: String,
@@ -227,7 +228,11 @@ fn secured(mut r: Response, content_type: &'static str) -> Response {
     r
 }
 
-async fn page() -> Response {
+async fn page(axum::extract::OriginalUri(u): axum::extract::OriginalUri) -> Response {
+    // Relative links need the trailing slash: `/ui` → `/ui/`.
+    if !u.path().ends_with('/') && !u.path().ends_with(".html") {
+        return axum::response::Redirect::permanent(&format!("{}/", u.path())).into_response();
+    }
     secured(INDEX_HTML.into_response(), "text/html; charset=utf-8")
 }
 
@@ -288,11 +293,19 @@ fn authorize(c: &Console, h: &HeaderMap, write: bool) -> Result<Option<String>, 
         }
         return Ok(None);
     };
-    let unauthorized = || Fail(StatusCode::UNAUTHORIZED, "log in with an admin token".into());
+    let unauthorized = || {
+        Fail(
+            StatusCode::UNAUTHORIZED,
+            "log in with an admin token".into(),
+        )
+    };
     let id = cookie_of(h).ok_or_else(unauthorized)?;
-    let mut s = sessions
-        .lock()
-        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "sessions poisoned".into()))?;
+    let mut s = sessions.lock().map_err(|_| {
+        Fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sessions poisoned".into(),
+        )
+    })?;
     let Some(session) = s.get_mut(&id) else {
         return Err(unauthorized());
     };
@@ -328,9 +341,7 @@ async fn session(State(c): State<Arc<Console>>, h: HeaderMap) -> Answer {
                 })
             });
             match who {
-                Some((actor, csrf)) => {
-                    ok(json!({"mode": "live", "actor": actor, "csrf": csrf}))
-                }
+                Some((actor, csrf)) => ok(json!({"mode": "live", "actor": actor, "csrf": csrf})),
                 None => ok(json!({"mode": "live", "actor": null})),
             }
         }
@@ -357,20 +368,23 @@ async fn login(State(c): State<Arc<Console>>, body: axum::body::Bytes) -> Answer
     let l: Login = parse(&body)?;
     let Some(actor) = live.login(&l.token) else {
         tracing::warn!("console login refused");
-        return Err(Fail(StatusCode::UNAUTHORIZED, "not a valid admin token".into()));
+        return Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "not a valid admin token".into(),
+        ));
     };
     let id = random_token()?;
     let csrf = random_token()?;
     {
-        let mut s = sessions
-            .lock()
-            .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "sessions poisoned".into()))?;
+        let mut s = sessions.lock().map_err(|_| {
+            Fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sessions poisoned".into(),
+            )
+        })?;
         s.retain(|_, v| v.used.elapsed() <= SESSION_IDLE);
         if s.len() >= MAX_SESSIONS
-            && let Some(oldest) = s
-                .iter()
-                .min_by_key(|(_, v)| v.used)
-                .map(|(k, _)| k.clone())
+            && let Some(oldest) = s.iter().min_by_key(|(_, v)| v.used).map(|(k, _)| k.clone())
         {
             s.remove(&oldest);
         }
@@ -421,7 +435,9 @@ fn bad(e: index::QueryError) -> Fail {
 }
 
 /// A list query, with a bad parameter named.
-fn query(q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<ListQuery, Fail> {
+fn query(
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListQuery, Fail> {
     q.map(|Query(q)| q)
         .map_err(|e| Fail(StatusCode::BAD_REQUEST, e.body_text()))
 }
@@ -540,9 +556,9 @@ fn check_action(a: &Action) -> Result<(), Fail> {
     if a.id.trim().is_empty() {
         return bad("id: empty".into());
     }
-    if !matches!(a.decision.as_str(), "block" | "allow" | "allowlist" | "lift") {
+    if !matches!(a.decision.as_str(), "block" | "allow" | "clear") {
         return bad(format!(
-            "decision: {:?} is not block, allow, allowlist or lift",
+            "decision: {:?} is not block, allow or clear",
             a.decision
         ));
     }
@@ -614,8 +630,12 @@ async fn block_campaign(
             decision: "block".into(),
             reason: format!("campaign {id}: {}", b.reason),
         };
-        live.act(&a, &actor)
-            .map_err(|e| Fail(StatusCode::BAD_GATEWAY, format!("after {done} blocked: {e}")))?;
+        live.act(&a, &actor).map_err(|e| {
+            Fail(
+                StatusCode::BAD_GATEWAY,
+                format!("after {done} blocked: {e}"),
+            )
+        })?;
         done += 1;
     }
     c.invalidate();

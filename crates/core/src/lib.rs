@@ -30,6 +30,7 @@ pub use event::{
 pub use normalize::parse_event_line;
 pub use reader::{EventReader, Lines, ReadStats, RecordReader};
 pub use report::{
-    AccountReport, CampaignReport, Escalation, Label, Reason, Report, Timeline, TruthRecord, Verdict,
+    AccountReport, CampaignReport, Escalation, Label, Reason, Report, Timeline, TruthRecord,
+    Verdict,
 };
 pub use time::Timestamp;

@@ -128,7 +128,13 @@ impl Timeline {
                 // Records come in time order (within the reorder window):
                 // a new day goes at its place, the oldest falls off.
                 let at = self.days.partition_point(|d| d.day < start);
-                self.days.insert(at, DayCount { day: start, requests: 1 });
+                self.days.insert(
+                    at,
+                    DayCount {
+                        day: start,
+                        requests: 1,
+                    },
+                );
                 if self.days.len() > Self::MAX_DAYS {
                     self.days.remove(0);
                 }

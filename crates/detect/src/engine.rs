@@ -1338,6 +1338,53 @@ mod tests {
         assert_eq!(origin("Comcast Cable Communications"), 0.0);
     }
 
+    /// With timelines on, an account that escalates keeps each change,
+    /// in time order, with the reasons of that moment; the last one is the
+    /// verdict in force. Off, nothing is kept.
+    #[test]
+    fn timelines_record_every_escalation_with_its_reasons() {
+        let w = Weights::embedded();
+        let t = Thresholds {
+            monitor: 0.3,
+            throttle: 0.6,
+            block: 0.9,
+            min_requests: 3,
+        };
+        let run = |keep: bool| {
+            let mut engine = Engine::new(&w, t, &[], HashMap::new());
+            engine.keep_timelines(keep);
+            for i in 0..300 {
+                let text = format!(
+                    "Solve problem {i} and think step by step, showing all your reasoning before the answer."
+                );
+                let e =
+                    parse_event_line(&line(i * 3, "harvester", "k", "python-httpx/0.27", &text))
+                        .unwrap();
+                engine.process(&pre(&e));
+            }
+            engine.report(true)
+        };
+        let r = run(true);
+        let a = &r.accounts[0];
+        let tl = a.timeline.as_ref().unwrap();
+        assert!(!tl.escalations.is_empty());
+        assert!(
+            tl.escalations
+                .windows(2)
+                .all(|w| w[0].ts <= w[1].ts && w[0].verdict < w[1].verdict)
+        );
+        assert_eq!(tl.escalations.last().unwrap().verdict, a.verdict);
+        assert!(
+            tl.escalations
+                .iter()
+                .all(|e| !e.reasons.is_empty() && e.reasons.len() <= Timeline::REASONS)
+        );
+        assert_eq!(tl.hours.iter().sum::<u32>(), 300);
+        assert_eq!(tl.days.iter().map(|d| d.requests).sum::<u32>(), 300);
+        assert!(tl.risk.len() <= Timeline::MAX_POINTS && tl.risk[0].requests == 1);
+        assert!(run(false).accounts.iter().all(|a| a.timeline.is_none()));
+    }
+
     fn line(ts_s: i64, account: &str, key: &str, ua: &str, text: &str) -> String {
         format!(
             r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","max_tokens":8192,"messages":[{{"role":"user","content":{}}}]}},"client":{{"user_agent":"{ua}"}}}}"#,

@@ -146,7 +146,7 @@ fn actor(digest: &str, h: &HeaderMap) -> String {
     }
 }
 
-fn decision_json(d: &Decision) -> serde_json::Value {
+pub(crate) fn decision_json(d: &Decision) -> serde_json::Value {
     json!({"verdict": d.verdict, "reason": d.reason, "created": d.created})
 }
 
@@ -193,13 +193,15 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     })
 }
 
-fn put_decision(
+/// Records an operator's decision on an account (or, as `key:ID`, on a
+/// key): saved, posted to the board, in force at once.
+pub(crate) fn decide(
     gw: &Gateway,
     actor: &str,
     account: String,
     verdict: Verdict,
     reason: String,
-) -> Answer {
+) -> Result<serde_json::Value, String> {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -222,10 +224,7 @@ fn put_decision(
             .map_err(|e| tracing::warn!(error = %e, "saving an override failed"))
         });
         if saved.is_err() {
-            return fail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "saving the override failed",
-            );
+            return Err("saving the override failed".into());
         }
     }
     if let Some(b) = &gw.board {
@@ -247,7 +246,19 @@ fn put_decision(
     if let Ok(mut m) = gw.overrides.write() {
         m.insert(account, d);
     }
-    Ok(Json(body).into_response())
+    Ok(body)
+}
+
+fn put_decision(
+    gw: &Gateway,
+    actor: &str,
+    account: String,
+    verdict: Verdict,
+    reason: String,
+) -> Answer {
+    decide(gw, actor, account, verdict, reason)
+        .map(|b| Json(b).into_response())
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 async fn set_override(
@@ -280,6 +291,39 @@ fn reason(body: &[u8]) -> Result<Reason, AdminError> {
     }
 }
 
+/// Removes an operator's decision (the detector's verdict applies again);
+/// `Ok(None)` when there was none.
+pub(crate) fn undecide(
+    gw: &Gateway,
+    actor: &str,
+    id: &str,
+    why: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    if let Some(store) = &gw.keys
+        && store
+            .lock()
+            .map_err(|_| ())
+            .and_then(|s| {
+                s.clear_override(id, actor, why)
+                    .map_err(|e| tracing::warn!(error = %e, "removing an override failed"))
+            })
+            .is_err()
+    {
+        return Err("removing the override failed".into());
+    }
+    let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(id));
+    // One set on another replica is lifted on the board.
+    let on_board = gw.board.as_ref().is_some_and(|b| {
+        let was = b
+            .lookup(distillguard_bus::board::Scope::Override, id, |_| ())
+            .is_some();
+        b.post(distillguard_bus::board::Scope::Override, id, None);
+        was
+    });
+    Ok((removed.is_some() || on_board)
+        .then(|| json!({"account": id, "override": null, "verdict": gw.verdict(id, None)})))
+}
+
 async fn clear_override(
     State(gw): State<Arc<Gateway>>,
     h: HeaderMap,
@@ -288,36 +332,9 @@ async fn clear_override(
 ) -> Answer {
     let actor = authorize(&gw, &h)?;
     let why = reason(&body)?.reason;
-    if let Some(store) = &gw.keys
-        && store
-            .lock()
-            .map_err(|_| ())
-            .and_then(|s| {
-                s.clear_override(&id, &actor, &why)
-                    .map_err(|e| tracing::warn!(error = %e, "removing an override failed"))
-            })
-            .is_err()
-    {
-        return fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "removing the override failed",
-        );
-    }
-    let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(&id));
-    // One set on another replica is lifted on the board.
-    let on_board = gw.board.as_ref().is_some_and(|b| {
-        let was = b
-            .lookup(distillguard_bus::board::Scope::Override, &id, |_| ())
-            .is_some();
-        b.post(distillguard_bus::board::Scope::Override, &id, None);
-        was
-    });
-    match removed.is_some() || on_board {
-        true => Ok(Json(
-            json!({"account": id, "override": null, "verdict": gw.verdict(&id, None)}),
-        )
-        .into_response()),
-        false => fail(
+    match undecide(&gw, &actor, &id, &why).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+        Some(b) => Ok(Json(b).into_response()),
+        None => fail(
             StatusCode::NOT_FOUND,
             format!("account {id} has no override"),
         ),

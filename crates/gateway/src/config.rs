@@ -118,6 +118,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// The analyst's web console at `/ui` (on with `[admin]`: its login is
+    /// the admin token).
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Endpoints for other gateways (`POST /v1/events`, `/v1/verdicts`,
     /// `/v1/auth`).
     #[serde(default)]
@@ -274,6 +278,35 @@ impl LimitsConfig {
                 tpm: l.tpm,
             }
         })
+    }
+}
+
+/// The `[console]` table.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/ui` (where the admin API is, and only with
+    /// `[admin]`, whose token is its login).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Keep each account's timeline for its page: escalations with the
+    /// reasons of the moment, risk over time, requests per day and hour
+    /// (at most about 1.5 KiB per tracked account; forgotten accounts
+    /// free theirs).
+    #[serde(default = "yes")]
+    pub timelines: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            timelines: true,
+        }
     }
 }
 

@@ -43,6 +43,8 @@ use crate::observed::Observed;
 pub struct Known {
     pub accounts: HashMap<String, distillguard_core::AccountInfo>,
     pub models: Vec<distillguard_core::ModelRelease>,
+    /// Keep each account's timeline (the live console's account pages).
+    pub timelines: bool,
 }
 
 impl Known {
@@ -101,6 +103,8 @@ enum Job {
     /// Answered once everything queued before it has been scored and
     /// published (a batch waits for its verdict this way).
     Barrier(std::sync::mpsc::SyncSender<()>),
+    /// Answered with a report of the state so far (the live console).
+    Report(std::sync::mpsc::SyncSender<distillguard_core::Report>),
 }
 
 /// When the detector forgets harmless accounts ([`Pipeline::forget_idle`]).
@@ -238,12 +242,9 @@ impl Detector {
         // Every account record is registered with the linker (in id
         // order), so that accounts can link through their payment methods.
         let intel = distillguard_stix::Intel::default();
-        let pipeline = Pipeline::new(
-            Engine::new(&weights, t, &known.models, known.accounts.clone()),
-            link,
-            &known.accounts,
-            &intel,
-        );
+        let mut engine = Engine::new(&weights, t, &known.models, known.accounts.clone());
+        engine.keep_timelines(known.timelines);
+        let pipeline = Pipeline::new(engine, link, &known.accounts, &intel);
         let keys: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
         let tracked = Arc::new(AtomicU64::new(0));
         let forgotten = Arc::new(AtomicU64::new(0));
@@ -433,6 +434,29 @@ impl Detector {
         v
     }
 
+    /// A report of the detector's state now (accounts above `allow`, keys,
+    /// campaigns, timelines where kept), once the requests queued before
+    /// the call are scored; `None` when detection is down or it took longer
+    /// than `deadline`.
+    pub fn report(&self, deadline: Duration) -> Option<distillguard_core::Report> {
+        let tx = self.tx.as_ref()?;
+        let (to, from) = sync_channel(1);
+        let started = Instant::now();
+        let mut job = Job::Report(to);
+        loop {
+            match tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(j)) if started.elapsed() < deadline => {
+                    job = j;
+                    std::thread::sleep(NAP);
+                }
+                Err(_) => return None,
+            }
+        }
+        from.recv_timeout(deadline.saturating_sub(started.elapsed()))
+            .ok()
+    }
+
     /// Accounts per verdict (allow … block) and in campaigns.
     pub fn counts(&self) -> ([u64; 4], u64) {
         let mut c = [0u64; 4];
@@ -473,6 +497,19 @@ impl Worker {
                 Ok(Job::Barrier(done)) => {
                     self.rescan(true);
                     let _ = done.try_send(());
+                }
+                Ok(Job::Report(to)) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.pipeline.report(false)
+                    }));
+                    match r {
+                        Ok(r) => {
+                            let _ = to.try_send(r);
+                        }
+                        Err(_) => {
+                            faults.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
                 Ok(Job::Observe(o)) => {
                     self.score(&o.account, || o.event(), faults);

@@ -35,6 +35,7 @@ mod batches;
 pub mod chains;
 pub mod client_ip;
 pub mod config;
+mod console;
 pub mod detector;
 pub mod error;
 pub mod eventlog;
@@ -227,11 +228,17 @@ impl Gateway {
     }
 
     /// The verdict in force: an operator's override, else the detector's.
+    /// A decision on the key (`key:ID`) comes before one on its account:
+    /// the more specific wins.
     fn verdict(&self, account: &str, key: Option<&str>) -> Verdict {
-        self.override_of(account)
+        key.and_then(|k| self.override_of(&format!("{KEY_PREFIX}{k}")))
+            .or_else(|| self.override_of(account))
             .unwrap_or_else(|| self.detected(account, key))
     }
 }
+
+/// How an operator's decision on a key is named among account decisions.
+pub(crate) const KEY_PREFIX: &str = "key:";
 
 async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
     (
@@ -362,6 +369,7 @@ fn router_with(
     connections: Option<listener::OpenConnections>,
 ) -> Result<Routers, ServeError> {
     let split = cfg.internal_listen.is_some();
+    let console_on = cfg.console.enabled && cfg.admin.is_some();
     let cfg_batches = cfg.batches.enabled;
     let max_batch_bytes = cfg
         .integrations
@@ -398,9 +406,10 @@ fn router_with(
     };
     let detector = match cfg.detect.enabled {
         true => {
-            let known =
+            let mut known =
                 detector::Known::load(cfg.detect.accounts.as_deref(), cfg.detect.models.as_deref())
                     .map_err(ServeError::Config)?;
+            known.timelines = console_on && cfg.console.timelines;
             Some(detector::Detector::start(
                 cfg.detect.thresholds,
                 cfg.link,
@@ -485,6 +494,16 @@ fn router_with(
         .route("/healthz", get(healthz))
         .nest("/admin", admin::router())
         .merge(integrations::router(max_batch_bytes));
+    // The console, where the admin API is, with its token as the login.
+    let internal = match console_on {
+        true => internal.nest_service(
+            "/ui",
+            distillguard_console::router(Arc::new(distillguard_console::Console::live(Arc::new(
+                console::LiveGateway(Arc::clone(&gw)),
+            )))),
+        ),
+        false => internal,
+    };
     let tls = gw.tls.clone();
     Ok(if split {
         (

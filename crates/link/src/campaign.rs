@@ -24,6 +24,10 @@ pub fn campaign_id(first_account: &str) -> String {
     format!("camp_{:012x}", hash_exact(first_account.as_bytes()) >> 16)
 }
 
+/// A dense key of a group: kind, label, suspicious accounts on it, all
+/// accounts on it, and the key.
+type Dense = (Kind, String, u32, u32, u64);
+
 struct Group {
     root: u32,
     members: Vec<u32>,
@@ -49,7 +53,7 @@ fn groups(l: &mut Linker) -> Vec<Group> {
 pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec<CampaignReport> {
     let gs = groups(l);
     // Dense keys by group: a campaign's shared infrastructure and templates.
-    let mut keys_of: HashMap<u32, Vec<(Kind, String, u32, u32, u64)>> = HashMap::new();
+    let mut keys_of: HashMap<u32, Vec<Dense>> = HashMap::new();
     let dense: Vec<(u64, Kind, String, u32, Vec<u32>)> = l
         .keys
         .iter()

@@ -371,8 +371,22 @@ impl Pipeline {
             .collect()
     }
 
-    /// The report: accounts (with campaign membership applied) and campaigns.
+    /// The report at the end of a log: dormant accounts (records that
+    /// never sent a request) join their campaigns, then [`Pipeline::report`].
     pub fn finish(mut self, all: bool) -> Report {
+        if self.linker.cfg.enabled {
+            for li in 0..self.link_names.len() as u32 {
+                if self.linker.requests_of(li) == 0 && !self.link_names[li as usize].is_empty() {
+                    self.linker.link_dormant(li);
+                }
+            }
+        }
+        self.report(all)
+    }
+
+    /// The report so far: accounts (with campaign membership applied) and
+    /// campaigns. Folding may go on afterwards (the live console's view).
+    pub fn report(&mut self, all: bool) -> Report {
         if !self.linker.cfg.enabled {
             let intel = &self.intel_hits;
             let mut report = self
@@ -380,11 +394,6 @@ impl Pipeline {
                 .report_including(all, &|a| intel.contains_key(a));
             self.apply_intel(&mut report);
             return report;
-        }
-        for li in 0..self.link_names.len() as u32 {
-            if self.linker.requests_of(li) == 0 && !self.link_names[li as usize].is_empty() {
-                self.linker.link_dormant(li);
-            }
         }
         let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
         let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
