@@ -3838,16 +3838,8 @@ fn an_exfiltration_report_exports_as_valid_stix_sightings() {
     );
     let path = d.path("bundle.json");
     std::fs::write(&path, &a).unwrap();
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stix-venv/bin/stix2_validator");
-    if !venv.exists() {
-        // cli.rs's tests install the validator (and .ci/run runs them first
-        // in the same build); without it this check cannot run.
-        panic!(
-            "{} missing: run the cli tests (they install it)",
-            venv.display()
-        );
-    }
-    let out = Command::new(venv).arg(&path).output().unwrap();
+    // Installed on first use (and by .ci/run beforehand).
+    let out = Command::new(stix2_validator()).arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("STIX JSON: Valid"),
@@ -3916,8 +3908,9 @@ fn run_browser(envs: &[(&str, String)]) {
     );
 }
 
-/// Starts `distillguard console` on a report; returns it and its URL.
-fn start_console(report: &Path) -> (std::process::Child, String) {
+/// Starts `distillguard console` on a report (`extra`: more arguments);
+/// returns it and its URL.
+fn start_console(report: &Path, extra: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
@@ -3926,6 +3919,7 @@ fn start_console(report: &Path) -> (std::process::Child, String) {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -3965,7 +3959,7 @@ fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
     ]);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let (mut c, url) = start_console(&report);
+    let (mut c, url) = start_console(&report, &[]);
     let u = url.trim_end_matches('/');
     // The page and its assets, from the binary, with a strict policy.
     let (status, head, page) = http_full("GET", u, "/", "", "");
@@ -4124,7 +4118,8 @@ fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
         "--out",
         report.to_str().unwrap(),
     ]);
-    let (mut c, url) = start_console(&report);
+    let log = out.join("events.jsonl.gz");
+    let (mut c, url) = start_console(&report, &["--events", log.to_str().unwrap()]);
     let u = url.trim_end_matches('/');
     let camps = get_json(u, "/api/campaigns?limit=1");
     let camp = camps["items"][0]["campaign_id"]
@@ -4133,6 +4128,14 @@ fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
         .to_string();
     let cp = get_json(u, &format!("/api/campaigns/{camp}"));
     let nodes = cp["graph"]["nodes"].as_array().unwrap().len();
+    // The log's windows: every member request of the campaign in one.
+    let windows = cp["activity"]["windows"].as_array().unwrap();
+    let in_windows: u64 = windows
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_windows, cp["summary"]["requests"].as_u64().unwrap());
+    assert!(windows.iter().all(|w| w["members"].as_u64().unwrap() >= 1));
     let accts = get_json(u, "/api/accounts?limit=1&verdict=block");
     let account = accts["items"][0]["account_id"]
         .as_str()
@@ -4150,6 +4153,7 @@ fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
         ("NODES", nodes.to_string()),
         ("ACCOUNT", account),
         ("ESCALATIONS", escalations.to_string()),
+        ("WINDOWS", windows.len().to_string()),
     ]);
     let _ = c.kill();
     let _ = c.wait();

@@ -156,6 +156,25 @@ function dayBars(days, label) {
   return svg;
 }
 
+// Members acting per window over time: [{start, members, requests}].
+function windowBars(wins) {
+  const W = 1000, H = 200, L = 40, B = 30, T = 10;
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart wide", id: "sync-timeline",
+    "aria-label": `Members acting per window: ${wins.length} windows` });
+  const t0 = Date.parse(wins[0].start), t1 = Math.max(t0 + 1, Date.parse(wins[wins.length - 1].start));
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - 10);
+  const max = Math.max(1, ...wins.map((w) => w.members));
+  for (const w of wins) {
+    const h = (w.members / max) * (H - B - T);
+    svg.appendChild(title(svgEl("rect", { x: x(Date.parse(w.start)).toFixed(1), y: H - B - h, width: 2, height: h, fill: "#c62828", "data-window": "1" }),
+      `${fmtTime(w.start)}: ${w.members} members, ${w.requests} requests`));
+  }
+  const m = svgEl("text", { x: 2, y: T + 8 }); m.textContent = fmtNum(max); svg.appendChild(m);
+  const a = svgEl("text", { x: L, y: H - 8 }); a.textContent = fmtTime(wins[0].start); svg.appendChild(a);
+  const b = svgEl("text", { x: W - 160, y: H - 8 }); b.textContent = fmtTime(wins[wins.length - 1].start); svg.appendChild(b);
+  return svg;
+}
+
 // Hour-of-day heatmap (24 cells).
 function heat(hours, label) {
   const div = document.createElement("div");
@@ -414,8 +433,10 @@ async function campaignView(id) {
       <div class="legend"><span><i class="v-block"></i>account (colour: verdict)</span>${Object.entries(KIND_COLORS).map(([k, v]) => `<span><i data-color="${v}"></i>${esc(k.replace(/_/g, " "))}</span>`).join("")}
       <span>indicator size: campaign accounts on it; paler: shared with more accounts outside</span></div>
       <div id="graph"></div><p class="muted" id="graph-note">${fmtNum(d.graph.members_shown)} of ${fmtNum(d.members.length)} members (those sharing the most first) and the ${fmtNum(d.graph.indicators_shown)} most shared of ${fmtNum(d.graph.indicators_total)} indicators; click an account to open it.</p></section>
+    <section class="card" aria-labelledby="h-sync"><h3 id="h-sync">Synchrony: members acting per ${esc(d.activity.window_minutes)}-minute window</h3><div id="c-sync"></div></section>
     <div class="grid">
       <section class="card" aria-labelledby="h-days"><h3 id="h-days">Members' requests per day</h3><div id="c-days"></div></section>
+      <section class="card" aria-labelledby="h-tokens"><h3 id="h-tokens">Output tokens per day</h3><div id="c-tokens"></div></section>
       <section class="card" aria-labelledby="h-hours"><h3 id="h-hours">Members' requests by hour of day (UTC)</h3><div id="c-hours"></div></section>
     </div>
     <section class="card" aria-labelledby="h-ind"><h3 id="h-ind">Indicators and templates</h3>
@@ -432,8 +453,26 @@ async function campaignView(id) {
   m.querySelectorAll(".legend i[data-color]").forEach((i) => { i.style.background = i.dataset.color; });
   m.querySelector("#graph").appendChild(graph(d.graph));
   const act = d.activity;
-  m.querySelector("#c-days").appendChild(act.days.length ? dayBars(act.days, "Members' requests per day")
-    : Object.assign(document.createElement("p"), { className: "muted", textContent: "No timelines in this report (analyze --timeline)." }));
+  const note = (t) => Object.assign(document.createElement("p"), { className: "muted", textContent: t });
+  const wins = act.windows || null;
+  if (wins && wins.length) {
+    m.querySelector("#c-sync").appendChild(windowBars(wins));
+    // Requests and tokens per day, from the log's windows.
+    const perDay = new Map();
+    for (const w of wins) {
+      const day = String(w.start).slice(0, 10) + "T00:00:00Z";
+      const e = perDay.get(day) || { day, requests: 0, tokens: 0 };
+      e.requests += w.requests; e.tokens += w.output_tokens; perDay.set(day, e);
+    }
+    const days = [...perDay.values()];
+    m.querySelector("#c-days").appendChild(dayBars(days, "Members' requests per day"));
+    m.querySelector("#c-tokens").appendChild(dayBars(days.map((x) => ({ day: x.day, requests: x.tokens })), "Output tokens per day"));
+  } else {
+    m.querySelector("#c-sync").appendChild(note("Open the console with the event log (console REPORT --events LOG) for the synchrony timeline and tokens over time."));
+    m.querySelector("#c-tokens").appendChild(note("Needs the event log (--events)."));
+    m.querySelector("#c-days").appendChild(act.days.length ? dayBars(act.days, "Members' requests per day")
+      : note("No timelines in this report (analyze --timeline)."));
+  }
   m.querySelector("#c-hours").appendChild(heat(act.hours, "Members' requests by hour of day"));
   const b = m.querySelector("#block-all");
   if (b) b.addEventListener("click", () => confirmAction(`Block all ${s.accounts} members of ${id}`, async (reason) => {

@@ -29,6 +29,8 @@ pub struct Index {
     /// Indicator or template value (lowercase) → accounts carrying it.
     carriers: HashMap<String, Vec<usize>>,
     overview: Value,
+    /// Per campaign, ten-minute windows from the event log (`--events`).
+    activity: HashMap<String, Vec<crate::activity::Window>>,
 }
 
 /// The filters and order of a list (the query string of a list page).
@@ -251,6 +253,7 @@ impl Index {
             keys_of,
             carriers,
             overview: Value::Null,
+            activity: HashMap::new(),
         };
         ix.overview = ix.compute_overview();
         ix
@@ -358,6 +361,11 @@ impl Index {
             "key_count": r.keys.len(),
             "has_timelines": r.accounts.iter().any(|a| a.timeline.is_some()),
         })
+    }
+
+    /// Sets the campaigns' windows read from the event log.
+    pub fn set_activity(&mut self, activity: HashMap<String, Vec<crate::activity::Window>>) {
+        self.activity = activity;
     }
 
     /// The overview page's data.
@@ -636,8 +644,10 @@ impl Index {
         for &pos in &drawn {
             let m = &c.accounts[pos];
             let a = self.accounts.get(m).map(|&i| &self.report.accounts[i]);
-            nodes.push(json!({"id": format!("a{pos}"), "kind": "account", "label": m,
-                              "verdict": a.map(|a| a.verdict), "risk": a.map(|a| a.risk)}));
+            nodes.push(
+                json!({"id": format!("a{pos}"), "kind": "account", "label": m,
+                              "verdict": a.map(|a| a.verdict), "risk": a.map(|a| a.risk)}),
+            );
         }
         for (j, (kind, value, carriers, ca, all)) in shared.iter().enumerate() {
             nodes.push(json!({"id": format!("i{j}"), "kind": kind, "label": value,
@@ -686,7 +696,9 @@ impl Index {
             "graph": {"nodes": nodes, "edges": edges, "indicators_shown": shared.len(),
                       "indicators_total": total_shared, "members_shown": drawn.len()},
             "indicators": indicators,
-            "activity": {"days": days, "hours": hours, "members_with_timeline": with_timeline},
+            "activity": {"days": days, "hours": hours, "members_with_timeline": with_timeline,
+                         "windows": self.activity.get(id),
+                         "window_minutes": crate::activity::WINDOW_MS / 60_000},
             "reasons": c.extra.get("reasons"),
             "synchrony": c.extra.get("synchrony"),
             "templates": c.extra.get("templates"),

@@ -19,6 +19,7 @@ sort and paginate on the server ([`index::Index`]), so a report of 30,000
 accounts sends a page of 50 rows, not the report.
 */
 
+pub mod activity;
 pub mod index;
 
 use std::collections::HashMap;
@@ -123,6 +124,16 @@ impl Console {
             },
             producer: "distillguard".into(),
         }
+    }
+
+    /// Adds campaign activity read from the event log (offline only).
+    pub fn with_activity(mut self, activity: HashMap<String, Vec<activity::Window>>) -> Console {
+        if let Mode::Offline(ix) = &mut self.mode
+            && let Some(ix) = Arc::get_mut(ix)
+        {
+            ix.set_activity(activity);
+        }
+        self
     }
 
     /// Names the organisation STIX bundles are produced by.

@@ -15,7 +15,14 @@ use crate::{Gateway, KEY_PREFIX, admin};
 /// How long a page waits for the detector's report.
 const REPORT_DEADLINE: Duration = Duration::from_secs(5);
 
-pub(crate) struct LiveGateway(pub Arc<Gateway>);
+pub(crate) struct LiveGateway {
+    gw: Arc<Gateway>,
+    /// Samples of the detector's verdict-change count, for its rate.
+    changes: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
+}
+
+/// The span the verdict-change rate is taken over.
+const RATE_SPAN: Duration = Duration::from_secs(300);
 
 fn empty() -> Report {
     Report {
@@ -28,6 +35,33 @@ fn empty() -> Report {
 }
 
 impl LiveGateway {
+    pub(crate) fn new(gw: Arc<Gateway>) -> LiveGateway {
+        LiveGateway {
+            gw,
+            changes: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Verdict changes per minute over the last five minutes (since the
+    /// first look, when that is more recent).
+    fn change_rate(&self, total: u64) -> Option<f64> {
+        let now = std::time::Instant::now();
+        let mut q = self.changes.lock().ok()?;
+        while q.len() > 1
+            && q.front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_SPAN)
+        {
+            q.pop_front();
+        }
+        q.push_back((now, total));
+        if q.len() > 1024 {
+            q.pop_front();
+        }
+        let (t0, n0) = *q.front()?;
+        let mins = now.duration_since(t0).as_secs_f64() / 60.0;
+        (mins > 0.05).then(|| ((total.saturating_sub(n0)) as f64 / mins * 10.0).round() / 10.0)
+    }
+
     fn target(a: &Action) -> String {
         match a.target.as_str() {
             "key" => format!("{KEY_PREFIX}{}", a.id),
@@ -38,7 +72,7 @@ impl LiveGateway {
 
 impl Live for LiveGateway {
     fn snapshot(&self) -> Report {
-        let gw = &self.0;
+        let gw = &self.gw;
         let mut r = gw
             .detector
             .as_ref()
@@ -64,7 +98,7 @@ impl Live for LiveGateway {
     }
 
     fn login(&self, token: &str) -> Option<String> {
-        let cfg = self.0.config();
+        let cfg = self.gw.config();
         let admin = cfg.admin.as_ref()?;
         let digest = distillguard_storage::sha256_hex(token.trim());
         admin::hash_matches(&digest, &admin.token_sha256)
@@ -72,7 +106,7 @@ impl Live for LiveGateway {
     }
 
     fn act(&self, a: &Action, actor: &str) -> Result<Value, String> {
-        let gw = &self.0;
+        let gw = &self.gw;
         let id = LiveGateway::target(a);
         let reason = a.reason.trim().to_string();
         let r = match a.decision.as_str() {
@@ -87,7 +121,7 @@ impl Live for LiveGateway {
     }
 
     fn audit(&self, limit: usize) -> Result<Value, String> {
-        let Some(store) = &self.0.keys else {
+        let Some(store) = &self.gw.keys else {
             return Err("no key store (keys_db), so no audit log".into());
         };
         let log = store
@@ -106,7 +140,7 @@ impl Live for LiveGateway {
     }
 
     fn health(&self) -> Value {
-        let gw = &self.0;
+        let gw = &self.gw;
         let Some(d) = gw.detector.as_ref() else {
             return json!({"detector": "off"});
         };
@@ -121,13 +155,14 @@ impl Live for LiveGateway {
             "faults": get(&d.faults),
             "tracked_accounts": get(&d.tracked),
             "verdict_changes": changes,
+            "verdict_changes_per_minute": self.change_rate(changes),
             "blocked_now": counts[Verdict::Block as usize],
             "in_campaigns": camp,
         })
     }
 
     fn decision(&self, target: &str, id: &str) -> Value {
-        let gw = &self.0;
+        let gw = &self.gw;
         let name = match target {
             "key" => format!("{KEY_PREFIX}{id}"),
             _ => id.to_string(),

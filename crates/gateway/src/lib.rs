@@ -499,7 +499,7 @@ fn router_with(
         true => internal.nest_service(
             "/ui",
             distillguard_console::router(Arc::new(distillguard_console::Console::live(Arc::new(
-                console::LiveGateway(Arc::clone(&gw)),
+                console::LiveGateway::new(Arc::clone(&gw)),
             )))),
         ),
         false => internal,

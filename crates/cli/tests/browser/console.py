@@ -5,7 +5,8 @@ Run by crates/cli/tests/console.rs with:
   URL         the console's address (ending in /)
   SHOTS       a folder for screenshots
 offline:
-  CAMPAIGN    a campaign id; NODES its graph's node count (from the API)
+  CAMPAIGN    a campaign id; NODES its graph's node count (from the API);
+              WINDOWS its ten-minute windows (the console reads the log)
   ACCOUNT     an account with a timeline; ESCALATIONS its escalation count
 live:
   TOKEN       the admin token
@@ -91,7 +92,10 @@ def offline(page):
     nodes = page.locator("#campaign-graph [data-node]").count()
     check(nodes == int(os.environ["NODES"]), f"the graph has {os.environ['NODES']} nodes, not {nodes}")
     check(page.locator("#campaign-graph line").count() > 0, "the graph has links")
-    page.screenshot(path=f"{shots}/campaign.png", full_page=False)
+    bars = page.locator("#sync-timeline [data-window]").count()
+    check(bars == int(os.environ["WINDOWS"]), f"the synchrony timeline has {os.environ['WINDOWS']} windows, not {bars}")
+    check(page.locator("#c-tokens svg rect").count() > 0, "tokens over time are drawn")
+    page.screenshot(path=f"{shots}/campaign.png", full_page=True, clip={"x": 0, "y": 0, "width": 1400, "height": 2000})
 
     page.goto(url + "#/account/" + os.environ["ACCOUNT"])
     ready(page, "account")
@@ -99,7 +103,7 @@ def offline(page):
     rows = page.locator(".escalation-row").count()
     check(rows == int(os.environ["ESCALATIONS"]), f"{os.environ['ESCALATIONS']} escalations, not {rows}")
     check(page.locator("#risk-timeline .escalation").count() == rows, "each escalation is marked")
-    page.screenshot(path=f"{shots}/account.png", full_page=False)
+    page.screenshot(path=f"{shots}/account.png", full_page=True)
 
     # Filters are in the URL: a shared link opens the same list.
     page.goto(url + "#/accounts?verdict=block&limit=5")
