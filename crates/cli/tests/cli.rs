@@ -1620,10 +1620,17 @@ fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
 
 /// Starts `distillguard upstream-mock` on a free port; returns the child and its URL.
 fn start_mock(extra: &[&str]) -> (std::process::Child, String) {
+    let mut args = vec!["upstream-mock", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    spawn_with_url(&args)
+}
+
+/// Starts the binary with `args`; returns it and the URL that ends its
+/// first line of output (a server saying where it listens).
+fn spawn_with_url(args: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
-        .args(["upstream-mock", "--listen", "127.0.0.1:0"])
-        .args(extra)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -3474,11 +3481,18 @@ fn the_litellm_plugin_feeds_the_detector_and_rejects_flagged_accounts() {
 /// LiteLLM (and FastAPI, which its proxy hooks raise errors with) in a
 /// venv of their own; `.ci/run` fills it.
 fn litellm_venv() -> PathBuf {
+    venv_with("litellm-plugin-venv", "litellm, fastapi", &LITELLM_PACKAGES)
+}
+
+/// A venv `name` under the target directory that can `import` the
+/// modules named, made and filled with `packages` on first use (tests run
+/// on threads: one fills it, the others wait). Returns the venv's folder.
+fn venv_with(name: &str, import: &str, packages: &[&str]) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("litellm-plugin-venv");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let ready = Command::new(venv.join("bin/python"))
-        .args(["-c", "import litellm, fastapi"])
+        .args(["-c", &format!("import {import}")])
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
@@ -3492,10 +3506,10 @@ fn litellm_venv() -> PathBuf {
         }
         let st = Command::new(venv.join("bin/pip"))
             .args(["install", "-q"])
-            .args(LITELLM_PACKAGES)
+            .args(packages)
             .status()
             .unwrap();
-        assert!(st.success(), "pip install {LITELLM_PACKAGES:?} failed");
+        assert!(st.success(), "pip install {packages:?} failed");
     }
     venv
 }
@@ -3853,30 +3867,7 @@ const PLAYWRIGHT: &str = "playwright==1.65.2";
 
 /// A venv with [`PLAYWRIGHT`]; returns its `bin` folder.
 fn console_venv() -> PathBuf {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-venv");
-    let bin = venv.join("bin");
-    let ready = Command::new(bin.join("python"))
-        .args(["-c", "import playwright.sync_api"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready {
-        if !bin.join("pip").exists() {
-            let st = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let st = Command::new(bin.join("pip"))
-            .args(["install", "-q", PLAYWRIGHT])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install {PLAYWRIGHT} failed");
-    }
-    bin
+    venv_with("console-venv", "playwright.sync_api", &[PLAYWRIGHT]).join("bin")
 }
 
 /// Where the browser tests leave their screenshots (docs/console.md shows
@@ -3911,25 +3902,14 @@ fn run_browser(envs: &[(&str, String)]) {
 /// Starts `distillguard console` on a report (`extra`: more arguments);
 /// returns it and its URL.
 fn start_console(report: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
-        .args([
-            "console",
-            report.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
+    let mut args = vec![
+        "console",
+        report.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    spawn_with_url(&args)
 }
 
 fn get_json(url: &str, path: &str) -> serde_json::Value {
@@ -3938,10 +3918,10 @@ fn get_json(url: &str, path: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
-#[test]
-fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
-    let d = Dir::new("console-api");
-    let out = simulate_small(&d, "s", 31);
+/// `small` seed 31 simulated into `d` and analysed with `--timeline`;
+/// returns the simulation's folder and the report's path.
+fn small_report_with_timelines(d: &Dir) -> (PathBuf, PathBuf) {
+    let out = simulate_small(d, "s", 31);
     let report = d.path("report.json");
     ok(&[
         "analyze",
@@ -3957,6 +3937,13 @@ fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
         "--out",
         report.to_str().unwrap(),
     ]);
+    (out, report)
+}
+
+#[test]
+fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
+    let d = Dir::new("console-api");
+    let (_, report) = small_report_with_timelines(&d);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (mut c, url) = start_console(&report, &[]);
@@ -4102,22 +4089,7 @@ fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
 #[test]
 fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
     let d = Dir::new("console-browser");
-    let out = simulate_small(&d, "s", 31);
-    let report = d.path("report.json");
-    ok(&[
-        "analyze",
-        out.join("events.jsonl.gz").to_str().unwrap(),
-        "--accounts",
-        out.join("accounts.jsonl").to_str().unwrap(),
-        "--models",
-        out.join("models.jsonl").to_str().unwrap(),
-        "--timeline",
-        "--format",
-        "json",
-        "--quiet",
-        "--out",
-        report.to_str().unwrap(),
-    ]);
+    let (out, report) = small_report_with_timelines(&d);
     let log = out.join("events.jsonl.gz");
     let (mut c, url) = start_console(&report, &["--events", log.to_str().unwrap()]);
     let u = url.trim_end_matches('/');

@@ -106,8 +106,14 @@ impl ListQuery {
     }
 }
 
-/// One page of a list.
-fn page(total: usize, offset: usize, limit: usize, items: Vec<Value>) -> Value {
+/// One page of sorted rows (reversed first when descending).
+fn page<T>(mut rows: Vec<&T>, desc: bool, q: &ListQuery, row: fn(&T) -> Value) -> Value {
+    if desc {
+        rows.reverse();
+    }
+    let (offset, limit) = q.page();
+    let total = rows.len();
+    let items: Vec<Value> = rows.into_iter().skip(offset).take(limit).map(row).collect();
     json!({"total": total, "offset": offset, "limit": limit, "items": items})
 }
 
@@ -166,7 +172,13 @@ fn key_row(k: &KeyReport) -> Value {
 /// members that carry each.
 fn shared_of(c: &CampaignReport) -> Vec<(String, String, Vec<usize>, u64, u64)> {
     let mut out = Vec::new();
-    for (field, kind_of) in [("indicators", None), ("templates", Some("template"))] {
+    // Client stacks (ASN, user agent, TLS fingerprint) describe a campaign
+    // but never link it, so they carry no members: findable, not drawn.
+    for (field, kind_of) in [
+        ("indicators", None),
+        ("templates", Some("template")),
+        ("clients", Some("client")),
+    ] {
         for v in c
             .extra
             .get(field)
@@ -443,18 +455,7 @@ impl Index {
             "id" => rows.sort_by(|a, b| a.account_id.cmp(&b.account_id)),
             s => return Err(QueryError::Sort(s.to_string(), "risk, flagged_at, id")),
         }
-        if desc {
-            rows.reverse();
-        }
-        let (offset, limit) = q.page();
-        let total = rows.len();
-        let items = rows
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(account_row)
-            .collect();
-        Ok(page(total, offset, limit, items))
+        Ok(page(rows, desc, q, account_row))
     }
 
     /// Campaigns, filtered, sorted and paginated.
@@ -511,18 +512,7 @@ impl Index {
                 ));
             }
         }
-        if desc {
-            rows.reverse();
-        }
-        let (offset, limit) = q.page();
-        let total = rows.len();
-        let items = rows
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(campaign_row)
-            .collect();
-        Ok(page(total, offset, limit, items))
+        Ok(page(rows, desc, q, campaign_row))
     }
 
     /// Keys, filtered, sorted and paginated.
@@ -553,18 +543,7 @@ impl Index {
             "id" => rows.sort_by(|a, b| a.key_id.cmp(&b.key_id)),
             s => return Err(QueryError::Sort(s.to_string(), "risk, requests, id")),
         }
-        if desc {
-            rows.reverse();
-        }
-        let (offset, limit) = q.page();
-        let total = rows.len();
-        let items = rows
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(key_row)
-            .collect();
-        Ok(page(total, offset, limit, items))
+        Ok(page(rows, desc, q, key_row))
     }
 
     /// One account's page: its report, keys, campaign and timeline.
@@ -801,6 +780,10 @@ mod tests {
         let mut extra = serde_json::Map::new();
         extra.insert("requests".into(), 40.into());
         extra.insert(
+            "clients".into(),
+            json!([{"value": "AS64500 · python-httpx/0.27 · t13d", "campaign_accounts": 2}]),
+        );
+        extra.insert(
             "indicators".into(),
             json!([{"kind": "payment", "value": "pm_ring", "campaign_accounts": 2, "all_accounts": 2, "members": [0, 1]},
                    {"kind": "ip_prefix", "value": "10.9.8.0/24", "campaign_accounts": 1, "all_accounts": 9, "members": [1, 7]}]),
@@ -948,5 +931,9 @@ mod tests {
         assert_eq!(k["account"]["account_id"], "b");
         let s = ix.search("pm_ring");
         assert_eq!(s["indicators"][0]["campaign_id"], "camp_x");
+        // A client stack's ASN finds its campaign.
+        let s = ix.search("as64500");
+        assert_eq!(s["indicators"][0]["kind"], "client");
+        assert_eq!(s["campaigns"]["items"][0]["campaign_id"], "camp_x");
     }
 }

@@ -686,3 +686,223 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use distillguard_core::report::{AccountReport, CampaignReport, Verdict};
+    use tower::ServiceExt;
+
+    /// The gateway's side, recorded: what the console asked of it.
+    #[derive(Default)]
+    struct Recorder {
+        acted: Mutex<Vec<(Action, String)>>,
+    }
+
+    impl Live for Recorder {
+        fn snapshot(&self) -> Report {
+            let acct = |id: &str| AccountReport {
+                account_id: id.into(),
+                risk: 0.99,
+                verdict: Verdict::Block,
+                flagged_at: None,
+                reasons: Vec::new(),
+                campaign_id: Some("camp_r".into()),
+                samples: Vec::new(),
+                timeline: None,
+            };
+            Report {
+                version: 1,
+                stats: serde_json::Map::new(),
+                accounts: vec![acct("m1"), acct("m2"), acct("m3")],
+                campaigns: vec![CampaignReport {
+                    campaign_id: "camp_r".into(),
+                    accounts: vec!["m1".into(), "m2".into(), "m3".into()],
+                    detected_at: None,
+                    score: None,
+                    extra: serde_json::Map::new(),
+                }],
+                keys: Vec::new(),
+            }
+        }
+        fn login(&self, token: &str) -> Option<String> {
+            (token == "sesame").then(|| "admin:test".to_string())
+        }
+        fn act(&self, action: &Action, actor: &str) -> Result<Value, String> {
+            self.acted
+                .lock()
+                .map_err(|_| "poisoned".to_string())?
+                .push((action.clone(), actor.to_string()));
+            Ok(json!({"ok": true}))
+        }
+        fn audit(&self, _limit: usize) -> Result<Value, String> {
+            Ok(json!({"entries": []}))
+        }
+        fn health(&self) -> Value {
+            json!({"detector": "up"})
+        }
+        fn decision(&self, _target: &str, _id: &str) -> Value {
+            json!({"in_force": "allow"})
+        }
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let head = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            head,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn live_actions_need_a_session_and_its_csrf_token_and_a_campaign_block_its_count() {
+        let rec = Arc::new(Recorder::default());
+        let app = router(Arc::new(Console::live(rec.clone())));
+        // Nothing without a session.
+        let (s, _, _) = call(&app, "GET", "/api/overview", "", &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _, _) = call(&app, "POST", "/api/login", r#"{"token":"wrong"}"#, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, head, v) = call(&app, "POST", "/api/login", r#"{"token":"sesame"}"#, &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        let set = head.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_string();
+        let csrf = v["csrf"].as_str().unwrap().to_string();
+        assert_eq!(csrf.len(), 64);
+        let (s, _, v) = call(&app, "GET", "/api/overview", "", &[("cookie", &cookie)]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["health"]["detector"], "up");
+        // An action: without the token, with a wrong one, without a reason.
+        let block = r#"{"target":"account","id":"m1","decision":"block","reason":"ring"}"#;
+        let (s, _, _) = call(&app, "POST", "/api/actions", block, &[("cookie", &cookie)]).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            "/api/actions",
+            block,
+            &[("cookie", &cookie), ("x-csrf-token", "0")],
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let ok_headers = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            "/api/actions",
+            r#"{"target":"account","id":"m1","decision":"block","reason":" "}"#,
+            &ok_headers,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().starts_with("reason"), "{v}");
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            "/api/actions",
+            r#"{"target":"team","id":"m1","decision":"block","reason":"r"}"#,
+            &ok_headers,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().starts_with("target"), "{v}");
+        assert!(rec.acted.lock().unwrap().is_empty());
+        let (s, _, _) = call(&app, "POST", "/api/actions", block, &ok_headers).await;
+        assert_eq!(s, StatusCode::OK);
+        // A campaign block with a stale count is refused; the right count
+        // blocks every member, each with the campaign and the reason.
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            "/api/campaigns/camp_r/block",
+            r#"{"reason":"ring","confirm_count":2}"#,
+            &ok_headers,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            "/api/campaigns/camp_r/block",
+            r#"{"reason":"ring","confirm_count":3}"#,
+            &ok_headers,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["blocked"], 3);
+        let acted = rec.acted.lock().unwrap().clone();
+        assert_eq!(acted.len(), 4);
+        assert!(acted.iter().all(|(_, who)| who == "admin:test"));
+        let members: Vec<&str> = acted[1..].iter().map(|(a, _)| a.id.as_str()).collect();
+        assert_eq!(members, ["m1", "m2", "m3"]);
+        assert!(
+            acted[1..]
+                .iter()
+                .all(|(a, _)| a.reason == "campaign camp_r: ring")
+        );
+        // After logout the session is gone.
+        let (s, _, _) = call(&app, "POST", "/api/logout", "", &ok_headers).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = call(&app, "GET", "/api/overview", "", &[("cookie", &cookie)]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn an_offline_console_reads_without_login_and_never_acts() {
+        let app = router(Arc::new(Console::offline(
+            Recorder::default().snapshot(),
+            "r",
+        )));
+        let (s, _, v) = call(&app, "GET", "/api/session", "", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["mode"], "offline");
+        let (s, _, _) = call(&app, "GET", "/api/campaigns/camp_r", "", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = call(&app, "POST", "/api/login", r#"{"token":"sesame"}"#, &[]).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            "/api/campaigns/camp_r/block",
+            r#"{"reason":"r","confirm_count":3}"#,
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, head, _) = call(&app, "GET", "/", "", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            head.get(header::CONTENT_SECURITY_POLICY)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+    }
+}
