@@ -313,6 +313,7 @@ pub(crate) struct Options {
     /// monitor / throttle / block / min_requests.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Write the report here instead of standard output.
@@ -341,6 +342,7 @@ pub(crate) struct Options {
     /// lines is malformed: a log of another format, or a broken export.
     #[arg(long, default_value_t = 0.1, value_parser = share)]
     pub max_malformed: f64,
+    /// No progress or summary on standard error.
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]

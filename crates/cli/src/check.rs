@@ -34,6 +34,7 @@ pub(crate) struct CheckArgs {
     /// Event logs (`.jsonl`, `.jsonl.gz`, or `-` for standard input).
     #[arg(required = true)]
     input: Vec<PathBuf>,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Stop at the first malformed line (exit code 2).
@@ -42,6 +43,7 @@ pub(crate) struct CheckArgs {
     /// Malformed lines listed on standard error (the rest are counted).
     #[arg(long, default_value_t = 20)]
     max_errors: usize,
+    /// No progress or summary on standard error.
     #[arg(long, short)]
     quiet: bool,
 }

@@ -26,6 +26,7 @@ pub(crate) struct EvalArgs {
     /// accounts.jsonl beside the truth file, if present).
     #[arg(long)]
     accounts: Option<PathBuf>,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Stop at the first malformed line (exit code 2).

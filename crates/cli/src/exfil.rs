@@ -43,6 +43,7 @@ struct AnalyzeArgs {
     /// auto (decided per line), cloudtrail, gcp or generic.
     #[arg(long, default_value = "auto", value_parser = parse_source)]
     source: SourceFormat,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Write the report here instead of standard output.
@@ -67,6 +68,7 @@ fn parse_source(s: &str) -> Result<SourceFormat, String> {
 
 #[derive(Args)]
 struct SimulateArgs {
+    /// Seed of the simulated organisation (the same seed gives the same bytes).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Days of audit log.
@@ -88,6 +90,7 @@ struct EvalArgs {
     /// truth.jsonl of the simulated organisation.
     #[arg(long)]
     truth: PathBuf,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }

@@ -195,8 +195,10 @@ pub(crate) struct FitArgs {
     /// what drove them (they set the thresholds).
     #[arg(long, default_value_t = 0)]
     explain: usize,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// No progress or summary on standard error.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -364,8 +366,10 @@ pub(crate) struct LofoArgs {
     /// Seeds (each a full repetition; the table gives the spread).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     seeds: Vec<u64>,
+    /// Size of each randomised world (1.0 = full size).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Honest accounts' false-positive budget that sets the thresholds.
     #[arg(long, default_value_t = 1e-4)]
     fp_budget: f64,
     /// Families to leave out (default: every family).
@@ -375,6 +379,7 @@ pub(crate) struct LofoArgs {
     /// spread over 24 h); default: ../shared/data/external/… when present.
     #[arg(long)]
     glasswally: Option<PathBuf>,
+    /// Prompt corpus of the worlds: `auto` (../shared ShareGPT when present), `embedded`, or a file.
     #[arg(long, default_value = "auto")]
     corpus: String,
     /// Write the full results (JSON) here.
@@ -384,8 +389,10 @@ pub(crate) struct LofoArgs {
     /// this directory, one file per row and seed (for reading misses).
     #[arg(long)]
     dump: Option<PathBuf>,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// No progress or summary on standard error.
     #[arg(long, short)]
     quiet: bool,
 }

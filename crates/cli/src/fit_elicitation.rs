@@ -57,6 +57,7 @@ pub(crate) struct Args {
     /// Also write the evaluation as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }

@@ -27,6 +27,7 @@ pub(crate) struct KeysArgs {
 enum KeysCommand {
     /// Create a key for an account; the key is printed once, never stored.
     Create {
+        /// The account the key belongs to.
         #[arg(long)]
         account: String,
         /// The account's tier (its request limits: see docs/scoreboard.md).
@@ -35,11 +36,13 @@ enum KeysCommand {
     },
     /// List keys (ids, accounts, tiers; never secrets).
     List {
+        /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Revoke a key by its id.
     Revoke {
+        /// The key's id (the part between `dg_` and the secret, or as `keys list` shows it).
         id: String,
         /// Why, for the audit log.
         #[arg(long, default_value = "")]
@@ -51,6 +54,7 @@ enum KeysCommand {
         /// How many entries.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -181,6 +181,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Convert a log in a foreign format into the event log (and truth).
     Import {
+        /// The foreign log's format.
         #[arg(value_enum)]
         format: ImportFormat,
         /// The foreign log (`-` for standard input; gzip is detected).
@@ -199,6 +200,7 @@ enum Command {
     /// Measure the sketches: fingerprint speed on real prompts, and how
     /// template bands are shared across accounts in a labelled log.
     Bench {
+        /// What to measure.
         #[arg(value_enum)]
         target: BenchTarget,
         /// Prompts to fingerprint (default: auto, as for simulate).
@@ -380,4 +382,37 @@ fn init_logs(format: LogFormat, level: tracing::Level) {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is for (`--help`
+    /// with an empty line is a question the user cannot answer).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let said = a
+                    .get_help()
+                    .or(a.get_long_help())
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if said.trim().is_empty() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "distillguard", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
 }

@@ -149,6 +149,7 @@ pub(crate) struct ScenariosArgs {
     seed: u64,
     #[command(flatten)]
     random: RandomArgs,
+    /// Output: `table` for people, `json` for tools.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }

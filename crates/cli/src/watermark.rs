@@ -21,6 +21,7 @@ pub(crate) enum WatermarkCommand {
     /// Create a key file (32 hex digits; keep it secret). Prints the
     /// key's fingerprint, never the key.
     Keygen {
+        /// Where to write the key (readable by its owner only; never over an existing file).
         #[arg(long)]
         out: PathBuf,
         /// Derive the key from a seed instead of the system's randomness
@@ -35,6 +36,7 @@ pub(crate) enum WatermarkCommand {
         /// Text files (`-` for standard input); each file is one text.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -52,8 +54,10 @@ pub(crate) enum WatermarkCommand {
         /// An OpenAI-compatible endpoint to ask (http://host:port).
         #[arg(long)]
         suspect_url: Option<String>,
+        /// The model name to ask the suspect endpoint for.
         #[arg(long, default_value = "suspect")]
         suspect_model: String,
+        /// Tokens per answer at most.
         #[arg(long, default_value_t = 200)]
         max_tokens: usize,
         /// Our watermarked text the suspect is believed to have trained on
@@ -79,6 +83,7 @@ pub(crate) enum WatermarkCommand {
         /// Tokens the teacher trains on.
         #[arg(long, default_value_t = 3_000_000)]
         train_tokens: usize,
+        /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// Also write the plots (SVG) into this directory.
@@ -98,6 +103,7 @@ pub(crate) enum WatermarkCommand {
         /// Tokens of answers the teacher trains on.
         #[arg(long, default_value_t = 3_000_000)]
         train_tokens: usize,
+        /// Tokens per answer at most.
         #[arg(long, default_value_t = 200)]
         max_tokens: usize,
         /// Seed of the sampling randomness.
@@ -131,6 +137,7 @@ pub(crate) struct Params {
     /// Cohorts: derive one key per cohort and test them all (Bonferroni).
     #[arg(long)]
     cohort: Vec<String>,
+    /// Watermark scheme: `kgw` (green lists), `tournament` or `gumbel`.
     #[arg(long, value_enum, default_value = "kgw")]
     scheme: SchemeName,
     /// KGW: green share of the vocabulary.
@@ -142,6 +149,7 @@ pub(crate) struct Params {
     /// Context width h.
     #[arg(long, default_value_t = 1)]
     context: usize,
+    /// How the context seeds the scheme: `left` (the previous h tokens) or `minhash` (the smallest hash among them).
     #[arg(long, value_enum, default_value = "left")]
     seeding: SeedingName,
     /// Min-hash seeding: include the candidate token (self-salting).
