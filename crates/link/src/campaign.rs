@@ -146,7 +146,7 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
         sorted.sort();
         let mut carriers: HashMap<u64, Vec<u32>> = HashMap::new();
         for (pos, (_, i)) in sorted.iter().enumerate() {
-            for k in &l.members[*i as usize].shared {
+            for k in l.members[*i as usize].shared.iter().flat_map(|s| s.iter()) {
                 carriers.entry(*k).or_default().push(pos as u32);
             }
         }

@@ -227,7 +227,8 @@ pub(crate) struct Member {
     /// Keys it was counted on as a suspicious account (at most
     /// [`MEMBER_KEYS`]; not synchrony windows): which of its campaign's
     /// indicators are its own, for the campaign's graph.
-    pub shared: Vec<u64>,
+    /// Boxed: one pointer for the (many) members never counted on a key.
+    pub shared: Option<Box<Vec<u64>>>,
 }
 
 /// Keys remembered per member for the campaign graph.
@@ -579,15 +580,16 @@ impl Linker {
             st.suspicious += 1;
             let m = &mut self.members[idx as usize];
             if k.kind != Kind::Synchrony {
-                if m.shared.len() < MEMBER_KEYS {
-                    m.shared.push(k.key);
+                let shared = m.shared.get_or_insert_with(Box::default);
+                if shared.len() < MEMBER_KEYS {
+                    shared.push(k.key);
                 } else if matches!(
                     k.kind,
                     Kind::Payment | Kind::EmailDomain | Kind::SignupBatch | Kind::SystemPrompt
                 ) {
                     // An operator's own identifiers matter more to the
                     // graph than one more rotating exit.
-                    if let Some(last) = m.shared.last_mut() {
+                    if let Some(last) = shared.last_mut() {
                         *last = k.key;
                     }
                 }
