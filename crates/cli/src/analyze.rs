@@ -647,6 +647,17 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
                 .count(),
             p.display()
         );
+        if matches!(o.format, Format::Json) {
+            let _ = writeln!(
+                io::stderr(),
+                "look at it in a browser: distillguard console {}{}",
+                p.display(),
+                match o.inputs.as_slice() {
+                    [log] if log.as_os_str() != "-" => format!(" --events {}", log.display()),
+                    _ => String::new(),
+                }
+            );
+        }
     }
     if let Some(dir) = &sim_dir {
         let mut line = against_truth(&report, dir)?;

@@ -4227,3 +4227,49 @@ fn blocking_in_the_live_console_stops_the_account_and_lifting_it_serves_it_again
         let _ = c.wait();
     }
 }
+
+#[test]
+fn analyze_with_out_says_what_it_wrote_and_how_to_look_at_it() {
+    let d = Dir::new("analyze-out");
+    let out = simulate_small(&d, "s", 5);
+    let log = out.join("events.jsonl.gz");
+    let report = d.path("r.json");
+    let o = dg(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--format",
+        "json",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty(), "the report went to the file");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let summary = err
+        .lines()
+        .find(|l| l.contains("report written to"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        summary.contains("flagged") && summary.contains("campaigns"),
+        "{summary}"
+    );
+    assert!(
+        err.contains(&format!(
+            "distillguard console {} --events {}",
+            report.display(),
+            log.display()
+        )),
+        "{err}"
+    );
+    // Quiet is quiet.
+    let o = dg(&[
+        "analyze",
+        log.to_str().unwrap(),
+        "--format",
+        "json",
+        "--out",
+        report.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty());
+}
