@@ -442,12 +442,17 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         ),
         InputFormat::Otlp => Parse::Many(distillguard_core::import::otel::parse_line),
         InputFormat::Kong => Parse::One(distillguard_core::import::kong::parse_line),
+        InputFormat::Helicone => Parse::Many(distillguard_core::import::helicone::parse_line),
         InputFormat::Events | InputFormat::OpenaiBatch | InputFormat::AnthropicBatch => {
             Parse::One(distillguard_core::parse_event_line)
         }
     };
     let converted = match o.batch.input_format {
-        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp | InputFormat::Kong => None,
+        InputFormat::Events
+        | InputFormat::Litellm
+        | InputFormat::Otlp
+        | InputFormat::Kong
+        | InputFormat::Helicone => None,
         _ => {
             let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
             if !o.quiet {

@@ -36,6 +36,9 @@ pub(crate) enum InputFormat {
     Otlp,
     /// Kong AI Gateway: its logging plugins' lines with the `ai` object.
     Kong,
+    /// Helicone: its request rows (`HeliconeRequest`), one per line or an
+    /// API answer (`{"data": [...]}`) per line.
+    Helicone,
 }
 
 /// `--litellm-account`.
@@ -179,9 +182,11 @@ fn each_line(
 /// Converts batch files into a temporary event log.
 pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Result<Converted> {
     let kind = match o.input_format {
-        InputFormat::Events | InputFormat::Litellm | InputFormat::Otlp | InputFormat::Kong => {
-            bail!("not a batch format")
-        }
+        InputFormat::Events
+        | InputFormat::Litellm
+        | InputFormat::Otlp
+        | InputFormat::Kong
+        | InputFormat::Helicone => bail!("not a batch format"),
         InputFormat::OpenaiBatch => BatchKind::OpenAi,
         InputFormat::AnthropicBatch => BatchKind::Anthropic,
     };

@@ -3752,6 +3752,80 @@ fn analyze_reads_kong_ai_gateway_logs() {
     assert_flags_the_planted_harvest(&v);
 }
 
+/// A Helicone request row (its `HeliconeRequest` fields, bodies included).
+fn helicone_row(i: usize, user: &str, system: Option<&str>, question: &str) -> serde_json::Value {
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(serde_json::json!({"role": "system", "content": s}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": question}));
+    let at = Timestamp(1_787_113_201_719i64 + i as i64 * 2000);
+    serde_json::json!({
+        "request_id": format!("{i:032x}"),
+        "request_created_at": at.to_string(),
+        "request_body": {"model": "atlas-3", "max_tokens": 1024, "messages": messages},
+        "request_path": "https://oai.helicone.ai/v1/chat/completions",
+        "request_user_id": user,
+        "request_properties": {},
+        "request_model": "atlas-3",
+        "helicone_user": "u-ops",
+        "provider": "OPENAI",
+        "response_status": 200,
+        "response_body": {"id": "r", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Step 1: …"}}]},
+        "delay_ms": 900,
+        "prompt_tokens": 40,
+        "completion_tokens": 300,
+        "country_code": "US",
+    })
+}
+
+/// `analyze --input-format helicone` reads Helicone's request rows, one
+/// per line or as its API's answers (`{"data": [...]}`), and finds the
+/// planted harvest; a row without a user is named with its line and field.
+#[test]
+fn analyze_reads_helicone_request_logs() {
+    let d = Dir::new("helicone");
+    let rows: Vec<serde_json::Value> = planted_rounds()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, (account, system, q))| helicone_row(i, &account, system, &q))
+        .collect();
+    let n = rows.len();
+    // Half as single rows, half as API answers of ten rows.
+    let (single, paged) = rows.split_at(n / 2);
+    let mut lines: Vec<String> = single.iter().map(|r| r.to_string()).collect();
+    for page in paged.chunks(10) {
+        lines.push(serde_json::json!({"data": page, "error": null}).to_string());
+    }
+    lines.insert(
+        3,
+        r#"{"request_id": "x", "request_created_at": "2026-09-01T10:00:00Z", "request_user_id": null}"#
+            .to_string(),
+    );
+    let file = d.path("helicone.jsonl");
+    write(&file, &(lines.join("\n") + "\n"));
+    let out = dg(&[
+        "analyze",
+        "--input-format",
+        "helicone",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("helicone.jsonl:4:") && stderr.contains("request_user_id"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], n, "{}", v["stats"]);
+    assert_eq!(v["stats"]["malformed_lines"], 1);
+    assert_flags_the_planted_harvest(&v);
+}
+
 /// The traffic planted in other gateways' logs, round by round: 8 accounts
 /// harvesting on one step-by-step system prompt (`harvest-0`…`7`), and
 /// honest users now and then. Each item: (account, system prompt, question).

@@ -179,7 +179,7 @@ async fn ingest(
             plain(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "format {format:?}: expected events, litellm, otlp or kong (account= is for litellm)"
+                    "format {format:?}: expected events, litellm, otlp, kong or helicone (account= is for litellm)"
                 ),
             )
         })?;

@@ -4,7 +4,7 @@ events directly.
 
 Each importer turns another tool's records into event-log lines (and truth
 records where the source is labelled), or, for other gateways' logs
-(LiteLLM, OpenTelemetry, Kong), into events line by line ([`Parse`]), so
+(LiteLLM, OpenTelemetry, Kong, Helicone), into events line by line ([`Parse`]), so
 every command, the ingest endpoint and the scoreboard work on them
 unchanged.
 */
@@ -16,6 +16,7 @@ use crate::event::{Dialect, Event, Request, Response};
 
 pub mod batch;
 pub mod glasswally;
+pub mod helicone;
 pub mod kong;
 pub mod litellm;
 pub mod otel;
@@ -30,13 +31,14 @@ pub enum Parse {
 
 impl Parse {
     /// The parser of a log format by name (`events`, `litellm`, `otlp`,
-    /// `kong`); LiteLLM's account from `account`.
+    /// `kong`, `helicone`); LiteLLM's account from `account`.
     pub fn by_name(format: &str, account: litellm::AccountFrom) -> Option<Parse> {
         Some(match format {
             "events" => Parse::One(crate::parse_event_line),
             "litellm" => Parse::One(account.parser()),
             "otlp" => Parse::Many(otel::parse_line),
             "kong" => Parse::One(kong::parse_line),
+            "helicone" => Parse::Many(helicone::parse_line),
             _ => return None,
         })
     }
