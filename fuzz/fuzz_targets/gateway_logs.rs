@@ -1,7 +1,8 @@
-//! Other gateways' log lines (LiteLLM, OpenTelemetry GenAI spans, Kong):
+//! Other gateways' log lines (LiteLLM, OpenTelemetry GenAI spans, Kong,
+//! Helicone):
 //! any bytes give events or a typed error, never a panic.
 #![no_main]
-use distillguard_core::import::{kong, litellm, otel};
+use distillguard_core::import::{helicone, kong, litellm, otel};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,4 +13,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = litellm::parse_line_by_end_user(line);
     let _ = otel::parse_line(line);
     let _ = kong::parse_line(line);
+    let _ = helicone::parse_line(line);
 });
