@@ -50,6 +50,10 @@ pub(crate) fn router(max_batch_bytes: usize) -> Router<Arc<Gateway>> {
             "/v1/events",
             post(ingest).layer(axum::extract::DefaultBodyLimit::max(max_batch_bytes)),
         )
+        .route(
+            "/v1/traces",
+            post(traces).layer(axum::extract::DefaultBodyLimit::max(max_batch_bytes)),
+        )
         .route("/v1/verdicts/{account}", get(verdict_of))
         .route("/v1/auth", any(forward_auth))
         .route("/v1/auth/{*rest}", any(forward_auth))
@@ -189,28 +193,7 @@ async fn ingest(
             "detection is off on this gateway ([detect] enabled = false)",
         ));
     };
-    let gzip = h
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let text = if gzip {
-        let mut out = Vec::new();
-        let read = flate2::read::MultiGzDecoder::new(&body[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out);
-        match read {
-            Ok(_) if out.len() > limit => {
-                return Err(plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the batch inflates to over {limit} bytes (max_batch_bytes)"),
-                ));
-            }
-            Ok(_) => out,
-            Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &format!("gzip: {e}"))),
-        }
-    } else {
-        body.to_vec()
-    };
+    let text = inflate(&h, &body, limit)?;
     let g = Arc::clone(&gw);
     let job = tokio::task::spawn_blocking(move || {
         let Some(detector) = g.detector.as_ref() else {
@@ -276,6 +259,120 @@ async fn ingest(
         axum::Json(json!({"accepted": accepted, "malformed": malformed, "errors": shown})),
     )
         .into_response())
+}
+
+/// The body, inflated when it says gzip, at most `limit` bytes.
+fn inflate(h: &HeaderMap, body: &Bytes, limit: usize) -> Result<Vec<u8>, Refusal> {
+    let gzip = h
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::new();
+    match flate2::read::MultiGzDecoder::new(&body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+    {
+        Ok(_) if out.len() > limit => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the batch inflates to over {limit} bytes (max_batch_bytes)"),
+        )),
+        Ok(_) => Ok(out),
+        Err(e) => Err(plain(StatusCode::BAD_REQUEST, &format!("gzip: {e}"))),
+    }
+}
+
+/// An OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf or JSON,
+/// gzip or not): an application's OpenTelemetry GenAI spans feed the
+/// detector as they happen, as `/v1/events` lines do. Answers as OTLP
+/// wants: 200 with an `ExportTraceServiceResponse` in the request's
+/// encoding, its `partialSuccess` counting the GenAI spans that could not
+/// be read (the first one's error); 400 for a body that is not an export
+/// request at all.
+async fn traces(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let limit = authorize(&gw, &h, true)?.max_batch_bytes.get();
+    if gw.detector.is_none() {
+        return Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "detection is off on this gateway ([detect] enabled = false)",
+        ));
+    }
+    let proto = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-protobuf"));
+    let raw = inflate(&h, &body, limit)?;
+    let g = Arc::clone(&gw);
+    let job = tokio::task::spawn_blocking(move || {
+        use distillguard_core::import::{otel, otlp_proto};
+        let doc = match proto {
+            true => otlp_proto::decode_traces(&raw),
+            false => serde_json::from_slice::<serde_json::Value>(&raw)
+                .map_err(|e| distillguard_core::EventError::Invalid(e.to_string())),
+        }?;
+        let (mut accepted, mut rejected, mut first) = (0u64, 0u64, None::<String>);
+        let mut down = false;
+        otel::each_span(&doc, &mut |r| match r {
+            Ok(e) if !down => match g.detector.as_ref().is_some_and(|d| d.submit_event(e)) {
+                true => accepted += 1,
+                false => down = true,
+            },
+            Ok(_) => {}
+            Err(e) => {
+                rejected += 1;
+                first.get_or_insert_with(|| e.to_string());
+            }
+        })?;
+        Ok::<_, distillguard_core::EventError>((accepted, rejected, first, down))
+    });
+    let (accepted, rejected, first, down) = match job.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                &format!("not an OTLP trace export request: {e}"),
+            ));
+        }
+        Err(_) => {
+            return Err(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the ingest task failed",
+            ));
+        }
+    };
+    gw.metrics.ingested(accepted, rejected);
+    if down {
+        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "detection is down"));
+    }
+    let message = first.unwrap_or_default();
+    Ok(match proto {
+        true => {
+            use distillguard_core::import::otlp_proto::encode;
+            let mut out = Vec::new();
+            if rejected > 0 {
+                let mut partial = Vec::new();
+                encode::uint(1, rejected, &mut partial);
+                encode::bytes(2, message.as_bytes(), &mut partial);
+                encode::bytes(1, &partial, &mut out);
+            }
+            ([(header::CONTENT_TYPE, "application/x-protobuf")], out).into_response()
+        }
+        false => {
+            let v = match rejected {
+                0 => json!({}),
+                n => {
+                    json!({"partialSuccess": {"rejectedSpans": n.to_string(), "errorMessage": message}})
+                }
+            };
+            axum::Json(v).into_response()
+        }
+    })
 }
 
 /// Where a verdict came from.

@@ -166,6 +166,139 @@ async fn posted_events_reach_the_detector_and_bad_lines_are_named() {
     );
 }
 
+/// An OTLP/HTTP protobuf export request: GenAI chat spans of `accounts`
+/// (one each), and a span of the `bad` account without a user.
+fn otlp_protobuf(accounts: &[&str], bad: bool) -> Vec<u8> {
+    use distillguard_core::import::otlp_proto::encode::*;
+    let mut scope = Vec::new();
+    let mut spans: Vec<(Option<&str>, u64)> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (Some(*a), i as u64))
+        .collect();
+    if bad {
+        spans.push((None, 99));
+    }
+    for (user, i) in spans {
+        let mut span = Vec::new();
+        bytes(2, &i.to_be_bytes(), &mut span);
+        bytes(5, b"chat atlas-3", &mut span);
+        fixed64(7, 1_764_590_400_000_000_000 + i * 1_000_000_000, &mut span);
+        fixed64(8, 1_764_590_401_000_000_000 + i * 1_000_000_000, &mut span);
+        bytes(9, &kv_str("gen_ai.operation.name", "chat"), &mut span);
+        bytes(9, &kv_str("gen_ai.request.model", "atlas-3"), &mut span);
+        bytes(9, &kv_int("gen_ai.usage.output_tokens", 500), &mut span);
+        if let Some(u) = user {
+            bytes(9, &kv_str("user.id", u), &mut span);
+        }
+        bytes(2, &span, &mut scope);
+    }
+    let mut rs = Vec::new();
+    bytes(2, &scope, &mut rs);
+    let mut req = Vec::new();
+    bytes(1, &rs, &mut req);
+    req
+}
+
+/// A raw POST whose answer body is kept as bytes (a protobuf answer).
+async fn post_raw(addr: &str, path: &str, body: &[u8], header: &str) -> (u16, String, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..at]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, resp[at + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn an_otlp_receiver_feeds_the_detector_from_protobuf_and_json_exports() {
+    let (gw, _) = gateway("otlp", "").await;
+    let proto = format!("{}Content-Type: application/x-protobuf\r\n", token());
+    // The token is required.
+    let body = otlp_protobuf(&["acct_p1", "acct_p2"], false);
+    let (st, _, _) = post_raw(
+        &gw,
+        "/v1/traces",
+        &body,
+        "Content-Type: application/x-protobuf\r\n",
+    )
+    .await;
+    assert_eq!(st, 401);
+    // Protobuf: an empty ExportTraceServiceResponse, in protobuf.
+    let (st, head, answer) = post_raw(&gw, "/v1/traces", &body, &proto).await;
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    assert!(answer.is_empty(), "{answer:?}");
+    // A span without a user: the others are kept, the answer's partial
+    // success counts it (field 1 { rejected_spans = 1, error_message }).
+    let (st, _, answer) = post_raw(
+        &gw,
+        "/v1/traces",
+        &otlp_protobuf(&["acct_p3"], true),
+        &proto,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(answer[0], 0x0a, "field 1, length-delimited: {answer:?}");
+    let inner = if answer[1] & 0x80 != 0 { 3 } else { 2 };
+    assert_eq!(
+        &answer[inner..inner + 2],
+        &[0x08, 0x01],
+        "rejected_spans = 1: {answer:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&answer).contains("user"),
+        "{answer:?}"
+    );
+    // Gzip.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&otlp_protobuf(&["acct_p4"], false)).unwrap();
+    let h = format!("{proto}Content-Encoding: gzip\r\n");
+    assert_eq!(
+        post_raw(&gw, "/v1/traces", &gz.finish().unwrap(), &h)
+            .await
+            .0,
+        200
+    );
+    // JSON, with a span without a user: partialSuccess in JSON.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+        {"startTimeUnixNano":"1764590400000000000","attributes":[{"key":"gen_ai.request.model","value":{"stringValue":"atlas-3"}},{"key":"user.id","value":{"stringValue":"acct_j1"}}]},
+        {"startTimeUnixNano":"1764590400000000000","attributes":[{"key":"gen_ai.request.model","value":{"stringValue":"atlas-3"}}]}]}]}]}"#
+        .replace('\n', "");
+    let h = format!("{}Content-Type: application/json\r\n", token());
+    let (st, b) = post_bytes(&gw, "/v1/traces", json.as_bytes(), &h).await;
+    assert_eq!(st, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{b}");
+    // Not an export request at all: 400, named.
+    let (st, _, answer) = post_raw(&gw, "/v1/traces", &[0x0b, 0x00], &proto).await;
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&answer).contains("OTLP"));
+    // The detector scored every good span: blocked at thresholds 0.
+    for account in ["acct_p1", "acct_p2", "acct_p3", "acct_p4", "acct_j1"] {
+        let mut seen = serde_json::Value::Null;
+        for _ in 0..100 {
+            seen = verdict(&gw, account).await;
+            if seen["verdict"] == "block" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen["verdict"], "block", "{account}: {seen}");
+    }
+}
+
 #[tokio::test]
 async fn forward_auth_denies_blocked_throttles_throttled_and_allows_the_rest() {
     let (gw, key) = gateway("auth", "").await;

@@ -20,6 +20,7 @@ pub mod helicone;
 pub mod kong;
 pub mod litellm;
 pub mod otel;
+pub mod otlp_proto;
 
 /// How a line of a log becomes events: one a line, or several (an
 /// OpenTelemetry export request holds many spans).

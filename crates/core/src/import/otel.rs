@@ -202,11 +202,44 @@ fn is_genai(a: &Map<String, Value>) -> bool {
 /// read makes the line bad, named by its span.
 pub fn parse_line(line: &str) -> Result<Vec<Event>, EventError> {
     let doc: Value = crate::json::parse_at(line, None)?;
+    parse_value(&doc)
+}
+
+/// The GenAI spans of an export request in its OTLP/JSON shape; the first
+/// bad span is the error.
+pub fn parse_value(doc: &Value) -> Result<Vec<Event>, EventError> {
+    let mut out = Vec::new();
+    let mut first_bad = None;
+    each_span(doc, &mut |r| match r {
+        Ok(e) => out.push(e),
+        Err(e) => {
+            first_bad.get_or_insert(e);
+        }
+    })?;
+    match first_bad {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The GenAI spans of an OTLP protobuf `ExportTraceServiceRequest`
+/// ([`super::otlp_proto`]); the first bad span is the error.
+pub fn parse_protobuf(b: &[u8]) -> Result<Vec<Event>, EventError> {
+    parse_value(&super::otlp_proto::decode_traces(b)?)
+}
+
+/// Every GenAI span of an export request (JSON shape), each an event or
+/// its located error: a live receiver keeps the good spans of a request
+/// and counts the others. Fails only when the request has no
+/// `resourceSpans`.
+pub fn each_span(
+    doc: &Value,
+    f: &mut dyn FnMut(Result<Event, EventError>),
+) -> Result<(), EventError> {
     let resources = doc
         .get("resourceSpans")
         .and_then(Value::as_array)
         .ok_or(EventError::Missing("resourceSpans"))?;
-    let mut out = Vec::new();
     for (ri, rs) in resources.iter().enumerate() {
         let resource = attributes(rs.get("resource").and_then(|r| r.get("attributes")));
         let scopes = rs.get("scopeSpans").and_then(Value::as_array);
@@ -218,7 +251,7 @@ pub fn parse_line(line: &str) -> Result<Vec<Event>, EventError> {
                     continue;
                 }
                 let place = format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
-                out.push(span_event(span, &a, &resource).map_err(|e| match e {
+                f(span_event(span, &a, &resource).map_err(|e| match e {
                     EventError::Field { path, reason } => EventError::Field {
                         path: format!("{place}.{path}"),
                         reason,
@@ -228,11 +261,11 @@ pub fn parse_line(line: &str) -> Result<Vec<Event>, EventError> {
                         reason: "missing".into(),
                     },
                     other => other,
-                })?);
+                }));
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn span_event(
