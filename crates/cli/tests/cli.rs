@@ -4347,3 +4347,73 @@ fn analyze_with_out_says_what_it_wrote_and_how_to_look_at_it() {
     ]);
     assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty());
 }
+
+/// The official OpenTelemetry Python SDK and its OTLP/HTTP (protobuf)
+/// exporter, pinned as `.ci/run` installs them.
+const OTEL_PACKAGES: [&str; 2] = [
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
+];
+
+/// Spans exported by the real OpenTelemetry SDK reach the detector through
+/// the gateway's `/v1/traces`: the account is scored (blocked at zero
+/// thresholds) and the receiver counted every GenAI span, the one without
+/// a user as malformed.
+#[test]
+fn the_opentelemetry_sdk_exports_genai_spans_into_the_detector() {
+    let venv = venv_with(
+        "otel-venv",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        &OTEL_PACKAGES,
+    );
+    let d = Dir::new("otel-sdk");
+    let token = "dgint_otel-test";
+    let (mut mock, up) = start_mock(&[]);
+    let cfg = gateway_config(
+        &d,
+        "gw.toml",
+        &up,
+        &["openai"],
+        &format!(
+            "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n\
+             [detect]\nthresholds = {{ monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }}\n",
+            distillguard_storage::sha256_hex(token)
+        ),
+    );
+    let (mut gw, urls) = start_gateway_urls(&cfg, 2);
+    let internal = urls[1].clone();
+    let out = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/otel_export.py"))
+        .env("ENDPOINT", format!("{internal}/v1/traces"))
+        .env("TOKEN", token)
+        .env("ACCOUNT", "acct_otel")
+        .env("N", "12")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok 12",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = http("GET", &internal, "/v1/verdicts/acct_otel", "", &auth).1;
+        if seen.contains("\"block\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen.contains("\"verdict\":\"block\""), "{seen}");
+    let metrics = http("GET", &internal, "/metrics", "", "").1;
+    assert!(
+        metrics.contains("distillguard_ingested_total{line=\"accepted\"} 12")
+            && metrics.contains("distillguard_ingested_total{line=\"malformed\"} 1"),
+        "{metrics}"
+    );
+    for c in [&mut gw, &mut mock] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
