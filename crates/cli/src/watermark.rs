@@ -358,6 +358,20 @@ fn keygen(out: &Path, seed: Option<u64>) -> Result<ExitCode> {
 
 fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<ExitCode> {
     let schemes = params.schemes()?;
+    // With cohorts, each key is named by its cohort, and the best-fitting
+    // cohort is named with the corrected p-value: a leak narrowed to the
+    // accounts that saw that cohort's key.
+    let names: Vec<Option<&str>> = match params.cohort.is_empty() {
+        true => vec![None; schemes.len()],
+        false => params.cohort.iter().map(|c| Some(c.as_str())).collect(),
+    };
+    let best_of = |scores: &[distillguard_watermark::detect::Score]| {
+        scores
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.p_value.total_cmp(&b.1.p_value))
+            .map(|(i, _)| i)
+    };
     let tok = Tokenizer::cl100k()?;
     let mut rows = Vec::new();
     for f in files {
@@ -380,11 +394,14 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(file, scores, corrected)| {
+                    let best = best_of(scores);
                     serde_json::json!({
                         "file": file,
                         "p_value": corrected,
-                        "correction": if scores.len() > 1 { "bonferroni over keys" } else { "none (one key)" },
-                        "keys": scores.iter().map(|s| serde_json::json!({
+                        "correction": if scores.len() > 1 { format!("bonferroni over {} keys", scores.len()) } else { "none (one key)".to_string() },
+                        "best_cohort": best.and_then(|i| names.get(i).copied().flatten()),
+                        "keys": scores.iter().zip(&names).map(|(s, cohort)| serde_json::json!({
+                            "cohort": cohort,
                             "scheme": s.scheme,
                             "key_fingerprint": s.key_fingerprint,
                             "tokens_seen": s.tokens_seen,
@@ -406,10 +423,14 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
                 "file", "seen", "scored", "p-value"
             )?;
             for (file, scores, corrected) in &rows {
-                let best = scores
-                    .iter()
-                    .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
-                    .map(|s| (s.tokens_seen, s.tokens_scored, s.key_fingerprint.clone()));
+                let best = best_of(scores).map(|i| {
+                    let s = &scores[i];
+                    let label = names[i].map_or_else(
+                        || s.key_fingerprint.clone(),
+                        |c| format!("cohort {c} ({})", s.key_fingerprint),
+                    );
+                    (s.tokens_seen, s.tokens_scored, label)
+                });
                 if let Some((seen, scored, fp)) = best {
                     writeln!(
                         out,

@@ -1484,7 +1484,8 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     ]))
     .unwrap();
     assert_eq!(c[0]["keys"].as_array().unwrap().len(), 2);
-    assert_eq!(c[0]["correction"], "bonferroni over keys");
+    assert_eq!(c[0]["correction"], "bonferroni over 2 keys");
+    assert_eq!(c[0]["keys"][0]["cohort"], "a");
     // A bad key file names the problem.
     let bad = d.path("bad.key");
     write(&bad, "not a key\n");
@@ -4416,4 +4417,87 @@ fn the_opentelemetry_sdk_exports_genai_spans_into_the_detector() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// Issue 19's cohort experiment, small: answers watermarked with one
+/// cohort's key (each cohort of accounts is served under its own derived
+/// key) are traced back to that cohort among 64, at a Bonferroni-corrected
+/// p ≤ 1e-6; a person's text names no cohort at any level of note.
+#[test]
+fn a_leak_is_traced_to_its_cohort_out_of_64() {
+    let d = Dir::new("cohorts");
+    let key = d.path("k.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--seed",
+        "19",
+    ]);
+    let prompts = d.path("prompts.txt");
+    write(
+        &prompts,
+        "How do vaccines work?\nWhy is the sky blue?\nExplain how a hash table handles collisions.\nWhat causes inflation?\nHow does TCP differ from UDP?\nWhy do we have seasons?\n",
+    );
+    let answers = d.path("answers.jsonl");
+    ok(&[
+        "watermark",
+        "generate",
+        "--key",
+        key.to_str().unwrap(),
+        "--cohort",
+        "cohort-17",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        "200",
+        "--out",
+        answers.to_str().unwrap(),
+    ]);
+    let mut files = Vec::new();
+    for (i, l) in std::fs::read_to_string(&answers)
+        .unwrap()
+        .lines()
+        .enumerate()
+    {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let f = d.path(&format!("leak-{i}.txt"));
+        write(&f, v["text"].as_str().unwrap());
+        files.push(f);
+    }
+    let human = d.path("human.txt");
+    write(
+        &human,
+        "Seasons come from the tilt of the Earth's axis, about 23 degrees. As the Earth goes around the Sun, each hemisphere leans towards it for half the year and away for the other half, so the days are longer and the light more direct in summer. Distance to the Sun barely matters: the Earth is closest in January.",
+    );
+    let cohorts: Vec<String> = (0..64).map(|i| format!("cohort-{i}")).collect();
+    let mut args: Vec<&str> = vec![
+        "watermark",
+        "detect",
+        "--key",
+        key.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    for c in &cohorts {
+        args.extend(["--cohort", c.as_str()]);
+    }
+    for f in &files {
+        args.push(f.to_str().unwrap());
+    }
+    args.push(human.to_str().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), files.len() + 1);
+    for r in &rows[..files.len()] {
+        assert_eq!(r["best_cohort"], "cohort-17", "{r}");
+        assert!(r["p_value"].as_f64().unwrap() <= 1e-6, "{r}");
+        assert_eq!(r["correction"], "bonferroni over 64 keys");
+        assert_eq!(r["keys"].as_array().unwrap().len(), 64);
+    }
+    let h = &rows[files.len()];
+    assert!(h["p_value"].as_f64().unwrap() > 1e-3, "{h}");
 }
