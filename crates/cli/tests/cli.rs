@@ -3687,15 +3687,21 @@ fn analyze_reads_opentelemetry_genai_spans() {
     assert_eq!(v["stats"]["malformed_lines"], 1);
 }
 
-/// A Kong AI Gateway log line (file-log, AI Proxy with payload logging),
-/// in the shape of Kong's documented sample.
-fn kong_line(i: usize, consumer: &str, system: Option<&str>, question: &str) -> String {
+/// The Chat Completions body of one planted call (other gateways' logs
+/// keep it).
+fn planted_request(system: Option<&str>, question: &str) -> serde_json::Value {
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(serde_json::json!({"role": "system", "content": s}));
     }
     messages.push(serde_json::json!({"role": "user", "content": question}));
-    let request = serde_json::json!({"model": "atlas-3", "max_tokens": 1024, "messages": messages});
+    serde_json::json!({"model": "atlas-3", "max_tokens": 1024, "messages": messages})
+}
+
+/// A Kong AI Gateway log line (file-log, AI Proxy with payload logging),
+/// in the shape of Kong's documented sample.
+fn kong_line(i: usize, consumer: &str, system: Option<&str>, question: &str) -> String {
+    let request = planted_request(system, question);
     serde_json::json!({
         "started_at": 1_787_113_201_719i64 + i as i64 * 2000,
         "client_ip": "198.51.100.20",
@@ -3755,16 +3761,11 @@ fn analyze_reads_kong_ai_gateway_logs() {
 
 /// A Helicone request row (its `HeliconeRequest` fields, bodies included).
 fn helicone_row(i: usize, user: &str, system: Option<&str>, question: &str) -> serde_json::Value {
-    let mut messages = Vec::new();
-    if let Some(s) = system {
-        messages.push(serde_json::json!({"role": "system", "content": s}));
-    }
-    messages.push(serde_json::json!({"role": "user", "content": question}));
     let at = Timestamp(1_787_113_201_719i64 + i as i64 * 2000);
     serde_json::json!({
         "request_id": format!("{i:032x}"),
         "request_created_at": at.to_string(),
-        "request_body": {"model": "atlas-3", "max_tokens": 1024, "messages": messages},
+        "request_body": planted_request(system, question),
         "request_path": "https://oai.helicone.ai/v1/chat/completions",
         "request_user_id": user,
         "request_properties": {},

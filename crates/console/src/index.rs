@@ -28,6 +28,8 @@ pub struct Index {
     keys_of: HashMap<String, Vec<usize>>,
     /// Indicator or template value (lowercase) → accounts carrying it.
     carriers: HashMap<String, Vec<usize>>,
+    /// Per campaign (in report order), its indicators and templates.
+    shared: Vec<Vec<Shared>>,
     overview: Value,
     /// Per campaign, ten-minute windows from the event log (`--events`).
     activity: HashMap<String, Vec<crate::activity::Window>>,
@@ -168,9 +170,19 @@ fn key_row(k: &KeyReport) -> Value {
     })
 }
 
+/// One indicator or template of a campaign.
+struct Shared {
+    kind: String,
+    value: String,
+    /// Positions in the campaign's `accounts` of the members carrying it.
+    members: Vec<usize>,
+    campaign_accounts: u64,
+    all_accounts: u64,
+}
+
 /// Indicators and templates of a campaign with the positions of the
-/// members that carry each.
-fn shared_of(c: &CampaignReport) -> Vec<(String, String, Vec<usize>, u64, u64)> {
+/// members that carry each (read once, when the report is indexed).
+fn shared_of(c: &CampaignReport) -> Vec<Shared> {
     let mut out = Vec::new();
     // Client stacks (ASN, user agent, TLS fingerprint) describe a campaign
     // but never link it, so they carry no members: findable, not drawn.
@@ -210,7 +222,13 @@ fn shared_of(c: &CampaignReport) -> Vec<(String, String, Vec<usize>, u64, u64)> 
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             let all = v.get("all_accounts").and_then(Value::as_u64).unwrap_or(ca);
-            out.push((kind, value, members, ca, all));
+            out.push(Shared {
+                kind,
+                value,
+                members,
+                campaign_accounts: ca,
+                all_accounts: all,
+            });
         }
     }
     out
@@ -240,12 +258,13 @@ impl Index {
         for (i, k) in report.keys.iter().enumerate() {
             keys_of.entry(k.account_id.clone()).or_default().push(i);
         }
+        let shared: Vec<Vec<Shared>> = report.campaigns.iter().map(shared_of).collect();
         let mut carriers: HashMap<String, Vec<usize>> = HashMap::new();
-        for c in &report.campaigns {
-            for (_, value, members, _, _) in shared_of(c) {
-                let e = carriers.entry(value.to_lowercase()).or_default();
+        for (c, sh) in report.campaigns.iter().zip(&shared) {
+            for x in sh {
+                let e = carriers.entry(x.value.to_lowercase()).or_default();
                 e.extend(
-                    members
+                    x.members
                         .iter()
                         .filter_map(|&m| c.accounts.get(m))
                         .filter_map(|id| accounts.get(id).copied()),
@@ -264,6 +283,7 @@ impl Index {
             keys,
             keys_of,
             carriers,
+            shared,
             overview: Value::Null,
             activity: HashMap::new(),
         };
@@ -466,18 +486,20 @@ impl Index {
             .report
             .campaigns
             .iter()
-            .filter(|c| match &text {
+            .zip(&self.shared)
+            .filter(|(c, sh)| match &text {
                 None => true,
                 Some(t) => {
                     c.campaign_id.to_lowercase().contains(t.as_str())
                         || c.accounts
                             .iter()
                             .any(|a| a.to_lowercase().contains(t.as_str()))
-                        || shared_of(c)
+                        || sh
                             .iter()
-                            .any(|s| s.1.to_lowercase().contains(t.as_str()))
+                            .any(|s| s.value.to_lowercase().contains(t.as_str()))
                 }
             })
+            .map(|(c, _)| c)
             .collect();
         let requests = |c: &CampaignReport| u64_field(c, "requests");
         match q.sort.as_deref().unwrap_or("accounts") {
@@ -587,7 +609,8 @@ impl Index {
     /// One campaign's page: members, the graph of shared indicators,
     /// activity over time and hours.
     pub fn campaign(&self, id: &str) -> Option<Value> {
-        let c = &self.report.campaigns[*self.campaigns.get(id)?];
+        let ci = *self.campaigns.get(id)?;
+        let c = &self.report.campaigns[ci];
         let members: Vec<Value> = c
             .accounts
             .iter()
@@ -599,18 +622,25 @@ impl Index {
         // The graph: members and the indicators they share, each
         // indicator with its rarity (of all accounts on it, how many are
         // the campaign's).
-        let mut shared = shared_of(c);
-        let total_shared = shared.len();
+        let all_shared = &self.shared[ci];
+        let total_shared = all_shared.len();
         // The graph shows the indicators that link members, the most
         // shared first; the table below it lists them all.
-        shared.retain(|s| !s.2.is_empty());
-        shared.sort_by(|a, b| b.3.cmp(&a.3).then(b.2.len().cmp(&a.2.len())));
+        let mut shared: Vec<&Shared> = all_shared
+            .iter()
+            .filter(|s| !s.members.is_empty())
+            .collect();
+        shared.sort_by(|a, b| {
+            b.campaign_accounts
+                .cmp(&a.campaign_accounts)
+                .then(b.members.len().cmp(&a.members.len()))
+        });
         shared.truncate(GRAPH_INDICATORS);
         // Members drawn: those that carry the most drawn indicators first
         // (a graph of thousands of dots shows nothing and lays out slowly).
         let mut degree = vec![0u32; c.accounts.len()];
-        for (_, _, carriers, _, _) in &shared {
-            for &m in carriers {
+        for x in &shared {
+            for &m in &x.members {
                 degree[m] += 1;
             }
         }
@@ -628,20 +658,24 @@ impl Index {
                               "verdict": a.map(|a| a.verdict), "risk": a.map(|a| a.risk)}),
             );
         }
-        for (j, (kind, value, carriers, ca, all)) in shared.iter().enumerate() {
-            nodes.push(json!({"id": format!("i{j}"), "kind": kind, "label": value,
+        for (j, x) in shared.iter().enumerate() {
+            let (ca, all) = (x.campaign_accounts, x.all_accounts);
+            nodes.push(
+                json!({"id": format!("i{j}"), "kind": x.kind, "label": x.value,
                               "campaign_accounts": ca, "all_accounts": all,
-                              "rarity": if *all > 0 { *ca as f64 / *all as f64 } else { 1.0 }}));
-            for &m in carriers {
+                              "rarity": if all > 0 { ca as f64 / all as f64 } else { 1.0 }}),
+            );
+            for &m in &x.members {
                 if drawn.binary_search(&m).is_ok() {
                     edges.push(json!([format!("a{m}"), format!("i{j}")]));
                 }
             }
         }
-        let indicators: Vec<Value> = shared_of(c)
-            .into_iter()
-            .map(|(kind, value, _, ca, all)| {
-                json!({"kind": kind, "value": value, "campaign_accounts": ca, "all_accounts": all})
+        let indicators: Vec<Value> = all_shared
+            .iter()
+            .map(|x| {
+                json!({"kind": x.kind, "value": x.value, "campaign_accounts": x.campaign_accounts,
+                       "all_accounts": x.all_accounts})
             })
             .collect();
         // Activity: the members' requests per day and per hour of the day,
@@ -725,13 +759,12 @@ impl Index {
         let t = text.trim().to_lowercase();
         let mut indicators: Vec<Value> = Vec::new();
         if !t.is_empty() {
-            for c in &self.report.campaigns {
-                for (kind, value, _, ca, all) in shared_of(c) {
-                    if indicators.len() < 10 && value.to_lowercase().contains(&t) {
-                        indicators.push(
-                            json!({"kind": kind, "value": value, "campaign_id": c.campaign_id,
-                                               "campaign_accounts": ca, "all_accounts": all}),
-                        );
+            for (c, sh) in self.report.campaigns.iter().zip(&self.shared) {
+                for x in sh {
+                    if indicators.len() < 10 && x.value.to_lowercase().contains(&t) {
+                        indicators.push(json!({"kind": x.kind, "value": x.value,
+                            "campaign_id": c.campaign_id, "campaign_accounts": x.campaign_accounts,
+                            "all_accounts": x.all_accounts}));
                     }
                 }
             }

@@ -866,15 +866,18 @@ impl Engine {
         st.verdict = Some(v);
         if self.timelines {
             let requests = st.profile.requests;
-            let by = if v > st.own_verdict.unwrap_or(Verdict::Allow) {
-                format!("key {}", p.key_id.as_deref().unwrap_or(&p.stream_label))
-            } else {
-                "score".to_string()
-            };
+            // Named only on a change: the per-request path allocates nothing.
+            let by = (v != before).then(|| {
+                if v > st.own_verdict.unwrap_or(Verdict::Allow) {
+                    format!("key {}", p.key_id.as_deref().unwrap_or(&p.stream_label))
+                } else {
+                    "score".to_string()
+                }
+            });
             let t = st.timeline.get_or_insert_with(Box::default);
             t.count(p.ts);
             t.record_risk(p.ts, risk, requests);
-            if v != before {
+            if let Some(by) = by {
                 let mut reasons = self.reasons(&self.state[idx as usize]);
                 reasons.truncate(Timeline::REASONS);
                 if let Some(t) = self.state[idx as usize].timeline.as_mut() {

@@ -53,23 +53,10 @@ fn token() -> String {
     format!("Authorization: Bearer {TOKEN}\r\n")
 }
 
-/// A raw POST of bytes (a gzip body).
+/// A raw POST of bytes (a gzip body); the answer as text.
 async fn post_bytes(addr: &str, path: &str, body: &[u8], header: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        payload.to_string(),
-    )
+    let (status, _, payload) = post_raw(addr, path, body, header).await;
+    (status, String::from_utf8_lossy(&payload).to_string())
 }
 
 async fn verdict(gw: &str, account: &str) -> serde_json::Value {

@@ -114,6 +114,16 @@ def offline(page):
     check(unnamed_controls(page) == [], f"every list control has a name: {unnamed_controls(page)}")
 
 
+def act(page, account, decision, reason):
+    """Takes a decision on an account's page, as an analyst does."""
+    page.goto(url + "#/account/" + account)
+    ready(page, "account")
+    page.select_option("select[name=decision]", decision)
+    page.fill("input[name=reason]", reason)
+    page.click("#act-submit")
+    page.wait_for_selector("#act-result .notice")
+
+
 def live(page):
     page.goto(url)
     page.wait_for_selector("#token")
@@ -126,12 +136,7 @@ def live(page):
     check(page.locator("#health").inner_text().lower().find("detector") >= 0, "detector health shows")
     check(chat_status() == 200, "the account is served before")
     account = os.environ["ACCOUNT"]
-    page.goto(url + "#/account/" + account)
-    ready(page, "account")
-    page.select_option("select[name=decision]", "block")
-    page.fill("input[name=reason]", "console test: harvesting")
-    page.click("#act-submit")
-    page.wait_for_selector("#act-result .notice")
+    act(page, account, "block", "console test: harvesting")
     status = chat_status()
     check(status == 403, f"blocked in the UI: the next request is refused ({status})")
     page.goto(url + "#/audit")
@@ -140,12 +145,7 @@ def live(page):
     check(any("override.set" in r and account in r and "console test" in r for r in audit),
           f"the block is in the audit log ({audit[:3]})")
     page.screenshot(path=f"{shots}/audit.png", full_page=False)
-    page.goto(url + "#/account/" + account)
-    ready(page, "account")
-    page.select_option("select[name=decision]", "clear")
-    page.fill("input[name=reason]", "console test: lifted")
-    page.click("#act-submit")
-    page.wait_for_selector("#act-result .notice")
+    act(page, account, "clear", "console test: lifted")
     status = chat_status()
     check(status == 200, f"lifted in the UI: served again ({status})")
     # An action without the page's CSRF token is refused.

@@ -25,7 +25,7 @@ Mapping (what a row lacks stays empty, never invented):
   address or user agent is in a row.
 */
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::EventError;
 use crate::event::{ClientInfo, Dialect, Event};
@@ -78,24 +78,9 @@ fn row(v: &Value, at: &str) -> Result<Event, EventError> {
         .map(str::to_string);
     let anthropic = text(v, "provider").is_some_and(|p| p.eq_ignore_ascii_case("anthropic"))
         || text(v, "request_path").is_some_and(|p| p.ends_with("/v1/messages"));
-    let mut body = match v.get("request_body") {
-        Some(Value::Object(o)) => o.clone(),
-        Some(Value::String(s)) => match serde_json::from_str(s) {
-            Ok(Value::Object(o)) => o,
-            _ => Map::new(),
-        },
-        _ => Map::new(),
-    };
-    if !body.contains_key("messages") && !body.contains_key("input") {
-        body.insert("messages".into(), Value::Array(Vec::new()));
-    }
-    if !body.contains_key("model")
-        && let Some(m) = &model
-    {
-        body.insert("model".into(), Value::String(m.clone()));
-    }
-    let (dialect, request) = super::request_from_value(
-        &Value::Object(body),
+    let (dialect, request) = super::logged_request(
+        super::logged_body(v.get("request_body")),
+        model.as_deref(),
         anthropic.then_some(Dialect::Anthropic),
         &field("request_body"),
     )?;

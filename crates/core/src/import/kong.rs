@@ -41,15 +41,6 @@ fn u64_at(v: &Value, key: &[&str]) -> Option<u64> {
     key.iter().find_map(|k| v.get(*k).and_then(Value::as_u64))
 }
 
-/// A payload logged as JSON text or as an object.
-fn payload(v: Option<&Value>) -> Option<Value> {
-    match v? {
-        Value::String(s) => serde_json::from_str(s).ok(),
-        o @ Value::Object(_) => Some(o.clone()),
-        _ => None,
-    }
-}
-
 /// The AI plugin's entry of `ai` (the one with `meta`), and its name.
 fn plugin(ai: &Map<String, Value>) -> Option<(&str, &Value)> {
     ai.iter()
@@ -86,30 +77,19 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
     let meta = entry.get("meta").cloned().unwrap_or(Value::Null);
     let model = str_at(&meta, &["request_model"]).map(str::to_string);
     let anthropic = str_at(&meta, &["provider_name"]).is_some_and(|p| p.contains("anthropic"));
-    let body = payload(ai.get("payload").and_then(|p| p.get("request")))
-        .or_else(|| payload(entry.get("payload").and_then(|p| p.get("request"))));
-    let mut body = match body {
-        Some(Value::Object(o)) => o,
-        _ => Map::new(),
-    };
-    if !body.contains_key("messages") && !body.contains_key("input") {
-        body.insert("messages".into(), Value::Array(Vec::new()));
-    }
-    if !body.contains_key("model")
-        && let Some(m) = &model
-    {
-        body.insert("model".into(), Value::String(m.clone()));
-    }
+    let body = super::logged_body(ai.get("payload").and_then(|p| p.get("request")))
+        .or_else(|| super::logged_body(entry.get("payload").and_then(|p| p.get("request"))));
     let hint = anthropic.then_some(Dialect::Anthropic);
     let (dialect, request) =
-        super::request_from_value(&Value::Object(body), hint, "ai.payload.request")?;
-    let mut response = match payload(entry.get("payload").and_then(|p| p.get("response"))) {
-        Some(r @ Value::Object(_)) => Some(super::response_from_value(
-            &r,
-            &format!("ai.{name}.payload.response"),
-        )?),
-        _ => None,
-    };
+        super::logged_request(body, model.as_deref(), hint, "ai.payload.request")?;
+    let mut response =
+        match super::logged_body(entry.get("payload").and_then(|p| p.get("response"))) {
+            Some(r @ Value::Object(_)) => Some(super::response_from_value(
+                &r,
+                &format!("ai.{name}.payload.response"),
+            )?),
+            _ => None,
+        };
     if let Some(usage) = entry.get("usage") {
         let count = |keys: &[&str]| u64_at(usage, keys).and_then(|n| u32::try_from(n).ok());
         super::fill_usage(

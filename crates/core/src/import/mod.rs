@@ -98,6 +98,39 @@ fn request_from_value(
     crate::normalize::normalize_request(&text, hint).map_err(|e| under(at, e))
 }
 
+/// A body a log kept as JSON text or as an object.
+fn logged_body(v: Option<&Value>) -> Option<Value> {
+    match v? {
+        Value::String(s) => serde_json::from_str(s).ok(),
+        o @ Value::Object(_) => Some(o.clone()),
+        _ => None,
+    }
+}
+
+/// A request as a gateway's log kept it (or did not: payload logging off):
+/// what is missing is left empty, except the model the log names beside
+/// it; normalised, errors named under `at`.
+fn logged_request(
+    body: Option<Value>,
+    model: Option<&str>,
+    hint: Option<Dialect>,
+    at: &str,
+) -> Result<(Dialect, Request), EventError> {
+    let mut body = match body {
+        Some(Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    if !body.contains_key("messages") && !body.contains_key("input") {
+        body.insert("messages".into(), Value::Array(Vec::new()));
+    }
+    if !body.contains_key("model")
+        && let Some(m) = model
+    {
+        body.insert("model".into(), Value::String(m.to_string()));
+    }
+    request_from_value(&Value::Object(body), hint, at)
+}
+
 /// A response body given as JSON, normalised; its errors named under `at`.
 fn response_from_value(body: &Value, at: &str) -> Result<Response, EventError> {
     let text = serde_json::to_string(body).map_err(|e| EventError::Invalid(e.to_string()))?;

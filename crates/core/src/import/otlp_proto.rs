@@ -136,23 +136,11 @@ fn any_value(b: &[u8], depth: u32) -> Result<Value, EventError> {
                 out.insert("doubleValue".into(), json!(f64::from_bits(v)));
             }
             (5, Wire::Bytes(s)) => {
-                let mut values = Vec::new();
-                let mut a = Reader::new(s);
-                while let Some((n, w)) = a.field()? {
-                    if let (1, Wire::Bytes(v)) = (n, w) {
-                        values.push(any_value(v, depth + 1)?);
-                    }
-                }
+                let values = repeated(s, |v| any_value(v, depth + 1))?;
                 out.insert("arrayValue".into(), json!({ "values": values }));
             }
             (6, Wire::Bytes(s)) => {
-                let mut values = Vec::new();
-                let mut a = Reader::new(s);
-                while let Some((n, w)) = a.field()? {
-                    if let (1, Wire::Bytes(v)) = (n, w) {
-                        values.push(key_value(v, depth + 1)?);
-                    }
-                }
+                let values = repeated(s, |v| key_value(v, depth + 1))?;
                 out.insert("kvlistValue".into(), json!({ "values": values }));
             }
             (7, Wire::Bytes(s)) => {
@@ -162,6 +150,22 @@ fn any_value(b: &[u8], depth: u32) -> Result<Value, EventError> {
         }
     }
     Ok(Value::Object(out))
+}
+
+/// The repeated message field 1 of `b` (`ArrayValue`, `KeyValueList`),
+/// each read with `read`.
+fn repeated(
+    b: &[u8],
+    mut read: impl FnMut(&[u8]) -> Result<Value, EventError>,
+) -> Result<Vec<Value>, EventError> {
+    let mut r = Reader::new(b);
+    let mut out = Vec::new();
+    while let Some((n, w)) = r.field()? {
+        if let (1, Wire::Bytes(v)) = (n, w) {
+            out.push(read(v)?);
+        }
+    }
+    Ok(out)
 }
 
 /// `KeyValue`.
