@@ -27,6 +27,11 @@ pub(crate) struct ConsoleArgs {
     /// requests and output tokens over time. Read once, at start.
     #[arg(long, value_name = "LOG")]
     events: Vec<PathBuf>,
+    /// A report of `exfil analyze --format json`: its principals and alerts
+    /// are shown beside the campaigns (an Exfiltration page, and counts on
+    /// the overview).
+    #[arg(long, value_name = "REPORT")]
+    exfil: Option<PathBuf>,
 }
 
 /// Reads the campaign members' requests of the logs into windows; a bad
@@ -84,6 +89,11 @@ pub(crate) fn run(a: ConsoleArgs) -> Result<ExitCode> {
         || a.report.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let exfil = a
+        .exfil
+        .as_deref()
+        .map(crate::exfil::load_report)
+        .transpose()?;
     let activity = match a.events.is_empty() {
         true => None,
         false => Some(read_activity(&report, &a.events)?),
@@ -92,6 +102,9 @@ pub(crate) fn run(a: ConsoleArgs) -> Result<ExitCode> {
         distillguard_console::Console::offline(report, name).with_producer(a.producer);
     if let Some(act) = activity {
         console = console.with_activity(act);
+    }
+    if let Some(x) = exfil {
+        console = console.with_exfil(x);
     }
     let console = Arc::new(console);
     let rt = tokio::runtime::Builder::new_multi_thread()

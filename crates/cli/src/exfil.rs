@@ -257,15 +257,20 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval(a: EvalArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.report)
-        .with_context(|| format!("reading {}", a.report.display()))?;
-    let report: Report = serde_json::from_str(&text).with_context(|| {
+/// An `exfil analyze --format json` report from a file.
+pub(crate) fn load_report(path: &std::path::Path) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
         format!(
             "{}: not an exfil analyze --format json report",
-            a.report.display()
+            path.display()
         )
-    })?;
+    })
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let report = load_report(&a.report)?;
     let (truth, bad) = distillguard_core::RecordReader::<Truth>::open(&a.truth)?.read_all(false)?;
     crate::report_bad_lines(&bad, "truth");
     let s = distillguard_exfil::eval::evaluate(&report, &truth);

@@ -34,7 +34,9 @@ mod radioactivity;
 mod simulate;
 mod svg;
 mod watermark;
+mod wm_data;
 mod wm_experiment;
+mod wm_radio;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

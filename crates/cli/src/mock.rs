@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::watermark;
+use crate::wm_data;
 
 pub(crate) fn run(
     listen: &str,
@@ -26,7 +26,7 @@ pub(crate) fn run(
             let key = distillguard_watermark::Key::parse(&text)
                 .with_context(|| format!("key file {}", k.display()))?;
             let tokenizer = distillguard_watermark::tokenizer::Tokenizer::cl100k()?;
-            let teacher = distillguard_teacher::Teacher::train(watermark::answer_tokens(
+            let teacher = distillguard_teacher::Teacher::train(wm_data::answer_tokens(
                 corpus, &tokenizer, 3_000_000,
             )?);
             Source::Teacher {

@@ -211,14 +211,18 @@ pub(crate) fn test(
 }
 
 pub(crate) struct Options {
-    pub scheme: Scheme,
-    pub control: Scheme,
+    /// The keys to test: the key itself, or one per cohort (named).
+    pub schemes: Vec<(Option<String>, Scheme)>,
+    /// Keys that never marked anything: their p-values must look uniform.
+    pub controls: Vec<Scheme>,
     pub prompts: PathBuf,
     pub suspect_outputs: Option<PathBuf>,
     pub suspect_url: Option<String>,
     pub suspect_model: String,
     pub max_tokens: usize,
     pub filter: Option<PathBuf>,
+    /// Tokens each filter window spans.
+    pub filter_context: usize,
     pub out: PathBuf,
     pub params: Value,
 }
@@ -252,7 +256,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
             inputs.push(json!({"role": "filter (our watermarked text)", "path": f.display().to_string(), "sha256": sha256_file(f)?}));
             let t: Vec<Vec<u32>> = texts(f)?.iter().map(|x| tok.encode(x)).collect();
             Some(WindowFilter::from_texts(
-                o.params["context"].as_u64().unwrap_or(1) as usize,
+                o.filter_context,
                 t.iter().map(Vec::as_slice),
             ))
         }
@@ -266,45 +270,120 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         Vec::new()
     };
     let ans: Vec<Vec<u32>> = answers.iter().map(|a| tok.encode(a)).collect();
-    let (r, c, filtered) = test(&o.scheme, &o.control, &prompts, &ans, filter.as_ref());
+    let keys: Vec<(Option<String>, distillguard_watermark::Score, usize)> = o
+        .schemes
+        .iter()
+        .map(|(name, s)| {
+            let (r, _, filtered) = test(s, s, &prompts, &ans, filter.as_ref());
+            (name.clone(), r, filtered)
+        })
+        .collect();
+    let controls: Vec<distillguard_watermark::Score> = o
+        .controls
+        .iter()
+        .map(|c| test(c, c, &prompts, &ans, filter.as_ref()).0)
+        .collect();
+    let Some(best) = keys
+        .iter()
+        .min_by(|a, b| a.1.p_value.total_cmp(&b.1.p_value))
+    else {
+        bail!("no key to test");
+    };
+    let (best_name, r, filtered) = (&best.0, &best.1, best.2);
+    let p_value = (r.p_value * keys.len() as f64).min(1.0);
+    let correction = if keys.len() > 1 {
+        format!("bonferroni over {} keys", keys.len())
+    } else {
+        "none (one key)".to_string()
+    };
+    let control_p: Vec<f64> = controls.iter().map(|c| c.p_value).collect();
+    let (ks_d, ks_p) = crate::wm_radio::ks_uniform(&control_p);
+    let first_control = controls.first();
+    let assumptions = [
+        "Under the null hypothesis the suspect's answers are independent of our key: whatever it was trained on, it never saw text marked with this key.",
+        "Each distinct (context window, token) tuple is then green with probability γ, independently of the others; repeats are not independent, so tuples are de-duplicated across all answers, and tuples from the prompts, or reaching into them, are excluded.",
+        "The filter (when given) is chosen from our own watermarked text, never from the suspect's answers, so it cannot bias the test.",
+        "A small p-value says the answers carry our key's bias; that the bias came from training on our outputs (and not, say, from a copy of our answers in the suspect's prompts or context) is an inference the investigator must support.",
+    ];
+    let removal = [
+        "Paraphrasing the watermarked text before training removes part of the signal: in our experiment (docs/watermark.md), a second model rewriting half of the text in spans of 8 tokens weakens the evidence at every contamination level.",
+        "Targeted paraphrasing of the tokens that carry the watermark, and neutralising the watermark at inference time (the student is steered away from the green lists), can remove radioactivity (Pan et al., ACL 2025).",
+        "Filtering or de-duplicating the stolen data, mixing it with much more other data, or distilling through an intermediate model dilutes the signal; the test then needs more answers from the suspect.",
+        "A wider context (h > 1) makes the bias harder to learn and easier to lose; this test uses the generation's own scheme parameters.",
+    ];
     let report = json!({
         "question": "Did the suspect model train on text watermarked with this key?",
         "tool": format!("distillguard {}", env!("CARGO_PKG_VERSION")),
         "key_fingerprint": r.key_fingerprint,
+        "best_cohort": best_name,
         "parameters": o.params,
         "inputs": inputs,
         "answers": ans.len(),
         "tokens_seen": r.tokens_seen,
         "tokens_scored": r.tokens_scored,
         "tuples_outside_filter": filtered,
+        "filter_context": filter.as_ref().map(|_| o.filter_context),
         "statistic": r.statistic,
         "test": r.test,
-        "p_value": r.p_value,
+        "p_value": p_value,
+        "correction": correction,
+        "keys": keys.iter().map(|(name, s, _)| json!({
+            "cohort": name, "key_fingerprint": s.key_fingerprint, "tokens_scored": s.tokens_scored,
+            "statistic": s.statistic, "p_value": s.p_value,
+        })).collect::<Vec<_>>(),
         "control": {
             "what": "the same answers scored under a key derived for control, never used to watermark; its p-value should look uniform",
-            "key_fingerprint": c.key_fingerprint,
-            "tokens_scored": c.tokens_scored,
-            "p_value": c.p_value,
+            "key_fingerprint": first_control.map(|c| c.key_fingerprint.clone()),
+            "tokens_scored": first_control.map(|c| c.tokens_scored),
+            "p_value": first_control.map(|c| c.p_value),
         },
-        "method": "Tuples (context window, token) of all answers are scored once each (de-duplicated across answers); tuples from the prompts and tokens whose window reaches into a prompt are excluded; with a filter, only windows that occur in our watermarked text are kept (Sander et al., 2024). The p-value is exact under the null hypothesis that the answers are independent of the key.",
+        "controls": {
+            "what": "the same answers under every control key; under the null their p-values are uniform, and a Kolmogorov–Smirnov test against the uniform distribution says whether they look it",
+            "p_values": control_p,
+            "ks_d": ks_d,
+            "ks_p": ks_p,
+        },
+        "assumptions": assumptions,
+        "known_removal_attacks": removal,
+        "method": "Tuples (context window, token) of all answers are scored once each (de-duplicated across answers); tuples from the prompts and tokens whose window reaches into a prompt are excluded; with a filter, only windows that occur in our watermarked text are kept (Sander et al., 2024). The p-value is exact under the null hypothesis that the answers are independent of the key; with several cohort keys it is the smallest key's p-value times the number of keys (Bonferroni).",
     });
     let json_path = o.out.with_extension("json");
     let md_path = o.out.with_extension("md");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
+    let bullets = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("- {i}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cohort_line = match best_name {
+        Some(c) => format!(
+            " The best-fitting cohort is **{c}** ({correction}; its own p = {:.3e}).",
+            r.p_value
+        ),
+        None => String::new(),
+    };
     let md = format!(
-        "# Radioactivity evidence\n\n**Question.** Did the suspect model train on text watermarked with key `{}`?\n\n**Result.** p = {:.3e} ({}). Control key `{}`: p = {:.3e}.\n\n| | |\n|---|---|\n| answers | {} |\n| tokens seen | {} |\n| tuples scored (distinct) | {} |\n| tuples outside the filter | {} |\n| statistic | {} |\n| tool | distillguard {} |\n\n**Parameters.** `{}`\n\n**Inputs.**\n{}\n\n**Method.** {}\n",
+        "# Radioactivity evidence\n\n**Question.** Did the suspect model train on text watermarked with key `{}`?\n\n**Test.** {}\n\n**Result.** p = {:.3e}.{cohort_line}\n\n**Controls.** {} keys that never marked anything, on the same answers: p = {}; Kolmogorov–Smirnov against uniform: D = {ks_d:.3}, p = {ks_p:.3}.\n\n| | |\n|---|---|\n| answers | {} |\n| tokens seen | {} |\n| tuples scored (distinct) | {} |\n| tuples outside the filter | {} |\n| statistic | {} |\n| tool | distillguard {} |\n\n## Assumptions\n{}\n\n## Known removal attacks\n{}\n\n**Parameters.** `{}`\n\n**Inputs.**\n{}\n\n**Method.** {}\n",
         r.key_fingerprint,
-        r.p_value,
         r.test,
-        c.key_fingerprint,
-        c.p_value,
+        p_value,
+        control_p.len(),
+        control_p
+            .iter()
+            .map(|p| format!("{p:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         ans.len(),
         r.tokens_seen,
         r.tokens_scored,
         filtered,
         r.statistic,
         env!("CARGO_PKG_VERSION"),
+        bullets(&assumptions),
+        bullets(&removal),
         o.params,
         report["inputs"]
             .as_array()
@@ -319,11 +398,14 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
     std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     writeln!(
         io::stdout().lock(),
-        "p = {:.3e} over {} distinct tuples of {} answers (control p = {:.3e}); evidence in {} and {}",
-        r.p_value,
+        "p = {:.3e} over {} distinct tuples of {} answers{} (control keys: KS p = {ks_p:.3}); evidence in {} and {}",
+        p_value,
         r.tokens_scored,
         ans.len(),
-        c.p_value,
+        best_name
+            .as_ref()
+            .map(|c| format!(", best cohort {c}"))
+            .unwrap_or_default(),
         json_path.display(),
         md_path.display()
     )?;

@@ -25,8 +25,8 @@ pub(crate) struct Chart<'a> {
     pub diagonal: bool,
 }
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
 
 fn tr(v: f64, log: bool) -> f64 {

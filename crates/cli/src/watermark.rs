@@ -12,9 +12,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use distillguard_teacher::Teacher;
 use distillguard_watermark::tokenizer::Tokenizer;
-use distillguard_watermark::{Gumbel, Key, Kgw, Scheme, Seeding, Tournament, detect_many};
+use distillguard_watermark::{
+    Gumbel, Key, Kgw, Scheme, Score, Seeding, Tournament, WindowedScore, detect_many,
+    detect_windowed,
+};
 
 use crate::Format;
+use crate::wm_data::{Rng, answer_tokens, pick};
 
 #[derive(Subcommand)]
 pub(crate) enum WatermarkCommand {
@@ -36,12 +40,21 @@ pub(crate) enum WatermarkCommand {
         /// Text files (`-` for standard input); each file is one text.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also score every window of 32, 64, … tuples, for text marked only
+        /// in part (an answer pasted into a longer document); the p-value is
+        /// corrected for the search (half the level to the whole text, half
+        /// split among the windows).
+        #[arg(long)]
+        windows: bool,
         /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Did a suspect model train on our watermarked outputs? Scores its
-    /// answers to our prompts and writes an evidence report (JSON + Markdown).
+    /// answers to our prompts and writes an evidence report (JSON + Markdown)
+    /// with the test, its assumptions, 16 control keys and the known removal
+    /// attacks. With several `--cohort`s, every cohort's key is tested and
+    /// the best fitting one is named (Bonferroni-corrected).
     Radioactivity {
         #[command(flatten)]
         params: Params,
@@ -64,12 +77,19 @@ pub(crate) enum WatermarkCommand {
         /// (keeps only its windows: the filter of Sander et al.).
         #[arg(long)]
         filter: Option<PathBuf>,
+        /// Tokens of context a window of the filter spans (default: the
+        /// scheme's context). A suspect that conditions on more than the
+        /// scheme's window learns our bias where that wider context occurs
+        /// in our text; the experiment's primary test uses context + 1.
+        #[arg(long)]
+        filter_context: Option<usize>,
         /// Report path prefix (writes PREFIX.json and PREFIX.md).
         #[arg(long)]
         out: PathBuf,
     },
     /// The experiments of docs/watermark.md: the empirical false-positive
-    /// rate on real answers, and detection against length and edits.
+    /// rate on real answers, detection against length and edits, and
+    /// radioactivity over many seeds with its controls.
     Experiment {
         /// Training and test text: auto (../shared, else embedded), embedded, or a path.
         #[arg(long, default_value = "auto")]
@@ -83,6 +103,19 @@ pub(crate) enum WatermarkCommand {
         /// Tokens the teacher trains on.
         #[arg(long, default_value_t = 3_000_000)]
         train_tokens: usize,
+        /// Radioactivity: seeds per contamination level (each its own key,
+        /// watermarked text and student sampling).
+        #[arg(long, default_value_t = 10)]
+        radio_seeds: usize,
+        /// Radioactivity: held-out prompts each student answers.
+        #[arg(long, default_value_t = 2_000)]
+        radio_prompts: usize,
+        /// Radioactivity: tokens per student answer.
+        #[arg(long, default_value_t = 200)]
+        radio_answer_tokens: usize,
+        /// Radioactivity: real answer tokens every student trains on.
+        #[arg(long, default_value_t = 1_000_000)]
+        radio_base_tokens: usize,
         /// Output: `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -114,6 +147,9 @@ pub(crate) enum WatermarkCommand {
         out: PathBuf,
     },
 }
+
+/// Control keys of a radioactivity report.
+const RADIOACTIVITY_CONTROLS: usize = 16;
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub(crate) enum SchemeName {
@@ -255,8 +291,9 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
         WatermarkCommand::Detect {
             params,
             files,
+            windows,
             format,
-        } => detect_files(&params, &files, format),
+        } => detect_files(&params, &files, windows, format),
         WatermarkCommand::Radioactivity {
             params,
             prompts,
@@ -265,20 +302,40 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
             suspect_model,
             max_tokens,
             filter,
+            filter_context,
             out,
         } => {
-            let (base, key) = params.single_key("radioactivity")?;
-            let scheme = params.scheme(key);
-            let control = params.scheme(base.derive("radioactivity control"));
+            params.validate()?;
+            let base = read_key(&params.key)?;
+            let schemes = if params.cohort.is_empty() {
+                vec![(None, params.scheme(base))]
+            } else {
+                params
+                    .cohort
+                    .iter()
+                    .map(|c| (Some(c.clone()), params.scheme(base.derive(c))))
+                    .collect()
+            };
+            // The first control key is the one earlier reports used.
+            let controls = (0..RADIOACTIVITY_CONTROLS)
+                .map(|j| {
+                    let label = match j {
+                        0 => "radioactivity control".to_string(),
+                        j => format!("radioactivity control {j}"),
+                    };
+                    params.scheme(base.derive(&label))
+                })
+                .collect();
             crate::radioactivity::run(crate::radioactivity::Options {
-                scheme,
-                control,
+                schemes,
+                controls,
                 prompts,
                 suspect_outputs,
                 suspect_url,
                 suspect_model,
                 max_tokens,
                 filter,
+                filter_context: filter_context.unwrap_or(params.context).max(1),
                 out,
                 params: params.describe(),
             })
@@ -288,13 +345,25 @@ pub(crate) fn run(cmd: WatermarkCommand) -> Result<ExitCode> {
             keys,
             answers,
             train_tokens,
+            radio_seeds,
+            radio_prompts,
+            radio_answer_tokens,
+            radio_base_tokens,
             format,
             plots,
         } => crate::wm_experiment::run(
-            &corpus,
-            keys,
-            answers,
-            train_tokens,
+            &crate::wm_experiment::ExperimentOptions {
+                corpus,
+                keys,
+                answers,
+                train_tokens,
+                radio: crate::wm_radio::RadioOptions {
+                    seeds: radio_seeds,
+                    prompts: radio_prompts,
+                    answer_tokens: radio_answer_tokens,
+                    base_tokens: radio_base_tokens,
+                },
+            },
             format,
             plots.as_deref(),
         ),
@@ -356,7 +425,12 @@ fn keygen(out: &Path, seed: Option<u64>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<ExitCode> {
+fn detect_files(
+    params: &Params,
+    files: &[PathBuf],
+    windows: bool,
+    format: Format,
+) -> Result<ExitCode> {
     let schemes = params.schemes()?;
     // With cohorts, each key is named by its cohort, and the best-fitting
     // cohort is named with the corrected p-value: a leak narrowed to the
@@ -385,22 +459,42 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
         };
         let tokens = tok.encode(&text);
-        let (scores, corrected) = detect_many(&schemes, &tokens, 0);
-        rows.push((f.display().to_string(), scores, corrected));
+        let (scores, corrected, found_in) = if windows {
+            // Each key's p-value is its windowed one; the keys are then
+            // corrected as before.
+            let w: Vec<WindowedScore> = schemes
+                .iter()
+                .map(|s| detect_windowed(s, &tokens, 0))
+                .collect();
+            let scores: Vec<Score> = w
+                .iter()
+                .map(|x| Score {
+                    p_value: x.p_value,
+                    ..x.whole.clone()
+                })
+                .collect();
+            let min = scores.iter().map(|s| s.p_value).fold(1.0f64, f64::min);
+            let corrected = (min * schemes.len().max(1) as f64).min(1.0);
+            (scores, corrected, w.into_iter().map(Some).collect())
+        } else {
+            let (scores, corrected) = detect_many(&schemes, &tokens, 0);
+            (scores, corrected, vec![None; schemes.len()])
+        };
+        rows.push((f.display().to_string(), scores, corrected, found_in));
     }
     let mut out = io::stdout().lock();
     match format {
         Format::Json | Format::Jsonl => {
             let v: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|(file, scores, corrected)| {
+                .map(|(file, scores, corrected, found_in)| {
                     let best = best_of(scores);
                     serde_json::json!({
                         "file": file,
                         "p_value": corrected,
                         "correction": if scores.len() > 1 { format!("bonferroni over {} keys", scores.len()) } else { "none (one key)".to_string() },
                         "best_cohort": best.and_then(|i| names.get(i).copied().flatten()),
-                        "keys": scores.iter().zip(&names).map(|(s, cohort)| serde_json::json!({
+                        "keys": scores.iter().zip(&names).zip(found_in).map(|((s, cohort), w)| serde_json::json!({
                             "cohort": cohort,
                             "scheme": s.scheme,
                             "key_fingerprint": s.key_fingerprint,
@@ -409,6 +503,14 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
                             "statistic": s.statistic,
                             "p_value": s.p_value,
                             "test": s.test,
+                            "windowed": w.as_ref().map(|w| serde_json::json!({
+                                "whole_text_p_value": w.whole.p_value,
+                                "windows_tested": w.windows,
+                                "best_window": w.best.map(|(first, last, tuples, p)| serde_json::json!({
+                                    "first_token": first, "last_token": last, "tuples": tuples, "p_value_uncorrected": p,
+                                })),
+                                "correction": "min(1, 2·p_whole, 2·windows·p_best_window)",
+                            })),
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -422,7 +524,7 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
                 "{:<40}{:>8}{:>8}{:>12}  key",
                 "file", "seen", "scored", "p-value"
             )?;
-            for (file, scores, corrected) in &rows {
+            for (file, scores, corrected, _) in &rows {
                 let best = best_of(scores).map(|i| {
                     let s = &scores[i];
                     let label = names[i].map_or_else(
@@ -441,50 +543,6 @@ fn detect_files(params: &Params, files: &[PathBuf], format: Format) -> Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Answers of the ShareGPT corpus, tokenized, up to `max` tokens in all.
-pub(crate) fn answer_tokens(corpus: &str, tok: &Tokenizer, max: usize) -> Result<Vec<Vec<u32>>> {
-    let c = distillguard_simulator::Corpus::load(corpus).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut out = Vec::new();
-    let mut total = 0usize;
-    for conv in &c.conversations {
-        for t in conv.turns.iter().filter(|t| !t.user) {
-            let ids = tok.encode(&t.text);
-            total += ids.len();
-            out.push(ids);
-            if total >= max {
-                return Ok(out);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A small xorshift for sampling (deterministic per seed).
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Picks the next token from sparse candidates under a scheme (`None`: no
-/// watermark, plain sampling).
-pub(crate) fn pick(
-    scheme: Option<&Scheme>,
-    ctx: &[u32],
-    cand: &[(u32, f32)],
-    rng: &mut Rng,
-) -> u32 {
-    distillguard_watermark::scheme::sample_sparse(scheme, ctx, cand, &mut || rng.next())
 }
 
 #[allow(clippy::too_many_arguments)]

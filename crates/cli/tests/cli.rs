@@ -1560,6 +1560,72 @@ fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
     let secret = secret.lines().find(|l| !l.starts_with('#')).unwrap();
     let md = std::fs::read_to_string(d.path("evidence.md")).unwrap();
     assert!(md.contains(r["key_fingerprint"].as_str().unwrap()) && !md.contains(secret));
+    // The report states its assumptions, its controls (16 keys, with a
+    // KS test) and the known removal attacks.
+    assert!(r["assumptions"].as_array().unwrap().len() >= 3, "{r}");
+    assert!(r["known_removal_attacks"].as_array().unwrap().len() >= 3);
+    let controls = r["controls"]["p_values"].as_array().unwrap();
+    assert_eq!(controls.len(), 16);
+    assert!(controls.iter().all(|p| p.as_f64().unwrap() > 1e-4), "{r}");
+    assert!(r["controls"]["ks_p"].as_f64().unwrap() > 1e-3, "{r}");
+    assert!(md.contains("## Assumptions") && md.contains("## Known removal attacks"));
+    // Across cohorts: text marked under cohort-3's key names cohort-3 out
+    // of eight, corrected for the eight keys.
+    let c3 = d.path("c3.jsonl");
+    ok(&[
+        "watermark",
+        "generate",
+        "--key",
+        key.to_str().unwrap(),
+        "--cohort",
+        "cohort-3",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        "120",
+        "--out",
+        c3.to_str().unwrap(),
+    ]);
+    let cohorts: Vec<String> = (0..8).map(|i| format!("cohort-{i}")).collect();
+    let prefix = d.path("cohorts");
+    let mut args = vec![
+        "watermark",
+        "radioactivity",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--suspect-outputs",
+        c3.to_str().unwrap(),
+        "--filter",
+        c3.to_str().unwrap(),
+        "--filter-context",
+        "2",
+        "--out",
+        prefix.to_str().unwrap(),
+    ];
+    for c in &cohorts {
+        args.extend(["--cohort", c.as_str()]);
+    }
+    let said = ok(&args);
+    assert!(said.contains("best cohort cohort-3"), "{said}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("cohorts.json")).unwrap()).unwrap();
+    assert_eq!(r["best_cohort"], "cohort-3", "{r}");
+    assert_eq!(r["correction"], "bonferroni over 8 keys");
+    assert_eq!(r["filter_context"], 2);
+    assert_eq!(r["keys"].as_array().unwrap().len(), 8);
+    assert!(r["p_value"].as_f64().unwrap() < 1e-6, "{r}");
+    let others = r["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["cohort"] != "cohort-3")
+        .map(|k| k["p_value"].as_f64().unwrap())
+        .fold(1.0f64, f64::min);
+    assert!(others > 1e-4, "{r}");
     // The same through an OpenAI-compatible endpoint that answers with
     // human text: no evidence.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -3880,17 +3946,14 @@ fn assert_flags_the_planted_harvest(v: &serde_json::Value) {
     );
 }
 
-/// Flagged principals export as STIX 2.1 sightings that the OASIS
-/// validator accepts, byte for byte the same twice, without the
-/// organisation's own principals or bucket names.
-#[test]
-fn an_exfiltration_report_exports_as_valid_stix_sightings() {
-    let d = Dir::new("exfil-stix");
+/// The simulated organisation (seed 12, 45 days, scale 0.3) analysed by
+/// `exfil analyze` into `d`; returns the report's path.
+fn exfil_report(d: &Dir) -> PathBuf {
     let s = d.0.to_str().unwrap();
     ok(&[
         "exfil", "simulate", "--seed", "12", "--days", "45", "--scale", "0.3", "--out", s,
     ]);
-    let report = d.path("report.json");
+    let report = d.path("exfil-report.json");
     ok(&[
         "exfil",
         "analyze",
@@ -3902,6 +3965,16 @@ fn an_exfiltration_report_exports_as_valid_stix_sightings() {
         "--out",
         report.to_str().unwrap(),
     ]);
+    report
+}
+
+/// Flagged principals export as STIX 2.1 sightings that the OASIS
+/// validator accepts, byte for byte the same twice, without the
+/// organisation's own principals or bucket names.
+#[test]
+fn an_exfiltration_report_exports_as_valid_stix_sightings() {
+    let d = Dir::new("exfil-stix");
+    let report = exfil_report(&d);
     let a = ok(&[
         "export",
         "stix",
@@ -4162,13 +4235,134 @@ fn the_console_serves_a_report_with_paged_filtered_lists_and_named_errors() {
     let _ = c.wait();
 }
 
+/// Issue 17: an exfiltration report is shown beside the campaigns: its
+/// principals listed, filtered and sorted, each with its alerts.
+#[test]
+fn the_console_shows_exfiltration_alerts_beside_the_campaigns() {
+    let d = Dir::new("console-exfil");
+    let (_, report) = small_report_with_timelines(&d);
+    let x = exfil_report(&d);
+    let xr: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&x).unwrap()).unwrap();
+    let principals = xr["principals"].as_array().unwrap();
+    let flagged: Vec<&serde_json::Value> = principals
+        .iter()
+        .filter(|p| !p["flagged_at"].is_null())
+        .collect();
+    assert!(!flagged.is_empty());
+    // Without --exfil there is no such page.
+    let (mut plain, purl) = start_console(&report, &[]);
+    let (status, body) = http("GET", purl.trim_end_matches('/'), "/api/exfil", "", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("--exfil"), "{body}");
+    assert_eq!(get_json(&purl, "/api/session")["exfil"], false);
+    let _ = plain.kill();
+    let _ = plain.wait();
+
+    let (mut c, url) = start_console(&report, &["--exfil", x.to_str().unwrap()]);
+    let u = url.trim_end_matches('/');
+    assert_eq!(get_json(u, "/api/session")["exfil"], true);
+    let o = get_json(u, "/api/overview");
+    assert_eq!(o["exfil"]["flagged"], flagged.len());
+    assert_eq!(o["exfil"]["with_alerts"], principals.len());
+    assert_eq!(o["exfil"]["principal_days"], xr["stats"]["principal_days"]);
+    // The campaigns are still there beside it.
+    assert!(o["campaign_count"].as_u64().unwrap() > 0);
+    let list = get_json(u, "/api/exfil?flagged=yes&limit=500");
+    assert_eq!(list["total"], flagged.len());
+    let listed: BTreeSet<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["principal"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = flagged
+        .iter()
+        .map(|p| p["principal"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    // Sorted by score, highest first; by sensitive bytes ascending on request.
+    let scores: Vec<f64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let by_bytes = get_json(u, "/api/exfil?sort=bytes&order=asc&limit=500");
+    let bytes: Vec<u64> = by_bytes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sensitive_bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bytes.len(), principals.len());
+    assert!(bytes.windows(2).all(|w| w[0] <= w[1]));
+    // A signal filter keeps exactly the principals with such an alert.
+    let signal = flagged[0]["alerts"][0]["signal"].as_str().unwrap();
+    let with_signal = principals
+        .iter()
+        .filter(|p| {
+            p["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["signal"] == signal)
+        })
+        .count();
+    let f = get_json(u, &format!("/api/exfil?signal={signal}&limit=500"));
+    assert_eq!(f["total"], with_signal);
+    // One principal's page holds every alert the report kept.
+    let first = flagged[0]["principal"].as_str().unwrap();
+    let page = get_json(
+        u,
+        &format!(
+            "/api/exfil/{}",
+            first.replace('/', "%2F").replace(':', "%3A")
+        ),
+    );
+    assert_eq!(page["alerts"], flagged[0]["alerts"]);
+    assert_eq!(page["flagged_at"], flagged[0]["flagged_at"]);
+    // Named errors.
+    let (status, body) = http("GET", u, "/api/exfil?flagged=maybe", "", "");
+    assert_eq!(status, 400);
+    assert!(body.contains("flagged"), "{body}");
+    let (status, body) = http("GET", u, "/api/exfil?sort=volume", "", "");
+    assert_eq!(status, 400);
+    assert!(body.contains("score, flagged_at, bytes, id"), "{body}");
+    assert_eq!(http("GET", u, "/api/exfil/nobody", "", "").0, 404);
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
 #[test]
 fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
     let d = Dir::new("console-browser");
     let (out, report) = small_report_with_timelines(&d);
     let log = out.join("events.jsonl.gz");
-    let (mut c, url) = start_console(&report, &["--events", log.to_str().unwrap()]);
+    let x = exfil_report(&d);
+    let (mut c, url) = start_console(
+        &report,
+        &[
+            "--events",
+            log.to_str().unwrap(),
+            "--exfil",
+            x.to_str().unwrap(),
+        ],
+    );
     let u = url.trim_end_matches('/');
+    let xl = get_json(u, "/api/exfil?flagged=yes&limit=500");
+    let principal = xl["items"][0]["principal"].as_str().unwrap().to_string();
+    let alerts = get_json(
+        u,
+        &format!(
+            "/api/exfil/{}",
+            principal.replace('/', "%2F").replace(':', "%3A")
+        ),
+    )["alerts"]
+        .as_array()
+        .unwrap()
+        .len();
     let camps = get_json(u, "/api/campaigns?limit=1");
     let camp = camps["items"][0]["campaign_id"]
         .as_str()
@@ -4202,6 +4396,9 @@ fn the_console_renders_in_chromium_with_charts_graph_and_timeline() {
         ("ACCOUNT", account),
         ("ESCALATIONS", escalations.to_string()),
         ("WINDOWS", windows.len().to_string()),
+        ("FLAGGED", xl["total"].to_string()),
+        ("PRINCIPAL", principal),
+        ("ALERTS", alerts.to_string()),
     ]);
     let _ = c.kill();
     let _ = c.wait();
@@ -4501,4 +4698,121 @@ fn a_leak_is_traced_to_its_cohort_out_of_64() {
     }
     let h = &rows[files.len()];
     assert!(h["p_value"].as_f64().unwrap() > 1e-3, "{h}");
+}
+
+/// Issue 19: a watermarked answer pasted into a longer human document is
+/// averaged away by the whole-text test and found by `--windows`, whose
+/// p-value stays corrected for its search.
+#[test]
+fn a_pasted_answer_is_found_by_windowed_detection() {
+    let d = Dir::new("windows");
+    let key = d.path("k.key");
+    ok(&[
+        "watermark",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--seed",
+        "23",
+    ]);
+    let prompts = d.path("prompts.txt");
+    write(&prompts, "Why do we have leap years?\n");
+    let answers = d.path("answers.jsonl");
+    ok(&[
+        "watermark",
+        "generate",
+        "--key",
+        key.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        "150",
+        "--out",
+        answers.to_str().unwrap(),
+    ]);
+    let line = std::fs::read_to_string(&answers).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let marked = v["text"].as_str().unwrap();
+    // A human report around it: varied sentences, about 900 tokens.
+    let names = [
+        "Ada", "Brook", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana",
+    ];
+    let things = [
+        "budget",
+        "roadmap",
+        "hiring plan",
+        "audit",
+        "release",
+        "survey",
+        "offsite",
+        "backlog",
+    ];
+    let human: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "On day {} {} reviewed the {} with {} people and noted {} open questions.",
+                i + 1,
+                names[i % names.len()],
+                things[(i * 3) % things.len()],
+                (i * 7) % 13 + 2,
+                (i * 5) % 9 + 1
+            )
+        })
+        .collect();
+    let doc = format!(
+        "{}\n\n{marked}\n\n{}",
+        human[..20].join(" "),
+        human[20..].join(" ")
+    );
+    let pasted = d.path("pasted.txt");
+    write(&pasted, &doc);
+    let plain = d.path("plain.txt");
+    write(&plain, &human.join(" "));
+    let run = |windows: bool| -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "watermark",
+            "detect",
+            "--key",
+            key.to_str().unwrap(),
+            "--format",
+            "json",
+            pasted.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ];
+        if windows {
+            args.push("--windows");
+        }
+        serde_json::from_str::<serde_json::Value>(&ok(&args))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let whole = run(false);
+    let windowed = run(true);
+    let p = |r: &serde_json::Value| r["p_value"].as_f64().unwrap();
+    assert!(p(&windowed[0]) <= 1e-6, "{}", windowed[0]);
+    assert!(
+        p(&windowed[0]) < p(&whole[0]),
+        "{} vs {}",
+        windowed[0],
+        whole[0]
+    );
+    let w = &windowed[0]["keys"][0]["windowed"];
+    assert_eq!(w["whole_text_p_value"].as_f64().unwrap(), p(&whole[0]));
+    let best = &w["best_window"];
+    assert!(best["tuples"].as_u64().unwrap() >= 32, "{w}");
+    // The corrected p-value is at least 2 · windows · the best window's.
+    let floor =
+        2.0 * w["windows_tested"].as_f64().unwrap() * best["p_value_uncorrected"].as_f64().unwrap();
+    assert!(p(&windowed[0]) >= floor.min(1.0) * 0.999_999, "{w}");
+    // The human report alone is not flagged either way.
+    assert!(
+        p(&windowed[1]) > 1e-3 && p(&whole[1]) > 1e-3,
+        "{}",
+        windowed[1]
+    );
+    assert!(whole[0]["keys"][0]["windowed"].is_null());
 }

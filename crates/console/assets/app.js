@@ -25,6 +25,13 @@ function verdict(v) { return v ? `<span class="v v-${esc(v)}">${esc(v)}</span>` 
 function acctLink(id) { return `<a href="#/account/${enc(id)}">${esc(id)}</a>`; }
 function campLink(id) { return id ? `<a href="#/campaign/${enc(id)}">${esc(id)}</a>` : "—"; }
 function keyLink(id) { return `<a href="#/key/${enc(id)}">${esc(id)}</a>`; }
+function principalLink(id) { return `<a href="#/principal/${enc(id)}">${esc(id)}</a>`; }
+function fmtBytes(n) {
+  if (n == null) return "—";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]; let i = 0; let x = Number(n);
+  while (x >= 1024 && i < u.length - 1) { x /= 1024; i++; }
+  return `${x.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
 function svgEl(tag, attrs) {
   const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
@@ -291,12 +298,12 @@ function graph(g) {
 // ---- tables -----------------------------------------------------------------
 
 // A sortable, paginated table over a list endpoint. `cols`: [{key, label, sort, num, render}].
-async function listView(kind, cols, filters, r) {
+async function listView(kind, cols, filters, r, heading) {
   const params = r.params;
   const q = new URLSearchParams(params);
   if (!q.get("limit")) q.set("limit", "50");
   const data = await api(`${kind}?${q.toString()}`);
-  const m = setMain(`<h2>${esc(kind[0].toUpperCase() + kind.slice(1))}</h2>
+  const m = setMain(`<h2>${esc(heading || kind[0].toUpperCase() + kind.slice(1))}</h2>
     <form class="filters" id="filters" aria-label="Filters">
       <label>Text<input name="q" value="${esc(params.get("q") || "")}" aria-label="Filter text"></label>
       ${filters.map((f) => f.html(params)).join("")}
@@ -360,12 +367,20 @@ async function overview() {
       <section class="card" aria-labelledby="h-hist"><h3 id="h-hist">Risk of every account</h3><div id="c-hist"></div></section>
       <section class="card" aria-labelledby="h-reasons"><h3 id="h-reasons">Top reasons of flagged accounts</h3><div id="c-reasons"></div></section>
       <section class="card" aria-labelledby="h-camps"><h3 id="h-camps">Campaigns by accounts</h3><div id="c-camps"></div></section>
+      ${o.exfil ? `<section class="card" aria-labelledby="h-exfil"><h3 id="h-exfil">Exfiltration</h3>
+        <div class="stats"><div class="stat">Principals flagged<b><a href="#/exfil?flagged=yes">${fmtNum(o.exfil.flagged)}</a></b></div>
+        <div class="stat">With alerts<b><a href="#/exfil">${fmtNum(o.exfil.with_alerts)}</a></b></div>
+        <div class="stat">Principal-days<b>${fmtNum(o.exfil.principal_days)}</b></div>
+        <div class="stat">Flagged days<b>${fmtNum(o.exfil.flag_days)}</b></div></div><div id="c-exfil"></div></section>` : ""}
     </div>`);
   m.querySelector("#c-time").appendChild(stackedDays(o.over_time, "Accounts escalated per day, by verdict"));
   m.querySelector("#c-hist").appendChild(histogram(o.histogram, o.thresholds));
   m.querySelector("#c-reasons").appendChild(hbars(o.top_reasons.map((r) => ({ label: r.signal, value: r.accounts })), "Top reasons of flagged accounts"));
   const camps = o.campaigns.map((c) => ({ label: `${c.campaign_id} (${fmtNum(c.requests)} req)`, value: c.accounts, color: COLORS.block }));
   m.querySelector("#c-camps").appendChild(camps.length ? hbars(camps, "Campaigns by accounts") : Object.assign(document.createElement("p"), { textContent: "No campaigns." }));
+  if (o.exfil && o.exfil.signals_of_flagged.length) {
+    m.querySelector("#c-exfil").appendChild(hbars(o.exfil.signals_of_flagged.map((x) => ({ label: x.signal, value: x.principals })), "Signals of flagged principals"));
+  }
   m.querySelectorAll("#c-reasons text").forEach((t) => { /* plain labels */ t.setAttribute("class", "label"); });
   if (o.health) {
     const h = o.health;
@@ -407,6 +422,40 @@ async function keysView(r) {
     { label: "Flagged at", render: (k) => esc(fmtTime(k.flagged_at)) },
     { label: "Top reason", render: (k) => k.top_reason ? `<code>${esc(k.top_reason)}</code>` : "—" },
   ], [selectFilter("verdict", "Verdict", VERDICTS)], r);
+}
+
+const EXFIL_SIGNALS = ["external_copy", "exposure", "impossible_travel", "new_network", "new_user_agent", "enumeration",
+  "new_prefix", "volume_spike", "off_hours", "slow_drip", "departure"];
+
+async function exfilView(r) {
+  await listView("exfil", [
+    { label: "Principal", sort: "id", render: (p) => principalLink(p.principal) },
+    { label: "Score", num: true, sort: "score", render: (p) => Number(p.score).toFixed(2) },
+    { label: "Flagged at", sort: "flagged_at", render: (p) => esc(fmtTime(p.flagged_at)) },
+    { label: "Flagged days", num: true, render: (p) => fmtNum(p.flagged_days) },
+    { label: "Sensitive read", num: true, sort: "bytes", render: (p) => esc(fmtBytes(p.sensitive_bytes)) },
+    { label: "From outside", num: true, render: (p) => esc(fmtBytes(p.sensitive_bytes_outside)) },
+    { label: "Strongest alert", render: (p) => p.top ? `<code>${esc(p.top.signal)}</code> ${esc(p.top.reason)}` : "—" },
+  ], [selectFilter("flagged", "Flagged", ["yes", "no"]), selectFilter("signal", "Signal", EXFIL_SIGNALS)], r, "Exfiltration");
+}
+
+async function principalView(id) {
+  const p = await api(`exfil/${enc(id)}`);
+  setMain(`<h2>Principal ${esc(p.principal)}</h2>
+    <div class="stats">
+      <div class="stat">Flagged at<b>${esc(fmtTime(p.flagged_at))}</b></div>
+      <div class="stat">Score<b>${Number(p.score).toFixed(2)}</b></div>
+      <div class="stat">Flagged days<b>${fmtNum(p.flagged_days)}</b></div>
+      <div class="stat">Active days<b>${fmtNum(p.active_days)}</b></div>
+      <div class="stat">Sensitive read<b>${esc(fmtBytes(p.sensitive_bytes))}</b></div>
+      <div class="stat">Before the flag<b>${esc(fmtBytes(p.sensitive_bytes_before_flag))}</b></div>
+      <div class="stat">From outside<b>${esc(fmtBytes(p.sensitive_bytes_outside))}</b></div>
+    </div>
+    <section class="card" aria-labelledby="h-alerts"><h3 id="h-alerts">Alerts (${fmtNum(p.alerts.length)} kept of ${fmtNum(p.alerts_total)})</h3>
+    <table aria-label="alerts"><thead><tr><th scope="col">Time</th><th scope="col">Signal</th><th scope="col" class="num">Weight</th><th scope="col">Reason</th><th scope="col">Address</th><th scope="col">Bucket</th><th scope="col">Destination</th></tr></thead>
+    <tbody>${p.alerts.map((a) => `<tr><td>${esc(fmtTime(a.ts))}</td><td><code>${esc(a.signal)}</code></td><td class="num">${Number(a.weight).toFixed(2)}</td><td>${esc(a.reason)}</td>
+      <td>${esc(a.source_ip || "—")}${a.outside ? " (outside)" : ""}</td><td>${esc(a.bucket || "—")}</td><td>${esc(a.destination || "—")}</td></tr>`).join("")}</tbody></table></section>
+    <section class="card" aria-labelledby="h-flags"><h3 id="h-flags">Days flagged</h3><p>${p.flags.map((t) => esc(fmtTime(t))).join(", ") || "none"}</p></section>`);
 }
 
 async function campaignView(id) {
@@ -620,6 +669,7 @@ function showLogin() {
 function showWho() {
   const w = document.getElementById("who");
   document.getElementById("nav-audit").hidden = session.mode !== "live";
+  document.getElementById("nav-exfil").hidden = !session.exfil;
   if (session.mode === "live") {
     w.innerHTML = session.actor ? `live · ${esc(session.actor)} <button type="button" id="logout">Log out</button>` : "live";
     const b = document.getElementById("logout");
@@ -646,6 +696,8 @@ async function route() {
       case "account": await accountView(id); break;
       case "keys": await keysView(r); break;
       case "key": await keyView(id); break;
+      case "exfil": await exfilView(r); break;
+      case "principal": await principalView(id); break;
       case "search": await searchView(r); break;
       case "audit": await auditView(); break;
       default: setMain(`<p class="error">No page ${esc(view)}.</p>`);

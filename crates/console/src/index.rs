@@ -51,6 +51,9 @@ pub struct ListQuery {
     /// A signal among the row's reasons with a positive contribution.
     #[serde(default)]
     pub signal: Option<String>,
+    /// Exfiltration list only: `yes` (flagged principals) or `no`.
+    #[serde(default)]
+    pub flagged: Option<String>,
     /// `risk` (default), `flagged_at`, `id`, `accounts`, `requests`.
     #[serde(default)]
     pub sort: Option<String>,
@@ -72,6 +75,8 @@ pub enum QueryError {
     Sort(String, &'static str),
     #[error("order: {0:?} is not asc or desc")]
     Order(String),
+    #[error("flagged: {0:?} is not yes or no")]
+    Flagged(String),
 }
 
 impl ListQuery {
@@ -84,7 +89,7 @@ impl ListQuery {
         }
     }
 
-    fn descending(&self) -> Result<bool, QueryError> {
+    pub(crate) fn descending(&self) -> Result<bool, QueryError> {
         match self.order.as_deref().unwrap_or("desc") {
             "desc" | "" => Ok(true),
             "asc" => Ok(false),
@@ -99,7 +104,7 @@ impl ListQuery {
         )
     }
 
-    fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         self.q
             .as_deref()
             .map(str::trim)
@@ -109,7 +114,7 @@ impl ListQuery {
 }
 
 /// One page of sorted rows (reversed first when descending).
-fn page<T>(mut rows: Vec<&T>, desc: bool, q: &ListQuery, row: fn(&T) -> Value) -> Value {
+pub(crate) fn page<T>(mut rows: Vec<&T>, desc: bool, q: &ListQuery, row: fn(&T) -> Value) -> Value {
     if desc {
         rows.reverse();
     }

@@ -20,6 +20,7 @@ accounts sends a page of 50 rows, not the report.
 */
 
 pub mod activity;
+pub mod exfil;
 pub mod index;
 
 use std::collections::HashMap;
@@ -98,6 +99,8 @@ enum Mode {
 /// The console's state.
 pub struct Console {
     mode: Mode,
+    /// An exfiltration report shown beside the campaigns (offline).
+    exfil: Option<exfil::ExfilIndex>,
     /// The identity STIX bundles are produced under.
     producer: String,
 }
@@ -110,6 +113,7 @@ impl Console {
     pub fn offline(report: Report, source: impl Into<String>) -> Console {
         Console {
             mode: Mode::Offline(Arc::new(Index::new(report, source))),
+            exfil: None,
             producer: "distillguard".into(),
         }
     }
@@ -122,6 +126,7 @@ impl Console {
                 cache: RwLock::new(None),
                 sessions: Mutex::new(HashMap::new()),
             },
+            exfil: None,
             producer: "distillguard".into(),
         }
     }
@@ -133,6 +138,13 @@ impl Console {
         {
             ix.set_activity(activity);
         }
+        self
+    }
+
+    /// Adds an exfiltration report (`exfil analyze`): its principals and
+    /// alerts get their own list and pages, and the overview counts them.
+    pub fn with_exfil(mut self, report: distillguard_exfil::Report) -> Console {
+        self.exfil = Some(exfil::ExfilIndex::new(report));
         self
     }
 
@@ -209,6 +221,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/campaigns/{id}/block", post(block_campaign))
         .route("/api/keys", get(keys))
         .route("/api/keys/{id}", get(key))
+        .route("/api/exfil", get(exfil_list))
+        .route("/api/exfil/{principal}", get(exfil_principal))
         .route("/api/search", get(search))
         .route("/api/actions", post(action))
         .route("/api/audit", get(audit))
@@ -342,7 +356,9 @@ fn authorize(c: &Console, h: &HeaderMap, write: bool) -> Result<Option<String>, 
 
 async fn session(State(c): State<Arc<Console>>, h: HeaderMap) -> Answer {
     match &c.mode {
-        Mode::Offline(ix) => ok(json!({"mode": "offline", "source": ix.source})),
+        Mode::Offline(ix) => {
+            ok(json!({"mode": "offline", "source": ix.source, "exfil": c.exfil.is_some()}))
+        }
         Mode::Live { sessions, .. } => {
             let who = cookie_of(&h).and_then(|id| {
                 sessions.lock().ok().and_then(|s| {
@@ -438,7 +454,38 @@ async fn overview(State(c): State<Arc<Console>>, h: HeaderMap) -> Answer {
     if let Mode::Live { live, .. } = &c.mode {
         v["health"] = live.health();
     }
+    if let Some(x) = &c.exfil {
+        v["exfil"] = x.overview().clone();
+    }
     ok(v)
+}
+
+fn no_exfil() -> Fail {
+    Fail(
+        StatusCode::NOT_FOUND,
+        "no exfiltration report here: start the console with --exfil EXFIL.json".into(),
+    )
+}
+
+async fn exfil_list(
+    State(c): State<Arc<Console>>,
+    h: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    authorize(&c, &h, false)?;
+    let x = c.exfil.as_ref().ok_or_else(no_exfil)?;
+    ok(x.list(&query(q)?).map_err(bad)?)
+}
+
+async fn exfil_principal(
+    State(c): State<Arc<Console>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    authorize(&c, &h, false)?;
+    let x = c.exfil.as_ref().ok_or_else(no_exfil)?;
+    x.principal(&id)
+        .map_or_else(|| Err(not_found("principal", &id)), ok)
 }
 
 fn bad(e: index::QueryError) -> Fail {

@@ -92,8 +92,10 @@ impl Teacher {
     /// The next-token distribution after `context`: (token, probability)
     /// pairs summing to 1, in decreasing probability (ties by id).
     pub fn next(&self, context: &[u32]) -> Vec<(u32, f32)> {
-        let mut p: HashMap<u32, f64> = HashMap::new();
-        // Witten-Bell: weight of a level = n / (n + types).
+        // Contributions of every level, summed per token after one sort by
+        // token (no hashing: this is the generator's inner loop, and the
+        // sums come out in the same order on every run).
+        let mut p: Vec<(u32, f64)> = Vec::with_capacity(self.top.len() + 2 * KEEP);
         let mut rest = 1.0f64;
         let levels: [Option<&Ctx>; 2] = [
             match context {
@@ -109,23 +111,36 @@ impl Teacher {
             }
             let w = f64::from(ctx.n) / f64::from(ctx.n + ctx.types);
             for &(t, c) in &ctx.next {
-                *p.entry(t).or_default() += rest * w * f64::from(c) / f64::from(kept);
+                p.push((t, rest * w * f64::from(c) / f64::from(kept)));
             }
             rest *= 1.0 - w;
         }
         let kept: u64 = self.top.iter().map(|x| u64::from(x.1)).sum::<u64>().max(1);
         for &(t, c) in &self.top {
-            *p.entry(t).or_default() += rest * c as f64 / kept as f64;
+            p.push((t, rest * c as f64 / kept as f64));
         }
-        let sum: f64 = p.values().sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut out: Vec<(u32, f32)> = p.into_iter().map(|(t, x)| (t, (x / sum) as f32)).collect();
+        // Stable: a token's contributions keep their level order.
+        p.sort_by_key(|x| x.0);
+        let mut merged: Vec<(u32, f64)> = Vec::with_capacity(p.len());
+        for (t, x) in p {
+            match merged.last_mut() {
+                Some(last) if last.0 == t => last.1 += x,
+                _ => merged.push((t, x)),
+            }
+        }
+        let sum: f64 = merged
+            .iter()
+            .map(|x| x.1)
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        let mut out: Vec<(u32, f32)> = merged
+            .into_iter()
+            .map(|(t, x)| (t, (x / sum) as f32))
+            .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         out
     }
 
-    /// Generates up to `max` tokens after `prompt`; `pick` chooses each
-    /// token from the context and the candidates (plain sampling, or a
-    /// watermarking sampler). Stops early at `stop`.
     pub fn generate(
         &self,
         prompt: &[u32],

@@ -22,71 +22,9 @@ p-value. Several keys (cohorts) at once are tested with the Bonferroni
 correction, stated in the result: p_min × number of keys, capped at 1.
 */
 
-use crate::scheme::{Gumbel, Kgw, Seeding, Tournament};
+pub use crate::scheme::Scheme;
+use crate::scheme::Seeding;
 use crate::stats::{binomial_upper, gamma_upper};
-
-/// A scheme with its key, as detection needs it.
-#[derive(Debug, Clone, Copy)]
-pub enum Scheme {
-    Kgw(Kgw),
-    Tournament(Tournament),
-    Gumbel(Gumbel),
-}
-
-impl Scheme {
-    fn seeding(&self) -> Seeding {
-        match self {
-            Scheme::Kgw(k) => k.seeding,
-            Scheme::Tournament(t) => t.seeding,
-            Scheme::Gumbel(g) => g.seeding,
-        }
-    }
-
-    fn key(&self) -> &crate::key::Key {
-        match self {
-            Scheme::Kgw(k) => &k.key,
-            Scheme::Tournament(t) => &t.key,
-            Scheme::Gumbel(g) => &g.key,
-        }
-    }
-
-    /// The seed of position `t` of `tokens`. `pt` holds each token's PRF
-    /// value when the seeding is a min-hash (computed once per text).
-    #[inline]
-    fn seed_at(&self, tokens: &[u32], pt: &[u64], t: usize) -> Option<u64> {
-        match self.seeding() {
-            Seeding::MinHash { h, self_salt } if pt.len() == tokens.len() => {
-                let h = h.max(1);
-                if t < h {
-                    return None;
-                }
-                let m = pt[t - h..t].iter().copied().min().unwrap_or(u64::MAX);
-                Some(if self_salt { m.min(pt[t]) } else { m })
-            }
-            s => s.seed(
-                self.key(),
-                &tokens[t.saturating_sub(s.width())..t],
-                tokens[t],
-            ),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Scheme::Kgw(_) => "kgw",
-            Scheme::Tournament(_) => "tournament",
-            Scheme::Gumbel(_) => "gumbel",
-        }
-    }
-
-    pub fn key_fingerprint(&self) -> String {
-        match self {
-            Scheme::Kgw(k) => k.key.fingerprint(),
-            Scheme::Tournament(t) => t.key.fingerprint(),
-            Scheme::Gumbel(g) => g.key.fingerprint(),
-        }
-    }
-}
 
 /// One test's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +145,9 @@ pub struct Scorer<'a> {
     scored: usize,
     filtered_out: usize,
     stat: f64,
+    /// Each scored tuple's token position and statistic, in order, when
+    /// windowed scoring asked for them.
+    trace: Option<Vec<(u32, f64)>>,
 }
 
 impl<'a> Scorer<'a> {
@@ -219,6 +160,7 @@ impl<'a> Scorer<'a> {
             scored: 0,
             filtered_out: 0,
             stat: 0.0,
+            trace: None,
         }
     }
 
@@ -279,7 +221,7 @@ impl<'a> Scorer<'a> {
                 continue;
             }
             self.scored += 1;
-            self.stat += match scheme {
+            let x = match scheme {
                 Scheme::Kgw(k) => f64::from(u8::from(k.is_green_seeded(seed, tok))),
                 Scheme::Tournament(tr) => {
                     let mask = if tr.layers >= 64 {
@@ -291,26 +233,17 @@ impl<'a> Scorer<'a> {
                 }
                 Scheme::Gumbel(g) => -(1.0 - g.r_seeded(seed, tok)).ln(),
             };
+            self.stat += x;
+            if let Some(trace) = &mut self.trace {
+                trace.push((u32::try_from(t - prompt_len).unwrap_or(u32::MAX), x));
+            }
         }
     }
 
     /// The result over everything added.
     pub fn finish(&self) -> Score {
         let (scored, stat, scheme) = (self.scored, self.stat, self.scheme);
-        let (p, test) = match scheme {
-            Scheme::Kgw(k) => (
-                binomial_upper(stat as u64, scored as u64, k.gamma),
-                "exact binomial tail: P(X ≥ green), X ~ Binomial(scored, γ)",
-            ),
-            Scheme::Tournament(tr) => (
-                binomial_upper(stat as u64, scored as u64 * u64::from(tr.layers), 0.5),
-                "exact binomial tail of g-bit matches: P(X ≥ ones), X ~ Binomial(scored · layers, 1/2)",
-            ),
-            Scheme::Gumbel(_) => (
-                gamma_upper(scored as u64, stat),
-                "exact gamma tail: P(S ≥ Σ −ln(1 − r)), S ~ Gamma(scored, 1)",
-            ),
-        };
+        let (p, test) = tail(scheme, scored, stat);
         Score {
             scheme: scheme.name(),
             key_fingerprint: scheme.key_fingerprint(),
@@ -320,6 +253,114 @@ impl<'a> Scorer<'a> {
             p_value: p,
             test,
         }
+    }
+}
+
+/// The exact upper tail of `stat` over `scored` independent tuples under
+/// "no watermark", and the test's name.
+fn tail(scheme: &Scheme, scored: usize, stat: f64) -> (f64, &'static str) {
+    match scheme {
+        Scheme::Kgw(k) => (
+            binomial_upper(stat.round() as u64, scored as u64, k.gamma),
+            "exact binomial tail: P(X ≥ green), X ~ Binomial(scored, γ)",
+        ),
+        Scheme::Tournament(tr) => (
+            binomial_upper(
+                stat.round() as u64,
+                scored as u64 * u64::from(tr.layers),
+                0.5,
+            ),
+            "exact binomial tail of g-bit matches: P(X ≥ ones), X ~ Binomial(scored · layers, 1/2)",
+        ),
+        Scheme::Gumbel(_) => (
+            gamma_upper(scored as u64, stat),
+            "exact gamma tail: P(S ≥ Σ −ln(1 − r)), S ~ Gamma(scored, 1)",
+        ),
+    }
+}
+
+/// The fewest scored tuples a window of [`detect_windowed`] holds.
+pub const MIN_WINDOW: usize = 32;
+
+/// [`detect_windowed`]'s answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowedScore {
+    /// The whole text's test, as [`detect`] gives it.
+    pub whole: Score,
+    /// Windows tested (every size and offset).
+    pub windows: usize,
+    /// The best window: its first and last token (after the prompt,
+    /// inclusive), scored tuples, and its own uncorrected p-value.
+    pub best: Option<(usize, usize, usize, f64)>,
+    /// The p-value corrected for the search: min(1, 2 · p_whole,
+    /// 2 · windows · p_best).
+    pub p_value: f64,
+}
+
+/// Scores the whole text and every window of it, for text where only a part
+/// carries the watermark: an answer pasted into a longer document, or
+/// edited heavily in places.
+///
+/// Windows are runs of 32, 64, 128, … scored tuples (fewer than the
+/// text's), at offsets of half their length, and the last window of each
+/// size ends at the text's end. The result is still an exact test: half of
+/// the level goes to the whole text and half is split evenly among the
+/// windows (a weighted Bonferroni correction), so the corrected p-value is
+/// min(1, 2 · p_whole, 2 · windows · p_best). On text marked throughout it
+/// costs a factor of two against [`detect`]; on a marked passage in
+/// unmarked text it finds what the whole-text test averages away.
+pub fn detect_windowed(scheme: &Scheme, tokens: &[u32], prompt_len: usize) -> WindowedScore {
+    let mut s = Scorer::new(scheme);
+    s.seen = Seen::with_capacity(tokens.len());
+    s.trace = Some(Vec::with_capacity(tokens.len()));
+    s.add(tokens, prompt_len);
+    let whole = s.finish();
+    let trace = s.trace.take().unwrap_or_default();
+    let n = trace.len();
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0f64);
+    for (_, x) in &trace {
+        prefix.push(prefix.last().copied().unwrap_or(0.0) + x);
+    }
+    // Expected statistic per tuple under the null: windows at or below it
+    // cannot be the best, and their tails are not computed.
+    let mean = match scheme {
+        Scheme::Kgw(k) => k.gamma,
+        Scheme::Tournament(t) => f64::from(t.layers) / 2.0,
+        Scheme::Gumbel(_) => 1.0,
+    };
+    let mut windows = 0usize;
+    let mut best: Option<(usize, usize, usize, f64)> = None;
+    let mut w = MIN_WINDOW;
+    while w < n {
+        let stride = w / 2;
+        let mut starts: Vec<usize> = (0..=n - w).step_by(stride).collect();
+        if starts.last() != Some(&(n - w)) {
+            starts.push(n - w);
+        }
+        for a in starts {
+            windows += 1;
+            let stat = prefix[a + w] - prefix[a];
+            if stat <= mean * w as f64 {
+                continue;
+            }
+            let (p, _) = tail(scheme, w, stat);
+            if best.is_none_or(|b| p < b.3) {
+                best = Some((trace[a].0 as usize, trace[a + w - 1].0 as usize, w, p));
+            }
+        }
+        w *= 2;
+    }
+    let p_value = match best {
+        Some(b) => (2.0 * whole.p_value).min(2.0 * windows as f64 * b.3),
+        None => 2.0 * whole.p_value,
+    }
+    .min(1.0);
+    WindowedScore {
+        whole,
+        windows,
+        best,
+        p_value,
     }
 }
 
@@ -349,7 +390,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::Key;
-    use crate::scheme::draw;
+    use crate::scheme::{Gumbel, Kgw, Tournament, draw};
 
     const V: usize = 2_000;
 
@@ -532,5 +573,71 @@ mod tests {
         let best = scores.iter().map(|s| s.p_value).fold(1.0, f64::min);
         assert_eq!(corrected, (best * 11.0).min(1.0));
         assert_eq!(scores[10].p_value, best, "the right cohort scores best");
+    }
+
+    #[test]
+    fn a_marked_passage_in_plain_text_is_found_by_its_window() {
+        let k = kgw();
+        let plain_before = generate(500, 21, |_, p, rng| draw(p, rng.next()));
+        let marked = generate(128, 22, |ctx, p, rng| {
+            let mut bias = vec![0f32; V];
+            k.bias(ctx, &mut bias);
+            draw(&softmax_with(p, &bias), rng.next())
+        });
+        let plain_after = generate(500, 23, |_, p, rng| draw(p, rng.next()));
+        let mut text = plain_before.clone();
+        text.extend_from_slice(&marked);
+        text.extend_from_slice(&plain_after);
+        let s = Scheme::Kgw(k);
+        let w = detect_windowed(&s, &text, 1);
+        assert!(w.whole.p_value > 1e-6, "{w:?}");
+        assert!(w.p_value < 1e-6, "{w:?}");
+        assert!(w.p_value < w.whole.p_value);
+        // The best window lies on the marked passage (tokens ~500..628
+        // after the one-token prompt).
+        let (first, last, scored, _) = w.best.unwrap();
+        assert!(first >= 400 && last <= 730, "{first}..{last}");
+        assert!(scored >= MIN_WINDOW);
+        // Windows of 32, 64, …, at half-length offsets, each size ending
+        // at the text's end.
+        let n = w.whole.tokens_scored;
+        let mut expected = 0;
+        let mut size = MIN_WINDOW;
+        while size < n {
+            let starts = (n - size) / (size / 2) + 1;
+            expected += starts + usize::from((n - size) % (size / 2) != 0);
+            size *= 2;
+        }
+        assert_eq!(w.windows, expected);
+        // Text marked throughout pays at most the factor 2 of the split.
+        let all = generate(300, 24, |ctx, p, rng| {
+            let mut bias = vec![0f32; V];
+            k.bias(ctx, &mut bias);
+            draw(&softmax_with(p, &bias), rng.next())
+        });
+        let w = detect_windowed(&s, &all, 1);
+        assert!(w.p_value <= 2.0 * w.whole.p_value);
+        assert!(w.p_value < 1e-6);
+    }
+
+    #[test]
+    fn windowed_p_values_of_plain_text_stay_valid() {
+        // Under "no watermark" the corrected p-value must be at most as often
+        // below α as α says (the correction is conservative).
+        let k = kgw();
+        let s = Scheme::Kgw(k);
+        let mut rng = Rng(5);
+        let texts = 600;
+        let (mut below_05, mut below_01) = (0, 0);
+        for _ in 0..texts {
+            let t: Vec<u32> = (0..400).map(|_| (rng.next() * 50_000.0) as u32).collect();
+            let w = detect_windowed(&s, &t, 0);
+            below_05 += usize::from(w.p_value < 0.05);
+            below_01 += usize::from(w.p_value < 0.01);
+            assert!(w.p_value >= w.whole.p_value.min(1.0) || w.best.is_some());
+        }
+        // Binomial(600, 0.05) exceeds 45 with probability < 1%.
+        assert!(below_05 <= 45, "{below_05}");
+        assert!(below_01 <= 14, "{below_01}");
     }
 }

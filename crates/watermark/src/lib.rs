@@ -11,7 +11,7 @@ logits (or probabilities), and detection needs only token ids and the key.
   SynthID-style tournament sampling, Gumbel-max (distortion-free).
 - [`detect`]: scoring with de-duplicated (window, token) tuples, prompt
   windows excluded, exact p-values, and several keys with the Bonferroni
-  correction.
+  correction; windowed scoring for text marked only in part.
 - [`stats`]: the exact binomial and gamma tails.
 - [`tokenizer`] (feature `tokenizer`, on by default): an offline BPE
   (`cl100k_base`) to score text from anywhere.
@@ -24,6 +24,8 @@ pub mod stats;
 #[cfg(feature = "tokenizer")]
 pub mod tokenizer;
 
-pub use detect::{Scheme, Score, Scorer, WindowFilter, detect, detect_many};
+pub use detect::{
+    Scheme, Score, Scorer, WindowFilter, WindowedScore, detect, detect_many, detect_windowed,
+};
 pub use key::Key;
 pub use scheme::{Gumbel, Kgw, Seeding, Tournament};

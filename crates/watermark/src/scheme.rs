@@ -163,8 +163,20 @@ impl Tournament {
         probs: &[f32],
         uniform: &mut impl FnMut() -> f64,
     ) -> usize {
+        // 2^m draws from one cumulative table (a binary search each), not
+        // 2^m passes over the candidates.
+        let mut cdf = Vec::with_capacity(probs.len());
+        let mut total = 0.0f64;
+        for &p in probs {
+            total += f64::from(p.max(0.0));
+            cdf.push(total);
+        }
+        let last = probs.len().saturating_sub(1);
         let mut cand: Vec<usize> = (0..(1usize << self.layers.min(16)))
-            .map(|_| draw(probs, uniform()) as usize)
+            .map(|_| {
+                let x = uniform() * total;
+                cdf.partition_point(|&c| c <= x).min(last)
+            })
             .collect();
         for l in 0..self.layers {
             cand = cand
@@ -246,17 +258,79 @@ pub fn draw(probs: &[f32], u: f64) -> u32 {
     probs.len().saturating_sub(1) as u32
 }
 
+/// A scheme with its key, as detection needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Scheme {
+    Kgw(Kgw),
+    Tournament(Tournament),
+    Gumbel(Gumbel),
+}
+
+impl Scheme {
+    pub(crate) fn seeding(&self) -> Seeding {
+        match self {
+            Scheme::Kgw(k) => k.seeding,
+            Scheme::Tournament(t) => t.seeding,
+            Scheme::Gumbel(g) => g.seeding,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &crate::key::Key {
+        match self {
+            Scheme::Kgw(k) => &k.key,
+            Scheme::Tournament(t) => &t.key,
+            Scheme::Gumbel(g) => &g.key,
+        }
+    }
+
+    /// The seed of position `t` of `tokens`. `pt` holds each token's PRF
+    /// value when the seeding is a min-hash (computed once per text).
+    #[inline]
+    pub(crate) fn seed_at(&self, tokens: &[u32], pt: &[u64], t: usize) -> Option<u64> {
+        match self.seeding() {
+            Seeding::MinHash { h, self_salt } if pt.len() == tokens.len() => {
+                let h = h.max(1);
+                if t < h {
+                    return None;
+                }
+                let m = pt[t - h..t].iter().copied().min().unwrap_or(u64::MAX);
+                Some(if self_salt { m.min(pt[t]) } else { m })
+            }
+            s => s.seed(
+                self.key(),
+                &tokens[t.saturating_sub(s.width())..t],
+                tokens[t],
+            ),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::Kgw(_) => "kgw",
+            Scheme::Tournament(_) => "tournament",
+            Scheme::Gumbel(_) => "gumbel",
+        }
+    }
+
+    pub fn key_fingerprint(&self) -> String {
+        match self {
+            Scheme::Kgw(k) => k.key.fingerprint(),
+            Scheme::Tournament(t) => t.key.fingerprint(),
+            Scheme::Gumbel(g) => g.key.fingerprint(),
+        }
+    }
+}
+
 /// Samples the next token from a model's sparse candidates (`(token,
 /// probability)` pairs, as engines that keep a top-k do) under a scheme,
 /// or plainly with `None`. KGW reweights green candidates by e^δ,
 /// Gumbel-max takes the argmax of ln(r)/p, the tournament plays its rounds.
 pub fn sample_sparse(
-    scheme: Option<&crate::detect::Scheme>,
+    scheme: Option<&Scheme>,
     window: &[u32],
     cand: &[(u32, f32)],
     uniform: &mut impl FnMut() -> f64,
 ) -> u32 {
-    use crate::detect::Scheme;
     let ids: Vec<u32> = cand.iter().map(|c| c.0).collect();
     let probs: Vec<f32> = cand.iter().map(|c| c.1).collect();
     let i = match scheme {

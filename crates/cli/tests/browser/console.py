@@ -8,6 +8,8 @@ offline:
   CAMPAIGN    a campaign id; NODES its graph's node count (from the API);
               WINDOWS its ten-minute windows (the console reads the log)
   ACCOUNT     an account with a timeline; ESCALATIONS its escalation count
+  FLAGGED     flagged principals of the exfiltration report; PRINCIPAL one
+              of them; ALERTS its alert count
 live:
   TOKEN       the admin token
   ACCOUNT     the account to block and lift
@@ -19,6 +21,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 from playwright.sync_api import sync_playwright
 
@@ -112,6 +115,24 @@ def offline(page):
     check(verdicts and all(v == "block" for v in verdicts), f"the verdict filter holds ({verdicts})")
     check(page.locator("select[name=verdict]").input_value() == "block", "the filter shows in the form")
     check(unnamed_controls(page) == [], f"every list control has a name: {unnamed_controls(page)}")
+
+    # Exfiltration beside the campaigns: the overview counts it, the list
+    # holds the flagged principals, a principal's page its alerts.
+    page.goto(url + "#/")
+    ready(page, "overview")
+    check(page.locator("#nav-exfil").is_visible(), "the Exfiltration link shows")
+    check(page.locator("#c-exfil svg rect").count() > 0, "the signals of flagged principals are drawn")
+    page.goto(url + "#/exfil?flagged=yes&limit=500")
+    ready(page, "exfil")
+    rows = page.locator("tbody tr").count()
+    check(rows == int(os.environ["FLAGGED"]), f"{os.environ['FLAGGED']} flagged principals, not {rows}")
+    check(unnamed_controls(page) == [], f"every exfiltration control has a name: {unnamed_controls(page)}")
+    page.screenshot(path=f"{shots}/exfil.png", full_page=True)
+    page.locator(f'a[href="#/principal/{quote(os.environ["PRINCIPAL"], safe="")}"]').first.click()
+    ready(page, "principal")
+    alerts = page.locator('table[aria-label="alerts"] tbody tr').count()
+    check(alerts == int(os.environ["ALERTS"]), f"{os.environ['ALERTS']} alerts, not {alerts}")
+    page.screenshot(path=f"{shots}/principal.png", full_page=True)
 
 
 def act(page, account, decision, reason):

@@ -17,8 +17,6 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
-use super::{capability, elicitation, shape};
-
 /// The phrase lists, one per question a signal asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum List {
@@ -34,17 +32,221 @@ pub enum List {
     Back,
 }
 
+// The lists themselves, grouped by the signal that asks (the signals only
+// read them through [`Text`]).
+
+// Read by [`super::elicitation`].
+const RECONSTRUCT: &[&str] = &[
+    "internal reasoning behind",
+    "reasoning behind the completed",
+    "reconstruct the full chain of thought",
+    "reconstruct the chain of thought",
+    "reconstruct the reasoning",
+    "hidden reasoning",
+    "chain of thought that leads to",
+    "as if you were thinking aloud",
+];
+
+/// Step-by-step phrasings, in nine languages (lowercase).
+const STEP: &[&str] = &[
+    // en
+    "step by step",
+    "step-by-step",
+    "show your work",
+    "show all of your reasoning",
+    "show your reasoning",
+    "explain your reasoning",
+    "chain of thought",
+    "chain-of-thought",
+    "think out loud",
+    "thinking aloud",
+    "walk through your thought process",
+    "every intermediate step",
+    "intermediate steps",
+    "reason through",
+    "let's think",
+    "lets think",
+    // zh
+    "一步一步",
+    "逐步",
+    "推理过程",
+    "思考过程",
+    "中间步骤",
+    // ru
+    "шаг за шагом",
+    "ход рассуждений",
+    "рассуждение",
+    "промежуточный шаг",
+    // es
+    "paso a paso",
+    "tu razonamiento",
+    "proceso de pensamiento",
+    // de
+    "schritt für schritt",
+    "lösungsweg",
+    "überlegungen",
+    "denkprozess",
+    // fr
+    "étape par étape",
+    "ton raisonnement",
+    "votre raisonnement",
+    "réflexion",
+    // ja
+    "段階的",
+    "ステップごと",
+    "推論",
+    "思考の",
+    // ko
+    "단계별",
+    "추론 과정",
+    "사고 과정",
+    // pt
+    "passo a passo",
+    "seu raciocínio",
+    "raciocínio",
+];
+
+const SYSTEM: &[&str] = &[
+    "think step-by-step and justify your steps",
+    "always provide explanation",
+    "explain how you used the definition",
+    "explain why other answers are wrong",
+    "explain in simple steps",
+    "justify your steps",
+];
+
+const IN_ANSWER: &[&str] = &[
+    "before the final answer",
+    "before giving the final answer",
+    "before answering",
+    "write out your reasoning",
+    "include your reasoning",
+    "reasoning: ... then answer",
+    "explain your answer",
+    "justify your answer",
+];
+
+// Read by [`super::capability`].
+const CODING: &[&str] = &[
+    "```",
+    "function",
+    "code",
+    "python",
+    "javascript",
+    "typescript",
+    "rust",
+    "golang",
+    " java",
+    "c++",
+    "sql",
+    "bug",
+    "compile",
+    "unit test",
+    "implement",
+    "refactor",
+    "regex",
+    "api",
+    "def ",
+    "class ",
+];
+
+const DATA: &[&str] = &[
+    "csv",
+    "dataset",
+    "spreadsheet",
+    "correlation",
+    "outlier",
+    "forecast",
+    "pivot table",
+    "regression",
+];
+
+const GRADING: &[&str] = &[
+    "rubric",
+    "score the response",
+    "grade",
+    "reward model",
+    "assign a score",
+    "rate the following",
+    "evaluate the following answer",
+    "score from",
+];
+
+const SAFETY: &[&str] = &[
+    "censorship",
+    "politically sensitive",
+    "acceptable to publish",
+    "avoids any statement",
+    "sensitive by regulators",
+    "neutral response",
+];
+
+const REASONING: &[&str] = &[
+    "solve",
+    "prove",
+    "probability",
+    "equation",
+    "how many",
+    "calculate",
+    "integer",
+    "riddle",
+    "puzzle",
+    "logic",
+    "求解",
+    "证明",
+    "задач",
+    "problema",
+    "aufgabe",
+];
+
+// Read by [`super::shape`].
+const BACK: &[&str] = &[
+    "you said",
+    "above",
+    "your answer",
+    "previous",
+    "earlier",
+    "that code",
+    "this code",
+    "the code you",
+    "your response",
+    "instead",
+    "again",
+    "continue",
+    "more",
+    "shorter",
+    "longer",
+    "rewrite it",
+    "what about",
+    "why did you",
+    "it doesn't",
+    "it does not",
+    "still",
+    "not working",
+    "thanks",
+    "thank you",
+    "ok ",
+    "okay",
+    "上面",
+    "刚才",
+    "继续",
+    "выше",
+    "продолжай",
+    "anterior",
+    "continúa",
+];
+
 const LISTS: [(List, &[&str]); 10] = [
-    (List::Reconstruct, elicitation::RECONSTRUCT),
-    (List::Step, elicitation::STEP),
-    (List::SystemPrompt, elicitation::SYSTEM),
-    (List::InAnswer, elicitation::IN_ANSWER),
-    (List::Coding, capability::CODING),
-    (List::Data, capability::DATA),
-    (List::Grading, capability::GRADING),
-    (List::Safety, capability::SAFETY),
-    (List::Reasoning, capability::REASONING),
-    (List::Back, shape::BACK),
+    (List::Reconstruct, RECONSTRUCT),
+    (List::Step, STEP),
+    (List::SystemPrompt, SYSTEM),
+    (List::InAnswer, IN_ANSWER),
+    (List::Coding, CODING),
+    (List::Data, DATA),
+    (List::Grading, GRADING),
+    (List::Safety, SAFETY),
+    (List::Reasoning, REASONING),
+    (List::Back, BACK),
 ];
 
 /// Words of the hit bit set (room for 256 distinct phrases).

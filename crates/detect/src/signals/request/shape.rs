@@ -24,42 +24,6 @@ pub struct Shape {
     pub refers_back: bool,
 }
 
-pub(crate) const BACK: &[&str] = &[
-    "you said",
-    "above",
-    "your answer",
-    "previous",
-    "earlier",
-    "that code",
-    "this code",
-    "the code you",
-    "your response",
-    "instead",
-    "again",
-    "continue",
-    "more",
-    "shorter",
-    "longer",
-    "rewrite it",
-    "what about",
-    "why did you",
-    "it doesn't",
-    "it does not",
-    "still",
-    "not working",
-    "thanks",
-    "thank you",
-    "ok ",
-    "okay",
-    "上面",
-    "刚才",
-    "继续",
-    "выше",
-    "продолжай",
-    "anterior",
-    "continúa",
-];
-
 /// `user` is the scanned last user turn.
 pub fn measure(e: &Event, user: &Text) -> Shape {
     let r = &e.request;
