@@ -25,18 +25,18 @@ pub(crate) fn answer_tokens(corpus: &str, tok: &Tokenizer, max: usize) -> Result
     Ok(out)
 }
 
-/// A small xorshift for sampling (deterministic per seed).
-pub(crate) struct Rng(u64);
+/// The sampler's randomness: the workspace's xorshift, its seed spread
+/// by a multiply so that nearby seeds start far apart.
+pub(crate) struct Rng(distillguard_sketches::Xorshift);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(distillguard_sketches::Xorshift::from_state(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
     }
     pub fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 }
 

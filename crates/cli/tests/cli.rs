@@ -4700,6 +4700,98 @@ fn a_leak_is_traced_to_its_cohort_out_of_64() {
     assert!(h["p_value"].as_f64().unwrap() > 1e-3, "{h}");
 }
 
+/// `watermark experiment` on a small budget: every part is measured and
+/// plotted, the radioactivity controls are counted as documented, and the
+/// same run gives the same numbers (threads and all).
+#[test]
+fn the_watermark_experiment_measures_every_part_and_repeats_itself() {
+    let d = Dir::new("wm-experiment");
+    let run = |plots: &str| -> serde_json::Value {
+        let out = ok(&[
+            "watermark",
+            "experiment",
+            "--corpus",
+            "embedded",
+            "--keys",
+            "1",
+            "--answers",
+            "4",
+            "--radio-seeds",
+            "1",
+            "--radio-prompts",
+            "20",
+            "--radio-answer-tokens",
+            "30",
+            "--radio-base-tokens",
+            "20000",
+            "--format",
+            "json",
+            "--plots",
+            plots,
+        ]);
+        let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        // Timings are the only numbers allowed to differ.
+        v.as_object_mut().unwrap().remove("seconds");
+        v["false_positives"]
+            .as_object_mut()
+            .unwrap()
+            .remove("seconds");
+        v
+    };
+    let plots = d.path("plots");
+    let v = run(plots.to_str().unwrap());
+    for f in [
+        "fpr",
+        "tpr",
+        "robustness",
+        "edits",
+        "radioactivity",
+        "radioactivity-controls",
+    ] {
+        let svg = std::fs::read_to_string(plots.join(format!("{f}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{f}");
+    }
+    let rows = v["detection_at_fpr_1e-6"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    for r in rows {
+        assert_eq!(r["by_length"].as_array().unwrap().len(), 7, "{r}");
+        // 2 lengths × 4 edits × 3 rates.
+        assert_eq!(r["edits"].as_array().unwrap().len(), 24, "{r}");
+        for e in r["edits"].as_array().unwrap() {
+            let t = e["tpr"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&t), "{e}");
+        }
+    }
+    // The default scheme finds every 400-token answer, and the windowed
+    // test finds a pasted passage at least as often as the whole-text one.
+    let kgw = &rows[0];
+    assert_eq!(kgw["scheme"], "kgw γ0.25 δ2 h1");
+    assert_eq!(kgw["by_length"][6]["tpr"], 1.0);
+    let pasted = &kgw["pasted_150_in_800_real"];
+    assert!(pasted["windowed"].as_f64().unwrap() >= pasted["whole_text"].as_f64().unwrap());
+    let radio = &v["radioactivity"];
+    let levels = radio["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 8, "six levels and two rewritten");
+    assert_eq!(radio["students"].as_array().unwrap().len(), 8);
+    // 8 students × 20 control keys each.
+    assert_eq!(radio["controls"]["wrong_keys"]["count"], 160);
+    let hist: u64 = radio["controls"]["wrong_keys"]["histogram_10_bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, 160);
+    let p = |i: usize| levels[i]["p_median"].as_f64().unwrap();
+    assert!(
+        p(5) < p(0),
+        "10% contamination beats none: {} vs {}",
+        p(5),
+        p(0)
+    );
+    assert_eq!(run(d.path("again").to_str().unwrap()), v);
+}
+
 /// Issue 19: a watermarked answer pasted into a longer human document is
 /// averaged away by the whole-text test and found by `--windows`, whose
 /// p-value stays corrected for its search.

@@ -178,14 +178,9 @@ fn answer(app: &App, prompt: &str, max_tokens: usize) -> (String, Option<String>
     match &app.cfg.source {
         Source::Canned => {
             let n = max_tokens.clamp(1, 4096).min(32 + (seed % 64) as usize);
-            let mut x = seed | 1;
+            let mut x = distillguard_sketches::Xorshift::from_state(seed);
             let words: Vec<&str> = (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    WORDS[(x % WORDS.len() as u64) as usize]
-                })
+                .map(|_| WORDS[(x.next_u64() % WORDS.len() as u64) as usize])
                 .collect();
             let mut text = words.join(" ");
             if let Some(first) = text.get(..1) {
@@ -200,13 +195,8 @@ fn answer(app: &App, prompt: &str, max_tokens: usize) -> (String, Option<String>
             scheme,
         } => {
             let p = tokenizer.encode(prompt);
-            let mut x = seed | 1;
-            let mut next = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 11) as f64 / (1u64 << 53) as f64
-            };
+            let mut x = distillguard_sketches::Xorshift::from_state(seed);
+            let mut next = move || x.next_f64();
             let ids = teacher.generate(&p, max_tokens.clamp(1, 2048), None, |ctx, cand| {
                 distillguard_watermark::scheme::sample_sparse(Some(scheme), ctx, cand, &mut next)
             });

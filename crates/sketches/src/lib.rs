@@ -27,6 +27,34 @@ pub mod topk;
 pub use fingerprint::{Fingerprint, simhash};
 pub use mask::mask_tokens;
 
+/// The workspace's one small seeded generator: xorshift64 (13, 7, 17).
+/// Not for secrets; for shuffles, dropout and sampling that must give the
+/// same sequence for the same seed on every machine.
+#[derive(Debug, Clone)]
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    /// From a raw state (made odd, so never the all-zero fixed point).
+    pub const fn from_state(state: u64) -> Xorshift {
+        Xorshift(state | 1)
+    }
+
+    /// The next 64 bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A uniform number in [0, 1) from the top 53 bits.
+    #[inline]
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// A fast, well-mixed 64-bit hash step (SplitMix64 finaliser).
 #[inline]
 pub const fn mix64(mut z: u64) -> u64 {
@@ -96,5 +124,21 @@ mod tests {
         assert_ne!(a, hash_exact(b"Solve the following problem: 2 + 3"));
         assert_ne!(hash_exact(b""), hash_exact(b"\0"));
         assert_ne!(hash_exact(b"abcdefgh"), hash_exact(b"abcdefgh\0"));
+    }
+
+    #[test]
+    fn xorshift_is_the_13_7_17_sequence_and_stays_in_range() {
+        // The first outputs from state 1, by hand: 1 ^ 1<<13 = 0x2001; then
+        // ^ >>7 (0x40) = 0x2041; then ^ <<17 = 0x4082_2041.
+        let mut x = Xorshift::from_state(1);
+        assert_eq!(x.next_u64(), 0x4082_2041);
+        assert_eq!(Xorshift::from_state(0).next_u64(), 0x4082_2041, "made odd");
+        let mut y = Xorshift::from_state(7);
+        let mean = (0..100_000)
+            .map(|_| y.next_f64())
+            .inspect(|u| assert!((0.0..1.0).contains(u)))
+            .sum::<f64>()
+            / 100_000.0;
+        assert!((mean - 0.5).abs() < 0.01, "{mean}");
     }
 }

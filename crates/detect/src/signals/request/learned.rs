@@ -344,13 +344,10 @@ pub fn train(examples: &[(Vec<u32>, bool, f32)], opts: TrainOpts) -> Model {
     let mut g2 = vec![1e-6f32; SIZE];
     let mut g2b = 1e-6f32;
     let mut order: Vec<usize> = (0..examples.len()).collect();
-    let mut x = opts.seed | 1;
+    let mut x = distillguard_sketches::Xorshift::from_state(opts.seed);
     for _ in 0..opts.epochs {
         for i in (1..order.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
+            order.swap(i, (x.next_u64() % (i as u64 + 1)) as usize);
         }
         let mut kept: Vec<u32> = Vec::new();
         for &i in &order {
@@ -358,10 +355,7 @@ pub fn train(examples: &[(Vec<u32>, bool, f32)], opts: TrainOpts) -> Model {
             kept.clear();
             let cut = (opts.dropout.clamp(0.0, 0.95) * u32::MAX as f32) as u32;
             for &k in f {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                if (x as u32) >= cut {
+                if (x.next_u64() as u32) >= cut {
                     kept.push(k);
                 }
             }
