@@ -1393,20 +1393,7 @@ fn watermarked_answers_are_detected_and_others_are_not() {
          蒸留とは何ですか？段階的に説明してください。\nОбъясни шаг за шагом, как работает дистилляция.\n",
     );
     let answers = d.path("answers.jsonl");
-    ok(&[
-        "watermark",
-        "generate",
-        "--key",
-        key.to_str().unwrap(),
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--corpus",
-        "embedded",
-        "--max-tokens",
-        "150",
-        "--out",
-        answers.to_str().unwrap(),
-    ]);
+    wm_generate(&key, None, &prompts, 150, &answers);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
         .unwrap()
         .lines()
@@ -1450,14 +1437,7 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     // The wrong key sees nothing; a cohort list includes the right one only
     // if asked, with the correction stated.
     let other = d.path("other.key");
-    ok(&[
-        "watermark",
-        "keygen",
-        "--out",
-        other.to_str().unwrap(),
-        "--seed",
-        "4",
-    ]);
+    wm_keygen(&other, 4);
     let w: serde_json::Value = serde_json::from_str(&ok(&[
         "watermark",
         "detect",
@@ -1500,38 +1480,51 @@ fn watermarked_answers_are_detected_and_others_are_not() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("line 1"));
 }
 
-#[test]
-fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
-    let d = Dir::new("radio");
-    let key = d.path("k.key");
+/// `watermark keygen --seed SEED` into `key`.
+fn wm_keygen(key: &Path, seed: u64) {
     ok(&[
         "watermark",
         "keygen",
         "--out",
         key.to_str().unwrap(),
         "--seed",
-        "5",
+        &seed.to_string(),
     ]);
+}
+
+/// `watermark generate` with the embedded teacher: answers to `prompts`
+/// under `key` (or its `cohort`'s key) into `out`.
+fn wm_generate(key: &Path, cohort: Option<&str>, prompts: &Path, max_tokens: u32, out: &Path) {
+    let max = max_tokens.to_string();
+    let mut args = vec!["watermark", "generate", "--key", key.to_str().unwrap()];
+    if let Some(c) = cohort {
+        args.extend(["--cohort", c]);
+    }
+    args.extend([
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--corpus",
+        "embedded",
+        "--max-tokens",
+        &max,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&args);
+}
+
+#[test]
+fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
+    let d = Dir::new("radio");
+    let key = d.path("k.key");
+    wm_keygen(&key, 5);
     let prompts = d.path("prompts.txt");
     let lines: Vec<String> = (0..6)
         .map(|i| format!("Tell me about topic number {i} in detail."))
         .collect();
     write(&prompts, &(lines.join("\n") + "\n"));
     let marked = d.path("marked.jsonl");
-    ok(&[
-        "watermark",
-        "generate",
-        "--key",
-        key.to_str().unwrap(),
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--corpus",
-        "embedded",
-        "--max-tokens",
-        "120",
-        "--out",
-        marked.to_str().unwrap(),
-    ]);
+    wm_generate(&key, None, &prompts, 120, &marked);
     // A "suspect" that repeats our watermarked answers is caught; the
     // control key is not fooled.
     let out = d.path("evidence");
@@ -1572,22 +1565,7 @@ fn radioactivity_reports_evidence_from_files_and_from_an_endpoint() {
     // Across cohorts: text marked under cohort-3's key names cohort-3 out
     // of eight, corrected for the eight keys.
     let c3 = d.path("c3.jsonl");
-    ok(&[
-        "watermark",
-        "generate",
-        "--key",
-        key.to_str().unwrap(),
-        "--cohort",
-        "cohort-3",
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--corpus",
-        "embedded",
-        "--max-tokens",
-        "120",
-        "--out",
-        c3.to_str().unwrap(),
-    ]);
+    wm_generate(&key, Some("cohort-3"), &prompts, 120, &c3);
     let cohorts: Vec<String> = (0..8).map(|i| format!("cohort-{i}")).collect();
     let prefix = d.path("cohorts");
     let mut args = vec![
@@ -1775,14 +1753,7 @@ fn radioactivity_asks_an_https_endpoint_behind_a_private_ca() {
     let (gw, url) = start_gateway(&cfg);
     assert!(url.starts_with("https://"), "{url}");
     let wm = d.path("k.key");
-    ok(&[
-        "watermark",
-        "keygen",
-        "--out",
-        wm.to_str().unwrap(),
-        "--seed",
-        "5",
-    ]);
+    wm_keygen(&wm, 5);
     let prompts = d.path("prompts.txt");
     write(&prompts, "Tell me about tides.\nTell me about bread.\n");
     let radio = |ca: Option<&Path>| {
@@ -1879,14 +1850,7 @@ fn upstream_mock_speaks_both_apis_and_serves_watermarked_answers() {
     // With a key, the mock answers with the watermarked teacher: detect finds it.
     let d = Dir::new("mockwm");
     let key = d.path("k.key");
-    ok(&[
-        "watermark",
-        "keygen",
-        "--out",
-        key.to_str().unwrap(),
-        "--seed",
-        "9",
-    ]);
+    wm_keygen(&key, 9);
     let (mut child, url) = start_mock(&[
         "--watermark-key",
         key.to_str().unwrap(),
@@ -4625,36 +4589,14 @@ fn the_opentelemetry_sdk_exports_genai_spans_into_the_detector() {
 fn a_leak_is_traced_to_its_cohort_out_of_64() {
     let d = Dir::new("cohorts");
     let key = d.path("k.key");
-    ok(&[
-        "watermark",
-        "keygen",
-        "--out",
-        key.to_str().unwrap(),
-        "--seed",
-        "19",
-    ]);
+    wm_keygen(&key, 19);
     let prompts = d.path("prompts.txt");
     write(
         &prompts,
         "How do vaccines work?\nWhy is the sky blue?\nExplain how a hash table handles collisions.\nWhat causes inflation?\nHow does TCP differ from UDP?\nWhy do we have seasons?\n",
     );
     let answers = d.path("answers.jsonl");
-    ok(&[
-        "watermark",
-        "generate",
-        "--key",
-        key.to_str().unwrap(),
-        "--cohort",
-        "cohort-17",
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--corpus",
-        "embedded",
-        "--max-tokens",
-        "200",
-        "--out",
-        answers.to_str().unwrap(),
-    ]);
+    wm_generate(&key, Some("cohort-17"), &prompts, 200, &answers);
     let mut files = Vec::new();
     for (i, l) in std::fs::read_to_string(&answers)
         .unwrap()
@@ -4799,31 +4741,11 @@ fn the_watermark_experiment_measures_every_part_and_repeats_itself() {
 fn a_pasted_answer_is_found_by_windowed_detection() {
     let d = Dir::new("windows");
     let key = d.path("k.key");
-    ok(&[
-        "watermark",
-        "keygen",
-        "--out",
-        key.to_str().unwrap(),
-        "--seed",
-        "23",
-    ]);
+    wm_keygen(&key, 23);
     let prompts = d.path("prompts.txt");
     write(&prompts, "Why do we have leap years?\n");
     let answers = d.path("answers.jsonl");
-    ok(&[
-        "watermark",
-        "generate",
-        "--key",
-        key.to_str().unwrap(),
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--corpus",
-        "embedded",
-        "--max-tokens",
-        "150",
-        "--out",
-        answers.to_str().unwrap(),
-    ]);
+    wm_generate(&key, None, &prompts, 150, &answers);
     let line = std::fs::read_to_string(&answers).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     let marked = v["text"].as_str().unwrap();
