@@ -178,36 +178,25 @@ fn dechunk(s: &str) -> String {
     out
 }
 
-/// The test on tokenized answers. Returns (result, control result,
-/// filtered-out count).
+/// The test on tokenized answers under one key: its result, and how many
+/// tuples the filter left out.
 pub(crate) fn test(
     scheme: &Scheme,
-    control: &Scheme,
     prompts: &[Vec<u32>],
     answers: &[Vec<u32>],
     filter: Option<&WindowFilter>,
-) -> (
-    distillguard_watermark::Score,
-    distillguard_watermark::Score,
-    usize,
-) {
-    let run = |s: &Scheme| {
-        let mut sc = Scorer::new(s);
-        if let Some(f) = filter {
-            sc = sc.with_filter(f);
-        }
-        for (i, a) in answers.iter().enumerate() {
-            let mut t = prompts.get(i).cloned().unwrap_or_default();
-            let pl = t.len();
-            t.extend_from_slice(a);
-            sc.add(&t, pl);
-        }
-        let out = sc.finish();
-        (out, sc.filtered_out())
-    };
-    let (r, filtered) = run(scheme);
-    let (c, _) = run(control);
-    (r, c, filtered)
+) -> (distillguard_watermark::Score, usize) {
+    let mut sc = Scorer::new(scheme);
+    if let Some(f) = filter {
+        sc = sc.with_filter(f);
+    }
+    for (i, a) in answers.iter().enumerate() {
+        let mut t = prompts.get(i).cloned().unwrap_or_default();
+        let pl = t.len();
+        t.extend_from_slice(a);
+        sc.add(&t, pl);
+    }
+    (sc.finish(), sc.filtered_out())
 }
 
 pub(crate) struct Options {
@@ -274,14 +263,14 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         .schemes
         .iter()
         .map(|(name, s)| {
-            let (r, _, filtered) = test(s, s, &prompts, &ans, filter.as_ref());
+            let (r, filtered) = test(s, &prompts, &ans, filter.as_ref());
             (name.clone(), r, filtered)
         })
         .collect();
     let controls: Vec<distillguard_watermark::Score> = o
         .controls
         .iter()
-        .map(|c| test(c, c, &prompts, &ans, filter.as_ref()).0)
+        .map(|c| test(c, &prompts, &ans, filter.as_ref()).0)
         .collect();
     let Some(best) = keys
         .iter()
@@ -290,14 +279,14 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         bail!("no key to test");
     };
     let (best_name, r, filtered) = (&best.0, &best.1, best.2);
-    let p_value = (r.p_value * keys.len() as f64).min(1.0);
+    let p_value = distillguard_watermark::bonferroni(r.p_value, keys.len());
     let correction = if keys.len() > 1 {
         format!("bonferroni over {} keys", keys.len())
     } else {
         "none (one key)".to_string()
     };
     let control_p: Vec<f64> = controls.iter().map(|c| c.p_value).collect();
-    let (ks_d, ks_p) = crate::wm_radio::ks_uniform(&control_p);
+    let (ks_d, ks_p) = distillguard_watermark::stats::ks_uniform(&control_p);
     let first_control = controls.first();
     let assumptions = [
         "Under the null hypothesis the suspect's answers are independent of our key: whatever it was trained on, it never saw text marked with this key.",

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use distillguard_teacher::Teacher;
 use distillguard_watermark::tokenizer::Tokenizer;
 use distillguard_watermark::{
-    Gumbel, Key, Kgw, Scheme, Score, Seeding, Tournament, WindowedScore, detect_many,
+    Gumbel, Key, Kgw, Scheme, Score, Seeding, Tournament, WindowedScore, bonferroni, detect_many,
     detect_windowed,
 };
 
@@ -474,7 +474,7 @@ fn detect_files(
                 })
                 .collect();
             let min = scores.iter().map(|s| s.p_value).fold(1.0f64, f64::min);
-            let corrected = (min * schemes.len().max(1) as f64).min(1.0);
+            let corrected = bonferroni(min, schemes.len());
             (scores, corrected, w.into_iter().map(Some).collect())
         } else {
             let (scores, corrected) = detect_many(&schemes, &tokens, 0);

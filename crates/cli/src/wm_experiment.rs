@@ -38,7 +38,7 @@ use distillguard_watermark::{
 use serde_json::json;
 
 use crate::Format;
-use crate::wm_data::{Rng, answer_tokens, pick, user_prompts};
+use crate::wm_data::{Rng, answer_tokens, pick, rewrite, user_prompts};
 use crate::wm_radio::{self, RadioOptions, RadioReport};
 
 const THRESHOLDS: [f64; 6] = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
@@ -106,34 +106,6 @@ pub(crate) fn edit_words(
         }
     }
     out.join(" ")
-}
-
-/// A second model rewrites a share of the text: the text is cut into spans
-/// of 8 tokens, and each span is, with probability `rate`, replaced by as
-/// many tokens as the reference teacher samples under `other` (another
-/// key), given the prompt and the text before it. A trigram model rewrites
-/// locally; a real paraphrase changes more, so this is the mild end of
-/// paraphrasing.
-pub(crate) fn rewrite(
-    teacher: &Teacher,
-    other: &Scheme,
-    prompt: &[u32],
-    tokens: &[u32],
-    rate: f64,
-    rng: &mut Rng,
-) -> Vec<u32> {
-    let mut ctx = prompt.to_vec();
-    for span in tokens.chunks(8) {
-        if rng.next() < rate {
-            let new = teacher.generate(&ctx, span.len(), None, |c, cand| {
-                pick(Some(other), c, cand, rng)
-            });
-            ctx.extend(new);
-        } else {
-            ctx.extend_from_slice(span);
-        }
-    }
-    ctx.split_off(prompt.len())
 }
 
 /// Real words (from real answers) for substitutions and insertions.
@@ -671,29 +643,5 @@ mod tests {
             edit_words(&text, Edit::Substitute, 0.0, &words(), &mut rng),
             text
         );
-    }
-
-    #[test]
-    fn a_rewrite_keeps_the_length_and_replaces_about_its_share() {
-        let docs: Vec<Vec<u32>> = (0..300u32)
-            .map(|i| (0..40).map(|j| (i * 7 + j * 13) % 97).collect())
-            .collect();
-        let teacher = Teacher::train(docs);
-        let other = Scheme::Kgw(Kgw {
-            key: Key::from_parts(1, 2),
-            gamma: 0.25,
-            delta: 2.0,
-            seeding: Seeding::LeftHash { h: 1 },
-        });
-        let text: Vec<u32> = (0..800u32).map(|i| 1_000 + i).collect();
-        let mut rng = Rng::new(9);
-        let out = rewrite(&teacher, &other, &[5, 6], &text, 0.3, &mut rng);
-        assert_eq!(out.len(), text.len());
-        // Tokens ≥ 1,000 never come from the teacher (trained on 0..97).
-        let kept = out.iter().filter(|&&t| t >= 1_000).count();
-        let rewritten = 800 - kept;
-        assert!((160..320).contains(&rewritten), "{rewritten}");
-        assert_eq!(rewritten % 8, 0, "whole spans of 8 are rewritten");
-        assert_eq!(rewrite(&teacher, &other, &[], &text, 0.0, &mut rng), text);
     }
 }

@@ -147,7 +147,7 @@ fn one_seed(
     let mut g = Rng::new(77 + seed);
     let rewritten: Vec<Vec<u32>> = marked
         .iter()
-        .map(|m| crate::wm_experiment::rewrite(teacher, &rewriter, &[], m, REWRITE_RATE, &mut g))
+        .map(|m| crate::wm_data::rewrite(teacher, &rewriter, &[], m, REWRITE_RATE, &mut g))
         .collect();
     let runs = LEVELS
         .iter()
@@ -173,18 +173,15 @@ fn one_seed(
                 })
             })
             .collect();
-        let (filtered, _, _) =
-            crate::radioactivity::test(&scheme, &scheme, queries, &answers, Some(&filter));
-        let (all, _, _) = crate::radioactivity::test(&scheme, &scheme, queries, &answers, None);
-        let (wide, _, _) =
-            crate::radioactivity::test(&scheme, &scheme, queries, &answers, Some(&filter2));
+        let test = |s: &Scheme, f: Option<&WindowFilter>| {
+            crate::radioactivity::test(s, queries, &answers, f).0
+        };
+        let filtered = test(&scheme, Some(&filter));
+        let all = test(&scheme, None);
+        let wide = test(&scheme, Some(&filter2));
         let controls = controls
             .iter()
-            .map(|c| {
-                crate::radioactivity::test(c, c, queries, &answers, Some(&filter2))
-                    .0
-                    .p_value
-            })
+            .map(|c| test(c, Some(&filter2)).p_value)
             .collect();
         out.push(Student {
             seed,
@@ -250,37 +247,6 @@ pub(crate) fn run(
         answer_tokens: o.answer_tokens,
         students,
     }
-}
-
-/// The one-sample Kolmogorov–Smirnov test of `p` against the uniform
-/// distribution on [0, 1]: the statistic D and its asymptotic p-value
-/// (Kolmogorov's distribution with Stephens' small-sample correction).
-pub(crate) fn ks_uniform(p: &[f64]) -> (f64, f64) {
-    let mut v: Vec<f64> = p.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return (0.0, 1.0);
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
-    let d = v
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let x = x.clamp(0.0, 1.0);
-            ((i as f64 + 1.0) / n - x).max(x - i as f64 / n)
-        })
-        .fold(0.0f64, f64::max);
-    let lambda = (n.sqrt() + 0.12 + 0.11 / n.sqrt()) * d;
-    let mut q = 0.0;
-    for k in 1..=100 {
-        let k = f64::from(k);
-        let term = 2.0 * (-1f64).powf(k - 1.0) * (-2.0 * k * k * lambda * lambda).exp();
-        q += term;
-        if term.abs() < 1e-12 {
-            break;
-        }
-    }
-    (d, q.clamp(0.0, 1.0))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -366,8 +332,8 @@ impl RadioReport {
 
     pub(crate) fn to_json(&self) -> Value {
         let (never, wrong) = self.controls();
-        let (dn, pn) = ks_uniform(&never);
-        let (dw, pw) = ks_uniform(&wrong);
+        let (dn, pn) = distillguard_watermark::stats::ks_uniform(&never);
+        let (dw, pw) = distillguard_watermark::stats::ks_uniform(&wrong);
         json!({
             "method": "KGW γ0.25 δ2 h1; students are interpolated trigram models trained on real answers plus the stated share of watermarked teacher answers; each answers the same held-out prompts; tuples de-duplicated across answers, prompt windows excluded; the primary test keeps only tuples whose two preceding tokens occur together in our watermarked text (the filter of Sander et al., 2024, on the student's context); also reported: the filter on the scheme's one-token window, and no filter",
             "seed_base": SEED_BASE,
@@ -433,8 +399,8 @@ impl RadioReport {
             )?;
         }
         let (never, wrong) = self.controls();
-        let (dn, pn) = ks_uniform(&never);
-        let (dw, pw) = ks_uniform(&wrong);
+        let (dn, pn) = distillguard_watermark::stats::ks_uniform(&never);
+        let (dw, pw) = distillguard_watermark::stats::ks_uniform(&wrong);
         writeln!(
             out,
             "Controls: never-trained students under the key: {} p-values, KS D = {dn:.3}, p = {pn:.3}; wrong keys: {} p-values, KS D = {dw:.3}, p = {pw:.3}; histogram (10 bins) {:?}",
@@ -525,21 +491,6 @@ fn histogram(p: &[f64]) -> [usize; 10] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ks_accepts_uniform_and_rejects_skewed_p_values() {
-        let uniform: Vec<f64> = (0..400).map(|i| (f64::from(i) + 0.5) / 400.0).collect();
-        let (d, p) = ks_uniform(&uniform);
-        assert!(d < 0.01 && p > 0.99, "{d} {p}");
-        let skewed: Vec<f64> = uniform.iter().map(|x| x * x).collect();
-        let (d, p) = ks_uniform(&skewed);
-        assert!(d > 0.2 && p < 1e-6, "{d} {p}");
-        // One point at 0.5: D = 0.5, λ = 1.23 · 0.5, Q(λ) = 0.8438.
-        let (d, p) = ks_uniform(&[0.5]);
-        assert_eq!(d, 0.5);
-        assert!((p - 0.8438).abs() < 1e-3, "{p}");
-        assert_eq!(ks_uniform(&[]), (0.0, 1.0));
-    }
 
     #[test]
     fn medians_of_p_values_are_taken_on_a_log_scale() {

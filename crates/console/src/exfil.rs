@@ -10,7 +10,7 @@ alerts).
 */
 
 use distillguard_exfil::Report;
-use distillguard_exfil::detect::PrincipalReport;
+use distillguard_exfil::detect::{PrincipalReport, Signal};
 use serde_json::{Value, json};
 
 use crate::index::{ListQuery, QueryError, page};
@@ -112,7 +112,12 @@ impl ExfilIndex {
             Some("no") => Some(false),
             Some(f) => return Err(QueryError::Flagged(f.to_string())),
         };
-        let signal = q.signal.as_deref().filter(|s| !s.is_empty());
+        // The signal named once; a name that is no signal matches nothing.
+        let signal = q
+            .signal
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| serde_json::from_value::<Signal>(Value::String(s.to_string())).ok());
         let mut rows: Vec<&PrincipalReport> = self
             .report
             .principals
@@ -121,13 +126,7 @@ impl ExfilIndex {
             .filter(|(p, _)| flagged.is_none_or(|f| p.flagged_at.is_some() == f))
             .filter(|(_, t)| text.as_ref().is_none_or(|q| t.contains(q.as_str())))
             .filter(|(p, _)| {
-                signal.is_none_or(|s| {
-                    p.alerts.iter().any(|a| {
-                        serde_json::to_value(a.signal)
-                            .ok()
-                            .is_some_and(|v| v.as_str() == Some(s))
-                    })
-                })
+                signal.is_none_or(|s| s.is_some_and(|s| p.alerts.iter().any(|a| a.signal == s)))
             })
             .map(|(p, _)| p)
             .collect();

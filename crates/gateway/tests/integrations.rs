@@ -66,6 +66,20 @@ async fn verdict(gw: &str, account: &str) -> serde_json::Value {
     serde_json::from_str(&b).unwrap()
 }
 
+/// The account's verdict once the detector has blocked it (polled for up
+/// to two seconds; the last answer otherwise).
+async fn blocked_verdict(gw: &str, account: &str) -> serde_json::Value {
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..100 {
+        seen = verdict(gw, account).await;
+        if seen["verdict"] == "block" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
+}
+
 #[tokio::test]
 async fn posted_events_reach_the_detector_and_bad_lines_are_named() {
     let (gw, _) = gateway("ingest", "").await;
@@ -130,14 +144,7 @@ async fn posted_events_reach_the_detector_and_bad_lines_are_named() {
     assert!(b.contains(r#""accepted":2"#), "{b}");
     // The detector scored them: each account is blocked (thresholds 0).
     for account in ["acct_x", "acct_y", "acct_z", "acct_w"] {
-        let mut seen = serde_json::Value::Null;
-        for _ in 0..100 {
-            seen = verdict(&gw, account).await;
-            if seen["verdict"] == "block" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let seen = blocked_verdict(&gw, account).await;
         assert_eq!(seen["verdict"], "block", "{account}: {seen}");
         assert_eq!(seen["source"], "detector");
     }
@@ -274,14 +281,7 @@ async fn an_otlp_receiver_feeds_the_detector_from_protobuf_and_json_exports() {
     assert!(String::from_utf8_lossy(&answer).contains("OTLP"));
     // The detector scored every good span: blocked at thresholds 0.
     for account in ["acct_p1", "acct_p2", "acct_p3", "acct_p4", "acct_j1"] {
-        let mut seen = serde_json::Value::Null;
-        for _ in 0..100 {
-            seen = verdict(&gw, account).await;
-            if seen["verdict"] == "block" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let seen = blocked_verdict(&gw, account).await;
         assert_eq!(seen["verdict"], "block", "{account}: {seen}");
     }
 }

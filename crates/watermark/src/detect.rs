@@ -373,6 +373,12 @@ pub fn detect(scheme: &Scheme, tokens: &[u32], prompt_len: usize) -> Score {
     s.finish()
 }
 
+/// The Bonferroni correction of the smallest of `keys` p-values: p_min ×
+/// keys, at most 1.
+pub fn bonferroni(p_min: f64, keys: usize) -> f64 {
+    (p_min * keys.max(1) as f64).min(1.0)
+}
+
 /// Several keys (cohorts) at once: each key's result and the
 /// Bonferroni-corrected p-value of the best one (p_min × keys, at most 1).
 pub fn detect_many(schemes: &[Scheme], tokens: &[u32], prompt_len: usize) -> (Vec<Score>, f64) {
@@ -381,8 +387,7 @@ pub fn detect_many(schemes: &[Scheme], tokens: &[u32], prompt_len: usize) -> (Ve
         .map(|s| detect(s, tokens, prompt_len))
         .collect();
     let min = scores.iter().map(|s| s.p_value).fold(1.0f64, f64::min);
-    let corrected = (min * schemes.len().max(1) as f64).min(1.0);
-    (scores, corrected)
+    (scores, bonferroni(min, schemes.len()))
 }
 
 #[cfg(test)]

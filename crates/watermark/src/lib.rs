@@ -25,7 +25,8 @@ pub mod stats;
 pub mod tokenizer;
 
 pub use detect::{
-    Scheme, Score, Scorer, WindowFilter, WindowedScore, detect, detect_many, detect_windowed,
+    Scheme, Score, Scorer, WindowFilter, WindowedScore, bonferroni, detect, detect_many,
+    detect_windowed,
 };
 pub use key::Key;
 pub use scheme::{Gumbel, Kgw, Seeding, Tournament};
