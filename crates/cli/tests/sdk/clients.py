@@ -1,6 +1,6 @@
 """The official OpenAI and Anthropic Python SDKs against the distillguard gateway.
 
-Run by crates/cli/tests/cli.rs with:
+Run by crates/cli/tests/cli/ with:
   GATEWAY     the gateway's URL (normal verdicts)
   BLOCKING    a gateway whose detector blocks every account at once
   FAULTY      a gateway whose upstream resets every answer after 256 bytes

@@ -1,6 +1,6 @@
 """One key harvesting through the gateway with the official OpenAI Python SDK.
 
-Run by crates/cli/tests/cli.rs with:
+Run by crates/cli/tests/cli/ with:
   GATEWAY   the gateway's URL (its detector on, default weights)
   KEY       a valid key of its own account
   SHAPE     "system":  every request under a system prompt that demands

@@ -1,7 +1,7 @@
 """The official OpenAI SDK through nginx, which asks distillguard's
 forward-auth endpoint (auth_request) before each request.
 
-Run by crates/cli/tests/cli.rs with NGINX (nginx's URL) and three keys:
+Run by crates/cli/tests/cli/ with NGINX (nginx's URL) and three keys:
 ALLOWED (served), BLOCKED (an operator blocked its account: 403),
 THROTTLED (throttled to 2 a minute: the third request gets 429 with
 Retry-After). Prints "ok".

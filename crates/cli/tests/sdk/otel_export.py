@@ -1,7 +1,7 @@
 """GenAI spans exported by the official OpenTelemetry Python SDK (OTLP/HTTP,
 protobuf) to the gateway's trace receiver.
 
-Run by crates/cli/tests/cli.rs with:
+Run by crates/cli/tests/cli/ with:
   ENDPOINT   the gateway's /v1/traces URL (internal listener)
   TOKEN      the integrations token
   ACCOUNT    the user.id of the spans

@@ -1,0 +1,331 @@
+//! Gateways and detector workers on NATS JetStream, Redis and PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+/// A NATS server with JetStream keeping its streams in `dir` (so that a
+/// restart keeps them).
+fn nats_server(port: u16, dir: &Path) -> Server {
+    let which = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nats-server");
+    let child = Command::new(which)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server (.ci/run installs it)");
+    listening(port);
+    Server(child)
+}
+
+fn redis_server(port: u16) -> Server {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (.ci/run installs it)");
+    listening(port);
+    Server(child)
+}
+
+/// A gauge or counter of a gateway's `/metrics`.
+fn metric_of(url: &str, name: &str) -> f64 {
+    let (_, page) = http("GET", url, "/metrics", "", "");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Starts `distillguard detect` with `config`; returns the child.
+fn start_worker(config: &Path, log: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args([
+            "detect",
+            "--config",
+            config.to_str().unwrap(),
+            "--name",
+            "w1",
+        ])
+        .args(["--idle-flush-ms", "300", "--checkpoint-ms", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Events folded, per the checkpoints in the store.
+fn checkpointed(pg: &str, stream: &str) -> u64 {
+    distillguard_storage::open(pg)
+        .unwrap()
+        .checkpoints(stream)
+        .unwrap()
+        .iter()
+        .map(|c| c.events)
+        .sum()
+}
+
+#[test]
+fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outage() {
+    let d = Dir::new("cluster");
+    let schema = distillguard_storage::testing::Schema::new()
+        .expect("PostgreSQL at DATABASE_URL (.ci/run starts it)");
+    let pg = schema.url();
+    let (nats_port, redis_port) = (free_port(), free_port());
+    let nats_dir = d.path("nats");
+    let mut nats = Some(nats_server(nats_port, &nats_dir));
+    let mut redis = Some(redis_server(redis_port));
+    let key = |account: &str, tier: &str| create_key(&pg, account, tier);
+    let hydra: Vec<String> = (0..4).map(|i| key(&format!("hydra_{i}"), "bulk")).collect();
+    let honest = key("honest", "bulk");
+    let limited = key("limited", "ten");
+    let later: Vec<String> = (0..6).map(|i| key(&format!("later_{i}"), "bulk")).collect();
+    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+    let token = token.trim();
+    let (mock, up) = start_mock(&[]);
+    let _mock = Server(mock);
+    // One cluster config; each gateway its own spill file and event log.
+    let detection = "[detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n[link]\nlink_risk = 0.0\n";
+    let config = |name: &str| {
+        let head = format!(
+            "keys_db = \"{pg}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n\
+             [log]\npath = \"{}\"\n\
+             [limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n[limits.tiers.ten]\nrpm = 10\ntpm = 100000000\n\
+             [detect]\nenabled = false\n{detection}\
+             [cluster]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\nredis_timeout_ms = 200\n\
+             [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nspill = \"{}\"\nack_timeout_ms = 500\n",
+            distillguard_storage::sha256_hex(token),
+            d.path(&format!("{name}.jsonl")).display(),
+            d.path(&format!("{name}-spill.jsonl")).display(),
+        );
+        gateway_config(&d, &format!("{name}.toml"), &up, &["openai"], &head)
+    };
+    let (cfg_a, cfg_b) = (config("a"), config("b"));
+    let (gw_a, urls_a) = start_gateway_urls(&cfg_a, 1);
+    let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
+    // Killed if the test fails half-way.
+    let (gw_a, gw_b) = (Server(gw_a), Server(gw_b));
+    let gws = [urls_a[0].clone(), urls_b[0].clone()];
+    let worker_log = d.path("worker.log");
+    let worker = Server(start_worker(&cfg_a, &worker_log));
+    let chat = |i: usize| {
+        format!(
+            r#"{{"model":"atlas-3","max_tokens":20,"messages":[{{"role":"system","content":"You are a careful solver. Always show every step."}},{{"role":"user","content":"Solve step by step: what is {i} times {}? Explain your reasoning."}}]}}"#,
+            i + 7
+        )
+    };
+    let send = |gw: &str, key: &str, ip: &str, i: usize| {
+        let h = format!(
+            "Authorization: Bearer {key}\r\nX-Forwarded-For: {ip}\r\nUser-Agent: python-httpx/0.27\r\n"
+        );
+        http("POST", gw, "/v1/chat/completions", &chat(i), &h).0
+    };
+
+    // 1. A per-key limit of 10 a minute holds across both gateways (one
+    // more if the test outlasts the 6 s the rate frees a request in).
+    let statuses: Vec<u16> = (0..30)
+        .map(|i| send(&gws[i % 2], &limited, "203.0.113.9", i))
+        .collect();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((10..=11).contains(&served), "{statuses:?}");
+
+    // 2. A hydra of four accounts, its traffic split over both gateways,
+    // is linked by the worker and blocked on both.
+    for round in 0..12 {
+        for (a, k) in hydra.iter().enumerate() {
+            let ip = ["198.51.100.7", "198.51.100.8"][(round + a) % 2];
+            let st = send(&gws[(round + a) % 2], k, ip, round * 4 + a);
+            assert!(st == 200 || st == 403, "{st}");
+        }
+    }
+    assert_eq!(send(&gws[0], &honest, "203.0.113.50", 1), 200);
+    let admin = format!("Authorization: Bearer {token}\r\n");
+    let verdict_on = |gw: &str, account: &str| -> serde_json::Value {
+        let (_, body) = http("GET", gw, &format!("/admin/accounts/{account}"), "", &admin);
+        serde_json::from_str(&body).unwrap()
+    };
+    let blocked = within(30, || {
+        gws.iter()
+            .all(|g| (0..4).all(|i| verdict_on(g, &format!("hydra_{i}"))["verdict"] == "block"))
+    });
+    assert!(
+        blocked,
+        "not blocked on both: {}",
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
+    );
+    for (i, k) in hydra.iter().enumerate() {
+        for g in &gws {
+            assert_eq!(send(g, k, "198.51.100.7", 100 + i), 403);
+        }
+    }
+    for g in &gws {
+        assert!(metric_of(g, "distillguard_board_changes_total") > 0.0);
+    }
+
+    // 3. kill -9 of the worker while events arrive; a new one rebuilds.
+    let mut sent_later = 0;
+    for (i, k) in later.iter().enumerate().take(3) {
+        for r in 0..10 {
+            assert_eq!(send(&gws[r % 2], k, &format!("192.0.2.{i}"), 200 + r), 200);
+            sent_later += 1;
+        }
+    }
+    // Some progress is checkpointed (and acknowledged) before the kill.
+    assert!(within(10, || checkpointed(&pg, "DISTILLGUARD_EVENTS") > 0));
+    Command::new("kill")
+        .args(["-9", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    drop(worker);
+    for (i, k) in later.iter().enumerate().skip(3) {
+        for r in 0..10 {
+            assert_eq!(send(&gws[r % 2], k, &format!("192.0.2.{i}"), 300 + r), 200);
+            sent_later += 1;
+        }
+    }
+    assert_eq!(sent_later, 60);
+    let mut worker = Server(start_worker(&cfg_a, &worker_log));
+
+    // 4. Redis away: served on local limits, and counted.
+    drop(redis.take());
+    assert_eq!(send(&gws[0], &honest, "203.0.113.50", 2), 200);
+    assert!(metric_of(&gws[0], "distillguard_limits_shared_errors_total") >= 1.0);
+    // NATS away: served all the same; the events spill, counted.
+    let published = |gws: &[String]| -> f64 {
+        gws.iter()
+            .map(|g| metric_of(g, "distillguard_bus_published_total"))
+            .sum()
+    };
+    let lines = || -> f64 {
+        ["a", "b"]
+            .iter()
+            .map(|n| {
+                std::fs::read_to_string(d.path(&format!("{n}.jsonl")))
+                    .map_or(0, |t| t.lines().count())
+            })
+            .sum::<usize>() as f64
+    };
+    assert!(
+        within(20, || published(&gws) == lines() && lines() > 60.0),
+        "{} published, {} logged",
+        published(&gws),
+        lines()
+    );
+    // Stopped, not killed: a single JetStream node acknowledges a message
+    // up to 8 ms before it writes it, so `kill -9` can lose the last ones
+    // (docs/scale.md: replicas).
+    if let Some(mut n) = nats.take() {
+        terminate(&n.0);
+        let _ = n.0.wait();
+    }
+    for r in 0..4 {
+        assert_eq!(send(&gws[r % 2], &honest, "203.0.113.50", 400 + r), 200);
+    }
+    let spilled = |gws: &[String]| -> f64 {
+        gws.iter()
+            .map(|g| metric_of(g, "distillguard_bus_spilled_total"))
+            .sum()
+    };
+    assert!(within(10, || spilled(&gws) >= 4.0), "{}", spilled(&gws));
+    // NATS back (its streams kept on disk); the spill files replayed.
+    nats = Some(nats_server(nats_port, &nats_dir));
+    for name in ["a", "b"] {
+        let spill = d.path(&format!("{name}-spill.jsonl"));
+        if spill.exists() {
+            let out = ok(&[
+                "bus",
+                "replay",
+                spill.to_str().unwrap(),
+                "--nats",
+                &format!("nats://127.0.0.1:{nats_port}"),
+                "--partitions",
+                "4",
+            ]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["removed"], true, "{out}");
+        }
+    }
+    assert!(nats.is_some());
+
+    // Every event the gateways logged is folded exactly once.
+    let logged: Vec<distillguard_core::Event> = ["a", "b"]
+        .iter()
+        .flat_map(|n| read_events(&d.path(&format!("{n}.jsonl"))))
+        .collect();
+    let ids: BTreeSet<String> = logged.iter().filter_map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), logged.len(), "ids are unique");
+    let stream = "DISTILLGUARD_EVENTS";
+    let all_folded = within(60, || checkpointed(&pg, stream) == ids.len() as u64);
+    assert!(
+        all_folded,
+        "{} folded of {}: {}",
+        checkpointed(&pg, stream),
+        ids.len(),
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
+    );
+    terminate(&worker.0);
+    let mut out = String::new();
+    worker
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(worker.0.wait().unwrap().success());
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        summary["covered_at_start"].as_u64().unwrap() > 0,
+        "{summary}\n{}",
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
+    );
+
+    // The verdicts on the board are those of one `analyze` over the same
+    // events.
+    let analyze_cfg = d.path("analyze.toml");
+    write(
+        &analyze_cfg,
+        &detection.replace("[detect.thresholds]", "[thresholds]"),
+    );
+    let logs: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| d.path(&format!("{n}.jsonl")).display().to_string())
+        .collect();
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        &logs[0],
+        &logs[1],
+        "--config",
+        analyze_cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "-q",
+    ]))
+    .unwrap();
+    let accounts = report["accounts"].as_array().unwrap();
+    assert!(accounts.len() >= 12, "{}", accounts.len());
+    for a in accounts {
+        let id = a["account_id"].as_str().unwrap();
+        for g in &gws {
+            let v = verdict_on(g, id);
+            assert_eq!(v["verdict"], a["verdict"], "{id} on {g}: {v} vs {a}");
+        }
+    }
+    drop((gw_a, gw_b));
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests of the `distillguard` binary: one harness, many cases.
+//!
+//! Each case runs the real binary on real files in a fresh temporary
+//! directory, as a user would.
+//!
+//! One module per area; `support` holds what they share.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
+
+mod analyze;
+mod cluster;
+mod console;
+mod formats;
+mod gateway;
+mod integrations;
+mod simulate;
+mod stix;
+mod support;
+mod watermark;
