@@ -47,6 +47,9 @@ pub enum BusError {
     },
     #[error("starting the bus thread: {0}")]
     Thread(std::io::Error),
+    /// A setting the types allow but NATS does not.
+    #[error("{field}: {reason}")]
+    Config { field: &'static str, reason: String },
 }
 
 /// Where events go: the `[cluster]` settings of the bus.
@@ -159,29 +162,33 @@ impl BusConfig {
     }
 
     /// Checks what the types do not: a prefix NATS accepts as a subject.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BusError> {
         let ok = |t: &str| {
             !t.is_empty()
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
+        let bad = |field, reason| Err(BusError::Config { field, reason });
         if !self.subject_prefix.split('.').all(ok) {
-            return Err(format!(
-                "subject_prefix {:?}: dot-separated tokens of letters, digits, '_' and '-'",
-                self.subject_prefix
-            ));
+            return bad(
+                "subject_prefix",
+                format!(
+                    "{:?}: dot-separated tokens of letters, digits, '_' and '-'",
+                    self.subject_prefix
+                ),
+            );
         }
         if self.replicas.get() > 5 {
-            return Err(format!(
-                "replicas {}: JetStream keeps 1 to 5 copies",
-                self.replicas
-            ));
+            return bad(
+                "replicas",
+                format!("{}: JetStream keeps 1 to 5 copies", self.replicas),
+            );
         }
         if !ok(&self.stream) {
-            return Err(format!(
-                "stream {:?}: letters, digits, '_' and '-'",
-                self.stream
-            ));
+            return bad(
+                "stream",
+                format!("{:?}: letters, digits, '_' and '-'", self.stream),
+            );
         }
         Ok(())
     }

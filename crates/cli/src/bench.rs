@@ -188,7 +188,7 @@ pub(crate) fn rss_bytes() -> Option<u64> {
 /// account. Each account sends three requests on three streams (API key,
 /// client), so every account has its stream slots allocated: the worst case.
 pub(crate) fn accounts(n: u32) -> Result<ExitCode> {
-    use distillguard_detect::engine::{Engine, Pre, Weights};
+    use distillguard_detect::engine::{Engine, RequestSignals, Weights};
     use distillguard_detect::signals::request::capability::Capability;
     let weights = Weights::embedded();
     let before = rss_bytes().context("cannot read /proc/self/status")?;
@@ -198,7 +198,7 @@ pub(crate) fn accounts(n: u32) -> Result<ExitCode> {
     for round in 0..ROUNDS {
         for i in 0..n as u64 {
             let h = distillguard_sketches::mix64(i ^ round << 40);
-            let p = Pre {
+            let p = RequestSignals {
                 ts: distillguard_core::Timestamp(1_771_200_000_000 + (round * n as u64 + i) as i64),
                 account_id: format!("acct_{:016x}", distillguard_sketches::mix64(i)),
                 account_key: distillguard_sketches::mix64(i),

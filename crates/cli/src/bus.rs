@@ -52,7 +52,7 @@ pub(crate) fn run(args: BusArgs) -> Result<ExitCode> {
             cfg.partitions = partitions;
             cfg.stream = stream;
             cfg.subject_prefix = subject_prefix;
-            cfg.validate().map_err(anyhow::Error::msg)?;
+            cfg.validate()?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

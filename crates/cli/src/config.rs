@@ -29,12 +29,12 @@ pub struct AnalyzeConfig {
 
 impl AnalyzeConfig {
     /// Checks every value; the error names the table.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), distillguard_core::Invalid> {
         if let Some(t) = &self.thresholds {
-            t.validate().map_err(|e| format!("[thresholds]: {e}"))?;
+            t.validate().map_err(|e| e.within("[thresholds]"))?;
         }
         if let Some(l) = &self.link {
-            l.validate().map_err(|e| format!("[link]: {e}"))?;
+            l.validate().map_err(|e| e.within("[link]"))?;
         }
         Ok(())
     }
@@ -61,7 +61,7 @@ mod tests {
         assert_eq!(off.link.unwrap().min_fraction, 0.5);
         assert!(toml::from_str::<AnalyzeConfig>("[link]\nlink_rsk = 0.5").is_err());
         let bad: AnalyzeConfig = toml::from_str("[link]\nmin_accounts = 1").unwrap();
-        assert!(bad.validate().unwrap_err().starts_with("[link]"));
+        assert!(bad.validate().unwrap_err().0.starts_with("[link]"));
         // Partial thresholds take defaults for the rest.
         let c: AnalyzeConfig = toml::from_str("[thresholds]\nthrottle = 0.95").unwrap();
         assert_eq!(

@@ -101,7 +101,7 @@ pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
     if let Some(b) = a.bucket {
         bus.bucket = b;
     }
-    bus.validate().map_err(anyhow::Error::msg)?;
+    bus.validate()?;
     let partitions = match &a.partitions {
         Some(r) => distillguard_worker::parse_range(r).map_err(anyhow::Error::msg)?,
         None => 0..=bus.partitions.get() - 1,

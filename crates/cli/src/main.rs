@@ -328,6 +328,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 "http"
             };
+            let shutdown = rt.block_on(async { distillguard_gateway::shutdown_signal() })?;
             rt.block_on(distillguard_gateway::serve(
                 cfg,
                 Some(config.clone()),
@@ -340,6 +341,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     let _ = out.flush();
                 },
+                shutdown,
             ))?;
             Ok(ExitCode::SUCCESS)
         }

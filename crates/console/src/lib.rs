@@ -64,6 +64,33 @@ pub struct Action {
     pub reason: String,
 }
 
+/// Why the live gateway did not carry out an action (or read its audit
+/// log), by whose fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The action is wrong (answered 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing to act on (answered 404): clearing where no decision is.
+    #[error("{0}")]
+    NotFound(String),
+    /// The gateway could not do it (answered 500): the store failed, or
+    /// there is none.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ActionError {
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ActionError::NotFound(_) => StatusCode::NOT_FOUND,
+            ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// What the live gateway offers the console.
 pub trait Live: Send + Sync + 'static {
     /// The detector's current state as a report (campaigns, keys, and
@@ -72,9 +99,9 @@ pub trait Live: Send + Sync + 'static {
     /// The actor name of an admin token, if it is valid.
     fn login(&self, token: &str) -> Option<String>;
     /// Applies an action as `actor`; the result says what is now in force.
-    fn act(&self, action: &Action, actor: &str) -> Result<Value, String>;
+    fn act(&self, action: &Action, actor: &str) -> Result<Value, ActionError>;
     /// The latest audit log entries, newest first.
-    fn audit(&self, limit: usize) -> Result<Value, String>;
+    fn audit(&self, limit: usize) -> Result<Value, ActionError>;
     /// The detector's health: queue, drops, faults, verdict changes.
     fn health(&self) -> Value;
     /// The verdict an account or key has now, with the operator's decision.
@@ -633,7 +660,7 @@ async fn action(State(c): State<Arc<Console>>, h: HeaderMap, body: axum::body::B
     check_action(&a)?;
     let r = live
         .act(&a, &actor)
-        .map_err(|e| Fail(StatusCode::BAD_REQUEST, e))?;
+        .map_err(|e| Fail(e.status(), e.to_string()))?;
     c.invalidate();
     ok(r)
 }
@@ -715,7 +742,7 @@ async fn audit(
     let Query(q) = q.map_err(|e| Fail(StatusCode::BAD_REQUEST, e.body_text()))?;
     ok(live
         .audit(q.limit.unwrap_or(100).clamp(1, 1000))
-        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e))?)
+        .map_err(|e| Fail(e.status(), e.to_string()))?)
 }
 
 async fn health(State(c): State<Arc<Console>>, h: HeaderMap) -> Answer {
@@ -777,14 +804,14 @@ mod tests {
         fn login(&self, token: &str) -> Option<String> {
             (token == "sesame").then(|| "admin:test".to_string())
         }
-        fn act(&self, action: &Action, actor: &str) -> Result<Value, String> {
+        fn act(&self, action: &Action, actor: &str) -> Result<Value, ActionError> {
             self.acted
                 .lock()
-                .map_err(|_| "poisoned".to_string())?
+                .map_err(|_| ActionError::Failed("poisoned".into()))?
                 .push((action.clone(), actor.to_string()));
             Ok(json!({"ok": true}))
         }
-        fn audit(&self, _limit: usize) -> Result<Value, String> {
+        fn audit(&self, _limit: usize) -> Result<Value, ActionError> {
             Ok(json!({"entries": []}))
         }
         fn health(&self) -> Value {

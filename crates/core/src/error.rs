@@ -25,6 +25,32 @@ pub enum EventError {
     TooLong { limit: usize },
 }
 
+/// A setting the types allow but its meaning does not (thresholds out of
+/// order, a subject NATS refuses), said for a human: what the `validate`
+/// of a config section returns; the caller adds the section's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// The same error, its message prefixed with the section it is in.
+    pub fn within(self, section: &str) -> Invalid {
+        Invalid(format!("{section}: {}", self.0))
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_string())
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
 /// A bad line, with its place.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{source_name}:{line}: {error}")]

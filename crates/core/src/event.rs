@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-/// Which API dialect a body is written in.
+/// Which API a body is written in: the one vocabulary for the normaliser,
+/// the importers and the gateway (whose upstreams speak `openai` or
+/// `anthropic`; an OpenAI upstream also serves the Responses API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
     /// OpenAI Chat Completions (`/v1/chat/completions`).
+    #[serde(rename = "openai", alias = "open_ai")]
     OpenAi,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
@@ -31,6 +34,24 @@ impl Dialect {
             Dialect::OpenAi => "/v1/chat/completions",
             Dialect::Anthropic => "/v1/messages",
             Dialect::Responses => "/v1/responses",
+        }
+    }
+
+    /// The dialect an upstream must speak to serve this API: the Responses
+    /// API is served by OpenAI-dialect upstreams.
+    pub fn upstream(self) -> Dialect {
+        match self {
+            Dialect::OpenAi | Dialect::Responses => Dialect::OpenAi,
+            Dialect::Anthropic => Dialect::Anthropic,
+        }
+    }
+
+    /// The name used in configs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+            Dialect::Responses => "responses",
         }
     }
 
@@ -249,4 +270,27 @@ pub struct Event {
     pub account: Option<AccountInfo>,
     /// Sent in a batch (see [`crate::import::batch`]).
     pub batch: Option<BatchRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_dialect_is_written_by_its_config_name_and_read_back() {
+        for d in [Dialect::OpenAi, Dialect::Anthropic, Dialect::Responses] {
+            let text = serde_json::to_string(&d).unwrap();
+            assert_eq!(text, format!("\"{}\"", d.as_str()));
+            assert_eq!(serde_json::from_str::<Dialect>(&text).unwrap(), d);
+            assert_eq!(Dialect::from_endpoint(d.endpoint()), Some(d));
+        }
+        // The spelling of earlier versions still reads.
+        assert_eq!(
+            serde_json::from_str::<Dialect>("\"open_ai\"").unwrap(),
+            Dialect::OpenAi
+        );
+        assert_eq!(Dialect::Responses.upstream(), Dialect::OpenAi);
+        assert_eq!(Dialect::Anthropic.upstream(), Dialect::Anthropic);
+    }
 }

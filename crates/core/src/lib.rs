@@ -22,7 +22,7 @@ pub mod report;
 pub mod tier;
 pub mod time;
 
-pub use error::{EventError, LineError, ReadError};
+pub use error::{EventError, Invalid, LineError, ReadError};
 pub use event::{
     AccountInfo, AccountRecord, ClientInfo, Dialect, Event, ModelRelease, Request, Response,
     Sampling,

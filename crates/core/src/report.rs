@@ -51,6 +51,19 @@ impl Verdict {
     }
 }
 
+/// A name that is not a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a verdict (allow, monitor, throttle or block)")]
+pub struct UnknownVerdict(pub String);
+
+impl std::str::FromStr for Verdict {
+    type Err = UnknownVerdict;
+
+    fn from_str(s: &str) -> Result<Verdict, UnknownVerdict> {
+        Verdict::parse(s).ok_or_else(|| UnknownVerdict(s.to_string()))
+    }
+}
+
 /// One signal's part in an account's risk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {

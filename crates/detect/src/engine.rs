@@ -21,7 +21,7 @@ use distillguard_core::report::{
     AccountReport, Escalation, KeyReport, Reason, Report, Timeline, Verdict,
 };
 use distillguard_core::time::MS_PER_DAY;
-use distillguard_core::{AccountInfo, Event, ModelRelease, Timestamp};
+use distillguard_core::{AccountInfo, Event, Invalid, ModelRelease, Timestamp};
 use distillguard_sketches::Fingerprint;
 use distillguard_sketches::countmin::CountMin;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ pub const NON_NEGATIVE: [&str; NF] = FEATURES;
 
 /// What the fold needs from one event.
 #[derive(Debug, Clone)]
-pub struct Pre {
+pub struct RequestSignals {
     pub ts: Timestamp,
     pub account_id: String,
     /// Hash of the account id: the tie-break of the time order.
@@ -240,7 +240,7 @@ thread_local! {
 }
 
 /// Per-request signals of one event (pure: safe to run on any thread).
-pub fn pre(e: &Event) -> Pre {
+pub fn pre(e: &Event) -> RequestSignals {
     let user = Text::new(&e.request.last_user_text);
     let system = e
         .request
@@ -251,7 +251,7 @@ pub fn pre(e: &Event) -> Pre {
     let h = harvesting::measure(e, 0);
     let s = shape::measure(e, &user);
     let (elicit, elicit_in_system) = elicitation_of(e, &user, system);
-    Pre {
+    RequestSignals {
         ts: e.ts,
         account_id: e.account_id.clone(),
         model: distillguard_sketches::hash_bytes(e.model.as_deref().unwrap_or("").as_bytes()),
@@ -328,7 +328,7 @@ impl Weights {
     }
 
     /// Checks that the model reads this build's features and is monotone.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         let ours: Vec<&str> = FEATURES.to_vec();
         if self
             .features
@@ -336,11 +336,11 @@ impl Weights {
             .map(String::as_str)
             .ne(ours.iter().copied())
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "the model was fitted on features [{}]; this build scores [{}] (refit with `distillguard fit`)",
                 self.features.join(", "),
                 ours.join(", ")
-            ));
+            )));
         }
         if !self.model.is_monotone() {
             return Err("the model is not increasing in every feature".into());
@@ -386,16 +386,16 @@ impl Default for Thresholds {
 
 impl Thresholds {
     /// Checks that 0 ≤ monitor ≤ throttle ≤ block ≤ 1.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let ok = |x: f64| (0.0..=1.0).contains(&x);
         if !(ok(self.monitor) && ok(self.throttle) && ok(self.block)) {
             return Err("thresholds must lie in [0, 1]".into());
         }
         if !(self.monitor <= self.throttle && self.throttle <= self.block) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "need monitor ≤ throttle ≤ block (got {}, {}, {})",
                 self.monitor, self.throttle, self.block
-            ));
+            )));
         }
         Ok(())
     }
@@ -439,7 +439,7 @@ struct Slot {
 impl Slot {
     /// A slot for the key of `p`, its profile empty but shaped like the
     /// account's `like` (the same origin and tier).
-    fn fresh(p: &Pre, like: &AccountProfile) -> Slot {
+    fn fresh(p: &RequestSignals, like: &AccountProfile) -> Slot {
         Slot {
             key: p.stream,
             label: p.stream_label.clone(),
@@ -540,7 +540,7 @@ struct AccountState {
     timeline: Option<Box<Timeline>>,
 }
 
-/// The engine: feed [`Pre`] records in time order.
+/// The engine: feed [`RequestSignals`] records in time order.
 pub struct Engine {
     model: crate::trees::Forest,
     /// Score cache keys (see [`crate::trees::Binner`]).
@@ -629,7 +629,7 @@ impl Engine {
     }
 
     /// Folds one request; returns the account's index.
-    pub fn process(&mut self, p: &Pre) -> u32 {
+    pub fn process(&mut self, p: &RequestSignals) -> u32 {
         self.events += 1;
         let n = self.free.last().copied().unwrap_or(self.names.len() as u32);
         let idx = *self.ids.entry(p.account_id.clone()).or_insert(n);
@@ -1316,7 +1316,7 @@ mod tests {
             block: 0.99,
             min_requests: 5,
         };
-        assert!(bad.validate().unwrap_err().contains("monitor ≤ throttle"));
+        assert!(bad.validate().unwrap_err().0.contains("monitor ≤ throttle"));
     }
 
     fn base(name: &str) -> usize {

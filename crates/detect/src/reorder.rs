@@ -4,7 +4,7 @@
 
 pub use distillguard_core::reorder::*;
 
-impl Timed for crate::engine::Pre {
+impl Timed for crate::engine::RequestSignals {
     fn order_key(&self) -> (i64, u64) {
         (self.ts.0, self.account_key)
     }
@@ -13,9 +13,9 @@ impl Timed for crate::engine::Pre {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Pre, pre, time_order};
+    use crate::engine::{RequestSignals, pre, time_order};
 
-    fn pres(ts_secs: &[i64]) -> Vec<Pre> {
+    fn pres(ts_secs: &[i64]) -> Vec<RequestSignals> {
         ts_secs
             .iter()
             .enumerate()
@@ -30,7 +30,7 @@ mod tests {
             .collect()
     }
 
-    fn keys(v: &[Pre]) -> Vec<(i64, u64)> {
+    fn keys(v: &[RequestSignals]) -> Vec<(i64, u64)> {
         v.iter().map(|p| (p.ts.0, p.account_key)).collect()
     }
 
@@ -38,7 +38,7 @@ mod tests {
     fn a_nearly_sorted_stream_comes_out_in_the_full_sort_order() {
         // Disorder of up to 20 s, equal timestamps across accounts.
         let input = pres(&[0, 5, 3, 3, 3, 10, 30, 12, 25, 40, 40, 31, 60, 45, 90, 70]);
-        let sorted: Vec<Pre> = time_order(&input)
+        let sorted: Vec<RequestSignals> = time_order(&input)
             .into_iter()
             .map(|i| input[i as usize].clone())
             .collect();

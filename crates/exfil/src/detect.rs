@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use distillguard_core::Timestamp;
 use distillguard_core::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
+use distillguard_core::{Invalid, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::assets::{AssetMap, Place, Sensitivity, net_prefix};
@@ -80,18 +80,18 @@ impl Default for DetectConfig {
 }
 
 impl DetectConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if !(self.drip_factor.is_finite() && self.drip_factor >= 1.0) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "detect.drip_factor must be ≥ 1 (got {})",
                 self.drip_factor
-            ));
+            )));
         }
         if !(self.flag_score.is_finite() && self.flag_score > 0.0) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "detect.flag_score must be > 0 (got {})",
                 self.flag_score
-            ));
+            )));
         }
         Ok(())
     }

@@ -47,10 +47,12 @@ impl ExfilConfig {
     /// Parses and validates the asset map file.
     pub fn from_toml(text: &str) -> Result<(AssetMap, DetectConfig), AssetError> {
         let c: ExfilConfig = toml::from_str(text).map_err(|e| AssetError::Toml(e.to_string()))?;
-        c.detect.validate().map_err(|reason| AssetError::Invalid {
-            field: "detect".into(),
-            reason,
-        })?;
+        c.detect
+            .validate()
+            .map_err(|distillguard_core::Invalid(reason)| AssetError::Invalid {
+                field: "detect".into(),
+                reason,
+            })?;
         let file = AssetFile {
             org: c.org,
             assets: c.assets,

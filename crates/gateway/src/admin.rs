@@ -37,6 +37,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use distillguard_console::ActionError;
 use distillguard_core::Verdict;
 use distillguard_storage::{AuditEntry, Override, Store, StoreError};
 use serde::Deserialize;
@@ -201,7 +202,7 @@ pub(crate) fn decide(
     account: String,
     verdict: Verdict,
     reason: String,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ActionError> {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -224,7 +225,7 @@ pub(crate) fn decide(
             .map_err(|e| tracing::warn!(error = %e, "saving an override failed"))
         });
         if saved.is_err() {
-            return Err("saving the override failed".into());
+            return Err(ActionError::Failed("saving the override failed".into()));
         }
     }
     if let Some(b) = &gw.board {
@@ -258,7 +259,7 @@ fn put_decision(
 ) -> Answer {
     decide(gw, actor, account, verdict, reason)
         .map(|b| Json(b).into_response())
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| err(e.status(), e.to_string()))
 }
 
 async fn set_override(
@@ -298,7 +299,7 @@ pub(crate) fn undecide(
     actor: &str,
     id: &str,
     why: &str,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Option<serde_json::Value>, ActionError> {
     if let Some(store) = &gw.keys
         && store
             .lock()
@@ -309,7 +310,7 @@ pub(crate) fn undecide(
             })
             .is_err()
     {
-        return Err("removing the override failed".into());
+        return Err(ActionError::Failed("removing the override failed".into()));
     }
     let removed = gw.overrides.write().ok().and_then(|mut m| m.remove(id));
     // One set on another replica is lifted on the board.
@@ -332,7 +333,7 @@ async fn clear_override(
 ) -> Answer {
     let actor = authorize(&gw, &h)?;
     let why = reason(&body)?.reason;
-    match undecide(&gw, &actor, &id, &why).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+    match undecide(&gw, &actor, &id, &why).map_err(|e| err(e.status(), e.to_string()))? {
         Some(b) => Ok(Json(b).into_response()),
         None => fail(
             StatusCode::NOT_FOUND,

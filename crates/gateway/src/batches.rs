@@ -40,12 +40,13 @@ use axum::response::{IntoResponse, Response};
 use distillguard_core::event::BatchRef;
 use distillguard_core::import::batch::{BatchKind, BatchLine, parse_line};
 
+use crate::Gateway;
 use crate::config::{Action, Config, Upstream};
+use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::limits::Unit;
 use crate::observed::Observed;
-use crate::phases::{Caller, admit_one, api_of, caller, normalized, now_ms, read_body};
-use crate::{Dialect, Gateway};
+use crate::phases::{Caller, admit_one, caller, normalized, now_ms, read_body};
 
 /// Files and batches remembered per owner at most.
 const MAX_OWNED: usize = 1 << 20;
@@ -148,7 +149,7 @@ fn items(
         let many = reqs.len() > 1 || kind == BatchKind::Anthropic;
         for (i, r) in reqs.into_iter().enumerate() {
             let raw = r.body.get();
-            let api = api_of(r.endpoint, dialect);
+            let api = Dialect::from_endpoint(r.endpoint).unwrap_or(dialect);
             let request = normalized(raw.as_bytes(), api)
                 .map_err(|e| bad(format!("{}: {e}", place(i, many))))?;
             let model = request
@@ -156,7 +157,7 @@ fn items(
                 .clone()
                 .ok_or_else(|| bad(format!("{}: missing \"model\"", place(i, many))))?;
             let up = cfg
-                .route(dialect, &model)
+                .route(api, &model)
                 .ok_or_else(|| GatewayError::Downstream {
                     status: StatusCode::NOT_FOUND,
                     kind: "not_found_error",
@@ -340,10 +341,7 @@ async fn count_and_score(
             account: c.account.clone(),
             key_id: c.key.as_ref().map(|k| k.id.clone()),
             path: i.endpoint,
-            dialect: match i.endpoint {
-                "/v1/messages" => Dialect::Anthropic,
-                _ => Dialect::Openai,
-            },
+            dialect: Dialect::from_endpoint(i.endpoint).unwrap_or(Dialect::OpenAi),
             body: i.body,
             request: Some(i.request),
             ip: c.ip.clone(),
@@ -459,7 +457,7 @@ fn header_value(req: &Request, name: header::HeaderName) -> Option<HeaderValue> 
 
 /// `POST /v1/files`: a batch input file is read, scored, then forwarded.
 pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    run(Dialect::Openai, async {
+    run(Dialect::OpenAi, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
         admit_one(&gw, &c).await?;
@@ -481,7 +479,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
         let default_up = cfg
             .upstreams
             .iter()
-            .find(|u| u.dialect == Dialect::Openai)
+            .find(|u| u.dialect == Dialect::OpenAi)
             .ok_or_else(|| not_found("upstream", "openai"))?;
         if purpose != "batch" {
             // Other purposes carry no requests to answer: passed through.
@@ -503,7 +501,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
         }
         let text = std::str::from_utf8(&file)
             .map_err(|e| bad(format!("the batch file is not UTF-8: {e}")))?;
-        let (items, upstream) = items(BatchKind::OpenAi, &file, text, &cfg, Dialect::Openai)?;
+        let (items, upstream) = items(BatchKind::OpenAi, &file, text, &cfg, Dialect::OpenAi)?;
         let (st, h, bytes, _) =
             submit(&gw, &cfg, &c, items, &upstream, "/v1/files", ct, body).await?;
         Ok(respond(st, &h, Body::from(bytes)))
@@ -513,7 +511,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
 
 /// `POST /v1/batches`: only on a file the account uploaded.
 pub(crate) async fn openai_batch(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    run(Dialect::Openai, async {
+    run(Dialect::OpenAi, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;
         admit_one(&gw, &c).await?;
@@ -634,11 +632,7 @@ pub(crate) async fn anthropic_batch(State(gw): State<Arc<Gateway>>, req: Request
 /// answer is passed through as it streams.
 pub(crate) async fn read_back(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let dialect = if path.starts_with("/v1/messages/") {
-        Dialect::Anthropic
-    } else {
-        Dialect::Openai
-    };
+    let dialect = crate::dialect::of_path(&path);
     run(dialect, async {
         let cfg = gw.config();
         let c = caller(&gw, &cfg, &req)?;

@@ -39,12 +39,7 @@ use std::num::{NonZeroU64, NonZeroUsize};
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Openai,
-    Anthropic,
-}
+pub use crate::dialect::Dialect;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -596,20 +591,21 @@ impl Config {
             );
         }
         if let Some(n) = &self.cluster.nats {
-            n.validate().map_err(|reason| ConfigError::Invalid {
+            n.validate().map_err(|e| ConfigError::Invalid {
                 field: "cluster.nats".into(),
-                reason,
+                reason: e.to_string(),
             })?;
         }
         if let Some(t) = &self.detect.thresholds {
-            t.validate().map_err(|reason| ConfigError::Invalid {
-                field: "detect.thresholds".into(),
-                reason,
-            })?;
+            t.validate()
+                .map_err(|distillguard_core::Invalid(reason)| ConfigError::Invalid {
+                    field: "detect.thresholds".into(),
+                    reason,
+                })?;
         }
         self.link
             .validate()
-            .map_err(|reason| ConfigError::Invalid {
+            .map_err(|distillguard_core::Invalid(reason)| ConfigError::Invalid {
                 field: "link".into(),
                 reason,
             })?;
@@ -678,6 +674,12 @@ impl Config {
                     "must start with http:// or https://",
                 );
             }
+            if u.dialect != u.dialect.upstream() {
+                return bad(
+                    format!("upstreams[{i}].dialect"),
+                    "an upstream speaks \"openai\" or \"anthropic\" (an \"openai\" upstream also serves /v1/responses)",
+                );
+            }
             if u.models.is_empty() {
                 return bad(
                     format!("upstreams[{i}].models"),
@@ -698,8 +700,15 @@ impl Config {
         Ok(())
     }
 
-    /// The upstream serving `model` in `dialect`.
-    pub fn route(&self, dialect: Dialect, model: &str) -> Option<&Upstream> {
+    /// Whether the console is served (it needs the admin API's token).
+    pub fn console_on(&self) -> bool {
+        self.console.enabled && self.admin.is_some()
+    }
+
+    /// The upstream serving `model` to a request of `api` (a Responses
+    /// request goes to an OpenAI-dialect upstream).
+    pub fn route(&self, api: Dialect, model: &str) -> Option<&Upstream> {
+        let dialect = api.upstream();
         self.upstreams
             .iter()
             .find(|u| u.dialect == dialect && u.models.iter().any(|m| m == model))
@@ -748,7 +757,7 @@ mod tests {
         assert_eq!(c.header_timeout_secs.get(), 10);
         assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.max_body_bytes, 1 << 20);
-        assert!(c.route(Dialect::Openai, "m").is_some());
+        assert!(c.route(Dialect::OpenAi, "m").is_some());
         assert!(c.route(Dialect::Anthropic, "m").is_none());
         let e = Config::from_toml("listn = \"x\"\nupstreams = []\n").unwrap_err();
         assert!(e.to_string().contains("listn"), "{e}");
@@ -760,5 +769,9 @@ mod tests {
             e.to_string(),
             "upstreams[0].url: must start with http:// or https://"
         );
+        assert!(c.route(Dialect::Responses, "m").is_some());
+        let responses = up.replace("\"openai\"", "\"responses\"");
+        let e = Config::from_toml(&format!("auth = \"none\"\n{responses}")).unwrap_err();
+        assert!(e.to_string().starts_with("upstreams[0].dialect:"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use distillguard_console::{Action, Live};
+use distillguard_console::{Action, ActionError, Live};
 use distillguard_core::{Report, Verdict};
 use serde_json::{Value, json};
 
@@ -105,30 +105,37 @@ impl Live for LiveGateway {
             .then(|| format!("admin:{} (console)", digest.get(..8).unwrap_or("")))
     }
 
-    fn act(&self, a: &Action, actor: &str) -> Result<Value, String> {
+    fn act(&self, a: &Action, actor: &str) -> Result<Value, ActionError> {
         let gw = &self.gw;
         let id = LiveGateway::target(a);
         let reason = a.reason.trim().to_string();
         let r = match a.decision.as_str() {
             "block" => admin::decide(gw, actor, id.clone(), Verdict::Block, reason)?,
             "allow" => admin::decide(gw, actor, id.clone(), Verdict::Allow, reason)?,
-            "clear" => admin::undecide(gw, actor, &id, &reason)?
-                .ok_or_else(|| format!("{} {} has no operator decision", a.target, a.id))?,
-            d => return Err(format!("decision: {d:?} is not block, allow or clear")),
+            "clear" => admin::undecide(gw, actor, &id, &reason)?.ok_or_else(|| {
+                ActionError::NotFound(format!("{} {} has no operator decision", a.target, a.id))
+            })?,
+            d => {
+                return Err(ActionError::Invalid(format!(
+                    "decision: {d:?} is not block, allow or clear"
+                )));
+            }
         };
         tracing::info!(actor = %actor, target = %a.target, decision = %a.decision, "console action");
         Ok(json!({"done": r, "now": self.decision(&a.target, &a.id)}))
     }
 
-    fn audit(&self, limit: usize) -> Result<Value, String> {
+    fn audit(&self, limit: usize) -> Result<Value, ActionError> {
         let Some(store) = &self.gw.keys else {
-            return Err("no key store (keys_db), so no audit log".into());
+            return Err(ActionError::Failed(
+                "no key store (keys_db), so no audit log".into(),
+            ));
         };
         let log = store
             .lock()
-            .map_err(|_| "key store lock poisoned".to_string())?
+            .map_err(|_| ActionError::Failed("key store lock poisoned".into()))?
             .audit_log(limit)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ActionError::Failed(e.to_string()))?;
         let entries: Vec<Value> = log
             .iter()
             .map(|e| {

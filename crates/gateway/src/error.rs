@@ -6,11 +6,9 @@ API's own error format, so that the official SDKs raise the right
 exception.
 */
 
+use crate::dialect::{Dialect, api};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-use crate::Dialect;
 
 /// Which side an error is on.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +61,7 @@ impl GatewayError {
             GatewayError::Upstream { .. } | GatewayError::Internal(_) => "api_error",
         };
         let message = self.to_string();
-        let body = match dialect {
-            Dialect::Openai => {
-                json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-            }
-            Dialect::Anthropic => {
-                json!({"type": "error", "error": {"type": anthropic_kind(status, kind), "message": message}})
-            }
-        };
+        let body = api(dialect).error_body(status, kind, &message);
         let mut r = (status, axum::Json(body)).into_response();
         if let Some(s) = retry
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
@@ -78,19 +69,5 @@ impl GatewayError {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
         r
-    }
-}
-
-fn anthropic_kind(status: StatusCode, kind: &str) -> &'static str {
-    match status.as_u16() {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        _ if kind == "invalid_request_error" => "invalid_request_error",
-        _ => "api_error",
     }
 }

@@ -36,10 +36,12 @@ use axum::routing::{any, get, post};
 use distillguard_core::report::Verdict;
 use serde_json::json;
 
-use crate::config::{Action, Dialect, Integrations};
+use crate::Gateway;
+use crate::config::{Action, Integrations};
+use crate::dialect::Dialect;
+use crate::dialect::of_path as dialect_of;
 use crate::error::GatewayError;
 use crate::limits::Unit;
-use crate::{Gateway, dialect_of};
 
 use distillguard_core::import::Parse;
 

@@ -31,8 +31,8 @@ request path).
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Gateway;
 use crate::config::Action;
+use crate::dialect::Dialect;
 use crate::limits::Unit;
 use crate::tap::Outcome;
 
@@ -41,11 +41,13 @@ const BUCKETS: [f64; 14] = [
 ];
 const CODES: [u16; 12] = [200, 400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 529];
 const VERDICTS: [&str; 4] = ["allow", "monitor", "throttle", "block"];
+/// The APIs requests are counted by.
+const APIS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Responses];
 
 #[derive(Default)]
 pub struct Metrics {
-    /// [api][code index (last: other)]
-    requests: [[AtomicU64; CODES.len() + 1]; 2],
+    /// [api (in [`APIS`] order)][code index (last: other)]
+    requests: [[AtomicU64; CODES.len() + 1]; APIS.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     /// Sum of durations in microseconds.
@@ -77,13 +79,56 @@ fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
+/// What the gateway's parts report for one rendering, read once (the
+/// gateway builds it; see `state::Gateway::snapshot`).
+#[derive(Default)]
+pub(crate) struct Snapshot<'a> {
+    pub detector: Option<DetectorSnapshot>,
+    pub shared_errors: u64,
+    pub rejections_untracked: u64,
+    pub bus: Option<&'a distillguard_bus::Stats>,
+    pub log_dropped: u64,
+    pub overrides: usize,
+    pub board: Option<BoardSnapshot>,
+    /// Open connections and the cap.
+    pub connections: Option<(usize, usize)>,
+}
+
+/// The detector's counters.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct DetectorSnapshot {
+    pub enqueued: u64,
+    pub dropped: u64,
+    pub processed: u64,
+    pub faults: u64,
+    pub up: bool,
+    /// Verdict changes, by new verdict.
+    pub changes: [u64; 4],
+    /// Accounts by current verdict.
+    pub accounts: [u64; 4],
+    pub campaign_accounts: u64,
+    pub tracked: u64,
+    pub forgotten: u64,
+}
+
+/// The verdict board's state.
+pub(crate) struct BoardSnapshot {
+    pub applied: u64,
+    pub entries: usize,
+    pub last_delay_ms: i64,
+}
+
 impl Metrics {
-    pub fn record(&self, api: usize, status: u16, secs: f64) {
+    pub fn record(&self, api: Dialect, status: u16, secs: f64) {
         let i = CODES
             .iter()
             .position(|&c| c == status)
             .unwrap_or(CODES.len());
-        if let Some(row) = self.requests.get(api) {
+        if let Some(row) = APIS
+            .iter()
+            .position(|&a| a == api)
+            .and_then(|a| self.requests.get(a))
+        {
             add(&row[i], 1);
         }
         if let Some(b) = BUCKETS.iter().position(|&le| secs <= le) {
@@ -137,7 +182,9 @@ impl Metrics {
         add(&self.continued[usize::from(!known)], 1);
     }
 
-    pub(crate) fn render(&self, gw: &Gateway) -> String {
+    /// The exposition text: the gateway's own counters, and the parts'
+    /// (detector, bus, board, listener) as `snap` read them.
+    pub(crate) fn render(&self, snap: &Snapshot) -> String {
         let mut s = String::with_capacity(4096);
         let mut counter = |name: &str, help: &str, rows: &[(String, u64)]| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -146,7 +193,7 @@ impl Metrics {
             }
         };
         let mut rows = Vec::new();
-        for (a, api) in ["openai", "anthropic"].iter().enumerate() {
+        for (a, api) in APIS.iter().map(|d| d.as_str()).enumerate() {
             for (i, c) in CODES
                 .iter()
                 .map(|c| c.to_string())
@@ -242,21 +289,16 @@ impl Metrics {
             "Successful config reloads.",
             &[(String::new(), get(&self.reloads))],
         );
-        let (enq, drop, (processed, faults), up, changes, counts, camp) = gw
-            .detector
-            .as_ref()
-            .map_or((0, 0, (0, 0), false, [0; 4], [0; 4], 0), |d| {
-                let (c, camp) = d.counts();
-                (
-                    get(&d.enqueued),
-                    get(&d.dropped),
-                    (get(&d.processed), get(&d.faults)),
-                    d.is_alive(),
-                    std::array::from_fn(|i| get(&d.changes[i])),
-                    c,
-                    camp,
-                )
-            });
+        let d = snap.detector.unwrap_or_default();
+        let (enq, drop, processed, faults, up, changes) = (
+            d.enqueued,
+            d.dropped,
+            d.processed,
+            d.faults,
+            d.up,
+            d.changes,
+        );
+        let (counts, camp) = (d.accounts, d.campaign_accounts);
         let rows: Vec<(String, u64)> = VERDICTS
             .iter()
             .zip(changes)
@@ -287,10 +329,7 @@ impl Metrics {
             "Requests whose scoring failed (skipped; detection goes on).",
             &[(String::new(), faults)],
         );
-        let (tracked, forgotten) = gw
-            .detector
-            .as_ref()
-            .map_or((0, 0), |d| (get(&d.tracked), get(&d.forgotten)));
+        let (tracked, forgotten) = (d.tracked, d.forgotten);
         counter(
             "distillguard_detector_accounts_forgotten_total",
             "Idle accounts without a record that stayed allow, forgotten to bound memory.",
@@ -299,19 +338,15 @@ impl Metrics {
         counter(
             "distillguard_limits_shared_errors_total",
             "Admissions the shared limits (Redis) could not decide: fallen back to local limits, or refused when failing closed.",
-            &[(
-                String::new(),
-                gw.shared.as_ref().map_or(0, |s| get(&s.errors)),
-            )],
+            &[(String::new(), snap.shared_errors)],
         );
         counter(
             "distillguard_rejections_untracked_total",
             "Refusals (400, 413, 429) not counted per account: the table of accounts was full.",
-            &[(String::new(), get(&gw.rejections.untracked))],
+            &[(String::new(), snap.rejections_untracked)],
         );
-        let bus = |f: fn(&distillguard_bus::Stats) -> u64| {
-            vec![(String::new(), gw.bus.as_ref().map_or(0, |b| f(b.stats())))]
-        };
+        let bus =
+            |f: fn(&distillguard_bus::Stats) -> u64| vec![(String::new(), snap.bus.map_or(0, f))];
         counter(
             "distillguard_bus_published_total",
             "Events acknowledged by NATS JetStream.",
@@ -335,10 +370,7 @@ impl Metrics {
         counter(
             "distillguard_eventlog_dropped_total",
             "Event-log lines dropped (queue full).",
-            &[(
-                String::new(),
-                gw.log.as_ref().map_or(0, |l| get(&l.dropped)),
-            )],
+            &[(String::new(), snap.log_dropped)],
         );
         let _ = writeln!(
             s,
@@ -365,22 +397,21 @@ impl Metrics {
         for (v, n) in VERDICTS.iter().zip(counts) {
             let _ = writeln!(s, "distillguard_accounts{{verdict=\"{v}\"}} {n}");
         }
-        let overrides = gw.overrides.read().map_or(0, |m| m.len());
-        if let Some(b) = &gw.board {
-            let entries = b.len();
+        let overrides = snap.overrides;
+        if let Some(b) = &snap.board {
+            let entries = b.entries;
             let _ = writeln!(
                 s,
                 "# HELP distillguard_board_changes_total Verdict board changes applied (workers' verdicts, replicas' overrides).\n# TYPE distillguard_board_changes_total counter\ndistillguard_board_changes_total {}\n# HELP distillguard_board_entries Entries on the verdict board.\n# TYPE distillguard_board_entries gauge\ndistillguard_board_entries {entries}\n# HELP distillguard_board_delay_seconds From posting to arrival here, of the latest change.\n# TYPE distillguard_board_delay_seconds gauge\ndistillguard_board_delay_seconds {}",
-                get(&b.applied),
-                b.last_delay_ms.load(Ordering::Relaxed) as f64 / 1000.0
+                b.applied,
+                b.last_delay_ms as f64 / 1000.0
             );
         }
-        if let Some(c) = &gw.connections {
+        if let Some(c) = &snap.connections {
             let _ = writeln!(
                 s,
                 "# HELP distillguard_connections_open Open client connections.\n# TYPE distillguard_connections_open gauge\ndistillguard_connections_open {}\n# HELP distillguard_connections_max The connection cap.\n# TYPE distillguard_connections_max gauge\ndistillguard_connections_max {}",
-                c.open(),
-                c.max()
+                c.0, c.1
             );
         }
         let _ = writeln!(

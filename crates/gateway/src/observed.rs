@@ -12,13 +12,13 @@ use axum::body::Bytes;
 use distillguard_core::{ClientInfo, Event, Response, Timestamp};
 use serde_json::{Value, json};
 
-use crate::Dialect;
+use crate::dialect::{Dialect, api};
 
 /// A finished request.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The event's id: unique across replicas and restarts (see
-    /// [`crate::EventIds`]); the bus deduplicates by it.
+    /// `state::EventIds`); the bus deduplicates by it.
     pub id: String,
     /// Milliseconds since the epoch, when the request arrived.
     pub ts_ms: i64,
@@ -46,7 +46,7 @@ impl Observed {
     /// The event the detectors consume (`None` if the body does not
     /// normalise, which the read phase mostly rules out).
     pub fn event(&self) -> Option<Event> {
-        let d = crate::phases::api_of(self.path, self.dialect);
+        let d = self.dialect;
         let (dialect, request) = match &self.request {
             Some(r) => (d, r.clone()),
             None => {
@@ -82,7 +82,7 @@ impl Observed {
     /// shape, without its text.
     pub fn log_line(&self) -> String {
         let request: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        let response = self.response.as_ref().map(|r| summary(self.dialect, r));
+        let response = self.response.as_ref().map(|r| api(self.dialect).summary(r));
         let mut line = json!({
             "id": self.id,
             "ts": Timestamp(self.ts_ms).to_string(),
@@ -99,46 +99,6 @@ impl Observed {
             line["batch"] = json!({"id": b.id, "custom_id": b.custom_id});
         }
         line.to_string()
-    }
-}
-
-/// An answer's accounting as a body of the API's shape, which the
-/// normaliser reads back into the same [`Response`] (text left out).
-fn summary(d: Dialect, r: &Response) -> Value {
-    match d {
-        Dialect::Openai => {
-            let mut message = json!({"role": "assistant", "content": null});
-            if r.reasoning_returned {
-                message["reasoning_content"] = json!("[not logged]");
-            }
-            if r.tool_calls > 0 {
-                message["tool_calls"] = Value::Array(vec![json!({}); r.tool_calls as usize]);
-            }
-            let mut usage =
-                json!({"prompt_tokens": r.input_tokens, "completion_tokens": r.output_tokens});
-            if let Some(n) = r.reasoning_tokens {
-                usage["completion_tokens_details"] = json!({"reasoning_tokens": n});
-            }
-            json!({
-                "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason}],
-                "usage": usage,
-            })
-        }
-        Dialect::Anthropic => {
-            let mut content = Vec::new();
-            if r.reasoning_returned {
-                content.push(json!({"type": "thinking", "thinking": "[not logged]"}));
-            }
-            for _ in 0..r.tool_calls {
-                content.push(json!({"type": "tool_use"}));
-            }
-            json!({
-                "type": "message",
-                "content": content,
-                "stop_reason": r.finish_reason,
-                "usage": {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens},
-            })
-        }
     }
 }
 
@@ -166,7 +126,7 @@ mod tests {
             ts_ms: 1_771_200_000_000,
             account: "acct_1".into(),
             key_id: Some("0123456789ab".into()),
-            path: "/v1/chat/completions",
+            path: d.endpoint(),
             dialect: d,
             body: Bytes::from(body.to_string()),
             request: None,
@@ -193,18 +153,23 @@ mod tests {
     fn the_log_line_replays_into_the_same_event() {
         for (d, body) in [
             (
-                Dialect::Openai,
+                Dialect::OpenAi,
                 r#"{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP step by step"}]}"#,
             ),
             (
                 Dialect::Anthropic,
                 r#"{"model":"atlas-3","max_tokens":64,"messages":[{"role":"user","content":"Explain TCP"}]}"#,
             ),
+            (
+                Dialect::Responses,
+                r#"{"model":"atlas-3","instructions":"Think first.","input":"Explain TCP"}"#,
+            ),
         ] {
             let o = observed(d, body);
             let live = o.event().unwrap();
             let replayed = distillguard_core::normalize::parse_event_line(&o.log_line()).unwrap();
             assert_eq!(replayed.request, live.request);
+            assert_eq!(replayed.dialect, d);
             assert_eq!(replayed.account_id, "acct_1");
             assert_eq!(replayed.status, Some(200));
             let r = replayed.response.unwrap();

@@ -1,11 +1,12 @@
 /*!
-The proxy's phases over a per-request context, in the style of Pingora:
+The proxy's phases over a per-request context, in the style of Pingora's
+`ProxyHttp`. [`handle`] is their literal sequence:
 
 1. **authenticate**: the API key (OpenAI `Authorization: Bearer`,
-   Anthropic `x-api-key`), then the key's and the account's request
-   limits;
-2. **enforce**: the account's verdict (an operator's override first):
-   block (403), withhold reasoning, throttle (lower limits);
+   Anthropic `x-api-key`), the client's address and account;
+2. **enforce**: the verdict in force (an operator's override first):
+   block (403), withhold reasoning, throttle (lower limits); then the
+   key's and the account's request limits under it;
 3. **read**: the body (capped: 413), its model, and the token limits
    (the prompt's estimate);
 4. **route**: the upstream serving the model (404 otherwise);
@@ -13,9 +14,12 @@ The proxy's phases over a per-request context, in the style of Pingora:
    [`Tapped`](crate::tap::Tapped), which meters it, cuts off a stalled
    upstream and turns a mid-answer failure into the API's error event;
    an upstream 5xx becomes 502;
-6. **complete** (when the answer ends, or fails): the answer's tokens are
-   charged, and the request goes to the detector and the event log as an
-   [`Observed`].
+6. **complete**: the answer's tokens are charged, and the request goes to
+   the detector and the event log as an [`Observed`]. A request read in
+   phase 3 is completed exactly once: when its answer ends (the tap calls
+   it), or here when it got an error instead;
+7. **logging**, always: the access line, the request metrics and the
+   request's id.
 */
 
 use std::sync::Arc;
@@ -28,39 +32,29 @@ use axum::response::Response;
 use distillguard_core::Verdict;
 use distillguard_storage::KeyRecord;
 
+use crate::Gateway;
 use crate::config::{Action, Config, Upstream};
+use crate::dialect::{Dialect, api};
 use crate::error::GatewayError;
 use crate::limits::{Unit, Who};
 use crate::observed::Observed;
 use crate::tap::{Meter, Outcome, Tapped};
-use crate::{Dialect, Gateway};
 
-/// What one request carries through the phases.
+/// What one request carries through the phases; each phase fills its
+/// part.
 struct Ctx {
     dialect: Dialect,
     path: &'static str,
-    body: Bytes,
-    /// The body, normalised (handed to the detector).
-    request: Option<distillguard_core::Request>,
-    /// Room held in the body budget until the request is forwarded.
-    _budget: tokio::sync::OwnedSemaphorePermit,
-    model: String,
-    key: Option<KeyRecord>,
-    account: String,
-    /// Strip reasoning from the answer (the account's verdict says so).
-    withhold: bool,
-    /// The limits in force for this request (per minute).
-    rates: Option<(f64, f64)>,
-    /// Prompt tokens charged at admission (an estimate).
-    estimate: u32,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    /// Client headers the upstream needs (API version, beta features).
-    pass: Vec<(header::HeaderName, HeaderValue)>,
-    ts_ms: i64,
     started: Instant,
-    /// Cleared once the request is handed to `complete`.
-    open: bool,
+    /// Phases 1 and 2: who sent it, and what its verdict lets it do.
+    caller: Option<Caller>,
+    /// Phase 3: the model asked for.
+    model: Option<String>,
+    /// Room held in the body budget until the request is forwarded.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// From phase 3 until the answer ends or fails: what phase 6 needs,
+    /// taken by whichever completes the request.
+    pending: Option<Done>,
 }
 
 pub(crate) fn now_ms() -> f64 {
@@ -84,8 +78,8 @@ fn header_str(
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Phase 1: the key (`None` when the gateway has no key store).
-fn authenticate(gw: &Gateway, req: &Request) -> Result<Option<KeyRecord>, GatewayError> {
+/// The presented key's record (`None` when the gateway has no key store).
+fn key_of(gw: &Gateway, req: &Request) -> Result<Option<KeyRecord>, GatewayError> {
     if gw.keys.is_none() {
         return Ok(None);
     }
@@ -220,9 +214,9 @@ pub(crate) fn charge(
     }
 }
 
-/// Phase 2: the account's `verdict`. With `fail_closed`, a dead detector
-/// answers 503. Returns whether to withhold reasoning.
-fn enforce(
+/// The actions of the account's `verdict`. With `fail_closed`, a dead
+/// detector answers 503. Returns whether to withhold reasoning.
+fn apply_verdict(
     gw: &Gateway,
     cfg: &Config,
     account: &str,
@@ -260,7 +254,6 @@ fn enforce(
     Ok(withhold)
 }
 
-/// Phase 3: the body (capped), its model, the token limits.
 /// Who sent a request, and what its verdict lets it do: the outcome of
 /// phases 1 and 2 (shared by every API handler, batches included).
 pub(crate) struct Caller {
@@ -273,11 +266,9 @@ pub(crate) struct Caller {
     pub pass: Vec<(header::HeaderName, HeaderValue)>,
 }
 
-/// Phases 1 and 2: the key, the client's address and account, the
-/// verdict. The request limit is [`admit_one`]'s (it may ask Redis, so it
-/// runs once the request's head is no longer borrowed).
-pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller, GatewayError> {
-    let key = authenticate(gw, req)?;
+/// Phase 1: the key, the client's address and account (no verdict yet).
+fn authenticate(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller, GatewayError> {
+    let key = key_of(gw, req)?;
     let h = req.headers();
     // The client's address (see `client_ip`): the TCP peer, or behind a
     // trusted proxy the nearest hop it did not write.
@@ -298,11 +289,6 @@ pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller
         (None, Some(ip)) => crate::client_ip::account_of(ip),
         (None, None) => "anonymous".to_string(),
     };
-    let ip = ip.map(|i| i.to_string());
-    // The verdict in force, looked up once for the limits and the actions.
-    let verdict = gw.verdict(&account, key.as_ref().map(|k| k.id.as_str()));
-    let rates = key.as_ref().map(|k| rates(cfg, k, verdict));
-    let withhold = enforce(gw, cfg, &account, verdict)?;
     let user_agent = header_str(h, header::USER_AGENT).map(str::to_string);
     let pass = PASS
         .iter()
@@ -314,12 +300,41 @@ pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller
     Ok(Caller {
         key,
         account,
-        ip,
-        rates,
-        withhold,
+        ip: ip.map(|i| i.to_string()),
+        rates: None,
+        withhold: false,
         user_agent,
         pass,
     })
+}
+
+/// The verdict in force, looked up once for the limits and the actions.
+fn judge(gw: &Gateway, cfg: &Config, c: &mut Caller) -> Result<(), GatewayError> {
+    let verdict = gw.verdict(&c.account, c.key.as_ref().map(|k| k.id.as_str()));
+    c.rates = c.key.as_ref().map(|k| rates(cfg, k, verdict));
+    c.withhold = apply_verdict(gw, cfg, &c.account, verdict)?;
+    Ok(())
+}
+
+/// Phase 2: the verdict's actions, then (unless limits are shared, where
+/// the request and its tokens are admitted together in phase 3, one round
+/// trip to Redis instead of two) the key's and the account's request
+/// limits under it.
+async fn enforce(gw: &Gateway, cfg: &Config, c: &mut Caller) -> Result<(), GatewayError> {
+    judge(gw, cfg, c)?;
+    if gw.shared.is_none() {
+        admit_one(gw, c).await?;
+    }
+    Ok(())
+}
+
+/// Phases 1 and 2 for the handlers outside [`handle`] (batches, forward
+/// auth): the request limit is [`admit_one`]'s, called once the request's
+/// head is no longer borrowed (it may ask Redis).
+pub(crate) fn caller(gw: &Gateway, cfg: &Config, req: &Request) -> Result<Caller, GatewayError> {
+    let mut c = authenticate(gw, cfg, req)?;
+    judge(gw, cfg, &mut c)?;
+    Ok(c)
 }
 
 /// One request against the key's and the account's request limits.
@@ -390,21 +405,12 @@ pub(crate) async fn read_body(
     Ok((body, budget))
 }
 
-async fn read(
-    gw: &Gateway,
-    cfg: &Config,
-    dialect: Dialect,
-    path: &'static str,
-    req: Request,
-    started: Instant,
-) -> Result<Ctx, GatewayError> {
-    let c = caller(gw, cfg, &req)?;
-    // With shared limits, the request and its tokens are admitted together
-    // once the body is read (one round trip to Redis instead of two).
-    if gw.shared.is_none() {
-        admit_one(gw, &c).await?;
-    }
+/// Phase 3: the body (capped), its model, the token limits; the request
+/// is pending completion from here on.
+async fn read(gw: &Gateway, cfg: &Config, req: Request, ctx: &mut Ctx) -> Result<(), GatewayError> {
+    let c = ctx.caller.as_ref().ok_or_else(unphased)?;
     let (body, budget) = read_body(gw, cfg, req, cfg.max_body_bytes, c.key.as_ref()).await?;
+    ctx.budget = Some(budget);
     let refuse = |e: GatewayError| {
         if let Some(k) = &c.key {
             gw.rejections.count(&k.account, e.status().as_u16());
@@ -415,7 +421,7 @@ async fn read(
     // does not normalise (a string for a number, a number for a message,
     // a lone surrogate, nesting too deep) is refused here, in the API's
     // format, instead of being answered unscored.
-    let mut request = normalized(&body, api_of(path, dialect)).map_err(refuse)?;
+    let mut request = normalized(&body, ctx.dialect).map_err(refuse)?;
     // A continued Responses conversation counts the depth behind it.
     if request.previous_response_id.is_some() {
         let known = gw.chains.extend(&c.account, &mut request);
@@ -426,6 +432,7 @@ async fn read(
         kind: "invalid_request_error",
         message: "missing \"model\"".into(),
     })?;
+    ctx.model = Some(model);
     let estimate = (body.len() / 4).min(u32::MAX as usize) as u32;
     if let (Some(k), Some((rpm, tpm))) = (&c.key, c.rates) {
         if gw.shared.is_some() {
@@ -438,42 +445,44 @@ async fn read(
             admit(gw, k, Unit::Tokens, f64::from(estimate), tpm).await?;
         }
     }
-    Ok(Ctx {
-        dialect,
-        path,
-        body,
-        request: Some(request),
-        _budget: budget,
-        model,
-        key: c.key,
-        account: c.account,
-        withhold: c.withhold,
+    ctx.pending = Some(Done {
+        observed: Observed {
+            id: gw.ids.next(),
+            ts_ms: now_ms() as i64,
+            account: c.account.clone(),
+            key_id: c.key.as_ref().map(|k| k.id.clone()),
+            path: ctx.path,
+            dialect: ctx.dialect,
+            body,
+            request: Some(request),
+            ip: c.ip.clone(),
+            user_agent: c.user_agent.clone(),
+            response: None,
+            status: 0,
+            latency_ms: 0.0,
+            batch: None,
+        },
+        key: c.key.as_ref().map(|k| (k.id.clone(), k.account.clone())),
         rates: c.rates,
         estimate,
-        ip: c.ip,
-        user_agent: c.user_agent,
-        pass: c.pass,
-        ts_ms: now_ms() as i64,
-        started,
-        open: true,
-    })
+        started: ctx.started,
+    });
+    Ok(())
+}
+
+/// A phase ran before the one that fills what it needs (a bug, answered
+/// 500 rather than a panic).
+fn unphased() -> GatewayError {
+    GatewayError::Internal("request phases out of order".into())
 }
 
 /// Client headers passed to the upstream.
 const PASS: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
 
-/// The API a request speaks: its path's, else its upstream dialect's.
-pub(crate) fn api_of(path: &str, dialect: Dialect) -> distillguard_core::Dialect {
-    distillguard_core::Dialect::from_endpoint(path).unwrap_or(match dialect {
-        Dialect::Openai => distillguard_core::Dialect::OpenAi,
-        Dialect::Anthropic => distillguard_core::Dialect::Anthropic,
-    })
-}
-
 /// The body as the detector reads it, or 400 naming what is wrong.
 pub(crate) fn normalized(
     body: &[u8],
-    api: distillguard_core::Dialect,
+    api: Dialect,
 ) -> Result<distillguard_core::Request, GatewayError> {
     let bad = |message: String| GatewayError::Downstream {
         status: StatusCode::BAD_REQUEST,
@@ -501,11 +510,12 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 /// Phase 4: the upstream for the model.
 fn route<'a>(cfg: &'a Config, ctx: &Ctx) -> Result<&'a Upstream, GatewayError> {
-    cfg.route(ctx.dialect, &ctx.model)
+    let model = ctx.model.as_deref().ok_or_else(unphased)?;
+    cfg.route(ctx.dialect, model)
         .ok_or_else(|| GatewayError::Downstream {
             status: StatusCode::NOT_FOUND,
             kind: "not_found_error",
-            message: format!("model {:?} is not served here", ctx.model),
+            message: format!("model {model:?} is not served here"),
         })
 }
 
@@ -520,17 +530,14 @@ pub(crate) fn upstream_headers(
     for (n, v) in pass {
         hs.insert(n.clone(), v.clone());
     }
-    if up.dialect == Dialect::Anthropic && !hs.contains_key("anthropic-version") {
-        hs.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+    let wire = api(up.dialect);
+    for &(name, value) in wire.required_headers() {
+        if !hs.contains_key(name) {
+            hs.insert(name, HeaderValue::from_static(value));
+        }
     }
     if let Some(secret) = &up.credential {
-        let (name, value) = match up.dialect {
-            Dialect::Openai => (header::AUTHORIZATION, format!("Bearer {}", secret.0)),
-            Dialect::Anthropic => (
-                header::HeaderName::from_static("x-api-key"),
-                secret.0.clone(),
-            ),
-        };
+        let (name, value) = wire.upstream_key(&secret.0);
         if let Ok(mut v) = HeaderValue::from_str(&value) {
             v.set_sensitive(true);
             hs.insert(name, v);
@@ -545,12 +552,15 @@ async fn forward(
     up: &Upstream,
     ctx: &mut Ctx,
 ) -> Result<Response, GatewayError> {
+    let (Some(c), Some(pending)) = (&ctx.caller, &ctx.pending) else {
+        return Err(unphased());
+    };
     let uri = format!("{}{}", up.url.trim_end_matches('/'), ctx.path);
     let mut req = axum::http::Request::post(&uri)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(ctx.body.clone()))
+        .body(Body::from(pending.observed.body.clone()))
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    upstream_headers(up, req.headers_mut(), &ctx.pass);
+    upstream_headers(up, req.headers_mut(), &c.pass);
     let upstream_err = |status: StatusCode, message: String| GatewayError::Upstream {
         status,
         upstream: up.name.clone(),
@@ -598,18 +608,20 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let body = match (ctx.withhold, streaming) {
+    let body = match (c.withhold, streaming) {
         (false, _) => body,
-        (true, true) => crate::withhold::strip_stream(body),
+        (true, true) => crate::withhold::strip_stream(ctx.dialect, body),
         (true, false) => {
             let bytes = axum::body::to_bytes(body, 64 << 20).await.map_err(|e| {
                 upstream_err(StatusCode::BAD_GATEWAY, format!("reading the answer: {e}"))
             })?;
-            Body::from(crate::withhold::strip_json(&bytes).unwrap_or_else(|| bytes.to_vec()))
+            let stripped = crate::withhold::strip_json(ctx.dialect, &bytes);
+            Body::from(stripped.unwrap_or_else(|| bytes.to_vec()))
         }
     };
     let status = parts.status.as_u16();
-    let done = take(gw, ctx);
+    // From here the answer's end completes the request (phase 6).
+    let done = ctx.pending.take().ok_or_else(unphased)?;
     let g = Arc::clone(gw);
     let tapped = Tapped::new(
         body,
@@ -640,34 +652,9 @@ pub(crate) struct Done {
     started: Instant,
 }
 
-fn take(gw: &Gateway, ctx: &mut Ctx) -> Done {
-    ctx.open = false;
-    Done {
-        observed: Observed {
-            id: gw.ids.next(),
-            ts_ms: ctx.ts_ms,
-            account: ctx.account.clone(),
-            key_id: ctx.key.as_ref().map(|k| k.id.clone()),
-            path: ctx.path,
-            dialect: ctx.dialect,
-            body: ctx.body.clone(),
-            request: ctx.request.take(),
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.take(),
-            response: None,
-            status: 0,
-            latency_ms: 0.0,
-            batch: None,
-        },
-        key: ctx.key.as_ref().map(|k| (k.id.clone(), k.account.clone())),
-        rates: ctx.rates,
-        estimate: ctx.estimate,
-        started: ctx.started,
-    }
-}
-
 /// Phase 6: the answer's tokens are charged; the request goes to the
-/// detector and the event log.
+/// detector and the event log. Called once per request read: by the tap
+/// when the answer ends, or by [`handle`] when it got an error instead.
 fn complete(
     gw: &Gateway,
     mut d: Done,
@@ -710,55 +697,70 @@ fn complete(
     ack
 }
 
-/// One API request through the phases.
+/// One request through the phases, in order (see the module doc).
 pub(crate) async fn handle(
     gw: Arc<Gateway>,
     dialect: Dialect,
     path: &'static str,
     req: Request,
 ) -> Response {
-    let started = Instant::now();
     let cfg = gw.config();
-    let mut ctx: Option<Ctx> = None;
+    let mut ctx = Ctx {
+        dialect,
+        path,
+        started: Instant::now(),
+        caller: None,
+        model: None,
+        budget: None,
+        pending: None,
+    };
     let result = async {
-        let c = ctx.insert(read(&gw, &cfg, dialect, path, req, started).await?);
-        let up = route(&cfg, c)?;
-        forward(&gw, &cfg, up, c).await
+        let c = ctx.caller.insert(authenticate(&gw, &cfg, &req)?);
+        enforce(&gw, &cfg, c).await?;
+        read(&gw, &cfg, req, &mut ctx).await?;
+        let up = route(&cfg, &ctx)?;
+        forward(&gw, &cfg, up, &mut ctx).await
     }
     .await;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
-            // A request read but not answered still reaches the log and
-            // the detector, with the status it got.
-            if let Some(c) = ctx.as_mut().filter(|c| c.open) {
-                let outcome =
-                    matches!(e, GatewayError::Upstream { .. }).then_some(Outcome::UpstreamError);
-                let done = take(&gw, c);
-                // An answer that failed is not acknowledged: no wait.
-                let _ = complete(&gw, done, None, outcome, e.status().as_u16());
-            }
+            fail(&gw, &mut ctx, &e);
             e.into_response(dialect)
         }
     };
-    let mut resp = resp;
+    logging(&gw, &ctx, resp)
+}
+
+/// Phase 6 for a request read but not answered: it still reaches the log
+/// and the detector, with the status it got (not acknowledged: an answer
+/// that failed has nothing to wait for).
+fn fail(gw: &Gateway, ctx: &mut Ctx, e: &GatewayError) {
+    if let Some(done) = ctx.pending.take() {
+        let outcome = matches!(e, GatewayError::Upstream { .. }).then_some(Outcome::UpstreamError);
+        let _ = complete(gw, done, None, outcome, e.status().as_u16());
+    }
+}
+
+/// Phase 7, always: the request's id, the access line (who, what, how it
+/// ended; never a secret or prompt text: the key's id, not the key; the
+/// path, not the body) and the request metrics.
+fn logging(gw: &Gateway, ctx: &Ctx, mut resp: Response) -> Response {
     let id = request_id();
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    // The access line: who, what, how it ended. Never a secret or prompt
-    // text (the key's id, not the key; the path, not the body).
-    let c = ctx.as_ref();
+    let elapsed = ctx.started.elapsed().as_secs_f64();
+    let c = ctx.caller.as_ref();
     tracing::info!(
         target: "distillguard::access",
         request_id = %id,
-        path,
+        path = ctx.path,
         status = resp.status().as_u16(),
         account = c.map(|c| c.account.as_str()),
         key_id = c.and_then(|c| c.key.as_ref()).map(|k| k.id.as_str()),
         client = c.and_then(|c| c.ip.as_deref()),
-        model = c.map(|c| c.model.as_str()),
+        model = ctx.model.as_deref(),
         upstream = resp
             .headers()
             .get("x-distillguard-upstream")
@@ -766,11 +768,8 @@ pub(crate) async fn handle(
         latency_ms = (elapsed * 1e4).round() / 10.0,
         "request"
     );
-    gw.metrics.record(
-        usize::from(dialect == Dialect::Anthropic),
-        resp.status().as_u16(),
-        elapsed,
-    );
+    gw.metrics
+        .record(ctx.dialect, resp.status().as_u16(), elapsed);
     resp
 }
 

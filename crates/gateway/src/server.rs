@@ -16,6 +16,7 @@ listener needs.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use crate::config::Config;
 use crate::listener::Peer;
 
 /// The server's deadlines.
@@ -132,6 +134,132 @@ impl BodyBudget {
     pub fn held(&self) -> usize {
         (self.kib as usize - self.permits.available_permits()) * 1024
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("{0}")]
+    Keys(distillguard_storage::StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A future that resolves on Ctrl-C or SIGTERM, for callers to hand to
+/// [`serve`] as its shutdown. The handlers are installed here, before it is
+/// first polled, so that a signal sent as soon as the address is printed
+/// already stops the server gracefully.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Serve)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Serve)?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves until `shutdown` resolves; then requests in flight get
+/// `drain_timeout_secs` to finish, and the rest are closed. `ready` gets
+/// the public address and, with `internal_listen`, the internal one.
+pub async fn serve(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = bind(&cfg.listen).await?;
+    let internal = match &cfg.internal_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    ready(
+        listener.local_addr().map_err(ServeError::Serve)?,
+        match &internal {
+            Some(l) => Some(l.local_addr().map_err(ServeError::Serve)?),
+            None => None,
+        },
+    );
+    let deadlines = Deadlines {
+        header: Duration::from_secs(cfg.header_timeout_secs.get()),
+        drain: Duration::from_secs(cfg.drain_timeout_secs),
+    };
+    if cfg.auth == crate::config::Auth::None {
+        tracing::warn!(
+            "auth = \"none\": requests are not authenticated and each client address is an account; for local testing only"
+        );
+    }
+    tracing::info!(
+        upstreams = cfg.upstreams.len(),
+        trusted_proxies = cfg.trusted_proxies.len(),
+        detection = cfg.detect.enabled,
+        event_log = cfg.log.is_some(),
+        "gateway started"
+    );
+    let listener = crate::listener::Capped::new(listener, cfg.max_connections);
+    let gauge = listener.gauge();
+    let (public, internal_app, tls) = crate::routes::router_with(cfg, config_path, Some(gauge))?;
+    // One shutdown stops both servers (a watch channel, as mini-redis
+    // broadcasts its shutdown).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown asked: no new connections; draining");
+        let _ = stop_tx.send(true);
+    });
+    let main = run(
+        listener,
+        public,
+        deadlines,
+        tls.clone(),
+        stopped(stop_rx.clone()),
+    );
+    let drained = match (internal, internal_app) {
+        (Some(l), Some(app)) => {
+            let side = run(l, app, deadlines, tls, stopped(stop_rx));
+            let (a, b) = tokio::join!(main, side);
+            a && b
+        }
+        _ => main.await,
+    };
+    if drained {
+        tracing::info!("gateway stopped: every request in flight finished");
+    } else {
+        tracing::warn!(
+            drain_timeout_secs = deadlines.drain.as_secs(),
+            "gateway stopped: requests still in flight at the drain deadline were closed"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use distillguard_core::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::Value;
 
-use crate::Dialect;
+use crate::dialect::{Dialect, Metered, api};
 
 /// How an answer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +77,7 @@ pub struct Meter {
     sse: bool,
     /// SSE: the incomplete line; JSON: the body so far.
     buf: Vec<u8>,
-    out: Response,
-    /// OpenAI streamed tool calls seen, as (choice, index).
-    tools: Vec<(u64, u64)>,
-    chars: u64,
+    metered: Metered,
 }
 
 impl Meter {
@@ -89,9 +86,7 @@ impl Meter {
             dialect,
             sse,
             buf: Vec::new(),
-            out: Response::default(),
-            tools: Vec::new(),
-            chars: 0,
+            metered: Metered::default(),
         }
     }
 
@@ -115,19 +110,14 @@ impl Meter {
             };
             let data = data.strip_suffix(b"\r").unwrap_or(data);
             if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                match self.dialect {
-                    Dialect::Openai => {
-                        openai_chunk(&v, &mut self.out, &mut self.tools, &mut self.chars)
-                    }
-                    Dialect::Anthropic => anthropic_event(&v, &mut self.out, &mut self.chars),
-                }
+                api(self.dialect).meter_event(&v, &mut self.metered);
             }
         }
         self.buf.drain(..start);
     }
 
     /// The answer's accounting.
-    pub fn finish(mut self) -> Response {
+    pub fn finish(self) -> Response {
         if !self.sse {
             return std::str::from_utf8(&self.buf)
                 .ok()
@@ -138,10 +128,15 @@ impl Meter {
                 })
                 .unwrap_or_default();
         }
-        self.out.output_chars = self.chars;
-        self.out.tool_calls += self.tools.len() as u32;
-        estimate(&mut self.out);
-        self.out
+        let Metered {
+            mut out,
+            tools,
+            chars,
+        } = self.metered;
+        out.output_chars = chars;
+        out.tool_calls += tools.len() as u32;
+        estimate(&mut out);
+        out
     }
 }
 
@@ -152,121 +147,6 @@ fn estimate(r: &mut Response) {
     }
 }
 
-fn num(v: &Value) -> Option<u32> {
-    v.as_u64().map(|n| n.min(u64::from(u32::MAX)) as u32)
-}
-
-fn openai_chunk(v: &Value, out: &mut Response, tools: &mut Vec<(u64, u64)>, chars: &mut u64) {
-    if v["type"]
-        .as_str()
-        .is_some_and(|t| t.starts_with("response."))
-    {
-        return responses_event(v, out, chars);
-    }
-    if let Some(choices) = v["choices"].as_array() {
-        for c in choices {
-            let i = c["index"].as_u64().unwrap_or(0);
-            out.choices = out.choices.max(i as u32 + 1);
-            let d = &c["delta"];
-            if let Some(t) = d["content"].as_str() {
-                *chars += t.chars().count() as u64;
-            }
-            for k in ["reasoning_content", "reasoning"] {
-                if d[k].as_str().is_some_and(|s| !s.is_empty()) {
-                    out.reasoning_returned = true;
-                }
-            }
-            for t in d["tool_calls"].as_array().into_iter().flatten() {
-                let id = (i, t["index"].as_u64().unwrap_or(0));
-                if !tools.contains(&id) {
-                    tools.push(id);
-                }
-            }
-            if let Some(f) = c["finish_reason"].as_str() {
-                out.finish_reason = Some(f.to_string());
-            }
-        }
-    }
-    let u = &v["usage"];
-    if u.is_object() {
-        out.input_tokens = num(&u["prompt_tokens"]).or(out.input_tokens);
-        out.output_tokens = num(&u["completion_tokens"]).or(out.output_tokens);
-        out.reasoning_tokens =
-            num(&u["completion_tokens_details"]["reasoning_tokens"]).or(out.reasoning_tokens);
-    }
-}
-
-/// One typed event of an OpenAI Responses stream.
-fn responses_event(v: &Value, out: &mut Response, chars: &mut u64) {
-    out.choices = 1;
-    match v["type"].as_str() {
-        Some("response.output_text.delta") => {
-            if let Some(t) = v["delta"].as_str() {
-                *chars += t.chars().count() as u64;
-            }
-        }
-        Some("response.reasoning_summary_text.delta" | "response.reasoning_text.delta")
-            if v["delta"].as_str().is_some_and(|d| !d.is_empty()) =>
-        {
-            out.reasoning_returned = true;
-        }
-        Some("response.output_item.added")
-            if matches!(
-                v["item"]["type"].as_str(),
-                Some("function_call" | "custom_tool_call")
-            ) =>
-        {
-            out.tool_calls += 1;
-        }
-        Some("response.created") => {
-            out.id = v["response"]["id"].as_str().map(str::to_string);
-        }
-        Some("response.completed" | "response.incomplete" | "response.failed") => {
-            let r = &v["response"];
-            if let Some(id) = r["id"].as_str() {
-                out.id = Some(id.to_string());
-            }
-            if let Some(s) = r["status"].as_str() {
-                out.finish_reason = Some(s.to_string());
-            }
-            let u = &r["usage"];
-            out.input_tokens = num(&u["input_tokens"]).or(out.input_tokens);
-            out.output_tokens = num(&u["output_tokens"]).or(out.output_tokens);
-            out.reasoning_tokens =
-                num(&u["output_tokens_details"]["reasoning_tokens"]).or(out.reasoning_tokens);
-        }
-        _ => {}
-    }
-}
-
-fn anthropic_event(v: &Value, out: &mut Response, chars: &mut u64) {
-    match v["type"].as_str() {
-        Some("message_start") => {
-            out.choices = 1;
-            let u = &v["message"]["usage"];
-            out.input_tokens = num(&u["input_tokens"]).or(out.input_tokens);
-        }
-        Some("content_block_start") => match v["content_block"]["type"].as_str() {
-            Some("thinking" | "redacted_thinking") => out.reasoning_returned = true,
-            Some("tool_use") => out.tool_calls += 1,
-            _ => {}
-        },
-        Some("content_block_delta") => {
-            if let Some(t) = v["delta"]["text"].as_str() {
-                *chars += t.chars().count() as u64;
-            }
-        }
-        Some("message_delta") => {
-            if let Some(s) = v["delta"]["stop_reason"].as_str() {
-                out.finish_reason = Some(s.to_string());
-            }
-            out.output_tokens = num(&v["usage"]["output_tokens"]).or(out.output_tokens);
-        }
-        _ => {}
-    }
-}
-
-/// Called once when the answer ends.
 /// Called once when the answer ends; may return an acknowledgement to
 /// wait for before the client gets the answer's last bytes (the event
 /// log's `sync` durability).
@@ -359,17 +239,7 @@ impl Tapped {
         if !m.sse {
             return None;
         }
-        let text = match m.dialect {
-            Dialect::Openai => format!(
-                "data: {}\n\n",
-                serde_json::json!({"error": {"message": why, "type": "api_error", "param": null, "code": "upstream_error"}})
-            ),
-            Dialect::Anthropic => format!(
-                "event: error\ndata: {}\n\n",
-                serde_json::json!({"type": "error", "error": {"type": "api_error", "message": why}})
-            ),
-        };
-        Some(Bytes::from(text))
+        Some(Bytes::from(api(m.dialect).stream_error(why)))
     }
 
     fn fail(&mut self, outcome: Outcome, why: &str) {
@@ -528,7 +398,7 @@ mod tests {
     #[test]
     fn openai_stream_usage_reasoning_and_tools_across_split_chunks() {
         let r = metered(
-            Dialect::Openai,
+            Dialect::OpenAi,
             true,
             &[
                 "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\nda",
@@ -550,7 +420,7 @@ mod tests {
     #[test]
     fn openai_stream_without_usage_is_estimated_and_plain_answers_show_no_reasoning() {
         let r = metered(
-            Dialect::Openai,
+            Dialect::OpenAi,
             true,
             &[
                 "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcdefghi\"}}]}\n\ndata: [DONE]\n\n",
@@ -597,13 +467,13 @@ mod tests {
     #[test]
     fn garbage_is_metered_as_nothing() {
         let r = metered(
-            Dialect::Openai,
+            Dialect::OpenAi,
             true,
             &["data: {not json\n\n", "\u{0}\u{1}"],
         );
         assert_eq!(r.output_tokens, None);
         assert_eq!(
-            metered(Dialect::Openai, false, &["<html>"]),
+            metered(Dialect::OpenAi, false, &["<html>"]),
             Response::default()
         );
     }

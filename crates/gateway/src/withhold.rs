@@ -22,41 +22,33 @@ use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-/// Strips reasoning from a whole JSON answer.
-pub fn strip_json(body: &[u8]) -> Option<Vec<u8>> {
+use crate::dialect::{Dialect, api};
+
+/// Strips reasoning from a whole JSON answer of `dialect`.
+pub fn strip_json(dialect: Dialect, body: &[u8]) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
-    if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
-        for c in choices {
-            if let Some(m) = c.get_mut("message").and_then(Value::as_object_mut) {
-                m.remove("reasoning_content");
-                m.remove("reasoning");
-            }
-        }
-    }
-    if let Some(content) = v.get_mut("content").and_then(Value::as_array_mut) {
-        content.retain(|b| !matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
-    }
-    strip_output(&mut v);
+    api(dialect).strip_answer(&mut v);
     serde_json::to_vec(&v).ok()
 }
 
-/// Removes reasoning items from a Responses `output`.
-fn strip_output(v: &mut Value) {
-    if let Some(output) = v.get_mut("output").and_then(Value::as_array_mut) {
-        output.retain(|i| i["type"] != "reasoning");
-    }
-}
-
-/// Rewrites SSE events (one `data:` JSON per event), keeping state across
-/// events for Anthropic's block indices.
-#[derive(Default)]
+/// Rewrites SSE events (one `data:` JSON per event) of one API, keeping
+/// state across events for the indices of the blocks dropped so far.
 pub struct SseStripper {
+    dialect: Dialect,
     pending: Vec<u8>,
-    /// Indices of dropped thinking blocks so far.
+    /// Indices of dropped reasoning blocks or items so far.
     dropped: Vec<u64>,
 }
 
 impl SseStripper {
+    pub fn new(dialect: Dialect) -> SseStripper {
+        SseStripper {
+            dialect,
+            pending: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+
     /// Feeds bytes; returns what can be sent now.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
@@ -92,7 +84,7 @@ impl SseStripper {
                 out.push_str(line);
                 continue;
             };
-            if !self.rewrite(&mut v) {
+            if !api(self.dialect).strip_event(&mut v, &mut self.dropped) {
                 return None;
             }
             out.push_str("data: ");
@@ -101,87 +93,13 @@ impl SseStripper {
         }
         Some(out.into_bytes())
     }
-
-    /// Rewrites one JSON event in place; false drops the event.
-    fn rewrite(&mut self, v: &mut Value) -> bool {
-        // OpenAI chunks.
-        if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
-            for c in choices {
-                if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
-                    d.remove("reasoning_content");
-                    d.remove("reasoning");
-                }
-            }
-            return true;
-        }
-        let kind = v["type"].as_str().unwrap_or("").to_string();
-        // Responses events.
-        if let Some(rest) = kind.strip_prefix("response.") {
-            return self.rewrite_responses(rest, v);
-        }
-        // Anthropic events.
-        let index = v["index"].as_u64();
-        match kind.as_str() {
-            "content_block_start" => {
-                let t = v["content_block"]["type"].as_str().unwrap_or("");
-                if matches!(t, "thinking" | "redacted_thinking") {
-                    if let Some(i) = index {
-                        self.dropped.push(i);
-                    }
-                    return false;
-                }
-            }
-            "content_block_delta" | "content_block_stop" => {
-                if index.is_some_and(|i| self.dropped.contains(&i)) {
-                    return false;
-                }
-            }
-            _ => return true,
-        }
-        if let Some(i) = index {
-            let shift = self.dropped.iter().filter(|&&d| d < i).count() as u64;
-            v["index"] = Value::from(i - shift);
-        }
-        true
-    }
 }
 
-impl SseStripper {
-    /// A Responses event (`kind` without its `response.` prefix).
-    fn rewrite_responses(&mut self, kind: &str, v: &mut Value) -> bool {
-        if kind.starts_with("reasoning") {
-            // reasoning_summary_text.delta, reasoning_summary_part.added, …
-            return false;
-        }
-        let index = v["output_index"].as_u64();
-        if matches!(kind, "output_item.added" | "output_item.done")
-            && v["item"]["type"] == "reasoning"
-        {
-            if let Some(i) = index
-                && !self.dropped.contains(&i)
-            {
-                self.dropped.push(i);
-            }
-            return false;
-        }
-        if index.is_some_and(|i| self.dropped.contains(&i)) {
-            return false;
-        }
-        if let Some(i) = index {
-            let shift = self.dropped.iter().filter(|&&d| d < i).count() as u64;
-            v["output_index"] = Value::from(i - shift);
-        }
-        if let Some(r) = v.get_mut("response") {
-            strip_output(r);
-        }
-        true
-    }
-}
-
-/// Wraps a streaming body so that reasoning is stripped as it passes.
-/// (SSE events end with a blank line; an unterminated tail is not sent.)
-pub fn strip_stream(body: Body) -> Body {
-    let mut stripper = SseStripper::default();
+/// Wraps a streaming body of `dialect` so that reasoning is stripped as it
+/// passes. (SSE events end with a blank line; an unterminated tail is not
+/// sent.)
+pub fn strip_stream(dialect: Dialect, body: Body) -> Body {
+    let mut stripper = SseStripper::new(dialect);
     Body::from_stream(
         body.into_data_stream()
             .map(move |r| r.map(|b| Bytes::from(stripper.feed(&b)))),
@@ -196,10 +114,10 @@ mod tests {
     #[test]
     fn json_answers_lose_reasoning_only() {
         let o = br#"{"choices":[{"message":{"role":"assistant","content":"4","reasoning_content":"2+2"}}]}"#;
-        let s = String::from_utf8(strip_json(o).unwrap()).unwrap();
+        let s = String::from_utf8(strip_json(Dialect::OpenAi, o).unwrap()).unwrap();
         assert!(s.contains("\"content\":\"4\"") && !s.contains("reasoning"));
         let a = br#"{"content":[{"type":"thinking","thinking":"hmm"},{"type":"text","text":"4"}]}"#;
-        let s = String::from_utf8(strip_json(a).unwrap()).unwrap();
+        let s = String::from_utf8(strip_json(Dialect::Anthropic, a).unwrap()).unwrap();
         assert!(!s.contains("thinking") && s.contains("\"text\":\"4\""));
     }
 
@@ -219,7 +137,7 @@ mod tests {
             .iter()
             .map(|e| format!("event: x\ndata: {e}\n\n"))
             .collect();
-        let mut st = SseStripper::default();
+        let mut st = SseStripper::new(Dialect::Anthropic);
         // Fed in awkward pieces.
         let mut out = Vec::new();
         for piece in stream.as_bytes().chunks(7) {
@@ -235,7 +153,7 @@ mod tests {
         );
         assert_eq!(text.matches("data: ").count(), 5);
         // OpenAI deltas keep their content.
-        let mut st = SseStripper::default();
+        let mut st = SseStripper::new(Dialect::OpenAi);
         let o = st.feed(b"data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"x\",\"content\":\"y\"}}]}\n\ndata: [DONE]\n\n");
         let o = String::from_utf8(o).unwrap();
         assert!(

@@ -1,11 +1,11 @@
 //! The gateway against slow and hostile clients, through its real server
-//! loop (`serve_until`): half-sent heads and bodies, a budget of body
+//! loop (`serve`): half-sent heads and bodies, a budget of body
 //! bytes, bodies the detector cannot read, and a shutdown with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use distillguard_gateway::{Config, serve_until};
+use distillguard_gateway::{Config, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +62,7 @@ async fn gateway_full(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        serve_until(
+        serve(
             cfg,
             None,
             move |a, i| {

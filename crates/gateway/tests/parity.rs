@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use distillguard_core::Verdict;
 use distillguard_detect::engine::{Engine, Weights};
-use distillguard_gateway::Dialect;
 use distillguard_gateway::detector::{Detector, Forgetting, Known};
 use distillguard_gateway::observed::Observed;
 use distillguard_pipeline::{PerRequest, Pipeline};
@@ -31,22 +30,14 @@ fn observed() -> Vec<Observed> {
                 let v: serde_json::Value = serde_json::from_slice(line).unwrap();
                 let e = distillguard_core::parse_event_line(std::str::from_utf8(line).unwrap())
                     .unwrap();
-                let anthropic = e.dialect == distillguard_core::Dialect::Anthropic;
                 out.push(Observed {
                     id: format!("ev_{}", out.len()),
                     ts_ms: e.ts.0,
                     account: e.account_id.clone(),
                     key_id: e.api_key_id.clone(),
-                    path: if anthropic {
-                        "/v1/messages"
-                    } else {
-                        "/v1/chat/completions"
-                    },
-                    dialect: if anthropic {
-                        Dialect::Anthropic
-                    } else {
-                        Dialect::Openai
-                    },
+                    // The simulator writes each dialect on its own endpoint.
+                    path: e.dialect.endpoint(),
+                    dialect: e.dialect,
                     body: serde_json::to_vec(&v["request"]).unwrap().into(),
                     request: None,
                     ip: e.client.ip.clone(),

@@ -44,7 +44,7 @@ six keys), plus the union-find for suspicious accounts.
 
 use std::collections::{HashMap, HashSet};
 
-use distillguard_core::{AccountInfo, Timestamp};
+use distillguard_core::{AccountInfo, Invalid, Timestamp};
 use distillguard_sketches::countmin::CountMin;
 use distillguard_sketches::mix64;
 
@@ -120,7 +120,7 @@ impl Config {
         self.candidate_risk.min(self.link_risk)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if !(0.0..=1.0).contains(&self.link_risk) || !(0.0..=1.0).contains(&self.min_fraction) {
             return Err("link_risk and min_fraction must lie in [0, 1]".into());
         }

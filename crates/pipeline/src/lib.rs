@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use distillguard_core::report::{Reason, Report, Verdict};
 use distillguard_core::{AccountInfo, Event, Timestamp};
-use distillguard_detect::engine::{Engine, Pre, pre};
+use distillguard_detect::engine::{Engine, RequestSignals, pre};
 use distillguard_detect::reorder::Timed;
 use distillguard_detect::signals::request::capability::Capability;
 use distillguard_link::{Activity, Key, Linker, campaign};
@@ -39,7 +39,7 @@ use distillguard_stix::Intel;
 #[derive(Debug, Clone)]
 pub struct Record {
     /// The engine's per-request signals.
-    pub pre: Pre,
+    pub pre: RequestSignals,
     /// The linker's keys (empty when linking is off).
     pub keys: Vec<Key>,
     /// Partner indicators matched (indices into the intel's sources).

@@ -12,7 +12,7 @@ knob has a default, so a scenario only says what it changes.
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use distillguard_core::Timestamp;
+use distillguard_core::{Invalid, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Built-in scenarios, embedded from `scenarios/`.
@@ -699,7 +699,7 @@ impl Scenario {
         let model_known = |m: &str| self.models.iter().any(|x| x.name == m);
         if let Some(b) = &self.benign {
             check_weights(&b.network, BENIGN_NETWORKS)
-                .or_else(|why| bad("benign.network".into(), why))?;
+                .or_else(|Invalid(why)| bad("benign.network".into(), why))?;
             for (k, v) in [
                 ("typo_rate", b.typo_rate),
                 ("continue_rate", b.continue_rate),
@@ -767,13 +767,13 @@ impl Scenario {
                 );
             }
             check_weights(&c.capabilities, CAPABILITIES)
-                .or_else(|why| bad(format!("{at}.capabilities"), why))?;
+                .or_else(|Invalid(why)| bad(format!("{at}.capabilities"), why))?;
             check_weights(&c.languages, LANGUAGES)
-                .or_else(|why| bad(format!("{at}.languages"), why))?;
+                .or_else(|Invalid(why)| bad(format!("{at}.languages"), why))?;
             check_weights(&c.identity.signup, SIGNUPS)
-                .or_else(|why| bad(format!("{at}.identity.signup"), why))?;
+                .or_else(|Invalid(why)| bad(format!("{at}.identity.signup"), why))?;
             check_weights(&c.elicitation, ELICITATION_STYLES)
-                .or_else(|why| bad(format!("{at}.elicitation"), why))?;
+                .or_else(|Invalid(why)| bad(format!("{at}.elicitation"), why))?;
             if c.wordings == 0 {
                 return bad(format!("{at}.wordings"), "must be ≥ 1".into());
             }
@@ -908,16 +908,19 @@ fn ge(a: f64, b: f64) -> bool {
     a >= b
 }
 
-fn check_weights(w: &Weights, allowed: &[&str]) -> Result<(), String> {
+fn check_weights(w: &Weights, allowed: &[&str]) -> Result<(), Invalid> {
     if w.is_empty() || w.values().sum::<f64>() <= 0.0 {
         return Err("needs at least one positive weight".into());
     }
     for (k, v) in w {
         if !allowed.contains(&k.as_str()) {
-            return Err(format!("{k:?} is not one of {}", allowed.join(", ")));
+            return Err(Invalid(format!(
+                "{k:?} is not one of {}",
+                allowed.join(", ")
+            )));
         }
         if !ge(*v, 0.0) {
-            return Err(format!("weight of {k:?} must be ≥ 0"));
+            return Err(Invalid(format!("weight of {k:?} must be ≥ 0")));
         }
     }
     Ok(())
