@@ -10,12 +10,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use distillguard_core::report::Report;
-use distillguard_core::{AccountInfo, AccountRecord, ReadError, RecordReader};
+use distillguard_core::{ReadError, RecordReader};
 use distillguard_detect::engine::{Engine, Weights, time_order};
 use distillguard_stix::Intel;
 
 use crate::config::AnalyzeConfig;
-use crate::{Format, progress, report_bad_lines};
+use crate::{ReportFormat, progress, report_bad_lines};
 
 pub(crate) use distillguard_pipeline::{PerRequest, Record};
 
@@ -193,28 +193,6 @@ fn stream_fold(
     Ok(Streamed::Done { read, peak })
 }
 
-pub(crate) fn read_accounts(
-    path: Option<&Path>,
-    strict: bool,
-) -> Result<HashMap<String, AccountInfo>> {
-    let Some(p) = path else {
-        return Ok(Default::default());
-    };
-    let (rows, bad) = RecordReader::<AccountRecord>::open(p)?.read_all(strict)?;
-    report_bad_lines(&bad, "accounts");
-    Ok(rows.into_iter().map(AccountRecord::into_parts).collect())
-}
-
-pub(crate) fn read_models(
-    path: Option<&Path>,
-    strict: bool,
-) -> Result<Vec<distillguard_core::ModelRelease>> {
-    let Some(p) = path else { return Ok(Vec::new()) };
-    let (rows, bad) = RecordReader::<distillguard_core::ModelRelease>::open(p)?.read_all(strict)?;
-    report_bad_lines(&bad, "models");
-    Ok(rows)
-}
-
 /// A second pass over the logs: up to `n` redacted prompts for each flagged
 /// account, in file order. Redaction happens on the worker threads, and only
 /// for flagged accounts: no other prompt text is ever kept.
@@ -313,9 +291,10 @@ pub(crate) struct Options {
     /// monitor / throttle / block / min_requests.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Output: `table` for people, `json` for tools.
+    /// Output: `table` for people, `json` for tools, `jsonl` for one
+    /// account per line.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: ReportFormat,
     /// Write the report here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -349,10 +328,10 @@ pub(crate) struct Options {
     pub batch: crate::batch_input::BatchOptions,
 }
 
-fn share(s: &str) -> Result<f64, String> {
+fn share(s: &str) -> Result<f64, distillguard_core::Invalid> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?}: give a share between 0 and 1")),
+        _ => Err(format!("{s:?}: give a share between 0 and 1").into()),
     }
 }
 
@@ -529,8 +508,11 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         }
         intel = intel.merge(i);
     }
-    let accounts = read_accounts(o.accounts.as_deref(), o.strict)?;
-    let models = read_models(o.models.as_deref(), o.strict)?;
+    let (known, skipped) =
+        distillguard_pipeline::Known::load(o.accounts.as_deref(), o.models.as_deref(), o.strict)?;
+    report_bad_lines(&skipped.accounts, "accounts");
+    report_bad_lines(&skipped.models, "models");
+    let distillguard_pipeline::Known { accounts, models } = known;
     let per = PerRequest {
         intel: &intel,
         link_keys: link.enabled,
@@ -621,17 +603,17 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         None => Box::new(io::stdout().lock()),
     };
     match o.format {
-        Format::Json => {
+        ReportFormat::Json => {
             serde_json::to_writer(&mut sink, &report)?;
             writeln!(sink)?;
         }
-        Format::Jsonl => {
+        ReportFormat::Jsonl => {
             for a in &report.accounts {
                 serde_json::to_writer(&mut sink, a)?;
                 writeln!(sink)?;
             }
         }
-        Format::Table => table(&mut sink, &report, events, secs, &weights.provenance)?,
+        ReportFormat::Table => table(&mut sink, &report, events, secs, &weights.provenance)?,
     }
     sink.flush()?;
     if let (Some(p), false) = (&o.out, o.quiet) {
@@ -652,7 +634,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
                 .count(),
             p.display()
         );
-        if matches!(o.format, Format::Json) {
+        if matches!(o.format, ReportFormat::Json) {
             let _ = writeln!(
                 io::stderr(),
                 "look at it in a browser: distillguard console {}{}",
@@ -676,7 +658,7 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
                 o.seed
             ));
         }
-        if o.format == Format::Table && o.out.is_none() {
+        if o.format == ReportFormat::Table && o.out.is_none() {
             writeln!(io::stdout().lock(), "\n{line}")?;
         } else {
             let _ = writeln!(io::stderr(), "{line}");

@@ -139,7 +139,7 @@ pub(crate) fn run(a: CheckArgs) -> Result<ExitCode> {
     }
     let mut stdout = io::stdout().lock();
     match format {
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             serde_json::to_writer_pretty(&mut stdout, &summaries)?;
             writeln!(stdout)?;
         }

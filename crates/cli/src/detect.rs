@@ -103,14 +103,14 @@ pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
     }
     bus.validate()?;
     let partitions = match &a.partitions {
-        Some(r) => distillguard_worker::parse_range(r).map_err(anyhow::Error::msg)?,
+        Some(r) => distillguard_worker::parse_range(r)?,
         None => 0..=bus.partitions.get() - 1,
     };
     let detect = gw.as_ref().map(|c| c.detect.clone()).unwrap_or_default();
     let accounts = a.accounts.or(detect.accounts.clone());
     let models = a.models.or(detect.models.clone());
-    let known = distillguard_gateway::detector::Known::load(accounts.as_deref(), models.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let known =
+        distillguard_gateway::detector::Known::load(accounts.as_deref(), models.as_deref())?;
     let store = a
         .store
         .or_else(|| gw.as_ref().and_then(|c| c.keys_db.clone()))

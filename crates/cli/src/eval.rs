@@ -80,7 +80,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
     })?;
     let mut stdout = io::stdout().lock();
     match format {
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             serde_json::to_writer_pretty(&mut stdout, &sb)?;
             writeln!(stdout)?;
         }

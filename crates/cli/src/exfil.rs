@@ -12,7 +12,7 @@ use distillguard_core::{LineError, ReadError};
 use distillguard_exfil::eval::{Summary, Truth};
 use distillguard_exfil::{ExfilConfig, Report, SourceFormat};
 
-use crate::Format;
+use crate::{Format, ReportFormat};
 
 #[derive(Args)]
 pub(crate) struct ExfilArgs {
@@ -43,9 +43,10 @@ struct AnalyzeArgs {
     /// auto (decided per line), cloudtrail, gcp or generic.
     #[arg(long, default_value = "auto", value_parser = parse_source)]
     source: SourceFormat,
-    /// Output: `table` for people, `json` for tools.
+    /// Output: `table` for people, `json` for tools, `jsonl` for one
+    /// principal per line.
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    format: ReportFormat,
     /// Write the report here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -57,12 +58,12 @@ struct AnalyzeArgs {
     threads: Option<usize>,
 }
 
-fn parse_source(s: &str) -> Result<SourceFormat, String> {
+fn parse_source(s: &str) -> Result<SourceFormat, distillguard_core::Invalid> {
     SourceFormat::by_name(s).ok_or_else(|| {
-        format!(
+        distillguard_core::Invalid(format!(
             "unknown source {s:?}; one of: {}",
             SourceFormat::NAMES.join(", ")
-        )
+        ))
     })
 }
 
@@ -147,17 +148,17 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     match a.format {
-        Format::Json => {
+        ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
-        Format::Jsonl => {
+        ReportFormat::Jsonl => {
             for p in &report.principals {
                 serde_json::to_writer(&mut out, p)?;
                 writeln!(out)?;
             }
         }
-        Format::Table => write_table(&mut out, &report)?,
+        ReportFormat::Table => write_table(&mut out, &report)?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

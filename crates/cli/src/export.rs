@@ -2,12 +2,44 @@
 //! exfiltration report's flagged principals as sightings.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::Subcommand;
 
-pub(crate) fn stix(
+#[derive(Subcommand)]
+pub(crate) enum ExportCommand {
+    /// A STIX 2.1 bundle: campaigns, indicators (IP addresses and
+    /// prefixes, account ids), infrastructure, relationships, sightings,
+    /// and salted hashes of payment, TLS and template fingerprints.
+    Stix {
+        /// `distillguard analyze --format json` output.
+        report: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The producing organisation, named in the bundle.
+        #[arg(long, default_value = "distillguard")]
+        producer: String,
+        /// Salt for fingerprint hashes (default: derived from the report).
+        #[arg(long)]
+        salt: Option<String>,
+    },
+}
+
+pub(crate) fn run(what: ExportCommand) -> Result<ExitCode> {
+    match what {
+        ExportCommand::Stix {
+            report,
+            out,
+            producer,
+            salt,
+        } => stix(&report, out.as_deref(), producer, salt),
+    }
+}
+
+fn stix(
     report: &Path,
     out: Option<&Path>,
     producer: String,

@@ -111,8 +111,12 @@ pub(crate) fn dir_world(dir: &Path) -> Result<LabelledWorld> {
         .find(|p| p.exists())
         .with_context(|| format!("{}: no events.jsonl(.gz)", dir.display()))?;
     let (truth, _) = RecordReader::<TruthRecord>::open(&dir.join("truth.jsonl"))?.read_all(true)?;
-    let accounts = analyze::read_accounts(beside(&events, "accounts.jsonl").as_deref(), true)?;
-    let models = analyze::read_models(beside(&events, "models.jsonl").as_deref(), true)?;
+    let (known, _) = distillguard_pipeline::Known::load(
+        beside(&events, "accounts.jsonl").as_deref(),
+        beside(&events, "models.jsonl").as_deref(),
+        true,
+    )?;
+    let distillguard_pipeline::Known { accounts, models } = known;
     let bar = crate::progress::Bar::new(false);
     let (recs, _) = analyze::read_records(
         &[events],

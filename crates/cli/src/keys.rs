@@ -132,7 +132,7 @@ pub(crate) fn run(args: KeysArgs) -> Result<ExitCode> {
                         )?;
                     }
                 }
-                Format::Json | Format::Jsonl => {
+                Format::Json => {
                     let v: Vec<serde_json::Value> = rows
                         .iter()
                         .map(|r| serde_json::json!({"id": r.id, "account": r.account, "tier": r.tier, "created": r.created, "created_at": distillguard_core::Timestamp::from_millis(r.created.saturating_mul(1000)).to_string(), "revoked": r.revoked}))
@@ -167,7 +167,7 @@ pub(crate) fn run(args: KeysArgs) -> Result<ExitCode> {
                         )?;
                     }
                 }
-                Format::Json | Format::Jsonl => {
+                Format::Json => {
                     let v: Vec<serde_json::Value> = log
                         .iter()
                         .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail}))

@@ -7,11 +7,24 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use distillguard_core::LineError;
 
+/// `--format` of the commands that print one result.
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
+    /// Aligned columns, for people.
     Table,
+    /// One JSON document, for programs.
     Json,
-    /// One account per line (analyze only).
+}
+
+/// `--format` of the commands that print a report of many entities
+/// (`analyze`, `exfil analyze`).
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Aligned columns, for people.
+    Table,
+    /// The whole report as one JSON document.
+    Json,
+    /// One account (or principal) per line, as JSON.
     Jsonl,
 }
 

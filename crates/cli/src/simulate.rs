@@ -105,7 +105,7 @@ pub(crate) fn run(a: SimulateArgs) -> Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let mut stdout = io::stdout().lock();
     match a.format {
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             serde_json::to_writer(&mut stdout, &summary)?;
             writeln!(stdout)?;
         }

@@ -484,7 +484,7 @@ fn detect_files(
     }
     let mut out = io::stdout().lock();
     match format {
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(file, scores, corrected, found_in)| {
@@ -545,7 +545,6 @@ fn detect_files(
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn generate(
     params: &Params,
     prompts: &Path,

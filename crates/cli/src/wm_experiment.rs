@@ -197,7 +197,7 @@ fn with_key(s: &Scheme, key: Key) -> Scheme {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn measure_scheme(
     name: &str,
     s: &Scheme,
@@ -397,7 +397,7 @@ pub(crate) fn run(
     }
     let mut out = io::stdout().lock();
     match format {
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             let below = |b: &[u64], tests: u64| {
                 THRESHOLDS
                     .iter()

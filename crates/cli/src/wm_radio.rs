@@ -110,7 +110,7 @@ fn take_tokens(texts: &[Vec<u32>], need: usize) -> (Vec<Vec<u32>>, usize) {
     (part, n)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn one_seed(
     seed: u64,
     teacher: &Teacher,

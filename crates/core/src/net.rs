@@ -9,6 +9,8 @@ address (`::ffff:6.6.6.6`) is its IPv4 address.
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::error::Invalid;
+
 /// An address range, `10.0.0.0/8` or `fd00::/8` (a bare address is /32 or
 /// /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +38,15 @@ impl Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Cidr, Invalid> {
         let (addr, bits) = match s.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (s, None),
         };
         let net = canonical(
-            IpAddr::from_str(addr.trim()).map_err(|_| format!("{s:?} is not an address range"))?,
+            IpAddr::from_str(addr.trim())
+                .map_err(|_| Invalid(format!("{s:?} is not an address range")))?,
         );
         let max = if net.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
@@ -52,7 +55,7 @@ impl FromStr for Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|b| *b <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0–{max}"))?,
+                .ok_or_else(|| Invalid(format!("{s:?}: the prefix length must be 0–{max}")))?,
             None => max,
         };
         Ok(Cidr { net, bits })

@@ -1200,11 +1200,12 @@ impl Engine {
             .map(|f| format!("{prefix}{}", f.detail))
             .collect();
         details.push(format!(
-            "{prefix}{shared} of {informative} prompts open or close like prompts of ≥ {SHARED_ACCOUNTS} other accounts"
+            "{prefix}{} prompts open or close like prompts of ≥ {SHARED_ACCOUNTS} other accounts",
+            account::of(shared, informative)
         ));
         details.push(format!(
-            "{} of {} requests carry a system prompt that asks for reasoning and that ≥ {SHARED_ACCOUNTS} accounts use",
-            st.shared_system, st.profile.requests
+            "{} requests carry a system prompt that asks for reasoning and that ≥ {SHARED_ACCOUNTS} accounts use",
+            account::of(st.shared_system, st.profile.requests)
         ));
         details.extend(origin_details(&st.origin));
         let mut r: Vec<Reason> = BASE_FEATURES

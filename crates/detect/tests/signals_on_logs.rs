@@ -1,6 +1,6 @@
 //! The per-request signals on whole logs: a simulated world and a foreign,
 //! labelled log (Glasswally's), so that nothing is tuned to one source.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -224,18 +224,18 @@ impl AssetMap {
         for (i, n) in file.org.networks.iter().enumerate() {
             org_networks.push(
                 n.parse::<Cidr>()
-                    .map_err(|r| bad(format!("org.networks[{i}]"), r))?,
+                    .map_err(|r| bad(format!("org.networks[{i}]"), r.0))?,
             );
         }
         for n in PRIVATE {
-            org_networks.push(n.parse::<Cidr>().map_err(|r| bad("built-in".into(), r))?);
+            org_networks.push(n.parse::<Cidr>().map_err(|r| bad("built-in".into(), r.0))?);
         }
         let mut networks = Vec::new();
         for (i, n) in file.networks.iter().enumerate() {
             let c = n
                 .cidr
                 .parse::<Cidr>()
-                .map_err(|r| bad(format!("network[{i}].cidr"), r))?;
+                .map_err(|r| bad(format!("network[{i}].cidr"), r.0))?;
             networks.push((c, n.kind));
         }
         for (i, a) in file.assets.iter().enumerate() {

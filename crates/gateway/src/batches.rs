@@ -396,7 +396,7 @@ async fn count_and_score(
 /// forwarded to `upstream` at `path`, its answer's id owned by the account,
 /// its requests logged under that id. Returns the upstream's answer (the
 /// JSON parsed too).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 async fn submit(
     gw: &Arc<Gateway>,
     cfg: &Config,

@@ -27,7 +27,7 @@ engine, which starts from nothing, relearns it. An operator's override
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,12 +37,13 @@ use distillguard_pipeline::{PerRequest, Pipeline};
 use distillguard_storage::{SavedVerdict, Store};
 
 use crate::observed::Observed;
+use crate::queue::{Feeder, Next, Refused, next};
 
-/// What the detector knows besides requests.
+/// What the detector knows besides requests (account records and model
+/// releases), and whether it keeps each account's timeline.
 #[derive(Debug, Default)]
 pub struct Known {
-    pub accounts: HashMap<String, distillguard_core::AccountInfo>,
-    pub models: Vec<distillguard_core::ModelRelease>,
+    pub records: distillguard_pipeline::Known,
     /// Keep each account's timeline (the live console's account pages).
     pub timelines: bool,
 }
@@ -53,22 +54,12 @@ impl Known {
     pub fn load(
         accounts: Option<&std::path::Path>,
         models: Option<&std::path::Path>,
-    ) -> Result<Known, String> {
-        use distillguard_core::{AccountRecord, ModelRelease, RecordReader};
-        let mut k = Known::default();
-        if let Some(p) = accounts {
-            let (rows, _) = RecordReader::<AccountRecord>::open(p)
-                .and_then(|r| r.read_all(true))
-                .map_err(|e| format!("detect.accounts: {e}"))?;
-            k.accounts = rows.into_iter().map(AccountRecord::into_parts).collect();
-        }
-        if let Some(p) = models {
-            let (rows, _) = RecordReader::<ModelRelease>::open(p)
-                .and_then(|r| r.read_all(true))
-                .map_err(|e| format!("detect.models: {e}"))?;
-            k.models = rows;
-        }
-        Ok(k)
+    ) -> Result<Known, distillguard_pipeline::KnownError> {
+        let (records, _) = distillguard_pipeline::Known::load(accounts, models, true)?;
+        Ok(Known {
+            records,
+            timelines: false,
+        })
     }
 }
 
@@ -130,8 +121,8 @@ const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The detector handle.
 pub struct Detector {
-    tx: Option<SyncSender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The queue to the detection thread (`None`: it could not start).
+    queue: Option<Feeder<Job>>,
     states: Arc<RwLock<HashMap<String, State>>>,
     /// Keys above `allow`, by key id.
     keys: Arc<RwLock<HashMap<String, Verdict>>>,
@@ -227,7 +218,6 @@ impl Detector {
         forgetting: Forgetting,
         feed: Option<std::sync::mpsc::Sender<Change>>,
     ) -> Detector {
-        let (tx, rx) = sync_channel::<Job>(capacity.max(1));
         let (store, source) = match store {
             Some((p, source)) => (distillguard_storage::open(p).ok(), source),
             None => (None, String::new()),
@@ -242,9 +232,10 @@ impl Detector {
         // Every account record is registered with the linker (in id
         // order), so that accounts can link through their payment methods.
         let intel = distillguard_stix::Intel::default();
-        let mut engine = Engine::new(&weights, t, &known.models, known.accounts.clone());
+        let records = &known.records;
+        let mut engine = Engine::new(&weights, t, &records.models, records.accounts.clone());
         engine.keep_timelines(known.timelines);
-        let pipeline = Pipeline::new(engine, link, &known.accounts, &intel);
+        let pipeline = Pipeline::new(engine, link, &records.accounts, &intel);
         let keys: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
         let tracked = Arc::new(AtomicU64::new(0));
         let forgotten = Arc::new(AtomicU64::new(0));
@@ -274,22 +265,20 @@ impl Detector {
             Arc::clone(&processed),
             Arc::clone(&faults),
         );
-        let spawned = std::thread::Builder::new()
-            .name("distillguard-detector".into())
-            .spawn(move || {
-                worker.run(rx, &n, &f);
-                a.store(false, Ordering::Relaxed);
-            });
-        let thread = match spawned {
-            Ok(t) => Some(t),
-            Err(_) => {
+        let spawned = Feeder::spawn("distillguard-detector", capacity, move |rx| {
+            worker.run(rx, &n, &f);
+            a.store(false, Ordering::Relaxed);
+        });
+        let queue = match spawned {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::warn!(error = %e, "the detection thread did not start");
                 alive.store(false, Ordering::Relaxed);
                 None
             }
         };
         Detector {
-            tx: Some(tx),
-            thread,
+            queue,
             states,
             keys,
             enqueued: AtomicU64::new(0),
@@ -307,39 +296,36 @@ impl Detector {
     /// queue is full: a worker must fold every event it acknowledges, so
     /// it is held back instead of dropping. False if detection is down.
     pub fn submit_event(&self, e: distillguard_core::Event) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        match tx.send(Job::Event(Box::new(e))) {
-            Ok(()) => {
-                self.enqueued.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(_) => {
-                self.alive.store(false, Ordering::Relaxed);
-                false
-            }
+        let Some(q) = &self.queue else { return false };
+        if q.send(Job::Event(Box::new(e))) {
+            self.enqueued.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.alive.store(false, Ordering::Relaxed);
+            false
         }
     }
 
     /// Queues a request; never blocks (a full queue drops and counts).
     pub fn submit(&self, o: Arc<Observed>) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(Job::Observe(o)) {
+        let Some(q) = &self.queue else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let sent = q.offer(Job::Observe(o), &self.dropped, |why, n| match why {
+            Refused::Full => {
+                tracing::warn!(dropped = n, "detection queue full: requests go unscored");
+            }
+            Refused::Closed => {
+                tracing::warn!(dropped = n, "detection is down: requests go unscored");
+            }
+        });
+        match sent {
             Ok(()) => {
                 self.enqueued.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(dropped = n, "detection queue full: requests go unscored");
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.alive.store(false, Ordering::Relaxed);
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(dropped = n, "detection is down: requests go unscored");
-                }
-            }
+            Err(Refused::Closed) => self.alive.store(false, Ordering::Relaxed),
+            Err(Refused::Full) => {}
         }
     }
 
@@ -348,41 +334,23 @@ impl Detector {
     /// `false` if that did not happen within `deadline` (or detection is
     /// down). Blocks: call it off the async runtime.
     pub fn score_and_wait(&self, items: Vec<Arc<Observed>>, deadline: Duration) -> bool {
-        let Some(tx) = &self.tx else { return false };
+        let Some(q) = &self.queue else { return false };
         let until = Instant::now() + deadline;
         for o in items {
-            let mut job = Job::Observe(o);
-            loop {
-                match tx.try_send(job) {
-                    Ok(()) => {
-                        self.enqueued.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(TrySendError::Full(j)) => {
-                        if Instant::now() >= until {
-                            return false;
-                        }
-                        job = j;
-                        std::thread::sleep(NAP);
-                    }
-                    Err(TrySendError::Disconnected(_)) => {
-                        self.alive.store(false, Ordering::Relaxed);
-                        return false;
-                    }
+            match q.send_until(Job::Observe(o), until, NAP) {
+                Ok(()) => {
+                    self.enqueued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Refused::Full) => return false,
+                Err(Refused::Closed) => {
+                    self.alive.store(false, Ordering::Relaxed);
+                    return false;
                 }
             }
         }
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        let mut job = Job::Barrier(done);
-        loop {
-            match tx.try_send(job) {
-                Ok(()) => break,
-                Err(TrySendError::Full(j)) if Instant::now() < until => {
-                    job = j;
-                    std::thread::sleep(NAP);
-                }
-                Err(_) => return false,
-            }
+        if q.send_until(Job::Barrier(done), until, NAP).is_err() {
+            return false;
         }
         wait.recv_timeout(until.saturating_duration_since(Instant::now()))
             .is_ok()
@@ -439,20 +407,11 @@ impl Detector {
     /// the call are scored; `None` when detection is down or it took longer
     /// than `deadline`.
     pub fn report(&self, deadline: Duration) -> Option<distillguard_core::Report> {
-        let tx = self.tx.as_ref()?;
+        let q = self.queue.as_ref()?;
         let (to, from) = sync_channel(1);
         let started = Instant::now();
-        let mut job = Job::Report(to);
-        loop {
-            match tx.try_send(job) {
-                Ok(()) => break,
-                Err(TrySendError::Full(j)) if started.elapsed() < deadline => {
-                    job = j;
-                    std::thread::sleep(NAP);
-                }
-                Err(_) => return None,
-            }
-        }
+        q.send_until(Job::Report(to), started + deadline, NAP)
+            .ok()?;
         from.recv_timeout(deadline.saturating_sub(started.elapsed()))
             .ok()
     }
@@ -475,10 +434,8 @@ impl Detector {
 /// ends before the process does.
 impl Drop for Detector {
     fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The feeder closes the queue and joins the thread.
+        self.queue.take();
     }
 }
 
@@ -493,12 +450,12 @@ impl Worker {
     /// off for everyone.
     fn run(mut self, rx: Receiver<Job>, processed: &AtomicU64, faults: &AtomicU64) {
         loop {
-            match rx.try_recv() {
-                Ok(Job::Barrier(done)) => {
+            match next(&rx, NAP) {
+                Next::Item(Job::Barrier(done)) => {
                     self.rescan(true);
                     let _ = done.try_send(());
                 }
-                Ok(Job::Report(to)) => {
+                Next::Item(Job::Report(to)) => {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         self.pipeline.report(false)
                     }));
@@ -511,25 +468,24 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Job::Observe(o)) => {
+                Next::Item(Job::Observe(o)) => {
                     self.score(&o.account, || o.event(), faults);
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Job::Event(e)) => {
+                Next::Item(Job::Event(e)) => {
                     let account = e.account_id.clone();
                     self.score(&account, || Some(*e), faults);
                     processed.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(TryRecvError::Empty) => {
+                Next::Idle => {
                     // Idle: campaign membership is brought up to date now.
                     self.rescan(true);
                     self.forget(true);
                     if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
                         self.save();
                     }
-                    std::thread::sleep(NAP);
                 }
-                Err(TryRecvError::Disconnected) => {
+                Next::Closed => {
                     self.rescan(true);
                     if self.dirty {
                         self.save();

@@ -26,12 +26,13 @@ Durability (`durability`):
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::Receiver;
 
 use serde::Deserialize;
 
 use crate::observed::Observed;
+use crate::queue::{Feeder, drain};
 
 /// The `[log]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,22 +73,12 @@ fn default_keep() -> u32 {
 
 type Item = (Arc<Observed>, Option<tokio::sync::oneshot::Sender<()>>);
 
-pub struct EventLog {
-    tx: Option<SyncSender<Item>>,
-    sync: bool,
-    writer: Option<std::thread::JoinHandle<()>>,
-    pub dropped: AtomicU64,
-}
-
-/// On shutdown, the writer drains its queue and flushes before the
+/// On shutdown (drop), the writer drains its queue and flushes before the
 /// process exits.
-impl Drop for EventLog {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
-    }
+pub struct EventLog {
+    queue: Feeder<Item>,
+    sync: bool,
+    pub dropped: AtomicU64,
 }
 
 fn rotate(cfg: &LogConfig) -> std::io::Result<()> {
@@ -119,31 +110,23 @@ fn open(cfg: &LogConfig) -> std::io::Result<(std::io::BufWriter<std::fs::File>, 
 
 impl EventLog {
     pub fn start(cfg: LogConfig) -> std::io::Result<EventLog> {
-        let (tx, rx) = sync_channel::<Item>(65_536);
         let sync = cfg.durability == Durability::Sync;
         let nap = std::time::Duration::from_millis(cfg.flush_interval_ms.get());
         let (mut w, mut size) = open(&cfg)?;
-        let writer = std::thread::Builder::new()
-            .name("distillguard-eventlog".into())
-            .spawn(move || {
-                // Naps on an empty queue rather than blocking on it, so that
-                // senders never pay a wake-up (see the detector).
+        let queue = Feeder::spawn(
+            "distillguard-eventlog",
+            65_536,
+            move |rx: Receiver<Item>| {
+                // What is queued, in batches of up to 4096 (one flush, and
+                // with `sync` one fdatasync, each); a nap when nothing is.
                 loop {
                     let mut batch = Vec::new();
-                    while batch.len() < 4096 {
-                        match rx.try_recv() {
-                            Ok(o) => batch.push(o),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => {
-                                if batch.is_empty() {
-                                    let _ = w.flush();
-                                    return;
-                                }
-                                break;
-                            }
-                        }
-                    }
+                    let more = drain(&rx, 4096, &mut batch);
                     if batch.is_empty() {
+                        if !more {
+                            let _ = w.flush();
+                            return;
+                        }
                         std::thread::sleep(nap);
                         continue;
                     }
@@ -184,11 +167,11 @@ impl EventLog {
                         }
                     }
                 }
-            })?;
+            },
+        )?;
         Ok(EventLog {
-            tx: Some(tx),
+            queue,
             sync,
-            writer: Some(writer),
             dropped: AtomicU64::new(0),
         })
     }
@@ -196,7 +179,6 @@ impl EventLog {
     /// Queues a request; never blocks. With `sync`, returns what the
     /// answer must wait for.
     pub fn write(&self, o: Arc<Observed>) -> Option<crate::tap::Ack> {
-        let tx = self.tx.as_ref()?;
         let (ack, wait) = match self.sync {
             true => {
                 let (a, w) = tokio::sync::oneshot::channel();
@@ -204,12 +186,9 @@ impl EventLog {
             }
             false => (None, None),
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send((o, ack)) {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "event log queue full: lines dropped");
-            }
-        }
+        let _ = self.queue.offer((o, ack), &self.dropped, |_, n| {
+            tracing::warn!(dropped = n, "event log queue full: lines dropped");
+        });
         wait
     }
 }

@@ -51,6 +51,7 @@ pub mod listener;
 pub mod metrics;
 pub mod observed;
 mod phases;
+mod queue;
 pub mod rejections;
 mod routes;
 pub mod server;

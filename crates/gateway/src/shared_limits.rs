@@ -191,15 +191,19 @@ pub fn keys_of(key_id: &str, account: &str, unit: Unit) -> (String, String) {
 
 impl Shared {
     /// `url`: `redis://host:port` (no auth, database 0).
-    pub fn new(url: &str, timeout: Duration, connections: usize) -> Result<Shared, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| format!("{url:?}: expected redis://host:port"))?;
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        connections: usize,
+    ) -> Result<Shared, distillguard_core::Invalid> {
+        let rest = url.strip_prefix("redis://").ok_or_else(|| {
+            distillguard_core::Invalid(format!("{url:?}: expected redis://host:port"))
+        })?;
         let addr = rest.trim_end_matches('/');
         if addr.is_empty() || addr.contains('@') || addr.contains('/') {
-            return Err(format!(
+            return Err(distillguard_core::Invalid(format!(
                 "{url:?}: expected redis://host:port (no user, password or database)"
-            ));
+            )));
         }
         let addr = if addr.contains(':') {
             addr.to_string()

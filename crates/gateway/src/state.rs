@@ -143,7 +143,7 @@ impl Gateway {
                     cfg.detect.accounts.as_deref(),
                     cfg.detect.models.as_deref(),
                 )
-                .map_err(ServeError::Config)?;
+                .map_err(|e| ServeError::Config(format!("detect.{e}")))?;
                 known.timelines = cfg.console_on() && cfg.console.timelines;
                 Some(detector::Detector::start(
                     cfg.detect.thresholds,

@@ -195,7 +195,10 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
                     by.join(", ")
                 }
             ),
-            format!("{flagged_alone} of {size} accounts were flagged on their own"),
+            match flagged_alone {
+                0 => format!("none of its {size} accounts was flagged on its own"),
+                n => format!("{n} of {size} accounts were flagged on their own"),
+            },
         ];
         if sync_windows > 0 {
             reasons.push(format!(

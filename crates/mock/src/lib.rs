@@ -76,29 +76,34 @@ pub enum Fault {
     Hang,
 }
 
+/// A `--fault` that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadFault(pub String);
+
 impl std::str::FromStr for Fault {
-    type Err = String;
+    type Err = BadFault;
     /// `status:503`, `reset`, `drip:2000` (milliseconds), `hang`.
-    fn from_str(s: &str) -> Result<Fault, String> {
+    fn from_str(s: &str) -> Result<Fault, BadFault> {
         let (name, arg) = s.split_once(':').unwrap_or((s, ""));
         let num = |what: &str| {
             arg.parse::<u64>()
-                .map_err(|_| format!("fault {name:?} needs {what}, as in {name}:N"))
+                .map_err(|_| BadFault(format!("fault {name:?} needs {what}, as in {name}:N")))
         };
         match name {
             "status" => {
                 let n = num("a status")?;
                 if !(400..=599).contains(&n) {
-                    return Err(format!("fault status {n}: use 400 to 599"));
+                    return Err(BadFault(format!("fault status {n}: use 400 to 599")));
                 }
                 Ok(Fault::Status(n as u16))
             }
             "reset" => Ok(Fault::Reset),
             "drip" => Ok(Fault::Drip(Duration::from_millis(num("milliseconds")?))),
             "hang" => Ok(Fault::Hang),
-            _ => Err(format!(
+            _ => Err(BadFault(format!(
                 "unknown fault {s:?}: use status:CODE, reset, drip:MS or hang"
-            )),
+            ))),
         }
     }
 }
@@ -666,39 +671,18 @@ pub fn router(cfg: Config) -> Router {
         .with_state(app)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("binding {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("serving: {0}")]
-    Serve(std::io::Error),
-}
-
-/// Serves until Ctrl-C; `ready` gets the bound address (port 0 picks one).
+/// Serves on `listener` until `shutdown` resolves (the caller binds, so it
+/// knows the address, and decides when to stop, as mini-redis does).
 pub async fn serve(
-    addr: &str,
+    listener: tokio::net::TcpListener,
     cfg: Config,
-    ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let local = listener.local_addr().map_err(ServeError::Serve)?;
-    ready(local);
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // Streamed chunks go out as they are written, as model servers do.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router(cfg))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown)
         .await
-        .map_err(ServeError::Serve)
 }

@@ -23,7 +23,10 @@ gives the same verdicts (`crates/gateway/tests/parity.rs` replays a
 simulated world through the gateway's detector and through `analyze`).
 */
 
+pub mod known;
 pub mod training;
+
+pub use known::{Known, KnownError, Skipped};
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -122,7 +122,7 @@ const UA_BOTO: &str = "Boto3/1.34.131 md/Botocore#1.34.131 ua/2.0 os/linux#6.8.0
 const UA_JOB: &str = "aws-sdk-java/2.25.60 Linux/5.10.219 OpenJDK_64-Bit_Server_VM/17.0.11 Java/17.0.11 vendor/Amazon.com_Inc. exec-env/AWS_ECS_EC2";
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn push(
         &mut self,
         ts: i64,
@@ -148,7 +148,7 @@ impl Ctx {
         self.emit(ts, who, name, params, bucket, bytes, from, ua, ORG_ACCOUNT);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         ts: i64,

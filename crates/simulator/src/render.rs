@@ -678,7 +678,7 @@ fn human_system(w: &World, account: u32, hp: &HumanParams) -> Option<String> {
 }
 
 /// A campaign request built on a real question from the corpus.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn real_question(
     w: &World,
     conv: u32,
@@ -1116,7 +1116,7 @@ const CODE_TEXT: &str = "Here is an implementation with tests:\n\n```\nfn solve(
 const JSON_TEXT: &str =
     "{\"score\": 7, \"rationale\": \"Mostly correct and clear, but misses one edge case.\"}";
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn write_response(
     j: &mut J,
     p: &Prompt,

@@ -198,18 +198,20 @@ fn consumer_name(stream: &str, p: u16) -> String {
 }
 
 /// Parses `a-b` or `a` into a partition range.
-pub fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+pub fn parse_range(s: &str) -> Result<RangeInclusive<u16>, distillguard_core::Invalid> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u16 = a
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?}: give FIRST-LAST, as 0-7"))?;
+        .map_err(|_| distillguard_core::Invalid(format!("{s:?}: give FIRST-LAST, as 0-7")))?;
     let b: u16 = b
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?}: give FIRST-LAST, as 0-7"))?;
+        .map_err(|_| distillguard_core::Invalid(format!("{s:?}: give FIRST-LAST, as 0-7")))?;
     if a > b {
-        return Err(format!("{s:?}: the first partition is after the last"));
+        return Err(distillguard_core::Invalid(format!(
+            "{s:?}: the first partition is after the last"
+        )));
     }
     Ok(a..=b)
 }

@@ -459,43 +459,6 @@ fn a_harvest_through_the_responses_api_is_scored_like_its_chat_completions_twin(
 }
 
 #[test]
-fn template_bands_separate_campaign_traffic_from_honest_traffic() {
-    let d = Dir::new("bench");
-    let out = simulate_small(&d, "s", 13);
-    // The embedded sample has ~900 real user turns for ~3,000 human requests,
-    // so honest prompts do recur across a few accounts here; a template used by
-    // a campaign's 10–120 accounts recurs across many more.
-    let text = ok(&[
-        "bench",
-        "sketches",
-        "--corpus",
-        "embedded",
-        "--min-accounts",
-        "8",
-        "--events",
-        out.join("events.jsonl.gz").to_str().unwrap(),
-    ]);
-    assert!(text.contains("prompts/s"), "{text}");
-    let pct = |group: &str| -> f64 {
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().starts_with(group))
-            .unwrap_or_else(|| panic!("{group}: {text}"));
-        let band = line.split("band").nth(1).unwrap().trim_start();
-        band.split('%').next().unwrap().trim().parse().unwrap()
-    };
-    let benign = pct("benign: light accounts");
-    for c in ["agentic-multi", "coding-pivot", "low-and-slow"] {
-        let p = pct(&format!("attack: {c}"));
-        assert!(
-            p > 60.0 && p > 3.0 * benign,
-            "{c}: {p}% vs benign {benign}%\n{text}"
-        );
-    }
-    assert!(benign < 25.0, "{text}");
-}
-
-#[test]
 fn simulate_analyze_eval_finds_campaigns_and_spares_honest_accounts() {
     let d = Dir::new("pipeline");
     let out = simulate_small(&d, "s", 31);

@@ -4,7 +4,7 @@
 //! directory, as a user would.
 //!
 //! One module per area; `support` holds what they share.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // a test: panics are failures, progress goes to stderr
 
 mod analyze;
 mod cluster;
@@ -15,4 +15,5 @@ mod integrations;
 mod simulate;
 mod stix;
 mod support;
+mod usage;
 mod watermark;

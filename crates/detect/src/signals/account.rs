@@ -162,6 +162,25 @@ fn frac_f(a: f64, n: u32) -> f64 {
     if n == 0 { 0.0 } else { a / n as f64 }
 }
 
+/// "k of n" for a reason line, "none of n" when nothing was counted (a
+/// line that says "0 of 30" reads as a broken sentence).
+pub(crate) fn of(k: impl Into<u64>, n: impl Into<u64>) -> String {
+    match k.into() {
+        0 => format!("none of {}", n.into()),
+        k => format!("{k} of {}", n.into()),
+    }
+}
+
+/// "p% of n" for a reason line, "none of n" when the share rounds to 0%.
+fn pct_of(share: f64, n: u32) -> String {
+    let pct = (share * 100.0).round();
+    if pct <= 0.0 {
+        format!("none of {n}")
+    } else {
+        format!("{pct:.0}% of {n}")
+    }
+}
+
 impl AccountProfile {
     /// The time of the latest request (ms; 0 before any).
     pub fn last_seen(&self) -> i64 {
@@ -387,8 +406,8 @@ impl AccountProfile {
             name: "elicitation",
             value: v,
             detail: format!(
-                "{} of {n} requests ask for step-by-step reasoning{via}; mean elicitation score {:.2}",
-                self.elicit_hits,
+                "{} requests ask for step-by-step reasoning{via}; mean elicitation score {:.2}",
+                of(self.elicit_hits, n),
                 if n == 0 {
                     0.0
                 } else {
@@ -418,9 +437,8 @@ impl AccountProfile {
             name: "harvest_shape",
             value: self.shape_value(),
             detail: format!(
-                "{:.0}% of {} requests are single-shot requests for reasoning",
-                frac_f(self.shape_sum as f64, self.requests) * 100.0,
-                self.requests
+                "{} requests are single-shot requests for reasoning",
+                pct_of(frac_f(self.shape_sum as f64, self.requests), self.requests)
             ),
         }
     }
@@ -440,9 +458,11 @@ impl AccountProfile {
             name: "templated_harvest",
             value: self.templated_value(),
             detail: format!(
-                "{:.0}% of {} requests ask for reasoning in a reused template around new content",
-                frac_f(self.templated_sum as f64, self.requests) * 100.0,
-                self.requests
+                "{} requests ask for reasoning in a reused template around new content",
+                pct_of(
+                    frac_f(self.templated_sum as f64, self.requests),
+                    self.requests
+                )
             ),
         }
     }
@@ -484,8 +504,8 @@ impl AccountProfile {
             name: "reasoning_requested",
             value: shrunk(self.reasoning_param as f64, self.requests as f64, 0.05),
             detail: format!(
-                "{} of {} requests ask the API for extended reasoning",
-                self.reasoning_param, self.requests
+                "{} requests ask the API for extended reasoning",
+                of(self.reasoning_param, self.requests)
             ),
         }
     }
@@ -502,8 +522,8 @@ impl AccountProfile {
             name: "template_concentration",
             value: v,
             detail: format!(
-                "{} of {} prompts open or close like an earlier one",
-                self.repeats, self.informative
+                "{} prompts open or close like an earlier one",
+                of(self.repeats, self.informative)
             ),
         }
     }
@@ -526,8 +546,8 @@ impl AccountProfile {
             name: "capability_concentration",
             value: shrunk(top as f64, self.requests as f64, 0.25),
             detail: format!(
-                "{top} of {} requests target {}",
-                self.requests,
+                "{} requests target {}",
+                of(top, self.requests),
                 Capability::ALL[i].name()
             ),
         }
@@ -545,8 +565,9 @@ impl AccountProfile {
             name: "uniform_params",
             value: shrunk(top as f64, self.requests as f64, 0.1),
             detail: format!(
-                "{top} of {} requests set identical sampling parameters ({} set any)",
-                self.requests, self.explicit
+                "{} requests set identical sampling parameters ({} set any)",
+                of(top, self.requests),
+                self.explicit
             ),
         }
     }
@@ -666,8 +687,8 @@ impl AccountProfile {
             name: "pivot",
             value: self.pivot_value(),
             detail: format!(
-                "{} of {} requests in the day after a release used the new model",
-                self.on_new_model, self.in_release_window
+                "{} requests in the day after a release used the new model",
+                of(self.on_new_model, self.in_release_window)
             ),
         }
     }
@@ -829,6 +850,14 @@ pub fn origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_in_reason_lines_read_as_sentences() {
+        assert_eq!(of(0u32, 30u32), "none of 30");
+        assert_eq!(of(3u32, 30u32), "3 of 30");
+        assert_eq!(pct_of(0.004, 250), "none of 250");
+        assert_eq!(pct_of(0.5, 10), "50% of 10");
+    }
 
     fn obs(ts: i64) -> Observation {
         Observation {

@@ -336,7 +336,7 @@ fn homework_sessions(
 }
 
 /// Replays corpus conversations as sessions starting at `starts`.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 pub fn chat_sessions(
     ctx: &mut Ctx,
     rng: &mut Rng,

@@ -1,21 +1,96 @@
-//! `distillguard bench`: developers' micro-benchmarks (BENCHMARKS.md).
+/*!
+Developers' micro-benchmarks (BENCHMARKS.md), kept out of the user's
+binary:
+
+```text
+cargo run --release -p distillguard --example bench -- sketches --events LOG
+cargo run --release -p distillguard --example bench -- accounts --accounts 1000000
+cargo run --release -p distillguard --example bench -- link --accounts 1000000
+cargo run --release -p distillguard --example bench -- watermark
+```
+*/
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
 use distillguard_core::{RecordReader, TruthRecord};
 use distillguard_simulator::Corpus;
 
-use crate::beside;
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum BenchTarget {
+    /// Template masking, MinHash and LSH bands.
+    Sketches,
+    /// Campaign linking over `--accounts` synthetic accounts.
+    Link,
+    /// Watermark detection speed (tokens per second on one core).
+    Watermark,
+    /// Detector state per account, measured at `--accounts` accounts.
+    Accounts,
+}
 
-pub(crate) fn sketches(
+/// Measure the sketches (fingerprint speed on real prompts, and how
+/// template bands are shared across accounts in a labelled log), linking,
+/// detector state per account, or watermark detection.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    target: BenchTarget,
+    /// Prompts to fingerprint (default: auto, as for simulate).
+    #[arg(long, default_value = "auto")]
+    corpus: String,
+    /// A labelled event log (with truth.jsonl beside it) to measure band sharing on.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Accounts a band must be seen in to count as "shared".
+    #[arg(long, default_value_t = 5)]
+    min_accounts: usize,
+    /// Also print the openings of the most shared honest prompts (raw
+    /// prompt text: off by default, for simulated data).
+    #[arg(long)]
+    show_examples: bool,
+    /// `accounts` target: how many accounts to hold.
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u32,
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let r = match a.target {
+        BenchTarget::Sketches => sketches(
+            &a.corpus,
+            a.events,
+            a.min_accounts,
+            a.show_examples,
+            &mut io::stdout().lock(),
+        ),
+        BenchTarget::Accounts => accounts(a.accounts),
+        BenchTarget::Link => link(a.accounts),
+        BenchTarget::Watermark => watermark(),
+    };
+    r.unwrap_or_else(|e| {
+        let _ = writeln!(io::stderr(), "error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `path`'s sibling `name`, if it exists.
+fn beside(path: &Path, name: &str) -> Option<PathBuf> {
+    let p = path.parent().unwrap_or(Path::new(".")).join(name);
+    p.exists().then_some(p)
+}
+
+fn sketches(
     corpus: &str,
     events: Option<PathBuf>,
     min_accounts: usize,
     show_examples: bool,
+    out: &mut impl Write,
 ) -> Result<ExitCode> {
     use distillguard_sketches::Fingerprint;
     let corpus = Corpus::load(corpus)?;
@@ -36,7 +111,6 @@ pub(crate) fn sketches(
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let mut out = io::stdout().lock();
     writeln!(
         out,
         "fingerprint (mask + MinHash + bands): {} prompts ({:.1} MB) × {rounds} in {secs:.2}s: {:.0} prompts/s, {:.0} MB/s, {:.2} µs/prompt [{}; check {:x}]",
@@ -177,7 +251,7 @@ pub(crate) fn sketches(
 }
 
 /// Resident memory of this process, from /proc (Linux), in bytes.
-pub(crate) fn rss_bytes() -> Option<u64> {
+fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -187,7 +261,7 @@ pub(crate) fn rss_bytes() -> Option<u64> {
 /// Holds `n` accounts in the engine and reports the resident memory per
 /// account. Each account sends three requests on three streams (API key,
 /// client), so every account has its stream slots allocated: the worst case.
-pub(crate) fn accounts(n: u32) -> Result<ExitCode> {
+fn accounts(n: u32) -> Result<ExitCode> {
     use distillguard_detect::engine::{Engine, RequestSignals, Weights};
     use distillguard_detect::signals::request::capability::Capability;
     let weights = Weights::embedded();
@@ -246,7 +320,7 @@ pub(crate) fn accounts(n: u32) -> Result<ExitCode> {
 /// exits, templates). Three requests each with seven keys; the suspicious
 /// fifth of them at risk 0.9. Reports time per event and per account, and
 /// how many campaigns came out.
-pub(crate) fn link(n: u32) -> Result<ExitCode> {
+fn link(n: u32) -> Result<ExitCode> {
     use distillguard_core::{AccountInfo, Timestamp};
     use distillguard_link::{Activity, Key, Kind, Label, Linker};
     use distillguard_sketches::mix64;
@@ -339,7 +413,7 @@ pub(crate) fn link(n: u32) -> Result<ExitCode> {
 /// Detection speed of each scheme on 10M pseudo-random tokens (a 50,257
 /// vocabulary, like GPT-2's) in 50,000 texts of 200 tokens, one core, with
 /// de-duplication and an exact p-value per text.
-pub(crate) fn watermark() -> Result<ExitCode> {
+fn watermark() -> Result<ExitCode> {
     use distillguard_watermark::{Gumbel, Key, Kgw, Scheme, Seeding, Tournament, detect};
     let key = Key::from_parts(0x0123_4567_89ab_cdef, 0x0f1e_2d3c_4b5a_6978);
     let n = 10_000_000usize;
@@ -405,4 +479,62 @@ pub(crate) fn watermark() -> Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Template bands separate campaign traffic from honest traffic: on a
+    /// small simulated world, a campaign's templates recur across many of
+    /// its accounts, honest prompts across few.
+    #[test]
+    fn template_bands_separate_campaign_traffic_from_honest_traffic() {
+        let dir = std::env::temp_dir().join(format!("dg-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let corpus = Corpus::embedded().unwrap();
+        let scenario = distillguard_simulator::Scenario::load("small").unwrap();
+        distillguard_simulator::simulate(
+            &scenario,
+            13,
+            &corpus,
+            &dir,
+            &distillguard_core::progress::NoProgress,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        sketches(
+            "embedded",
+            Some(dir.join("events.jsonl.gz")),
+            8,
+            false,
+            &mut out,
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("prompts/s"), "{text}");
+        // The embedded sample has ~900 real user turns for ~3,000 human
+        // requests, so honest prompts do recur across a few accounts here;
+        // a template used by a campaign's 10–120 accounts recurs across
+        // many more.
+        let pct = |group: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(group))
+                .unwrap_or_else(|| panic!("{group}: {text}"));
+            let band = line.split("band").nth(1).unwrap().trim_start();
+            band.split('%').next().unwrap().trim().parse().unwrap()
+        };
+        let benign = pct("benign: light accounts");
+        for c in ["agentic-multi", "coding-pivot", "low-and-slow"] {
+            let p = pct(&format!("attack: {c}"));
+            assert!(
+                p > 60.0 && p > 3.0 * benign,
+                "{c}: {p}% vs benign {benign}%\n{text}"
+            );
+        }
+        assert!(benign < 25.0, "{text}");
+    }
 }
