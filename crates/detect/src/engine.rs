@@ -29,49 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::signals::account::{self, AccountProfile, Observation};
 use crate::signals::request::{Text, capability, elicitation, harvesting, learned, shape};
 
-/// Features the engine adds to the account profile's own: templates shared
-/// across accounts, and signup and origin ([`account::ORIGIN_FEATURES`]).
-const ENGINE_FEATURES: [&str; 7] = [
-    "shared_template",
-    "shared_system_prompt",
-    "new_account",
-    "entry_programme",
-    "unverified",
-    "datacenter",
-    "country_mismatch",
-];
+pub use crate::features::{BASE_FEATURES, FEATURES, NB, NF, NON_NEGATIVE};
 
-/// Number of base features (each in [0, 1], oriented towards harvesting).
-pub const NB: usize = account::FEATURES.len() + ENGINE_FEATURES.len();
-
-/// The base features, in order: the profile's behavioural features, then
-/// the engine's.
-pub const BASE_FEATURES: [&str; NB] = {
-    let mut out = [""; NB];
-    let mut i = 0;
-    while i < account::FEATURES.len() {
-        out[i] = account::FEATURES[i];
-        i += 1;
+impl crate::reorder::Timed for RequestSignals {
+    fn order_key(&self) -> (i64, u64) {
+        (self.ts.0, self.account_key)
     }
-    let mut j = 0;
-    while j < ENGINE_FEATURES.len() {
-        out[i + j] = ENGINE_FEATURES[j];
-        j += 1;
-    }
-    out
-};
-
-/// Number of features the score reads.
-pub const NF: usize = NB;
-
-/// The features the score reads, in order.
-pub const FEATURES: [&str; NF] = BASE_FEATURES;
-
-/// Every feature is oriented so that more of it looks more like harvesting,
-/// and the score never decreases when one increases (monotone trees,
-/// [`crate::trees`]): nothing rewards an account for a behaviour an
-/// attacker can adopt for free. `docs/detection.md` argues each direction.
-pub const NON_NEGATIVE: [&str; NF] = FEATURES;
+}
 
 /// What the fold needs from one event.
 #[derive(Debug, Clone)]

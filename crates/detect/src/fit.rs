@@ -8,7 +8,7 @@ to judge young accounts as well as old ones. Deterministic: the same
 samples give the same model, to the last bit.
 */
 
-use crate::engine::NF;
+use crate::features::NF;
 
 /// Request counts at which an account's features are sampled.
 pub const CHECKPOINTS: [u32; 11] = [3, 5, 8, 12, 20, 35, 60, 100, 200, 400, 1000];

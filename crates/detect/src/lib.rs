@@ -20,6 +20,7 @@ Detection: from normalised events to reasons a human can check.
 */
 
 pub mod engine;
+pub mod features;
 pub mod fit;
 pub mod redact;
 pub mod reorder;

@@ -4,12 +4,6 @@
 
 pub use distillguard_core::reorder::*;
 
-impl Timed for crate::engine::RequestSignals {
-    fn order_key(&self) -> (i64, u64) {
-        (self.ts.0, self.account_key)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

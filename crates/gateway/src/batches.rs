@@ -467,14 +467,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let (body, _budget) = read_body(
-            &gw,
-            &cfg,
-            req,
-            cfg.batches.max_body_bytes.get(),
-            c.key.as_ref(),
-        )
-        .await?;
+        let (body, _budget) = read_batch_body(&gw, &cfg, req, &c).await?;
         let (purpose, file) = multipart(&ct_text, &body)?;
         let default_up = cfg
             .upstreams
@@ -580,14 +573,7 @@ pub(crate) async fn anthropic_batch(State(gw): State<Arc<Gateway>>, req: Request
         let c = caller(&gw, &cfg, &req)?;
         admit_one(&gw, &c).await?;
         let base = public_base(&gw, &req);
-        let (body, _budget) = read_body(
-            &gw,
-            &cfg,
-            req,
-            cfg.batches.max_body_bytes.get(),
-            c.key.as_ref(),
-        )
-        .await?;
+        let (body, _budget) = read_batch_body(&gw, &cfg, req, &c).await?;
         let text =
             std::str::from_utf8(&body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
         // The body is one JSON object; newlines inside it are whitespace.
@@ -677,6 +663,23 @@ pub(crate) async fn read_back(State(gw): State<Arc<Gateway>>, req: Request) -> R
         }
         Ok(respond(st, &h, b))
     })
+    .await
+}
+
+/// A batch upload's body, under the batch size cap.
+async fn read_batch_body(
+    gw: &Gateway,
+    cfg: &Config,
+    req: Request,
+    c: &Caller,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), GatewayError> {
+    read_body(
+        gw,
+        cfg,
+        req,
+        cfg.batches.max_body_bytes.get(),
+        c.key.as_ref(),
+    )
     .await
 }
 

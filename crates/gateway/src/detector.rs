@@ -196,20 +196,10 @@ impl Detector {
     /// Starts the detector thread with the embedded weights.
     /// `store`: where verdicts are saved and loaded from (the key store),
     /// with this replica's name for its rows;
-    /// `known`: account records and model releases.
+    /// `known`: account records and model releases;
+    /// `feed`: where every published change is sent, if anywhere (a
+    /// scale-out worker posts them to the verdict board).
     pub fn start(
-        thresholds: Option<Thresholds>,
-        link: distillguard_link::Config,
-        capacity: usize,
-        store: Option<(&str, String)>,
-        known: Known,
-        forgetting: Forgetting,
-    ) -> Detector {
-        Detector::start_feeding(thresholds, link, capacity, store, known, forgetting, None)
-    }
-
-    /// [`Detector::start`], with every published change sent to `feed`.
-    pub fn start_feeding(
         thresholds: Option<Thresholds>,
         link: distillguard_link::Config,
         capacity: usize,

@@ -71,3 +71,19 @@ impl GatewayError {
         r
     }
 }
+
+/// Why the gateway could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("{0}")]
+    Keys(distillguard_storage::StoreError),
+    #[error("{0}")]
+    Config(String),
+}

@@ -37,6 +37,7 @@ SIGTERM) and lets in-flight streams finish.
 
 pub mod admin;
 mod batches;
+pub mod budget;
 pub mod chains;
 pub mod client_ip;
 pub mod config;
@@ -64,7 +65,8 @@ pub mod withhold;
 pub use config::Config;
 pub use dialect::Dialect;
 pub use error::GatewayError;
+pub use error::ServeError;
 pub use routes::{MAX_HEADER_BYTES, MAX_URI_BYTES, router, router_from};
-pub use server::{ServeError, serve, shutdown_signal};
+pub use server::{serve, shutdown_signal};
 pub use state::Decision;
 pub(crate) use state::{Gateway, KEY_PREFIX};

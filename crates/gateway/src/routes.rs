@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::dialect::{Dialect, of_path};
 use crate::error::GatewayError;
-use crate::server::ServeError;
+use crate::error::ServeError;
 use crate::state::Gateway;
 use crate::{admin, batches, console, integrations, listener, phases, tls};
 

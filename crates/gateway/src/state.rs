@@ -17,9 +17,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::budget::BodyBudget;
 use crate::config::{self, Config};
 use crate::error::GatewayError;
-use crate::server::{self, ServeError};
+use crate::error::ServeError;
 use crate::{
     admin, batches, chains, detector, eventlog, limits, listener, metrics, observed, rejections,
     shared_limits, tls,
@@ -55,7 +56,7 @@ pub(crate) struct Gateway {
     /// Open connections (when serving through the capped listener).
     pub(crate) connections: Option<listener::OpenConnections>,
     /// Request body bytes held across connections.
-    pub(crate) body_budget: server::BodyBudget,
+    pub(crate) body_budget: BodyBudget,
     /// The listener's certificate (reloadable), with `[tls] cert`.
     pub(crate) tls: Option<Arc<tls::Listener>>,
     /// Requests refused before a model, per account.
@@ -155,6 +156,7 @@ impl Gateway {
                         idle: Duration::from_secs(cfg.detect.forget_idle_secs.get()),
                         max_accounts: cfg.detect.max_accounts.get(),
                     },
+                    None,
                 ))
             }
             false => None,
@@ -177,7 +179,7 @@ impl Gateway {
             ),
             None => None,
         };
-        let body_budget = server::BodyBudget::new(cfg.max_inflight_body_bytes.get());
+        let body_budget = BodyBudget::new(cfg.max_inflight_body_bytes.get());
         let gw = Arc::new(Gateway {
             rejections: rejections::Rejections::default(),
             batch_owners: batches::Owners::default(),

@@ -87,6 +87,7 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         None,
         Known::default(),
         Forgetting::default(),
+        None,
     );
     for o in obs.iter().cloned() {
         d.submit(Arc::new(o));

@@ -575,17 +575,9 @@ fn d_sep() -> f64 {
     0.6
 }
 
-pub const CAPABILITIES: &[&str] = &[
-    "reasoning",
-    "grading",
-    "safety_rewrite",
-    "agentic",
-    "coding",
-    "data_analysis",
-    "computer_use",
-    "vision",
-    "chat",
-];
+/// What campaigns may target (defined with the content that targets it).
+pub use crate::content::CAPABILITIES;
+
 /// Languages campaigns may write in (the first nine also have template
 /// wordings; the others write the template in English with their own
 /// elicitation).

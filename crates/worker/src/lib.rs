@@ -254,7 +254,7 @@ pub async fn run(
         }
     };
     let (feed, changes) = std::sync::mpsc::channel::<Change>();
-    let detector = Arc::new(Detector::start_feeding(
+    let detector = Arc::new(Detector::start(
         cfg.thresholds,
         cfg.link,
         65_536,

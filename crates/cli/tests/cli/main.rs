@@ -9,6 +9,7 @@
 mod analyze;
 mod cluster;
 mod console;
+mod exfil;
 mod formats;
 mod gateway;
 mod integrations;

@@ -95,16 +95,11 @@ fn row(v: &Value, at: &str) -> Result<Event, EventError> {
         count(v, "prompt_tokens"),
         count(v, "completion_tokens"),
     );
+    let model = request.model.clone().or(model);
     Ok(Event {
         id: text(v, "request_id").map(str::to_string),
-        ts,
-        account_id,
         api_key_id: property(v, &["Key", "key", "Api-Key", "api_key"]).map(str::to_string),
-        endpoint: Some(dialect.endpoint().to_string()),
-        dialect,
-        model: request.model.clone().or(model),
-        request,
-        response,
+        model,
         status: v
             .get("response_status")
             .and_then(Value::as_f64)
@@ -115,8 +110,7 @@ fn row(v: &Value, at: &str) -> Result<Event, EventError> {
             country: text(v, "country_code").map(str::to_string),
             ..ClientInfo::default()
         },
-        account: None,
-        batch: None,
+        ..super::imported(ts, account_id, dialect, request, response)
     })
 }
 

@@ -106,16 +106,11 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
             Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_string),
             _ => None,
         });
+    let model = request.model.clone().or(model);
     Ok(Event {
         id: str_at(&v, &["request", "id"]).map(str::to_string),
-        ts: Timestamp::from_millis(started),
-        account_id,
         api_key_id: str_at(&v, &["authenticated_entity", "id"]).map(str::to_string),
-        endpoint: Some(dialect.endpoint().to_string()),
-        dialect,
-        model: request.model.clone().or(model),
-        request,
-        response,
+        model,
         status: v
             .get("response")
             .and_then(|r| r.get("status"))
@@ -130,8 +125,13 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
             user_agent,
             ..ClientInfo::default()
         },
-        account: None,
-        batch: None,
+        ..super::imported(
+            Timestamp::from_millis(started),
+            account_id,
+            dialect,
+            request,
+            response,
+        )
     })
 }
 

@@ -333,14 +333,7 @@ fn parse_with(line: &str, from: AccountFrom) -> Result<Event, EventError> {
         .or_else(|| non_empty(meta.get("requester_ip_address")));
     Ok(Event {
         id: l.id.or(l.request_id).filter(|i| !i.is_empty()),
-        ts,
-        account_id,
         api_key_id,
-        endpoint: Some(dialect.endpoint().to_string()),
-        dialect,
-        model: request.model.clone(),
-        request,
-        response,
         status,
         latency_ms: latency_ms.filter(|d| *d >= 0.0),
         client: ClientInfo {
@@ -348,8 +341,7 @@ fn parse_with(line: &str, from: AccountFrom) -> Result<Event, EventError> {
             user_agent,
             ..ClientInfo::default()
         },
-        account: None,
-        batch: None,
+        ..super::imported(ts, account_id, dialect, request, response)
     })
 }
 

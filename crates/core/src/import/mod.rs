@@ -76,6 +76,34 @@ impl<T> Each<T> {
 }
 
 /// An error inside a body nested in a log line, named under `at`.
+/// An imported request: what every format gives (its API, its body and
+/// answer, the account), with the rest left empty for the format to fill
+/// where it has it, never invented.
+fn imported(
+    ts: crate::Timestamp,
+    account_id: String,
+    dialect: Dialect,
+    request: Request,
+    response: Option<Response>,
+) -> Event {
+    Event {
+        id: None,
+        ts,
+        account_id,
+        api_key_id: None,
+        endpoint: Some(dialect.endpoint().to_string()),
+        dialect,
+        model: request.model.clone(),
+        request,
+        response,
+        status: None,
+        latency_ms: None,
+        client: crate::event::ClientInfo::default(),
+        account: None,
+        batch: None,
+    }
+}
+
 fn under(at: &str, e: EventError) -> EventError {
     match e {
         EventError::Field { path, reason } => EventError::Field {

@@ -403,19 +403,15 @@ fn span_event(
             .get("spanId")
             .and_then(Value::as_str)
             .map(|s| format!("span_{s}")),
-        ts: Timestamp::from_millis(start / 1_000_000),
-        account_id,
-        api_key_id: None,
-        endpoint: Some(dialect.endpoint().to_string()),
-        dialect,
-        model: request.model.clone(),
-        request,
-        response,
         status,
         latency_ms: end.map(|e| (e - start) as f64 / 1e6).filter(|d| *d >= 0.0),
-        client: Default::default(),
-        account: None,
-        batch: None,
+        ..super::imported(
+            Timestamp::from_millis(start / 1_000_000),
+            account_id,
+            dialect,
+            request,
+            response,
+        )
     })
 }
 

@@ -240,6 +240,20 @@ pub fn clip(text: &str, max: usize) -> &str {
     }
 }
 
+/// What campaigns may target, by name (the scenario files' `capabilities`
+/// weights and the templates read them).
+pub const CAPABILITIES: &[&str] = &[
+    "reasoning",
+    "grading",
+    "safety_rewrite",
+    "agentic",
+    "coding",
+    "data_analysis",
+    "computer_use",
+    "vision",
+    "chat",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@ it out step by step") and exist in nine languages.
 
 use super::tasks;
 use super::{AnswerKind, Block, Msg, Prompt, Tools};
+use crate::content::CAPABILITIES;
 use crate::rng::Rng;
-use crate::scenario::CAPABILITIES;
 
 /// Step-by-step elicitation, three phrasings per language.
 pub const ELICIT: &[[&str; 3]] = &[
@@ -476,7 +476,7 @@ mod tests {
     fn every_capability_and_language_instantiates() {
         let mut r = Rng::new(10);
         for (cap, name) in CAPABILITIES.iter().enumerate() {
-            for lang in 0..crate::scenario::LANGUAGES.len() {
+            for lang in 0..crate::content::wording::LANGS.len() {
                 let t = Template::draw(cap as u8, &mut r).paraphrased(&mut r);
                 let f = Fill {
                     lang,

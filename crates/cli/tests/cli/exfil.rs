@@ -1,24 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panics are failures
 //! `distillguard exfil`: simulate an organisation → analyze its CloudTrail
 //! log → eval, through the binary, as a user runs it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_distillguard")
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::support::*;
 
 fn dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -37,14 +23,14 @@ fn dir(name: &str) -> PathBuf {
 fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
     let d = dir("exfil-org");
     let s = d.to_str().unwrap();
-    run(&[
+    ok(&[
         "exfil", "simulate", "--seed", "8", "--days", "45", "--scale", "0.4", "--out", s,
     ]);
     for f in ["cloudtrail.jsonl.gz", "assets.toml", "truth.jsonl"] {
         assert!(d.join(f).exists(), "{f}");
     }
     let report = d.join("report.json");
-    run(&[
+    ok(&[
         "exfil",
         "analyze",
         &format!("{s}/cloudtrail.jsonl.gz"),
@@ -55,7 +41,7 @@ fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
         "--out",
         report.to_str().unwrap(),
     ]);
-    let out = run(&[
+    let out = ok(&[
         "exfil",
         "eval",
         "--report",
@@ -100,7 +86,7 @@ fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
         }
     }
     // The table a person reads names the flagged principals with reasons.
-    let table = run(&[
+    let table = ok(&[
         "exfil",
         "analyze",
         &format!("{s}/cloudtrail.jsonl.gz"),
@@ -118,7 +104,7 @@ fn a_bad_asset_map_is_refused_with_its_field() {
     let d = dir("exfil-badmap");
     let map = d.join("assets.toml");
     std::fs::write(&map, "[org]\nnetworks = [\"10.0.0.0/40\"]\n").unwrap();
-    let out = Command::new(bin())
+    let out = Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args(["exfil", "analyze", "-", "--assets", map.to_str().unwrap()])
         .output()
         .unwrap();
@@ -137,7 +123,7 @@ fn strict_mode_stops_at_the_first_bad_line_with_exit_code_2() {
     std::fs::write(&map, "").unwrap();
     let log = d.join("log.jsonl");
     std::fs::write(&log, "{\"eventName\":\"GetObject\"}\n").unwrap();
-    let out = Command::new(bin())
+    let out = Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
             "exfil",
             "analyze",
@@ -172,7 +158,7 @@ fn gcp_entries_are_read_gzipped_from_standard_input() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&std::fs::read(sample).unwrap()).unwrap();
     let bytes = gz.finish().unwrap();
-    let mut child = Command::new(bin())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
             "exfil",
             "analyze",
