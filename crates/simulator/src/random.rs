@@ -27,8 +27,10 @@ scenario, hence the same bytes.
 */
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use crate::rng::{Rng, label};
+use crate::scenario::nz;
 use crate::scenario::{
     BenignSpec, CAPABILITIES, CampaignSpec, IdentitySpec, MixSpec, ModelSpec, NetworkSpec,
     OutputKnobs, ParamSpec, PivotSpec, ProductSpec, Scenario, TimingSpec, Weights,
@@ -148,7 +150,7 @@ fn behaviour(r: &mut Rng, c: &mut CampaignSpec) {
     } else {
         mix(r, &styles, 0.5)
     };
-    c.wordings = *r.pick(&[1, 1, 2, 3, 5, 8, 20]);
+    c.wordings = nz(*r.pick(&[1, 1, 2, 3, 5, 8, 20]));
     c.held_wording = round2(r.range_f64(0.0, 1.0));
     // Languages: English, English and one other, or one other alone.
     let langs = crate::content::wording::LANGS;
@@ -159,7 +161,7 @@ fn behaviour(r: &mut Rng, c: &mut CampaignSpec) {
     };
     // Templates or real questions.
     c.real_questions = *r.pick(&[0.0, 0.0, 0.3, 0.7, 1.0]);
-    c.templates = *r.pick(&[1, 2, 4, 6, 10, 20]);
+    c.templates = nz(*r.pick(&[1, 2, 4, 6, 10, 20]));
     c.paraphrase = round2(r.range_f64(0.0, 0.9));
     c.follow_up_rate = round2(if r.chance(0.6) {
         r.range_f64(0.0, 0.05)
@@ -190,7 +192,7 @@ fn behaviour(r: &mut Rng, c: &mut CampaignSpec) {
     } else {
         r.range_f64(0.7, 1.0)
     });
-    c.network.clients = r.range_u64(1, 4) as u32;
+    c.network.clients = nz(r.range_u64(1, 4) as u32);
     // Timing.
     c.timing.mode = r
         .pick_str(&["synchronized", "bursty", "steady", "human"])
@@ -233,10 +235,10 @@ fn blank(name: String, family: &str) -> CampaignSpec {
         capabilities: w(&[("reasoning", 1.0)]),
         reasoning_elicitation: 0.6,
         elicitation: w(&[("literal", 1.0)]),
-        wordings: 3,
+        wordings: nz(3),
         held_wording: 0.5,
         real_questions: 0.0,
-        templates: 6,
+        templates: nz(6),
         paraphrase: 0.3,
         languages: w(&[("en", 1.0)]),
         system_prompts: 0,
@@ -331,7 +333,7 @@ fn campaign(
             c.network.kind = r
                 .pick_str(&["residential_proxy", "residential", "mixed"])
                 .to_string();
-            c.network.ips = (c.accounts * 2).max(50);
+            c.network.ips = nz((c.accounts * 2).max(50));
         }
         "single-key" => {
             c.accounts = r.range_u64(1, 4) as u32;
@@ -386,7 +388,7 @@ fn campaign(
             c.identity.age_days = round2(r.range_f64(1.0, 20.0));
             c.timing.mode = "human".into();
             c.network.kind = r.pick_str(&["residential_proxy", "mixed"]).to_string();
-            c.network.ips = (c.accounts * 2).max(50);
+            c.network.ips = nz((c.accounts * 2).max(50));
         }
         _ => {
             // sync-network
@@ -431,8 +433,8 @@ fn product(r: &mut Rng, kind: &str, scale: f64) -> ProductSpec {
         requests_per_day: 100.0,
         keys: 1,
         sibling_accounts: 1,
-        suite_items: 500,
-        samples: 1,
+        suite_items: nz(500),
+        samples: NonZeroU32::MIN,
         run_hour: round2(r.range_f64(0.0, 6.0)),
         elicit: 1.0,
     };
@@ -450,8 +452,8 @@ fn product(r: &mut Rng, kind: &str, scale: f64) -> ProductSpec {
         "eval_harness" => {
             p.accounts = r.range_u64(1, 3) as u32;
             p.requests_per_day = (r.range_f64(300.0, 2000.0) * s).round();
-            p.suite_items = r.range_u64(100, 1000) as u32;
-            p.samples = *r.pick(&[1, 1, 2, 4]);
+            p.suite_items = nz(r.range_u64(100, 1000) as u32);
+            p.samples = nz(*r.pick(&[1, 1, 2, 4]));
             p.elicit = round2(r.range_f64(0.0, 1.0));
         }
         "coding_agent" => {
@@ -555,8 +557,8 @@ pub fn random_scenario(seed: u64, opts: &RandomOpts) -> Result<Scenario, RandomE
         think_seconds: round2(r.range_f64(20.0, 90.0)),
         typo_rate: round2(r.range_f64(0.02, 0.15)),
         network: net(r),
-        corporate_nat_users: r.range_u64(10, 80) as u32,
-        university_nat_users: r.range_u64(50, 300) as u32,
+        corporate_nat_users: nz(r.range_u64(10, 80) as u32),
+        university_nat_users: nz(r.range_u64(50, 300) as u32),
         shared_payment_rate: round2(r.range_f64(0.0, 0.08)),
         adopt_days: round2(r.range_f64(0.5, 6.0)),
         adopt_share: round2(r.range_f64(0.3, 0.9)),

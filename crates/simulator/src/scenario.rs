@@ -10,6 +10,7 @@ knob has a default, so a scenario only says what it changes.
 */
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::Path;
 
 use distillguard_core::{Invalid, Timestamp};
@@ -30,15 +31,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
 pub enum ScenarioError {
     #[error("unknown scenario {0:?}: not a built-in ({1}) and no such file")]
     Unknown(String, String),
-    #[error("cannot read scenario {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("scenario {name}: {source}")]
+    // The cause is in the message, not a `source` too: a report of the
+    // error chain would say it twice.
+    #[error("cannot read scenario {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("scenario {name}: {error}")]
     Parse {
         name: String,
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     #[error("scenario {name}: {field}: {why}")]
     Invalid {
@@ -169,8 +169,8 @@ pub struct BenignSpec {
     /// servers, in hosting networks and often other countries).
     pub network: Weights,
     /// Users per corporate NAT and per university NAT.
-    pub corporate_nat_users: u32,
-    pub university_nat_users: u32,
+    pub corporate_nat_users: NonZeroU32,
+    pub university_nat_users: NonZeroU32,
     /// Probability that two accounts share a payment method (families,
     /// small teams): honest sharing the linker must tolerate.
     pub shared_payment_rate: f64,
@@ -222,8 +222,8 @@ impl Default for BenignSpec {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-            corporate_nat_users: 40,
-            university_nat_users: 150,
+            corporate_nat_users: nz(40),
+            university_nat_users: nz(150),
             shared_payment_rate: 0.02,
             adopt_days: 3.0,
             adopt_share: 0.6,
@@ -258,10 +258,10 @@ pub struct ProductSpec {
     pub sibling_accounts: u32,
     /// `eval_harness`: items in the benchmark suite.
     #[serde(default = "d_suite")]
-    pub suite_items: u32,
+    pub suite_items: NonZeroU32,
     /// `eval_harness`: samples per item (`n`).
-    #[serde(default = "d_one_u32")]
-    pub samples: u32,
+    #[serde(default = "d_one_nz")]
+    pub samples: NonZeroU32,
     /// `batch_job`: local hour the nightly run starts.
     #[serde(default = "d_batch_hour")]
     pub run_hour: f64,
@@ -276,8 +276,17 @@ pub struct ProductSpec {
 fn d_one_u32() -> u32 {
     1
 }
-fn d_suite() -> u32 {
-    500
+fn d_one_nz() -> NonZeroU32 {
+    NonZeroU32::MIN
+}
+fn d_suite() -> NonZeroU32 {
+    nz(500)
+}
+
+/// A count known to be positive (a literal or a draw from a positive
+/// range); 0 would become 1.
+pub(crate) fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 fn d_batch_hour() -> f64 {
     2.0
@@ -319,7 +328,7 @@ pub struct CampaignSpec {
     pub elicitation: Weights,
     /// Distinct wordings the campaign rotates for `paraphrase` and `system`.
     #[serde(default = "d_wordings")]
-    pub wordings: u32,
+    pub wordings: NonZeroU32,
     /// Share of those wordings taken from phrasings no classifier trains on.
     #[serde(default = "d_half")]
     pub held_wording: f64,
@@ -329,7 +338,7 @@ pub struct CampaignSpec {
     pub real_questions: f64,
     /// Distinct templates per capability the campaign uses.
     #[serde(default = "d_templates")]
-    pub templates: u32,
+    pub templates: NonZeroU32,
     /// Probability a request paraphrases its template's wording.
     #[serde(default = "d_paraphrase")]
     pub paraphrase: f64,
@@ -375,8 +384,8 @@ fn d_skew() -> f64 {
 fn d_elicit() -> f64 {
     0.6
 }
-fn d_templates() -> u32 {
-    6
+fn d_templates() -> NonZeroU32 {
+    nz(6)
 }
 fn d_paraphrase() -> f64 {
     0.3
@@ -390,8 +399,8 @@ fn d_followup() -> f64 {
 fn d_style() -> Weights {
     [("literal".to_string(), 1.0)].into_iter().collect()
 }
-fn d_wordings() -> u32 {
-    3
+fn d_wordings() -> NonZeroU32 {
+    nz(3)
 }
 fn d_half() -> f64 {
     0.5
@@ -480,20 +489,20 @@ pub struct NetworkSpec {
     /// `datacenter`, `residential_proxy`, `mixed` or `residential`.
     pub kind: String,
     /// Size of the campaign's IP pool.
-    pub ips: u32,
+    pub ips: NonZeroU32,
     /// Probability a request keeps its account's last IP (sticky sessions).
     pub sticky: f64,
     /// Client stacks (user agent + TLS fingerprint) the campaign uses.
-    pub clients: u32,
+    pub clients: NonZeroU32,
 }
 
 impl Default for NetworkSpec {
     fn default() -> Self {
         NetworkSpec {
             kind: "datacenter".into(),
-            ips: 20,
+            ips: nz(20),
             sticky: 0.8,
-            clients: 1,
+            clients: NonZeroU32::MIN,
         }
     }
 }
@@ -619,9 +628,9 @@ impl Scenario {
                 names.join(", "),
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
             path: name_or_path.to_string(),
-            source,
+            error,
         })?;
         Scenario::parse(name_or_path, &text)
     }
@@ -630,7 +639,7 @@ impl Scenario {
     pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             name: origin.to_string(),
-            source: Box::new(e),
+            error: Box::new(e),
         })?;
         s.validate(origin)?;
         Ok(s)
@@ -718,9 +727,6 @@ impl Scenario {
                     "sessions_per_day must be > 0 and turns_mean ≥ 1".into(),
                 );
             }
-            if b.corporate_nat_users == 0 || b.university_nat_users == 0 {
-                return bad("benign".into(), "NAT sizes must be ≥ 1".into());
-            }
         }
         for (i, p) in self.products.iter().enumerate() {
             let at = format!("products[{i}]");
@@ -730,11 +736,8 @@ impl Scenario {
                     format!("{:?} is not one of {}", p.kind, PRODUCT_KINDS.join(", ")),
                 );
             }
-            if !gt(p.requests_per_day, 0.0) || p.keys == 0 || p.suite_items == 0 || p.samples == 0 {
-                return bad(
-                    at,
-                    "requests_per_day must be > 0; keys, suite_items, samples ≥ 1".into(),
-                );
+            if !gt(p.requests_per_day, 0.0) || p.keys == 0 {
+                return bad(at, "requests_per_day must be > 0 and keys ≥ 1".into());
             }
             if !(0.0..=1.0).contains(&p.elicit) {
                 return bad(format!("{at}.elicit"), "must be a share in [0, 1]".into());
@@ -766,9 +769,6 @@ impl Scenario {
                 .or_else(|Invalid(why)| bad(format!("{at}.identity.signup"), why))?;
             check_weights(&c.elicitation, ELICITATION_STYLES)
                 .or_else(|Invalid(why)| bad(format!("{at}.elicitation"), why))?;
-            if c.wordings == 0 {
-                return bad(format!("{at}.wordings"), "must be ≥ 1".into());
-            }
             if let Some(w) = c.identity.signup_window_hours
                 && !gt(w, 0.0)
             {
@@ -822,15 +822,8 @@ impl Scenario {
                     ),
                 );
             }
-            if c.templates == 0
-                || c.network.ips == 0
-                || c.network.clients == 0
-                || c.identity.keys == 0
-            {
-                return bad(
-                    at,
-                    "templates, network.ips, network.clients, identity.keys must be ≥ 1".into(),
-                );
+            if c.identity.keys == 0 {
+                return bad(format!("{at}.identity.keys"), "must be ≥ 1".into());
             }
             if c.params.n == 0 {
                 return bad(format!("{at}.params.n"), "must be ≥ 1".into());
@@ -928,6 +921,21 @@ mod tests {
             let s = Scenario::load(name).unwrap();
             assert_eq!(&s.name, name);
         }
+    }
+
+    #[test]
+    fn a_count_of_zero_is_refused_where_it_is_written() {
+        let base = BUILTIN[0].1;
+        let zero = base.replacen("ips = 6 }", "ips = 0 }", 1);
+        assert_ne!(zero, base);
+        let e = Scenario::parse("t.toml", &zero).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("line 70") && text.contains("nonzero"),
+            "{text}"
+        );
+        // The cause is said once, not again as a source.
+        assert!(std::error::Error::source(&e).is_none());
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub fn generate(ctx: &mut Ctx, spec: &BenignSpec) {
     let share = |k: &str| spec.network.get(k).copied().unwrap_or(0.0);
     let total: f64 = spec.network.values().sum();
     let expected = |k: &str| (spec.accounts as f64 * share(k) / total).ceil() as u32;
-    let corp_count = (expected("corporate") / spec.corporate_nat_users).max(1);
-    let uni_count = (expected("university") / spec.university_nat_users).max(1);
+    let corp_count = (expected("corporate") / spec.corporate_nat_users.get()).max(1);
+    let uni_count = (expected("university") / spec.university_nat_users.get()).max(1);
     let corporate: Vec<Nat> = (0..corp_count)
         .map(|_| {
             // Corporate traffic leaves through a security proxy or the office ISP line.

@@ -83,7 +83,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         .enumerate()
         .map(|(c, w)| {
             if *w > 0.0 {
-                (0..spec.templates)
+                (0..spec.templates.get())
                     .map(|_| Template::draw(c as u8, crng))
                     .collect()
             } else {
@@ -123,7 +123,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
             if lang_w[l] <= 0.0 {
                 return Vec::new();
             }
-            (0..spec.wordings)
+            (0..spec.wordings.get())
                 .map(|_| {
                     let (style, b) = (*crng.pick(&styles), bank(crng));
                     wording::user(crng, lang, style, b)
@@ -136,7 +136,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| i)];
-    let system_wordings: Vec<String> = (0..spec.wordings.max(spec.system_prompts))
+    let system_wordings: Vec<String> = (0..spec.wordings.get().max(spec.system_prompts))
         .map(|_| {
             let (style, b) = (*crng.pick(&styles), bank(crng));
             wording::system(crng, main_lang, style, b)
@@ -157,8 +157,8 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
         Some(d) => (ctx.start + (d * MS_PER_DAY as f64) as i64).min(ctx.end),
         None => ctx.end,
     };
-    let pool = ip_pool(crng, &spec.network.kind, spec.network.ips);
-    let clients: Vec<usize> = (0..spec.network.clients)
+    let pool = ip_pool(crng, &spec.network.kind, spec.network.ips.get());
+    let clients: Vec<usize> = (0..spec.network.clients.get())
         .map(|_| {
             let anthropic = crng.chance(spec.params.anthropic);
             network::script_client(crng, anthropic)
@@ -376,7 +376,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                 _ => base_model,
             };
             let cap = rng.weighted(&cap_w) as u8;
-            let ntemp = spec.templates as u64;
+            let ntemp = u64::from(spec.templates.get());
             // Zipf-like: a few templates carry most of the traffic.
             let template = ((rng.f64().powf(2.0)) * ntemp as f64) as u16;
             let system = if !ctx.campaigns[campaign as usize].systems.is_empty()
@@ -387,7 +387,7 @@ pub fn generate(ctx: &mut Ctx, spec: &CampaignSpec) {
                 0
             };
             let style = rng.weighted(&style_w) as u8;
-            let wording = rng.below(u64::from(spec.wordings.max(spec.system_prompts))) as u16;
+            let wording = rng.below(u64::from(spec.wordings.get().max(spec.system_prompts))) as u16;
             let (conv, reuse) = if rng.chance(spec.real_questions) {
                 let c = rng.index(ctx.corpus.conversations.len()) as u32;
                 (c, ctx.use_turn(c, 0))

@@ -204,7 +204,7 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     let streams = vec![stream(rng, client, ips)];
     let profile = Profile::Eval {
         suite_seed,
-        samples: spec.samples,
+        samples: spec.samples.get(),
         cot: spec.elicit,
     };
     let account = add_customer(ctx, rng, info, streams, profile);
@@ -222,7 +222,7 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
         .filter(|&i| ctx.models[i].released <= ctx.start)
         .map(|i| i as u8)
         .collect();
-    let per_day = spec.requests_per_day / spec.suite_items as f64;
+    let per_day = spec.requests_per_day / f64::from(spec.suite_items.get());
     let days = (ctx.end - ctx.start) as f64 / MS_PER_DAY as f64;
     for _ in 0..rng.poisson(per_day * days).max(1) {
         runs.push((
@@ -232,7 +232,7 @@ fn eval_harness(ctx: &mut Ctx, rng: &mut Rng, spec: &ProductSpec) {
     }
     for (start, model) in runs {
         let mut ts = start;
-        for item in 0..spec.suite_items {
+        for item in 0..spec.suite_items.get() {
             if ts >= ctx.end {
                 break;
             }
