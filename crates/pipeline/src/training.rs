@@ -566,16 +566,12 @@ pub fn fit_worlds(
     // 0.2% of honest risks count twice as much in the next (up to eight
     // times). The thresholds are set by the top of the honest scores, not
     // by their average.
+    // The honest accounts' risks under a draft, detection alone.
+    let judge = |w: &Weights| judge_all(worlds, w, Thresholds::default(), detection_alone(), leave);
     let mut boost: HashMap<(u32, u32), f64> = HashMap::new();
     let (mut weights, mut n_samples) = draft(&boost);
     for _ in 0..opts.hard_negative_rounds {
-        let judged = judge_all(
-            worlds,
-            &weights,
-            Thresholds::default(),
-            detection_alone(),
-            leave,
-        );
+        let judged = judge(&weights);
         let mut risks: Vec<(f64, (u32, u32))> = judged
             .iter()
             .enumerate()
@@ -593,13 +589,7 @@ pub fn fit_worlds(
         }
         (weights, n_samples) = draft(&boost);
     }
-    let judged = judge_all(
-        worlds,
-        &weights,
-        Thresholds::default(),
-        detection_alone(),
-        leave,
-    );
+    let judged = judge(&weights);
     let honest_max: Vec<f64> = judged
         .iter()
         .flat_map(|j| j.honest_max.iter().copied())

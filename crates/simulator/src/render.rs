@@ -156,6 +156,22 @@ struct Params {
     reasoning: bool,
 }
 
+impl Params {
+    /// What a script sends for one deterministic answer: temperature 0, no
+    /// streaming, one sample, `max_tokens` set.
+    fn greedy(max_tokens: u32) -> Params {
+        Params {
+            max_tokens: Some(max_tokens),
+            temperature: Some(0.0),
+            top_p: None,
+            stream: false,
+            n: 1,
+            logprobs: None,
+            reasoning: false,
+        }
+    }
+}
+
 fn human(p: &HumanParams, model: &ModelRt, rng: &mut Rng) -> Params {
     Params {
         max_tokens: p.max_tokens.map(|m| m.min(model.max_output)),
@@ -266,15 +282,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         }
         (Kind::Batch { doc }, Profile::Batch { template }) => {
             let text = content::clip(w.corpus.answer_text(doc as usize), 800.min(max_chars));
-            let p = Params {
-                max_tokens: Some(256),
-                temperature: Some(0.0),
-                top_p: None,
-                stream: false,
-                n: 1,
-                logprobs: None,
-                reasoning: false,
-            };
+            let p = Params::greedy(256);
             (products::batch_prompt(*template, text), p)
         }
         (
@@ -493,15 +501,7 @@ pub fn render(w: &World, s: &Spec, out: &mut Vec<u8>) {
         }
         (Kind::Judge { doc, explain }, Profile::Judge { rubric, .. }) => {
             let answer = content::clip(w.corpus.answer_text(doc as usize), 600.min(max_chars));
-            let p = Params {
-                max_tokens: Some(512),
-                temperature: Some(0.0),
-                top_p: None,
-                stream: false,
-                n: 1,
-                logprobs: None,
-                reasoning: false,
-            };
+            let p = Params::greedy(512);
             (products::judge_prompt(*rubric, answer, explain), p)
         }
         (Kind::Hackathon { conv, elicit }, Profile::Hackathon { app, .. }) => {
@@ -831,16 +831,7 @@ fn write_responses_request(j: &mut J, p: &Prompt, params: &Params, model: &str) 
     if let Some(mt) = params.max_tokens {
         j.knum("max_output_tokens", mt);
     }
-    if let Some(t) = params.temperature {
-        j.knum("temperature", t);
-    }
-    if let Some(t) = params.top_p {
-        j.knum("top_p", t);
-    }
-    if params.stream {
-        j.key("stream");
-        j.bool(true);
-    }
+    sampling(j, params);
     if params.reasoning {
         j.key("reasoning");
         j.raw(r#"{"effort":"high","summary":"auto"}"#);
@@ -864,6 +855,21 @@ fn write_responses_request(j: &mut J, p: &Prompt, params: &Params, model: &str) 
 }
 
 /// Writes the request body; returns its characters of text (for usage).
+/// The sampling settings every API writes alike: `temperature`, `top_p`,
+/// `stream`, in that order.
+fn sampling(j: &mut J, params: &Params) {
+    if let Some(t) = params.temperature {
+        j.knum("temperature", t);
+    }
+    if let Some(t) = params.top_p {
+        j.knum("top_p", t);
+    }
+    if params.stream {
+        j.key("stream");
+        j.bool(true);
+    }
+}
+
 fn write_request(j: &mut J, p: &Prompt, params: &Params, model: &str, anthropic: bool) -> usize {
     let mut chars = p.system.as_ref().map_or(0, |s| s.len());
     j.obj();
@@ -901,16 +907,7 @@ fn write_request(j: &mut J, p: &Prompt, params: &Params, model: &str, anthropic:
     if !anthropic && let Some(mt) = params.max_tokens {
         j.knum("max_tokens", mt);
     }
-    if let Some(t) = params.temperature {
-        j.knum("temperature", t);
-    }
-    if let Some(t) = params.top_p {
-        j.knum("top_p", t);
-    }
-    if params.stream {
-        j.key("stream");
-        j.bool(true);
-    }
+    sampling(j, params);
     if !anthropic && params.n > 1 {
         j.knum("n", params.n);
     }

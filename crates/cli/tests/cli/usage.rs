@@ -193,10 +193,17 @@ fn the_docs_speak_of_what_exists() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(commands.contains("analyze") && commands.contains("serve"), "{help}");
+    assert!(
+        commands.contains("analyze") && commands.contains("serve"),
+        "{help}"
+    );
     for p in &pages {
         let text = std::fs::read_to_string(p).unwrap();
-        assert!(!text.contains("once it lands"), "{} promises the future", p.display());
+        assert!(
+            !text.contains("once it lands"),
+            "{} promises the future",
+            p.display()
+        );
         for (i, _) in text.match_indices("`distillguard ") {
             let word: String = text[i + 14..]
                 .chars()
