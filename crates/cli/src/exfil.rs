@@ -40,6 +40,11 @@ struct AnalyzeArgs {
     /// The asset map and detector settings (TOML; docs/exfiltration.md).
     #[arg(long)]
     assets: PathBuf,
+    /// An HR feed of departures (CSV with a header, or JSONL; gzip
+    /// detected, `-` for standard input), beside the asset map's own
+    /// `[[departure]]` entries; may be given more than once.
+    #[arg(long)]
+    hr: Vec<PathBuf>,
     /// auto (decided per line), cloudtrail, gcp or generic.
     #[arg(long, default_value = "auto", value_parser = parse_source)]
     source: SourceFormat,
@@ -107,8 +112,15 @@ pub(crate) fn run(args: ExfilArgs) -> Result<ExitCode> {
 fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.assets)
         .with_context(|| format!("reading {}", a.assets.display()))?;
-    let (map, cfg) = ExfilConfig::from_toml(&text)
+    let (mut map, cfg) = ExfilConfig::from_toml(&text)
         .with_context(|| format!("asset map {}", a.assets.display()))?;
+    for p in &a.hr {
+        let (name, mut r) = distillguard_core::reader::open_source(p)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut r, &mut text)
+            .with_context(|| format!("reading HR feed {name}"))?;
+        map.add_departures(distillguard_exfil::hr::parse(&name, &text)?);
+    }
     let inputs: Vec<&Path> = a.input.iter().map(PathBuf::as_path).collect();
     let workers = a
         .threads
@@ -239,6 +251,7 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
     }
     gz.finish()?.flush()?;
     std::fs::write(a.out.join("assets.toml"), &world.assets_toml)?;
+    std::fs::write(a.out.join("hr.csv"), &world.hr_csv)?;
     let mut truth = BufWriter::new(File::create(a.out.join("truth.jsonl"))?);
     for t in &world.truth {
         serde_json::to_writer(&mut truth, t)?;

@@ -200,8 +200,8 @@ pub struct AssetMap {
     org_networks: Vec<Cidr>,
     vpc_endpoints: Vec<String>,
     networks: Vec<(Cidr, NetKind)>,
-    /// (principal, last day's start in ms).
-    departures: Vec<(String, i64)>,
+    /// Principal → last day's start in ms.
+    departures: std::collections::HashMap<String, i64>,
 }
 
 const PRIVATE: [&str; 5] = [
@@ -246,7 +246,7 @@ impl AssetMap {
                 ));
             }
         }
-        let mut departures = Vec::new();
+        let mut departures = std::collections::HashMap::new();
         for (i, d) in file.departures.iter().enumerate() {
             let day = parse_date(&d.date).ok_or_else(|| {
                 bad(
@@ -254,7 +254,7 @@ impl AssetMap {
                     format!("{:?} is not a YYYY-MM-DD date", d.date),
                 )
             })?;
-            departures.push((d.principal.clone(), day));
+            departures.insert(d.principal.clone(), day);
         }
         let mut assets = file.assets;
         assets.sort_by(|a, b| {
@@ -331,10 +331,23 @@ impl AssetMap {
 
     /// The principal's last working day (start, ms), from the HR feed.
     pub fn departure(&self, principal: &str) -> Option<i64> {
-        self.departures
-            .iter()
-            .find(|(p, _)| p == principal)
-            .map(|(_, d)| *d)
+        self.departures.get(principal).copied()
+    }
+
+    /// Adds an HR feed's departures ([`crate::hr`]); a principal listed
+    /// again takes the later entry's date. The dates were checked when the
+    /// feed was read.
+    pub fn add_departures(&mut self, departures: Vec<Departure>) {
+        for d in departures {
+            if let Some(day) = parse_date(&d.date) {
+                self.departures.insert(d.principal, day);
+            }
+        }
+    }
+
+    /// How many principals have a departure date.
+    pub fn departures(&self) -> usize {
+        self.departures.len()
     }
 
     pub fn assets(&self) -> &[Asset] {
@@ -342,7 +355,7 @@ impl AssetMap {
     }
 }
 
-fn parse_date(s: &str) -> Option<i64> {
+pub(crate) fn parse_date(s: &str) -> Option<i64> {
     let mut it = s.split('-');
     let y: i64 = it.next()?.parse().ok()?;
     let m: u32 = it.next()?.parse().ok()?;

@@ -15,6 +15,7 @@ pub mod baseline;
 pub mod detect;
 pub mod eval;
 pub mod event;
+pub mod hr;
 pub mod source;
 
 use std::path::Path;

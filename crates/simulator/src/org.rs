@@ -89,6 +89,9 @@ pub struct Org {
     pub records: Vec<(i64, Value)>,
     pub truth: Vec<OrgTruth>,
     pub assets_toml: String,
+    /// The same departures as the asset map's, as an HR system exports
+    /// them (CSV: employee, email, termination date).
+    pub hr_csv: String,
 }
 
 #[derive(Clone)]
@@ -969,6 +972,7 @@ pub fn generate(spec: OrgSpec) -> Org {
         records: ctx.records,
         truth,
         assets_toml: assets_toml(&departures),
+        hr_csv: hr_csv(&departures),
     }
 }
 
@@ -981,6 +985,15 @@ fn benign(principal: &str, role: &str) -> OrgTruth {
         start: None,
         exfil: Vec::new(),
     }
+}
+
+fn hr_csv(departures: &[(String, u32)]) -> String {
+    let mut s = String::from("employee,email,termination_date\n");
+    for (i, (p, d)) in departures.iter().enumerate() {
+        let date = Timestamp(day_start(START, *d)).to_string();
+        let _ = writeln!(s, "\"Employee {}\",{p},{}", i + 1, &date[..10]);
+    }
+    s
 }
 
 fn assets_toml(departures: &[(String, u32)]) -> String {

@@ -188,3 +188,62 @@ fn gcp_entries_are_read_gzipped_from_standard_input() {
     assert_eq!(v["stats"]["sensitive_accesses"], 1);
     assert_eq!(v["stats"]["errors"], 1);
 }
+
+/// An HR feed given beside the asset map (`--hr`, CSV as HR systems
+/// export it) carries the departure dates: an asset map without its
+/// `[[departure]]` entries plus the simulated organisation's `hr.csv`
+/// gives the same report as the asset map with them, and without either
+/// the leaver's date is unknown. A bad feed line is named with its place.
+#[test]
+fn an_hr_feed_gives_the_departure_dates() {
+    let d = dir("exfil-hr");
+    let s = d.to_str().unwrap();
+    ok(&[
+        "exfil", "simulate", "--seed", "8", "--days", "45", "--scale", "0.3", "--out", s,
+    ]);
+    let full = std::fs::read_to_string(d.join("assets.toml")).unwrap();
+    let cut = full
+        .find("\n[[departure]]")
+        .expect("the map has departures");
+    std::fs::write(d.join("bare.toml"), &full[..cut]).unwrap();
+    let hr = std::fs::read_to_string(d.join("hr.csv")).unwrap();
+    assert!(hr.starts_with("employee,email,termination_date\n"), "{hr}");
+    let leavers = hr.lines().count() - 1;
+    assert!(leavers >= 1, "{hr}");
+    let report = |assets: &str, hr: Option<&str>| -> serde_json::Value {
+        let log = format!("{s}/cloudtrail.jsonl.gz");
+        let assets = format!("{s}/{assets}");
+        let mut args = vec![
+            "exfil", "analyze", &log, "--assets", &assets, "--format", "json",
+        ];
+        if let Some(h) = hr {
+            args.extend(["--hr", h]);
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        v["stats"] = serde_json::Value::Null; // timings
+        v
+    };
+    let hr_path = format!("{s}/hr.csv");
+    let with_map = report("assets.toml", None);
+    let with_feed = report("bare.toml", Some(&hr_path));
+    let without = report("bare.toml", None);
+    assert_eq!(with_map, with_feed);
+    assert_ne!(with_map, without, "the departure dates changed nothing");
+    let signals = |v: &serde_json::Value| v.to_string().matches("\"departure\"").count();
+    assert!(signals(&with_feed) > 0 && signals(&without) == 0);
+    // A feed line without a date.
+    std::fs::write(d.join("bad.csv"), "email,last_day\nbob@acme.example,\n").unwrap();
+    let bad = format!("{s}/bad.csv");
+    let out = dg(&[
+        "exfil",
+        "analyze",
+        &format!("{s}/cloudtrail.jsonl.gz"),
+        "--assets",
+        &format!("{s}/bare.toml"),
+        "--hr",
+        &bad,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:2: last_day:"), "{err}");
+}
