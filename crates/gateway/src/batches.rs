@@ -64,12 +64,39 @@ impl Owners {
         }
     }
 
-    /// The upstream of `id` if `account` owns it.
-    fn upstream_of(&self, id: &str, account: &str) -> Option<String> {
-        let m = self.0.lock().ok()?;
-        let (owner, up) = m.get(id)?;
-        (owner == account).then(|| up.clone())
+    /// The (owner, upstream) of `id`, if this gateway knows it.
+    fn get(&self, id: &str) -> Option<(String, String)> {
+        self.0.lock().ok()?.get(id).cloned()
     }
+}
+
+/// Records who owns batch (file) `id` and where it is: in this gateway's
+/// memory and, with a key store, in the store, where the other replicas
+/// sharing it (PostgreSQL) find it.
+fn own(gw: &Gateway, id: &str, account: &str, upstream: &str) {
+    gw.batch_owners.insert(id, account, upstream);
+    let Some(store) = &gw.keys else { return };
+    let saved = store
+        .lock()
+        .map_err(|_| "key store lock poisoned".to_string())
+        .and_then(|s| {
+            s.set_batch_owner(id, account, upstream)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "saving a batch owner failed; other replicas will not find it");
+    }
+}
+
+/// The upstream of `id` if `account` owns it: from this gateway's memory,
+/// else from the key store (a batch another replica created).
+fn owner_upstream(gw: &Gateway, id: &str, account: &str) -> Option<String> {
+    let (owner, up) = gw.batch_owners.get(id).or_else(|| {
+        let found = gw.keys.as_ref()?.lock().ok()?.batch_owner(id).ok()??;
+        gw.batch_owners.insert(id, &found.0, &found.1);
+        Some(found)
+    })?;
+    (owner == account).then_some(up)
 }
 
 /// The configured upstream of that name.
@@ -89,10 +116,7 @@ fn owned_upstream<'a>(
     account: &str,
     what: &str,
 ) -> Result<&'a Upstream, GatewayError> {
-    let name = gw
-        .batch_owners
-        .upstream_of(id, account)
-        .ok_or_else(|| not_found(what, id))?;
+    let name = owner_upstream(gw, id, account).ok_or_else(|| not_found(what, id))?;
     upstream_named(cfg, &name)
 }
 
@@ -423,7 +447,7 @@ async fn submit(
     let (bytes, v) = json_of(b).await?;
     let id = v["id"].as_str().unwrap_or(&provisional).to_string();
     if st.is_success() {
-        gw.batch_owners.insert(&id, &c.account, &up.name);
+        own(gw, &id, &c.account, &up.name);
     }
     log(gw, &observed, &id, st.as_u16());
     Ok((st, h, bytes, v))
@@ -488,7 +512,7 @@ pub(crate) async fn openai_file(State(gw): State<Arc<Gateway>>, req: Request) ->
             .await?;
             let (bytes, v) = json_of(b).await?;
             if let Some(id) = v["id"].as_str() {
-                gw.batch_owners.insert(id, &c.account, &default_up.name);
+                own(&gw, id, &c.account, &default_up.name);
             }
             return Ok(respond(st, &h, Body::from(bytes)));
         }
@@ -537,7 +561,7 @@ pub(crate) async fn openai_batch(State(gw): State<Arc<Gateway>>, req: Request) -
 fn register(gw: &Gateway, v: &serde_json::Value, account: &str, upstream: &str) {
     for f in ["id", "output_file_id", "error_file_id"] {
         if let Some(id) = v[f].as_str() {
-            gw.batch_owners.insert(id, account, upstream);
+            own(gw, id, account, upstream);
         }
     }
 }

@@ -185,6 +185,53 @@ async fn two_gateways_share_one_postgresql_key_store_and_its_audit_log() {
     );
 }
 
+/// A batch file uploaded through one replica is read back through
+/// another by its owner, and refused to anyone else: who owns which file
+/// is kept in the shared key store, not in one gateway's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_file_uploaded_on_one_gateway_is_read_back_on_another() {
+    let schema = distillguard_storage::testing::Schema::new()
+        .expect("PostgreSQL at DATABASE_URL (.ci/run starts it)");
+    let url = schema.url();
+    let store = distillguard_storage::open(&url).unwrap();
+    let (_, owner) = store.create_key("acct_owner", "ten", "test").unwrap();
+    let (_, other) = store.create_key("acct_other", "ten", "test").unwrap();
+    let up = mock_with(Duration::ZERO, None).await;
+    let mut gws = Vec::new();
+    for _ in 0..2 {
+        gws.push(spawn(router(config_on(&up, &url, "", "")).unwrap()).await);
+    }
+    let line = r#"{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"atlas-3","messages":[{"role":"user","content":"Explain TCP"}]}}"#;
+    let body = format!(
+        "--XB\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{line}\n\r\n--XB--\r\n"
+    );
+    let as_key = |k: &str, extra: &str| format!("Authorization: Bearer {k}\r\n{extra}");
+    let (st, _, answer) = request_with(
+        "POST",
+        &gws[0],
+        "/v1/files",
+        &body,
+        &as_key(&owner, "Content-Type: multipart/form-data; boundary=XB\r\n"),
+    )
+    .await;
+    assert_eq!(st, 200, "{answer}");
+    let id = answer
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(store.batch_owner(&id).unwrap().is_some());
+    let path = format!("/v1/files/{id}");
+    let (st, _, read) = request_with("GET", &gws[1], &path, "", &as_key(&owner, "")).await;
+    assert_eq!(st, 200, "the owner, on the other replica: {read}");
+    assert!(read.contains(&id), "{read}");
+    for gw in &gws {
+        let (st, _, _) = request_with("GET", gw, &path, "", &as_key(&other, "")).await;
+        assert_eq!(st, 404, "another account");
+    }
+}
+
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }

@@ -179,6 +179,12 @@ pub trait Store: Send {
     fn save_checkpoints(&self, stream: &str, all: &[Checkpoint]) -> Result<(), StoreError>;
     /// The checkpoints of `stream`, by partition.
     fn checkpoints(&self, stream: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Records who created a batch or batch file (`id`, as the upstream
+    /// named it) and the upstream holding it, so that any replica can
+    /// answer its owner's reads and refuse everyone else's.
+    fn set_batch_owner(&self, id: &str, account: &str, upstream: &str) -> Result<(), StoreError>;
+    /// The (account, upstream) of a batch or batch file, if recorded.
+    fn batch_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError>;
     /// The schema version the store is at.
     fn schema_version(&self) -> Result<i64, StoreError>;
 }

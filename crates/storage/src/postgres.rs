@@ -57,6 +57,12 @@ const MIGRATIONS: &[&str] = &[
         updated BIGINT NOT NULL,
         PRIMARY KEY (stream, partition)
     );",
+    "CREATE TABLE batch_owners (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        created BIGINT NOT NULL
+    );",
 ];
 
 /// An advisory lock id for migrations, so that replicas starting at once
@@ -504,6 +510,30 @@ impl Store for Postgres {
                 })
             })
             .collect()
+        })
+    }
+
+    fn set_batch_owner(&self, id: &str, account: &str, upstream: &str) -> Result<(), StoreError> {
+        let (id, account, upstream) = (id.to_string(), account.to_string(), upstream.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO batch_owners (id, account, upstream, created) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, upstream = EXCLUDED.upstream",
+                &[&id, &account, &upstream, &crate::now_secs()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn batch_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT account, upstream FROM batch_owners WHERE id = $1",
+                &[&id],
+            )?
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()
         })
     }
 

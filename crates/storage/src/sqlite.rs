@@ -59,6 +59,12 @@ const MIGRATIONS: &[&str] = &[
         updated INTEGER NOT NULL,
         PRIMARY KEY (stream, partition)
     );",
+    "CREATE TABLE batch_owners (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );",
 ];
 
 pub struct Sqlite {
@@ -417,6 +423,27 @@ impl Store for Sqlite {
             })
             .map_err(self.db())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
+    fn set_batch_owner(&self, id: &str, account: &str, upstream: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO batch_owners (id, account, upstream, created) VALUES (?1, ?2, ?3, ?4)",
+                params![id, account, upstream, crate::now_secs()],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
+    fn batch_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT account, upstream FROM batch_owners WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.db())
     }
 
     fn schema_version(&self) -> Result<i64, StoreError> {

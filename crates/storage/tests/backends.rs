@@ -155,7 +155,24 @@ fn every_operator_action_is_audited_with_who_what_and_why(s: &dyn Store) {
 }
 
 fn the_schema_is_versioned(s: &dyn Store) {
-    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(s.schema_version().unwrap(), 5);
+}
+
+fn batch_owners_are_recorded_and_replaced(s: &dyn Store) {
+    assert_eq!(s.batch_owner("file-1").unwrap(), None);
+    s.set_batch_owner("file-1", "acct_1", "openai-a").unwrap();
+    s.set_batch_owner("batch_9", "acct_2", "openai-b").unwrap();
+    assert_eq!(
+        s.batch_owner("file-1").unwrap(),
+        Some(("acct_1".to_string(), "openai-a".to_string()))
+    );
+    // The upstream named the id again: the latest record holds.
+    s.set_batch_owner("file-1", "acct_3", "openai-b").unwrap();
+    assert_eq!(
+        s.batch_owner("file-1").unwrap(),
+        Some(("acct_3".to_string(), "openai-b".to_string()))
+    );
+    assert_eq!(s.batch_owner("batch_9").unwrap().unwrap().0, "acct_2");
 }
 
 fn checkpoints_are_kept_per_stream_and_partition(s: &dyn Store) {
@@ -211,6 +228,7 @@ suite!(
     every_operator_action_is_audited_with_who_what_and_why,
     the_schema_is_versioned,
     checkpoints_are_kept_per_stream_and_partition,
+    batch_owners_are_recorded_and_replaced,
 );
 
 #[test]
@@ -224,14 +242,14 @@ fn replicas_opening_one_database_at_once_migrate_it_once() {
         })
         .collect();
     for t in opened {
-        assert_eq!(t.join().unwrap().unwrap().unwrap(), 4);
+        assert_eq!(t.join().unwrap().unwrap().unwrap(), 5);
     }
     let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
     let n: i64 = c
         .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]
