@@ -60,8 +60,39 @@ struct Line<'a> {
     batch: Option<crate::event::BatchRef>,
 }
 
+/// The marker of an event-log line that carries an event already
+/// normalised (see [`normalized_line`]).
+const NORMALIZED: &str = "\"form\":\"normalized\"";
+
+/// An event as one event-log line in its normalised form: the [`Event`]
+/// itself, marked `"form":"normalized"`. What a gateway puts on the bus
+/// for events it was handed already parsed (`POST /v1/events` in a foreign
+/// format, OTLP spans), whose API body it never saw; every reader of the
+/// event log reads it back as the same event.
+pub fn normalized_line(e: &Event) -> String {
+    let text = serde_json::to_string(e).unwrap_or_default();
+    match text.strip_prefix('{') {
+        Some(rest) => format!("{{{NORMALIZED},{rest}"),
+        None => text,
+    }
+}
+
 /// Parses one event-log line into a normalised [`Event`].
 pub fn parse_event_line(line: &str) -> Result<Event, EventError> {
+    // The normalised form opens with its marker (as `normalized_line`
+    // writes it), so the common form pays one prefix comparison.
+    if let Some(rest) = line.trim_start().strip_prefix('{')
+        && rest.trim_start().starts_with(NORMALIZED)
+    {
+        let e: Event = crate::json::parse_at(line, None)?;
+        if e.account_id.is_empty() {
+            return Err(EventError::Field {
+                path: "account_id".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        return Ok(e);
+    }
     let raw: Line = crate::json::parse_at(line, None)?;
     let ts_raw = raw.ts.ok_or(EventError::Missing("ts"))?;
     let ts_text: &str = serde_json::from_str(ts_raw.get()).map_err(|_| EventError::Field {
@@ -810,6 +841,19 @@ fn response_from_body(r: ResponseBody) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_normalised_line_reads_back_as_the_same_event() {
+        for line in [OPENAI, ANTHROPIC, RESPONSES] {
+            let e = parse_event_line(&line.replace('\n', "")).unwrap();
+            let n = normalized_line(&e);
+            assert!(n.starts_with("{\"form\":\"normalized\","), "{n}");
+            assert_eq!(parse_event_line(&n).unwrap(), e);
+        }
+        // Bad input is still named.
+        let bad = "{\"form\":\"normalized\",\"ts\":\"x\"}";
+        assert!(parse_event_line(bad).is_err());
+    }
 
     const OPENAI: &str = r#"{"ts":"2026-02-24T08:00:00Z","account_id":"a1","endpoint":"/v1/chat/completions",
       "request":{"model":"atlas-2","messages":[{"role":"system","content":"You are terse."},

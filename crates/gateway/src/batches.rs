@@ -45,7 +45,7 @@ use crate::config::{Action, Config, Upstream};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::limits::Unit;
-use crate::observed::Observed;
+use crate::observed::{Observed, Published};
 use crate::phases::{Caller, admit_one, caller, normalized, now_ms, read_body};
 
 /// Files and batches remembered per owner at most.
@@ -467,7 +467,7 @@ fn log(gw: &Gateway, observed: &[Observed], id: &str, status: u16) {
         }
         let o = Arc::new(o);
         if let Some(bus) = &gw.bus {
-            bus.publish(Arc::clone(&o));
+            bus.publish(Arc::new(Published::Served(Arc::clone(&o))));
         }
         if let Some(l) = &gw.log {
             let _ = l.write(o);

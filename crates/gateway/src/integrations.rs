@@ -42,6 +42,7 @@ use crate::dialect::Dialect;
 use crate::dialect::of_path as dialect_of;
 use crate::error::GatewayError;
 use crate::limits::Unit;
+use crate::observed::Published;
 
 use distillguard_core::import::Parse;
 
@@ -189,18 +190,10 @@ async fn ingest(
                 ),
             )
         })?;
-    if gw.detector.is_none() {
-        return Err(plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "detection is off on this gateway ([detect] enabled = false)",
-        ));
-    };
+    no_destination(&gw)?;
     let text = inflate(&h, &body, limit)?;
     let g = Arc::clone(&gw);
     let job = tokio::task::spawn_blocking(move || {
-        let Some(detector) = g.detector.as_ref() else {
-            return (0, 0, Vec::new(), true);
-        };
         let (mut accepted, mut malformed, mut shown) = (0u64, 0u64, Vec::new());
         let mut down = false;
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
@@ -215,7 +208,7 @@ async fn ingest(
                 Ok(events) => {
                     // Blocks while the detector's queue is full: a batch is
                     // slowed, never dropped.
-                    let sent = events.try_for_each(|e| match detector.submit_event(e) {
+                    let sent = events.try_for_each(|e| match deliver(&g, e) {
                         true => {
                             accepted += 1;
                             Ok(())
@@ -263,6 +256,33 @@ async fn ingest(
         .into_response())
 }
 
+/// 503 when an event handed in would go nowhere: no detection here and no
+/// event bus to the cluster's workers.
+fn no_destination(gw: &Gateway) -> Result<(), Refusal> {
+    match gw.detector.is_none() && gw.bus.is_none() {
+        true => Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "detection is off on this gateway ([detect] enabled = false) and there is no event bus ([cluster.nats])",
+        )),
+        false => Ok(()),
+    }
+}
+
+/// Hands an event in: onto the event bus (`[cluster.nats]`, with an id
+/// the bus deduplicates by, drawn here when it came without one), and to
+/// this gateway's detector. False when the detector is down. Blocks while
+/// the detector's queue is full: a batch is slowed, never dropped.
+fn deliver(gw: &Gateway, mut e: distillguard_core::Event) -> bool {
+    if let Some(bus) = &gw.bus {
+        let id = e.id.get_or_insert_with(|| gw.ids.next()).clone();
+        bus.publish(Arc::new(Published::Ingested {
+            id,
+            event: Box::new(e.clone()),
+        }));
+    }
+    gw.detector.as_ref().is_none_or(|d| d.submit_event(e))
+}
+
 /// The body, inflated when it says gzip, at most `limit` bytes.
 fn inflate(h: &HeaderMap, body: &Bytes, limit: usize) -> Result<Vec<u8>, Refusal> {
     let gzip = h
@@ -299,12 +319,7 @@ async fn traces(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let limit = authorize(&gw, &h, true)?.max_batch_bytes.get();
-    if gw.detector.is_none() {
-        return Err(plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "detection is off on this gateway ([detect] enabled = false)",
-        ));
-    }
+    no_destination(&gw)?;
     let proto = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -321,7 +336,7 @@ async fn traces(
         let (mut accepted, mut rejected, mut first) = (0u64, 0u64, None::<String>);
         let mut down = false;
         otel::each_span(&doc, &mut |r| match r {
-            Ok(e) if !down => match g.detector.as_ref().is_some_and(|d| d.submit_event(e)) {
+            Ok(e) if !down => match deliver(&g, e) {
                 true => accepted += 1,
                 false => down = true,
             },

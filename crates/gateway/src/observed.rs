@@ -8,6 +8,8 @@ on the detector and log threads, so none of that adds to a response's
 latency.
 */
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use distillguard_core::{ClientInfo, Event, Response, Timestamp};
 use serde_json::{Value, json};
@@ -102,16 +104,39 @@ impl Observed {
     }
 }
 
-/// What the event bus carries of a request.
-impl distillguard_bus::publish::Item for Observed {
+/// What the gateway puts on the event bus: a request it served (its
+/// event-log line, the body as sent), or an event it was handed already
+/// parsed (`POST /v1/events`, OTLP spans: the line's normalised form,
+/// which every reader of the event log reads back as the same event).
+pub enum Published {
+    Served(Arc<Observed>),
+    /// An event with an id (the bus deduplicates by it).
+    Ingested {
+        id: String,
+        event: Box<Event>,
+    },
+}
+
+impl distillguard_bus::publish::Item for Published {
     fn id(&self) -> &str {
-        &self.id
+        match self {
+            Published::Served(o) => &o.id,
+            Published::Ingested { id, .. } => id,
+        }
     }
     fn account(&self) -> &str {
-        &self.account
+        match self {
+            Published::Served(o) => &o.account,
+            Published::Ingested { event, .. } => &event.account_id,
+        }
     }
     fn line(&self) -> String {
-        self.log_line()
+        match self {
+            Published::Served(o) => o.log_line(),
+            Published::Ingested { event, .. } => {
+                distillguard_core::normalize::normalized_line(event)
+            }
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::config::{Action, Config, Upstream};
 use crate::dialect::{Dialect, api};
 use crate::error::GatewayError;
 use crate::limits::{Unit, Who};
-use crate::observed::Observed;
+use crate::observed::{Observed, Published};
 use crate::tap::{Meter, Outcome, Tapped};
 
 /// What one request carries through the phases; each phase fills its
@@ -689,7 +689,7 @@ fn complete(
     let o = Arc::new(d.observed);
     let ack = gw.log.as_ref().and_then(|log| log.write(Arc::clone(&o)));
     if let Some(bus) = &gw.bus {
-        bus.publish(Arc::clone(&o));
+        bus.publish(Arc::new(Published::Served(Arc::clone(&o))));
     }
     if let Some(det) = &gw.detector {
         det.submit(o);

@@ -70,7 +70,7 @@ pub(crate) struct Gateway {
     /// Ids of the events this process observes.
     pub(crate) ids: EventIds,
     /// The event bus (`[cluster.nats]`).
-    pub(crate) bus: Option<distillguard_bus::Publisher<observed::Observed>>,
+    pub(crate) bus: Option<distillguard_bus::Publisher<observed::Published>>,
     /// The verdict board the cluster's workers post to (`[cluster.nats]`).
     pub(crate) board: Option<distillguard_bus::board::Watcher>,
 }

@@ -269,6 +269,70 @@ async fn counter_reaches(gw: &str, name: &str, n: u64) -> u64 {
     got
 }
 
+/// Events handed to a gateway (`POST /v1/events`) go onto the bus as
+/// well, for the cluster's workers, even where the gateway itself does
+/// not detect: each message is an event-log line in its normalised form,
+/// read back as the very event that was posted, with an id (drawn by the
+/// gateway when the line had none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingested_events_go_onto_the_bus_for_the_workers() {
+    use futures_util::StreamExt;
+    let up = mock_with(Duration::ZERO, None).await;
+    let (stream, prefix) = bus_names("ingest");
+    let token = "dgingest_test";
+    let cfg = Config::from_toml(&format!(
+        "auth = \"none\"\n[detect]\nenabled = false\n[integrations]\ntoken_sha256 = \"{}\"\n\
+         [cluster.nats]\nurl = \"{}\"\npartitions = 2\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\n\
+         [[upstreams]]\nname = \"o\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n",
+        distillguard_storage::sha256_hex(token),
+        nats_url()
+    ))
+    .unwrap();
+    let gw = spawn(router(cfg).unwrap()).await;
+    let with_id = r#"{"id":"ev_posted_1","ts":"2026-12-01T10:00:00Z","account_id":"acct_a","request":{"model":"atlas-3","messages":[{"role":"system","content":"Think step by step."},{"role":"user","content":"Why is the sky blue?"}]}}"#;
+    let without = r#"{"ts":"2026-12-01T10:00:01Z","account_id":"acct_b","endpoint":"/v1/messages","request":{"model":"atlas-3","max_tokens":64,"messages":[{"role":"user","content":"Explain TCP"}]}}"#;
+    let (st, _, body) = request_with(
+        "POST",
+        &gw,
+        "/v1/events",
+        &format!("{with_id}\n{without}\n"),
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("\"accepted\":2"), "{body}");
+    assert_eq!(
+        counter_reaches(&gw, "distillguard_bus_published_total", 2).await,
+        2
+    );
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let s = js.get_stream(&stream).await.unwrap();
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap().take(2);
+    let mut got = std::collections::BTreeMap::new();
+    while let Some(m) = msgs.next().await {
+        let m = m.unwrap();
+        let text = std::str::from_utf8(&m.payload).unwrap().to_string();
+        let e = distillguard_core::parse_event_line(&text).unwrap();
+        got.insert(e.account_id.clone(), e);
+    }
+    let posted_a = distillguard_core::parse_event_line(with_id).unwrap();
+    assert_eq!(got["acct_a"], posted_a);
+    let mut posted_b = distillguard_core::parse_event_line(without).unwrap();
+    let b = &got["acct_b"];
+    assert!(
+        b.id.as_deref().is_some_and(|i| i.starts_with("ev_")),
+        "{b:?}"
+    );
+    posted_b.id = b.id.clone();
+    assert_eq!(*b, posted_b);
+    js.delete_stream(&stream).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_jetstream_by_partition_and_spill_while_nats_is_down() {
     use futures_util::StreamExt;
