@@ -419,7 +419,9 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         InputFormat::Litellm => Parse::One(
             distillguard_core::import::litellm::AccountFrom::from(o.batch.litellm_account).parser(),
         ),
-        InputFormat::Otlp => Parse::Many(distillguard_core::import::otel::parse_line),
+        InputFormat::Otlp | InputFormat::OtlpProto => {
+            Parse::Many(distillguard_core::import::otel::parse_line)
+        }
         InputFormat::Kong => Parse::One(distillguard_core::import::kong::parse_line),
         InputFormat::Helicone => Parse::Many(distillguard_core::import::helicone::parse_line),
         InputFormat::Events | InputFormat::OpenaiBatch | InputFormat::AnthropicBatch => {
@@ -432,6 +434,11 @@ pub(crate) fn run(mut o: Options) -> Result<ExitCode> {
         | InputFormat::Otlp
         | InputFormat::Kong
         | InputFormat::Helicone => None,
+        InputFormat::OtlpProto => {
+            let c = crate::batch_input::convert_otlp_proto(&o.inputs, o.strict)?;
+            o.inputs = vec![c.path.clone()];
+            Some(c)
+        }
         _ => {
             let c = crate::batch_input::convert(&o.batch, &o.inputs, o.strict)?;
             if !o.quiet {

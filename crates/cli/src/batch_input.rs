@@ -34,6 +34,10 @@ pub(crate) enum InputFormat {
     /// OpenTelemetry GenAI spans: OTLP/HTTP JSON export requests, one per
     /// line (the Collector's file exporter).
     Otlp,
+    /// OpenTelemetry GenAI spans in protobuf, as the Collector's file
+    /// exporter writes them with `format: proto`: each export request after
+    /// its length (4 bytes, big-endian).
+    OtlpProto,
     /// Kong AI Gateway: its logging plugins' lines with the `ai` object.
     Kong,
     /// Helicone: its request rows (`HeliconeRequest`), one per line or an
@@ -179,12 +183,78 @@ fn each_line(
     Ok(())
 }
 
+/// A temporary file of its own (removed with the [`Converted`]).
+fn temporary(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "distillguard-{what}-{}-{}.jsonl",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
+}
+
+/// Converts protobuf OTLP files (the Collector's file exporter, `format:
+/// proto`) into a temporary file of OTLP/JSON lines, one export request
+/// each, which the OTLP reader then reads. A message that does not decode
+/// is named with its file, number and byte offset; under `strict` it
+/// stops the run.
+pub(crate) fn convert_otlp_proto(inputs: &[PathBuf], strict: bool) -> Result<Converted> {
+    use distillguard_core::import::otlp_proto::{decode_traces, frames};
+    let mut out = Converted {
+        path: temporary("otlp"),
+        requests: 0,
+        results: 0,
+        malformed: 0,
+    };
+    let file = std::fs::File::create(&out.path)
+        .with_context(|| format!("creating {}", out.path.display()))?;
+    let mut w = BufWriter::new(file);
+    for p in inputs {
+        let (name, mut r) = distillguard_core::reader::open_source(p)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut bytes)
+            .with_context(|| format!("reading {name}"))?;
+        for (i, frame) in frames(&bytes).enumerate() {
+            let doc = frame.and_then(|(at, m)| {
+                decode_traces(m)
+                    .map_err(|e| distillguard_core::EventError::Invalid(format!("byte {at}: {e}")))
+            });
+            match doc {
+                Ok(doc) => {
+                    serde_json::to_writer(&mut w, &doc)?;
+                    w.write_all(b"\n")?;
+                    out.requests += 1;
+                }
+                Err(error) => {
+                    // Named by the message's number in the file.
+                    let e = distillguard_core::LineError {
+                        source_name: name.clone(),
+                        line: i as u64 + 1,
+                        error,
+                    };
+                    if strict {
+                        return Err(distillguard_core::ReadError::Strict(e).into());
+                    }
+                    out.malformed += 1;
+                    if out.malformed <= SHOWN {
+                        let _ = writeln!(io::stderr(), "malformed: message {e}");
+                    }
+                }
+            }
+        }
+    }
+    w.flush()?;
+    Ok(out)
+}
+
 /// Converts batch files into a temporary event log.
 pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Result<Converted> {
     let kind = match o.input_format {
         InputFormat::Events
         | InputFormat::Litellm
         | InputFormat::Otlp
+        | InputFormat::OtlpProto
         | InputFormat::Kong
         | InputFormat::Helicone => bail!("not a batch format"),
         InputFormat::OpenaiBatch => BatchKind::OpenAi,
@@ -211,13 +281,7 @@ pub(crate) fn convert(o: &BatchOptions, inputs: &[PathBuf], strict: bool) -> Res
         Ok(())
     })?;
     // Pass 2: the requests, joined (malformed lines were reported once).
-    let path = std::env::temp_dir().join(format!(
-        "distillguard-batch-{}-{}.jsonl",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
+    let path = temporary("batch");
     let mut out = Converted {
         path,
         requests: 0,

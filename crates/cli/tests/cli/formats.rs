@@ -239,6 +239,108 @@ fn analyze_reads_opentelemetry_genai_spans() {
     assert_eq!(v["stats"]["malformed_lines"], 1);
 }
 
+/// `analyze --input-format otlp-proto` reads the protobuf files of the
+/// Collector's file exporter (`format: proto`), here written by the
+/// official OpenTelemetry SDK's own encoder, and finds the same planted
+/// harvest; a message that does not decode is named with its file, number
+/// and byte offset, and the rest is read.
+#[test]
+fn analyze_reads_opentelemetry_protobuf_files() {
+    let venv = venv_with(
+        "otel-venv",
+        "opentelemetry.exporter.otlp.proto.common.trace_encoder",
+        &OTEL_PACKAGES,
+    );
+    let d = Dir::new("otlp-proto");
+    let mut i = 0usize;
+    let rounds: Vec<Vec<serde_json::Value>> = planted_rounds()
+        .into_iter()
+        .map(|calls| {
+            calls
+                .into_iter()
+                .map(|(user, system, question)| {
+                    let start = 1_764_590_400_000_000_000i64 + i as i64 * 2_000_000_000;
+                    i += 1;
+                    serde_json::json!({"user": user, "system": system, "question": question, "start": start})
+                })
+                .collect()
+        })
+        .collect();
+    let calls = d.path("calls.json");
+    write(&calls, &serde_json::to_string(&rounds).unwrap());
+    let file = d.path("traces.pb");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/otel_file.py"))
+        .env("CALLS", &calls)
+        .env("OUT", &file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ok {i}"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let analyze = |path: &Path| {
+        dg(&[
+            "analyze",
+            "--input-format",
+            "otlp-proto",
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+            "--quiet",
+        ])
+    };
+    let out = analyze(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], i, "{}", v["stats"]);
+    assert_flags_the_planted_harvest(&v);
+    // A message that is not an export request, then a file cut short.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let good = bytes.len();
+    bytes.extend(3u32.to_be_bytes());
+    bytes.extend([0xff, 0xff, 0xff]);
+    bytes.extend(100u32.to_be_bytes());
+    bytes.extend([0x0a, 0x00]);
+    let damaged = d.path("damaged.pb");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = analyze(&damaged);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("damaged.pb:31: invalid value: byte {good}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("damaged.pb:32: invalid value: byte"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["events"], i);
+    assert_eq!(v["stats"]["malformed_lines"], 2);
+    assert_flags_the_planted_harvest(&v);
+    // Under --strict the first bad message stops the run (exit 2).
+    let strict = dg(&[
+        "analyze",
+        "--input-format",
+        "otlp-proto",
+        damaged.to_str().unwrap(),
+        "--strict",
+        "--quiet",
+    ]);
+    assert_eq!(
+        strict.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+}
+
 /// The Chat Completions body of one planted call (other gateways' logs
 /// keep it).
 fn planted_request(system: Option<&str>, question: &str) -> serde_json::Value {

@@ -163,13 +163,6 @@ fn litellm_venv() -> PathBuf {
 /// Pinned, as `.ci/run` installs them.
 const LITELLM_PACKAGES: [&str; 2] = ["litellm==1.110.2", "fastapi==0.165.0"];
 
-/// The official OpenTelemetry Python SDK and its OTLP/HTTP (protobuf)
-/// exporter, pinned as `.ci/run` installs them.
-const OTEL_PACKAGES: [&str; 2] = [
-    "opentelemetry-sdk==1.45.2",
-    "opentelemetry-exporter-otlp-proto-http==1.45.2",
-];
-
 /// Spans exported by the real OpenTelemetry SDK reach the detector through
 /// the gateway's `/v1/traces`: the account is scored (blocked at zero
 /// thresholds) and the receiver counted every GenAI span, the one without

@@ -447,3 +447,10 @@ pub(crate) fn exfil_report(d: &Dir) -> PathBuf {
     ]);
     report
 }
+
+/// The official OpenTelemetry Python SDK and its OTLP/HTTP (protobuf)
+/// exporter, pinned as `.ci/run` installs them.
+pub(crate) const OTEL_PACKAGES: [&str; 2] = [
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
+];

@@ -294,6 +294,39 @@ pub fn decode_traces(b: &[u8]) -> Result<Value, EventError> {
     Ok(json!({ "resourceSpans": resource_spans }))
 }
 
+/// The messages of a file the Collector's file exporter wrote with
+/// `format: proto`: each message after its length, 4 bytes big-endian.
+/// Yields (the message's byte offset, the message), or an error naming
+/// the offset where the file is cut short.
+pub fn frames(b: &[u8]) -> impl Iterator<Item = Result<(usize, &[u8]), EventError>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= b.len() {
+            return None;
+        }
+        let Some(head) = b.get(at..at + 4) else {
+            let e = EventError::Invalid(format!(
+                "byte {at}: {} bytes left, too few for a message length",
+                b.len() - at
+            ));
+            at = b.len();
+            return Some(Err(e));
+        };
+        let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let start = at + 4;
+        let Some(msg) = b.get(start..start + n) else {
+            let e = EventError::Invalid(format!(
+                "byte {at}: a message of {n} bytes, but only {} are left",
+                b.len() - start
+            ));
+            at = b.len();
+            return Some(Err(e));
+        };
+        at = start + n;
+        Some(Ok((start - 4, msg)))
+    })
+}
+
 /// Encoders for tests (and for a client that wants to send protobuf):
 /// the inverse of the decoder, field by field.
 pub mod encode {
@@ -347,6 +380,28 @@ pub mod encode {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn file_exporter_frames_are_split_by_their_lengths() {
+        let mut file = Vec::new();
+        for m in [&b"abc"[..], &b""[..], &b"hello"[..]] {
+            file.extend((m.len() as u32).to_be_bytes());
+            file.extend(m);
+        }
+        let got: Vec<(usize, &[u8])> = frames(&file).map(Result::unwrap).collect();
+        assert_eq!(
+            got,
+            vec![(0, &b"abc"[..]), (7, &b""[..]), (11, &b"hello"[..])]
+        );
+        // Cut short: the place is named, and nothing is read past it.
+        let cut = &file[..file.len() - 2];
+        let all: Vec<_> = frames(cut).collect();
+        assert_eq!(all.len(), 3);
+        let e = all[2].as_ref().unwrap_err().to_string();
+        assert!(e.contains("byte 11") && e.contains("5 bytes"), "{e}");
+        assert!(frames(&[0, 0][..]).next().unwrap().is_err());
+    }
+
     use super::encode::*;
     use super::*;
 
