@@ -1,4 +1,4 @@
-//! The answer tap: metering an answer (JSON or SSE, either API) split at
+//! The answer tap: metering an answer (JSON or SSE, any API) split at
 //! any point, and withholding reasoning from it, never panics.
 #![no_main]
 use distillguard_gateway::Dialect;
@@ -10,19 +10,19 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let dialect = if mode & 1 == 0 {
-        Dialect::Openai
-    } else {
-        Dialect::Anthropic
+    let dialect = match mode & 3 {
+        0 => Dialect::OpenAi,
+        1 => Dialect::Anthropic,
+        _ => Dialect::Responses,
     };
-    let sse = mode & 2 != 0;
-    let cut = usize::from(mode >> 2).min(body.len());
+    let sse = mode & 4 != 0;
+    let cut = usize::from(mode >> 3).min(body.len());
     let mut m = Meter::new(dialect, sse);
     m.feed(&body[..cut]);
     m.feed(&body[cut..]);
     let _ = m.finish();
-    let _ = strip_json(body);
-    let mut s = SseStripper::default();
+    let _ = strip_json(dialect, body);
+    let mut s = SseStripper::new(dialect);
     let _ = s.feed(&body[..cut]);
     let _ = s.feed(&body[cut..]);
     let _ = s.finish();
