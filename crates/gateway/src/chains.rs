@@ -7,8 +7,10 @@ The upstream stores the conversation; the client sends only its new turn.
 Without this, every turn of a stored conversation would look like a first
 message. The gateway remembers, per answer id it served, whose it was and
 how deep the conversation was after it; a continuation by the same
-account adds that depth. An id the gateway never served (another replica,
-a restart, another account's id) is left as the body says, marked as
+account adds that depth. With shared limits (`[cluster] redis_url`) the
+entries are also kept in Redis for a day, so a conversation continued
+through another replica is known too. An id no replica served (a lost
+entry, another account's id) is left as the body says, marked as
 continuing an unknown conversation (`Request::continues`).
 */
 
@@ -22,10 +24,28 @@ use distillguard_core::Request;
 /// restart).
 pub const MAX_CHAINS: usize = 1 << 20;
 
+/// What is kept of an answer: its owner, and the conversation's depth and
+/// assistant turns after it.
+pub type Entry = (String, u32, u32);
+
 #[derive(Default)]
-pub struct Chains(Mutex<HashMap<String, (String, u32, u32)>>);
+pub struct Chains(Mutex<HashMap<String, Entry>>);
 
 impl Chains {
+    /// The entry of answer `id`, if this gateway holds it.
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+
+    /// Holds an entry learnt elsewhere (another replica's, from Redis).
+    pub fn insert(&self, id: &str, e: Entry) {
+        let Ok(mut m) = self.0.lock() else { return };
+        if m.len() >= MAX_CHAINS {
+            m.clear();
+        }
+        m.insert(id.to_string(), e);
+    }
+
     /// Adds the depth behind `r`'s `previous_response_id` when this
     /// account's earlier answer is known; returns whether it was.
     pub fn extend(&self, account: &str, r: &mut Request) -> bool {
@@ -44,20 +64,15 @@ impl Chains {
     }
 
     /// Remembers answer `id` to `r` (already extended): the conversation
-    /// is then one assistant turn deeper.
-    pub fn remember(&self, id: &str, account: &str, r: &Request) {
-        let Ok(mut m) = self.0.lock() else { return };
-        if m.len() >= MAX_CHAINS {
-            m.clear();
-        }
-        m.insert(
-            id.to_string(),
-            (
-                account.to_string(),
-                r.depth.saturating_add(1),
-                r.assistant_turns.saturating_add(1),
-            ),
+    /// is then one assistant turn deeper. Returns the entry (for Redis).
+    pub fn remember(&self, id: &str, account: &str, r: &Request) -> Entry {
+        let e = (
+            account.to_string(),
+            r.depth.saturating_add(1),
+            r.assistant_turns.saturating_add(1),
         );
+        self.insert(id, e.clone());
+        e
     }
 }
 

@@ -423,8 +423,17 @@ async fn read(gw: &Gateway, cfg: &Config, req: Request, ctx: &mut Ctx) -> Result
     // format, instead of being answered unscored.
     let mut request = normalized(&body, ctx.dialect).map_err(refuse)?;
     // A continued Responses conversation counts the depth behind it.
-    if request.previous_response_id.is_some() {
-        let known = gw.chains.extend(&c.account, &mut request);
+    if let Some(prev) = request.previous_response_id.clone() {
+        let mut known = gw.chains.extend(&c.account, &mut request);
+        // Served by another replica: its entry is in Redis.
+        if !known
+            && gw.chains.get(&prev).is_none()
+            && let Some(sh) = &gw.shared
+            && let Ok(Some(e)) = sh.chain(&prev).await
+        {
+            gw.chains.insert(&prev, e);
+            known = gw.chains.extend(&c.account, &mut request);
+        }
         gw.metrics.continued(known);
     }
     let model = request.model.clone().ok_or(GatewayError::Downstream {
@@ -678,7 +687,15 @@ fn complete(
             d.observed.request.as_ref(),
         )
     {
-        gw.chains.remember(id, &d.observed.account, req);
+        let entry = gw.chains.remember(id, &d.observed.account, req);
+        if let Some(sh) = &gw.shared
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (sh, id) = (Arc::clone(sh), id.to_string());
+            rt.spawn(async move {
+                let _ = sh.keep_chain(&id, &entry).await;
+            });
+        }
     }
     if gw.log.is_none() && gw.detector.is_none() && gw.bus.is_none() {
         return None;

@@ -174,6 +174,19 @@ fn slot(account: &str) -> String {
     format!("{h:016x}")
 }
 
+/// The Redis key of a Responses answer's entry.
+fn chain_key(id: &str) -> String {
+    format!("dg:chain:{id}")
+}
+
+/// `depth assistant account` (the account last: it may hold spaces).
+fn parse_chain(v: &str) -> Option<crate::chains::Entry> {
+    let mut it = v.splitn(3, ' ');
+    let depth = it.next()?.parse().ok()?;
+    let assistant = it.next()?.parse().ok()?;
+    Some((it.next()?.to_string(), depth, assistant))
+}
+
 /// The Redis keys of a key's and its account's limit on `unit`, in one
 /// hash slot (`{…}`: the account's hash).
 pub fn keys_of(key_id: &str, account: &str, unit: Unit) -> (String, String) {
@@ -309,6 +322,47 @@ impl Shared {
         Err(SharedError::Redis("NOSCRIPT twice".into()))
     }
 
+    /// A command within the timeout; a failure is counted.
+    async fn timed(&self, args: &[&[u8]]) -> Result<Reply, SharedError> {
+        let ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(self.timeout, self.call(args)).await {
+            Ok(r) => r,
+            Err(_) => Err(SharedError::Timeout(ms)),
+        }
+        .inspect_err(|_| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    /// The Responses answer `id`'s entry another replica kept
+    /// ([`crate::chains`]), if any.
+    pub async fn chain(&self, id: &str) -> Result<Option<crate::chains::Entry>, SharedError> {
+        let key = chain_key(id);
+        match self.timed(&[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(None) => Ok(None),
+            Reply::Bulk(Some(b)) => Ok(parse_chain(&String::from_utf8_lossy(&b))),
+            other => Err(SharedError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Keeps the Responses answer `id`'s entry for a day.
+    pub async fn keep_chain(
+        &self,
+        id: &str,
+        (account, depth, assistant): &crate::chains::Entry,
+    ) -> Result<(), SharedError> {
+        let key = chain_key(id);
+        let value = format!("{depth} {assistant} {account}");
+        match self
+            .timed(&[b"SET", key.as_bytes(), value.as_bytes(), b"EX", b"86400"])
+            .await?
+        {
+            Reply::Simple(_) => Ok(()),
+            Reply::Error(e) => Err(SharedError::Redis(e)),
+            other => Err(SharedError::Protocol(format!("{other:?}"))),
+        }
+    }
+
     /// [`Shared::eval`] within the timeout; a failure is counted.
     async fn run(
         &self,
@@ -366,6 +420,15 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_entry_reads_back_with_spaces_in_its_account() {
+        let e = ("acct with spaces".to_string(), 7, 3);
+        let v = format!("{} {} {}", e.1, e.2, e.0);
+        assert_eq!(parse_chain(&v), Some(e));
+        assert_eq!(parse_chain("x 1 a"), None);
+        assert_eq!(parse_chain("1 2"), None);
+    }
 
     #[test]
     fn a_key_and_its_account_share_one_hash_slot() {

@@ -131,6 +131,54 @@ async fn without_redis_requests_are_served_on_local_limits_or_refused_closed() {
     assert!(body.contains("shared limits"), "{body}");
 }
 
+/// A Responses conversation started on one replica and continued on
+/// another is known to the second (its depth counted): the answers'
+/// entries are kept in the shared Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_conversation_continued_on_another_gateway_is_known() {
+    let up = mock_with(Duration::ZERO, None).await;
+    let cluster = format!("redis_url = \"{}\"", redis_url());
+    let cfg = || {
+        Config::from_toml(&format!(
+            "auth = \"none\"\n[detect]\nenabled = false\n[cluster]\n{cluster}\n\
+             [[upstreams]]\nname = \"o\"\nurl = \"http://{up}\"\ndialect = \"openai\"\nmodels = [\"atlas-3\"]\n"
+        ))
+        .unwrap()
+    };
+    let a = spawn(router(cfg()).unwrap()).await;
+    let b = spawn(router(cfg()).unwrap()).await;
+    let first = r#"{"model":"atlas-3","input":"Explain TCP","max_output_tokens":20}"#;
+    let (st, _, body) = request_with("POST", &a, "/v1/responses", first, "").await;
+    assert_eq!(st, 200, "{body}");
+    let id = body
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let next = format!(
+        r#"{{"model":"atlas-3","input":"and UDP?","max_output_tokens":20,"previous_response_id":"{id}"}}"#
+    );
+    let known = "distillguard_responses_continued_total{known=\"true\"}";
+    // The first gateway writes the entry as the answer ends, off the
+    // request's path: a few tries at most.
+    let mut tries = 0;
+    while counter(&b, known).await == 0 && tries < 20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (st, _, body) = request_with("POST", &b, "/v1/responses", &next, "").await;
+        assert_eq!(st, 200, "{body}");
+        tries += 1;
+    }
+    assert_eq!(counter(&b, known).await, 1, "after {tries} tries");
+    // An id no replica served stays unknown.
+    let stray = r#"{"model":"atlas-3","input":"more","max_output_tokens":20,"previous_response_id":"resp_nowhere_0"}"#;
+    assert_eq!(
+        request_with("POST", &b, "/v1/responses", stray, "").await.0,
+        200
+    );
+    assert_eq!(counter(&b, known).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_one_postgresql_key_store_and_its_audit_log() {
     let schema = distillguard_storage::testing::Schema::new()
