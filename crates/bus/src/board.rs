@@ -3,7 +3,8 @@
 //! overrides are posted by the gateway that took them, and every gateway
 //! watches the bucket and enforces what is on it.
 //!
-//! Keys are `account.<id>`, `key.<id>` and `override.<id>`. An id made of
+//! Keys are `account.<id>`, `key.<id>`, `override.<id>` and
+//! `campaign.<id>` (a confirmed campaign: its size in `reason`). An id made of
 //! letters, digits, `_` and `-` is written as is; any other (an IP
 //! address, an IPv6 prefix) as `=` and its bytes in hex, which no plain id
 //! starts with.
@@ -26,6 +27,8 @@ pub enum Scope {
     Account,
     Key,
     Override,
+    /// A confirmed campaign (workers post it as it forms and grows).
+    Campaign,
 }
 
 impl Scope {
@@ -35,6 +38,7 @@ impl Scope {
             Scope::Account => 0,
             Scope::Key => 1,
             Scope::Override => 2,
+            Scope::Campaign => 3,
         }
     }
 
@@ -43,6 +47,7 @@ impl Scope {
             Scope::Account => "account",
             Scope::Key => "key",
             Scope::Override => "override",
+            Scope::Campaign => "campaign",
         }
     }
 }
@@ -94,6 +99,7 @@ pub fn parse_key(key: &str) -> Option<(Scope, String)> {
         "account" => Scope::Account,
         "key" => Scope::Key,
         "override" => Scope::Override,
+        "campaign" => Scope::Campaign,
         _ => return None,
     };
     match id.strip_prefix('=') {
@@ -213,7 +219,7 @@ impl Board {
 
 /// The board's entries, one map per scope (looked up by `&str`, without
 /// allocating: a gateway reads it on every request).
-pub type View = [std::collections::HashMap<String, Posted>; 3];
+pub type View = [std::collections::HashMap<String, Posted>; 4];
 
 /// A gateway's view of the board: kept up to date by a thread of its own
 /// (reconnecting when NATS is away), and read on every request.
@@ -366,7 +372,7 @@ mod tests {
             "=x",
             "ключ",
         ] {
-            for s in [Scope::Account, Scope::Key, Scope::Override] {
+            for s in [Scope::Account, Scope::Key, Scope::Override, Scope::Campaign] {
                 let k = key_of(s, id);
                 assert!(
                     k.bytes()

@@ -40,6 +40,10 @@ async fn verdicts_posted_are_followed_and_removals_seen() {
         .await
         .unwrap();
     board.clear(Scope::Override, "acct_2").await.unwrap();
+    board
+        .post(Scope::Campaign, "camp_0123456789ab", &p("block"))
+        .await
+        .unwrap();
     // A follower sees the latest of each, and the removal.
     let seen = std::sync::Mutex::new(Vec::new());
     let follow = board.follow(|s, id, v| {
@@ -61,6 +65,14 @@ async fn verdicts_posted_are_followed_and_removals_seen() {
     );
     assert!(
         seen.contains(&(Scope::Override, "acct_2".into(), None)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(
+            Scope::Campaign,
+            "camp_0123456789ab".into(),
+            Some("block".into())
+        )),
         "{seen:?}"
     );
     js.delete_key_value(&bucket).await.unwrap();

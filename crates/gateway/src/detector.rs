@@ -84,6 +84,9 @@ pub struct State {
 pub enum Change {
     Account(String, State),
     Key(String, Verdict),
+    /// A confirmed campaign, by its report id, and its member count (sent
+    /// when it is confirmed and whenever it grows).
+    Campaign(String, u32),
 }
 
 /// What the detector thread is handed.
@@ -150,6 +153,8 @@ struct Worker {
     states: Arc<RwLock<HashMap<String, State>>>,
     keys: Arc<RwLock<HashMap<String, Verdict>>>,
     published_keys: HashMap<String, Verdict>,
+    /// Campaigns sent to the feed, with their sizes then.
+    published_campaigns: HashMap<String, u32>,
     changes: Arc<[AtomicU64; 4]>,
     last_scan: Instant,
     /// Saved verdicts from before a restart: a floor under the engine's.
@@ -232,6 +237,7 @@ impl Detector {
         let worker = Worker {
             pipeline,
             intel,
+            published_campaigns: HashMap::new(),
             published: carried.clone(),
             states: Arc::clone(&states),
             keys: Arc::clone(&keys),
@@ -693,6 +699,15 @@ impl Worker {
                 self.dirty = true;
                 if let Some(f) = &self.feed {
                     let _ = f.send(Change::Account(name.clone(), *s));
+                }
+            }
+        }
+        drop(m);
+        if let Some(f) = &self.feed {
+            for (id, n) in self.pipeline.campaign_summaries() {
+                if self.published_campaigns.get(&id) != Some(&n) {
+                    let _ = f.send(Change::Campaign(id.clone(), n));
+                    self.published_campaigns.insert(id, n);
                 }
             }
         }

@@ -80,6 +80,7 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
     let report = pipe.finish(true);
 
     // The gateway's path: the detector thread, fed as requests end.
+    let (feed, changes) = std::sync::mpsc::channel();
     let d = Detector::start(
         None,
         link,
@@ -87,7 +88,7 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         None,
         Known::default(),
         Forgetting::default(),
-        None,
+        Some(feed),
     );
     for o in obs.iter().cloned() {
         d.submit(Arc::new(o));
@@ -119,4 +120,20 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         "too few flagged accounts to compare: {flagged}"
     );
     assert!(report.accounts.iter().any(|a| a.verdict == Verdict::Allow));
+
+    // The campaigns the feed announced (latest size per id) are the
+    // report's, by id and size: what workers post to the board.
+    let mut announced = std::collections::BTreeMap::new();
+    for c in changes.try_iter() {
+        if let distillguard_gateway::detector::Change::Campaign(id, n) = c {
+            announced.insert(id, u64::from(n));
+        }
+    }
+    let reported: std::collections::BTreeMap<String, u64> = report
+        .campaigns
+        .iter()
+        .map(|c| (c.campaign_id.clone(), c.accounts.len() as u64))
+        .collect();
+    assert!(!reported.is_empty(), "no campaign to compare");
+    assert_eq!(announced, reported);
 }

@@ -48,6 +48,34 @@ fn groups(l: &mut Linker) -> Vec<Group> {
         .collect()
 }
 
+/// The member a campaign is named after: the first active one to be seen.
+fn first_member(l: &Linker, g: &Group) -> u32 {
+    g.members
+        .iter()
+        .copied()
+        .min_by_key(|&i| {
+            let m = &l.members[i as usize];
+            (m.dormant, m.first_seen, i)
+        })
+        .unwrap_or(g.root)
+}
+
+/// The confirmed campaigns' ids (as [`campaigns`] names them) and sizes:
+/// the cheap summary a live detector publishes as campaigns form and grow.
+pub fn summaries(l: &mut Linker, names: &[String]) -> Vec<(String, u32)> {
+    groups(l)
+        .into_iter()
+        .map(|g| {
+            let first = first_member(l, &g);
+            let name = names
+                .get(first as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("#{first}"));
+            (campaign_id(&name), g.members.len() as u32)
+        })
+        .collect()
+}
+
 /// Builds the campaign reports. `names[i]` is account `i`'s id;
 /// `capabilities` names the capability indices.
 pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec<CampaignReport> {
@@ -98,16 +126,7 @@ pub fn campaigns(l: &mut Linker, names: &[String], capabilities: &[&str]) -> Vec
                 .cloned()
                 .unwrap_or_else(|| format!("#{i}"))
         };
-        let first = g
-            .members
-            .iter()
-            .copied()
-            .min_by_key(|&i| {
-                let m = &l.members[i as usize];
-                (m.dormant, m.first_seen, i)
-            })
-            .unwrap_or(g.root);
-        let id = campaign_id(&name_of(first));
+        let id = campaign_id(&name_of(first_member(l, &g)));
         let ms: Vec<&crate::linker::Member> =
             g.members.iter().map(|&i| &l.members[i as usize]).collect();
         let requests: u64 = ms.iter().map(|m| u64::from(m.requests)).sum();

@@ -357,6 +357,14 @@ impl Pipeline {
         Some(members)
     }
 
+    /// The confirmed campaigns now: their report ids and member counts.
+    pub fn campaign_summaries(&mut self) -> Vec<(String, u32)> {
+        if !self.linker.cfg.enabled {
+            return Vec::new();
+        }
+        distillguard_link::campaign::summaries(&mut self.linker, &self.link_names)
+    }
+
     /// Every linked group of two or more accounts: member ids, pooled
     /// evidence, and whether it is a confirmed campaign.
     pub fn groups(&mut self) -> Vec<(Vec<String>, f64, bool)> {

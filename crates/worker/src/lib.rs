@@ -556,6 +556,19 @@ async fn post_changes(
                     reason: String::new(),
                 },
             ),
+            Change::Campaign(id, n) => (
+                Scope::Campaign,
+                id,
+                Posted {
+                    verdict: "block".into(),
+                    risk: 1.0,
+                    campaign: true,
+                    keys: None,
+                    at_ms: now_ms(),
+                    by: name.into(),
+                    reason: format!("{n} accounts"),
+                },
+            ),
         };
         backlog.insert((scope, id), posted);
     }
