@@ -211,13 +211,11 @@ pub(crate) fn convert_otlp_proto(inputs: &[PathBuf], strict: bool) -> Result<Con
         .with_context(|| format!("creating {}", out.path.display()))?;
     let mut w = BufWriter::new(file);
     for p in inputs {
-        let (name, mut r) = distillguard_core::reader::open_source(p)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut r, &mut bytes)
-            .with_context(|| format!("reading {name}"))?;
-        for (i, frame) in frames(&bytes).enumerate() {
+        // One message at a time: the file is never held whole.
+        let (name, r) = distillguard_core::reader::open_source(p)?;
+        for (i, frame) in frames(r).enumerate() {
             let doc = frame.and_then(|(at, m)| {
-                decode_traces(m)
+                decode_traces(&m)
                     .map_err(|e| distillguard_core::EventError::Invalid(format!("byte {at}: {e}")))
             });
             match doc {

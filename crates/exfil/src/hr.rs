@@ -100,9 +100,9 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Departure>, HrError> {
 }
 
 fn departure(principal: String, date: &str) -> Result<Departure, String> {
-    let day = date.get(..10).unwrap_or(date);
-    if crate::assets::parse_date(day).is_none() || (date.len() > 10 && !date[10..].starts_with('T'))
-    {
+    // A date, or an RFC 3339 time whose date part is taken.
+    let (day, time) = date.split_at_checked(10).unwrap_or((date, ""));
+    if crate::assets::parse_date(day).is_none() || !(time.is_empty() || time.starts_with('T')) {
         return Err(format!("{date:?} is not a YYYY-MM-DD date"));
     }
     Ok(Departure {

@@ -322,16 +322,24 @@ impl Shared {
         Err(SharedError::Redis("NOSCRIPT twice".into()))
     }
 
-    /// A command within the timeout; a failure is counted.
-    async fn timed(&self, args: &[&[u8]]) -> Result<Reply, SharedError> {
+    /// `f` within the timeout; a failure is counted.
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, SharedError>>,
+    ) -> Result<T, SharedError> {
         let ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(self.timeout, self.call(args)).await {
+        match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r,
             Err(_) => Err(SharedError::Timeout(ms)),
         }
         .inspect_err(|_| {
             self.errors.fetch_add(1, Ordering::Relaxed);
         })
+    }
+
+    /// A command within the timeout; a failure is counted.
+    async fn timed(&self, args: &[&[u8]]) -> Result<Reply, SharedError> {
+        self.within(self.call(args)).await
     }
 
     /// The Responses answer `id`'s entry another replica kept
@@ -372,19 +380,8 @@ impl Shared {
         now_ms: f64,
         check: bool,
     ) -> Result<Result<(), (Unit, bool, u64)>, SharedError> {
-        let ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(
-            self.timeout,
-            self.eval(key_id, account, limits, now_ms, check),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SharedError::Timeout(ms)),
-        }
-        .inspect_err(|_| {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        })
+        self.within(self.eval(key_id, account, limits, now_ms, check))
+            .await
     }
 
     /// Admits every limit of `limits` (unit, cost, rate per minute) on the

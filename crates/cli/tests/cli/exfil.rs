@@ -23,24 +23,11 @@ fn dir(name: &str) -> PathBuf {
 fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
     let d = dir("exfil-org");
     let s = d.to_str().unwrap();
-    ok(&[
-        "exfil", "simulate", "--seed", "8", "--days", "45", "--scale", "0.4", "--out", s,
-    ]);
+    let report = d.join("report.json");
+    exfil_simulated(&d, "8", "0.4", &report);
     for f in ["cloudtrail.jsonl.gz", "assets.toml", "truth.jsonl"] {
         assert!(d.join(f).exists(), "{f}");
     }
-    let report = d.join("report.json");
-    ok(&[
-        "exfil",
-        "analyze",
-        &format!("{s}/cloudtrail.jsonl.gz"),
-        "--assets",
-        &format!("{s}/assets.toml"),
-        "--format",
-        "json",
-        "--out",
-        report.to_str().unwrap(),
-    ]);
     let out = ok(&[
         "exfil",
         "eval",

@@ -429,11 +429,18 @@ pub(crate) fn planted_rounds() -> Vec<Vec<Call>> {
 /// The simulated organisation (seed 12, 45 days, scale 0.3) analysed by
 /// `exfil analyze` into `d`; returns the report's path.
 pub(crate) fn exfil_report(d: &Dir) -> PathBuf {
-    let s = d.0.to_str().unwrap();
-    ok(&[
-        "exfil", "simulate", "--seed", "12", "--days", "45", "--scale", "0.3", "--out", s,
-    ]);
     let report = d.path("exfil-report.json");
+    exfil_simulated(&d.0, "12", "0.3", &report);
+    report
+}
+
+/// `exfil simulate` of an organisation (`seed`, 45 days, `scale`) into
+/// `dir`, then `exfil analyze` of its log as JSON into `report`.
+pub(crate) fn exfil_simulated(dir: &Path, seed: &str, scale: &str, report: &Path) {
+    let s = dir.to_str().unwrap();
+    ok(&[
+        "exfil", "simulate", "--seed", seed, "--days", "45", "--scale", scale, "--out", s,
+    ]);
     ok(&[
         "exfil",
         "analyze",
@@ -445,7 +452,6 @@ pub(crate) fn exfil_report(d: &Dir) -> PathBuf {
         "--out",
         report.to_str().unwrap(),
     ]);
-    report
 }
 
 /// The official OpenTelemetry Python SDK and its OTLP/HTTP (protobuf)

@@ -295,36 +295,70 @@ pub fn decode_traces(b: &[u8]) -> Result<Value, EventError> {
 }
 
 /// The messages of a file the Collector's file exporter wrote with
-/// `format: proto`: each message after its length, 4 bytes big-endian.
-/// Yields (the message's byte offset, the message), or an error naming
-/// the offset where the file is cut short.
-pub fn frames(b: &[u8]) -> impl Iterator<Item = Result<(usize, &[u8]), EventError>> + '_ {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        if at >= b.len() {
+/// `format: proto`: each message after its length, 4 bytes big-endian,
+/// read from `r` one at a time (the file is never held whole). Yields
+/// (the message's byte offset, the message), or an error naming the
+/// offset where the file is cut short (and nothing after it).
+pub fn frames<R: std::io::Read>(r: R) -> Frames<R> {
+    Frames {
+        r,
+        at: 0,
+        done: false,
+    }
+}
+
+/// See [`frames`].
+pub struct Frames<R> {
+    r: R,
+    at: u64,
+    done: bool,
+}
+
+impl<R: std::io::Read> Frames<R> {
+    /// Up to `n` bytes (fewer only at the end of the input).
+    fn take(&mut self, n: u64) -> Result<Vec<u8>, EventError> {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut self.r, n), &mut buf)
+            .map_err(|e| EventError::Invalid(format!("byte {}: {e}", self.at)))?;
+        Ok(buf)
+    }
+
+    fn next_frame(&mut self) -> Result<Option<(u64, Vec<u8>)>, EventError> {
+        let at = self.at;
+        let head = self.take(4)?;
+        match head.len() {
+            0 => return Ok(None),
+            4 => {}
+            k => {
+                return Err(EventError::Invalid(format!(
+                    "byte {at}: {k} bytes left, too few for a message length"
+                )));
+            }
+        }
+        let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let msg = self.take(u64::from(n))?;
+        if msg.len() < n as usize {
+            return Err(EventError::Invalid(format!(
+                "byte {at}: a message of {n} bytes, but only {} are left",
+                msg.len()
+            )));
+        }
+        self.at = at + 4 + u64::from(n);
+        Ok(Some((at, msg)))
+    }
+}
+
+impl<R: std::io::Read> Iterator for Frames<R> {
+    type Item = Result<(u64, Vec<u8>), EventError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
             return None;
         }
-        let Some(head) = b.get(at..at + 4) else {
-            let e = EventError::Invalid(format!(
-                "byte {at}: {} bytes left, too few for a message length",
-                b.len() - at
-            ));
-            at = b.len();
-            return Some(Err(e));
-        };
-        let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let start = at + 4;
-        let Some(msg) = b.get(start..start + n) else {
-            let e = EventError::Invalid(format!(
-                "byte {at}: a message of {n} bytes, but only {} are left",
-                b.len() - start
-            ));
-            at = b.len();
-            return Some(Err(e));
-        };
-        at = start + n;
-        Some(Ok((start - 4, msg)))
-    })
+        let r = self.next_frame().transpose();
+        self.done = !matches!(r, Some(Ok(_)));
+        r
+    }
 }
 
 /// Encoders for tests (and for a client that wants to send protobuf):
@@ -380,6 +414,8 @@ pub mod encode {
 
 #[cfg(test)]
 mod tests {
+    use super::encode::*;
+    use super::*;
 
     #[test]
     fn file_exporter_frames_are_split_by_their_lengths() {
@@ -388,10 +424,14 @@ mod tests {
             file.extend((m.len() as u32).to_be_bytes());
             file.extend(m);
         }
-        let got: Vec<(usize, &[u8])> = frames(&file).map(Result::unwrap).collect();
+        let got: Vec<(u64, Vec<u8>)> = frames(&file[..]).map(Result::unwrap).collect();
         assert_eq!(
             got,
-            vec![(0, &b"abc"[..]), (7, &b""[..]), (11, &b"hello"[..])]
+            vec![
+                (0, b"abc".to_vec()),
+                (7, Vec::new()),
+                (11, b"hello".to_vec())
+            ]
         );
         // Cut short: the place is named, and nothing is read past it.
         let cut = &file[..file.len() - 2];
@@ -401,9 +441,6 @@ mod tests {
         assert!(e.contains("byte 11") && e.contains("5 bytes"), "{e}");
         assert!(frames(&[0, 0][..]).next().unwrap().is_err());
     }
-
-    use super::encode::*;
-    use super::*;
 
     /// An export request with one GenAI chat span and one plain HTTP span,
     /// as an OTLP/HTTP protobuf exporter sends it.
