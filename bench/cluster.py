@@ -87,17 +87,27 @@ def fold(args, tmp, nats_url):
     results = {"events": n, "accounts": len(accounts), "published": published,
                "publish_events_per_s": round(published / publish_s)}
     runs = {}
-    for label, ranges in (("1 worker", ["0-7"]), ("2 workers", ["0-3", "4-7"])):
-        store = os.path.join(tmp, f"ck-{len(ranges)}.db")
+    for label, ranges, linker in (("1 worker", ["0-7"], False),
+                                  ("2 workers", ["0-3", "4-7"], False),
+                                  ("2 workers and the linker", ["0-3", "4-7"], True)):
+        tag = f"{len(ranges)}{'-linker' if linker else ''}"
+        store = os.path.join(tmp, f"ck-{tag}.db")
         procs = []
         t = time.time()
-        outs = [os.path.join(tmp, f"verdicts-{len(ranges)}-{r_}.jsonl") for r_ in ranges]
+        outs = [os.path.join(tmp, f"verdicts-{tag}-{r_}.jsonl") for r_ in ranges]
         for r_, o in zip(ranges, outs):
             procs.append(subprocess.Popen(
                 [DG, "detect", "--nats", nats_url, "--partitions", r_, "--store", store,
                  "--name", f"bench-{r_}", "--idle-flush-ms", "200", "--checkpoint-ms", "200",
-                 "--verdicts-out", o],
+                 "--verdicts-out", o] + (["--linker"] if linker else []),
                 stdout=subprocess.DEVNULL, stderr=open(o + ".log", "w")))
+        members_out = os.path.join(tmp, f"members-{tag}.jsonl")
+        link = None
+        if linker:
+            link = subprocess.Popen(
+                [DG, "link", "--nats", nats_url, "--name", "bench-linker", "--linker",
+                 "--members-out", members_out],
+                stdout=subprocess.PIPE, stderr=open(members_out + ".log", "w"), text=True)
         while folded(store, "DISTILLGUARD_EVENTS") < n:
             time.sleep(0.05)
             if time.time() - t > 600 or any(p.poll() is not None for p in procs):
@@ -117,8 +127,24 @@ def fold(args, tmp, nats_url):
                     v = json.loads(line)
                     verdicts[v["account_id"]] = v["verdict"]
         results[label] = {"seconds": round(secs, 2), "events_per_s": round(n / secs),
-                          "peak_rss_mb": [round(x or 0, 1) for x in rss],
-                          "quality": quality(verdicts, world)}
+                          "peak_rss_mb": [round(x or 0, 1) for x in rss]}
+        if link is not None:
+            link_rss = peak_rss_mb(link.pid)
+            # Told to stop, the linker folds what the stream holds first.
+            link.terminate()
+            out, _ = link.communicate(timeout=600)
+            link_secs = time.time() - t
+            summary = json.loads(out)
+            with open(members_out) as f:
+                for line in f:
+                    m = json.loads(line)
+                    verdicts[m["account_id"]] = "block"
+            results[label]["linker"] = {
+                "seconds_until_linked": round(link_secs, 2),
+                "peak_rss_mb": round(link_rss or 0, 1),
+                "folded": summary["folded"], "late": summary["late"],
+                "campaigns": len(summary["campaigns"]), "members": summary["members"]}
+        results[label]["quality"] = quality(verdicts, world)
         runs[label] = verdicts
     # The same events through one `analyze` (no account records either).
     r = subprocess.run([DG, "analyze", log, "--format", "json", "-q"], check=True,

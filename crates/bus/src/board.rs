@@ -3,8 +3,10 @@
 //! overrides are posted by the gateway that took them, and every gateway
 //! watches the bucket and enforces what is on it.
 //!
-//! Keys are `account.<id>`, `key.<id>`, `override.<id>` and
-//! `campaign.<id>` (a confirmed campaign: its size in `reason`). An id made of
+//! Keys are `account.<id>`, `key.<id>`, `override.<id>`,
+//! `campaign.<id>` (a confirmed campaign: its size in `reason`) and
+//! `member.<id>` (an account blocked with a campaign the cluster's linker
+//! confirmed: the campaign's id in `reason`). An id made of
 //! letters, digits, `_` and `-` is written as is; any other (an IP
 //! address, an IPv6 prefix) as `=` and its bytes in hex, which no plain id
 //! starts with.
@@ -29,6 +31,10 @@ pub enum Scope {
     Override,
     /// A confirmed campaign (workers post it as it forms and grows).
     Campaign,
+    /// An account blocked with a campaign the cluster's linker confirmed
+    /// (its campaign's id in `reason`). Apart from `account.<id>`, which
+    /// the account's worker posts, so that neither overwrites the other.
+    Member,
 }
 
 impl Scope {
@@ -39,6 +45,7 @@ impl Scope {
             Scope::Key => 1,
             Scope::Override => 2,
             Scope::Campaign => 3,
+            Scope::Member => 4,
         }
     }
 
@@ -48,6 +55,7 @@ impl Scope {
             Scope::Key => "key",
             Scope::Override => "override",
             Scope::Campaign => "campaign",
+            Scope::Member => "member",
         }
     }
 }
@@ -100,6 +108,7 @@ pub fn parse_key(key: &str) -> Option<(Scope, String)> {
         "key" => Scope::Key,
         "override" => Scope::Override,
         "campaign" => Scope::Campaign,
+        "member" => Scope::Member,
         _ => return None,
     };
     match id.strip_prefix('=') {
@@ -219,7 +228,7 @@ impl Board {
 
 /// The board's entries, one map per scope (looked up by `&str`, without
 /// allocating: a gateway reads it on every request).
-pub type View = [std::collections::HashMap<String, Posted>; 4];
+pub type View = [std::collections::HashMap<String, Posted>; 5];
 
 /// A gateway's view of the board: kept up to date by a thread of its own
 /// (reconnecting when NATS is away), and read on every request.
@@ -372,7 +381,13 @@ mod tests {
             "=x",
             "ключ",
         ] {
-            for s in [Scope::Account, Scope::Key, Scope::Override, Scope::Campaign] {
+            for s in [
+                Scope::Account,
+                Scope::Key,
+                Scope::Override,
+                Scope::Campaign,
+                Scope::Member,
+            ] {
                 let k = key_of(s, id);
                 assert!(
                     k.bytes()

@@ -92,6 +92,12 @@ pub struct BusConfig {
     /// node can lose the last acknowledged events; 3 replicas do not.
     #[serde(default = "default_replicas")]
     pub replicas: NonZeroU8,
+    /// The cluster runs a linker (`distillguard link`): workers send every
+    /// request's link record to `<subject_prefix>.links.<worker>` (stream
+    /// `<stream>_LINKS`) and leave campaigns to it, so that a campaign
+    /// whose accounts fall in several workers' partitions is found.
+    #[serde(default)]
+    pub linker: bool,
 }
 
 fn default_replicas() -> NonZeroU8 {
@@ -137,6 +143,7 @@ impl BusConfig {
             spill: default_spill(),
             ack_timeout_ms: default_ack_timeout(),
             replicas: default_replicas(),
+            linker: false,
         }
     }
 }
@@ -154,6 +161,27 @@ impl BusConfig {
     /// The subject of a partition.
     pub fn subject(&self, partition: u16) -> String {
         format!("{}.{partition}", self.subject_prefix)
+    }
+
+    /// The stream of the workers' link records.
+    pub fn links_stream(&self) -> String {
+        format!("{}_LINKS", self.stream)
+    }
+
+    /// The subject of one worker's link records (its name made a subject
+    /// token).
+    pub fn links_subject(&self, worker: &str) -> String {
+        let token: String = worker
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{}.links.{token}", self.subject_prefix)
     }
 
     /// The subject of an account's events.
@@ -236,6 +264,29 @@ pub async fn ensure_stream(
     })
 }
 
+/// Creates the stream of the workers' link records, or checks the one
+/// there: subjects `<prefix>.links.*` (apart from the events'
+/// `<prefix>.*`), kept as long as the events, which is what a restarted
+/// linker rebuilds from.
+pub async fn ensure_links_stream(
+    js: &jetstream::Context,
+    cfg: &BusConfig,
+) -> Result<jetstream::stream::Stream, BusError> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: cfg.links_stream(),
+        subjects: vec![format!("{}.links.*", cfg.subject_prefix)],
+        max_age: Duration::from_secs(cfg.max_age_secs.get()),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: usize::from(cfg.replicas.get()),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BusError::Stream {
+        stream: cfg.links_stream(),
+        reason: e.to_string(),
+    })
+}
+
 /// The headers of an event's message: its id, for deduplication.
 fn headers(id: &str) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
@@ -265,6 +316,11 @@ mod tests {
         assert!(bad.validate().is_err());
         bad.subject_prefix = "a.*".into();
         assert!(bad.validate().is_err());
+        assert_eq!(
+            cfg.links_subject("host/p0-3"),
+            "distillguard.events.links.host_p0-3"
+        );
+        assert_eq!(cfg.links_stream(), "DISTILLGUARD_EVENTS_LINKS");
         let one = NonZeroU16::MIN;
         assert_eq!(partition_of("anything", one), 0);
     }

@@ -26,6 +26,7 @@ mod fit;
 mod fit_elicitation;
 mod import_cmd;
 mod keys;
+mod link;
 mod mock;
 mod output;
 mod progress;
@@ -73,6 +74,9 @@ enum Command {
     /// A detector worker of a cluster: folds its partitions' events from
     /// NATS JetStream and posts verdicts to the board the gateways enforce.
     Detect(detect::DetectArgs),
+    /// The linker of a cluster: links the accounts of every worker's
+    /// partitions into campaigns and posts them to the board.
+    Link(link::LinkArgs),
     /// The gateway: an OpenAI/Anthropic-compatible proxy in front of model
     /// servers that records every request, detects distillation inline
     /// and enforces verdicts (block, throttle, withhold reasoning).
@@ -156,6 +160,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Detect(args) => {
             serve::init_logs(serve::LogFormat::Text, tracing::Level::INFO);
             detect::run(args)
+        }
+        Command::Link(args) => {
+            serve::init_logs(serve::LogFormat::Text, tracing::Level::INFO);
+            link::run(args)
         }
         Command::Serve(a) => serve::run(a),
         Command::UpstreamMock(a) => mock::run(a),

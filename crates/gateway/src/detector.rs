@@ -87,6 +87,17 @@ pub enum Change {
     /// A confirmed campaign, by its report id, and its member count (sent
     /// when it is confirmed and whenever it grows).
     Campaign(String, u32),
+    /// A request's link record, for a cluster's linker (only with
+    /// [`Feed::links`]).
+    Link(Box<distillguard_link::LinkRecord>),
+}
+
+/// Where a detector's published changes go (a scale-out worker's).
+pub struct Feed {
+    pub to: std::sync::mpsc::Sender<Change>,
+    /// Also send every request's link record ([`Change::Link`]): a
+    /// cluster's linker links the accounts of every worker's partitions.
+    pub links: bool,
 }
 
 /// What the detector thread is handed.
@@ -162,6 +173,8 @@ struct Worker {
     store: Option<Box<dyn Store>>,
     /// Where published changes go, if anywhere.
     feed: Option<std::sync::mpsc::Sender<Change>>,
+    /// Send every request's link record to the feed.
+    links: bool,
     /// This replica's name for its saved verdicts.
     source: String,
     dirty: bool,
@@ -203,7 +216,8 @@ impl Detector {
     /// with this replica's name for its rows;
     /// `known`: account records and model releases;
     /// `feed`: where every published change is sent, if anywhere (a
-    /// scale-out worker posts them to the verdict board).
+    /// scale-out worker posts them to the verdict board, and sends the
+    /// link records on to the cluster's linker).
     pub fn start(
         thresholds: Option<Thresholds>,
         link: distillguard_link::Config,
@@ -211,8 +225,10 @@ impl Detector {
         store: Option<(&str, String)>,
         known: Known,
         forgetting: Forgetting,
-        feed: Option<std::sync::mpsc::Sender<Change>>,
+        feed: Option<Feed>,
     ) -> Detector {
+        let links = feed.as_ref().is_some_and(|f| f.links);
+        let feed = feed.map(|f| f.to);
         let (store, source) = match store {
             Some((p, source)) => (distillguard_storage::open(p).ok(), source),
             None => (None, String::new()),
@@ -247,6 +263,7 @@ impl Detector {
             carried,
             store,
             feed,
+            links,
             source,
             dirty: false,
             last_save: Instant::now(),
@@ -518,10 +535,16 @@ impl Worker {
     fn process(&mut self, e: &distillguard_core::Event) {
         let per = PerRequest {
             intel: &self.intel,
-            link_keys: self.pipeline.linking(),
+            link_keys: self.pipeline.linking() || self.links,
         };
         let r = distillguard_pipeline::record(e, &per);
         let out = self.pipeline.process(&r);
+        if self.links
+            && let Some(f) = &self.feed
+        {
+            let rec = self.pipeline.link_record(&r, &out, e.id.as_deref());
+            let _ = f.send(Change::Link(Box::new(rec)));
+        }
         let keys = self
             .published
             .get(&e.account_id)

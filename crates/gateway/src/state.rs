@@ -315,7 +315,11 @@ impl Gateway {
         let of_key = key
             .and_then(|k| b.lookup(On::Key, k, |p| parse(Some(&p.verdict))))
             .unwrap_or_default();
-        local.max(scope.combine(own, keys, of_key))
+        // A member of a campaign the cluster's linker confirmed.
+        let member = b
+            .lookup(On::Member, account, |p| parse(Some(&p.verdict)))
+            .unwrap_or_default();
+        local.max(scope.combine(own.max(member), keys, of_key))
     }
 
     /// The verdict in force: an operator's override, else the detector's.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use distillguard_core::Verdict;
 use distillguard_detect::engine::{Engine, Weights};
-use distillguard_gateway::detector::{Detector, Forgetting, Known};
+use distillguard_gateway::detector::{Detector, Feed, Forgetting, Known};
 use distillguard_gateway::observed::Observed;
 use distillguard_pipeline::{PerRequest, Pipeline};
 
@@ -88,7 +88,10 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         None,
         Known::default(),
         Forgetting::default(),
-        Some(feed),
+        Some(Feed {
+            to: feed,
+            links: false,
+        }),
     );
     for o in obs.iter().cloned() {
         d.submit(Arc::new(o));
@@ -136,4 +139,104 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         .collect();
     assert!(!reported.is_empty(), "no campaign to compare");
     assert_eq!(announced, reported);
+}
+
+/// The cluster's path: two detectors, each with the accounts of half the
+/// partitions and its own linking off, send their link records; merged in
+/// time order (what the linker's reorder buffer releases) and folded by
+/// the pipeline's campaign half, they give the campaigns of the one
+/// pipeline `analyze` runs, by id and size, although each detector alone
+/// sees only part of every campaign.
+#[test]
+fn a_linker_fed_by_two_workers_finds_the_campaigns_of_one_process() {
+    // In time order, as a worker's reorder buffer releases them.
+    let mut obs = observed();
+    obs.sort_by_key(|o| {
+        (
+            o.ts_ms,
+            distillguard_sketches::hash_exact(o.account.as_bytes()),
+        )
+    });
+    let w = Weights::embedded();
+    let link = distillguard_link::Config::default();
+    let intel = distillguard_stix::Intel::default();
+    let per = PerRequest {
+        intel: &intel,
+        link_keys: true,
+    };
+    let mut pipe = Pipeline::new(
+        Engine::new(&w, w.thresholds, &[], HashMap::new()),
+        link,
+        &HashMap::new(),
+        &intel,
+    );
+    for o in &obs {
+        let e = distillguard_core::parse_event_line(&o.log_line()).unwrap();
+        pipe.process(&distillguard_pipeline::record(&e, &per));
+    }
+    let report = pipe.finish(true);
+    let reported: std::collections::BTreeMap<String, u32> = report
+        .campaigns
+        .iter()
+        .map(|c| (c.campaign_id.clone(), c.accounts.len() as u32))
+        .collect();
+    assert!(reported.len() >= 2, "too few campaigns: {reported:?}");
+
+    let two = std::num::NonZeroU16::new(2).unwrap();
+    let mut records = Vec::new();
+    let mut split_campaigns = 0;
+    for half in 0..2u16 {
+        let mine: Vec<Observed> = obs
+            .iter()
+            .filter(|o| distillguard_bus::partition_of(&o.account, two) == half)
+            .cloned()
+            .collect();
+        let (feed, changes) = std::sync::mpsc::channel();
+        let d = Detector::start(
+            None,
+            distillguard_link::Config {
+                enabled: false,
+                ..link
+            },
+            mine.len() + 16,
+            None,
+            Known::default(),
+            Forgetting::default(),
+            Some(Feed {
+                to: feed,
+                links: true,
+            }),
+        );
+        for o in &mine {
+            d.submit(Arc::new(o.clone()));
+        }
+        assert!(d.score_and_wait(Vec::new(), Duration::from_secs(120)));
+        let mut n = 0;
+        for c in changes.try_iter() {
+            match c {
+                distillguard_gateway::detector::Change::Link(r) => {
+                    records.push(*r);
+                    n += 1;
+                }
+                distillguard_gateway::detector::Change::Campaign(..) => split_campaigns += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(n, mine.len(), "one link record per request");
+    }
+    assert_eq!(split_campaigns, 0, "a worker linked on its own");
+    // Every record's id is its event's; the merge is by (time, account).
+    records.sort_by_key(|r| {
+        (
+            r.ts.0,
+            distillguard_sketches::hash_exact(r.account.as_bytes()),
+        )
+    });
+    let mut links = distillguard_pipeline::Links::new(link, &HashMap::new());
+    for r in &records {
+        assert!(r.id.as_deref().is_some_and(|i| i.starts_with("ev_")));
+        links.fold(r);
+    }
+    let linked: std::collections::BTreeMap<String, u32> = links.summaries().into_iter().collect();
+    assert_eq!(linked, reported);
 }

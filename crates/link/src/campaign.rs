@@ -63,6 +63,14 @@ fn first_member(l: &Linker, g: &Group) -> u32 {
 /// The confirmed campaigns' ids (as [`campaigns`] names them) and sizes:
 /// the cheap summary a live detector publishes as campaigns form and grow.
 pub fn summaries(l: &mut Linker, names: &[String]) -> Vec<(String, u32)> {
+    members(l, names)
+        .into_iter()
+        .map(|(id, m)| (id, m.len() as u32))
+        .collect()
+}
+
+/// The confirmed campaigns' ids and their members (linker indices).
+pub fn members(l: &mut Linker, names: &[String]) -> Vec<(String, Vec<u32>)> {
     groups(l)
         .into_iter()
         .map(|g| {
@@ -71,7 +79,7 @@ pub fn summaries(l: &mut Linker, names: &[String]) -> Vec<(String, u32)> {
                 .get(first as usize)
                 .cloned()
                 .unwrap_or_else(|| format!("#{first}"));
-            (campaign_id(&name), g.members.len() as u32)
+            (campaign_id(&name), g.members)
         })
         .collect()
 }

@@ -16,10 +16,10 @@ the parsing threads.
 
 use distillguard_core::{AccountInfo, Event};
 use distillguard_sketches::{hash_exact, mix64};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kinds of key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A payment method's fingerprint. Fraud rings reuse a few cards or
@@ -129,7 +129,8 @@ impl Kind {
 /// A key's readable value, kept in a form that costs no allocation where
 /// it can be rendered later (most keys never need rendering: only those
 /// that suspicious accounts touch).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Label {
     Text(String),
     /// A fingerprint, rendered as 16 hex digits.
@@ -154,7 +155,7 @@ impl Label {
 }
 
 /// One key with its label (what an analyst or a partner can match on).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     pub kind: Kind,
     pub key: u64,

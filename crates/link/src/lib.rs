@@ -13,11 +13,15 @@ meet on dense keys; campaign reports and membership come out at the end.
 - [`linker`]: the streaming rules: suspicion, density, union, confirmation,
   dormant accounts.
 - [`campaign`]: the campaign reports, and membership applied to verdicts.
+- [`record`]: one request's link summary, as a cluster's workers send it
+  to the linker.
 */
 
 pub mod campaign;
 pub mod keys;
 pub mod linker;
+pub mod record;
 
 pub use keys::{Key, Kind, Label, account_keys, event_keys};
 pub use linker::{Activity, Config, Linker};
+pub use record::LinkRecord;

@@ -24,9 +24,11 @@ simulated world through the gateway's detector and through `analyze`).
 */
 
 pub mod known;
+pub mod links;
 pub mod training;
 
 pub use known::{Known, KnownError, Skipped};
+pub use links::Links;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,7 +37,7 @@ use distillguard_core::{AccountInfo, Event, Timestamp};
 use distillguard_detect::engine::{Engine, RequestSignals, pre};
 use distillguard_detect::reorder::Timed;
 use distillguard_detect::signals::request::capability::Capability;
-use distillguard_link::{Activity, Key, Linker, campaign};
+use distillguard_link::{Activity, Key, LinkRecord};
 use distillguard_stix::Intel;
 
 /// One request as the pipeline sees it.
@@ -115,18 +117,13 @@ pub struct Outcome {
 /// The engine and the linker, folded together in time order.
 pub struct Pipeline {
     engine: Engine,
-    linker: Linker,
+    links: Links,
     /// Engine index → linker index.
     link_of: Vec<u32>,
-    link_ids: HashMap<String, u32>,
-    link_names: Vec<String>,
     /// Partner indicator matches: account id → source → requests (0 for
     /// an account-record match).
     intel_hits: HashMap<String, BTreeMap<u16, u64>>,
     intel_sources: Vec<distillguard_stix::import::Source>,
-    seen_generation: u64,
-    /// Linker indices of forgotten accounts, for reuse.
-    link_free: Vec<u32>,
 }
 
 /// An engine index whose linker index is not assigned (forgotten).
@@ -142,20 +139,7 @@ impl Pipeline {
         accounts: &HashMap<String, AccountInfo>,
         intel: &Intel,
     ) -> Pipeline {
-        let mut linker = Linker::new(link);
-        let mut ids: Vec<&String> = accounts.keys().collect();
-        ids.sort();
-        let mut link_ids = HashMap::with_capacity(ids.len());
-        let mut link_names = Vec::with_capacity(ids.len());
-        for (i, id) in ids.into_iter().enumerate() {
-            link_ids.insert(id.clone(), i as u32);
-            link_names.push(id.clone());
-            if linker.cfg.enabled
-                && let Some(info) = accounts.get(id)
-            {
-                linker.register(i as u32, info);
-            }
-        }
+        let links = Links::new(link, accounts);
         let mut intel_hits: HashMap<String, BTreeMap<u16, u64>> = HashMap::new();
         if !intel.is_empty() {
             for (id, info) in accounts {
@@ -172,20 +156,16 @@ impl Pipeline {
         }
         Pipeline {
             engine,
-            linker,
+            links,
             link_of: Vec::new(),
-            link_ids,
-            link_names,
             intel_hits,
             intel_sources: intel.sources.clone(),
-            seen_generation: 0,
-            link_free: Vec::new(),
         }
     }
 
     /// Whether campaign linking is on.
     pub fn linking(&self) -> bool {
-        self.linker.cfg.enabled
+        self.links.enabled()
     }
 
     /// Requests folded so far.
@@ -218,11 +198,11 @@ impl Pipeline {
             risk: self.engine.risk_now(idx),
             campaign: false,
         };
-        if !self.linker.cfg.enabled {
+        if !self.links.enabled() {
             return out;
         }
         let li = self.link_index(idx, &p.account_id);
-        self.linker.observe(
+        self.links.observe(
             li,
             p.account.as_ref(),
             &r.keys,
@@ -248,20 +228,7 @@ impl Pipeline {
         {
             return li;
         }
-        let next = self
-            .link_free
-            .last()
-            .copied()
-            .unwrap_or(self.link_names.len() as u32);
-        let li = *self.link_ids.entry(account.to_string()).or_insert(next);
-        if li == next {
-            if self.link_free.last() == Some(&next) {
-                self.link_free.pop();
-                self.link_names[next as usize] = account.to_string();
-            } else {
-                self.link_names.push(account.to_string());
-            }
-        }
+        let li = self.links.index(account);
         let i = idx as usize;
         if i >= self.link_of.len() {
             self.link_of.resize(i + 1, NO_LINK);
@@ -297,7 +264,7 @@ impl Pipeline {
                     && self
                         .link_of
                         .get(i as usize)
-                        .is_none_or(|&li| li == NO_LINK || self.linker.forgettable(li))
+                        .is_none_or(|&li| li == NO_LINK || self.links.forgettable(li))
             })
             .map(|i| (self.engine.last_seen(i), i))
             .collect();
@@ -319,13 +286,7 @@ impl Pipeline {
                 && *li != NO_LINK
             {
                 let l = std::mem::replace(li, NO_LINK);
-                if self.linker.forget(l) {
-                    self.link_ids.remove(&name);
-                    if let Some(n) = self.link_names.get_mut(l as usize) {
-                        n.clear();
-                    }
-                    self.link_free.push(l);
-                }
+                self.links.forget(l, &name);
             }
             if self.engine.forget(i) {
                 out.push(name);
@@ -337,68 +298,56 @@ impl Pipeline {
     /// The one membership rule: when the account (by linker index) is
     /// blocked with a confirmed campaign, `max(joined, confirmed)`.
     pub fn campaign_at(&mut self, li: u32) -> Option<Timestamp> {
-        self.linker
-            .campaign_flag_at(li)
-            .map(|(_, at)| Timestamp(at))
+        self.links.campaign_at(li)
     }
 
     /// Accounts in confirmed campaigns, when membership moved since the
     /// last call (a live user re-reads it then; quiet members are blocked
     /// on their next request).
     pub fn campaign_members_if_moved(&mut self) -> Option<Vec<String>> {
-        if !self.linker.cfg.enabled || self.linker.generation() == self.seen_generation {
-            return None;
-        }
-        self.seen_generation = self.linker.generation();
-        let members: Vec<String> = (0..self.linker.len())
-            .filter(|&li| self.linker.campaign_flag_at(li).is_some())
-            .filter_map(|li| self.link_names.get(li as usize).cloned())
-            .collect();
-        Some(members)
+        self.links.members_if_moved()
     }
 
     /// The confirmed campaigns now: their report ids and member counts.
     pub fn campaign_summaries(&mut self) -> Vec<(String, u32)> {
-        if !self.linker.cfg.enabled {
-            return Vec::new();
-        }
-        distillguard_link::campaign::summaries(&mut self.linker, &self.link_names)
+        self.links.summaries()
     }
 
     /// Every linked group of two or more accounts: member ids, pooled
     /// evidence, and whether it is a confirmed campaign.
     pub fn groups(&mut self) -> Vec<(Vec<String>, f64, bool)> {
-        let names = &self.link_names;
-        self.linker
-            .groups()
-            .into_iter()
-            .map(|(m, e, c)| {
-                let ids = m
-                    .iter()
-                    .filter_map(|&li| names.get(li as usize).cloned())
-                    .collect();
-                (ids, e, c)
-            })
-            .collect()
+        self.links.groups()
+    }
+
+    /// What a cluster's linker needs of a request folded by
+    /// [`Pipeline::process`]: its keys and the engine's judgement after it
+    /// (`distillguard link` folds these from every worker).
+    pub fn link_record(&self, r: &Record, out: &Outcome, id: Option<&str>) -> LinkRecord {
+        let p = &r.pre;
+        LinkRecord {
+            id: id.map(str::to_string),
+            account: p.account_id.clone(),
+            ts: p.ts,
+            keys: r.keys.clone(),
+            info: p.account.clone(),
+            output_tokens: p.output_tokens,
+            capability: p.capability as u8,
+            risk: out.risk,
+            flagged: self.engine.is_flagged(out.account),
+        }
     }
 
     /// The report at the end of a log: dormant accounts (records that
     /// never sent a request) join their campaigns, then [`Pipeline::report`].
     pub fn finish(mut self, all: bool) -> Report {
-        if self.linker.cfg.enabled {
-            for li in 0..self.link_names.len() as u32 {
-                if self.linker.requests_of(li) == 0 && !self.link_names[li as usize].is_empty() {
-                    self.linker.link_dormant(li);
-                }
-            }
-        }
+        self.links.link_dormant();
         self.report(all)
     }
 
     /// The report so far: accounts (with campaign membership applied) and
     /// campaigns. Folding may go on afterwards (the live console's view).
     pub fn report(&mut self, all: bool) -> Report {
-        if !self.linker.cfg.enabled {
+        if !self.links.enabled() {
             let intel = &self.intel_hits;
             let mut report = self
                 .engine
@@ -407,7 +356,7 @@ impl Pipeline {
             return report;
         }
         let names: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
-        let camps = campaign::campaigns(&mut self.linker, &self.link_names, &names);
+        let camps = self.links.campaigns(&names);
         // Accounts whose verdict campaigns or partner indicators may raise
         // are built into the report; the others only when flagged or `all`.
         let members: std::collections::HashSet<&str> = camps
@@ -419,7 +368,7 @@ impl Pipeline {
             .engine
             .report_including(all, &|a| members.contains(a) || intel.contains_key(a));
         self.apply_intel(&mut report);
-        campaign::apply(&mut report, &mut self.linker, &camps, &self.link_ids);
+        self.links.apply(&mut report, &camps);
         if !all {
             report.accounts.retain(|a| a.verdict != Verdict::Allow);
         }

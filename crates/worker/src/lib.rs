@@ -38,9 +38,11 @@ use distillguard_bus::board::{Board, Posted, Scope};
 use distillguard_bus::{BusConfig, BusError};
 use distillguard_core::Event;
 use distillguard_detect::reorder::{Reorder, Timed};
-use distillguard_gateway::detector::{Change, Detector, Forgetting, Known};
+use distillguard_gateway::detector::{Change, Detector, Feed, Forgetting, Known};
 use distillguard_storage::{Checkpoint, Store, StoreError};
 use futures_util::StreamExt;
+
+pub mod linker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -137,7 +139,7 @@ impl Timed for Pending {
 }
 
 /// Ids already folded: two generations of at most `GENERATION` each.
-struct Seen {
+pub(crate) struct Seen {
     now: HashSet<u64>,
     old: HashSet<u64>,
 }
@@ -145,8 +147,15 @@ struct Seen {
 const GENERATION: usize = 4_000_000;
 
 impl Seen {
+    pub(crate) fn new() -> Seen {
+        Seen {
+            now: HashSet::new(),
+            old: HashSet::new(),
+        }
+    }
+
     /// Whether `id` is new (and remembers it).
-    fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         let h = distillguard_sketches::hash_exact(id.as_bytes());
         if self.old.contains(&h) || !self.now.insert(h) {
             return false;
@@ -254,15 +263,28 @@ pub async fn run(
         }
     };
     let (feed, changes) = std::sync::mpsc::channel::<Change>();
+    // With a cluster linker, campaigns are its to find: the worker sends
+    // every request's link record instead of linking its partitions alone.
+    let link = distillguard_link::Config {
+        enabled: cfg.link.enabled && !cfg.bus.linker,
+        ..cfg.link
+    };
     let detector = Arc::new(Detector::start(
         cfg.thresholds,
-        cfg.link,
+        link,
         65_536,
         None,
         cfg.known,
         cfg.forgetting,
-        Some(feed),
+        Some(Feed {
+            to: feed,
+            links: cfg.bus.linker && cfg.link.enabled,
+        }),
     ));
+    let mut links = linker::Outbox::new(
+        jetstream::new(client.clone()),
+        cfg.bus.links_subject(&cfg.name),
+    );
     tracing::info!(
         worker = %cfg.name,
         partitions = ?cfg.partitions,
@@ -273,10 +295,7 @@ pub async fn run(
     // oldest of its partitions' newest event times (less the window), so
     // that partitions read at different speeds still fold in time order.
     let mut reorder: Reorder<Pending> = Reorder::new(i64::MAX / 4);
-    let mut seen = Seen {
-        now: HashSet::new(),
-        old: HashSet::new(),
-    };
+    let mut seen = Seen::new();
     // Verdicts not yet on the board (NATS away), newest per id.
     let mut backlog: HashMap<(Scope, String), Posted> = HashMap::new();
     // The newest order key released: an event older than it is late.
@@ -396,17 +415,55 @@ pub async fn run(
             }
             progress.folded.fetch_add(1, Ordering::Relaxed);
         }
-        post_changes(&changes, &mut backlog, &board, &cfg.name, &progress).await;
-        if stopping || last_checkpoint.elapsed() >= cfg.checkpoint_every {
-            checkpoint(
-                &detector,
-                store.as_ref(),
-                &cfg.bus.stream,
-                &mut parts,
+        post_changes(
+            &changes,
+            &mut backlog,
+            &mut links,
+            &board,
+            &cfg.name,
+            &progress,
+        )
+        .await;
+        links.send().await;
+        // Caught up (every partition drained, nothing held, everything
+        // folded): the linker need not wait for this worker's records.
+        if cfg.bus.linker
+            && horizon.is_none()
+            && reorder.is_empty()
+            && detector.processed.load(Ordering::Relaxed)
+                >= detector.enqueued.load(Ordering::Relaxed)
+        {
+            post_changes(
+                &changes,
+                &mut backlog,
+                &mut links,
+                &board,
+                &cfg.name,
                 &progress,
             )
-            .await?;
-            post_changes(&changes, &mut backlog, &board, &cfg.name, &progress).await;
+            .await;
+            if links.send().await {
+                links
+                    .heartbeat(now_ms().saturating_sub(cfg.reorder_ms))
+                    .await;
+            }
+        }
+        if stopping || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            wait_folded(&detector).await?;
+            post_changes(
+                &changes,
+                &mut backlog,
+                &mut links,
+                &board,
+                &cfg.name,
+                &progress,
+            )
+            .await;
+            // An event is acknowledged only once its link record is on the
+            // bus too: until then the checkpoint waits.
+            if links.send().await {
+                checkpoint(store.as_ref(), &cfg.bus.stream, &mut parts, &progress).await?;
+            }
             last_checkpoint = Instant::now();
         }
         if stopping {
@@ -482,6 +539,9 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
     let client = distillguard_bus::connect(&cfg.bus.url).await?;
     let js = jetstream::new(client.clone());
     let stream = distillguard_bus::ensure_stream(&js, &cfg.bus).await?;
+    if cfg.bus.linker {
+        distillguard_bus::ensure_links_stream(&js, &cfg.bus).await?;
+    }
     let board = Board::open(&js, &cfg.bus.bucket, cfg.bus.replicas.get()).await?;
     let mut parts: Vec<(u16, Part)> = Vec::new();
     for p in cfg.partitions.clone() {
@@ -524,12 +584,17 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
 async fn post_changes(
     changes: &std::sync::mpsc::Receiver<Change>,
     backlog: &mut HashMap<(Scope, String), Posted>,
+    links: &mut linker::Outbox,
     board: &Board,
     name: &str,
     progress: &Progress,
 ) {
     while let Ok(c) = changes.try_recv() {
         let (scope, id, posted) = match c {
+            Change::Link(r) => {
+                links.push(*r);
+                continue;
+            }
             Change::Account(a, s) => (
                 Scope::Account,
                 a,
@@ -593,23 +658,28 @@ async fn post_changes(
     }
 }
 
-/// Waits until the detector folded everything handed to it, saves the
-/// partitions' checkpoints, then acknowledges up to them.
-async fn checkpoint(
-    detector: &Arc<Detector>,
-    store: &dyn Store,
-    stream: &str,
-    parts: &mut [(u16, Part)],
-    progress: &Progress,
-) -> Result<(), WorkerError> {
+/// Waits until the detector folded everything handed to it.
+async fn wait_folded(detector: &Arc<Detector>) -> Result<(), WorkerError> {
     let d = Arc::clone(detector);
     let folded =
         tokio::task::spawn_blocking(move || d.score_and_wait(Vec::new(), Duration::from_secs(300)))
             .await
             .unwrap_or(false);
-    if !folded {
-        return Err(WorkerError::DetectorDown);
+    if folded {
+        Ok(())
+    } else {
+        Err(WorkerError::DetectorDown)
     }
+}
+
+/// Saves the partitions' checkpoints (everything handed to the detector
+/// is folded), then acknowledges up to them.
+async fn checkpoint(
+    store: &dyn Store,
+    stream: &str,
+    parts: &mut [(u16, Part)],
+    progress: &Progress,
+) -> Result<(), WorkerError> {
     let all: Vec<Checkpoint> = parts
         .iter()
         .map(|(p, part)| Checkpoint {
@@ -654,10 +724,7 @@ mod tests {
 
     #[test]
     fn ids_are_folded_once() {
-        let mut seen = Seen {
-            now: HashSet::new(),
-            old: HashSet::new(),
-        };
+        let mut seen = Seen::new();
         assert!(seen.insert("ev_1"));
         assert!(!seen.insert("ev_1"));
         assert!(seen.insert("ev_2"));

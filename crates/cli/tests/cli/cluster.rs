@@ -55,19 +55,50 @@ fn metric_of(url: &str, name: &str) -> f64 {
 
 /// Starts `distillguard detect` with `config`; returns the child.
 fn start_worker(config: &Path, log: &Path) -> std::process::Child {
+    start_worker_on(config, log, "w1", None)
+}
+
+/// Starts worker `name` on `partitions` (default: all).
+fn start_worker_on(
+    config: &Path,
+    log: &Path,
+    name: &str,
+    partitions: Option<&str>,
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
             "detect",
             "--config",
             config.to_str().unwrap(),
             "--name",
-            "w1",
+            name,
         ])
+        .args(partitions.map(|p| ["--partitions", p]).unwrap_or_default())
         .args(["--idle-flush-ms", "300", "--checkpoint-ms", "200"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// A scripted reasoning request (number `i`) through a gateway, as `key`
+/// from `ip`: the status.
+fn send_chat(gw: &str, key: &str, ip: &str, i: usize) -> u16 {
+    let chat = format!(
+        r#"{{"model":"atlas-3","max_tokens":20,"messages":[{{"role":"system","content":"You are a careful solver. Always show every step."}},{{"role":"user","content":"Solve step by step: what is {i} times {}? Explain your reasoning."}}]}}"#,
+        i + 7
+    );
+    let h = format!(
+        "Authorization: Bearer {key}\r\nX-Forwarded-For: {ip}\r\nUser-Agent: python-httpx/0.27\r\n"
+    );
+    http("POST", gw, "/v1/chat/completions", &chat, &h).0
+}
+
+/// An account's verdict as a gateway's admin API gives it.
+fn admin_verdict(gw: &str, token: &str, account: &str) -> serde_json::Value {
+    let admin = format!("Authorization: Bearer {token}\r\n");
+    let (_, body) = http("GET", gw, &format!("/admin/accounts/{account}"), "", &admin);
+    serde_json::from_str(&body).unwrap()
 }
 
 /// Events folded, per the checkpoints in the store.
@@ -124,18 +155,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     let gws = [urls_a[0].clone(), urls_b[0].clone()];
     let worker_log = d.path("worker.log");
     let worker = Server(start_worker(&cfg_a, &worker_log));
-    let chat = |i: usize| {
-        format!(
-            r#"{{"model":"atlas-3","max_tokens":20,"messages":[{{"role":"system","content":"You are a careful solver. Always show every step."}},{{"role":"user","content":"Solve step by step: what is {i} times {}? Explain your reasoning."}}]}}"#,
-            i + 7
-        )
-    };
-    let send = |gw: &str, key: &str, ip: &str, i: usize| {
-        let h = format!(
-            "Authorization: Bearer {key}\r\nX-Forwarded-For: {ip}\r\nUser-Agent: python-httpx/0.27\r\n"
-        );
-        http("POST", gw, "/v1/chat/completions", &chat(i), &h).0
-    };
+    let send = |gw: &str, key: &str, ip: &str, i: usize| send_chat(gw, key, ip, i);
 
     // 1. A per-key limit of 10 a minute holds across both gateways (one
     // more if the test outlasts the 6 s the rate frees a request in).
@@ -155,11 +175,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         }
     }
     assert_eq!(send(&gws[0], &honest, "203.0.113.50", 1), 200);
-    let admin = format!("Authorization: Bearer {token}\r\n");
-    let verdict_on = |gw: &str, account: &str| -> serde_json::Value {
-        let (_, body) = http("GET", gw, &format!("/admin/accounts/{account}"), "", &admin);
-        serde_json::from_str(&body).unwrap()
-    };
+    let verdict_on = |gw: &str, account: &str| admin_verdict(gw, token, account);
     let blocked = within(30, || {
         gws.iter()
             .all(|g| (0..4).all(|i| verdict_on(g, &format!("hydra_{i}"))["verdict"] == "block"))
@@ -328,4 +344,209 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         }
     }
     drop((gw_a, gw_b));
+}
+
+/// Starts `distillguard link` with `config`; returns the child.
+fn start_linker(config: &Path, log: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["link", "--config", config.to_str().unwrap(), "--name", "l1"])
+        .args(["--worker-timeout-ms", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a worker or linker with SIGTERM; its JSON summary.
+fn summary_of(mut child: Server) -> serde_json::Value {
+    terminate(&child.0);
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.0.wait().unwrap().success(), "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A hydra whose four accounts fall two and two in the partitions of two
+/// workers: neither worker sees the three accounts a campaign needs. With
+/// `[cluster.nats] linker = true` the workers send their link records to
+/// the cluster's linker, which finds the campaign with the id and size one
+/// `analyze` over both gateways' logs gives it, and both gateways block
+/// all four. A worker stopped and started again rebuilds and sends its
+/// records again; the linker folds each event once.
+#[test]
+fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
+    let d = Dir::new("linker");
+    let schema = distillguard_storage::testing::Schema::new()
+        .expect("PostgreSQL at DATABASE_URL (.ci/run starts it)");
+    let pg = schema.url();
+    let nats_port = free_port();
+    let _nats = nats_server(nats_port, &d.path("nats"));
+    let parts = std::num::NonZeroU16::new(4).unwrap();
+    // Two accounts in partitions 0-1 and two in 2-3.
+    let mut low = Vec::new();
+    let mut high = Vec::new();
+    for i in 0.. {
+        let a = format!("hydra_{i}");
+        let p = distillguard_bus::partition_of(&a, parts);
+        let side = if p < 2 { &mut low } else { &mut high };
+        if side.len() < 2 {
+            side.push(a);
+        }
+        if low.len() == 2 && high.len() == 2 {
+            break;
+        }
+    }
+    let hydra: Vec<String> = low.iter().chain(&high).cloned().collect();
+    let keys: Vec<String> = hydra.iter().map(|a| create_key(&pg, a, "bulk")).collect();
+    let honest = create_key(&pg, "honest", "bulk");
+    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+    let token = token.trim();
+    let (mock, up) = start_mock(&[]);
+    let _mock = Server(mock);
+    let detection = "[detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n[link]\nlink_risk = 0.0\n";
+    let config = |name: &str| {
+        let head = format!(
+            "keys_db = \"{pg}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n\
+             [log]\npath = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+             [detect]\nenabled = false\n{detection}\
+             [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nlinker = true\nspill = \"{}\"\n",
+            distillguard_storage::sha256_hex(token),
+            d.path(&format!("{name}.jsonl")).display(),
+            d.path(&format!("{name}-spill.jsonl")).display(),
+        );
+        gateway_config(&d, &format!("{name}.toml"), &up, &["openai"], &head)
+    };
+    let (cfg_a, cfg_b) = (config("a"), config("b"));
+    let (gw_a, urls_a) = start_gateway_urls(&cfg_a, 1);
+    let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
+    let _gws = (Server(gw_a), Server(gw_b));
+    let gws = [urls_a[0].clone(), urls_b[0].clone()];
+    let w1 = Server(start_worker_on(
+        &cfg_a,
+        &d.path("w1.log"),
+        "w1",
+        Some("0-1"),
+    ));
+    let w2 = Server(start_worker_on(
+        &cfg_a,
+        &d.path("w2.log"),
+        "w2",
+        Some("2-3"),
+    ));
+    for round in 0..12 {
+        for (a, k) in keys.iter().enumerate() {
+            let ip = ["198.51.100.7", "198.51.100.8"][(round + a) % 2];
+            let st = send_chat(&gws[(round + a) % 2], k, ip, round * 4 + a);
+            assert_eq!(st, 200);
+        }
+    }
+    assert_eq!(send_chat(&gws[0], &honest, "203.0.113.50", 1), 200);
+    let sent = 12 * 4 + 1;
+    // Both workers folded everything, and linked nothing on their own.
+    let folded = within(30, || checkpointed(&pg, "DISTILLGUARD_EVENTS") == sent);
+    assert!(folded, "{}", checkpointed(&pg, "DISTILLGUARD_EVENTS"));
+    for g in &gws {
+        for a in &hydra {
+            let v = admin_verdict(g, token, a);
+            assert_eq!(v["verdict"], "throttle", "{a} on {g}: {v}");
+        }
+    }
+    let linker_log = d.path("linker.log");
+    let linker = Server(start_linker(&cfg_a, &linker_log));
+    let blocked = within(30, || {
+        gws.iter().all(|g| {
+            hydra
+                .iter()
+                .all(|a| admin_verdict(g, token, a)["verdict"] == "block")
+        })
+    });
+    assert!(
+        blocked,
+        "not blocked on both: {}",
+        std::fs::read_to_string(&linker_log).unwrap_or_default()
+    );
+    for (i, k) in keys.iter().enumerate() {
+        for g in &gws {
+            assert_eq!(send_chat(g, k, "198.51.100.7", 100 + i), 403);
+        }
+    }
+    assert_eq!(
+        admin_verdict(&gws[1], token, "honest")["verdict"],
+        "throttle"
+    );
+
+    // A worker stopped and started again rebuilds and sends its records
+    // again: the linker counts them as duplicates (its progress line, every
+    // ten seconds) and folds nothing twice.
+    let first = summary_of(w1);
+    let w1 = Server(start_worker_on(
+        &cfg_a,
+        &d.path("w1b.log"),
+        "w1",
+        Some("0-1"),
+    ));
+    let resent = first["folded"].as_u64().unwrap();
+    assert_eq!(resent, 24, "{first}");
+    let duplicates = || {
+        std::fs::read_to_string(&linker_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["duplicates"].as_u64())
+            .next_back()
+            .unwrap_or(0)
+    };
+    assert!(within(40, || duplicates() >= resent), "{}", duplicates());
+    let rebuilt = summary_of(w1);
+    assert_eq!(rebuilt["folded"], resent, "{rebuilt}");
+    let _ = summary_of(w2);
+    let summary = summary_of(linker);
+    // Every logged event folded once (requests refused before they were
+    // read are not events).
+    let logged: u64 = ["a", "b"]
+        .iter()
+        .map(|n| read_events(&d.path(&format!("{n}.jsonl"))).len() as u64)
+        .sum();
+    assert_eq!(logged, sent);
+    assert_eq!(summary["folded"], logged, "{summary}");
+    assert_eq!(summary["duplicates"], resent, "{summary}");
+    assert_eq!(summary["workers"], serde_json::json!(["w1", "w2"]));
+
+    // The campaign is the one `analyze` finds over both gateways' logs.
+    let analyze_cfg = d.path("analyze.toml");
+    write(
+        &analyze_cfg,
+        &detection.replace("[detect.thresholds]", "[thresholds]"),
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        d.path("a.jsonl").to_str().unwrap(),
+        d.path("b.jsonl").to_str().unwrap(),
+        "--config",
+        analyze_cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "-q",
+    ]))
+    .unwrap();
+    let campaigns: serde_json::Map<String, serde_json::Value> = report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["campaign_id"].as_str().unwrap().to_string(),
+                c["accounts"].as_array().unwrap().len().into(),
+            )
+        })
+        .collect();
+    assert_eq!(campaigns.len(), 1, "{campaigns:?}");
+    assert_eq!(summary["campaigns"], serde_json::Value::Object(campaigns));
+    assert_eq!(summary["members"], 4);
 }
