@@ -180,32 +180,49 @@ pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
         },
         verdicts_out: a.verdicts_out,
     };
+    let progress = Arc::new(distillguard_worker::Progress::default());
+    let p = Arc::clone(&progress);
+    let line = move || {
+        serde_json::json!({
+            "folded": p.folded.load(Ordering::Relaxed),
+            "duplicates": p.duplicates.load(Ordering::Relaxed),
+            "posted": p.posted.load(Ordering::Relaxed),
+            "checkpoints": p.checkpoints.load(Ordering::Relaxed),
+        })
+    };
+    service(line, |shutdown| async move {
+        distillguard_worker::run(cfg, shutdown, progress)
+            .await
+            .context("detector worker")
+    })
+}
+
+/// SIGTERM or Ctrl-C.
+pub(crate) type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs a cluster service (a worker, the linker) until SIGTERM or
+/// Ctrl-C: a progress line on standard error every ten seconds, and its
+/// JSON summary on standard output at the end.
+pub(crate) fn service<S, F>(
+    progress: impl Fn() -> serde_json::Value + Send + 'static,
+    run: impl FnOnce(Shutdown) -> F,
+) -> Result<ExitCode>
+where
+    S: serde::Serialize,
+    F: std::future::Future<Output = Result<S>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let progress = Arc::new(distillguard_worker::Progress::default());
     let summary = rt.block_on(async {
-        let shutdown = distillguard_gateway::shutdown_signal()?;
-        // Progress on standard error every ten seconds.
-        let p = Arc::clone(&progress);
+        let shutdown: Shutdown = Box::pin(distillguard_gateway::shutdown_signal()?);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let _ = writeln!(
-                    io::stderr(),
-                    "{}",
-                    serde_json::json!({
-                        "folded": p.folded.load(Ordering::Relaxed),
-                        "duplicates": p.duplicates.load(Ordering::Relaxed),
-                        "posted": p.posted.load(Ordering::Relaxed),
-                        "checkpoints": p.checkpoints.load(Ordering::Relaxed),
-                    })
-                );
+                let _ = writeln!(io::stderr(), "{}", progress());
             }
         });
-        distillguard_worker::run(cfg, shutdown, Arc::clone(&progress))
-            .await
-            .context("detector worker")
+        run(shutdown).await
     })?;
     let mut out = io::stdout().lock();
     serde_json::to_writer(&mut out, &summary)?;

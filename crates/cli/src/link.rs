@@ -3,7 +3,6 @@
 //! rules `analyze` links by, and posts them to the board every gateway
 //! enforces (see `docs/scale.md`).
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::detect::{ClusterArgs, host};
+use crate::detect::{ClusterArgs, host, service};
 
 #[derive(Args)]
 pub(crate) struct LinkArgs {
@@ -52,35 +51,19 @@ pub(crate) fn run(a: LinkArgs) -> Result<ExitCode> {
         accounts: known.records.accounts,
         members_out: a.members_out,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let progress = Arc::new(distillguard_worker::linker::LinkerProgress::default());
-    let summary = rt.block_on(async {
-        let shutdown = distillguard_gateway::shutdown_signal()?;
-        // Progress on standard error every ten seconds.
-        let p = Arc::clone(&progress);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                let _ = writeln!(
-                    io::stderr(),
-                    "{}",
-                    serde_json::json!({
-                        "folded": p.folded.load(Ordering::Relaxed),
-                        "duplicates": p.duplicates.load(Ordering::Relaxed),
-                        "late": p.late.load(Ordering::Relaxed),
-                        "posted": p.posted.load(Ordering::Relaxed),
-                    })
-                );
-            }
-        });
-        distillguard_worker::linker::run(cfg, shutdown, Arc::clone(&progress))
+    let p = Arc::clone(&progress);
+    let line = move || {
+        serde_json::json!({
+            "folded": p.folded.load(Ordering::Relaxed),
+            "duplicates": p.duplicates.load(Ordering::Relaxed),
+            "late": p.late.load(Ordering::Relaxed),
+            "posted": p.posted.load(Ordering::Relaxed),
+        })
+    };
+    service(line, |shutdown| async move {
+        distillguard_worker::linker::run(cfg, shutdown, progress)
             .await
             .context("linker")
-    })?;
-    let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, &summary)?;
-    writeln!(out)?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -54,14 +54,10 @@ fn observed() -> Vec<Observed> {
     out
 }
 
-#[test]
-fn the_gateway_and_analyze_give_the_same_verdicts() {
-    let obs = observed();
-    assert!(obs.len() > 5_000, "{}", obs.len());
+/// `analyze`'s path: the gateway's event-log lines, parsed and folded by
+/// one pipeline.
+fn analyzed(obs: &[Observed], link: distillguard_link::Config) -> distillguard_core::Report {
     let w = Weights::embedded();
-    let link = distillguard_link::Config::default();
-
-    // analyze's path: the gateway's event-log lines, parsed and folded.
     let intel = distillguard_stix::Intel::default();
     let per = PerRequest {
         intel: &intel,
@@ -73,11 +69,20 @@ fn the_gateway_and_analyze_give_the_same_verdicts() {
         &HashMap::new(),
         &intel,
     );
-    for o in &obs {
+    for o in obs {
         let e = distillguard_core::parse_event_line(&o.log_line()).unwrap();
         pipe.process(&distillguard_pipeline::record(&e, &per));
     }
-    let report = pipe.finish(true);
+    pipe.finish(true)
+}
+
+#[test]
+fn the_gateway_and_analyze_give_the_same_verdicts() {
+    let obs = observed();
+    assert!(obs.len() > 5_000, "{}", obs.len());
+    let link = distillguard_link::Config::default();
+    // analyze's path: the gateway's event-log lines, parsed and folded.
+    let report = analyzed(&obs, link);
 
     // The gateway's path: the detector thread, fed as requests end.
     let (feed, changes) = std::sync::mpsc::channel();
@@ -157,24 +162,8 @@ fn a_linker_fed_by_two_workers_finds_the_campaigns_of_one_process() {
             distillguard_sketches::hash_exact(o.account.as_bytes()),
         )
     });
-    let w = Weights::embedded();
     let link = distillguard_link::Config::default();
-    let intel = distillguard_stix::Intel::default();
-    let per = PerRequest {
-        intel: &intel,
-        link_keys: true,
-    };
-    let mut pipe = Pipeline::new(
-        Engine::new(&w, w.thresholds, &[], HashMap::new()),
-        link,
-        &HashMap::new(),
-        &intel,
-    );
-    for o in &obs {
-        let e = distillguard_core::parse_event_line(&o.log_line()).unwrap();
-        pipe.process(&distillguard_pipeline::record(&e, &per));
-    }
-    let report = pipe.finish(true);
+    let report = analyzed(&obs, link);
     let reported: std::collections::BTreeMap<String, u32> = report
         .campaigns
         .iter()

@@ -124,6 +124,31 @@ pub struct Summary {
 /// The longest wait for one fetch's answer.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
 
+/// One bounded fetch: up to 512 messages with their stream sequences.
+/// A fetch in flight when the connection drops is never answered, so it
+/// is given up after [`FETCH_WAIT`] (the client reconnects by itself).
+pub(crate) async fn fetch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+) -> Result<Vec<(u64, jetstream::Message)>, String> {
+    let batch = async {
+        match consumer.fetch().max_messages(512).messages().await {
+            Ok(batch) => Ok(batch.collect::<Vec<_>>().await),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let msgs = tokio::time::timeout(FETCH_WAIT, batch)
+        .await
+        .map_err(|_| "not answered in time".to_string())??;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| {
+            let m = m.ok()?;
+            let seq = m.info().ok()?.stream_sequence;
+            Some((seq, m))
+        })
+        .collect())
+}
+
 /// An event waiting in the reorder buffer.
 struct Pending {
     key: (i64, u64),
@@ -152,6 +177,16 @@ impl Seen {
             now: HashSet::new(),
             old: HashSet::new(),
         }
+    }
+
+    /// Whether an item with this id (if any) is new; counts it in
+    /// `duplicates` if not.
+    pub(crate) fn fresh(&mut self, id: Option<&str>, duplicates: &AtomicU64) -> bool {
+        let new = id.is_none_or(|i| self.insert(i));
+        if !new {
+            duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        new
     }
 
     /// Whether `id` is new (and remembers it).
@@ -281,10 +316,14 @@ pub async fn run(
             links: cfg.bus.linker && cfg.link.enabled,
         }),
     ));
-    let mut links = linker::Outbox::new(
-        jetstream::new(client.clone()),
-        cfg.bus.links_subject(&cfg.name),
-    );
+    let mut out = Outgoing {
+        changes,
+        backlog: HashMap::new(),
+        links: linker::Outbox::new(
+            jetstream::new(client.clone()),
+            cfg.bus.links_subject(&cfg.name),
+        ),
+    };
     tracing::info!(
         worker = %cfg.name,
         partitions = ?cfg.partitions,
@@ -296,8 +335,6 @@ pub async fn run(
     // that partitions read at different speeds still fold in time order.
     let mut reorder: Reorder<Pending> = Reorder::new(i64::MAX / 4);
     let mut seen = Seen::new();
-    // Verdicts not yet on the board (NATS away), newest per id.
-    let mut backlog: HashMap<(Scope, String), Posted> = HashMap::new();
     // The newest order key released: an event older than it is late.
     let mut last_out: Option<(i64, u64)> = None;
     let mut last_input = Instant::now();
@@ -320,31 +357,18 @@ pub async fn run(
             // (the client reconnects by itself).
             // A fetch in flight when the connection drops is never
             // answered: each is bounded.
-            let fetch = async {
-                match part.consumer.fetch().max_messages(512).messages().await {
-                    Ok(batch) => Ok(batch.collect::<Vec<_>>().await),
-                    Err(e) => Err(e.to_string()),
-                }
-            };
-            let msgs = match tokio::time::timeout(FETCH_WAIT, fetch).await {
-                Ok(Ok(m)) => {
+            let msgs = match fetch(&part.consumer).await {
+                Ok(m) => {
                     part.drained = m.is_empty();
                     m
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(partition = *p, error = %e, "fetching failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
-                Err(_) => {
-                    tracing::warn!(partition = *p, "a fetch was not answered; retrying");
-                    continue;
-                }
             };
-            for m in msgs {
-                let Ok(m) = m else { continue };
-                let Ok(info) = m.info() else { continue };
-                let seq = info.stream_sequence;
+            for (seq, m) in msgs {
                 got += 1;
                 if seq <= part.max_seen {
                     // Delivered again (an acknowledgement lost): folded.
@@ -360,10 +384,7 @@ pub async fn run(
                     progress.malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                if let Some(id) = &event.id
-                    && !seen.insert(id)
-                {
-                    progress.duplicates.fetch_add(1, Ordering::Relaxed);
+                if !seen.fresh(event.id.as_deref(), &progress.duplicates) {
                     continue;
                 }
                 part.pending.insert(seq);
@@ -415,16 +436,8 @@ pub async fn run(
             }
             progress.folded.fetch_add(1, Ordering::Relaxed);
         }
-        post_changes(
-            &changes,
-            &mut backlog,
-            &mut links,
-            &board,
-            &cfg.name,
-            &progress,
-        )
-        .await;
-        links.send().await;
+        out.post(&board, &cfg.name, &progress).await;
+        out.links.send().await;
         // Caught up (every partition drained, nothing held, everything
         // folded): the linker need not wait for this worker's records.
         if cfg.bus.linker
@@ -433,35 +446,19 @@ pub async fn run(
             && detector.processed.load(Ordering::Relaxed)
                 >= detector.enqueued.load(Ordering::Relaxed)
         {
-            post_changes(
-                &changes,
-                &mut backlog,
-                &mut links,
-                &board,
-                &cfg.name,
-                &progress,
-            )
-            .await;
-            if links.send().await {
-                links
+            out.post(&board, &cfg.name, &progress).await;
+            if out.links.send().await {
+                out.links
                     .heartbeat(now_ms().saturating_sub(cfg.reorder_ms))
                     .await;
             }
         }
         if stopping || last_checkpoint.elapsed() >= cfg.checkpoint_every {
             wait_folded(&detector).await?;
-            post_changes(
-                &changes,
-                &mut backlog,
-                &mut links,
-                &board,
-                &cfg.name,
-                &progress,
-            )
-            .await;
+            out.post(&board, &cfg.name, &progress).await;
             // An event is acknowledged only once its link record is on the
             // bus too: until then the checkpoint waits.
-            if links.send().await {
+            if out.links.send().await {
                 checkpoint(store.as_ref(), &cfg.bus.stream, &mut parts, &progress).await?;
             }
             last_checkpoint = Instant::now();
@@ -578,9 +575,32 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
     Ok((client, board, parts))
 }
 
+/// What a worker's detector publishes, on its way out.
+struct Outgoing {
+    changes: std::sync::mpsc::Receiver<Change>,
+    /// Verdicts not yet on the board (NATS away), newest per id.
+    backlog: HashMap<(Scope, String), Posted>,
+    /// Link records for the cluster's linker.
+    links: linker::Outbox,
+}
+
+impl Outgoing {
+    async fn post(&mut self, board: &Board, name: &str, progress: &Progress) {
+        post_changes(
+            &self.changes,
+            &mut self.backlog,
+            &mut self.links,
+            board,
+            name,
+            progress,
+        )
+        .await;
+    }
+}
+
 /// Posts the detector's published changes to the board; what cannot be
 /// posted now (NATS away) waits in `backlog`, latest per id, and is tried
-/// again next round.
+/// again next round. Link records go to the outbox.
 async fn post_changes(
     changes: &std::sync::mpsc::Receiver<Change>,
     backlog: &mut HashMap<(Scope, String), Posted>,

@@ -36,9 +36,8 @@ use distillguard_core::AccountInfo;
 use distillguard_detect::reorder::{Reorder, Timed};
 use distillguard_link::LinkRecord;
 use distillguard_pipeline::Links;
-use futures_util::StreamExt;
 
-use crate::{FETCH_WAIT, Seen, WorkerError, now_ms};
+use crate::{FETCH_WAIT, Seen, WorkerError, fetch, now_ms};
 
 /// Link records queued by a worker for the bus.
 pub(crate) struct Outbox {
@@ -251,30 +250,20 @@ pub async fn run(
     let mut first_message: Option<Instant> = None;
     let mut stopping = false;
     loop {
-        let fetch = async {
-            match consumer.fetch().max_messages(512).messages().await {
-                Ok(batch) => Ok(batch.collect::<Vec<_>>().await),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        let msgs = match tokio::time::timeout(FETCH_WAIT, fetch).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => {
+        let msgs = match fetch(&consumer).await {
+            Ok(m) => m,
+            Err(e) => {
                 tracing::warn!(error = %e, "fetching link records failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Vec::new()
             }
-            Err(_) => Vec::new(),
         };
         let drained = msgs.is_empty();
         let mut released: Vec<Pending> = Vec::new();
         if !msgs.is_empty() && first_message.is_none() {
             first_message = Some(Instant::now());
         }
-        for m in msgs {
-            let Ok(m) = m else { continue };
-            let Ok(info) = m.info() else { continue };
-            let seq = info.stream_sequence;
+        for (seq, m) in msgs {
             if seq <= max_seen {
                 continue;
             }
@@ -297,10 +286,7 @@ pub async fn run(
                     progress.malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                if let Some(id) = &record.id
-                    && !seen.insert(id)
-                {
-                    progress.duplicates.fetch_add(1, Ordering::Relaxed);
+                if !seen.fresh(record.id.as_deref(), &progress.duplicates) {
                     continue;
                 }
                 newest = newest.max(record.ts.0);

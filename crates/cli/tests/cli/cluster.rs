@@ -73,12 +73,36 @@ fn start_worker_on(
             "--name",
             name,
         ])
-        .args(partitions.map(|p| ["--partitions", p]).unwrap_or_default())
+        .args(partitions.iter().flat_map(|p| ["--partitions", p]))
         .args(["--idle-flush-ms", "300", "--checkpoint-ms", "200"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// A gateway of a test cluster (`name`): the store at `pg`, the admin
+/// token, its own event log and spill file, a bulk tier, its own detection
+/// off (`detection` is for the workers), then `cluster`: tables ending with
+/// `[cluster.nats]`, to which the spill file is added.
+fn cluster_gateway(
+    d: &Dir,
+    name: &str,
+    up: &str,
+    pg: &str,
+    token: &str,
+    detection: &str,
+    cluster: &str,
+) -> std::path::PathBuf {
+    let head = format!(
+        "keys_db = \"{pg}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n\
+         [log]\npath = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
+         [detect]\nenabled = false\n{detection}{cluster}spill = \"{}\"\n",
+        distillguard_storage::sha256_hex(token),
+        d.path(&format!("{name}.jsonl")).display(),
+        d.path(&format!("{name}-spill.jsonl")).display(),
+    );
+    gateway_config(d, &format!("{name}.toml"), up, &["openai"], &head)
 }
 
 /// A scripted reasoning request (number `i`) through a gateway, as `key`
@@ -133,20 +157,12 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     let _mock = Server(mock);
     // One cluster config; each gateway its own spill file and event log.
     let detection = "[detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n[link]\nlink_risk = 0.0\n";
-    let config = |name: &str| {
-        let head = format!(
-            "keys_db = \"{pg}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n\
-             [log]\npath = \"{}\"\n\
-             [limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n[limits.tiers.ten]\nrpm = 10\ntpm = 100000000\n\
-             [detect]\nenabled = false\n{detection}\
-             [cluster]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\nredis_timeout_ms = 200\n\
-             [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nspill = \"{}\"\nack_timeout_ms = 500\n",
-            distillguard_storage::sha256_hex(token),
-            d.path(&format!("{name}.jsonl")).display(),
-            d.path(&format!("{name}-spill.jsonl")).display(),
-        );
-        gateway_config(&d, &format!("{name}.toml"), &up, &["openai"], &head)
-    };
+    let cluster = format!(
+        "[limits.tiers.ten]\nrpm = 10\ntpm = 100000000\n\
+         [cluster]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\nredis_timeout_ms = 200\n\
+         [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nack_timeout_ms = 500\n"
+    );
+    let config = |name: &str| cluster_gateway(&d, name, &up, &pg, token, detection, &cluster);
     let (cfg_a, cfg_b) = (config("a"), config("b"));
     let (gw_a, urls_a) = start_gateway_urls(&cfg_a, 1);
     let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
@@ -410,18 +426,10 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     let (mock, up) = start_mock(&[]);
     let _mock = Server(mock);
     let detection = "[detect.thresholds]\nmonitor = 0.0\nthrottle = 0.0\nblock = 1.0\nmin_requests = 1\n[link]\nlink_risk = 0.0\n";
-    let config = |name: &str| {
-        let head = format!(
-            "keys_db = \"{pg}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\ntoken_sha256 = \"{}\"\n\
-             [log]\npath = \"{}\"\n[limits.tiers.bulk]\nrpm = 100000\ntpm = 100000000\n\
-             [detect]\nenabled = false\n{detection}\
-             [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nlinker = true\nspill = \"{}\"\n",
-            distillguard_storage::sha256_hex(token),
-            d.path(&format!("{name}.jsonl")).display(),
-            d.path(&format!("{name}-spill.jsonl")).display(),
-        );
-        gateway_config(&d, &format!("{name}.toml"), &up, &["openai"], &head)
-    };
+    let cluster = format!(
+        "[cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nlinker = true\n"
+    );
+    let config = |name: &str| cluster_gateway(&d, name, &up, &pg, token, detection, &cluster);
     let (cfg_a, cfg_b) = (config("a"), config("b"));
     let (gw_a, urls_a) = start_gateway_urls(&cfg_a, 1);
     let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
