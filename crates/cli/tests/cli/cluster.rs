@@ -53,18 +53,9 @@ fn metric_of(url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Starts `distillguard detect` with `config`; returns the child.
-fn start_worker(config: &Path, log: &Path) -> std::process::Child {
-    start_worker_on(config, log, "w1", None)
-}
-
-/// Starts worker `name` on `partitions` (default: all).
-fn start_worker_on(
-    config: &Path,
-    log: &Path,
-    name: &str,
-    partitions: Option<&str>,
-) -> std::process::Child {
+/// Starts `distillguard detect` with `config`, as worker `name` on
+/// `partitions`; returns the child.
+fn start_worker(config: &Path, log: &Path, name: &str, partitions: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
             "detect",
@@ -73,7 +64,7 @@ fn start_worker_on(
             "--name",
             name,
         ])
-        .args(partitions.iter().flat_map(|p| ["--partitions", p]))
+        .args(["--partitions", partitions])
         .args(["--idle-flush-ms", "300", "--checkpoint-ms", "200"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
@@ -160,7 +151,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     let cluster = format!(
         "[limits.tiers.ten]\nrpm = 10\ntpm = 100000000\n\
          [cluster]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\nredis_timeout_ms = 200\n\
-         [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nack_timeout_ms = 500\n"
+         [cluster.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\npartitions = 4\nack_timeout_ms = 500\nlinker = true\n"
     );
     let config = |name: &str| cluster_gateway(&d, name, &up, &pg, token, detection, &cluster);
     let (cfg_a, cfg_b) = (config("a"), config("b"));
@@ -169,8 +160,12 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     // Killed if the test fails half-way.
     let (gw_a, gw_b) = (Server(gw_a), Server(gw_b));
     let gws = [urls_a[0].clone(), urls_b[0].clone()];
+    // Two workers, half the partitions each, and the cluster's linker.
     let worker_log = d.path("worker.log");
-    let worker = Server(start_worker(&cfg_a, &worker_log));
+    let worker = Server(start_worker(&cfg_a, &worker_log, "w1", "0-1"));
+    let w2 = Server(start_worker(&cfg_a, &d.path("w2.log"), "w2", "2-3"));
+    let linker_log = d.path("linker.log");
+    let linker = Server(start_linker(&cfg_a, &linker_log));
     let send = |gw: &str, key: &str, ip: &str, i: usize| send_chat(gw, key, ip, i);
 
     // 1. A per-key limit of 10 a minute holds across both gateways (one
@@ -182,7 +177,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     assert!((10..=11).contains(&served), "{statuses:?}");
 
     // 2. A hydra of four accounts, its traffic split over both gateways,
-    // is linked by the worker and blocked on both.
+    // is linked by the linker and blocked on both.
     for round in 0..12 {
         for (a, k) in hydra.iter().enumerate() {
             let ip = ["198.51.100.7", "198.51.100.8"][(round + a) % 2];
@@ -199,7 +194,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     assert!(
         blocked,
         "not blocked on both: {}",
-        std::fs::read_to_string(&worker_log).unwrap_or_default()
+        std::fs::read_to_string(&linker_log).unwrap_or_default()
     );
     for (i, k) in hydra.iter().enumerate() {
         for g in &gws {
@@ -210,7 +205,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         assert!(metric_of(g, "distillguard_board_changes_total") > 0.0);
     }
 
-    // 3. kill -9 of the worker while events arrive; a new one rebuilds.
+    // 3. kill -9 of a worker while events arrive; a new one rebuilds.
     let mut sent_later = 0;
     for (i, k) in later.iter().enumerate().take(3) {
         for r in 0..10 {
@@ -232,7 +227,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         }
     }
     assert_eq!(sent_later, 60);
-    let mut worker = Server(start_worker(&cfg_a, &worker_log));
+    let mut worker = Server(start_worker(&cfg_a, &worker_log, "w1", "0-1"));
 
     // 4. Redis away: served on local limits, and counted.
     drop(redis.take());
@@ -359,7 +354,30 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
             assert_eq!(v["verdict"], a["verdict"], "{id} on {g}: {v} vs {a}");
         }
     }
+    // The linker folded every logged event once (the killed worker's
+    // records sent again are duplicates), and found `analyze`'s campaigns.
+    let _ = summary_of(w2);
+    let linked = summary_of(linker);
+    assert_eq!(linked["folded"], ids.len() as u64, "{linked}");
+    assert_eq!(linked["campaigns"], campaigns_of(&report), "{linked}");
+    assert!(!report["campaigns"].as_array().unwrap().is_empty());
     drop((gw_a, gw_b));
+}
+
+/// A report's campaigns: id → member count.
+fn campaigns_of(report: &serde_json::Value) -> serde_json::Value {
+    report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["campaign_id"].as_str().unwrap().to_string(),
+                c["accounts"].as_array().unwrap().len().into(),
+            )
+        })
+        .collect::<serde_json::Map<String, serde_json::Value>>()
+        .into()
 }
 
 /// Starts `distillguard link` with `config`; returns the child.
@@ -435,18 +453,8 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
     let _gws = (Server(gw_a), Server(gw_b));
     let gws = [urls_a[0].clone(), urls_b[0].clone()];
-    let w1 = Server(start_worker_on(
-        &cfg_a,
-        &d.path("w1.log"),
-        "w1",
-        Some("0-1"),
-    ));
-    let w2 = Server(start_worker_on(
-        &cfg_a,
-        &d.path("w2.log"),
-        "w2",
-        Some("2-3"),
-    ));
+    let w1 = Server(start_worker(&cfg_a, &d.path("w1.log"), "w1", "0-1"));
+    let w2 = Server(start_worker(&cfg_a, &d.path("w2.log"), "w2", "2-3"));
     for round in 0..12 {
         for (a, k) in keys.iter().enumerate() {
             let ip = ["198.51.100.7", "198.51.100.8"][(round + a) % 2];
@@ -493,12 +501,7 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     // again: the linker counts them as duplicates (its progress line, every
     // ten seconds) and folds nothing twice.
     let first = summary_of(w1);
-    let w1 = Server(start_worker_on(
-        &cfg_a,
-        &d.path("w1b.log"),
-        "w1",
-        Some("0-1"),
-    ));
+    let w1 = Server(start_worker(&cfg_a, &d.path("w1b.log"), "w1", "0-1"));
     let resent = first["folded"].as_u64().unwrap();
     assert_eq!(resent, 24, "{first}");
     let duplicates = || {
@@ -543,18 +546,8 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
         "-q",
     ]))
     .unwrap();
-    let campaigns: serde_json::Map<String, serde_json::Value> = report["campaigns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["campaign_id"].as_str().unwrap().to_string(),
-                c["accounts"].as_array().unwrap().len().into(),
-            )
-        })
-        .collect();
-    assert_eq!(campaigns.len(), 1, "{campaigns:?}");
-    assert_eq!(summary["campaigns"], serde_json::Value::Object(campaigns));
+    let campaigns = campaigns_of(&report);
+    assert_eq!(campaigns.as_object().unwrap().len(), 1, "{campaigns}");
+    assert_eq!(summary["campaigns"], campaigns);
     assert_eq!(summary["members"], 4);
 }
