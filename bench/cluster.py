@@ -146,6 +146,8 @@ def fold(args, tmp, nats_url):
                 "campaigns": len(summary["campaigns"]), "members": summary["members"]}
         results[label]["quality"] = quality(verdicts, world)
         runs[label] = verdicts
+        if label == "1 worker":
+            results["resume from the snapshot"] = resume(nats_url, store, tmp, n, verdicts)
     # The same events through one `analyze` (no account records either).
     r = subprocess.run([DG, "analyze", log, "--format", "json", "-q"], check=True,
                        capture_output=True, text=True)
@@ -157,6 +159,42 @@ def fold(args, tmp, nats_url):
         same = sum(analyzed.get(a, "allow") == verdicts.get(a, "allow") for a in ids)
         results[label]["same_verdict_as_analyze"] = f"{same} of {len(ids)}"
     return results
+
+
+def resume(nats_url, store, tmp, n, verdicts):
+    """The worker was stopped (SIGTERM: it saved its snapshot). A new one on
+    the same partitions resumes from it: timed until its log says so, its
+    snapshot's size read from the store, and its verdicts compared with
+    the run it resumes."""
+    c = sqlite3.connect(store)
+    size = c.execute("SELECT length(data) FROM worker_snapshots").fetchone()[0]
+    c.close()
+    out = os.path.join(tmp, "verdicts-resumed.jsonl")
+    log = out + ".log"
+    t = time.time()
+    p = subprocess.Popen(
+        [DG, "detect", "--nats", nats_url, "--partitions", "0-7", "--store", store,
+         "--name", "bench-resumed", "--idle-flush-ms", "200", "--checkpoint-ms", "200",
+         "--verdicts-out", out], stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    while "resumed from the snapshot" not in open(log).read():
+        time.sleep(0.02)
+        if time.time() - t > 600 or p.poll() is not None:
+            p.kill()
+            sys.exit("no resume:\n" + open(log).read()[-2000:])
+    secs = time.time() - t
+    rss = peak_rss_mb(p.pid)
+    p.terminate()
+    summary = json.loads(p.communicate(timeout=600)[0])
+    again = {}
+    with open(out) as f:
+        for line in f:
+            v = json.loads(line)
+            again[v["account_id"]] = v["verdict"]
+    same = sum(again.get(a) == verdicts.get(a) for a in set(again) | set(verdicts))
+    return {"snapshot_bytes": size, "seconds_to_resume": round(secs, 2),
+            "peak_rss_mb": round(rss or 0, 1), "resumed_from": summary["resumed_from"],
+            "folded_again": summary["folded"], "events": n,
+            "same_verdict": f"{same} of {len(set(again) | set(verdicts))}"}
 
 
 FLAGGED = {"throttle", "block"}

@@ -141,6 +141,11 @@ pub(crate) struct DetectArgs {
     /// verdict, risk, campaign), e.g. to compare with `analyze`.
     #[arg(long)]
     verdicts_out: Option<PathBuf>,
+    /// Save the whole state to the store this often once caught up (and
+    /// when stopped), so that a restart on the same partitions resumes
+    /// from it instead of folding the stream from its start; 0: never.
+    #[arg(long, default_value_t = 300)]
+    snapshot_secs: u64,
 }
 
 pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
@@ -179,6 +184,7 @@ pub(crate) fn run(a: DetectArgs) -> Result<ExitCode> {
             max_accounts: c.detect.max_accounts.get(),
         },
         verdicts_out: a.verdicts_out,
+        snapshot_every: (a.snapshot_secs > 0).then(|| Duration::from_secs(a.snapshot_secs)),
     };
     let progress = Arc::new(distillguard_worker::Progress::default());
     let p = Arc::clone(&progress);

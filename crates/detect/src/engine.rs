@@ -384,7 +384,7 @@ pub const KEY_SLOTS: usize = 4;
 pub const MAX_SLOT_ACCOUNTS: usize = 1 << 18;
 
 /// A key's own profile and verdict (see [`stream_key`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Slot {
     key: u64,
     label: String,
@@ -416,7 +416,7 @@ impl Slot {
 }
 
 /// An account's key slots (at most [`KEY_SLOTS`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Slots(Vec<Slot>);
 
 impl std::ops::Deref for Slots {
@@ -464,7 +464,7 @@ fn escalate(
     v
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AccountState {
     profile: AccountProfile,
     first_stream: u64,
@@ -504,7 +504,9 @@ struct AccountState {
     timeline: Option<Box<Timeline>>,
 }
 
-/// The engine: feed [`RequestSignals`] records in time order.
+/// The engine: feed [`RequestSignals`] records in time order. It is
+/// saved and restored whole (`serde`): a detector worker's snapshot.
+#[derive(Serialize, Deserialize)]
 pub struct Engine {
     model: crate::trees::Forest,
     /// Score cache keys (see [`crate::trees::Binner`]).

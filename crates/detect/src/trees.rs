@@ -152,7 +152,7 @@ impl Forest {
 /// as one 64-bit key: two feature vectors with the same key get the same
 /// score, so a caller can skip rescoring an account whose features moved
 /// without crossing a cut point (exact, not an approximation).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Binner {
     cuts: Vec<Vec<f32>>,
 }

@@ -67,7 +67,7 @@ impl Known {
 const NAP: Duration = Duration::from_millis(2);
 
 /// What the detector publishes per account.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// The account's own verdict: its whole traffic's, its campaign's.
     pub verdict: Verdict,
@@ -110,6 +110,63 @@ enum Job {
     Barrier(std::sync::mpsc::SyncSender<()>),
     /// Answered with a report of the state so far (the live console).
     Report(std::sync::mpsc::SyncSender<distillguard_core::Report>),
+    /// Answered with the whole state, encoded ([`Detector::snapshot`]).
+    Snapshot(std::sync::mpsc::SyncSender<Vec<u8>>),
+    /// Replaces the whole state with a snapshot's ([`Detector::restore`]).
+    Restore(
+        Vec<u8>,
+        std::sync::mpsc::SyncSender<Result<(), SnapshotError>>,
+    ),
+}
+
+/// Why a snapshot was not restored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the snapshot does not decode: {0}")]
+    Decode(String),
+    #[error(
+        "the snapshot was taken by another build or under other settings (model, thresholds, [link])"
+    )]
+    Mismatch,
+    #[error("the detector did not answer")]
+    Down,
+}
+
+/// The snapshot format's version (a change of the state's layout bumps
+/// it, and older snapshots are then refused: the worker folds anew).
+const SNAPSHOT_VERSION: u64 = 1;
+
+/// A detector's state as saved: the pipeline and what it published.
+#[derive(serde::Serialize)]
+struct SnapshotOut<'a> {
+    config: u64,
+    pipeline: &'a Pipeline,
+    published: &'a HashMap<String, State>,
+    published_keys: &'a HashMap<String, Verdict>,
+    published_campaigns: &'a HashMap<String, u32>,
+}
+
+/// [`SnapshotOut`], read back (the same fields in the same order).
+#[derive(serde::Deserialize)]
+struct SnapshotIn {
+    config: u64,
+    pipeline: Pipeline,
+    published: HashMap<String, State>,
+    published_keys: HashMap<String, Verdict>,
+    published_campaigns: HashMap<String, u32>,
+}
+
+/// What a snapshot must have been taken under to be restored: this build's
+/// snapshot format and model, the thresholds and the linking settings.
+fn config_id(weights: &Weights, t: &Thresholds, link: &distillguard_link::Config) -> u64 {
+    let text = format!(
+        "{SNAPSHOT_VERSION}|{}|{}|{}|{}",
+        weights.provenance,
+        weights.features.join(","),
+        serde_json::to_string(t).unwrap_or_default(),
+        serde_json::to_string(link).unwrap_or_default()
+    );
+    distillguard_sketches::hash_exact(text.as_bytes())
 }
 
 /// When the detector forgets harmless accounts ([`Pipeline::forget_idle`]).
@@ -175,6 +232,8 @@ struct Worker {
     feed: Option<std::sync::mpsc::Sender<Change>>,
     /// Send every request's link record to the feed.
     links: bool,
+    /// What a snapshot must match to be restored ([`config_id`]).
+    config: u64,
     /// This replica's name for its saved verdicts.
     source: String,
     dirty: bool,
@@ -246,6 +305,7 @@ impl Detector {
         let records = &known.records;
         let mut engine = Engine::new(&weights, t, &records.models, records.accounts.clone());
         engine.keep_timelines(known.timelines);
+        let config = config_id(&weights, &t, &link);
         let pipeline = Pipeline::new(engine, link, &records.accounts, &intel);
         let keys: Arc<RwLock<HashMap<String, Verdict>>> = Arc::default();
         let tracked = Arc::new(AtomicU64::new(0));
@@ -264,6 +324,7 @@ impl Detector {
             store,
             feed,
             links,
+            config,
             source,
             dirty: false,
             last_save: Instant::now(),
@@ -429,6 +490,32 @@ impl Detector {
             .ok()
     }
 
+    /// The detector's whole state, encoded, once everything queued before
+    /// has been folded (a worker saves it to resume from; `None`: the
+    /// detector did not answer within `deadline`).
+    pub fn snapshot(&self, deadline: Duration) -> Option<Vec<u8>> {
+        let q = self.queue.as_ref()?;
+        let (to, from) = sync_channel(1);
+        let started = Instant::now();
+        q.send_until(Job::Snapshot(to), started + deadline, NAP)
+            .ok()?;
+        from.recv_timeout(deadline.saturating_sub(started.elapsed()))
+            .ok()
+    }
+
+    /// Replaces the detector's state with a snapshot's (before any event is
+    /// handed to it). A snapshot of another build or other settings is
+    /// refused, and the state is left as it was.
+    pub fn restore(&self, snapshot: Vec<u8>, deadline: Duration) -> Result<(), SnapshotError> {
+        let q = self.queue.as_ref().ok_or(SnapshotError::Down)?;
+        let (to, from) = sync_channel(1);
+        let started = Instant::now();
+        q.send_until(Job::Restore(snapshot, to), started + deadline, NAP)
+            .map_err(|_| SnapshotError::Down)?;
+        from.recv_timeout(deadline.saturating_sub(started.elapsed()))
+            .map_err(|_| SnapshotError::Down)?
+    }
+
     /// Accounts per verdict (allow … block) and in campaigns.
     pub fn counts(&self) -> ([u64; 4], u64) {
         let mut c = [0u64; 4];
@@ -481,6 +568,24 @@ impl Worker {
                         }
                     }
                 }
+                Next::Item(Job::Snapshot(to)) => {
+                    let out = SnapshotOut {
+                        config: self.config,
+                        pipeline: &self.pipeline,
+                        published: &self.published,
+                        published_keys: &self.published_keys,
+                        published_campaigns: &self.published_campaigns,
+                    };
+                    match postcard::to_stdvec(&out) {
+                        Ok(b) => {
+                            let _ = to.try_send(b);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the detector's state did not encode"),
+                    }
+                }
+                Next::Item(Job::Restore(bytes, to)) => {
+                    let _ = to.try_send(self.restore(&bytes));
+                }
                 Next::Item(Job::Observe(o)) => {
                     self.score(&o.account, || o.event(), faults);
                     processed.fetch_add(1, Ordering::Relaxed);
@@ -507,6 +612,30 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Replaces the state with a snapshot's (see [`Detector::restore`]).
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let s: SnapshotIn =
+            postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if s.config != self.config {
+            return Err(SnapshotError::Mismatch);
+        }
+        self.pipeline = s.pipeline;
+        self.published = s.published;
+        self.published_keys = s.published_keys;
+        self.published_campaigns = s.published_campaigns;
+        if let Ok(mut m) = self.states.write() {
+            m.clone_from(&self.published);
+        }
+        if let Ok(mut m) = self.keys.write() {
+            m.clone_from(&self.published_keys);
+        }
+        self.tracked.store(
+            self.pipeline.engine().live_accounts() as u64,
+            Ordering::Relaxed,
+        );
+        Ok(())
     }
 
     /// Scores one request; one whose scoring panics is skipped and

@@ -229,3 +229,65 @@ fn a_linker_fed_by_two_workers_finds_the_campaigns_of_one_process() {
     let linked: std::collections::BTreeMap<String, u32> = links.summaries().into_iter().collect();
     assert_eq!(linked, reported);
 }
+
+/// A detector restored from a snapshot taken halfway through a world, fed
+/// the second half, ends where the detector that folded it all ends: every
+/// account's published state and the report (accounts, keys, campaigns)
+/// equal. A snapshot taken under other thresholds is refused and leaves
+/// the state as it was.
+#[test]
+fn a_detector_restored_from_a_snapshot_goes_on_as_if_never_stopped() {
+    let mut obs = observed();
+    obs.sort_by_key(|o| o.ts_ms);
+    let half = obs.len() / 2;
+    let link = distillguard_link::Config::default();
+    let start = |t: Option<distillguard_detect::engine::Thresholds>| {
+        Detector::start(
+            t,
+            link,
+            obs.len() + 16,
+            None,
+            Known::default(),
+            Forgetting::default(),
+            None,
+        )
+    };
+    let feed = |d: &Detector, part: &[Observed]| {
+        for o in part {
+            d.submit(Arc::new(o.clone()));
+        }
+        assert!(d.score_and_wait(Vec::new(), Duration::from_secs(120)));
+    };
+    let whole = start(None);
+    feed(&whole, &obs[..half]);
+    let snap = whole.snapshot(Duration::from_secs(60)).expect("a snapshot");
+    assert!(snap.len() > 10_000, "{} bytes", snap.len());
+    feed(&whole, &obs[half..]);
+
+    let resumed = start(None);
+    resumed
+        .restore(snap.clone(), Duration::from_secs(60))
+        .unwrap();
+    feed(&resumed, &obs[half..]);
+    let (a, b) = (whole.states(), resumed.states());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a, b);
+    let report = |d: &Detector| {
+        let mut r = d.report(Duration::from_secs(60)).unwrap();
+        r.stats.clear();
+        serde_json::to_string(&r).unwrap()
+    };
+    assert_eq!(report(&whole), report(&resumed));
+    assert!(a.iter().any(|(_, s)| s.verdict.is_flagged()));
+
+    // Other thresholds: refused, nothing changed.
+    let w = Weights::embedded();
+    let mut other = w.thresholds;
+    other.monitor = 0.1;
+    let strict = start(Some(other));
+    assert_eq!(
+        strict.restore(snap, Duration::from_secs(60)),
+        Err(distillguard_gateway::detector::SnapshotError::Mismatch)
+    );
+    assert!(strict.states().is_empty());
+}

@@ -141,7 +141,7 @@ impl Config {
 }
 
 /// A key that suspicious accounts touched.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct KeyState {
     pub kind: Kind,
     pub label: String,
@@ -170,7 +170,7 @@ pub const JOIN_EVIDENCE: u8 = 3;
 pub const CONTENT_KEYS: u8 = 4;
 
 /// Evidence between two groups.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Pair {
     score: u8,
     /// Kinds seen (bit per kind): without a payment method, two kinds.
@@ -205,7 +205,7 @@ pub const SYNC_QUIET: f64 = 0.5;
 const MAX_SYNC_TEMPLATES: usize = 1 << 20;
 
 /// Per-account linking state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Member {
     pub statics: Vec<Key>,
     pub suspicious: bool,
@@ -251,7 +251,9 @@ pub struct Activity {
     pub flagged: bool,
 }
 
-/// The linker.
+/// The linker (saved and restored whole with `serde`: a detector
+/// worker's snapshot).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Linker {
     pub cfg: Config,
     seen: distillguard_sketches::bloom::Bloom,

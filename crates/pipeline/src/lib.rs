@@ -114,7 +114,9 @@ pub struct Outcome {
     pub campaign: bool,
 }
 
-/// The engine and the linker, folded together in time order.
+/// The engine and the linker, folded together in time order. Saved and
+/// restored whole with `serde` (a detector worker's snapshot).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Pipeline {
     engine: Engine,
     links: Links,

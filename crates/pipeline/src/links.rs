@@ -13,6 +13,7 @@ use distillguard_core::{AccountInfo, Timestamp};
 use distillguard_link::{Activity, Key, LinkRecord, Linker, campaign};
 
 /// The linker and its accounts' names.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Links {
     linker: Linker,
     ids: HashMap<String, u32>,

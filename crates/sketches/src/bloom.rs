@@ -16,12 +16,12 @@ const PROBES: u32 = 3;
 /// a call costs one cache miss, not three (a blocked Bloom filter; its
 /// false-positive rate is a little above the classic one's at the same
 /// size).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 #[repr(align(64))]
 struct Line([u64; 8]);
 
 /// A Bloom filter of 2^`log2_bits` bits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Bloom {
     lines: Vec<Line>,
     mask: u64,
@@ -74,7 +74,7 @@ impl Bloom {
 }
 
 /// Two Bloom generations that forget the older one as the newer fills.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rotating {
     new: Bloom,
     old: Bloom,

@@ -11,7 +11,7 @@ use crate::mix64;
 
 const DEPTH: usize = 4;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CountMin {
     mask: usize,
     table: Vec<u32>,

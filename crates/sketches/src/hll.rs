@@ -9,7 +9,7 @@ and one register update per item.
 
 use crate::mix64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hll<const P: u32> {
     regs: Vec<u8>,
 }

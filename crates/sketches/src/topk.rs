@@ -7,13 +7,50 @@ fingerprints dominate this account's traffic". Cost: a linear scan of `N`
 slots per insert (N is small, 8–16), 12 bytes per slot.
 */
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "TopKState", into = "TopKState")]
 pub struct TopK<const N: usize> {
     keys: [u64; N],
     counts: [u32; N],
     /// Overestimate bound of each slot (the count it inherited).
     errors: [u32; N],
     len: usize,
+}
+
+/// A [`TopK`] as it is saved (arrays of any `N` as lists).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TopKState {
+    keys: Vec<u64>,
+    counts: Vec<u32>,
+    errors: Vec<u32>,
+    len: usize,
+}
+
+impl<const N: usize> From<TopK<N>> for TopKState {
+    fn from(t: TopK<N>) -> TopKState {
+        TopKState {
+            keys: t.keys.to_vec(),
+            counts: t.counts.to_vec(),
+            errors: t.errors.to_vec(),
+            len: t.len,
+        }
+    }
+}
+
+impl<const N: usize> TryFrom<TopKState> for TopK<N> {
+    type Error = String;
+    fn try_from(s: TopKState) -> Result<TopK<N>, String> {
+        let bad = || format!("a top-{N} sketch with {} slots", s.keys.len());
+        if s.len > N {
+            return Err(bad());
+        }
+        Ok(TopK {
+            keys: s.keys.as_slice().try_into().map_err(|_| bad())?,
+            counts: s.counts.as_slice().try_into().map_err(|_| bad())?,
+            errors: s.errors.as_slice().try_into().map_err(|_| bad())?,
+            len: s.len,
+        })
+    }
 }
 
 impl<const N: usize> Default for TopK<N> {

@@ -36,7 +36,7 @@ pub enum StixError {
 }
 
 /// Where a match came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub id: String,
     pub name: String,

@@ -138,6 +138,44 @@ pub struct Checkpoint {
     pub events: u64,
 }
 
+/// A detector worker's state when it had folded everything it had received
+/// from its partitions: the state (`data`, opaque here) and, per partition,
+/// the stream sequence it covers. A worker restarted on the same
+/// partitions loads it and reads on from there, instead of folding the
+/// stream again from its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub stream: String,
+    /// The partition range, as `FIRST-LAST`.
+    pub partitions: String,
+    pub checkpoints: Vec<Checkpoint>,
+    pub data: Vec<u8>,
+}
+
+/// The checkpoints of a snapshot as stored: `partition:seq:events` joined
+/// by commas.
+pub(crate) fn checkpoints_text(all: &[Checkpoint]) -> String {
+    all.iter()
+        .map(|c| format!("{}:{}:{}", c.partition, c.seq, c.events))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The checkpoints of a stored snapshot (a part that does not read is
+/// left out: the worker then finds its partition missing and folds anew).
+pub(crate) fn checkpoints_of(text: &str) -> Vec<Checkpoint> {
+    text.split(',')
+        .filter_map(|p| {
+            let mut it = p.split(':');
+            Some(Checkpoint {
+                partition: it.next()?.parse().ok()?,
+                seq: it.next()?.parse().ok()?,
+                events: it.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Where keys, overrides, saved verdicts and the audit log live.
 ///
 /// Calls block (the PostgreSQL backend waits for its server); the gateway
@@ -185,6 +223,10 @@ pub trait Store: Send {
     fn set_batch_owner(&self, id: &str, account: &str, upstream: &str) -> Result<(), StoreError>;
     /// The (account, upstream) of a batch or batch file, if recorded.
     fn batch_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Saves (replaces) a detector worker's snapshot of its partitions.
+    fn save_snapshot(&self, s: &Snapshot) -> Result<(), StoreError>;
+    /// The snapshot of `stream`'s `partitions` (as `0-3`), if one was saved.
+    fn snapshot(&self, stream: &str, partitions: &str) -> Result<Option<Snapshot>, StoreError>;
     /// The schema version the store is at.
     fn schema_version(&self) -> Result<i64, StoreError>;
 }

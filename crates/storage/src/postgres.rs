@@ -7,8 +7,8 @@
 //! next call.
 
 use crate::{
-    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, audited, new_key,
-    secret_matches, split_key,
+    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Snapshot, Store, StoreError,
+    audited, new_key, secret_matches, split_key,
 };
 use ::postgres::{Client, Config, GenericClient, NoTls, Row};
 use std::sync::mpsc;
@@ -62,6 +62,14 @@ const MIGRATIONS: &[&str] = &[
         account TEXT NOT NULL,
         upstream TEXT NOT NULL,
         created BIGINT NOT NULL
+    );",
+    "CREATE TABLE worker_snapshots (
+        stream TEXT NOT NULL,
+        partitions TEXT NOT NULL,
+        checkpoints TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        updated BIGINT NOT NULL,
+        PRIMARY KEY (stream, partitions)
     );",
 ];
 
@@ -522,6 +530,43 @@ impl Store for Postgres {
                 &[&id, &account, &upstream, &crate::now_secs()],
             )
             .map(|_| ())
+        })
+    }
+
+    fn save_snapshot(&self, s: &Snapshot) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO worker_snapshots (stream, partitions, checkpoints, data, updated) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (stream, partitions) DO UPDATE SET checkpoints = EXCLUDED.checkpoints, data = EXCLUDED.data, updated = EXCLUDED.updated",
+                &[
+                    &s.stream,
+                    &s.partitions,
+                    &crate::checkpoints_text(&s.checkpoints),
+                    &s.data,
+                    &crate::now_secs(),
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn snapshot(&self, stream: &str, partitions: &str) -> Result<Option<Snapshot>, StoreError> {
+        let (stream, partitions) = (stream.to_string(), partitions.to_string());
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT checkpoints, data FROM worker_snapshots WHERE stream = $1 AND partitions = $2",
+                &[&stream, &partitions],
+            )?
+            .map(|r| {
+                Ok(Snapshot {
+                    stream: stream.clone(),
+                    partitions: partitions.clone(),
+                    checkpoints: crate::checkpoints_of(&r.try_get::<_, String>(0)?),
+                    data: r.try_get(1)?,
+                })
+            })
+            .transpose()
         })
     }
 

@@ -1,8 +1,8 @@
 //! The embedded backend: one SQLite file in WAL mode, owner-only.
 
 use crate::{
-    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Store, StoreError, audited, new_key,
-    secret_matches, split_key,
+    AuditEntry, Checkpoint, KeyRecord, Override, SavedVerdict, Snapshot, Store, StoreError,
+    audited, new_key, secret_matches, split_key,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -64,6 +64,14 @@ const MIGRATIONS: &[&str] = &[
         account TEXT NOT NULL,
         upstream TEXT NOT NULL,
         created INTEGER NOT NULL
+    );",
+    "CREATE TABLE worker_snapshots (
+        stream TEXT NOT NULL,
+        partitions TEXT NOT NULL,
+        checkpoints TEXT NOT NULL,
+        data BLOB NOT NULL,
+        updated INTEGER NOT NULL,
+        PRIMARY KEY (stream, partitions)
     );",
 ];
 
@@ -441,6 +449,40 @@ impl Store for Sqlite {
                 "SELECT account, upstream FROM batch_owners WHERE id = ?1",
                 params![id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.db())
+    }
+
+    fn save_snapshot(&self, s: &Snapshot) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO worker_snapshots (stream, partitions, checkpoints, data, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    s.stream,
+                    s.partitions,
+                    crate::checkpoints_text(&s.checkpoints),
+                    s.data,
+                    crate::now_secs()
+                ],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
+    fn snapshot(&self, stream: &str, partitions: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT checkpoints, data FROM worker_snapshots WHERE stream = ?1 AND partitions = ?2",
+                params![stream, partitions],
+                |r| {
+                    Ok(Snapshot {
+                        stream: stream.to_string(),
+                        partitions: partitions.to_string(),
+                        checkpoints: crate::checkpoints_of(&r.get::<_, String>(0)?),
+                        data: r.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(self.db())

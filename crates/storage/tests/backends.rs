@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use distillguard_storage::testing::{Schema, database_url};
-use distillguard_storage::{Checkpoint, Override, SavedVerdict, Store, StoreError};
+use distillguard_storage::{Checkpoint, Override, SavedVerdict, Snapshot, Store, StoreError};
 
 /// A schema of this test's own (see `distillguard_storage::testing`).
 fn schema() -> Schema {
@@ -155,7 +155,40 @@ fn every_operator_action_is_audited_with_who_what_and_why(s: &dyn Store) {
 }
 
 fn the_schema_is_versioned(s: &dyn Store) {
-    assert_eq!(s.schema_version().unwrap(), 5);
+    assert_eq!(s.schema_version().unwrap(), 6);
+}
+
+fn worker_snapshots_are_kept_per_stream_and_partition_range(s: &dyn Store) {
+    assert_eq!(s.snapshot("EVENTS", "0-3").unwrap(), None);
+    let snap = |data: &[u8], seq| Snapshot {
+        stream: "EVENTS".into(),
+        partitions: "0-3".into(),
+        checkpoints: vec![
+            Checkpoint {
+                partition: 0,
+                seq,
+                events: 7,
+            },
+            Checkpoint {
+                partition: 3,
+                seq: u64::from(u32::MAX) + 5,
+                events: 0,
+            },
+        ],
+        data: data.to_vec(),
+    };
+    // Bytes of every value, a megabyte of them.
+    let big: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    s.save_snapshot(&snap(&big, 10)).unwrap();
+    assert_eq!(s.snapshot("EVENTS", "0-3").unwrap(), Some(snap(&big, 10)));
+    // Another range, another stream: apart. A later save replaces.
+    assert_eq!(s.snapshot("EVENTS", "4-7").unwrap(), None);
+    assert_eq!(s.snapshot("OTHER", "0-3").unwrap(), None);
+    s.save_snapshot(&snap(b"\x00\xff", 20)).unwrap();
+    assert_eq!(
+        s.snapshot("EVENTS", "0-3").unwrap(),
+        Some(snap(b"\x00\xff", 20))
+    );
 }
 
 fn batch_owners_are_recorded_and_replaced(s: &dyn Store) {
@@ -228,6 +261,7 @@ suite!(
     every_operator_action_is_audited_with_who_what_and_why,
     the_schema_is_versioned,
     checkpoints_are_kept_per_stream_and_partition,
+    worker_snapshots_are_kept_per_stream_and_partition_range,
     batch_owners_are_recorded_and_replaced,
 );
 
@@ -242,14 +276,14 @@ fn replicas_opening_one_database_at_once_migrate_it_once() {
         })
         .collect();
     for t in opened {
-        assert_eq!(t.join().unwrap().unwrap().unwrap(), 5);
+        assert_eq!(t.join().unwrap().unwrap().unwrap(), 6);
     }
     let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
     let n: i64 = c
         .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[test]

@@ -84,6 +84,10 @@ pub struct WorkerConfig {
     /// Where to write every account's final verdict at the end (JSONL:
     /// `account_id`, `verdict`, `risk`, `campaign`), if anywhere.
     pub verdicts_out: Option<std::path::PathBuf>,
+    /// How often the whole state is saved when the worker has caught up
+    /// (and always when it stops), so that a restart resumes from it
+    /// instead of folding the stream from its start. `None`: never.
+    pub snapshot_every: Option<Duration>,
 }
 
 /// Counters, readable while the worker runs.
@@ -104,6 +108,11 @@ pub struct Progress {
     /// Events the checkpoints found at start covered (what a rebuild must
     /// reach).
     pub covered_at_start: AtomicU64,
+    /// Events folded into the snapshot the worker resumed from (0: it
+    /// folded the stream from its start).
+    pub resumed_from: AtomicU64,
+    /// Snapshots saved.
+    pub snapshots: AtomicU64,
 }
 
 /// The end of a run.
@@ -116,6 +125,8 @@ pub struct Summary {
     pub posted: u64,
     pub checkpoints: u64,
     pub covered_at_start: u64,
+    pub resumed_from: u64,
+    pub snapshots: u64,
     /// Accounts per verdict at the end (allow, monitor, throttle, block).
     pub accounts: [u64; 4],
     pub campaign_members: u64,
@@ -263,7 +274,7 @@ pub fn parse_range(s: &str) -> Result<RangeInclusive<u16>, distillguard_core::In
 /// Runs a worker until `shutdown` completes; then folds and checkpoints
 /// what it has, and returns.
 pub async fn run(
-    cfg: WorkerConfig,
+    mut cfg: WorkerConfig,
     shutdown: impl std::future::Future<Output = ()>,
     progress: Arc<Progress>,
 ) -> Result<Summary, WorkerError> {
@@ -282,21 +293,6 @@ pub async fn run(
     progress
         .covered_at_start
         .store(covered_at_start, Ordering::Relaxed);
-    // NATS may be away when a worker starts (a restart by a supervisor
-    // during an outage): it waits for it, until told to stop.
-    tokio::pin!(shutdown);
-    let (client, board, mut parts) = loop {
-        match connect_partitions(&cfg).await {
-            Ok(x) => break x,
-            Err(e) => {
-                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
-                tokio::select! {
-                    () = &mut shutdown => return Err(e),
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
     let (feed, changes) = std::sync::mpsc::channel::<Change>();
     // With a cluster linker, campaigns are its to find: the worker sends
     // every request's link record instead of linking its partitions alone.
@@ -309,13 +305,53 @@ pub async fn run(
         link,
         65_536,
         None,
-        cfg.known,
+        std::mem::take(&mut cfg.known),
         cfg.forgetting,
         Some(Feed {
             to: feed,
             links: cfg.bus.linker && cfg.link.enabled,
         }),
     ));
+    let mut seen = Seen::new();
+    let range = format!("{}-{}", cfg.partitions.start(), cfg.partitions.end());
+    let saved = match cfg.snapshot_every {
+        Some(_) => load_snapshot(store.as_ref(), &cfg.bus.stream, &range),
+        None => None,
+    };
+    // NATS may be away when a worker starts (a restart by a supervisor
+    // during an outage): it waits for it, until told to stop.
+    tokio::pin!(shutdown);
+    let (client, board, stream) = loop {
+        match connect(&cfg).await {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
+                tokio::select! {
+                    () = &mut shutdown => return Err(e),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let resume = match saved {
+        Some(s) => resume(&detector, &stream, s, &mut seen).await,
+        None => HashMap::new(),
+    };
+    progress
+        .resumed_from
+        .store(resume.values().map(|c| c.events).sum(), Ordering::Relaxed);
+    let mut parts = loop {
+        match consumers(&cfg, &stream, &resume).await {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
+                tokio::select! {
+                    () = &mut shutdown => return Err(e),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
     let mut out = Outgoing {
         changes,
         backlog: HashMap::new(),
@@ -328,13 +364,14 @@ pub async fn run(
         worker = %cfg.name,
         partitions = ?cfg.partitions,
         covered_at_start,
-        "worker started: rebuilding from the stream"
+        resumed_from = progress.resumed_from.load(Ordering::Relaxed),
+        "worker started: reading its partitions"
     );
+    let mut last_snapshot = Instant::now();
     // The buffer never releases by itself: the worker releases up to the
     // oldest of its partitions' newest event times (less the window), so
     // that partitions read at different speeds still fold in time order.
     let mut reorder: Reorder<Pending> = Reorder::new(i64::MAX / 4);
-    let mut seen = Seen::new();
     // The newest order key released: an event older than it is late.
     let mut last_out: Option<(i64, u64)> = None;
     let mut last_input = Instant::now();
@@ -463,6 +500,29 @@ pub async fn run(
             }
             last_checkpoint = Instant::now();
         }
+        // Everything received is folded and sent on: a snapshot can be
+        // taken (when due, and always on the way out).
+        let quiet = reorder.is_empty() && parts.iter().all(|(_, p)| p.pending.is_empty());
+        if let Some(every) = cfg.snapshot_every
+            && quiet
+            && (stopping || last_snapshot.elapsed() >= every)
+        {
+            wait_folded(&detector).await?;
+            out.post(&board, &cfg.name, &progress).await;
+            if out.links.send().await {
+                save_snapshot(
+                    &detector,
+                    store.as_ref(),
+                    &cfg.bus.stream,
+                    &range,
+                    &parts,
+                    &seen,
+                    &progress,
+                )
+                .await;
+            }
+            last_snapshot = Instant::now();
+        }
         if stopping {
             break;
         }
@@ -493,6 +553,8 @@ pub async fn run(
         posted: progress.posted.load(Ordering::Relaxed),
         checkpoints: progress.checkpoints.load(Ordering::Relaxed),
         covered_at_start,
+        resumed_from: progress.resumed_from.load(Ordering::Relaxed),
+        snapshots: progress.snapshots.load(Ordering::Relaxed),
         accounts,
         campaign_members,
     })
@@ -528,11 +590,11 @@ fn slowest_busy(parts: &[(u16, Part)]) -> Option<i64> {
         .min()
 }
 
-type Connected = (async_nats::Client, Board, Vec<(u16, Part)>);
+type Connected = (async_nats::Client, Board, jetstream::stream::Stream);
 
 /// Connects, makes sure of the stream and the board, and (re)makes the
 /// partitions' consumers so that they deliver from the start.
-async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError> {
+async fn connect(cfg: &WorkerConfig) -> Result<Connected, WorkerError> {
     let client = distillguard_bus::connect(&cfg.bus.url).await?;
     let js = jetstream::new(client.clone());
     let stream = distillguard_bus::ensure_stream(&js, &cfg.bus).await?;
@@ -540,16 +602,34 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
         distillguard_bus::ensure_links_stream(&js, &cfg.bus).await?;
     }
     let board = Board::open(&js, &cfg.bus.bucket, cfg.bus.replicas.get()).await?;
+    Ok((client, board, stream))
+}
+
+/// (Re)makes the partitions' consumers, so that they deliver from the
+/// snapshot's place (`resume`) or from the start.
+async fn consumers(
+    cfg: &WorkerConfig,
+    stream: &jetstream::stream::Stream,
+    resume: &HashMap<u16, Checkpoint>,
+) -> Result<Vec<(u16, Part)>, WorkerError> {
     let mut parts: Vec<(u16, Part)> = Vec::new();
     for p in cfg.partitions.clone() {
         let name = consumer_name(&cfg.bus.stream, p);
         let _ = stream.delete_consumer(&name).await;
+        // From the snapshot's place, or from the start.
+        let from = resume.get(&p);
+        let deliver_policy = match from {
+            Some(c) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: c.seq + 1,
+            },
+            None => jetstream::consumer::DeliverPolicy::All,
+        };
         let consumer = stream
             .create_consumer(pull::Config {
                 durable_name: Some(name),
                 filter_subject: cfg.bus.subject(p),
                 ack_policy: jetstream::consumer::AckPolicy::All,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                deliver_policy,
                 ack_wait: Duration::from_secs(600),
                 max_ack_pending: 1_000_000,
                 ..Default::default()
@@ -566,13 +646,138 @@ async fn connect_partitions(cfg: &WorkerConfig) -> Result<Connected, WorkerError
                 pending: BTreeSet::new(),
                 newest_ts: i64::MIN,
                 drained: false,
-                max_seen: 0,
+                max_seen: from.map_or(0, |c| c.seq),
                 unacked: Default::default(),
-                events: 0,
+                events: from.map_or(0, |c| c.events),
             },
         ));
     }
-    Ok((client, board, parts))
+    Ok(parts)
+}
+
+/// A worker's snapshot: the detector's state and the ids it has folded.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    detector: Vec<u8>,
+    seen_now: Vec<u64>,
+    seen_old: Vec<u64>,
+}
+
+/// The saved snapshot of these partitions, decoded, and where it stands
+/// (`None`: none, or one that does not decode: the worker folds the stream
+/// from its start).
+fn load_snapshot(store: &dyn Store, stream: &str, range: &str) -> Option<(Saved, Vec<Checkpoint>)> {
+    let snap = match store.snapshot(stream, range) {
+        Ok(s) => s?,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the snapshot failed; folding from the start");
+            return None;
+        }
+    };
+    match postcard::from_bytes::<Saved>(&snap.data) {
+        Ok(s) => Some((s, snap.checkpoints)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshot does not decode; folding from the start");
+            None
+        }
+    }
+}
+
+/// Restores a snapshot if it fits: the detector's state and the ids
+/// folded; returns where each partition resumes. One that does not fit
+/// (another build or other settings, or a stream that is behind it: a new
+/// stream) is left aside, and the worker folds the stream from its start.
+async fn resume(
+    detector: &Arc<Detector>,
+    stream: &jetstream::stream::Stream,
+    (saved, checkpoints): (Saved, Vec<Checkpoint>),
+    seen: &mut Seen,
+) -> HashMap<u16, Checkpoint> {
+    let last = stream
+        .get_info()
+        .await
+        .map(|i| i.state.last_sequence)
+        .unwrap_or(0);
+    if let Some(c) = checkpoints.iter().find(|c| c.seq > last) {
+        tracing::warn!(
+            partition = c.partition,
+            snapshot_seq = c.seq,
+            stream_last = last,
+            "the stream is behind the snapshot (a new stream?); folding from the start"
+        );
+        return HashMap::new();
+    }
+    let d = Arc::clone(detector);
+    let restored =
+        tokio::task::spawn_blocking(move || d.restore(saved.detector, Duration::from_secs(600)))
+            .await
+            .unwrap_or(Err(distillguard_gateway::detector::SnapshotError::Down));
+    if let Err(e) = restored {
+        tracing::warn!(error = %e, "the snapshot was not restored; folding from the start");
+        return HashMap::new();
+    }
+    seen.now = saved.seen_now.into_iter().collect();
+    seen.old = saved.seen_old.into_iter().collect();
+    tracing::info!(
+        events = checkpoints.iter().map(|c| c.events).sum::<u64>(),
+        "resumed from the snapshot"
+    );
+    checkpoints.into_iter().map(|c| (c.partition, c)).collect()
+}
+
+/// Saves the worker's snapshot (everything received is folded): the
+/// detector's state, the ids folded, and where each partition stands. A
+/// failure is logged; the previous snapshot stays.
+async fn save_snapshot(
+    detector: &Arc<Detector>,
+    store: &dyn Store,
+    stream: &str,
+    range: &str,
+    parts: &[(u16, Part)],
+    seen: &Seen,
+    progress: &Progress,
+) {
+    let d = Arc::clone(detector);
+    let state = tokio::task::spawn_blocking(move || d.snapshot(Duration::from_secs(600)))
+        .await
+        .ok()
+        .flatten();
+    let Some(state) = state else {
+        tracing::warn!("the detector gave no snapshot");
+        return;
+    };
+    let saved = Saved {
+        detector: state,
+        seen_now: seen.now.iter().copied().collect(),
+        seen_old: seen.old.iter().copied().collect(),
+    };
+    let data = match postcard::to_stdvec(&saved) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshot did not encode");
+            return;
+        }
+    };
+    let snap = distillguard_storage::Snapshot {
+        stream: stream.to_string(),
+        partitions: range.to_string(),
+        checkpoints: parts
+            .iter()
+            .map(|(p, part)| Checkpoint {
+                partition: *p,
+                seq: part.max_seen,
+                events: part.events,
+            })
+            .collect(),
+        data,
+    };
+    match store.save_snapshot(&snap) {
+        Ok(()) => {
+            progress.snapshots.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(bytes = snap.data.len(), "snapshot saved");
+        }
+        Err(e) => tracing::warn!(error = %e, "saving the snapshot failed"),
+    }
 }
 
 /// What a worker's detector publishes, on its way out.

@@ -56,6 +56,17 @@ fn metric_of(url: &str, name: &str) -> f64 {
 /// Starts `distillguard detect` with `config`, as worker `name` on
 /// `partitions`; returns the child.
 fn start_worker(config: &Path, log: &Path, name: &str, partitions: &str) -> std::process::Child {
+    start_worker_with(config, log, name, partitions, &[])
+}
+
+/// [`start_worker`] with more arguments.
+fn start_worker_with(
+    config: &Path,
+    log: &Path,
+    name: &str,
+    partitions: &str,
+    more: &[&str],
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_distillguard"))
         .args([
             "detect",
@@ -66,6 +77,7 @@ fn start_worker(config: &Path, log: &Path, name: &str, partitions: &str) -> std:
         ])
         .args(["--partitions", partitions])
         .args(["--idle-flush-ms", "300", "--checkpoint-ms", "200"])
+        .args(more)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -411,8 +423,9 @@ fn summary_of(mut child: Server) -> serde_json::Value {
 /// `[cluster.nats] linker = true` the workers send their link records to
 /// the cluster's linker, which finds the campaign with the id and size one
 /// `analyze` over both gateways' logs gives it, and both gateways block
-/// all four. A worker stopped and started again rebuilds and sends its
-/// records again; the linker folds each event once.
+/// all four. A worker stopped and started again resumes from its snapshot;
+/// one started without snapshots rebuilds and sends its records again; the
+/// linker folds each event once.
 #[test]
 fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     let d = Dir::new("linker");
@@ -453,7 +466,15 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     let (gw_b, urls_b) = start_gateway_urls(&cfg_b, 1);
     let _gws = (Server(gw_a), Server(gw_b));
     let gws = [urls_a[0].clone(), urls_b[0].clone()];
-    let w1 = Server(start_worker(&cfg_a, &d.path("w1.log"), "w1", "0-1"));
+    let verdicts = |n: &str| d.path(&format!("verdicts-{n}.jsonl"));
+    let first_out = verdicts("first");
+    let w1 = Server(start_worker_with(
+        &cfg_a,
+        &d.path("w1.log"),
+        "w1",
+        "0-1",
+        &["--verdicts-out", first_out.to_str().unwrap()],
+    ));
     let w2 = Server(start_worker(&cfg_a, &d.path("w2.log"), "w2", "2-3"));
     for round in 0..12 {
         for (a, k) in keys.iter().enumerate() {
@@ -497,13 +518,63 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
         "throttle"
     );
 
-    // A worker stopped and started again rebuilds and sends its records
-    // again: the linker counts them as duplicates (its progress line, every
-    // ten seconds) and folds nothing twice.
+    // A worker stopped (it saves its state) and started again resumes
+    // from its snapshot: it folds nothing again, sends nothing again, and
+    // its accounts' verdicts are those it had.
     let first = summary_of(w1);
-    let w1 = Server(start_worker(&cfg_a, &d.path("w1b.log"), "w1", "0-1"));
     let resent = first["folded"].as_u64().unwrap();
     assert_eq!(resent, 24, "{first}");
+    assert!(first["snapshots"].as_u64().unwrap() >= 1, "{first}");
+    // While it is down, a newcomer of its partitions sends a request.
+    let newcomer = (0..)
+        .map(|i| format!("newcomer_{i}"))
+        .find(|a| distillguard_bus::partition_of(a, parts) < 2)
+        .unwrap();
+    let new_key = create_key(&pg, &newcomer, "bulk");
+    assert_eq!(send_chat(&gws[0], &new_key, "203.0.113.77", 7), 200);
+    let resumed_out = verdicts("resumed");
+    let w1_log = d.path("w1-resumed.log");
+    let w1 = Server(start_worker_with(
+        &cfg_a,
+        &w1_log,
+        "w1",
+        "0-1",
+        &["--verdicts-out", resumed_out.to_str().unwrap()],
+    ));
+    let log_says = |path: &Path, what: &str| {
+        within(30, || {
+            std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
+        })
+    };
+    assert!(log_says(&w1_log, "resumed from the snapshot"));
+    let resumed = summary_of(w1);
+    // Only the newcomer's request is folded: none twice, none missed.
+    assert_eq!(resumed["resumed_from"], 24, "{resumed}");
+    assert_eq!(resumed["folded"], 1, "{resumed}");
+    assert_eq!(resumed["duplicates"], 0, "{resumed}");
+    let lines = |p: &Path| -> BTreeSet<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (before, after) = (lines(&first_out), lines(&resumed_out));
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(before.is_subset(&after), "{before:?}\n{after:?}");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(added[0].contains(&newcomer), "{added:?}");
+    let resent = resent + 1;
+    // Without snapshots it rebuilds and sends its records again: the
+    // linker counts them as duplicates (its progress line, every ten
+    // seconds) and folds nothing twice.
+    let w1 = Server(start_worker_with(
+        &cfg_a,
+        &d.path("w1b.log"),
+        "w1",
+        "0-1",
+        &["--snapshot-secs", "0"],
+    ));
     let duplicates = || {
         std::fs::read_to_string(&linker_log)
             .unwrap_or_default()
@@ -524,7 +595,7 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
         .iter()
         .map(|n| read_events(&d.path(&format!("{n}.jsonl"))).len() as u64)
         .sum();
-    assert_eq!(logged, sent);
+    assert_eq!(logged, sent + 1);
     assert_eq!(summary["folded"], logged, "{summary}");
     assert_eq!(summary["duplicates"], resent, "{summary}");
     assert_eq!(summary["workers"], serde_json::json!(["w1", "w2"]));

@@ -101,7 +101,7 @@ pub struct Feature {
 }
 
 /// Fixed-size state of one account.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccountProfile {
     pub requests: u32,
     first_ts: i64,
