@@ -133,8 +133,10 @@ pub enum SnapshotError {
 }
 
 /// The snapshot format's version (a change of the state's layout bumps
-/// it, and older snapshots are then refused: the worker folds anew).
-const SNAPSHOT_VERSION: u64 = 1;
+/// it, and older snapshots are then refused: the worker folds anew). The
+/// test `the_snapshot_layout_is_pinned_to_its_version` fails when the
+/// layout moves and this was not bumped.
+pub const SNAPSHOT_VERSION: u64 = 1;
 
 /// A detector's state as saved: the pipeline and what it published.
 #[derive(serde::Serialize)]
@@ -234,6 +236,8 @@ struct Worker {
     links: bool,
     /// What a snapshot must match to be restored ([`config_id`]).
     config: u64,
+    /// The time idleness is measured against.
+    clock: EventClock,
     /// This replica's name for its saved verdicts.
     source: String,
     dirty: bool,
@@ -242,6 +246,37 @@ struct Worker {
     last_forget: Instant,
     tracked: Arc<AtomicU64>,
     forgotten: Arc<AtomicU64>,
+}
+
+/// Event time, running on with the wall clock between events: what
+/// "idle for a day" is measured against. Live, it is the wall clock. A
+/// worker rebuilding from a week of stream, or a replay, folds days of
+/// events in minutes, and its accounts are idle by their events' time, not
+/// by the wall clock (against which every one of them would be days idle
+/// and forgotten). Never ahead of the wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct EventClock {
+    newest: Option<(i64, Instant)>,
+}
+
+impl EventClock {
+    fn saw(&mut self, ts: i64) {
+        if self.newest.is_none_or(|(n, _)| ts >= n) {
+            self.newest = Some((ts, Instant::now()));
+        }
+    }
+
+    fn now(&self) -> i64 {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match self.newest {
+            Some((ts, at)) => ts
+                .saturating_add(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX))
+                .min(wall),
+            None => wall,
+        }
+    }
 }
 
 /// How often changed verdicts are saved.
@@ -325,6 +360,7 @@ impl Detector {
             feed,
             links,
             config,
+            clock: EventClock::default(),
             source,
             dirty: false,
             last_save: Instant::now(),
@@ -662,6 +698,7 @@ impl Worker {
     }
 
     fn process(&mut self, e: &distillguard_core::Event) {
+        self.clock.saw(e.ts.0);
         let per = PerRequest {
             intel: &self.intel,
             link_keys: self.pipeline.linking() || self.links,
@@ -716,9 +753,7 @@ impl Worker {
             return;
         }
         self.last_forget = Instant::now();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = self.clock.now();
         let idle_ms = i64::try_from(self.forgetting.idle.as_millis()).unwrap_or(i64::MAX);
         let (carried, published) = (&self.carried, &self.published);
         // Saved verdicts and anything published above allow are kept.
@@ -863,5 +898,31 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    #[test]
+    fn idleness_runs_on_event_time_never_ahead_of_the_wall_clock() {
+        // Before any event: the wall clock.
+        let mut c = EventClock::default();
+        assert!((c.now() - wall()).abs() < 1_000);
+        // A replay of last February: February, not today.
+        let feb = 1_771_200_000_000;
+        c.saw(feb);
+        c.saw(feb - 5_000);
+        assert!((c.now() - feb).abs() < 1_000, "{}", c.now() - feb);
+        // An event stamped in the future does not run the clock ahead.
+        c.saw(wall() + 86_400_000);
+        assert!(c.now() <= wall());
     }
 }

@@ -291,3 +291,35 @@ fn a_detector_restored_from_a_snapshot_goes_on_as_if_never_stopped() {
     );
     assert!(strict.states().is_empty());
 }
+
+/// Snapshots are read back field by field with no field names: a change to
+/// the layout of the detector's state (a field added, removed or
+/// retyped anywhere in the engine, the key profiles, the sketches or the
+/// linker) would misread old snapshots. The encoded length of a small
+/// fixed state is pinned here; when it moves, bump `SNAPSHOT_VERSION` in
+/// `detector.rs` (old snapshots are then refused and workers rebuild) and
+/// update the length. (Map order varies between processes; the length
+/// does not.)
+#[test]
+fn the_snapshot_layout_is_pinned_to_its_version() {
+    let obs = observed();
+    let d = Detector::start(
+        None,
+        distillguard_link::Config::default(),
+        1024,
+        None,
+        Known::default(),
+        Forgetting::default(),
+        None,
+    );
+    for o in obs.iter().take(500) {
+        d.submit(Arc::new(o.clone()));
+    }
+    assert!(d.score_and_wait(Vec::new(), Duration::from_secs(60)));
+    let n = d.snapshot(Duration::from_secs(60)).unwrap().len();
+    assert_eq!(
+        (distillguard_gateway::detector::SNAPSHOT_VERSION, n),
+        (1, 15_067_239),
+        "the detector's state changed its encoding: bump SNAPSHOT_VERSION and pin the new length"
+    );
+}
