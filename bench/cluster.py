@@ -5,9 +5,13 @@
 
 - fold: a simulated world is published into a private NATS JetStream
   (`distillguard bus replay`, ids added), then folded by one worker owning
-  all 8 partitions, and by two workers owning 0-3 and 4-7 at once. Each
-  run is timed from the worker's start until its checkpoints cover every
-  event; the peak RSS of each worker is read from /proc.
+  all 8 partitions, by two workers owning 0-3 and 4-7 at once, and by two
+  workers with the cluster's linker (`detect --linker`, `link`). Each
+  run is timed from the workers' start until their checkpoints cover every
+  event; the peak RSS of each process is read from /proc. After the one
+  worker is stopped (it saves its snapshot), a new one on 0-7 resumes from
+  the snapshot: timed until its log says so, the snapshot's size read
+  from the store.
 - propagation: a gateway publishing to that NATS and one worker; fresh
   accounts (one per client address) each send one request that the
   worker's thresholds (all 0) flag at once; the time from the request's
