@@ -253,10 +253,19 @@ def many_accounts(args, tmp, nats_url):
             sys.exit("timed out")
     secs = time.time() - t
     rss = peak_rss_mb(p.pid)
+    t = time.time()
     p.terminate()
     p.wait()
+    stop_secs = time.time() - t
+    # Stopped, it saved its snapshot.
+    c = sqlite3.connect(store)
+    row = c.execute("SELECT length(data) FROM worker_snapshots").fetchone()
+    c.close()
+    snap = row[0] if row else 0
     return {"accounts": n, "seconds": round(secs, 1), "peak_rss_mb": round(rss or 0, 1),
-            "bytes_per_account": round((rss or 0) * 1048576 / n)}
+            "bytes_per_account": round((rss or 0) * 1048576 / n),
+            "snapshot_bytes": snap, "snapshot_bytes_per_account": round(snap / n),
+            "seconds_to_stop_and_save": round(stop_secs, 1)}
 
 
 def get(url, headers):
