@@ -135,6 +135,30 @@ pub struct Summary {
 /// The longest wait for one fetch's answer.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
 
+/// Tries `attempt` once a second until it works, or until told to stop
+/// (then with its last error): NATS may be away when a worker or the
+/// linker starts (a restart by a supervisor during an outage).
+pub(crate) async fn retry<T, F>(
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, WorkerError>
+where
+    F: std::future::Future<Output = Result<T, WorkerError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(x) => return Ok(x),
+            Err(e) => {
+                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
+                tokio::select! {
+                    () = shutdown.as_mut() => return Err(e),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// One bounded fetch: up to 512 messages with their stream sequences.
 /// A fetch in flight when the connection drops is never answered, so it
 /// is given up after [`FETCH_WAIT`] (the client reconnects by itself).
@@ -321,18 +345,7 @@ pub async fn run(
     // NATS may be away when a worker starts (a restart by a supervisor
     // during an outage): it waits for it, until told to stop.
     tokio::pin!(shutdown);
-    let (client, board, stream) = loop {
-        match connect(&cfg).await {
-            Ok(x) => break x,
-            Err(e) => {
-                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
-                tokio::select! {
-                    () = &mut shutdown => return Err(e),
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
+    let (client, board, stream) = retry(&mut shutdown, || connect(&cfg)).await?;
     let resume = match saved {
         Some(s) => resume(&detector, &stream, s, &mut seen).await,
         None => HashMap::new(),
@@ -340,18 +353,7 @@ pub async fn run(
     progress
         .resumed_from
         .store(resume.values().map(|c| c.events).sum(), Ordering::Relaxed);
-    let mut parts = loop {
-        match consumers(&cfg, &stream, &resume).await {
-            Ok(x) => break x,
-            Err(e) => {
-                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
-                tokio::select! {
-                    () = &mut shutdown => return Err(e),
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
+    let mut parts = retry(&mut shutdown, || consumers(&cfg, &stream, &resume)).await?;
     let mut out = Outgoing {
         changes,
         backlog: HashMap::new(),

@@ -37,7 +37,7 @@ use distillguard_detect::reorder::{Reorder, Timed};
 use distillguard_link::LinkRecord;
 use distillguard_pipeline::Links;
 
-use crate::{FETCH_WAIT, Seen, WorkerError, fetch, now_ms};
+use crate::{FETCH_WAIT, Seen, WorkerError, fetch, now_ms, retry};
 
 /// Link records queued by a worker for the bus.
 pub(crate) struct Outbox {
@@ -220,18 +220,7 @@ pub async fn run(
     progress: Arc<LinkerProgress>,
 ) -> Result<LinkerSummary, WorkerError> {
     tokio::pin!(shutdown);
-    let (client, board, consumer) = loop {
-        match connect(&cfg.bus).await {
-            Ok(x) => break x,
-            Err(e) => {
-                tracing::warn!(error = %e, "the bus is not ready; retrying in 1 s");
-                tokio::select! {
-                    () = &mut shutdown => return Err(e),
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
+    let (client, board, consumer) = retry(&mut shutdown, || connect(&cfg.bus)).await?;
     tracing::info!(linker = %cfg.name, "linker started: rebuilding from the stream");
     let mut links = Links::new(cfg.link, &cfg.accounts);
     let mut reorder: Reorder<Pending> = Reorder::new(i64::MAX / 4);
