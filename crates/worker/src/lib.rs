@@ -475,22 +475,19 @@ pub async fn run(
             }
             progress.folded.fetch_add(1, Ordering::Relaxed);
         }
-        out.post(&board, &cfg.name, &progress).await;
-        out.links.send().await;
         // Caught up (every partition drained, nothing held, everything
-        // folded): the linker need not wait for this worker's records.
-        if cfg.bus.linker
+        // folded, so every link record is out of the detector): once they
+        // are sent, the linker need not wait for this worker's records.
+        let caught_up = cfg.bus.linker
             && horizon.is_none()
             && reorder.is_empty()
             && detector.processed.load(Ordering::Relaxed)
-                >= detector.enqueued.load(Ordering::Relaxed)
-        {
-            out.post(&board, &cfg.name, &progress).await;
-            if out.links.send().await {
-                out.links
-                    .heartbeat(now_ms().saturating_sub(cfg.reorder_ms))
-                    .await;
-            }
+                >= detector.enqueued.load(Ordering::Relaxed);
+        out.post(&board, &cfg.name, &progress).await;
+        if out.links.send().await && caught_up {
+            out.links
+                .heartbeat(now_ms().saturating_sub(cfg.reorder_ms))
+                .await;
         }
         if stopping || last_checkpoint.elapsed() >= cfg.checkpoint_every {
             wait_folded(&detector).await?;
@@ -851,38 +848,58 @@ async fn post_changes(
             Change::Campaign(id, n) => (
                 Scope::Campaign,
                 id,
-                Posted {
-                    verdict: "block".into(),
-                    risk: 1.0,
-                    campaign: true,
-                    keys: None,
-                    at_ms: now_ms(),
-                    by: name.into(),
-                    reason: format!("{n} accounts"),
-                },
+                campaign_entry(name, format!("{n} accounts")),
             ),
         };
         backlog.insert((scope, id), posted);
     }
-    let mut failed = 0usize;
-    let ids: Vec<(Scope, String)> = backlog.keys().cloned().collect();
-    for k in ids {
+    post_backlog(board, backlog, &progress.posted, "verdicts").await;
+}
+
+/// A board entry blocked with a campaign: a campaign itself (`reason`: its
+/// size) or, from the linker, a member (`reason`: its campaign's id).
+pub(crate) fn campaign_entry(by: &str, reason: String) -> Posted {
+    Posted {
+        verdict: "block".into(),
+        risk: 1.0,
+        campaign: true,
+        keys: None,
+        at_ms: now_ms(),
+        by: by.into(),
+        reason,
+    }
+}
+
+/// Posts what waits in `backlog`, campaigns first (a gateway that sees a
+/// member sees its campaign), each in id order, counting in `posted`. At
+/// the first failure (the board is away) the rest waits for the next
+/// round.
+pub(crate) async fn post_backlog(
+    board: &Board,
+    backlog: &mut HashMap<(Scope, String), Posted>,
+    posted: &AtomicU64,
+    what: &str,
+) {
+    let mut keys: Vec<(Scope, String)> = backlog.keys().cloned().collect();
+    post_order(&mut keys);
+    for k in keys {
         let Some(p) = backlog.get(&k) else { continue };
         match board.post(k.0, &k.1, p).await {
             Ok(()) => {
                 backlog.remove(&k);
-                progress.posted.fetch_add(1, Ordering::Relaxed);
+                posted.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                failed += 1;
-                if failed == 1 {
-                    tracing::warn!(error = %e, waiting = backlog.len(), "posting verdicts failed; retrying");
-                }
-                // The board is away: the rest waits too.
-                break;
+                tracing::warn!(error = %e, waiting = backlog.len(), "posting {what} failed; retrying");
+                return;
             }
         }
     }
+}
+
+/// Campaigns before everything else, each kind in id order.
+fn post_order(keys: &mut [(Scope, String)]) {
+    keys.sort_by(|a, b| (a.0 != Scope::Campaign, &a.1).cmp(&(b.0 != Scope::Campaign, &b.1)));
 }
 
 /// Waits until the detector folded everything handed to it.
@@ -947,6 +964,19 @@ mod tests {
         assert_eq!(parse_range("3"), Ok(3..=3));
         assert!(parse_range("7-0").is_err());
         assert!(parse_range("a-b").is_err());
+    }
+
+    #[test]
+    fn campaigns_come_before_their_members_on_the_board() {
+        let mut keys = [
+            (Scope::Member, "b".to_string()),
+            (Scope::Campaign, "z".to_string()),
+            (Scope::Member, "a".to_string()),
+            (Scope::Campaign, "c".to_string()),
+        ];
+        post_order(&mut keys);
+        let order: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        assert_eq!(order, ["c", "z", "a", "b"]);
     }
 
     #[test]

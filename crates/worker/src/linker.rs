@@ -37,7 +37,7 @@ use distillguard_detect::reorder::{Reorder, Timed};
 use distillguard_link::LinkRecord;
 use distillguard_pipeline::Links;
 
-use crate::{FETCH_WAIT, Seen, WorkerError, fetch, now_ms, retry};
+use crate::{FETCH_WAIT, Seen, WorkerError, campaign_entry, fetch, post_backlog, retry};
 
 /// Link records queued by a worker for the bus.
 pub(crate) struct Outbox {
@@ -338,18 +338,18 @@ pub async fn run(
                     posted_campaigns.insert(id.clone(), n);
                     backlog.insert(
                         (Scope::Campaign, id.clone()),
-                        entry(&cfg.name, format!("{n} accounts")),
+                        campaign_entry(&cfg.name, format!("{n} accounts")),
                     );
                 }
                 for a in members {
                     if posted_members.get(&a) != Some(&id) {
                         posted_members.insert(a.clone(), id.clone());
-                        backlog.insert((Scope::Member, a), entry(&cfg.name, id.clone()));
+                        backlog.insert((Scope::Member, a), campaign_entry(&cfg.name, id.clone()));
                     }
                 }
             }
         }
-        post(&board, &mut backlog, &progress).await;
+        post_backlog(&board, &mut backlog, &progress.posted, "campaigns").await;
         if (stopping && drained) || last_ack.elapsed() >= Duration::from_secs(1) {
             ack(&mut unacked, &held, max_seen).await;
             last_ack = Instant::now();
@@ -404,49 +404,6 @@ fn write_members(path: &std::path::Path, members: &HashMap<String, String>) -> s
         writeln!(w, "{line}")?;
     }
     w.flush()
-}
-
-/// A board entry of the linker's: blocked with a campaign.
-fn entry(name: &str, reason: String) -> Posted {
-    Posted {
-        verdict: "block".into(),
-        risk: 1.0,
-        campaign: true,
-        keys: None,
-        at_ms: now_ms(),
-        by: name.into(),
-        reason,
-    }
-}
-
-/// Posts what waits; what the board does not take waits for the next
-/// round.
-async fn post(
-    board: &Board,
-    backlog: &mut HashMap<(Scope, String), Posted>,
-    progress: &LinkerProgress,
-) {
-    let mut keys: Vec<(Scope, String)> = backlog.keys().cloned().collect();
-    post_order(&mut keys);
-    for k in keys {
-        let Some(p) = backlog.get(&k) else { continue };
-        match board.post(k.0, &k.1, p).await {
-            Ok(()) => {
-                backlog.remove(&k);
-                progress.posted.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, waiting = backlog.len(), "posting campaigns failed; retrying");
-                return;
-            }
-        }
-    }
-}
-
-/// Campaigns before their members (a gateway that sees a member sees its
-/// campaign), each in id order.
-fn post_order(keys: &mut [(Scope, String)]) {
-    keys.sort_by(|a, b| (a.0 != Scope::Campaign, &a.1).cmp(&(b.0 != Scope::Campaign, &b.1)));
 }
 
 /// The last message sequence none of whose records is still held.
@@ -515,19 +472,6 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn campaigns_come_before_their_members_on_the_board() {
-        let mut keys = [
-            (Scope::Member, "b".to_string()),
-            (Scope::Campaign, "z".to_string()),
-            (Scope::Member, "a".to_string()),
-            (Scope::Campaign, "c".to_string()),
-        ];
-        post_order(&mut keys);
-        let order: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-        assert_eq!(order, ["c", "z", "a", "b"]);
-    }
 
     #[test]
     fn a_message_is_acknowledged_only_when_none_of_its_records_is_held() {

@@ -128,6 +128,35 @@ fn admin_verdict(gw: &str, token: &str, account: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Waits until every gateway gives `accounts` the verdict `block` (else
+/// fails with `log`), then sees each of their `keys` refused (403) by
+/// every gateway.
+fn blocked_everywhere(
+    gws: &[String],
+    token: &str,
+    accounts: &[String],
+    keys: &[String],
+    log: &Path,
+) {
+    let blocked = within(30, || {
+        gws.iter().all(|g| {
+            accounts
+                .iter()
+                .all(|a| admin_verdict(g, token, a)["verdict"] == "block")
+        })
+    });
+    assert!(
+        blocked,
+        "not blocked on both: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    for (i, k) in keys.iter().enumerate() {
+        for g in gws {
+            assert_eq!(send_chat(g, k, "198.51.100.7", 100 + i), 403);
+        }
+    }
+}
+
 /// Events folded, per the checkpoints in the store.
 fn checkpointed(pg: &str, stream: &str) -> u64 {
     distillguard_storage::open(pg)
@@ -199,20 +228,8 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
     }
     assert_eq!(send(&gws[0], &honest, "203.0.113.50", 1), 200);
     let verdict_on = |gw: &str, account: &str| admin_verdict(gw, token, account);
-    let blocked = within(30, || {
-        gws.iter()
-            .all(|g| (0..4).all(|i| verdict_on(g, &format!("hydra_{i}"))["verdict"] == "block"))
-    });
-    assert!(
-        blocked,
-        "not blocked on both: {}",
-        std::fs::read_to_string(&linker_log).unwrap_or_default()
-    );
-    for (i, k) in hydra.iter().enumerate() {
-        for g in &gws {
-            assert_eq!(send(g, k, "198.51.100.7", 100 + i), 403);
-        }
-    }
+    let names: Vec<String> = (0..4).map(|i| format!("hydra_{i}")).collect();
+    blocked_everywhere(&gws, token, &names, &hydra, &linker_log);
     for g in &gws {
         assert!(metric_of(g, "distillguard_board_changes_total") > 0.0);
     }
@@ -239,7 +256,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         }
     }
     assert_eq!(sent_later, 60);
-    let mut worker = Server(start_worker(&cfg_a, &worker_log, "w1", "0-1"));
+    let worker = Server(start_worker(&cfg_a, &worker_log, "w1", "0-1"));
 
     // 4. Redis away: served on local limits, and counted.
     drop(redis.take());
@@ -318,17 +335,7 @@ fn a_cluster_shares_limits_and_verdicts_and_loses_no_event_to_a_kill_or_an_outag
         ids.len(),
         std::fs::read_to_string(&worker_log).unwrap_or_default()
     );
-    terminate(&worker.0);
-    let mut out = String::new();
-    worker
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(worker.0.wait().unwrap().success());
-    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let summary = summary_of(worker);
     assert!(
         summary["covered_at_start"].as_u64().unwrap() > 0,
         "{summary}\n{}",
@@ -496,23 +503,7 @@ fn a_campaign_split_over_two_workers_is_found_by_the_cluster_linker() {
     }
     let linker_log = d.path("linker.log");
     let linker = Server(start_linker(&cfg_a, &linker_log));
-    let blocked = within(30, || {
-        gws.iter().all(|g| {
-            hydra
-                .iter()
-                .all(|a| admin_verdict(g, token, a)["verdict"] == "block")
-        })
-    });
-    assert!(
-        blocked,
-        "not blocked on both: {}",
-        std::fs::read_to_string(&linker_log).unwrap_or_default()
-    );
-    for (i, k) in keys.iter().enumerate() {
-        for g in &gws {
-            assert_eq!(send_chat(g, k, "198.51.100.7", 100 + i), 403);
-        }
-    }
+    blocked_everywhere(&gws, token, &hydra, &keys, &linker_log);
     assert_eq!(
         admin_verdict(&gws[1], token, "honest")["verdict"],
         "throttle"
