@@ -17,6 +17,10 @@ Configure with environment variables:
                             a proxy without virtual keys)
   DISTILLGUARD_FAIL_CLOSED  "1" to reject calls while distillguard is unreachable
   DISTILLGUARD_TIMEOUT_MS   the verdict question's time budget (default 250)
+  DISTILLGUARD_EXPORT       also append every call's payload, one JSON a line, to
+                            this file: a log `distillguard analyze --input-format
+                            litellm` reads (it holds prompts and answers: keep it
+                            where your logs with prompt text may live)
 
 And in the proxy's config.yaml, with this file beside it:
   litellm_settings:
@@ -35,7 +39,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 
 class Distillguard(CustomLogger):
-    def __init__(self, url=None, token=None, account=None, fail_closed=None, timeout_ms=None):
+    def __init__(self, url=None, token=None, account=None, fail_closed=None, timeout_ms=None, export=None):
         super().__init__()
         self.url = (url or os.environ.get("DISTILLGUARD_URL", "http://127.0.0.1:9090")).rstrip("/")
         self.token = token or os.environ.get("DISTILLGUARD_TOKEN", "")
@@ -46,6 +50,7 @@ class Distillguard(CustomLogger):
             fail_closed = os.environ.get("DISTILLGUARD_FAIL_CLOSED", "0") == "1"
         self.fail_closed = fail_closed
         self.timeout = (timeout_ms or int(os.environ.get("DISTILLGUARD_TIMEOUT_MS", "250"))) / 1000
+        self.export = export or os.environ.get("DISTILLGUARD_EXPORT") or None
         self.queue = queue.Queue(maxsize=100_000)
         self.dropped = 0
         self.sent = 0
@@ -86,6 +91,11 @@ class Distillguard(CustomLogger):
                 except queue.Empty:
                     break
             body = ("\n".join(lines) + "\n").encode()
+            if self.export:
+                # Written before the send: the file keeps every call even
+                # while distillguard is away.
+                with open(self.export, "ab") as f:
+                    f.write(body)
             for attempt in range(3):
                 try:
                     req = urllib.request.Request(

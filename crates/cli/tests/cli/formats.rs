@@ -2,7 +2,6 @@
 //! OpenTelemetry GenAI spans, Kong AI Gateway, Helicone.
 
 use distillguard_core::{Label, Timestamp};
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -480,20 +479,4 @@ fn analyze_reads_helicone_request_logs() {
     assert_eq!(v["stats"]["events"], n, "{}", v["stats"]);
     assert_eq!(v["stats"]["malformed_lines"], 1);
     assert_flags_the_planted_harvest(&v);
-}
-
-/// Asserts that a JSON report flags exactly the planted `harvest-0`…`7`.
-fn assert_flags_the_planted_harvest(v: &serde_json::Value) {
-    let flagged: BTreeSet<&str> = v["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["verdict"] != "allow")
-        .map(|a| a["account_id"].as_str().unwrap())
-        .collect();
-    let planted: BTreeSet<String> = (0..8).map(|i| format!("harvest-{i}")).collect();
-    assert_eq!(
-        flagged,
-        planted.iter().map(String::as_str).collect::<BTreeSet<_>>()
-    );
 }

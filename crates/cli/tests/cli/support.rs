@@ -426,6 +426,26 @@ pub(crate) fn planted_rounds() -> Vec<Vec<Call>> {
         .collect()
 }
 
+/// Asserts that a JSON report flags exactly the planted `harvest-0`…`7`.
+pub(crate) fn assert_flags_the_planted_harvest(v: &serde_json::Value) {
+    let flagged: std::collections::BTreeSet<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] != "allow")
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    let planted: std::collections::BTreeSet<String> =
+        (0..8).map(|i| format!("harvest-{i}")).collect();
+    assert_eq!(
+        flagged,
+        planted
+            .iter()
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+}
+
 /// The simulated organisation (seed 12, 45 days, scale 0.3) analysed by
 /// `exfil analyze` into `d`; returns the report's path.
 pub(crate) fn exfil_report(d: &Dir) -> PathBuf {

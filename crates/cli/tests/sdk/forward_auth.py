@@ -1,7 +1,8 @@
-"""The official OpenAI SDK through nginx, which asks distillguard's
-forward-auth endpoint (auth_request) before each request.
+"""The official OpenAI SDK through another gateway (nginx with auth_request,
+Caddy with forward_auth), which asks distillguard's forward-auth endpoint
+before each request.
 
-Run by crates/cli/tests/cli/ with NGINX (nginx's URL) and three keys:
+Run by crates/cli/tests/cli/ with PROXY (the gateway's URL) and three keys:
 ALLOWED (served), BLOCKED (an operator blocked its account: 403),
 THROTTLED (throttled to 2 a minute: the third request gets 429 with
 Retry-After). Prints "ok".
@@ -10,7 +11,7 @@ import os
 
 import openai
 
-base = os.environ["NGINX"] + "/v1"
+base = os.environ["PROXY"] + "/v1"
 
 
 def client(key):
