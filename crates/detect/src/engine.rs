@@ -17,6 +17,8 @@ its weights come from `distillguard fit` on a labelled simulation (see
 
 use std::collections::HashMap;
 
+use distillguard_sketches::fxhash::FastMap;
+
 use distillguard_core::report::{
     AccountReport, Escalation, KeyReport, Reason, Report, Timeline, Verdict,
 };
@@ -141,8 +143,8 @@ pub fn time_order<T: crate::reorder::Timed>(items: &[T]) -> Vec<u32> {
 /// cached per thread by the prompt's hash: (phrase hit, probability).
 fn elicitation_of(e: &Event, user: &Text, system: Option<(&str, u64)>) -> (f32, bool) {
     thread_local! {
-        static CACHE: std::cell::RefCell<HashMap<u64, (bool, f32)>> =
-            std::cell::RefCell::new(HashMap::new());
+        static CACHE: std::cell::RefCell<FastMap<u64, (bool, f32)>> =
+            std::cell::RefCell::new(FastMap::default());
     }
     let user_hit = elicitation::detect(user, None).is_some();
     let model = learned::Model::embedded();
@@ -514,10 +516,10 @@ pub struct Engine {
     pub thresholds: Thresholds,
     releases: Vec<(u64, i64)>,
     accounts_info: HashMap<String, AccountInfo>,
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     names: Vec<String>,
     state: Vec<AccountState>,
-    model_max: HashMap<u64, u32>,
+    model_max: FastMap<u64, u32>,
     edges: CountMin,
     /// Accounts per system prompt.
     systems: CountMin,
@@ -570,10 +572,10 @@ impl Engine {
                 })
                 .collect(),
             accounts_info: accounts,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             names: Vec::new(),
             state: Vec::new(),
-            model_max: HashMap::new(),
+            model_max: FastMap::default(),
             edges: CountMin::new(20),
             systems: CountMin::new(18),
             exacts: distillguard_sketches::bloom::Rotating::new(26, 4_000_000),

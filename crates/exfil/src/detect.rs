@@ -22,7 +22,7 @@ per access).
 */
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use distillguard_core::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
@@ -306,56 +306,11 @@ pub struct Report {
     pub principals: Vec<PrincipalReport>,
 }
 
-/// A fast deterministic hasher (the multiply-rotate of rustc's FxHash,
-/// a word at a time): keys here are ARNs, addresses and user agents that
-/// an attacker does not choose to collide in a fixed-size table that
-/// never probes, and SipHash cost a tenth of a run.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w) ^ (rest.len() as u64) << 59);
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn finish(&self) -> u64 {
-        // A final avalanche, so that low bits (table slots, Bloom bits)
-        // depend on every input bit.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-impl Fx {
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-type FxBuild = std::hash::BuildHasherDefault<Fx>;
-
-pub(crate) fn hash_of<T: Hash + ?Sized>(x: &T) -> u64 {
-    let mut h = Fx::default();
-    x.hash(&mut h);
-    h.finish()
-}
+// Keys here are ARNs, addresses and user agents that an attacker does
+// not choose to collide in a fixed-size table that never probes, and
+// SipHash cost a tenth of a run: the deterministic Fx hash.
+use distillguard_sketches::fxhash::FxBuild;
+pub(crate) use distillguard_sketches::fxhash::hash_of;
 
 /// The network an access came from, as a key: the /24 (/48) of an
 /// address, or the endpoint or service name.

@@ -301,7 +301,7 @@ pub fn apply(
     report: &mut Report,
     l: &mut Linker,
     campaigns: &[CampaignReport],
-    index_of: &HashMap<String, u32>,
+    index_of: &HashMap<String, u32, impl std::hash::BuildHasher>,
 ) {
     let mut by_account: HashMap<&str, &CampaignReport> = HashMap::new();
     for c in campaigns {

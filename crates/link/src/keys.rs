@@ -212,7 +212,7 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
         });
         // An application's own system prompt (not a short default) in a
         // window: synchrony for prompts too short to have a template.
-        if s.chars().count() >= 60 && template.is_none() {
+        if template.is_none() && s.chars().nth(59).is_some() {
             synced = true;
             out.push(Key {
                 kind: Kind::Synchrony,

@@ -44,6 +44,8 @@ six keys), plus the union-find for suspicious accounts.
 
 use std::collections::{HashMap, HashSet};
 
+use distillguard_sketches::fxhash::FastMap;
+
 use distillguard_core::{AccountInfo, Invalid, Timestamp};
 use distillguard_sketches::countmin::CountMin;
 use distillguard_sketches::mix64;
@@ -258,15 +260,15 @@ pub struct Linker {
     pub cfg: Config,
     seen: distillguard_sketches::bloom::Bloom,
     count: CountMin,
-    pub(crate) keys: HashMap<u64, KeyState>,
+    pub(crate) keys: FastMap<u64, KeyState>,
     /// "Has this suspicious account been counted on this key?" (a Bloom
     /// filter, like `seen`: a rare false hit undercounts by one).
     counted_suspicious: distillguard_sketches::bloom::Bloom,
-    pairs: HashMap<(u32, u32), Pair>,
+    pairs: FastMap<(u32, u32), Pair>,
     /// Per template (or system prompt) of synchrony keys: the first and
     /// last window it was used in by a suspicious account, and in how many
     /// windows.
-    template_windows: HashMap<u64, (i64, i64, u32)>,
+    template_windows: FastMap<u64, (i64, i64, u32)>,
     parent: Vec<u32>,
     size: Vec<u32>,
     flagged: Vec<u32>,
@@ -295,10 +297,10 @@ impl Linker {
             cfg,
             seen: distillguard_sketches::bloom::Bloom::new(27),
             count: CountMin::new(20),
-            keys: HashMap::new(),
+            keys: FastMap::default(),
             counted_suspicious: distillguard_sketches::bloom::Bloom::new(24),
-            pairs: HashMap::new(),
-            template_windows: HashMap::new(),
+            pairs: FastMap::default(),
+            template_windows: FastMap::default(),
             parent: Vec::new(),
             size: Vec::new(),
             flagged: Vec::new(),

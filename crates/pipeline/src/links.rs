@@ -16,7 +16,7 @@ use distillguard_link::{Activity, Key, LinkRecord, Linker, campaign};
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Links {
     linker: Linker,
-    ids: HashMap<String, u32>,
+    ids: distillguard_sketches::fxhash::FastMap<String, u32>,
     names: Vec<String>,
     /// Indices of forgotten accounts, for reuse.
     free: Vec<u32>,
@@ -31,7 +31,10 @@ impl Links {
         let mut linker = Linker::new(cfg);
         let mut ids: Vec<&String> = accounts.keys().collect();
         ids.sort();
-        let mut by_name = HashMap::with_capacity(ids.len());
+        let mut by_name = distillguard_sketches::fxhash::FastMap::with_capacity_and_hasher(
+            ids.len(),
+            Default::default(),
+        );
         let mut names = Vec::with_capacity(ids.len());
         for (i, id) in ids.into_iter().enumerate() {
             by_name.insert(id.clone(), i as u32);

@@ -15,11 +15,13 @@ traffic.
 - [`countmin`]: count-min with conservative update (how common a key is
   across all traffic).
 - [`hll`]: HyperLogLog distinct counts (how many distinct IPs, templates).
+- [`fxhash`]: fast hashing for the tables on the per-request path.
 */
 
 pub mod bloom;
 pub mod countmin;
 pub mod fingerprint;
+pub mod fxhash;
 pub mod hll;
 pub mod mask;
 pub mod topk;
