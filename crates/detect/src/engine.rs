@@ -102,11 +102,13 @@ pub fn stream_key(api_key: Option<&str>, user_agent: Option<&str>, system: Optio
 }
 
 fn stream_label(api_key: Option<&str>, user_agent: Option<&str>) -> String {
-    let mut l = format!(
-        "key {} · {}",
-        api_key.unwrap_or("–"),
-        user_agent.unwrap_or("no user agent")
-    );
+    // Built with `push_str`, not `format!`: it runs on every request.
+    let (k, ua) = (api_key.unwrap_or("–"), user_agent.unwrap_or("no user agent"));
+    let mut l = String::with_capacity(4 + k.len() + 4 + ua.len());
+    l.push_str("key ");
+    l.push_str(k);
+    l.push_str(" · ");
+    l.push_str(ua);
     if l.len() > 72 {
         let mut cut = 72;
         while !l.is_char_boundary(cut) {

@@ -189,12 +189,21 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
     }
     let c = &e.client;
     if c.user_agent.is_some() || c.tls_fingerprint.is_some() {
-        let label = format!(
-            "AS{} · {} · {}",
-            c.asn.map_or("?".to_string(), |a| a.to_string()),
+        // Built with `push_str`, not `format!`: it runs on every request.
+        let (ua, tls) = (
             c.user_agent.as_deref().unwrap_or("-"),
-            c.tls_fingerprint.as_deref().unwrap_or("-")
+            c.tls_fingerprint.as_deref().unwrap_or("-"),
         );
+        let mut label = String::with_capacity(16 + ua.len() + tls.len());
+        label.push_str("AS");
+        match c.asn {
+            Some(a) => push_decimal(&mut label, a),
+            None => label.push('?'),
+        }
+        label.push_str(" · ");
+        label.push_str(ua);
+        label.push_str(" · ");
+        label.push_str(tls);
         out.push(Key {
             kind: Kind::Client,
             key: Kind::Client.key(label.as_bytes()),
@@ -237,6 +246,24 @@ pub fn event_keys(e: &Event, template: Option<[u64; 2]>) -> Vec<Key> {
         }
     }
     out
+}
+
+/// Appends `n` in decimal (what `format!("{n}")` writes, without the
+/// formatting machinery).
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Width of a sign-up batch window.
@@ -319,6 +346,15 @@ pub fn ip_prefix(ip: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 10, 13335, 4_294_967_295] {
+            let mut s = String::from("AS");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("AS{n}"));
+        }
+    }
 
     #[test]
     fn prefixes_of_both_families() {
