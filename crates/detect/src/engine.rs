@@ -103,7 +103,10 @@ pub fn stream_key(api_key: Option<&str>, user_agent: Option<&str>, system: Optio
 
 fn stream_label(api_key: Option<&str>, user_agent: Option<&str>) -> String {
     // Built with `push_str`, not `format!`: it runs on every request.
-    let (k, ua) = (api_key.unwrap_or("–"), user_agent.unwrap_or("no user agent"));
+    let (k, ua) = (
+        api_key.unwrap_or("–"),
+        user_agent.unwrap_or("no user agent"),
+    );
     let mut l = String::with_capacity(4 + k.len() + 4 + ua.len());
     l.push_str("key ");
     l.push_str(k);
