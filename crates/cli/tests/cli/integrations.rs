@@ -185,6 +185,48 @@ fn caddy_enforces_distillguard_verdicts_with_forward_auth() {
     });
 }
 
+/// A gateway in front of `upstream-mock` with the integrations endpoints
+/// (ingest, traces, verdicts) on its internal listener, behind a fresh
+/// integration token; `extra` is appended to its config.
+struct Integrated {
+    _servers: [Server; 2],
+    d: Dir,
+    /// The integration token (not its hash).
+    token: String,
+    /// The model API.
+    up: String,
+    /// The gateway's internal listener.
+    internal: String,
+}
+
+/// Zero thresholds: every scored account is blocked (for tests of what
+/// reaches the detector, not of how it judges).
+const BLOCK_ALL: &str =
+    "[detect]\nthresholds = { monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }\n";
+
+impl Integrated {
+    fn start(name: &str, extra: &str) -> Integrated {
+        let d = Dir::new(name);
+        let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
+        let token = token.trim().to_string();
+        let (mock, up) = start_mock(&[]);
+        let mock = Server(mock);
+        let head = format!(
+            "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n{extra}",
+            distillguard_storage::sha256_hex(&token)
+        );
+        let cfg = gateway_config(&d, "gw.toml", &up, &["openai"], &head);
+        let (gw, urls) = start_gateway_urls(&cfg, 2);
+        Integrated {
+            _servers: [Server(gw), mock],
+            d,
+            token,
+            up,
+            internal: urls[1].clone(),
+        }
+    }
+}
+
 /// The LiteLLM plugin (`integrations/litellm/distillguard_callback.py`)
 /// with the real LiteLLM library (PyPI, pinned): its logging callback sends
 /// every `litellm.completion` call to `POST /v1/events?format=litellm`, the
@@ -195,23 +237,12 @@ fn caddy_enforces_distillguard_verdicts_with_forward_auth() {
 #[test]
 fn the_litellm_plugin_feeds_the_detector_and_rejects_flagged_accounts() {
     let venv = litellm_venv();
-    let d = Dir::new("litellm-plugin");
-    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
-    let token = token.trim();
-    let (mock, up) = start_mock(&[]);
-    let _mock = Server(mock);
-    let head = format!(
-        "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n",
-        distillguard_storage::sha256_hex(token)
-    );
-    let cfg = gateway_config(&d, "gw.toml", &up, &["openai"], &head);
-    let (gw, urls) = start_gateway_urls(&cfg, 2);
-    let _gw = Server(gw);
+    let g = Integrated::start("litellm-plugin", "");
     let out = Command::new(venv.join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/litellm_plugin.py"))
-        .env("MOCK", format!("{up}/v1"))
-        .env("DISTILLGUARD_URL", &urls[1])
-        .env("DISTILLGUARD_TOKEN", token)
+        .env("MOCK", format!("{}/v1", g.up))
+        .env("DISTILLGUARD_URL", &g.internal)
+        .env("DISTILLGUARD_TOKEN", &g.token)
         .env(
             "PLUGIN_DIR",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/litellm"),
@@ -243,18 +274,8 @@ fn the_litellm_proxy_with_the_plugin_refuses_a_detected_harvest() {
         "litellm.proxy.proxy_server, openai",
         &LITELLM_PROXY_PACKAGES,
     );
-    let d = Dir::new("litellm-proxy");
-    let token = String::from_utf8(dg(&["keys", "admin-token"]).stdout).unwrap();
-    let token = token.trim();
-    let (mock, up) = start_mock(&[]);
-    let _mock = Server(mock);
-    let head = format!(
-        "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n",
-        distillguard_storage::sha256_hex(token)
-    );
-    let cfg = gateway_config(&d, "gw.toml", &up, &["openai"], &head);
-    let (gw, urls) = start_gateway_urls(&cfg, 2);
-    let _gw = Server(gw);
+    let g = Integrated::start("litellm-proxy", "");
+    let (d, up) = (&g.d, &g.up);
 
     // The proxy's config, with the plugin beside it, as the docs show.
     std::fs::copy(
@@ -285,8 +306,8 @@ fn the_litellm_proxy_with_the_plugin_refuses_a_detected_harvest() {
         .env_remove("REDIS_URL")
         .env("LITELLM_MASTER_KEY", master)
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .env("DISTILLGUARD_URL", &urls[1])
-        .env("DISTILLGUARD_TOKEN", token)
+        .env("DISTILLGUARD_URL", &g.internal)
+        .env("DISTILLGUARD_TOKEN", &g.token)
         .env("DISTILLGUARD_ACCOUNT", "end-user")
         .env("DISTILLGUARD_EXPORT", &export)
         .stdout(std::fs::File::create(d.path("litellm.log")).unwrap())
@@ -398,37 +419,24 @@ fn the_openai_sdk_instrumentation_exports_calls_as_events() {
         "opentelemetry.instrumentation.openai_v2, opentelemetry.processor.baggage",
         &OTEL_OPENAI_PACKAGES,
     );
-    let d = Dir::new("otel-openai");
-    let token = "dgint_otel-openai-test";
-    let (mock, up) = start_mock(&[]);
-    let _mock = Server(mock);
     let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let stream = format!("DGTEST_otel_openai_{nanos}");
-    let cfg = gateway_config(
-        &d,
-        "gw.toml",
-        &up,
-        &["openai"],
+    let g = Integrated::start(
+        "otel-openai",
         &format!(
-            "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n\
-             [detect]\nthresholds = {{ monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }}\n\
-             [cluster.nats]\nurl = \"{nats}\"\nstream = \"{stream}\"\nsubject_prefix = \"dgtest.otel.{nanos}\"\n",
-            distillguard_storage::sha256_hex(token)
+            "{BLOCK_ALL}[cluster.nats]\nurl = \"{nats}\"\nstream = \"{stream}\"\nsubject_prefix = \"dgtest.otel.{nanos}\"\n"
         ),
     );
-    let (gw, urls) = start_gateway_urls(&cfg, 2);
-    let _gw = Server(gw);
-    let internal = urls[1].clone();
     let n = 8;
     let out = Command::new(venv.join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/otel_openai.py"))
-        .env("MOCK", &up)
-        .env("ENDPOINT", format!("{internal}/v1/traces"))
-        .env("TOKEN", token)
+        .env("MOCK", &g.up)
+        .env("ENDPOINT", format!("{}/v1/traces", g.internal))
+        .env("TOKEN", &g.token)
         .env("ACCOUNT", "acct_instrumented")
         .env("N", n.to_string())
         .output()
@@ -494,10 +502,10 @@ fn the_openai_sdk_instrumentation_exports_calls_as_events() {
         // The instrumentation's default: no message content on its spans.
         assert_eq!(e.request.last_user_text, "");
     }
-    let auth = format!("Authorization: Bearer {token}\r\n");
+    let auth = format!("Authorization: Bearer {}\r\n", g.token);
     let verdict = http(
         "GET",
-        &internal,
+        &g.internal,
         "/v1/verdicts/acct_instrumented",
         "",
         &auth,
@@ -532,22 +540,8 @@ fn the_opentelemetry_sdk_exports_genai_spans_into_the_detector() {
         "opentelemetry.exporter.otlp.proto.http.trace_exporter",
         &OTEL_PACKAGES,
     );
-    let d = Dir::new("otel-sdk");
-    let token = "dgint_otel-test";
-    let (mut mock, up) = start_mock(&[]);
-    let cfg = gateway_config(
-        &d,
-        "gw.toml",
-        &up,
-        &["openai"],
-        &format!(
-            "internal_listen = \"127.0.0.1:0\"\n[integrations]\ntoken_sha256 = \"{}\"\n\
-             [detect]\nthresholds = {{ monitor = 0.0, throttle = 0.0, block = 0.0, min_requests = 1 }}\n",
-            distillguard_storage::sha256_hex(token)
-        ),
-    );
-    let (mut gw, urls) = start_gateway_urls(&cfg, 2);
-    let internal = urls[1].clone();
+    let g = Integrated::start("otel-sdk", BLOCK_ALL);
+    let (internal, token) = (&g.internal, &g.token);
     let out = Command::new(venv.join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/otel_export.py"))
         .env("ENDPOINT", format!("{internal}/v1/traces"))
@@ -565,21 +559,17 @@ fn the_opentelemetry_sdk_exports_genai_spans_into_the_detector() {
     let auth = format!("Authorization: Bearer {token}\r\n");
     let mut seen = String::new();
     for _ in 0..100 {
-        seen = http("GET", &internal, "/v1/verdicts/acct_otel", "", &auth).1;
+        seen = http("GET", internal, "/v1/verdicts/acct_otel", "", &auth).1;
         if seen.contains("\"block\"") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(seen.contains("\"verdict\":\"block\""), "{seen}");
-    let metrics = http("GET", &internal, "/metrics", "", "").1;
+    let metrics = http("GET", internal, "/metrics", "", "").1;
     assert!(
         metrics.contains("distillguard_ingested_total{line=\"accepted\"} 12")
             && metrics.contains("distillguard_ingested_total{line=\"malformed\"} 1"),
         "{metrics}"
     );
-    for c in [&mut gw, &mut mock] {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
 }
