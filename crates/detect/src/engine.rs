@@ -204,12 +204,6 @@ fn reasoning_param(e: &Event) -> bool {
     })
 }
 
-thread_local! {
-    /// Masked tokens of the prompt being fingerprinted: one buffer a thread
-    /// instead of a growing allocation a request.
-    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Per-request signals of one event (pure: safe to run on any thread).
 pub fn pre(e: &Event) -> RequestSignals {
     let user = Text::new(&e.request.last_user_text);
@@ -241,9 +235,7 @@ pub fn pre(e: &Event) -> RequestSignals {
         settings_key: h.explicit.then_some(h.settings_key),
         single_shot: s.single_shot,
         refers_back: s.refers_back,
-        template: SCRATCH
-            .with_borrow_mut(|t| Fingerprint::edges(&e.request.last_user_text, t))
-            .filter(|k| k[0] != 0),
+        template: Fingerprint::edges(&e.request.last_user_text).filter(|k| k[0] != 0),
         exact: distillguard_sketches::hash_exact(e.request.last_user_text.as_bytes()),
         system: system
             .filter(|(s, _)| s.chars().nth(SYSTEM_MIN_CHARS - 1).is_some())

@@ -17,7 +17,7 @@ checks in 8 bytes. Cost: one hash per shingle and 16 multiply-adds for the
 MinHash; nothing is allocated beyond a reused token buffer.
 */
 
-use crate::mask::mask_tokens;
+use crate::mask::{Token, mask_tokens};
 use crate::mix64;
 
 /// MinHash values kept.
@@ -81,11 +81,33 @@ impl Fingerprint {
     /// Only the edge hashes `[head, tail]` (what streaming detection keys on),
     /// without the MinHash; `None` when the prompt is shorter than two edges.
     /// The same values as [`Fingerprint::of`]'s `head` and `tail`.
-    pub fn edges(text: &str, scratch: &mut Vec<u64>) -> Option<[u64; 2]> {
-        scratch.clear();
-        mask_tokens(text, scratch, MAX_TOKENS);
-        let t = scratch.as_slice();
-        (t.len() >= 2 * EDGE).then(|| [edge(&t[..EDGE]), edge(&t[t.len() - EDGE..])])
+    pub fn edges(text: &str) -> Option<[u64; 2]> {
+        // Only the first and the last EDGE tokens are hashed: the rest
+        // are counted (the same edges as hashing every token).
+        let mut head = [Token::Hash(0); EDGE];
+        let mut tail = [Token::Hash(0); EDGE];
+        let mut n = 0usize;
+        crate::mask::mask_with(text, MAX_TOKENS, |t| {
+            if n < EDGE {
+                head[n] = t;
+            }
+            tail[n % EDGE] = t;
+            n += 1;
+        });
+        if n < 2 * EDGE {
+            return None;
+        }
+        let hashed = |ts: &mut dyn Iterator<Item = Token>| -> [u64; EDGE] {
+            let mut out = [0u64; EDGE];
+            for (o, t) in out.iter_mut().zip(ts) {
+                *o = t.hash(text);
+            }
+            out
+        };
+        let h = hashed(&mut head.iter().copied());
+        // The ring holds the last EDGE tokens, oldest at n % EDGE.
+        let t = hashed(&mut (0..EDGE).map(|k| tail[(n + k) % EDGE]));
+        Some([edge(&h), edge(&t)])
     }
 
     pub fn of_tokens(tokens: &[u64]) -> Fingerprint {
@@ -192,12 +214,30 @@ mod tests {
             "Solve the following problem. Think step by step and show all of your reasoning before the final answer: 12 apples cost $3.",
             "short prompt",
             "请一步一步地思考，并在给出最终答案前展示完整的推理过程。这是一个很长的问题。",
+            // Words of other alphabets at both ends (lowercased when hashed).
+            "Объясни ПОШАГОВО, как решать такие задачи: 12 яблок, 3 груши, Москва и Париж. Покажи все рассуждения до конца, пожалуйста",
+            // Exactly two edges' worth of tokens, then one fewer.
+            "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen",
+            "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen",
         ] {
             let f = Fingerprint::of(text, &mut v);
-            let e = Fingerprint::edges(text, &mut v);
+            let e = Fingerprint::edges(text);
             assert_eq!(e, (f.head != 0).then_some([f.head, f.tail]), "{text}");
         }
-        assert!(Fingerprint::edges("short prompt", &mut v).is_none());
+        // Past MAX_TOKENS the tail is the last token before the cap, as
+        // with every token hashed.
+        let long: String = (0..3 * MAX_TOKENS)
+            .map(|i| format!("word{} and Then ", i % 7))
+            .collect();
+        let mut all = Vec::new();
+        mask_tokens(&long, &mut all, MAX_TOKENS);
+        assert_eq!(all.len(), MAX_TOKENS);
+        assert_eq!(
+            Fingerprint::edges(&long),
+            Some([edge(&all[..EDGE]), edge(&all[MAX_TOKENS - EDGE..])])
+        );
+        assert!(Fingerprint::edges("one two three").is_none());
+        assert!(Fingerprint::edges("short prompt").is_none());
     }
 
     #[test]

@@ -33,11 +33,51 @@ fn is_cjk(c: char) -> bool {
 
 /// Appends the masked token hashes of `text` to `out` (at most `max` tokens).
 pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
+    mask_with(text, max, |t| out.push(t.hash(text)));
+}
+
+/// A masked token before its hash is taken: a word's hash is the one cost
+/// of masking that grows with the word, and a caller that keeps only some
+/// tokens (the template edges) hashes only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// A placeholder or an already hashed token.
+    Hash(u64),
+    /// An ASCII word at these byte offsets, hashed case-folded.
+    Ascii(u32, u32),
+    /// A word in another alphabetic script at these byte offsets, hashed
+    /// lowercased.
+    Word(u32, u32),
+}
+
+impl Token {
+    /// The token's hash (`text` is the text it was masked from).
+    pub fn hash(self, text: &str) -> u64 {
+        match self {
+            Token::Hash(h) => h,
+            Token::Ascii(s, e) => hash_ascii_lower(&text.as_bytes()[s as usize..e as usize]),
+            Token::Word(s, e) => hash_bytes(text[s as usize..e as usize].to_lowercase().as_bytes()),
+        }
+    }
+}
+
+/// [`mask_tokens`]' pass, handing each token to `emit` unhashed (at most
+/// `max` tokens). Offsets are `u32`: text past 4 GiB is not read.
+pub fn mask_with(text: &str, max: usize, mut emit: impl FnMut(Token)) {
+    let mut end = text.len().min(u32::MAX as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
     let b = text.as_bytes();
     let mut i = 0;
     let mut sentence_start = true;
-    let start_len = out.len();
-    while i < b.len() && out.len() - start_len < max {
+    let n = std::cell::Cell::new(0usize);
+    let mut out = |t: Token| {
+        n.set(n.get() + 1);
+        emit(t);
+    };
+    while i < b.len() && n.get() < max {
         let c = b[i];
         // Spaces and punctuation (most bytes between words) first: none of
         // the cases below starts with them.
@@ -51,7 +91,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
         // Fenced code block.
         if c == b'`' && b[i..].starts_with(b"```") {
             let end = find(b, i + 3, b"```").map_or(b.len(), |e| e + 3);
-            out.push(CODE);
+            out(Token::Hash(CODE));
             i = end;
             sentence_start = false;
             continue;
@@ -61,7 +101,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .iter()
                 .position(|&x| x == b'`' || x == b'\n')
                 .map_or(b.len(), |e| i + 1 + e + 1);
-            out.push(CODE);
+            out(Token::Hash(CODE));
             i = end;
             continue;
         }
@@ -73,7 +113,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .position(|&x| x == b'"' || x == b'\n')
                 && b[i + 1 + e] == b'"'
             {
-                out.push(Q);
+                out(Token::Hash(Q));
                 i += e + 2;
                 continue;
             }
@@ -85,7 +125,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 .iter()
                 .position(|x| x.is_ascii_whitespace())
                 .map_or(b.len(), |e| i + e);
-            out.push(URL);
+            out(Token::Hash(URL));
             i = end;
             continue;
         }
@@ -103,9 +143,9 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
                 }
-                out.push(ID);
+                out(Token::Hash(ID));
             } else {
-                out.push(N);
+                out(Token::Hash(N));
             }
             sentence_start = false;
             continue;
@@ -126,15 +166,15 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
             }
             let w = &b[s..i];
             if digits || underscore && w.len() > 3 {
-                out.push(ID);
+                out(Token::Hash(ID));
             } else if !sentence_start
                 && w[0].is_ascii_uppercase()
                 && w.len() > 1
                 && w.iter().skip(1).any(u8::is_ascii_lowercase)
             {
-                out.push(NAME);
+                out(Token::Hash(NAME));
             } else {
-                out.push(hash_ascii_lower(w));
+                out(Token::Ascii(s as u32, i as u32));
             }
             sentence_start = false;
             continue;
@@ -150,7 +190,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
         let ch = text[i..].chars().next().unwrap_or(' ');
         let len = ch.len_utf8();
         if is_cjk(ch) {
-            out.push(hash_bytes(&b[i..i + len]));
+            out(Token::Hash(hash_bytes(&b[i..i + len])));
             sentence_start = false;
         } else if ch.is_alphabetic() {
             // A word in another alphabetic script (Cyrillic, accented Latin…).
@@ -161,8 +201,7 @@ pub fn mask_tokens(text: &str, out: &mut Vec<u64>, max: usize) {
                 }
                 i += c2.len_utf8();
             }
-            let lower = text[s..i].to_lowercase();
-            out.push(hash_bytes(lower.as_bytes()));
+            out(Token::Word(s as u32, i as u32));
             sentence_start = false;
             continue;
         } else if matches!(ch, '。' | '！' | '？' | '：') {
