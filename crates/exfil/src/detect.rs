@@ -27,6 +27,11 @@ use std::net::IpAddr;
 
 use distillguard_core::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use distillguard_core::{Invalid, Timestamp};
+// Keys here are ARNs, addresses and user agents that an attacker does not
+// choose to collide in a fixed-size table that never probes, and SipHash
+// cost a tenth of a run: the deterministic Fx hash.
+use distillguard_sketches::fxhash::FxBuild;
+pub(crate) use distillguard_sketches::fxhash::hash_of;
 use serde::{Deserialize, Serialize};
 
 use crate::assets::{AssetMap, Place, Sensitivity, net_prefix};
@@ -305,12 +310,6 @@ pub struct Report {
     /// Principals with any alert, flagged first, then by score.
     pub principals: Vec<PrincipalReport>,
 }
-
-// Keys here are ARNs, addresses and user agents that an attacker does
-// not choose to collide in a fixed-size table that never probes, and
-// SipHash cost a tenth of a run: the deterministic Fx hash.
-use distillguard_sketches::fxhash::FxBuild;
-pub(crate) use distillguard_sketches::fxhash::hash_of;
 
 /// The network an access came from, as a key: the /24 (/48) of an
 /// address, or the endpoint or service name.

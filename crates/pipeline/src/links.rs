@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use distillguard_core::report::{CampaignReport, Report};
 use distillguard_core::{AccountInfo, Timestamp};
 use distillguard_link::{Activity, Key, LinkRecord, Linker, campaign};
+use distillguard_sketches::fxhash::FastMap;
 
 /// The linker and its accounts' names.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Links {
     linker: Linker,
-    ids: distillguard_sketches::fxhash::FastMap<String, u32>,
+    ids: FastMap<String, u32>,
     names: Vec<String>,
     /// Indices of forgotten accounts, for reuse.
     free: Vec<u32>,
@@ -31,10 +32,7 @@ impl Links {
         let mut linker = Linker::new(cfg);
         let mut ids: Vec<&String> = accounts.keys().collect();
         ids.sort();
-        let mut by_name = distillguard_sketches::fxhash::FastMap::with_capacity_and_hasher(
-            ids.len(),
-            Default::default(),
-        );
+        let mut by_name = FastMap::with_capacity_and_hasher(ids.len(), Default::default());
         let mut names = Vec::with_capacity(ids.len());
         for (i, id) in ids.into_iter().enumerate() {
             by_name.insert(id.clone(), i as u32);

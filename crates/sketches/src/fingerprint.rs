@@ -97,16 +97,9 @@ impl Fingerprint {
         if n < 2 * EDGE {
             return None;
         }
-        let hashed = |ts: &mut dyn Iterator<Item = Token>| -> [u64; EDGE] {
-            let mut out = [0u64; EDGE];
-            for (o, t) in out.iter_mut().zip(ts) {
-                *o = t.hash(text);
-            }
-            out
-        };
-        let h = hashed(&mut head.iter().copied());
+        let h: [u64; EDGE] = std::array::from_fn(|k| head[k].hash(text));
         // The ring holds the last EDGE tokens, oldest at n % EDGE.
-        let t = hashed(&mut (0..EDGE).map(|k| tail[(n + k) % EDGE]));
+        let t: [u64; EDGE] = std::array::from_fn(|k| tail[(n + k) % EDGE].hash(text));
         Some([edge(&h), edge(&t)])
     }
 

@@ -86,8 +86,6 @@ impl BuildHasher for Seeded {
 
 /// A hash map with [`Seeded`] hashing.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, Seeded>;
-/// A hash set with [`Seeded`] hashing.
-pub type FastSet<K> = std::collections::HashSet<K, Seeded>;
 
 #[cfg(test)]
 mod tests {
