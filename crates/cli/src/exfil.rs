@@ -40,9 +40,9 @@ struct AnalyzeArgs {
     /// The asset map and detector settings (TOML; docs/exfiltration.md).
     #[arg(long)]
     assets: PathBuf,
-    /// An HR feed of departures (CSV with a header, or JSONL; gzip
-    /// detected, `-` for standard input), beside the asset map's own
-    /// `[[departure]]` entries; may be given more than once.
+    /// An HR feed of departures and teams (CSV with a header, or JSONL;
+    /// gzip detected, `-` for standard input), beside the asset map's own
+    /// `[[departure]]` and `[[team]]` entries; may be given more than once.
     #[arg(long)]
     hr: Vec<PathBuf>,
     /// auto (decided per line), cloudtrail, gcp or generic.
@@ -119,7 +119,9 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut r, &mut text)
             .with_context(|| format!("reading HR feed {name}"))?;
-        map.add_departures(distillguard_exfil::hr::parse(&name, &text)?);
+        let feed = distillguard_exfil::hr::parse(&name, &text)?;
+        map.add_departures(feed.departures);
+        map.add_members(feed.members);
     }
     let inputs: Vec<&Path> = a.input.iter().map(PathBuf::as_path).collect();
     let workers = a

@@ -425,7 +425,7 @@ async function keysView(r) {
 }
 
 const EXFIL_SIGNALS = ["external_copy", "exposure", "impossible_travel", "new_network", "new_user_agent", "enumeration",
-  "new_prefix", "volume_spike", "off_hours", "slow_drip", "departure"];
+  "new_prefix", "volume_spike", "egress", "off_hours", "slow_drip", "departure"];
 
 async function exfilView(r) {
   await listView("exfil", [

@@ -25,6 +25,10 @@ kind = "vpn"                             # cloud | residential | vpn | tor | cor
 [[departure]]                            # an HR feed
 principal = "arn:aws:iam::111122223333:user/bob"
 date = "2026-03-14"
+
+[[team]]                                 # a peer group: judged against each other
+name = "research"
+principals = ["arn:aws:iam::111122223333:user/research-*"]  # "*" matches any run of characters
 ```
 */
 
@@ -103,6 +107,17 @@ pub struct Departure {
     pub date: String,
 }
 
+/// A peer group: principals that do the same work (a role, a team), so
+/// that each is judged against the others as well as its own history.
+/// A principal takes the first team with a matching pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub name: String,
+    /// Principal patterns; `*` matches any run of characters.
+    pub principals: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Org {
@@ -128,6 +143,8 @@ pub struct AssetFile {
     pub networks: Vec<Network>,
     #[serde(default, rename = "departure")]
     pub departures: Vec<Departure>,
+    #[serde(default, rename = "team")]
+    pub teams: Vec<Team>,
 }
 
 /// Why an asset map was refused.
@@ -202,6 +219,10 @@ pub struct AssetMap {
     networks: Vec<(Cidr, NetKind)>,
     /// Principal → last day's start in ms.
     departures: std::collections::HashMap<String, i64>,
+    /// Team names and their principal patterns, in file order.
+    teams: Vec<Team>,
+    /// Principal → team index, from an HR feed (ahead of the patterns).
+    members: std::collections::HashMap<String, u32>,
 }
 
 const PRIVATE: [&str; 5] = [
@@ -256,6 +277,23 @@ impl AssetMap {
             })?;
             departures.insert(d.principal.clone(), day);
         }
+        for (i, t) in file.teams.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err(bad(format!("team[{i}].name"), "must not be empty".into()));
+            }
+            if let Some(j) = file.teams[..i].iter().position(|o| o.name == t.name) {
+                return Err(bad(
+                    format!("team[{i}].name"),
+                    format!("{:?} is already team[{j}]", t.name),
+                ));
+            }
+            if let Some(k) = t.principals.iter().position(|p| p.trim().is_empty()) {
+                return Err(bad(
+                    format!("team[{i}].principals[{k}]"),
+                    "must not be empty".into(),
+                ));
+            }
+        }
         let mut assets = file.assets;
         assets.sort_by(|a, b| {
             a.bucket
@@ -270,6 +308,8 @@ impl AssetMap {
             vpc_endpoints: file.org.vpc_endpoints,
             networks,
             departures,
+            teams: file.teams,
+            members: std::collections::HashMap::new(),
         })
     }
 
@@ -345,6 +385,41 @@ impl AssetMap {
         }
     }
 
+    /// The principal's team (an index into [`AssetMap::team_names`]): an
+    /// HR feed's entry, else the first team with a matching pattern.
+    pub fn team(&self, principal: &str) -> Option<u32> {
+        if let Some(t) = self.members.get(principal) {
+            return Some(*t);
+        }
+        self.teams
+            .iter()
+            .position(|t| t.principals.iter().any(|p| glob(p, principal)))
+            .map(|i| i as u32)
+    }
+
+    /// The teams' names, in order.
+    pub fn team_names(&self) -> impl Iterator<Item = &str> {
+        self.teams.iter().map(|t| t.name.as_str())
+    }
+
+    /// Adds an HR feed's team memberships: a team the map does not name is
+    /// added; a principal listed again takes the later entry's team.
+    pub fn add_members(&mut self, members: Vec<(String, String)>) {
+        for (principal, team) in members {
+            let i = match self.teams.iter().position(|t| t.name == team) {
+                Some(i) => i,
+                None => {
+                    self.teams.push(Team {
+                        name: team,
+                        principals: Vec::new(),
+                    });
+                    self.teams.len() - 1
+                }
+            };
+            self.members.insert(principal, i as u32);
+        }
+    }
+
     /// How many principals have a departure date.
     pub fn departures(&self) -> usize {
         self.departures.len()
@@ -353,6 +428,28 @@ impl AssetMap {
     pub fn assets(&self) -> &[Asset] {
         &self.assets
     }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of
+/// characters (none included) and everything else matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text.
+        return rest.is_empty();
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 pub(crate) fn parse_date(s: &str) -> Option<i64> {
@@ -395,6 +492,14 @@ kind = "tor"
 [[departure]]
 principal = "bob"
 date = "2026-03-14"
+
+[[team]]
+name = "research"
+principals = ["arn:aws:iam::1:user/r-*", "carol"]
+
+[[team]]
+name = "jobs"
+principals = ["arn:aws:iam::1:role/*-job", "arn:aws:iam::1:user/r-x"]
 "#;
 
     #[test]
@@ -435,6 +540,40 @@ date = "2026-03-14"
     }
 
     #[test]
+    fn globs_match_any_run_of_characters() {
+        assert!(glob("a*", "a"));
+        assert!(glob("a*", "abc"));
+        assert!(glob("*c", "abc"));
+        assert!(glob("a*c", "abc"));
+        assert!(glob("a*b*c", "aXbYc"));
+        assert!(glob("*", ""));
+        assert!(glob("abc", "abc"));
+        assert!(!glob("abc", "abcd"));
+        assert!(!glob("a*c", "ab"));
+        assert!(!glob("a*bc*c", "abc"));
+        assert!(!glob("*x*", "abc"));
+    }
+
+    #[test]
+    fn principals_take_the_first_matching_team_or_the_hr_feed() {
+        let mut m = AssetMap::from_toml(MAP).unwrap();
+        let names: Vec<&str> = m.team_names().collect();
+        assert_eq!(names, ["research", "jobs"]);
+        assert_eq!(m.team("arn:aws:iam::1:user/r-alice"), Some(0));
+        assert_eq!(m.team("arn:aws:iam::1:user/r-x"), Some(0));
+        assert_eq!(m.team("carol"), Some(0));
+        assert_eq!(m.team("arn:aws:iam::1:role/eval-job"), Some(1));
+        assert_eq!(m.team("arn:aws:iam::1:user/bob"), None);
+        m.add_members(vec![
+            ("arn:aws:iam::1:user/bob".into(), "data".into()),
+            ("carol".into(), "jobs".into()),
+        ]);
+        assert_eq!(m.team("arn:aws:iam::1:user/bob"), Some(2));
+        assert_eq!(m.team("carol"), Some(1));
+        assert_eq!(m.team_names().nth(2), Some("data"));
+    }
+
+    #[test]
     fn bad_maps_name_their_field() {
         let e = AssetMap::from_toml("[org]\nnetworks = [\"10.0.0.0/33\"]")
             .unwrap_err()
@@ -451,5 +590,15 @@ date = "2026-03-14"
         .to_string();
         assert!(e.contains("extreme"), "{e}");
         assert!(AssetMap::from_toml("[org]\ncolour = 1").is_err());
+        let e = AssetMap::from_toml(
+            "[[team]]\nname = \"a\"\nprincipals = [\"x\"]\n[[team]]\nname = \"a\"\nprincipals = []",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("team[1].name"), "{e}");
+        let e = AssetMap::from_toml("[[team]]\nname = \"a\"\nprincipals = [\"\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("team[0].principals[0]"), "{e}");
     }
 }

@@ -18,6 +18,8 @@ use distillguard_core::time::{MS_PER_DAY, MS_PER_HOUR};
 
 /// Days of per-day sensitive bytes kept for the slow-drip window.
 pub const DRIP_DAYS: usize = 28;
+/// Days of per-day sensitive bytes read from outside kept for egress.
+pub const EGRESS_DAYS: usize = 7;
 /// Networks and user agents remembered per principal.
 pub const SEEN: usize = 8;
 /// Active days before the slow mean is kept as a drip's reference.
@@ -73,6 +75,14 @@ fn log_bytes(b: u64) -> f64 {
     (1.0 + b as f64).log10()
 }
 
+/// What a finished active day read: the yardstick of the principal's
+/// team.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClosedDay {
+    pub sensitive: u64,
+    pub outside: u64,
+}
+
 /// One principal's normal behaviour.
 #[derive(Debug, Clone, Default)]
 pub struct Baseline {
@@ -97,6 +107,18 @@ pub struct Baseline {
     pub day_accesses: u32,
     /// Sensitive bytes per day for the last [`DRIP_DAYS`] days (ring by day).
     drip: [u64; DRIP_DAYS],
+    /// Today's sensitive bytes read from outside the organisation.
+    pub day_outside: u64,
+    /// The same per day for the last [`EGRESS_DAYS`] days (ring by day).
+    egress: [u64; EGRESS_DAYS],
+    /// Mean sensitive bytes read from outside per active day (arithmetic,
+    /// α = 1/60, days capped at 4× the usual day, like `slow_mean`).
+    outside_mean: f64,
+    /// The outside mean and the usual day as they stood at the end of
+    /// each of the last [`EGRESS_DAYS`] days (ring by day; NaN: none): a
+    /// move out is judged against the days before it, which it has not
+    /// yet moved.
+    egress_then: [(f32, f32); EGRESS_DAYS],
     /// The slow mean as it stood at the end of each of the last
     /// [`DRIP_DAYS`] days (ring by day; NaN: no value): a drip is judged
     /// against the usual day from before it began, which the drip itself
@@ -125,20 +147,36 @@ impl Baseline {
             first_ts: ts,
             last_ts: ts,
             slow_then: [f32::NAN; DRIP_DAYS],
+            egress_then: [(f32::NAN, f32::NAN); EGRESS_DAYS],
             day: ts.div_euclid(MS_PER_DAY),
             hour: ts.div_euclid(MS_PER_HOUR),
             ..Baseline::default()
         }
     }
 
-    /// Moves the clock to `ts`, closing finished days and hours.
-    pub fn advance(&mut self, ts: i64) {
+    /// Moves the clock to `ts`, closing finished days and hours; returns
+    /// the day it closed, if one with any access ended.
+    pub fn advance(&mut self, ts: i64) -> Option<ClosedDay> {
         let day = ts.div_euclid(MS_PER_DAY);
+        let mut closed = None;
         if day > self.day {
             if self.day_accesses > 0 {
+                closed = Some(ClosedDay {
+                    sensitive: self.day_sensitive,
+                    outside: self.day_outside,
+                });
                 self.close_day();
             }
             // Days skipped in between read nothing.
+            for d in (self.day + 1)..=day.min(self.day + EGRESS_DAYS as i64) {
+                let slot = d.rem_euclid(EGRESS_DAYS as i64) as usize;
+                self.egress[slot] = 0;
+                self.egress_then[slot] = if self.active_days >= REFERENCE_DAYS {
+                    (self.outside_mean as f32, self.usual_day().0 as f32)
+                } else {
+                    (f32::NAN, f32::NAN)
+                };
+            }
             for d in (self.day + 1)..=day.min(self.day + DRIP_DAYS as i64) {
                 let slot = d.rem_euclid(DRIP_DAYS as i64) as usize;
                 self.drip[slot] = 0;
@@ -152,6 +190,7 @@ impl Baseline {
             self.day = day;
             self.day_bytes = 0;
             self.day_sensitive = 0;
+            self.day_outside = 0;
             self.day_accesses = 0;
         }
         let hour = ts.div_euclid(MS_PER_HOUR);
@@ -162,6 +201,7 @@ impl Baseline {
             self.hour_reads = 0;
         }
         self.last_ts = self.last_ts.max(ts);
+        closed
     }
 
     fn close_day(&mut self) {
@@ -175,14 +215,18 @@ impl Baseline {
         // The slow reference is arithmetic (days counted up to 4× the
         // usual day), so that an honest principal's 28 days add up to about
         // 28 of its usual days.
-        let capped = (self.day_sensitive as f64).min(4.0 * (10f64.powf(self.mean) - 1.0).max(1.0));
+        let cap = 4.0 * (10f64.powf(self.mean) - 1.0).max(1.0);
+        let capped = (self.day_sensitive as f64).min(cap);
+        let outside = (self.day_outside as f64).min(cap);
         if self.active_days == 1 {
             self.mean = x;
             self.slow_mean = self.day_sensitive as f64;
+            self.outside_mean = self.day_outside as f64;
             self.var = 0.25;
         } else {
             let slow = (1.0 / self.active_days as f64).max(1.0 / 60.0);
             self.slow_mean += slow * (capped - self.slow_mean);
+            self.outside_mean += slow * (outside - self.outside_mean);
             let a = (1.0 / self.active_days as f64).max(1.0 / 14.0);
             let d = x - self.mean;
             self.mean += a * d;
@@ -192,8 +236,9 @@ impl Baseline {
     }
 
     /// Records an access's hour and amounts (after the detectors have
-    /// judged it against the state before it).
-    pub fn record(&mut self, ts: i64, bytes: u64, sensitive: u64) {
+    /// judged it against the state before it); `outside`: the sensitive
+    /// bytes went to a place outside the organisation.
+    pub fn record(&mut self, ts: i64, bytes: u64, sensitive: u64, outside: bool) {
         let h = (ts.rem_euclid(MS_PER_DAY) / MS_PER_HOUR) as usize;
         self.hours[h] = self.hours[h].saturating_add(1);
         self.day_accesses += 1;
@@ -201,6 +246,31 @@ impl Baseline {
         self.day_sensitive += sensitive;
         let slot = self.day.rem_euclid(DRIP_DAYS as i64) as usize;
         self.drip[slot] += sensitive;
+        if outside {
+            self.day_outside += sensitive;
+            self.egress[self.day.rem_euclid(EGRESS_DAYS as i64) as usize] += sensitive;
+        }
+    }
+
+    /// The mean sensitive bytes an active day sent outside the
+    /// organisation, and the usual day, as they stood [`EGRESS_DAYS`] days
+    /// ago (or the oldest values held): before anything in the egress
+    /// window moved them.
+    pub fn usual_outside_before_window(&self) -> (f64, f64) {
+        let oldest = (self.day + 1).rem_euclid(EGRESS_DAYS as i64) as usize;
+        (0..EGRESS_DAYS)
+            .map(|k| self.egress_then[(oldest + k) % EGRESS_DAYS])
+            .find(|(o, u)| o.is_finite() && u.is_finite())
+            .map_or((self.outside_mean, self.usual_day().0), |(o, u)| {
+                (f64::from(o), f64::from(u))
+            })
+    }
+
+    /// Sensitive bytes read from outside over the last [`EGRESS_DAYS`]
+    /// days, today included, each day counted up to `cap`: a sustained
+    /// move of data out, not one burst (a volume spike's business).
+    pub fn egress_capped(&self, cap: f64) -> f64 {
+        self.egress.iter().map(|d| (*d as f64).min(cap)).sum()
     }
 
     /// The usual sensitive bytes of an active day (the geometric mean the
@@ -321,7 +391,7 @@ mod tests {
         for day in 0..20 {
             let ts = day * MS_PER_DAY + 10 * MS_PER_HOUR;
             b.advance(ts);
-            b.record(ts, 2_000_000_000, 2_000_000_000);
+            b.record(ts, 2_000_000_000, 2_000_000_000, false);
         }
         b.advance(20 * MS_PER_DAY);
         let level = b.spike_level(7).unwrap();
@@ -334,13 +404,24 @@ mod tests {
     #[test]
     fn the_drip_window_forgets_old_days() {
         let mut b = Baseline::new(0);
-        b.advance(0);
-        b.record(0, 5, 5);
-        b.advance(3 * MS_PER_DAY);
-        b.record(3 * MS_PER_DAY, 7, 7);
+        assert_eq!(b.advance(0), None);
+        b.record(0, 5, 5, true);
+        assert_eq!(
+            b.advance(3 * MS_PER_DAY),
+            Some(ClosedDay {
+                sensitive: 5,
+                outside: 5
+            })
+        );
+        b.record(3 * MS_PER_DAY, 7, 7, false);
         assert_eq!(b.drip_total(), 12);
         assert_eq!(b.recent_total(3), 7);
         assert_eq!(b.recent_total(4), 12);
+        assert_eq!(b.egress_capped(f64::MAX), 5.0);
+        assert_eq!(b.egress_capped(2.0), 2.0);
+        b.advance(8 * MS_PER_DAY);
+        assert_eq!(b.egress_capped(f64::MAX), 0.0);
+        assert_eq!(b.drip_total(), 12);
         b.advance(40 * MS_PER_DAY);
         assert_eq!(b.drip_total(), 0);
     }

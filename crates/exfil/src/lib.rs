@@ -40,6 +40,8 @@ pub struct ExfilConfig {
     pub networks: Vec<assets::Network>,
     #[serde(default, rename = "departure")]
     pub departures: Vec<assets::Departure>,
+    #[serde(default, rename = "team")]
+    pub teams: Vec<assets::Team>,
     #[serde(default)]
     pub detect: DetectConfig,
 }
@@ -59,6 +61,7 @@ impl ExfilConfig {
             assets: c.assets,
             networks: c.networks,
             departures: c.departures,
+            teams: c.teams,
         };
         Ok((AssetMap::new(file)?, c.detect))
     }

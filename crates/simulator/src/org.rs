@@ -18,7 +18,10 @@ The organisation trains models on AWS. Its principals:
 Hard negatives: a **new hire** ramping up mid-period; a **migration**
 role created for a weekend copy of the training data into a new bucket;
 an **end-of-quarter evaluation sweep** reading every checkpoint; an
-**honest leaver** with a departure date and ordinary last weeks.
+**honest leaver** with a departure date and ordinary last weeks;
+researchers **working from home** for one to three weeks at their usual
+pace, and researchers in a **deadline push**, reading 2–3× their usual
+day for one to two weeks from wherever they work.
 
 Incidents (each drawn per seed in day, size and pace):
 - `insider-copy`: a researcher copies checkpoints into a bucket of an
@@ -289,6 +292,11 @@ struct Human {
     /// First and last working day (new hire, leaver).
     from_day: u32,
     to_day: u32,
+    /// Days worked from home (a remote spell), and days of a deadline
+    /// push with the volume it multiplies the day by.
+    remote: std::ops::Range<u32>,
+    push: std::ops::Range<u32>,
+    push_scale: f64,
 }
 
 fn human(rng: &mut Rng, name: &str, daily_gb: f64, lists: u32) -> Human {
@@ -315,6 +323,9 @@ fn human(rng: &mut Rng, name: &str, daily_gb: f64, lists: u32) -> Human {
         lists_per_day: lists,
         from_day: 0,
         to_day: u32::MAX,
+        remote: 0..0,
+        push: 0..0,
+        push_scale: 1.0,
     }
 }
 
@@ -331,7 +342,7 @@ fn human_day(
     let day0 = day_start(ctx.start, d);
     // A trip: a hotel network and shifted hours for a few days.
     let trip = rng.chance(0.004);
-    let from_home = rng.chance(0.25);
+    let from_home = rng.chance(0.25) || h.remote.contains(&d);
     let net = if trip {
         From {
             ip: format!("{}.{}", public_net(rng), rng.range_u64(2, 250)),
@@ -350,7 +361,12 @@ fn human_day(
     } else {
         h.tz
     };
-    let mut target = bytes(rng, h.daily_gb, 0.8) as f64 * scale_today;
+    let push = if h.push.contains(&d) {
+        h.push_scale
+    } else {
+        1.0
+    };
+    let mut target = bytes(rng, h.daily_gb, 0.8) as f64 * scale_today * push;
     let mut t = day0 + (9 - tz) * MS_PER_HOUR + rng.below(90 * 60) as i64 * MS_PER_SECOND;
     let end = t + (8 + rng.below(3) as i64) * MS_PER_HOUR;
     // Now and then a new project.
@@ -479,6 +495,29 @@ pub fn generate(spec: OrgSpec) -> Org {
     let stolen_day = (days * 2 / 3 + rng.below(8) as u32).min(days - 2);
     let ci_day = (days / 2 + rng.below(12) as u32).min(days - 2);
     let sweep_day = (days * 3 / 4).min(days - 3);
+
+    // Hard negatives among the other researchers (their own stream of
+    // draws, so the rest of the world is unchanged): remote spells and
+    // deadline pushes, after the learning weeks.
+    let mut spell = Rng::derive(&[spec.seed, label("spells")]);
+    let mut spell_role: BTreeMap<String, &'static str> = BTreeMap::new();
+    let n_spells = ((n_res as f64 / 8.0).round() as usize).max(1);
+    for k in 0..2 * n_spells {
+        let i = spell.index(n_res);
+        let h = &mut researchers[i];
+        if i == insider || i == stolen || spell_role.contains_key(&h.who.arn) {
+            continue;
+        }
+        let from = spell.range_u64(21, u64::from(days.saturating_sub(7).max(22))) as u32;
+        if k % 2 == 0 {
+            h.remote = from..from + spell.range_u64(7, 21) as u32;
+            spell_role.insert(h.who.arn.clone(), "researcher-remote");
+        } else {
+            h.push = from..from + spell.range_u64(7, 14) as u32;
+            h.push_scale = spell.range_f64(2.0, 3.0);
+            spell_role.insert(h.who.arn.clone(), "researcher-deadline");
+        }
+    }
 
     let mut exfil: BTreeMap<String, Incident> = BTreeMap::new();
 
@@ -945,7 +984,7 @@ pub fn generate(spec: OrgSpec) -> Org {
         let role = if h.who.arn.contains("user/data-") {
             "data-team"
         } else {
-            "researcher"
+            spell_role.get(&h.who.arn).copied().unwrap_or("researcher")
         };
         truth.push(benign(&h.who.arn, role));
     }
@@ -1041,6 +1080,27 @@ sensitivity = "low"
 bucket = "{BUCKET_BACKUP}"
 kind = "checkpoints"
 sensitivity = "critical"
+
+# Peer groups: each principal is judged against its team as well.
+[[team]]
+name = "research"
+principals = ["arn:aws:iam::{ORG_ACCOUNT}:user/researcher-*", "arn:aws:iam::{ORG_ACCOUNT}:user/new-hire", "arn:aws:iam::{ORG_ACCOUNT}:user/leaver-*"]
+
+[[team]]
+name = "data"
+principals = ["arn:aws:iam::{ORG_ACCOUNT}:user/data-*"]
+
+[[team]]
+name = "training"
+principals = ["arn:aws:iam::{ORG_ACCOUNT}:role/train-*"]
+
+[[team]]
+name = "evaluation"
+principals = ["arn:aws:iam::{ORG_ACCOUNT}:role/eval-*"]
+
+[[team]]
+name = "ci"
+principals = ["arn:aws:iam::{ORG_ACCOUNT}:role/ci-runner-*"]
 "#
     );
     for (p, d) in departures {

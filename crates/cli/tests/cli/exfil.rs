@@ -17,8 +17,8 @@ fn dir(name: &str) -> PathBuf {
 /// the copy out, the stolen key and the CI token are flagged before 10% of
 /// their bytes left, the leaver before a third, and no benign principal
 /// is flagged. The insider who downloads over their own home line at a
-/// few times their usual day is the documented miss; it must at least
-/// raise a signal.
+/// few times their usual day is caught late, by egress, or not at all in
+/// a short world (docs/exfiltration.md): it must at least raise a signal.
 #[test]
 fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
     let d = dir("exfil-org");
@@ -54,7 +54,7 @@ fn simulate_analyze_eval_flags_the_incidents_and_no_one_else() {
             }
             "departure" => assert!(i["flagged"].as_bool().unwrap() && share <= 0.34, "{i}"),
             _ => {
-                // The miss: still in the report, with signals below the flag.
+                // Late or missed: still in the report, with signals.
                 let r: serde_json::Value =
                     serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
                 let p = r["principals"]
@@ -233,4 +233,85 @@ fn an_hr_feed_gives_the_departure_dates() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.csv:2: last_day:"), "{err}");
+}
+
+/// An HR staff list's team column makes peer groups: a newcomer who reads
+/// twenty times what the rest of its team reads raises a volume spike on
+/// its first day, against the team; without the list it has no yardstick
+/// for two weeks.
+#[test]
+fn an_hr_staff_list_makes_teams_that_judge_a_newcomer() {
+    let d = dir("exfil-teams");
+    let at = |day: u32, hour: u32| {
+        // From Monday 2026-01-05.
+        let (m, dd) = if 5 + day <= 31 {
+            (1, 5 + day)
+        } else {
+            (2, day - 26)
+        };
+        format!("2026-{m:02}-{dd:02}T{hour:02}:00:00Z")
+    };
+    let line = |ts: &str, who: &str, bytes: u64| {
+        format!(
+            "{{\"ts\":\"{ts}\",\"principal\":\"{who}\",\"source_ip\":\"10.0.0.7\",\"event_name\":\"GetObject\",\"action\":\"get\",\"bucket\":\"ckpt\",\"object\":\"llm/step-1.pt\",\"bytes_out\":{bytes}}}\n"
+        )
+    };
+    let mut log = String::new();
+    for day in (0..28).filter(|d| d % 7 < 5) {
+        for who in ["ana", "ben", "cy"] {
+            for k in 0..8 {
+                log.push_str(&line(&at(day, 9 + k), who, 1 << 28));
+            }
+        }
+    }
+    for k in 0..8 {
+        log.push_str(&line(&at(28, 9 + k), "dee", 5 << 30));
+    }
+    std::fs::write(d.join("log.jsonl"), log).unwrap();
+    std::fs::write(
+        d.join("assets.toml"),
+        "[[asset]]\nbucket = \"ckpt\"\nkind = \"checkpoints\"\nsensitivity = \"critical\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("staff.csv"),
+        "email,department,end_date\nana,Research,\nben,Research,\ncy,Research,\ndee,Research,\n",
+    )
+    .unwrap();
+    let s = d.to_str().unwrap();
+    let report = |hr: bool| -> serde_json::Value {
+        let (log, assets, staff) = (
+            format!("{s}/log.jsonl"),
+            format!("{s}/assets.toml"),
+            format!("{s}/staff.csv"),
+        );
+        let mut args = vec![
+            "exfil", "analyze", &log, "--assets", &assets, "--format", "json",
+        ];
+        if hr {
+            args.extend(["--hr", &staff]);
+        }
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let alerts_of = |r: &serde_json::Value, who: &str| -> Vec<String> {
+        r["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["principal"] == who)
+            .flat_map(|p| p["alerts"].as_array().unwrap().iter())
+            .map(|a| format!("{}: {}", a["signal"], a["reason"]))
+            .collect()
+    };
+    assert!(alerts_of(&report(false), "dee").is_empty());
+    let with = report(true);
+    let dee = alerts_of(&with, "dee");
+    assert_eq!(dee.len(), 1, "{dee:?}");
+    assert!(
+        dee[0].starts_with("\"volume_spike\"") && dee[0].contains("team Research's usual"),
+        "{dee:?}"
+    );
+    for who in ["ana", "ben", "cy"] {
+        assert!(alerts_of(&with, who).is_empty(), "{who}");
+    }
 }
