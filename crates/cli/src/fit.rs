@@ -75,7 +75,8 @@ pub(crate) fn random_world(seed: u64, opts: &RandomOpts, corpus: &Corpus) -> Res
             scenario.name
         );
     }
-    let truth = world.truth().into_iter().map(truth_row);
+    let truth = world.truth();
+    let bad = bad_keys(&truth);
     let accounts = world
         .account_records()
         .into_iter()
@@ -84,10 +85,21 @@ pub(crate) fn random_world(seed: u64, opts: &RandomOpts, corpus: &Corpus) -> Res
     Ok(LabelledWorld::new(
         scenario.name.clone(),
         pres,
-        truth,
+        truth.into_iter().map(truth_row),
         accounts,
         world.models(),
-    ))
+    )
+    .with_bad_keys(bad))
+}
+
+/// The harvesting keys a truth names.
+fn bad_keys(truth: &[TruthRecord]) -> Vec<String> {
+    truth
+        .iter()
+        .filter_map(|t| t.bad_keys.as_ref())
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 type TruthRow = (String, bool, Option<String>, Option<String>, Option<String>);
@@ -128,13 +140,15 @@ pub(crate) fn dir_world(dir: &Path) -> Result<LabelledWorld> {
             link_keys: true,
         },
     )?;
+    let bad = bad_keys(&truth);
     Ok(LabelledWorld::new(
         dir.display().to_string(),
         recs,
         truth.into_iter().map(truth_row),
         accounts,
         models,
-    ))
+    )
+    .with_bad_keys(bad))
 }
 
 /// Glasswally's labelled log, its times spread over `hours`, no account
@@ -435,6 +449,19 @@ struct Row {
     /// that group's size.
     honest_group_evidence: f64,
     honest_group_accounts: u64,
+    /// Harvesting keys of the family's campaigns whose accounts also carry
+    /// other keys (resellers), and of those flagged by their own verdict;
+    /// those accounts' other keys (honest customers), and of those flagged.
+    bad_keys: u64,
+    bad_keys_flagged: u64,
+    honest_keys: u64,
+    honest_keys_flagged: u64,
+    /// Per campaign of two or more accounts, the share of its accounts in
+    /// the reported campaign holding most of them: the median and the
+    /// lowest; the lowest purity (attack share) of those reported campaigns.
+    completeness_median: f64,
+    completeness_min: f64,
+    purity_min: f64,
     thresholds: distillguard_detect::engine::Thresholds,
     detail: Vec<CampaignJudged>,
     groups: Vec<distillguard_pipeline::training::GroupJudged>,
@@ -481,6 +508,17 @@ fn row(
         .filter(|g| 2 * g.honest > g.accounts)
         .collect();
     mostly_honest.sort_by(|a, b| b.evidence.total_cmp(&a.evidence));
+    // Keys are judged where an account carries harvesting and honest keys
+    // (a reseller); elsewhere an account's keys are all its own and its
+    // verdict is theirs.
+    let resellers: Vec<&&CampaignJudged> = camps.iter().filter(|c| c.honest_keys > 0).collect();
+    // A campaign of one account has nothing to link.
+    let mut complete: Vec<f64> = camps
+        .iter()
+        .filter(|c| c.accounts >= 2)
+        .map(|c| c.completeness)
+        .collect();
+    complete.sort_by(|a, b| a.total_cmp(b));
     Row {
         row: name.to_string(),
         seed,
@@ -510,6 +548,17 @@ fn row(
         campaigns_under_1pct: served.iter().filter(|s| **s < 0.01).count() as u64,
         honest_group_evidence: mostly_honest.first().map_or(0.0, |g| g.evidence),
         honest_group_accounts: mostly_honest.first().map_or(0, |g| g.accounts),
+        bad_keys: resellers.iter().map(|c| c.bad_keys).sum(),
+        bad_keys_flagged: resellers.iter().map(|c| c.bad_keys_flagged).sum(),
+        honest_keys: resellers.iter().map(|c| c.honest_keys).sum(),
+        honest_keys_flagged: resellers.iter().map(|c| c.honest_keys_flagged).sum(),
+        completeness_median: complete.get(complete.len() / 2).copied().unwrap_or(0.0),
+        completeness_min: complete.first().copied().unwrap_or(0.0),
+        purity_min: camps
+            .iter()
+            .filter(|c| c.accounts >= 2 && c.completeness > 0.0)
+            .map(|c| c.purity)
+            .fold(1.0, f64::min),
         thresholds: w.thresholds,
         detail: camps.into_iter().cloned().collect(),
         groups: judged
@@ -725,7 +774,7 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
         "| family left out | campaigns | accounts | recall | recall, score alone | recall, Responses-API accounts | recall, batch accounts | honest FPR (flagged/honest) | honest batch accounts flagged | honest in campaigns | served before first flag: median, max | campaigns flagged before 1% |"
     )?;
     writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
-    for (_, (name, rs)) in by {
+    for (name, rs) in by.values() {
         let camps: u64 = rs.iter().map(|r| r.campaigns).sum();
         let accts: u64 = rs.iter().map(|r| r.accounts).sum();
         let hf: u64 = rs.iter().map(|r| r.honest_flagged).sum();
@@ -756,6 +805,34 @@ fn write_table(o: &mut dyn Write, rows: &[Row], seeds: usize) -> Result<()> {
             span(rs.iter().map(|r| r.honest_fpr).collect(), false),
             span(rs.iter().map(|r| r.served_median).collect(), true),
             span(rs.iter().map(|r| r.served_max).collect(), true),
+        )?;
+    }
+    // Keys and campaigns (issue 12's targets), on the same rows.
+    writeln!(
+        o,
+        "\n| family left out | resellers' harvesting keys flagged | resellers' other keys flagged | campaign completeness: median, lowest | purity of those campaigns, lowest |"
+    )?;
+    writeln!(o, "|---|---|---|---|---|")?;
+    for (name, rs) in by.values() {
+        let count = |n: fn(&Row) -> u64, of: fn(&Row) -> u64| {
+            let (n, of): (u64, u64) = (
+                rs.iter().map(|r| n(r)).sum(),
+                rs.iter().map(|r| of(r)).sum(),
+            );
+            if of == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.1}% ({n}/{of})", 100.0 * n as f64 / of as f64)
+            }
+        };
+        writeln!(
+            o,
+            "| {name} | {} | {} | {}, {} | {} |",
+            count(|r| r.bad_keys_flagged, |r| r.bad_keys),
+            count(|r| r.honest_keys_flagged, |r| r.honest_keys),
+            span(rs.iter().map(|r| r.completeness_median).collect(), true),
+            span(rs.iter().map(|r| r.completeness_min).collect(), true),
+            span(rs.iter().map(|r| r.purity_min).collect(), true),
         )?;
     }
     if seeds > 1 {

@@ -55,6 +55,8 @@ pub struct LabelledWorld {
     /// Account records (may be empty: a log without them).
     pub accounts: HashMap<String, AccountInfo>,
     pub models: Vec<ModelRelease>,
+    /// API keys the truth names as harvesting (empty: it names none).
+    pub bad_keys: std::collections::HashSet<String>,
 }
 
 /// A family left out of a fold (its accounts' requests are skipped).
@@ -62,6 +64,13 @@ pub struct LabelledWorld {
 pub struct Leave<'a>(pub Option<&'a str>);
 
 impl LabelledWorld {
+    /// The world with the truth's harvesting keys, so that judging it
+    /// scores keys as well as accounts.
+    pub fn with_bad_keys(mut self, keys: impl IntoIterator<Item = String>) -> LabelledWorld {
+        self.bad_keys.extend(keys);
+        self
+    }
+
     /// Builds a world from records (any order) and truth rows
     /// `(account, attack, campaign, family, kind)`.
     pub fn new(
@@ -116,6 +125,7 @@ impl LabelledWorld {
             .collect();
         LabelledWorld {
             name,
+            bad_keys: Default::default(),
             records,
             truth: t,
             campaigns,
@@ -290,6 +300,18 @@ pub struct CampaignJudged {
     /// flagged.
     pub batch_accounts: u64,
     pub batch_flagged: u64,
+    /// The campaign's harvesting keys (as the truth names them) that sent
+    /// requests, and of those, flagged; its accounts' other keys (a
+    /// reseller's honest customers), and of those, flagged.
+    pub bad_keys: u64,
+    pub bad_keys_flagged: u64,
+    pub honest_keys: u64,
+    pub honest_keys_flagged: u64,
+    /// The share of the campaign's accounts in the reported campaign that
+    /// holds most of them (0: none linked), and that reported campaign's
+    /// share of attack accounts (1 when none).
+    pub completeness: f64,
+    pub purity: f64,
 }
 
 /// Folds a world through the pipeline with `weights` and `thresholds`
@@ -314,9 +336,21 @@ pub fn judge(
     let mut first = vec![false; n];
     // Requests per account: (through the Responses API, in batches, all).
     let mut apis: HashMap<&str, (u32, u32, u32)> = HashMap::new();
+    // The keys each campaign's accounts used (key, campaign).
+    let mut campaign_keys: std::collections::HashSet<(&str, u16)> = Default::default();
     for r in &w.records {
         if w.skipped(leave, &r.pre.account_id) {
             continue;
+        }
+        if !w.bad_keys.is_empty()
+            && let Some(k) = r.pre.key_id.as_deref()
+            && let Some(c) = w
+                .truth
+                .get(&r.pre.account_id)
+                .filter(|t| t.attack)
+                .and_then(|t| t.campaign)
+        {
+            campaign_keys.insert((k, c));
         }
         let a = apis.entry(r.pre.account_id.as_str()).or_default();
         a.0 += u32::from(r.dialect == distillguard_core::Dialect::Responses);
@@ -367,6 +401,50 @@ pub fn judge(
     }
     // Verdicts as the report gives them (campaign membership applied).
     let report = pipe.finish(true);
+    let flagged_keys: std::collections::HashSet<&str> = report
+        .keys
+        .iter()
+        .filter(|k| k.verdict.is_flagged())
+        .map(|k| k.key_id.as_str())
+        .collect();
+    // (bad, bad flagged, other, other flagged) per campaign.
+    let mut keys = vec![(0u64, 0u64, 0u64, 0u64); n];
+    for (k, c) in &campaign_keys {
+        let e = &mut keys[*c as usize];
+        let f = u64::from(flagged_keys.contains(k));
+        if w.bad_keys.contains(*k) {
+            e.0 += 1;
+            e.1 += f;
+        } else {
+            e.2 += 1;
+            e.3 += f;
+        }
+    }
+    // Reported campaigns: attack and all members; members per (true
+    // campaign, reported campaign).
+    let mut reported: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut placed: HashMap<(u16, &str), u64> = HashMap::new();
+    for a in &report.accounts {
+        let Some(id) = a.campaign_id.as_deref() else {
+            continue;
+        };
+        let t = w.truth.get(&a.account_id);
+        let e = reported.entry(id).or_default();
+        e.0 += u64::from(t.is_some_and(|t| t.attack));
+        e.1 += 1;
+        if let Some(c) = t.filter(|t| t.attack).and_then(|t| t.campaign) {
+            *placed.entry((c, id)).or_default() += 1;
+        }
+    }
+    let mut best: Vec<Option<(u64, &str)>> = vec![None; n];
+    for ((c, id), m) in &placed {
+        let b = &mut best[*c as usize];
+        // Ties go to the lower id, so the result does not depend on
+        // hash order.
+        if b.is_none_or(|(bm, bid)| *m > bm || (*m == bm && *id < bid)) {
+            *b = Some((*m, id));
+        }
+    }
     let mut accounts = vec![0u64; n];
     let mut flagged = vec![0u64; n];
     let mut resp = vec![(0u64, 0u64); n];
@@ -419,6 +497,14 @@ pub fn judge(
             responses_flagged: resp[c].1,
             batch_accounts: batch[c].0,
             batch_flagged: batch[c].1,
+            bad_keys: keys[c].0,
+            bad_keys_flagged: keys[c].1,
+            honest_keys: keys[c].2,
+            honest_keys_flagged: keys[c].3,
+            completeness: best[c].map_or(0.0, |(m, _)| m as f64 / accounts[c].max(1) as f64),
+            purity: best[c]
+                .and_then(|(_, id)| reported.get(id))
+                .map_or(1.0, |(a, all)| *a as f64 / (*all).max(1) as f64),
         });
     }
     out
@@ -652,4 +738,95 @@ pub fn judge_all(
 
 fn round9(x: f64) -> f64 {
     (x * 1e9).round() / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::PerRequest;
+    use distillguard_core::Timestamp;
+
+    fn rec(ts_s: i64, account: &str, key: &str) -> Record {
+        let text = format!(
+            r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","messages":[{{"role":"user","content":"what should I cook tonight, take {ts_s}"}}]}}}}"#,
+            Timestamp(1_771_200_000_000 + ts_s * 60_000)
+        );
+        let e = distillguard_core::parse_event_line(&text).unwrap();
+        let intel = distillguard_stix::Intel::default();
+        crate::record(
+            &e,
+            &PerRequest {
+                intel: &intel,
+                link_keys: true,
+            },
+        )
+    }
+
+    /// A reseller ("ann", in campaign c) harvests on one key and serves a
+    /// customer on another; "bob" is honest. Keys are counted per
+    /// campaign: the harvesting key as bad, the customer's as the
+    /// account's other key; bob's keys in neither.
+    #[test]
+    fn keys_are_judged_against_the_truth_s_harvesting_keys() {
+        let mut records = Vec::new();
+        for t in 0..8 {
+            records.push(rec(t, "ann", &format!("ann_key_{}", t % 2)));
+            records.push(rec(t, "bob", "bob_key"));
+        }
+        let truth = [
+            (
+                "ann".to_string(),
+                true,
+                Some("c".to_string()),
+                Some("fam".to_string()),
+                None,
+            ),
+            ("bob".to_string(), false, None, None, None),
+        ];
+        let world = LabelledWorld::new("w".into(), records, truth, HashMap::new(), Vec::new())
+            .with_bad_keys(["ann_key_0".to_string()]);
+        let w = Weights::embedded();
+        let judge_with = |t: Thresholds| judge(&world, &w, t, Default::default(), Leave(None));
+        // Everything flagged: both of ann's keys, one of each kind.
+        let all = Thresholds {
+            monitor: 0.0,
+            throttle: 0.0,
+            block: 0.0,
+            min_requests: 1,
+        };
+        let j = judge_with(all);
+        let c = &j.campaigns[0];
+        assert_eq!(
+            (
+                c.bad_keys,
+                c.bad_keys_flagged,
+                c.honest_keys,
+                c.honest_keys_flagged
+            ),
+            (1, 1, 1, 1),
+            "{c:?}"
+        );
+        // Nothing flagged: the counts stay, the flags go.
+        let none = Thresholds {
+            monitor: 2.0,
+            throttle: 2.0,
+            block: 2.0,
+            min_requests: 1,
+        };
+        let c = judge_with(none).campaigns[0].clone();
+        assert_eq!(
+            (
+                c.bad_keys,
+                c.bad_keys_flagged,
+                c.honest_keys,
+                c.honest_keys_flagged
+            ),
+            (1, 0, 1, 0),
+            "{c:?}"
+        );
+        // One account in the campaign, linked to nothing: no reported
+        // campaign holds it.
+        assert_eq!((c.completeness, c.purity), (0.0, 1.0));
+    }
 }
