@@ -30,6 +30,43 @@ enum ExfilCommand {
     Simulate(SimulateArgs),
     /// Score an exfiltration report against the truth.
     Eval(EvalArgs),
+    /// Follow a directory that receives audit logs (CloudTrail's delivery
+    /// tree synced from S3, or any `.json`/`.jsonl` files, gzipped or
+    /// not): each principal flagged is printed as it happens (JSON
+    /// Lines); the report is written when stopped (SIGTERM or Ctrl-C).
+    Watch(WatchArgs),
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// The directory (read recursively; files are taken in name order,
+    /// which is time order for CloudTrail's file names).
+    dir: PathBuf,
+    /// The asset map and detector settings (TOML; docs/exfiltration.md).
+    #[arg(long)]
+    assets: PathBuf,
+    /// HR feeds of departures and teams, as for `analyze`.
+    #[arg(long)]
+    hr: Vec<PathBuf>,
+    /// auto (decided per line), cloudtrail, gcp or generic.
+    #[arg(long, default_value = "auto", value_parser = parse_source)]
+    source: SourceFormat,
+    /// Seconds between looks at the directory.
+    #[arg(long, default_value = "10")]
+    poll_secs: std::num::NonZeroU64,
+    /// A file is read once it has not changed for this many seconds (a
+    /// sync still writing it is left for the next look).
+    #[arg(long, default_value_t = 2)]
+    settle_secs: u64,
+    /// Read what the directory holds now, then stop (a backfill).
+    #[arg(long)]
+    once: bool,
+    /// Write the report (JSON) here when stopped.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Parsing threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -106,15 +143,23 @@ pub(crate) fn run(args: ExfilArgs) -> Result<ExitCode> {
         ExfilCommand::Analyze(a) => analyze(a),
         ExfilCommand::Simulate(a) => simulate(a),
         ExfilCommand::Eval(a) => eval(a),
+        ExfilCommand::Watch(a) => watch(a),
     }
 }
 
-fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.assets)
-        .with_context(|| format!("reading {}", a.assets.display()))?;
-    let (mut map, cfg) = ExfilConfig::from_toml(&text)
-        .with_context(|| format!("asset map {}", a.assets.display()))?;
-    for p in &a.hr {
+/// The asset map with the HR feeds' departures and teams.
+fn load_map(
+    assets: &Path,
+    hr: &[PathBuf],
+) -> Result<(
+    distillguard_exfil::AssetMap,
+    distillguard_exfil::DetectConfig,
+)> {
+    let text =
+        std::fs::read_to_string(assets).with_context(|| format!("reading {}", assets.display()))?;
+    let (mut map, cfg) =
+        ExfilConfig::from_toml(&text).with_context(|| format!("asset map {}", assets.display()))?;
+    for p in hr {
         let (name, mut r) = distillguard_core::reader::open_source(p)?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut r, &mut text)
@@ -123,6 +168,11 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         map.add_departures(feed.departures);
         map.add_members(feed.members);
     }
+    Ok((map, cfg))
+}
+
+fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
+    let (map, cfg) = load_map(&a.assets, &a.hr)?;
     let inputs: Vec<&Path> = a.input.iter().map(PathBuf::as_path).collect();
     let workers = a
         .threads
@@ -175,6 +225,147 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         ReportFormat::Table => write_table(&mut out, &report)?,
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Audit log files under `dir` not read yet and unchanged for `settle`,
+/// in name order.
+fn arrived(
+    dir: &Path,
+    read: &std::collections::HashSet<PathBuf>,
+    settle: std::time::Duration,
+) -> Result<Vec<PathBuf>> {
+    const KINDS: [&str; 6] = [
+        ".json",
+        ".jsonl",
+        ".json.gz",
+        ".jsonl.gz",
+        ".log",
+        ".log.gz",
+    ];
+    let now = std::time::SystemTime::now();
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("reading {}", d.display()))?;
+            let path = e.path();
+            let meta = e
+                .metadata()
+                .with_context(|| format!("reading {}", path.display()))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if !name.starts_with('.')
+                && KINDS.iter().any(|k| name.ends_with(k))
+                && !read.contains(&path)
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_none_or(|age| age >= settle)
+            {
+                out.push((name, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, p)| p).collect())
+}
+
+fn watch(a: WatchArgs) -> Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !a.dir.is_dir() {
+        bail!("{} is not a directory", a.dir.display());
+    }
+    let (map, cfg) = load_map(&a.assets, &a.hr)?;
+    let workers = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut stream = distillguard_exfil::Stream::new(map, cfg, a.source, workers);
+    // SIGTERM and Ctrl-C set `stop`; the loop ends at the next file.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    {
+        let _in = rt.enter();
+        let signal = distillguard_gateway::shutdown_signal()?;
+        let stop = std::sync::Arc::clone(&stop);
+        rt.spawn(async move {
+            signal.await;
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let settle = std::time::Duration::from_secs(if a.once { 0 } else { a.settle_secs });
+    let poll = std::time::Duration::from_secs(a.poll_secs.get());
+    let mut read: std::collections::HashSet<PathBuf> = Default::default();
+    let mut out = io::stdout().lock();
+    let mut print = |flags: Vec<distillguard_exfil::detect::Flag>| -> Result<()> {
+        for f in flags {
+            serde_json::to_writer(&mut out, &f)?;
+            writeln!(out)?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    while !stop.load(Ordering::Relaxed) {
+        for path in arrived(&a.dir, &read, settle)? {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut bad: Vec<LineError> = Vec::new();
+            let stats = stream.read(&path, |e| {
+                if bad.len() < 1000 {
+                    bad.push(e);
+                }
+                Ok(())
+            })?;
+            crate::report_bad_lines(&bad, "skipped");
+            read.insert(path.clone());
+            let _ = writeln!(
+                io::stderr(),
+                "read {} ({} lines, {} rejected); {} files read",
+                path.display(),
+                stats.lines,
+                stats.rejected,
+                read.len()
+            );
+            print(stream.take_flags())?;
+        }
+        if a.once {
+            break;
+        }
+        let until = std::time::Instant::now() + poll;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    // What the reorder window holds is judged before the report.
+    stream.flush();
+    print(stream.take_flags())?;
+    let report = stream.finish();
+    let _ = writeln!(
+        io::stderr(),
+        "stopped after {} files: {} accesses of {} principals, {} flagged",
+        read.len(),
+        report.stats.accesses,
+        report.stats.principals,
+        report
+            .principals
+            .iter()
+            .filter(|p| p.flagged_at.is_some())
+            .count()
+    );
+    if let Some(p) = &a.out {
+        let mut f =
+            BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
+        serde_json::to_writer_pretty(&mut f, &report)?;
+        writeln!(f)?;
+        f.flush()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

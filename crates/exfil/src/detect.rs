@@ -150,6 +150,14 @@ pub const SIGNALS: [Signal; 12] = [
     Signal::Egress,
 ];
 
+/// A signal's name as reports spell it (`slow_drip`).
+fn signal_name(s: Signal) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 impl Signal {
     fn bit(self) -> u16 {
         1 << (self as u16)
@@ -353,6 +361,21 @@ mod opt_ts {
     }
 }
 
+/// A principal flagged, as it happens (`exfil watch` prints one a line):
+/// the first flag of each day it is flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub principal: String,
+    #[serde(with = "ts_text")]
+    pub flagged_at: i64,
+    /// The 24-hour weight sum that crossed `flag_score`.
+    pub score: f64,
+    /// The first flag of this principal (later ones are new days).
+    pub first: bool,
+    /// The reasons of the alerts in force (the last 24 hours').
+    pub reasons: Vec<String>,
+}
+
 /// Counts of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -433,6 +456,8 @@ pub struct Detector {
     principals: HashMap<String, State, FxBuild>,
     /// One yardstick per team of the map, with its name.
     teams: Vec<(String, TeamBase)>,
+    /// Flags raised since [`Detector::take_flags`] last ran.
+    new_flags: Vec<Flag>,
     stats: Stats,
 }
 
@@ -463,12 +488,19 @@ impl Detector {
             cfg,
             principals: HashMap::default(),
             teams,
+            new_flags: Vec::new(),
             stats: Stats::default(),
         }
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Principals flagged (or flagged again on a new day) since the last
+    /// call, in the order it happened.
+    pub fn take_flags(&mut self) -> Vec<Flag> {
+        std::mem::take(&mut self.new_flags)
     }
 
     /// Judges one access (in time order) and folds it in.
@@ -643,6 +675,19 @@ impl Detector {
                     if st.flags.len() < MAX_FLAGS {
                         st.flags.push(a.ts);
                     }
+                    self.new_flags.push(Flag {
+                        principal: a.principal.clone(),
+                        flagged_at: a.ts,
+                        score,
+                        first: st.flag_days == 1,
+                        reasons: st
+                            .alerts
+                            .iter()
+                            .chain(st.later.iter())
+                            .filter(|x| a.ts - x.ts < MS_PER_DAY)
+                            .map(|x| format!("{}: {}", signal_name(x.signal), x.reason))
+                            .collect(),
+                    });
                 }
             }
         }

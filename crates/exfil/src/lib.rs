@@ -75,36 +75,56 @@ impl Timed for Access {
     }
 }
 
-/// Reads every source (gz, `-` for stdin; on all cores, in file order),
-/// and runs the detector over the accesses in time order. Bad lines go to
-/// `bad` with their place and lose only themselves; `bad` returning an
-/// error stops the read (strict mode).
-pub fn analyze(
-    inputs: &[&Path],
+/// A detector fed one source at a time, in time order across them: what
+/// `exfil analyze` runs over its inputs, and `exfil watch` over the files
+/// that arrive in a directory. A record later than the reorder window is
+/// judged at once, out of order, and counted (`stats.late`).
+pub struct Stream {
+    det: Detector,
+    reorder: Reorder<Access>,
+    late: u64,
     format: SourceFormat,
-    map: AssetMap,
-    cfg: DetectConfig,
     workers: usize,
-    mut bad: impl FnMut(LineError) -> Result<(), ReadError>,
-) -> Result<(Report, ReadStats), ReadError> {
-    let window = i64::from(cfg.reorder_secs) * 1000;
-    let mut det = Detector::new(map, cfg);
-    let mut reorder = Reorder::new(window);
-    // A record later than the window is judged at once, out of order, and
-    // counted.
-    let mut late = 0u64;
-    let mut total = ReadStats::default();
-    for path in inputs {
-        let stats = distillguard_core::parallel::par_read(
-            path,
+}
+
+impl Stream {
+    pub fn new(map: AssetMap, cfg: DetectConfig, format: SourceFormat, workers: usize) -> Stream {
+        let window = i64::from(cfg.reorder_secs) * 1000;
+        Stream {
+            det: Detector::new(map, cfg),
+            reorder: Reorder::new(window),
+            late: 0,
+            format,
             workers,
+        }
+    }
+
+    /// Reads one source (gz detected, `-` for stdin; on every core). Bad
+    /// lines go to `bad` with their place and lose only themselves; `bad`
+    /// returning an error stops the read (strict mode).
+    pub fn read(
+        &mut self,
+        path: &Path,
+        mut bad: impl FnMut(LineError) -> Result<(), ReadError>,
+    ) -> Result<ReadStats, ReadError> {
+        let Stream {
+            det,
+            reorder,
+            late,
+            format,
+            workers,
+        } = self;
+        let format = *format;
+        distillguard_core::parallel::par_read(
+            path,
+            *workers,
             |line| source::parse_line(format, line),
             |item| {
                 match item {
                     Ok(accesses) => {
                         for a in accesses {
                             if reorder.check(&a).is_err() {
-                                late += 1;
+                                *late += 1;
                                 det.observe(&a);
                             } else {
                                 let _ = reorder.push(a, |a| det.observe(&a));
@@ -115,17 +135,53 @@ pub fn analyze(
                 }
                 Ok(())
             },
-        )?;
-        total.lines += stats.lines;
-        total.blank += stats.blank;
-        total.accepted += stats.accepted;
-        total.rejected += stats.rejected;
-        total.bytes += stats.bytes;
+        )
     }
-    reorder.finish(|a| det.observe(&a));
-    let mut report = det.report();
-    report.stats.late = late;
-    Ok((report, total))
+
+    /// Principals flagged (or flagged again on a new day) since the last
+    /// call, in the order it happened.
+    pub fn take_flags(&mut self) -> Vec<detect::Flag> {
+        self.det.take_flags()
+    }
+
+    /// Judges everything the reorder window still holds: the end of the
+    /// input, for now (a record that comes later than it is late).
+    pub fn flush(&mut self) {
+        let det = &mut self.det;
+        self.reorder.flush(|a| det.observe(&a));
+    }
+
+    /// Judges what the reorder window still holds and writes the report.
+    pub fn finish(mut self) -> Report {
+        let det = &mut self.det;
+        self.reorder.finish(|a| det.observe(&a));
+        let mut report = self.det.report();
+        report.stats.late = self.late;
+        report
+    }
+}
+
+/// Reads every source in turn (see [`Stream::read`]) and runs the
+/// detector over the accesses in time order.
+pub fn analyze(
+    inputs: &[&Path],
+    format: SourceFormat,
+    map: AssetMap,
+    cfg: DetectConfig,
+    workers: usize,
+    mut bad: impl FnMut(LineError) -> Result<(), ReadError>,
+) -> Result<(Report, ReadStats), ReadError> {
+    let mut stream = Stream::new(map, cfg, format, workers);
+    let mut total = ReadStats::default();
+    for path in inputs {
+        let s = stream.read(path, &mut bad)?;
+        total.lines += s.lines;
+        total.blank += s.blank;
+        total.accepted += s.accepted;
+        total.rejected += s.rejected;
+        total.bytes += s.bytes;
+    }
+    Ok((stream.finish(), total))
 }
 
 #[cfg(test)]

@@ -440,12 +440,13 @@ impl Pipeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use distillguard_detect::engine::Weights;
 
-    fn line(ts_s: i64, account: &str, key: &str) -> Event {
+    /// A quiet request of `account` on `key`, `ts_s` minutes in.
+    pub(crate) fn line(ts_s: i64, account: &str, key: &str) -> Event {
         let text = format!(
             r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","messages":[{{"role":"user","content":"what should I cook tonight, take {ts_s}"}}]}}}}"#,
             Timestamp(1_771_200_000_000 + ts_s * 60_000)

@@ -745,17 +745,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::PerRequest;
-    use distillguard_core::Timestamp;
 
     fn rec(ts_s: i64, account: &str, key: &str) -> Record {
-        let text = format!(
-            r#"{{"ts":"{}","account_id":"{account}","api_key_id":"{key}","request":{{"model":"m","messages":[{{"role":"user","content":"what should I cook tonight, take {ts_s}"}}]}}}}"#,
-            Timestamp(1_771_200_000_000 + ts_s * 60_000)
-        );
-        let e = distillguard_core::parse_event_line(&text).unwrap();
         let intel = distillguard_stix::Intel::default();
         crate::record(
-            &e,
+            &crate::tests::line(ts_s, account, key),
             &PerRequest {
                 intel: &intel,
                 link_keys: true,

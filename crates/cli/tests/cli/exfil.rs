@@ -315,3 +315,162 @@ fn an_hr_staff_list_makes_teams_that_judge_a_newcomer() {
         assert!(alerts_of(&with, who).is_empty(), "{who}");
     }
 }
+
+/// `exfil watch` follows a directory as CloudTrail files arrive: the flags
+/// it prints as it goes, and the report it writes when stopped with
+/// SIGTERM, are those of `exfil analyze` over the same files in the same
+/// order; `--once` reads what is there and stops.
+#[test]
+fn exfil_watch_follows_a_directory_and_flags_as_files_arrive() {
+    use std::io::{BufRead, Read};
+    let d = dir("exfil-watch");
+    let s = d.to_str().unwrap();
+    ok(&[
+        "exfil", "simulate", "--seed", "8", "--days", "45", "--scale", "0.4", "--out", s,
+    ]);
+    // The delivery lines, split into ten files as a sync would bring them.
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(d.join("cloudtrail.jsonl.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let staged = d.join("staged");
+    let watched = d.join("watched");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::create_dir_all(watched.join("AWSLogs/111122223333")).unwrap();
+    let chunk = lines.len().div_ceil(10);
+    let mut files = Vec::new();
+    for (i, part) in lines.chunks(chunk).enumerate() {
+        let name = format!("111122223333_CloudTrail_us-east-1_part{i:02}.json");
+        std::fs::write(staged.join(&name), part.join("\n") + "\n").unwrap();
+        files.push(name);
+    }
+    let assets = format!("{s}/assets.toml");
+    // What analyze says of the same files in the same order.
+    let mut args: Vec<String> = vec!["exfil".into(), "analyze".into()];
+    args.extend(files.iter().map(|f| staged.join(f).display().to_string()));
+    args.extend([
+        "--assets".into(),
+        assets.clone(),
+        "--format".into(),
+        "json".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reference: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let flagged = |r: &serde_json::Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = r["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| !p["flagged_at"].is_null())
+            .map(|p| (p["principal"].to_string(), p["flagged_at"].to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!flagged(&reference).is_empty());
+    // Half the files are there when the watch starts, half come later.
+    let arrive = |range: std::ops::Range<usize>| {
+        for f in &files[range] {
+            std::fs::rename(staged.join(f), watched.join("AWSLogs/111122223333").join(f)).unwrap();
+        }
+    };
+    arrive(0..5);
+    let report = d.join("watch.json");
+    let err_path = d.join("watch.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args([
+            "exfil",
+            "watch",
+            watched.to_str().unwrap(),
+            "--assets",
+            &assets,
+            "--poll-secs",
+            "1",
+            "--settle-secs",
+            "0",
+            "--out",
+            report.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let printed = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let files_read = || {
+        std::fs::read_to_string(&err_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("read "))
+            .count()
+    };
+    let wait_for = |n: usize| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while files_read() < n {
+            assert!(
+                std::time::Instant::now() < until,
+                "{} of {n} files read",
+                files_read()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for(5);
+    arrive(5..10);
+    wait_for(10);
+    terminate(&child);
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&err_path).unwrap()
+    );
+    let printed = printed.join().unwrap();
+    let watched_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(flagged(&watched_report), flagged(&reference));
+    assert_eq!(watched_report["principals"], reference["principals"]);
+    // Each principal's first flag was printed as it happened, with reasons.
+    let mut firsts: Vec<(String, String)> = printed
+        .iter()
+        .filter(|f| f["first"] == true)
+        .map(|f| (f["principal"].to_string(), f["flagged_at"].to_string()))
+        .collect();
+    firsts.sort();
+    assert_eq!(firsts, flagged(&reference));
+    assert!(
+        printed
+            .iter()
+            .all(|f| !f["reasons"].as_array().unwrap().is_empty())
+    );
+    // A backfill of the same directory with --once gives the same report.
+    let once = d.join("once.json");
+    let out = dg(&[
+        "exfil",
+        "watch",
+        watched.to_str().unwrap(),
+        "--assets",
+        &assets,
+        "--once",
+        "--out",
+        once.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let once: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&once).unwrap()).unwrap();
+    assert_eq!(once["principals"], reference["principals"]);
+    // Not a directory: a clear error.
+    let out = dg(&["exfil", "watch", &assets, "--assets", &assets, "--once"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+}
