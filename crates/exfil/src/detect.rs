@@ -1117,16 +1117,22 @@ fn egress(
     if ratio < cfg.egress_factor || week < cfg.min_spike_bytes as f64 {
         return;
     }
-    let by = if peers > own {
-        format!("its team {}'s", team.map_or("", |(n, _)| n.as_str()))
+    // Name the yardstick that set the bar.
+    let by = if expected > own.max(peers) {
+        "half a working week of this principal's usual days".to_string()
+    } else if peers > own {
+        format!(
+            "its team {}'s usual week out",
+            team.map_or("", |(n, _)| n.as_str())
+        )
     } else {
-        "this principal's".to_string()
+        "this principal's usual week out".to_string()
     };
     out.push((
         Signal::Egress,
         1.0,
         format!(
-            "{} of sensitive data read from outside the organisation in 7 days, {ratio:.1}× {by} usual week out ({})",
+            "{} of sensitive data read from outside the organisation in 7 days, {ratio:.1}× {by} ({})",
             gib(week),
             gib(expected)
         ),
