@@ -64,9 +64,46 @@ struct WatchArgs {
     /// Write the report (JSON) here when stopped.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Remember here which files were read and up to when flags were
+    /// printed; a restart reads those files again first, to rebuild the
+    /// baselines, without printing their flags again.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Parsing threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// What `exfil watch --state` keeps between runs.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchState {
+    /// Files read, in the order they were.
+    files: Vec<PathBuf>,
+    /// The latest flag printed (RFC 3339); flags up to it are not printed
+    /// again.
+    #[serde(default)]
+    printed_until: Option<String>,
+}
+
+impl WatchState {
+    fn load(path: &Path) -> Result<WatchState> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("watch state {}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(WatchState::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Written whole beside the file, then renamed over it: a crash
+    /// leaves the old state or the new one.
+    fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
 }
 
 #[derive(Args)]
@@ -302,38 +339,77 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
     let settle = std::time::Duration::from_secs(if a.once { 0 } else { a.settle_secs });
     let poll = std::time::Duration::from_secs(a.poll_secs.get());
     let mut read: std::collections::HashSet<PathBuf> = Default::default();
+    let mut state = match &a.state {
+        Some(p) => WatchState::load(p)?,
+        None => WatchState::default(),
+    };
+    let mut printed_until = match &state.printed_until {
+        Some(t) => Some(
+            distillguard_core::Timestamp::parse(t)
+                .map_err(|e| anyhow::anyhow!("watch state: printed_until: {e}"))?
+                .0,
+        ),
+        None => None,
+    };
     let mut out = io::stdout().lock();
-    let mut print = |flags: Vec<distillguard_exfil::detect::Flag>| -> Result<()> {
+    let mut print = |flags: Vec<distillguard_exfil::detect::Flag>,
+                     printed_until: &mut Option<i64>|
+     -> Result<()> {
         for f in flags {
+            if printed_until.is_some_and(|t| f.flagged_at <= t) {
+                continue;
+            }
             serde_json::to_writer(&mut out, &f)?;
             writeln!(out)?;
+            *printed_until = Some(f.flagged_at);
         }
         out.flush()?;
         Ok(())
     };
+    // The files of an earlier run first, in their order: their flags were
+    // printed then.
+    let earlier: Vec<PathBuf> = std::mem::take(&mut state.files);
+    let read_one = |path: &Path,
+                    stream: &mut distillguard_exfil::Stream,
+                    read: &mut std::collections::HashSet<PathBuf>,
+                    state: &mut WatchState|
+     -> Result<()> {
+        let mut bad: Vec<LineError> = Vec::new();
+        let stats = stream.read(path, |e| {
+            if bad.len() < 1000 {
+                bad.push(e);
+            }
+            Ok(())
+        })?;
+        crate::report_bad_lines(&bad, "skipped");
+        read.insert(path.to_path_buf());
+        state.files.push(path.to_path_buf());
+        let _ = writeln!(
+            io::stderr(),
+            "read {} ({} lines, {} rejected); {} files read",
+            path.display(),
+            stats.lines,
+            stats.rejected,
+            read.len()
+        );
+        Ok(())
+    };
+    for path in earlier.iter().filter(|p| p.exists()) {
+        read_one(path, &mut stream, &mut read, &mut state)?;
+        print(stream.take_flags(), &mut printed_until)?;
+    }
     while !stop.load(Ordering::Relaxed) {
         for path in arrived(&a.dir, &read, settle)? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let mut bad: Vec<LineError> = Vec::new();
-            let stats = stream.read(&path, |e| {
-                if bad.len() < 1000 {
-                    bad.push(e);
-                }
-                Ok(())
-            })?;
-            crate::report_bad_lines(&bad, "skipped");
-            read.insert(path.clone());
-            let _ = writeln!(
-                io::stderr(),
-                "read {} ({} lines, {} rejected); {} files read",
-                path.display(),
-                stats.lines,
-                stats.rejected,
-                read.len()
-            );
-            print(stream.take_flags())?;
+            read_one(&path, &mut stream, &mut read, &mut state)?;
+            print(stream.take_flags(), &mut printed_until)?;
+            if let Some(p) = &a.state {
+                state.printed_until =
+                    printed_until.map(|t| distillguard_core::Timestamp(t).to_string());
+                state.save(p)?;
+            }
         }
         if a.once {
             break;
@@ -345,7 +421,11 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
     }
     // What the reorder window holds is judged before the report.
     stream.flush();
-    print(stream.take_flags())?;
+    print(stream.take_flags(), &mut printed_until)?;
+    if let Some(p) = &a.state {
+        state.printed_until = printed_until.map(|t| distillguard_core::Timestamp(t).to_string());
+        state.save(p)?;
+    }
     let report = stream.finish();
     let _ = writeln!(
         io::stderr(),

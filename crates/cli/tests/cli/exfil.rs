@@ -469,6 +469,58 @@ fn exfil_watch_follows_a_directory_and_flags_as_files_arrive() {
     let once: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&once).unwrap()).unwrap();
     assert_eq!(once["principals"], reference["principals"]);
+    // Stopped and started again with --state: the second run reads the
+    // first run's files again (the baselines) without printing their
+    // flags twice, and ends where one run over everything would.
+    let again = d.join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    let from = watched.join("AWSLogs/111122223333");
+    let state = d.join("watch-state.json");
+    let run = |range: std::ops::Range<usize>| -> (Vec<serde_json::Value>, serde_json::Value) {
+        for f in &files[range] {
+            std::fs::copy(from.join(f), again.join(f)).unwrap();
+        }
+        let rep = d.join("again.json");
+        let out = dg(&[
+            "exfil",
+            "watch",
+            again.to_str().unwrap(),
+            "--assets",
+            &assets,
+            "--once",
+            "--state",
+            state.to_str().unwrap(),
+            "--out",
+            rep.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flags = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (
+            flags,
+            serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap(),
+        )
+    };
+    let (first_run, _) = run(0..5);
+    let (second_run, report) = run(5..10);
+    assert_eq!(report["principals"], reference["principals"]);
+    let mut both: Vec<(String, String)> = first_run
+        .iter()
+        .chain(second_run.iter())
+        .filter(|f| f["first"] == true)
+        .map(|f| (f["principal"].to_string(), f["flagged_at"].to_string()))
+        .collect();
+    both.sort();
+    assert_eq!(both, flagged(&reference));
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(kept["files"].as_array().unwrap().len(), 10);
     // Not a directory: a clear error.
     let out = dg(&["exfil", "watch", &assets, "--assets", &assets, "--once"]);
     assert!(!out.status.success());
