@@ -238,20 +238,17 @@ impl Shared {
     async fn call(&self, args: &[&[u8]]) -> Result<Reply, SharedError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let mut slot = self.pool[i].lock().await;
-        if slot.is_none() {
-            *slot = Some(Conn::open(&self.addr).await?);
-        }
-        let Some(c) = slot.as_mut() else {
-            return Err(SharedError::Protocol("no connection".into()));
+        // The connection is out of its slot while a command is in flight,
+        // and goes back only with its reply read. A call cut short (the
+        // caller's timeout drops this future) drops the connection with
+        // it: kept, it would hand the late reply to the next command.
+        let mut c = match slot.take() {
+            Some(c) => c,
+            None => Conn::open(&self.addr).await?,
         };
-        match c.call(args).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                // A broken connection is reopened on the next call.
-                *slot = None;
-                Err(e)
-            }
-        }
+        let r = c.call(args).await?;
+        *slot = Some(c);
+        Ok(r)
     }
 
     async fn sha(&self) -> Result<String, SharedError> {
@@ -440,6 +437,60 @@ mod tests {
         assert!(!k.contains("acct_") && !k.contains("key_1"), "{k}");
         assert_ne!(keys_of("key_1", "acct_y", Unit::Requests).1, a);
         assert_ne!(keys_of("key_1", "acct_{x}", Unit::Tokens).1, a);
+    }
+
+    /// A RESP server that answers `GET k` with `k`, after `delay` for
+    /// the key `slow`; each connection on its own task.
+    async fn fake_redis(delay: Duration) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut r = BufReader::new(r);
+                    loop {
+                        // *2 $3 GET $n key
+                        let mut lines = Vec::new();
+                        for _ in 0..5 {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            lines.push(line.trim_end().to_string());
+                        }
+                        let key = lines[4].clone();
+                        if key == "slow" {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let reply = format!("${}\r\n{key}\r\n", key.len());
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_command_does_not_hand_its_reply_to_the_next() {
+        let addr = fake_redis(Duration::from_millis(300)).await;
+        let s = Shared::new(&format!("redis://{addr}"), Duration::from_millis(100), 1).unwrap();
+        let get = |k: &'static str| {
+            let s = &s;
+            async move { s.timed(&[b"GET", k.as_bytes()]).await }
+        };
+        assert!(matches!(get("slow").await, Err(SharedError::Timeout(_))));
+        // The late "slow" reply must not answer these.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for k in ["first", "second"] {
+            match get(k).await {
+                Ok(Reply::Bulk(Some(b))) => assert_eq!(b, k.as_bytes()),
+                other => panic!("{k}: {other:?}"),
+            }
+        }
     }
 
     #[test]
