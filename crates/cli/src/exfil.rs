@@ -42,15 +42,8 @@ struct WatchArgs {
     /// The directory (read recursively; files are taken in name order,
     /// which is time order for CloudTrail's file names).
     dir: PathBuf,
-    /// The asset map and detector settings (TOML; docs/exfiltration.md).
-    #[arg(long)]
-    assets: PathBuf,
-    /// HR feeds of departures and teams, as for `analyze`.
-    #[arg(long)]
-    hr: Vec<PathBuf>,
-    /// auto (decided per line), cloudtrail, gcp or generic.
-    #[arg(long, default_value = "auto", value_parser = parse_source)]
-    source: SourceFormat,
+    #[command(flatten)]
+    map: MapArgs,
     /// Seconds between looks at the directory.
     #[arg(long, default_value = "10")]
     poll_secs: std::num::NonZeroU64,
@@ -69,9 +62,56 @@ struct WatchArgs {
     /// baselines, without printing their flags again.
     #[arg(long)]
     state: Option<PathBuf>,
+}
+
+/// What `analyze` and `watch` read logs with: the map, the HR feeds, the
+/// source format, the threads.
+#[derive(Args)]
+struct MapArgs {
+    /// The asset map and detector settings (TOML; docs/exfiltration.md).
+    #[arg(long)]
+    assets: PathBuf,
+    /// An HR feed of departures and teams (CSV with a header, or JSONL;
+    /// gzip detected, `-` for standard input), beside the asset map's own
+    /// `[[departure]]` and `[[team]]` entries; may be given more than once.
+    #[arg(long)]
+    hr: Vec<PathBuf>,
+    /// auto (decided per line), cloudtrail, gcp or generic.
+    #[arg(long, default_value = "auto", value_parser = parse_source)]
+    source: SourceFormat,
     /// Parsing threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+impl MapArgs {
+    fn workers(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// The asset map with the HR feeds' departures and teams.
+    fn load(
+        &self,
+    ) -> Result<(
+        distillguard_exfil::AssetMap,
+        distillguard_exfil::DetectConfig,
+    )> {
+        let text = std::fs::read_to_string(&self.assets)
+            .with_context(|| format!("reading {}", self.assets.display()))?;
+        let (mut map, cfg) = ExfilConfig::from_toml(&text)
+            .with_context(|| format!("asset map {}", self.assets.display()))?;
+        for p in &self.hr {
+            let (name, mut r) = distillguard_core::reader::open_source(p)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut r, &mut text)
+                .with_context(|| format!("reading HR feed {name}"))?;
+            let feed = distillguard_exfil::hr::parse(&name, &text)?;
+            map.add_departures(feed.departures);
+            map.add_members(feed.members);
+        }
+        Ok((map, cfg))
+    }
 }
 
 /// What `exfil watch --state` keeps between runs.
@@ -80,10 +120,9 @@ struct WatchArgs {
 struct WatchState {
     /// Files read, in the order they were.
     files: Vec<PathBuf>,
-    /// The latest flag printed (RFC 3339); flags up to it are not printed
-    /// again.
+    /// The latest flag printed; flags up to it are not printed again.
     #[serde(default)]
-    printed_until: Option<String>,
+    printed_until: Option<distillguard_core::Timestamp>,
 }
 
 impl WatchState {
@@ -111,17 +150,8 @@ struct AnalyzeArgs {
     /// Audit logs (`.json`, `.jsonl`, gzip detected, `-` for standard input).
     #[arg(required = true)]
     input: Vec<PathBuf>,
-    /// The asset map and detector settings (TOML; docs/exfiltration.md).
-    #[arg(long)]
-    assets: PathBuf,
-    /// An HR feed of departures and teams (CSV with a header, or JSONL;
-    /// gzip detected, `-` for standard input), beside the asset map's own
-    /// `[[departure]]` and `[[team]]` entries; may be given more than once.
-    #[arg(long)]
-    hr: Vec<PathBuf>,
-    /// auto (decided per line), cloudtrail, gcp or generic.
-    #[arg(long, default_value = "auto", value_parser = parse_source)]
-    source: SourceFormat,
+    #[command(flatten)]
+    map: MapArgs,
     /// Output: `table` for people, `json` for tools, `jsonl` for one
     /// principal per line.
     #[arg(long, value_enum, default_value = "table")]
@@ -132,9 +162,6 @@ struct AnalyzeArgs {
     /// Stop at the first malformed line (exit code 2).
     #[arg(long)]
     strict: bool,
-    /// Parsing threads (default: every core).
-    #[arg(long)]
-    threads: Option<usize>,
 }
 
 fn parse_source(s: &str) -> Result<SourceFormat, distillguard_core::Invalid> {
@@ -184,48 +211,23 @@ pub(crate) fn run(args: ExfilArgs) -> Result<ExitCode> {
     }
 }
 
-/// The asset map with the HR feeds' departures and teams.
-fn load_map(
-    assets: &Path,
-    hr: &[PathBuf],
-) -> Result<(
-    distillguard_exfil::AssetMap,
-    distillguard_exfil::DetectConfig,
-)> {
-    let text =
-        std::fs::read_to_string(assets).with_context(|| format!("reading {}", assets.display()))?;
-    let (mut map, cfg) =
-        ExfilConfig::from_toml(&text).with_context(|| format!("asset map {}", assets.display()))?;
-    for p in hr {
-        let (name, mut r) = distillguard_core::reader::open_source(p)?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut r, &mut text)
-            .with_context(|| format!("reading HR feed {name}"))?;
-        let feed = distillguard_exfil::hr::parse(&name, &text)?;
-        map.add_departures(feed.departures);
-        map.add_members(feed.members);
-    }
-    Ok((map, cfg))
-}
-
 fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let (map, cfg) = load_map(&a.assets, &a.hr)?;
+    let (map, cfg) = a.map.load()?;
     let inputs: Vec<&Path> = a.input.iter().map(PathBuf::as_path).collect();
-    let workers = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = a.map.workers();
     let mut bad: Vec<LineError> = Vec::new();
     let strict = a.strict;
     let started = std::time::Instant::now();
-    let (report, stats) = distillguard_exfil::analyze(&inputs, a.source, map, cfg, workers, |e| {
-        if strict {
-            return Err(ReadError::Strict(e));
-        }
-        if bad.len() < 1000 {
-            bad.push(e);
-        }
-        Ok(())
-    })?;
+    let (report, stats) =
+        distillguard_exfil::analyze(&inputs, a.map.source, map, cfg, workers, |e| {
+            if strict {
+                return Err(ReadError::Strict(e));
+            }
+            if bad.len() < 1000 {
+                bad.push(e);
+            }
+            Ok(())
+        })?;
     crate::report_bad_lines(&bad, "skipped");
     let secs = started.elapsed().as_secs_f64();
     let mut err = io::stderr().lock();
@@ -316,11 +318,8 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
     if !a.dir.is_dir() {
         bail!("{} is not a directory", a.dir.display());
     }
-    let (map, cfg) = load_map(&a.assets, &a.hr)?;
-    let workers = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let mut stream = distillguard_exfil::Stream::new(map, cfg, a.source, workers);
+    let (map, cfg) = a.map.load()?;
+    let mut stream = distillguard_exfil::Stream::new(map, cfg, a.map.source, a.map.workers());
     // SIGTERM and Ctrl-C set `stop`; the loop ends at the next file.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -343,25 +342,17 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
         Some(p) => WatchState::load(p)?,
         None => WatchState::default(),
     };
-    let mut printed_until = match &state.printed_until {
-        Some(t) => Some(
-            distillguard_core::Timestamp::parse(t)
-                .map_err(|e| anyhow::anyhow!("watch state: printed_until: {e}"))?
-                .0,
-        ),
-        None => None,
-    };
     let mut out = io::stdout().lock();
     let mut print = |flags: Vec<distillguard_exfil::detect::Flag>,
-                     printed_until: &mut Option<i64>|
+                     printed_until: &mut Option<distillguard_core::Timestamp>|
      -> Result<()> {
         for f in flags {
-            if printed_until.is_some_and(|t| f.flagged_at <= t) {
+            if printed_until.is_some_and(|t| f.flagged_at <= t.0) {
                 continue;
             }
             serde_json::to_writer(&mut out, &f)?;
             writeln!(out)?;
-            *printed_until = Some(f.flagged_at);
+            *printed_until = Some(distillguard_core::Timestamp(f.flagged_at));
         }
         out.flush()?;
         Ok(())
@@ -396,7 +387,7 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
     };
     for path in earlier.iter().filter(|p| p.exists()) {
         read_one(path, &mut stream, &mut read, &mut state)?;
-        print(stream.take_flags(), &mut printed_until)?;
+        print(stream.take_flags(), &mut state.printed_until)?;
     }
     while !stop.load(Ordering::Relaxed) {
         for path in arrived(&a.dir, &read, settle)? {
@@ -404,10 +395,8 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
                 break;
             }
             read_one(&path, &mut stream, &mut read, &mut state)?;
-            print(stream.take_flags(), &mut printed_until)?;
+            print(stream.take_flags(), &mut state.printed_until)?;
             if let Some(p) = &a.state {
-                state.printed_until =
-                    printed_until.map(|t| distillguard_core::Timestamp(t).to_string());
                 state.save(p)?;
             }
         }
@@ -421,9 +410,8 @@ fn watch(a: WatchArgs) -> Result<ExitCode> {
     }
     // What the reorder window holds is judged before the report.
     stream.flush();
-    print(stream.take_flags(), &mut printed_until)?;
+    print(stream.take_flags(), &mut state.printed_until)?;
     if let Some(p) = &a.state {
-        state.printed_until = printed_until.map(|t| distillguard_core::Timestamp(t).to_string());
         state.save(p)?;
     }
     let report = stream.finish();

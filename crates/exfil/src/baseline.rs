@@ -69,6 +69,29 @@ impl Seen {
     }
 }
 
+/// The sum of `days`, each counted up to `cap`.
+fn capped_sum(days: &[u64], cap: f64) -> f64 {
+    days.iter().map(|d| (*d as f64).min(cap)).sum()
+}
+
+/// The oldest value of a ring by day (`day`'s slot is today's, the next
+/// one the oldest) that `held` accepts.
+fn oldest_held<T: Copy>(ring: &[T], day: i64, held: impl Fn(&T) -> bool) -> Option<T> {
+    let n = ring.len();
+    let oldest = (day + 1).rem_euclid(n as i64) as usize;
+    (0..n).map(|k| ring[(oldest + k) % n]).find(|v| held(v))
+}
+
+/// The sensitive bytes of a spike day against days whose log10(1 + bytes)
+/// have this mean and variance: 4 standard deviations above (at least
+/// 0.15 decades each), and at least 10× the usual day.
+pub fn spike_level(mean: f64, var: f64) -> f64 {
+    let sd = var.max(0.0).sqrt().max(0.15);
+    let by_sd = 10f64.powf(mean + 4.0 * sd) - 1.0;
+    let by_ratio = 10.0 * (10f64.powf(mean) - 1.0);
+    by_sd.max(by_ratio)
+}
+
 /// Bytes are judged on a log scale: a day of 2 GB against a usual 1 GB is
 /// ordinary; 200 GB against 1 GB is not.
 fn log_bytes(b: u64) -> f64 {
@@ -107,9 +130,8 @@ pub struct Baseline {
     pub day_accesses: u32,
     /// Sensitive bytes per day for the last [`DRIP_DAYS`] days (ring by day).
     drip: [u64; DRIP_DAYS],
-    /// Today's sensitive bytes read from outside the organisation.
-    pub day_outside: u64,
-    /// The same per day for the last [`EGRESS_DAYS`] days (ring by day).
+    /// Sensitive bytes read from outside the organisation per day for the
+    /// last [`EGRESS_DAYS`] days (ring by day; today's slot is today's).
     egress: [u64; EGRESS_DAYS],
     /// Mean sensitive bytes read from outside per active day (arithmetic,
     /// α = 1/60, days capped at 4× the usual day, like `slow_mean`).
@@ -163,7 +185,7 @@ impl Baseline {
             if self.day_accesses > 0 {
                 closed = Some(ClosedDay {
                     sensitive: self.day_sensitive,
-                    outside: self.day_outside,
+                    outside: self.day_outside(),
                 });
                 self.close_day();
             }
@@ -190,7 +212,6 @@ impl Baseline {
             self.day = day;
             self.day_bytes = 0;
             self.day_sensitive = 0;
-            self.day_outside = 0;
             self.day_accesses = 0;
         }
         let hour = ts.div_euclid(MS_PER_HOUR);
@@ -217,11 +238,11 @@ impl Baseline {
         // 28 of its usual days.
         let cap = 4.0 * (10f64.powf(self.mean) - 1.0).max(1.0);
         let capped = (self.day_sensitive as f64).min(cap);
-        let outside = (self.day_outside as f64).min(cap);
+        let outside = (self.day_outside() as f64).min(cap);
         if self.active_days == 1 {
             self.mean = x;
             self.slow_mean = self.day_sensitive as f64;
-            self.outside_mean = self.day_outside as f64;
+            self.outside_mean = self.day_outside() as f64;
             self.var = 0.25;
         } else {
             let slow = (1.0 / self.active_days as f64).max(1.0 / 60.0);
@@ -247,9 +268,13 @@ impl Baseline {
         let slot = self.day.rem_euclid(DRIP_DAYS as i64) as usize;
         self.drip[slot] += sensitive;
         if outside {
-            self.day_outside += sensitive;
             self.egress[self.day.rem_euclid(EGRESS_DAYS as i64) as usize] += sensitive;
         }
+    }
+
+    /// Today's sensitive bytes read from outside the organisation.
+    pub fn day_outside(&self) -> u64 {
+        self.egress[self.day.rem_euclid(EGRESS_DAYS as i64) as usize]
     }
 
     /// The mean sensitive bytes an active day sent outside the
@@ -257,20 +282,19 @@ impl Baseline {
     /// ago (or the oldest values held): before anything in the egress
     /// window moved them.
     pub fn usual_outside_before_window(&self) -> (f64, f64) {
-        let oldest = (self.day + 1).rem_euclid(EGRESS_DAYS as i64) as usize;
-        (0..EGRESS_DAYS)
-            .map(|k| self.egress_then[(oldest + k) % EGRESS_DAYS])
-            .find(|(o, u)| o.is_finite() && u.is_finite())
-            .map_or((self.outside_mean, self.usual_day().0), |(o, u)| {
-                (f64::from(o), f64::from(u))
-            })
+        oldest_held(&self.egress_then, self.day, |(o, u)| {
+            o.is_finite() && u.is_finite()
+        })
+        .map_or((self.outside_mean, self.usual_day().0), |(o, u)| {
+            (f64::from(o), f64::from(u))
+        })
     }
 
     /// Sensitive bytes read from outside over the last [`EGRESS_DAYS`]
     /// days, today included, each day counted up to `cap`: a sustained
     /// move of data out, not one burst (a volume spike's business).
     pub fn egress_capped(&self, cap: f64) -> f64 {
-        self.egress.iter().map(|d| (*d as f64).min(cap)).sum()
+        capped_sum(&self.egress, cap)
     }
 
     /// The usual sensitive bytes of an active day (the geometric mean the
@@ -293,25 +317,15 @@ impl Baseline {
     /// The usual day as it stood [`DRIP_DAYS`] days ago (or the oldest
     /// value held), before anything in the drip window moved it.
     pub fn usual_before_window(&self) -> f64 {
-        // The slot after today's is the oldest day of the ring.
-        let oldest = (self.day + 1).rem_euclid(DRIP_DAYS as i64) as usize;
-        let then = (0..DRIP_DAYS)
-            .map(|k| self.slow_then[(oldest + k) % DRIP_DAYS])
-            .find(|v| v.is_finite() && *v > 0.0);
-        then.map_or(self.slow_mean, f64::from)
+        oldest_held(&self.slow_then, self.day, |v| v.is_finite() && *v > 0.0)
+            .map_or(self.slow_mean, f64::from)
     }
 
     /// Sensitive bytes a day would need to be a spike: 4 standard
     /// deviations above the usual day on the log scale, and at least 10×
     /// it; `None` while there is too little history.
     pub fn spike_level(&self, learning_days: u32) -> Option<f64> {
-        if self.active_days < learning_days {
-            return None;
-        }
-        let sd = self.var.max(0.0).sqrt().max(0.15);
-        let by_sd = 10f64.powf(self.mean + 4.0 * sd) - 1.0;
-        let by_ratio = 10.0 * (10f64.powf(self.mean) - 1.0);
-        Some(by_sd.max(by_ratio))
+        (self.active_days >= learning_days).then(|| spike_level(self.mean, self.var))
     }
 
     /// Sensitive bytes over the last `days` days (≤ [`DRIP_DAYS`]), today
@@ -331,7 +345,7 @@ impl Baseline {
     /// The same, each day counted up to `cap` bytes: sustained elevation,
     /// not one burst (a burst is a volume spike's business).
     pub fn drip_total_capped(&self, cap: f64) -> f64 {
-        self.drip.iter().map(|d| (*d as f64).min(cap)).sum()
+        capped_sum(&self.drip, cap)
     }
 
     /// Share of the principal's accesses that fell in UTC hour `h`.

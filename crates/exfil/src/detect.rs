@@ -306,11 +306,9 @@ impl TeamBase {
     /// The usual member-day and the level of a spike against it (4 σ
     /// above on the log scale, and at least 10× it).
     fn levels(&self) -> (f64, f64) {
-        let sd = self.var.max(0.0).sqrt().max(0.15);
-        let usual = 10f64.powf(self.mean) - 1.0;
         (
-            usual,
-            (10f64.powf(self.mean + 4.0 * sd) - 1.0).max(10.0 * usual),
+            10f64.powf(self.mean) - 1.0,
+            crate::baseline::spike_level(self.mean, self.var),
         )
     }
 }
@@ -1104,8 +1102,8 @@ fn egress(
     let (own_day, usual) = base.usual_outside_before_window();
     let usual = usual.max(1.0);
     let cap = 4.0 * usual;
-    let today = (base.day_outside + j.sensitive_bytes) as f64;
-    let week = base.egress_capped(cap) - (base.day_outside as f64).min(cap) + today.min(cap);
+    let today = (base.day_outside() + j.sensitive_bytes) as f64;
+    let week = base.egress_capped(cap) - (base.day_outside() as f64).min(cap) + today.min(cap);
     let days = crate::baseline::EGRESS_DAYS as f64 * base.active_share();
     let own = own_day * days;
     let peers = team.map_or(0.0, |(_, t)| t.outside * days);
